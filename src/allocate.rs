@@ -1,0 +1,449 @@
+//! The allocation algorithms: claimants and a budget in, a share per claimant out.
+//!
+//! Pure integer arithmetic, no I/O and no floating point, so results are exact and reproducible
+//! to the bit. All three algorithms are one mechanism, weighted max-min water-filling with a
+//! floor and a ceiling per claimant:
+//!
+//! * `equal`: every weight is 1;
+//! * `priority`: the claimant's weight;
+//! * `demand`: every weight is 1 and each ceiling is lowered to the claimant's demand (never
+//!   below its floor), so a light stream gets what it uses and the rest is split fairly among the
+//!   others.
+//!
+//! Water-filling finds the level `λ` such that `Σ clamp(wᵢ·λ, floorᵢ, ceilingᵢ) = budget` and
+//! gives each claimant `⌊clamp(wᵢ·λ, floorᵢ, ceilingᵢ)⌋`. `λ` is located exactly by a binary
+//! search over the sorted breakpoints `floorᵢ/wᵢ` and `ceilingᵢ/wᵢ` (compared as fractions in
+//! 128-bit integers), so a pass over 10,000 claimants is `O(n log n)`.
+
+use std::cmp::Ordering;
+
+use crate::config::Algorithm;
+
+/// One user who streams from outside, as the algorithms see them. Amounts are bits/s of the
+/// user's whole share (all of their streams together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimant {
+    /// Weight in thousandths (1000 = weight 1.0); only `priority` looks at it. At least 1.
+    pub weight_milli: u64,
+    /// Never allocate less (unless the ceiling is lower: the ceiling wins).
+    pub floor: u64,
+    /// Never allocate more.
+    pub ceiling: u64,
+    /// What the user's streams really use; only `demand` looks at it.
+    pub demand: u64,
+}
+
+/// Which bound decided a claimant's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The fair (weighted) level of the water-filling.
+    Fair,
+    /// Held up at the floor.
+    Floor,
+    /// Held down by the ceiling (max per user, admin's own limit, server limit).
+    Ceiling,
+    /// Held down by its demand (`demand` algorithm).
+    Demand,
+}
+
+/// The result of one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// One share per claimant, in input order, bits/s.
+    pub shares: Vec<u64>,
+    /// What decided each share.
+    pub bounds: Vec<Bound>,
+    /// The floors alone exceed the budget: every claimant got its floor and the sum is over.
+    pub overloaded: bool,
+}
+
+impl Allocation {
+    pub fn total(&self) -> u64 {
+        self.shares.iter().sum()
+    }
+}
+
+/// Convert a configured weight (e.g. `1.5`) to thousandths, at least 1.
+pub fn weight_milli(weight: f64) -> u64 {
+    ((weight * 1000.0).round() as u64).max(1)
+}
+
+/// Allocate `budget` bits/s among `claimants` with the given algorithm.
+pub fn allocate(algorithm: Algorithm, claimants: &[Claimant], budget: u64) -> Allocation {
+    let effective: Vec<Claimant> = claimants
+        .iter()
+        .map(|c| {
+            let ceiling = match algorithm {
+                Algorithm::Demand => c.ceiling.min(c.demand.max(c.floor)),
+                _ => c.ceiling,
+            };
+            Claimant {
+                weight_milli: match algorithm {
+                    Algorithm::Priority => c.weight_milli.max(1),
+                    _ => 1,
+                },
+                floor: c.floor.min(ceiling),
+                ceiling,
+                demand: c.demand,
+            }
+        })
+        .collect();
+    let (shares, overloaded) = water_fill(&effective, budget);
+    let bounds = shares
+        .iter()
+        .zip(claimants.iter().zip(&effective))
+        .map(|(&s, (orig, eff))| {
+            let demand_below_floor = algorithm == Algorithm::Demand && orig.demand <= eff.floor;
+            if s == eff.floor && (s < eff.ceiling || demand_below_floor) {
+                Bound::Floor
+            } else if s == eff.ceiling
+                && algorithm == Algorithm::Demand
+                && eff.ceiling < orig.ceiling
+            {
+                Bound::Demand
+            } else if s == eff.ceiling {
+                Bound::Ceiling
+            } else {
+                Bound::Fair
+            }
+        })
+        .collect();
+    Allocation {
+        shares,
+        bounds,
+        overloaded,
+    }
+}
+
+/// A breakpoint `value / weight` of the level function.
+#[derive(Clone, Copy)]
+struct Frac {
+    num: u128,
+    den: u128,
+}
+
+impl Frac {
+    fn cmp(&self, other: &Frac) -> Ordering {
+        (self.num * other.den).cmp(&(other.num * self.den))
+    }
+}
+
+/// Weighted max-min water-filling with floors and ceilings (`floor <= ceiling` per claimant).
+/// Returns the shares and whether the floors alone exceed the budget.
+fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
+    let budget = budget as u128;
+    let sum_floor: u128 = cs.iter().map(|c| c.floor as u128).sum();
+    if sum_floor >= budget {
+        return (cs.iter().map(|c| c.floor).collect(), sum_floor > budget);
+    }
+    let sum_ceiling: u128 = cs.iter().map(|c| c.ceiling as u128).sum();
+    if sum_ceiling <= budget {
+        return (cs.iter().map(|c| c.ceiling).collect(), false);
+    }
+
+    // Σ clamp(wᵢ·λ, fᵢ, cᵢ) scaled by the denominator of λ, compared with budget·den.
+    let level_sum = |l: Frac| -> u128 {
+        cs.iter()
+            .map(|c| {
+                let w = c.weight_milli as u128;
+                (w * l.num).clamp(c.floor as u128 * l.den, c.ceiling as u128 * l.den)
+            })
+            .sum()
+    };
+    let mut points: Vec<Frac> = cs
+        .iter()
+        .flat_map(|c| {
+            let den = c.weight_milli as u128;
+            [
+                Frac {
+                    num: c.floor as u128,
+                    den,
+                },
+                Frac {
+                    num: c.ceiling as u128,
+                    den,
+                },
+            ]
+        })
+        .collect();
+    points.sort_unstable_by(Frac::cmp);
+
+    // Largest k with level_sum(points[k]) <= budget. points[0] gives Σ floors < budget and the
+    // last point gives Σ ceilings > budget, so k exists and k + 1 is in range.
+    let (mut lo, mut hi) = (0usize, points.len() - 1);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if level_sum(points[mid]) <= budget * points[mid].den {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let (below, above) = (points[lo], points[hi]);
+
+    // Between the two breakpoints every claimant is pinned at its ceiling, pinned at its floor,
+    // or free; the free ones share what is left in proportion to their weights.
+    let mut rest = budget;
+    let mut free_weight: u128 = 0;
+    let mut state = Vec::with_capacity(cs.len());
+    for c in cs {
+        let w = c.weight_milli as u128;
+        let ceiling_pt = Frac {
+            num: c.ceiling as u128,
+            den: w,
+        };
+        let floor_pt = Frac {
+            num: c.floor as u128,
+            den: w,
+        };
+        if ceiling_pt.cmp(&below) != Ordering::Greater {
+            rest -= c.ceiling as u128;
+            state.push(Some(c.ceiling));
+        } else if floor_pt.cmp(&above) != Ordering::Less {
+            rest -= c.floor as u128;
+            state.push(Some(c.floor));
+        } else {
+            free_weight += w;
+            state.push(None);
+        }
+    }
+    debug_assert!(
+        free_weight > 0,
+        "a segment with no free claimant cannot cross the budget"
+    );
+    let shares = cs
+        .iter()
+        .zip(state)
+        .map(|(c, pinned)| {
+            pinned.unwrap_or_else(|| {
+                let s = (c.weight_milli as u128 * rest / free_weight) as u64;
+                s.clamp(c.floor, c.ceiling)
+            })
+        })
+        .collect();
+    (shares, false)
+}
+
+/// Round `value` down to a multiple of `step`, then keep it within `[floor, ceiling]`. Rounding
+/// down never takes a share above what the allocation gave, so the budget still holds.
+pub fn quantize(value: u64, step: u64, floor: u64, ceiling: u64) -> u64 {
+    let q = if step > 1 { value / step * step } else { value };
+    q.max(floor).min(ceiling)
+}
+
+/// True when `new` is within `percent` of `current`, so writing it is not worth a policy write.
+/// A current value of 0 ("server default") is never close to anything.
+pub fn within_hysteresis(current: u64, new: u64, percent: f64) -> bool {
+    current > 0 && (current.abs_diff(new) as f64) * 100.0 <= percent * current as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const M: u64 = 1_000_000;
+
+    fn c(floor: u64, ceiling: u64) -> Claimant {
+        Claimant {
+            weight_milli: 1000,
+            floor,
+            ceiling,
+            demand: 0,
+        }
+    }
+
+    #[test]
+    fn equal_split_to_the_bit() {
+        let a = allocate(Algorithm::Equal, &[c(0, u64::MAX); 3], 100);
+        assert_eq!(a.shares, vec![33, 33, 33]);
+        assert!(!a.overloaded);
+        let a = allocate(Algorithm::Equal, &[c(2 * M, 1000 * M); 4], 90 * M);
+        assert_eq!(a.shares, vec![22_500_000; 4]);
+        assert_eq!(a.bounds, vec![Bound::Fair; 4]);
+    }
+
+    #[test]
+    fn capped_claimant_leaves_its_unused_share_to_the_others() {
+        // An admin capped at 10 Mbps: the other two split the remaining 80.
+        let a = allocate(
+            Algorithm::Equal,
+            &[c(2 * M, 10 * M), c(2 * M, 1000 * M), c(2 * M, 1000 * M)],
+            90 * M,
+        );
+        assert_eq!(a.shares, vec![10 * M, 40 * M, 40 * M]);
+        assert_eq!(a.bounds, vec![Bound::Ceiling, Bound::Fair, Bound::Fair]);
+    }
+
+    #[test]
+    fn floors_win_and_overload_is_reported() {
+        let a = allocate(Algorithm::Equal, &[c(4 * M, 100 * M); 3], 10 * M);
+        assert_eq!(a.shares, vec![4 * M; 3]);
+        assert!(a.overloaded);
+        assert_eq!(a.bounds, vec![Bound::Floor; 3]);
+        // Exactly at the budget is not an overload.
+        let a = allocate(Algorithm::Equal, &[c(5 * M, 100 * M); 2], 10 * M);
+        assert!(!a.overloaded);
+    }
+
+    #[test]
+    fn floor_lifts_a_light_claimant_in_priority() {
+        // Weights 1 and 9 over 20 Mbps: the light one would get 2 Mbps but its floor is 3.
+        let mut light = c(3 * M, 100 * M);
+        light.weight_milli = 1000;
+        let mut heavy = c(3 * M, 100 * M);
+        heavy.weight_milli = 9000;
+        let a = allocate(Algorithm::Priority, &[light, heavy], 20 * M);
+        assert_eq!(a.shares, vec![3 * M, 17 * M]);
+        assert_eq!(a.bounds, vec![Bound::Floor, Bound::Fair]);
+    }
+
+    #[test]
+    fn priority_weights_split_proportionally() {
+        let mut a1 = c(0, u64::MAX);
+        a1.weight_milli = 2000;
+        let b1 = c(0, u64::MAX);
+        let a = allocate(Algorithm::Priority, &[a1, b1], 90 * M);
+        assert_eq!(a.shares, vec![60 * M, 30 * M]);
+        // Equal ignores the weights.
+        let a = allocate(Algorithm::Equal, &[a1, b1], 90 * M);
+        assert_eq!(a.shares, vec![45 * M, 45 * M]);
+    }
+
+    #[test]
+    fn demand_gives_light_streams_what_they_use_and_splits_the_rest() {
+        let audio = Claimant {
+            demand: 320_000,
+            ..c(M, 100 * M)
+        };
+        let hd = Claimant {
+            demand: 12 * M,
+            ..c(M, 100 * M)
+        };
+        let remux = Claimant {
+            demand: 80 * M,
+            ..c(M, 100 * M)
+        };
+        let a = allocate(Algorithm::Demand, &[audio, hd, remux], 60 * M);
+        // The audio stream's demand is below the floor: it gets the floor.
+        assert_eq!(a.shares, vec![M, 12 * M, 47 * M]);
+        assert_eq!(a.bounds, vec![Bound::Floor, Bound::Demand, Bound::Fair]);
+        // With room for everyone, nobody holds more than their demand.
+        let a = allocate(Algorithm::Demand, &[audio, hd], 60 * M);
+        assert_eq!(a.shares, vec![M, 12 * M]);
+    }
+
+    #[test]
+    fn ceiling_below_floor_wins() {
+        // An admin's own 1 Mbps cap is never raised, even with a 2 Mbps floor.
+        let a = allocate(Algorithm::Equal, &[c(2 * M, M), c(2 * M, 100 * M)], 50 * M);
+        assert_eq!(a.shares, vec![M, 49 * M]);
+    }
+
+    #[test]
+    fn empty_and_single() {
+        assert!(allocate(Algorithm::Equal, &[], 10).shares.is_empty());
+        assert_eq!(
+            allocate(Algorithm::Equal, &[c(1, 1_000)], 500).shares,
+            vec![500]
+        );
+    }
+
+    #[test]
+    fn quantize_rounds_down_within_bounds() {
+        assert_eq!(quantize(22_750_000, 500_000, 2 * M, 100 * M), 22_500_000);
+        assert_eq!(quantize(2_100_000, 500_000, 2_100_000, 100 * M), 2_100_000);
+        assert_eq!(quantize(150 * M, 500_000, 2 * M, 100 * M), 100 * M);
+    }
+
+    #[test]
+    fn hysteresis_band() {
+        assert!(within_hysteresis(20 * M, 20_900_000, 5.0));
+        assert!(within_hysteresis(20 * M, 19 * M, 5.0));
+        assert!(!within_hysteresis(20 * M, 21_500_000, 5.0));
+        assert!(!within_hysteresis(0, 1, 5.0));
+    }
+
+    fn claimants() -> impl Strategy<Value = Vec<Claimant>> {
+        prop::collection::vec(
+            (1u64..5_000, 0u64..20 * M, 0u64..200 * M, 0u64..100 * M).prop_map(
+                |(w, f, extra, demand)| Claimant {
+                    weight_milli: w,
+                    floor: f,
+                    ceiling: f + extra,
+                    demand,
+                },
+            ),
+            0..40,
+        )
+    }
+
+    fn algorithms() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::Equal),
+            Just(Algorithm::Priority),
+            Just(Algorithm::Demand)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn sum_within_budget_unless_floors_force_it(cs in claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
+            let a = allocate(alg, &cs, budget);
+            let floors: u64 = cs.iter().map(|c| c.floor.min(c.ceiling)).sum();
+            if a.overloaded {
+                prop_assert!(floors > budget);
+                prop_assert_eq!(a.total(), floors);
+            } else {
+                prop_assert!(a.total() <= budget);
+            }
+        }
+
+        #[test]
+        fn each_share_between_floor_and_ceiling(cs in claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
+            let a = allocate(alg, &cs, budget);
+            for (s, c) in a.shares.iter().zip(&cs) {
+                prop_assert!(*s <= c.ceiling);
+                prop_assert!(*s >= c.floor.min(c.ceiling));
+                if alg == Algorithm::Demand {
+                    prop_assert!(*s <= c.demand.max(c.floor).min(c.ceiling));
+                }
+            }
+        }
+
+        /// Max-min fairness: a claimant held below its ceiling never has a smaller weighted share
+        /// than one above its floor (within one bit of rounding).
+        #[test]
+        fn max_min_fair(cs in claimants(), budget in 0u64..2_000 * M) {
+            let a = allocate(Algorithm::Priority, &cs, budget);
+            for (i, ci) in cs.iter().enumerate() {
+                if a.shares[i] >= ci.ceiling { continue; }
+                for (j, cj) in cs.iter().enumerate() {
+                    if a.shares[j] <= cj.floor.min(cj.ceiling) { continue; }
+                    // shares[i]/wi >= shares[j]/wj, allowing the floor() of each share.
+                    let lhs = (a.shares[i] as u128 + 1) * cj.weight_milli as u128;
+                    let rhs = a.shares[j] as u128 * ci.weight_milli as u128;
+                    prop_assert!(lhs >= rhs, "i={i} j={j} {:?}", a.shares);
+                }
+            }
+        }
+
+        /// Unused budget only remains when every claimant is at its ceiling (no waste).
+        #[test]
+        fn work_conserving(cs in claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
+            let a = allocate(alg, &cs, budget);
+            let slack = budget.saturating_sub(a.total());
+            let capped = a.bounds.iter().all(|b| matches!(b, Bound::Ceiling | Bound::Demand));
+            prop_assert!(capped || slack <= cs.len() as u64, "slack {slack}");
+        }
+
+        #[test]
+        fn monotone_in_budget(cs in claimants(), budget in 0u64..1_000 * M, more in 0u64..1_000 * M, alg in algorithms()) {
+            let a = allocate(alg, &cs, budget);
+            let b = allocate(alg, &cs, budget + more);
+            for (x, y) in a.shares.iter().zip(&b.shares) {
+                prop_assert!(y >= x);
+            }
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! `jellydemon check`: configuration, reachability, version, API key valid and admin, the
+//! sessions and how they are classified, and the two classic set-up mistakes (a reverse proxy
+//! hiding client addresses, and jellydemon disagreeing with Jellyfin about who is local).
+//! Every failure is one line that says what to do.
+
+use std::fmt;
+
+use crate::config::{InternalRanges, Settings};
+use crate::jellyfin::{Client, ErrorKind, JellyfinError};
+use crate::ledger::Ledger;
+use crate::network::{self, Location};
+use crate::plan::{self, Snapshot, fmt_mbps};
+use crate::reconcile::ranges_from_jellyfin;
+use crate::report::fmt_limit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Info,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub level: Level,
+    pub text: String,
+}
+
+/// All lines of a check, in order.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub lines: Vec<Line>,
+}
+
+impl CheckReport {
+    fn push(&mut self, level: Level, text: impl Into<String>) {
+        self.lines.push(Line {
+            level,
+            text: text.into(),
+        });
+    }
+    pub fn failed(&self) -> bool {
+        self.lines.iter().any(|l| l.level == Level::Fail)
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in &self.lines {
+            let tag = match l.level {
+                Level::Ok => "ok  ",
+                Level::Info => "    ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            writeln!(f, "{tag} {}", l.text)?;
+        }
+        Ok(())
+    }
+}
+
+/// One line that tells the user what is wrong and what to do.
+pub fn explain(e: &JellyfinError, url: &str, settings: &Settings) -> String {
+    match e.kind {
+        ErrorKind::Connect => format!(
+            "cannot connect to {url} ({}): is Jellyfin running, and are the host and port in \
+             jellyfin.url right?",
+            e.detail
+        ),
+        ErrorKind::Dns => format!(
+            "the host name in jellyfin.url ({url}) does not resolve ({})",
+            e.detail
+        ),
+        ErrorKind::Tls => format!(
+            "TLS failed with {url} ({}): does this port speak https with a certificate this \
+             machine trusts? For a plain-http port use http://",
+            e.detail
+        ),
+        ErrorKind::Timeout => format!(
+            "{url} did not answer {} {} within {:?} (jellyfin.timeout): server overloaded or a \
+             firewall dropping packets?",
+            e.method, e.path, settings.jellyfin.timeout
+        ),
+        ErrorKind::Unauthorized => "the API key was rejected (HTTP 401): create one in \
+             Jellyfin's Dashboard -> API Keys and put it in jellyfin.api_key or api_key_file"
+            .to_string(),
+        ErrorKind::Forbidden => format!(
+            "the key is valid but not an administrator's (HTTP 403 on {}): jellydemon needs an \
+             API key from Dashboard -> API Keys to change user policies",
+            e.path
+        ),
+        ErrorKind::NotFound => format!(
+            "{url} answered 404 for {}: not Jellyfin at this URL, or a base path is missing or \
+             extra in jellyfin.url (e.g. /jellyfin)",
+            e.path
+        ),
+        ErrorKind::Decode => format!(
+            "{url} answered {} but not like Jellyfin does ({}): check jellyfin.url",
+            e.path, e.detail
+        ),
+        ErrorKind::Status(s) => format!(
+            "Jellyfin answered HTTP {s} to {} {}: {}",
+            e.method, e.path, e.detail
+        ),
+        ErrorKind::Other => format!("request to {url} failed: {}", e.detail),
+    }
+}
+
+/// Run every check. Stops early only where later checks cannot mean anything.
+pub async fn check(settings: &Settings) -> CheckReport {
+    let mut r = CheckReport::default();
+    let url = settings.jellyfin.url.clone();
+    let budget = settings.budget();
+    r.push(
+        Level::Ok,
+        format!(
+            "config: algorithm {}, budget {} ({} - {} reserved), floor {}",
+            settings.bandwidth.algorithm,
+            fmt_mbps(budget.budget_bps),
+            settings.bandwidth.total_upload_mbps,
+            settings.bandwidth.reserved_mbps,
+            fmt_mbps(budget.min_per_user_bps),
+        ),
+    );
+    match Ledger::open(&settings.state.file) {
+        Ok(l) => r.push(
+            Level::Ok,
+            format!(
+                "state file {}: {} user(s) with a recorded original",
+                settings.state.file.display(),
+                l.len()
+            ),
+        ),
+        Err(e) => r.push(Level::Fail, e.to_string()),
+    }
+    let key = match settings.api_key() {
+        Ok(k) => k,
+        Err(e) => {
+            r.push(Level::Fail, e.to_string());
+            return r;
+        }
+    };
+    let client = match Client::new(&url, &key, settings.jellyfin.timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            r.push(Level::Fail, e.detail);
+            return r;
+        }
+    };
+
+    match client.public_info().await {
+        Ok(info) => {
+            let version = info.version.clone().unwrap_or_else(|| "?".into());
+            r.push(
+                Level::Ok,
+                format!(
+                    "reachable: {} \"{}\" version {version} at {url}",
+                    info.product_name.as_deref().unwrap_or("Jellyfin"),
+                    info.server_name.as_deref().unwrap_or("?"),
+                ),
+            );
+            if !version_supported(&version) {
+                r.push(
+                    Level::Warn,
+                    format!("version {version} is older than 10.9, the oldest jellydemon is tested against"),
+                );
+            }
+        }
+        Err(e) => {
+            r.push(Level::Fail, explain(&e, &url, settings));
+            return r;
+        }
+    }
+    if let Err(e) = client.system_info().await {
+        r.push(Level::Fail, explain(&e, &url, settings));
+        return r;
+    }
+    r.push(Level::Ok, "API key accepted");
+    match client.check_admin().await {
+        Ok(()) => r.push(Level::Ok, "API key has administrator rights"),
+        Err(e) => {
+            r.push(Level::Fail, explain(&e, &url, settings));
+            return r;
+        }
+    }
+
+    let server_limit = match client.server_configuration().await {
+        Ok(c) => {
+            r.push(
+                Level::Ok,
+                format!(
+                    "server-wide remote limit: {}",
+                    fmt_limit(c.remote_client_bitrate_limit)
+                ),
+            );
+            c.remote_client_bitrate_limit
+        }
+        Err(e) => {
+            r.push(Level::Fail, explain(&e, &url, settings));
+            return r;
+        }
+    };
+    let jellyfin_net = match client.network_configuration().await {
+        Ok(n) => n,
+        Err(e) => {
+            r.push(Level::Fail, explain(&e, &url, settings));
+            return r;
+        }
+    };
+    let jellyfin_ranges = ranges_from_jellyfin(&jellyfin_net.local_network_subnets);
+    let configured = settings
+        .network
+        .internal_ranges()
+        .expect("validated at load");
+    let ranges = match &configured {
+        InternalRanges::FromJellyfin => {
+            r.push(
+                Level::Ok,
+                format!(
+                    "internal ranges imported from Jellyfin: {}",
+                    list(&jellyfin_ranges)
+                ),
+            );
+            jellyfin_ranges.clone()
+        }
+        InternalRanges::Fixed(nets) => {
+            r.push(
+                Level::Ok,
+                format!(
+                    "internal ranges from the config: {} (Jellyfin's: {})",
+                    list(nets),
+                    list(&jellyfin_ranges)
+                ),
+            );
+            nets.clone()
+        }
+    };
+    if !jellyfin_net.known_proxies.is_empty() {
+        r.push(
+            Level::Info,
+            format!(
+                "Jellyfin KnownProxies: {}",
+                jellyfin_net.known_proxies.join(", ")
+            ),
+        );
+    }
+
+    let (sessions, users) = match tokio::try_join!(client.sessions(), client.users()) {
+        Ok(x) => x,
+        Err(e) => {
+            r.push(Level::Fail, explain(&e, &url, settings));
+            return r;
+        }
+    };
+    // An unreadable state file was reported above; plan with no originals then.
+    let ledger = Ledger::open(&settings.state.file).unwrap_or_else(|_| Ledger::in_memory());
+    let plan = plan::plan(
+        &Snapshot {
+            sessions: &sessions,
+            users: &users,
+            server_limit,
+            ranges: &ranges,
+        },
+        &ledger,
+        settings,
+    );
+    r.push(
+        Level::Ok,
+        format!(
+            "{} user(s), {} managed; {} session(s)",
+            users.len(),
+            plan.decisions
+                .iter()
+                .filter(|d| d.role != plan::Role::Release)
+                .count(),
+            sessions.len()
+        ),
+    );
+    for v in &plan.sessions {
+        let where_ = match &v.location {
+            Location::Remote(ip) => format!("remote {}", network::display_ip(*ip)),
+            Location::Local(ip) => format!("local {}", network::display_ip(*ip)),
+            Location::Unknown(e) => format!("unknown endpoint ({e})"),
+        };
+        let state = if !v.playing {
+            "idle".to_string()
+        } else {
+            let rate = v
+                .rate
+                .map(|r| fmt_mbps(r.bps()))
+                .unwrap_or_else(|| "rate unknown".into());
+            format!("{}{rate}", if v.paused { "paused, " } else { "playing, " })
+        };
+        r.push(
+            Level::Info,
+            format!(
+                "session {}: {} on {}, {where_}, {state}",
+                short(&v.session_id),
+                v.user_name.as_deref().unwrap_or("(no user)"),
+                v.device
+            ),
+        );
+        if let (InternalRanges::Fixed(_), Some(ip)) = (&configured, v.location.ip()) {
+            let ours = v.location.is_remote();
+            let theirs = !network::is_internal(ip, &jellyfin_ranges);
+            if ours != theirs {
+                r.push(
+                    Level::Warn,
+                    format!(
+                        "{} is {} to jellydemon but {} to Jellyfin: {}",
+                        network::display_ip(ip),
+                        if ours { "remote" } else { "local" },
+                        if theirs { "remote" } else { "local" },
+                        if ours {
+                            "Jellyfin will not apply the limits jellydemon sets for it"
+                        } else {
+                            "Jellyfin limits it but jellydemon does not count it"
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    for w in &plan.warnings {
+        r.push(Level::Warn, w.clone());
+    }
+    r
+}
+
+fn list(nets: &[ipnet::IpNet]) -> String {
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// 10.9 or newer (versions are "10.10.7", "10.11.11", "12.0.0").
+fn version_supported(v: &str) -> bool {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (10, 9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(version_supported("10.9.11"));
+        assert!(version_supported("10.10.7"));
+        assert!(version_supported("12.0.0"));
+        assert!(!version_supported("10.8.13"));
+        assert!(!version_supported("?"));
+    }
+}

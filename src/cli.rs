@@ -1,0 +1,181 @@
+//! The command line: clap definitions (their doc comments are the `--help` text) and the
+//! dispatch of each command to the library. Exit codes are part of the interface; see
+//! [`exit`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::jellyfin::Client;
+use crate::ledger::Ledger;
+use crate::reconcile::{self, PassError};
+use crate::{check, report};
+
+/// Exit codes. Scripts can rely on them.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Unexpected internal error.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The configuration is missing or invalid.
+    pub const CONFIG: u8 = 3;
+    /// The state file (ledger) cannot be read or written.
+    pub const STATE: u8 = 4;
+    /// Jellyfin cannot be reached or refused a read (wrong URL, key, TLS, 5xx).
+    pub const JELLYFIN: u8 = 5;
+    /// The pass ran but at least one policy write (or restore) failed.
+    pub const WRITE_FAILED: u8 = 6;
+}
+
+/// Keeps each remote Jellyfin user's bitrate limit at a fair share of your upload link.
+///
+/// jellydemon reads who is streaming from outside your network (GET /Sessions), splits your
+/// upload budget among them, and sets each user's "Internet streaming bitrate limit"
+/// (Policy.RemoteClientBitrateLimit). The original limit of every user it changes is kept in a
+/// state file and put back by `jellydemon restore`.
+///
+/// Start with `jellydemon check`, then `jellydemon reconcile --once --dry-run` to see what it
+/// would do.
+#[derive(Debug, Parser)]
+#[command(name = "jellydemon", version, about, long_about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Configuration file (TOML). Every key can also be set as JELLYDEMON_SECTION__KEY,
+    /// e.g. JELLYDEMON_JELLYFIN__API_KEY.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "JELLYDEMON_CONFIG",
+        default_value = "/etc/jellydemon/config.toml"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 2 bad command line, 3 configuration error, \
+4 state file error, 5 Jellyfin unreachable or refused, 6 a write failed.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute every remote user's limit once, write what changed, print a table, exit.
+    ///
+    /// The table shows each managed user: where they stream from, how many streams, their
+    /// current rate, the old and new limit, and why.
+    Reconcile {
+        /// Do one pass and exit (the continuous mode is `jellydemon run`).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Compute and print, write nothing (not even the state file).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the configuration and the connection: reachability, version, the API key and its
+    /// rights, the sessions and how each is classified, proxy and LAN set-up problems.
+    Check,
+    /// Put every user's original limit back and empty the state file.
+    Restore,
+}
+
+fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
+    Settings::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
+fn client(settings: &Settings) -> Result<Client, ExitCode> {
+    let key = settings.api_key().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
+fn open_ledger(settings: &Settings) -> Result<Ledger, ExitCode> {
+    Ledger::open(&settings.state.file).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::STATE)
+    })
+}
+
+/// Run the parsed command and map the outcome to an exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
+    match cli.command {
+        Command::Reconcile { once: _, dry_run } => {
+            let settings = load(&cli.config)?;
+            let client = client(&settings)?;
+            let mut ledger = open_ledger(&settings)?;
+            let dry_run = dry_run || settings.daemon.dry_run;
+            match reconcile::reconcile_once(&client, &settings, &mut ledger, dry_run).await {
+                Ok(report) => {
+                    print!("{}", report::pass_table(&report));
+                    if report.failed_writes() > 0 {
+                        eprintln!("error: {} write(s) failed", report.failed_writes());
+                        return Err(ExitCode::from(exit::WRITE_FAILED));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(PassError::Jellyfin(e)) => {
+                    eprintln!(
+                        "error: {}",
+                        check::explain(&e, &settings.jellyfin.url, &settings)
+                    );
+                    Err(ExitCode::from(exit::JELLYFIN))
+                }
+                Err(PassError::Ledger(e)) => {
+                    eprintln!("error: {e}");
+                    Err(ExitCode::from(exit::STATE))
+                }
+            }
+        }
+        Command::Check => {
+            let settings = load(&cli.config)?;
+            let report = check::check(&settings).await;
+            print!("{report}");
+            if report.failed() {
+                Err(ExitCode::from(exit::JELLYFIN))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Restore => {
+            let settings = load(&cli.config)?;
+            let client = client(&settings)?;
+            let mut ledger = open_ledger(&settings)?;
+            let results = reconcile::restore(&client, &mut ledger)
+                .await
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::STATE)
+                })?;
+            print!("{}", report::restore_table(&results));
+            let failed = results
+                .iter()
+                .filter(|(_, o)| matches!(o, reconcile::RestoreOutcome::Failed(_)))
+                .count();
+            if failed > 0 {
+                eprintln!(
+                    "error: {failed} user(s) could not be restored; they stay in {} for the next try",
+                    settings.state.file.display()
+                );
+                return Err(ExitCode::from(exit::WRITE_FAILED));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! Configuration: a TOML file, then `JELLYDEMON_SECTION__KEY` environment variables, layered
+//! with figment into typed settings that are validated once at load.
+//!
+//! Every struct denies unknown fields, so a typo is an error that names the key instead of a
+//! setting that silently does nothing. [`Settings::validate`] checks values (CIDRs, URL, limits)
+//! and names the offending key in its error. Secrets are held as [`SecretString`], whose `Debug`
+//! prints a placeholder, so a `{:?}` of the settings never shows the API key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::network;
+
+/// Bits per second in one Mbps, the unit of every bandwidth key in the file.
+pub const BPS_PER_MBPS: f64 = 1_000_000.0;
+
+/// Jellyfin stores `RemoteClientBitrateLimit` as a signed 32-bit integer, so no limit we write
+/// can exceed this.
+pub const MAX_JELLYFIN_LIMIT_BPS: u64 = i32::MAX as u64;
+
+/// Why the configuration could not be used. Each variant names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} not found (pass --config PATH or set JELLYDEMON_CONFIG)")]
+    NotFound(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// How to reach the Jellyfin server.
+    pub jellyfin: JellyfinSettings,
+    /// Which client addresses count as inside the house.
+    #[serde(default)]
+    pub network: NetworkSettings,
+    /// The link and how it is shared.
+    pub bandwidth: BandwidthSettings,
+    /// Which users jellydemon manages.
+    #[serde(default)]
+    pub users: UserSettings,
+    /// Where the ledger of original limits lives.
+    #[serde(default)]
+    pub state: StateSettings,
+    /// How the daemon behaves.
+    #[serde(default)]
+    pub daemon: DaemonSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JellyfinSettings {
+    /// Base URL, including a base path such as `/jellyfin` when Jellyfin is served under one.
+    pub url: String,
+    /// The API key (Dashboard -> API Keys). Prefer `api_key_file` outside of tests.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// A file holding the API key (systemd credentials, Docker secrets). Surrounding whitespace
+    /// is ignored.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Upper bound for one HTTP request to Jellyfin, so a hung server cannot stall a pass.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `internal_ranges`: either the word `"jellyfin"` or a list of CIDRs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum InternalRangesSetting {
+    Keyword(String),
+    List(Vec<String>),
+}
+
+impl Default for InternalRangesSetting {
+    fn default() -> Self {
+        InternalRangesSetting::Keyword("jellyfin".into())
+    }
+}
+
+/// Where the list of internal address ranges comes from, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternalRanges {
+    /// Import Jellyfin's own `LocalNetworkSubnets`, so both sides agree on who is local.
+    FromJellyfin,
+    /// A fixed list from the configuration file.
+    Fixed(Vec<IpNet>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// `"jellyfin"` (default) or a list such as `["192.168.1.0/24", "fd00::/8"]`.
+    #[serde(default)]
+    pub internal_ranges: InternalRangesSetting,
+}
+
+impl NetworkSettings {
+    /// The validated form of `internal_ranges`.
+    pub fn internal_ranges(&self) -> Result<InternalRanges, ConfigError> {
+        const KEY: &str = "network.internal_ranges";
+        match &self.internal_ranges {
+            InternalRangesSetting::Keyword(word) if word.eq_ignore_ascii_case("jellyfin") => {
+                Ok(InternalRanges::FromJellyfin)
+            }
+            InternalRangesSetting::Keyword(word) => Err(invalid(
+                KEY,
+                format!("expected \"jellyfin\" or a list of CIDRs, got \"{word}\""),
+            )),
+            InternalRangesSetting::List(list) => {
+                let mut nets = Vec::with_capacity(list.len());
+                for item in list {
+                    nets.push(
+                        network::parse_cidr(item)
+                            .map_err(|e| invalid(KEY, format!("\"{item}\": {e}")))?,
+                    );
+                }
+                if nets.is_empty() {
+                    return Err(invalid(
+                        KEY,
+                        "the list is empty; every client would count as remote. Use \"jellyfin\" \
+                         to import Jellyfin's LAN setting",
+                    ));
+                }
+                Ok(InternalRanges::Fixed(nets))
+            }
+        }
+    }
+}
+
+/// The allocation algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// Max-min fair split among remote users.
+    #[default]
+    Equal,
+    /// Weighted max-min split, weights from `[bandwidth.priority]`.
+    Priority,
+    /// Each user gets what their streams really use when it fits; the rest is split fairly.
+    Demand,
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algorithm::Equal => "equal",
+            Algorithm::Priority => "priority",
+            Algorithm::Demand => "demand",
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthSettings {
+    /// The upload capacity of the link, in Mbps.
+    pub total_upload_mbps: f64,
+    /// Kept free for everything else in the house (backups, calls), in Mbps.
+    #[serde(default)]
+    pub reserved_mbps: f64,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// The lowest limit jellydemon writes for a user, in Mbps. Below ~1 Mbps video is unwatchable.
+    #[serde(default = "default_min_per_user")]
+    pub min_per_user_mbps: f64,
+    /// The highest limit jellydemon writes for a user, in Mbps. Absent: no cap beyond the
+    /// user's own original limit and the server-wide limit.
+    #[serde(default)]
+    pub max_per_user_mbps: Option<f64>,
+    /// Whether a paused remote stream still claims a share.
+    #[serde(default)]
+    pub count_paused: bool,
+    /// Limits are rounded down to a multiple of this step (Mbps), so that tiny changes in the
+    /// inputs do not produce a new value to write.
+    #[serde(default = "default_step")]
+    pub step_mbps: f64,
+    /// A new limit within this percentage of the current one is not written.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis_percent: f64,
+    #[serde(default)]
+    pub priority: PrioritySettings,
+    #[serde(default)]
+    pub demand: DemandSettings,
+}
+
+fn default_min_per_user() -> f64 {
+    2.0
+}
+fn default_step() -> f64 {
+    0.5
+}
+fn default_hysteresis() -> f64 {
+    5.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrioritySettings {
+    /// The weight of a user not listed in `users` and not an administrator.
+    #[serde(default = "one")]
+    pub default_weight: f64,
+    /// The weight of an administrator not listed in `users`.
+    #[serde(default = "one")]
+    pub admin_weight: f64,
+    /// Per-user weights by user name (case-insensitive).
+    #[serde(default)]
+    pub users: BTreeMap<String, f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for PrioritySettings {
+    fn default() -> Self {
+        PrioritySettings {
+            default_weight: 1.0,
+            admin_weight: 1.0,
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+impl PrioritySettings {
+    /// The weight of a user, by name first, then by role.
+    pub fn weight(&self, name: &str, is_admin: bool) -> f64 {
+        self.users
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, w)| *w)
+            .unwrap_or(if is_admin {
+                self.admin_weight
+            } else {
+                self.default_weight
+            })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemandSettings {
+    /// The rate assumed for a stream whose bitrate Jellyfin does not report, in Mbps.
+    #[serde(default = "default_demand")]
+    pub default_mbps: f64,
+    /// Demand = stream rate x overhead (container, audio, bursts).
+    #[serde(default = "default_overhead")]
+    pub overhead: f64,
+}
+
+fn default_demand() -> f64 {
+    8.0
+}
+fn default_overhead() -> f64 {
+    1.1
+}
+
+impl Default for DemandSettings {
+    fn default() -> Self {
+        DemandSettings {
+            default_mbps: default_demand(),
+            overhead: default_overhead(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSettings {
+    /// Users jellydemon never touches, by name (case-insensitive) or id. Everyone else with
+    /// remote access enabled and not disabled is managed.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl UserSettings {
+    pub fn is_excluded(&self, id: &str, name: &str) -> bool {
+        let id = crate::jellyfin::normalize_guid(id);
+        self.exclude
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(name) || crate::jellyfin::normalize_guid(e) == id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// The ledger of original limits. Its directory must exist and be writable.
+    #[serde(default = "default_state_file")]
+    pub file: PathBuf,
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/jellydemon/state.json")
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            file: default_state_file(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Compute and report everything, write nothing (not even the ledger).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The values the allocation works with, in integer bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// `total_upload - reserved`.
+    pub budget_bps: u64,
+    pub min_per_user_bps: u64,
+    /// `None`: no configured maximum.
+    pub max_per_user_bps: Option<u64>,
+    pub step_bps: u64,
+}
+
+/// Mbps from the file to integer bits/s, rounding to the nearest bit.
+pub fn mbps_to_bps(mbps: f64) -> u64 {
+    (mbps * BPS_PER_MBPS).round().max(0.0) as u64
+}
+
+impl Settings {
+    /// Load from `path`, then the environment, and validate.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::NotFound(path.to_path_buf()));
+        }
+        Self::from_figment(Figment::new().merge(Toml::file_exact(path)).merge(env()))
+    }
+
+    /// Parse a TOML string (no environment), and validate. Used by tests and `check`.
+    pub fn from_toml_str(toml: &str) -> Result<Settings, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract().map_err(describe_figment_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Check every value; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.jellyfin.url)
+            .map_err(|e| invalid("jellyfin.url", format!("\"{}\": {e}", self.jellyfin.url)))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(invalid(
+                "jellyfin.url",
+                format!("scheme must be http or https, got \"{}\"", url.scheme()),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                "jellyfin.url",
+                "must not contain a query or fragment (the API key goes in api_key)",
+            ));
+        }
+        match (&self.jellyfin.api_key, &self.jellyfin.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "jellyfin.api_key",
+                    "set either api_key or api_key_file, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "jellyfin.api_key",
+                    "missing: set api_key, api_key_file or JELLYDEMON_JELLYFIN__API_KEY",
+                ));
+            }
+            (Some(key), None) if key.expose_secret().trim().is_empty() => {
+                return Err(invalid("jellyfin.api_key", "is empty"));
+            }
+            _ => {}
+        }
+        if self.jellyfin.timeout.is_zero() {
+            return Err(invalid("jellyfin.timeout", "must be greater than 0"));
+        }
+        self.network.internal_ranges()?;
+
+        let b = &self.bandwidth;
+        positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
+        non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
+        if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
+            return Err(invalid(
+                "bandwidth.reserved_mbps",
+                format!(
+                    "must be less than total_upload_mbps ({} >= {}): the budget would be 0",
+                    b.reserved_mbps, b.total_upload_mbps
+                ),
+            ));
+        }
+        positive_finite("bandwidth.min_per_user_mbps", b.min_per_user_mbps)?;
+        let max_mbps = MAX_JELLYFIN_LIMIT_BPS as f64 / BPS_PER_MBPS;
+        if b.min_per_user_mbps > max_mbps {
+            return Err(invalid(
+                "bandwidth.min_per_user_mbps",
+                format!("Jellyfin cannot store more than {max_mbps} Mbps"),
+            ));
+        }
+        if let Some(max) = b.max_per_user_mbps {
+            positive_finite("bandwidth.max_per_user_mbps", max)?;
+            if max < b.min_per_user_mbps {
+                return Err(invalid(
+                    "bandwidth.max_per_user_mbps",
+                    format!(
+                        "must be at least min_per_user_mbps ({max} < {})",
+                        b.min_per_user_mbps
+                    ),
+                ));
+            }
+        }
+        positive_finite("bandwidth.step_mbps", b.step_mbps)?;
+        if mbps_to_bps(b.step_mbps) == 0 {
+            return Err(invalid("bandwidth.step_mbps", "must be at least 1 bit/s"));
+        }
+        non_negative_finite("bandwidth.hysteresis_percent", b.hysteresis_percent)?;
+        if b.hysteresis_percent >= 100.0 {
+            return Err(invalid(
+                "bandwidth.hysteresis_percent",
+                "must be below 100 (at 100 no change would ever be written)",
+            ));
+        }
+        positive_finite(
+            "bandwidth.priority.default_weight",
+            b.priority.default_weight,
+        )?;
+        positive_finite("bandwidth.priority.admin_weight", b.priority.admin_weight)?;
+        for w in b.priority.users.values() {
+            positive_finite("bandwidth.priority.users", *w)?;
+        }
+        positive_finite("bandwidth.demand.default_mbps", b.demand.default_mbps)?;
+        if !(b.demand.overhead.is_finite() && b.demand.overhead >= 1.0) {
+            return Err(invalid(
+                "bandwidth.demand.overhead",
+                format!("must be a number >= 1.0, got {}", b.demand.overhead),
+            ));
+        }
+        if self.state.file.as_os_str().is_empty() {
+            return Err(invalid("state.file", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The bandwidth figures in bits per second.
+    pub fn budget(&self) -> Budget {
+        let b = &self.bandwidth;
+        Budget {
+            budget_bps: mbps_to_bps(b.total_upload_mbps) - mbps_to_bps(b.reserved_mbps),
+            min_per_user_bps: mbps_to_bps(b.min_per_user_mbps),
+            max_per_user_bps: b
+                .max_per_user_mbps
+                .map(|m| mbps_to_bps(m).min(MAX_JELLYFIN_LIMIT_BPS)),
+            step_bps: mbps_to_bps(b.step_mbps),
+        }
+    }
+
+    /// The API key, read from `api_key` or `api_key_file`.
+    pub fn api_key(&self) -> Result<SecretString, ConfigError> {
+        if let Some(key) = &self.jellyfin.api_key {
+            return Ok(key.clone());
+        }
+        let path = self
+            .jellyfin
+            .api_key_file
+            .as_ref()
+            .ok_or_else(|| invalid("jellyfin.api_key", "missing"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "jellyfin.api_key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(invalid(
+                "jellyfin.api_key_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(SecretString::from(key.to_owned()))
+    }
+}
+
+/// `JELLYDEMON_SECTION__KEY` variables. `JELLYDEMON_CONFIG` names the file itself and is not a key.
+fn env() -> Env {
+    Env::prefixed("JELLYDEMON_").split("__").ignore(&["config"])
+}
+
+fn positive_finite(key: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a number > 0, got {v}")))
+    }
+}
+
+fn non_negative_finite(key: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a number >= 0, got {v}")))
+    }
+}
+
+/// Turn figment's error into one line that names the key (`bandwidth.algorithm`) and the
+/// source (file or environment variable), never the value of a secret.
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    let mut lines = Vec::new();
+    for e in err {
+        let key = e.path.join(".");
+        let source = e
+            .metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref().map(|s| format!(" (in {s})")))
+            .unwrap_or_default();
+        let what = match &e.kind {
+            figment::error::Kind::UnknownField(field, expected) => {
+                let full = if key.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+                let expected = expected.join(", ");
+                format!("unknown key `{full}`{source}; expected one of: {expected}")
+            }
+            figment::error::Kind::MissingField(field) => {
+                let full = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+                format!("missing key `{full}`{source}")
+            }
+            kind if !key.is_empty() => format!("invalid value for `{key}`{source}: {kind}"),
+            kind => format!("config{source}: {kind}"),
+        };
+        lines.push(what);
+    }
+    ConfigError::Parse(lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [jellyfin]
+        url = "http://127.0.0.1:8096"
+        api_key = "0123456789abcdef0123456789abcdef"
+        [bandwidth]
+        total_upload_mbps = 100
+        reserved_mbps = 10
+    "#;
+
+    #[test]
+    fn minimal_config_gets_sane_defaults() {
+        let s = Settings::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(s.bandwidth.algorithm, Algorithm::Equal);
+        assert_eq!(s.jellyfin.timeout, Duration::from_secs(10));
+        assert_eq!(
+            s.network.internal_ranges().unwrap(),
+            InternalRanges::FromJellyfin
+        );
+        let b = s.budget();
+        assert_eq!(b.budget_bps, 90_000_000);
+        assert_eq!(b.min_per_user_bps, 2_000_000);
+        assert_eq!(b.max_per_user_bps, None);
+        assert_eq!(b.step_bps, 500_000);
+    }
+
+    #[test]
+    fn debug_output_hides_the_api_key() {
+        let s = Settings::from_toml_str(MINIMAL).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("0123456789abcdef"), "{dbg}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let toml = format!("{MINIMAL}\nbogus = 1\n");
+        let err = Settings::from_toml_str(&toml).unwrap_err().to_string();
+        assert!(err.contains("bandwidth.bogus"), "{err}");
+    }
+
+    #[test]
+    fn fixed_ranges_parse_v4_and_v6() {
+        let toml = format!(
+            "{MINIMAL}\n[network]\ninternal_ranges = [\"10.0.0.0/8\", \"fd00::/8\", \"192.168.1.7\"]\n"
+        );
+        let s = Settings::from_toml_str(&toml).unwrap();
+        let InternalRanges::Fixed(nets) = s.network.internal_ranges().unwrap() else {
+            panic!("expected fixed ranges")
+        };
+        assert_eq!(nets.len(), 3);
+        assert_eq!(nets[2].to_string(), "192.168.1.7/32");
+    }
+
+    #[test]
+    fn priority_weight_by_name_then_role() {
+        let mut p = PrioritySettings {
+            admin_weight: 2.0,
+            ..Default::default()
+        };
+        p.users.insert("Alice".into(), 3.0);
+        assert_eq!(p.weight("alice", false), 3.0);
+        assert_eq!(p.weight("bob", true), 2.0);
+        assert_eq!(p.weight("carol", false), 1.0);
+    }
+}

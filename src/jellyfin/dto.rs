@@ -1,0 +1,193 @@
+//! The few Jellyfin DTOs jellydemon reads. Jellyfin omits null properties, so every field is
+//! optional or defaulted; unknown fields are ignored. The user policy is kept as raw JSON so a
+//! read-modify-write keeps every field, known to us or not.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `GET /System/Info/Public`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PublicSystemInfo {
+    pub server_name: Option<String>,
+    pub version: Option<String>,
+    pub id: Option<String>,
+    pub product_name: Option<String>,
+    pub startup_wizard_completed: Option<bool>,
+}
+
+/// `GET /System/Configuration` (the parts we read).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServerConfiguration {
+    /// The server-wide remote limit (bits/s); 0 means none.
+    pub remote_client_bitrate_limit: i64,
+}
+
+/// `GET /System/Configuration/network` (the parts we read).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkConfiguration {
+    pub local_network_subnets: Vec<String>,
+    pub known_proxies: Vec<String>,
+}
+
+/// `GET /Users` and `GET /Users/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The whole policy as received, so that it can be posted back unchanged but for one field.
+    #[serde(default)]
+    pub policy: Option<Value>,
+}
+
+impl User {
+    fn policy_field(&self, key: &str) -> Option<&Value> {
+        self.policy.as_ref().and_then(|p| p.get(key))
+    }
+    fn policy_bool(&self, key: &str) -> bool {
+        self.policy_field(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+    /// `Policy.RemoteClientBitrateLimit`, bits/s; absent counts as 0 ("server default").
+    pub fn remote_limit(&self) -> i64 {
+        self.policy_field("RemoteClientBitrateLimit")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    }
+    pub fn is_admin(&self) -> bool {
+        self.policy_bool("IsAdministrator")
+    }
+    pub fn is_disabled(&self) -> bool {
+        self.policy_bool("IsDisabled")
+    }
+    pub fn remote_access(&self) -> bool {
+        self.policy_bool("EnableRemoteAccess")
+    }
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("(unnamed)")
+    }
+    /// The user's id normalized (no dashes, lowercase).
+    pub fn key(&self) -> String {
+        super::normalize_guid(&self.id)
+    }
+}
+
+/// `GET /Sessions` element.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Session {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub remote_end_point: Option<String>,
+    pub client: Option<String>,
+    pub device_name: Option<String>,
+    pub device_id: Option<String>,
+    pub now_playing_item: Option<NowPlayingItem>,
+    pub play_state: Option<PlayState>,
+    pub transcoding_info: Option<TranscodingInfo>,
+    pub supported_commands: Vec<String>,
+    pub last_activity_date: Option<String>,
+}
+
+impl Session {
+    /// The session's user id, normalized, or `None` for a session without a user.
+    pub fn user_key(&self) -> Option<String> {
+        self.user_id
+            .as_deref()
+            .map(super::normalize_guid)
+            .filter(|id| !id.is_empty() && id.bytes().any(|b| b != b'0'))
+    }
+    pub fn is_playing(&self) -> bool {
+        self.now_playing_item.is_some()
+    }
+    pub fn is_paused(&self) -> bool {
+        self.play_state.as_ref().is_some_and(|p| p.is_paused)
+    }
+    pub fn is_transcoding(&self) -> bool {
+        self.transcoding_info.is_some()
+    }
+    /// The stream's real rate: the transcode's output bitrate, else the sum of the item's
+    /// per-stream bitrates, else `None` (unknown; never a guess that looks like data).
+    pub fn stream_rate(&self) -> Option<RateSource> {
+        if let Some(b) = self
+            .transcoding_info
+            .as_ref()
+            .and_then(|t| t.bitrate)
+            .filter(|b| *b > 0)
+        {
+            return Some(RateSource::Transcode(b as u64));
+        }
+        let sum: i64 = self
+            .now_playing_item
+            .as_ref()?
+            .media_streams
+            .iter()
+            .filter_map(|s| s.bit_rate)
+            .filter(|b| *b > 0)
+            .sum();
+        (sum > 0).then_some(RateSource::MediaStreams(sum as u64))
+    }
+    pub fn supports(&self, command: &str) -> bool {
+        self.supported_commands.iter().any(|c| c == command)
+    }
+    pub fn device_label(&self) -> String {
+        let client = self.client.as_deref().unwrap_or("?");
+        match self.device_name.as_deref() {
+            Some(d) => format!("{client} on {d}"),
+            None => client.to_string(),
+        }
+    }
+}
+
+/// Where a stream's rate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSource {
+    Transcode(u64),
+    MediaStreams(u64),
+}
+
+impl RateSource {
+    pub fn bps(self) -> u64 {
+        match self {
+            RateSource::Transcode(b) | RateSource::MediaStreams(b) => b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NowPlayingItem {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    #[serde(rename = "Type")]
+    pub item_type: Option<String>,
+    pub media_streams: Vec<MediaStream>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MediaStream {
+    #[serde(rename = "Type")]
+    pub stream_type: Option<String>,
+    pub bit_rate: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PlayState {
+    pub is_paused: bool,
+    pub play_method: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TranscodingInfo {
+    pub bitrate: Option<i64>,
+    pub video_codec: Option<String>,
+}

@@ -1,0 +1,381 @@
+//! The Jellyfin HTTP client: the handful of endpoints jellydemon uses, with errors that say what
+//! went wrong (method, path, status, a short excerpt of the body) and never carry the API key.
+//!
+//! Authentication is `Authorization: MediaBrowser Token="<key>"` and nothing else: the legacy
+//! headers and `?api_key=` are refused by Jellyfin 12 (FACTS.md "Authentication").
+
+pub mod dto;
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use dto::*;
+
+/// Jellyfin writes GUIDs as 32 lowercase hex digits; templates render them with dashes. Strip
+/// dashes and braces, lowercase, so both forms compare equal.
+pub fn normalize_guid(id: &str) -> String {
+    id.chars()
+        .filter(|c| !matches!(c, '-' | '{' | '}'))
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// What kind of failure, so callers (and `check`) can say what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Nothing listens there, or the host cannot be reached.
+    Connect,
+    /// The host name does not resolve.
+    Dns,
+    /// The TLS handshake failed (self-signed or expired certificate, http vs https).
+    Tls,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// 401: the API key was rejected.
+    Unauthorized,
+    /// 403: the key is valid but not an administrator's.
+    Forbidden,
+    /// 404: wrong URL or base path, or an unknown user.
+    NotFound,
+    /// Any other non-success status.
+    Status(u16),
+    /// A 2xx answer that is not the JSON we expect (not Jellyfin at this URL?).
+    Decode,
+    /// Anything else the HTTP stack reports.
+    Other,
+}
+
+/// A failed request. The message never contains the API key: it is sent only in a header marked
+/// sensitive, and URLs are built without it.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {path}: {detail}")]
+pub struct JellyfinError {
+    pub method: Method,
+    pub path: String,
+    pub kind: ErrorKind,
+    pub detail: String,
+}
+
+impl JellyfinError {
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::Unauthorized => Some(401),
+            ErrorKind::Forbidden => Some(403),
+            ErrorKind::NotFound => Some(404),
+            ErrorKind::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A cheap-to-clone handle (reqwest's client is an `Arc` inside).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// Base URL without a trailing slash, e.g. `https://media.example/jellyfin`.
+    base: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("api_key", &"[redacted]")
+            .finish()
+    }
+}
+
+const BODY_EXCERPT: usize = 200;
+
+impl Client {
+    /// Build a client for `base_url` (with an optional base path). Fails only when the key
+    /// cannot be put in a header (control characters).
+    pub fn new(
+        base_url: &str,
+        api_key: &SecretString,
+        timeout: Duration,
+    ) -> Result<Client, JellyfinError> {
+        let mut auth = HeaderValue::from_str(&format!(
+            "MediaBrowser Token=\"{}\"",
+            api_key.expose_secret()
+        ))
+        .map_err(|_| JellyfinError {
+            method: Method::GET,
+            path: String::new(),
+            kind: ErrorKind::Other,
+            detail: "the API key contains characters that cannot be sent in a header".into(),
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("jellydemon/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| JellyfinError {
+                method: Method::GET,
+                path: String::new(),
+                kind: ErrorKind::Other,
+                detail: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, JellyfinError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(method.clone(), path, &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(status_error(method, path, status, &text))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, JellyfinError> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(Method::GET, path, &e))?;
+        serde_json::from_slice(&bytes).map_err(|e| JellyfinError {
+            method: Method::GET,
+            path: path.to_string(),
+            kind: ErrorKind::Decode,
+            detail: format!(
+                "the answer is not the JSON Jellyfin sends ({e}); body starts with: {}",
+                excerpt(&String::from_utf8_lossy(&bytes))
+            ),
+        })
+    }
+
+    /// `GET /System/Info/Public` (no authentication needed): reachability and version.
+    pub async fn public_info(&self) -> Result<PublicSystemInfo, JellyfinError> {
+        self.get("/System/Info/Public").await
+    }
+
+    /// `GET /System/Info`: proves the key is valid.
+    pub async fn system_info(&self) -> Result<Value, JellyfinError> {
+        self.get("/System/Info").await
+    }
+
+    /// `GET /Auth/Providers`: requires elevation, so it answers 403 to a non-admin token.
+    pub async fn check_admin(&self) -> Result<(), JellyfinError> {
+        self.get::<Value>("/Auth/Providers").await.map(|_| ())
+    }
+
+    pub async fn server_configuration(&self) -> Result<ServerConfiguration, JellyfinError> {
+        self.get("/System/Configuration").await
+    }
+
+    pub async fn network_configuration(&self) -> Result<NetworkConfiguration, JellyfinError> {
+        self.get("/System/Configuration/network").await
+    }
+
+    pub async fn sessions(&self) -> Result<Vec<Session>, JellyfinError> {
+        self.get("/Sessions").await
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, JellyfinError> {
+        self.get("/Users").await
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User, JellyfinError> {
+        self.get(&format!("/Users/{}", normalize_guid(id))).await
+    }
+
+    /// `POST /Users/{id}/Policy` with the whole policy (Jellyfin replaces it entirely).
+    pub async fn post_policy(&self, id: &str, policy: &Value) -> Result<(), JellyfinError> {
+        self.send(
+            Method::POST,
+            &format!("/Users/{}/Policy", normalize_guid(id)),
+            Some(policy),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Read-modify-write of one user's `RemoteClientBitrateLimit`: `policy` is the object as
+    /// read from `GET /Users/{id}`; only that one field is changed before posting it back.
+    pub async fn write_remote_limit(&self, user: &User, limit: i64) -> Result<(), JellyfinError> {
+        let policy =
+            with_remote_limit(user.policy.as_ref(), limit).ok_or_else(|| JellyfinError {
+                method: Method::POST,
+                path: format!("/Users/{}/Policy", user.key()),
+                kind: ErrorKind::Decode,
+                detail: "the user has no policy object to modify; not writing a partial policy"
+                    .into(),
+            })?;
+        self.post_policy(&user.id, &policy).await
+    }
+}
+
+/// The policy with `RemoteClientBitrateLimit` set to `limit`, every other field kept as it was
+/// (order included). `None` when there is no policy object.
+pub fn with_remote_limit(policy: Option<&Value>, limit: i64) -> Option<Value> {
+    let mut policy = policy?.clone();
+    policy
+        .as_object_mut()?
+        .insert("RemoteClientBitrateLimit".into(), Value::from(limit));
+    Some(policy)
+}
+
+fn excerpt(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let trimmed = one_line.trim();
+    if trimmed.chars().count() > BODY_EXCERPT {
+        let cut: String = trimmed.chars().take(BODY_EXCERPT).collect();
+        format!("{cut}…")
+    } else if trimmed.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn status_error(method: Method, path: &str, status: StatusCode, body: &str) -> JellyfinError {
+    let kind = match status.as_u16() {
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
+        404 => ErrorKind::NotFound,
+        s => ErrorKind::Status(s),
+    };
+    JellyfinError {
+        method,
+        path: path.to_string(),
+        kind,
+        detail: format!("HTTP {status}: {}", excerpt(body)),
+    }
+}
+
+fn transport_error(method: Method, path: &str, e: &reqwest::Error) -> JellyfinError {
+    // The innermost cause says the most ("Connection refused", "invalid peer certificate").
+    let mut chain = Vec::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        src = s.source();
+    }
+    let all = chain.join(": ").to_lowercase();
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("invalid http version")
+    {
+        ErrorKind::Tls
+    } else if all.contains("dns") || all.contains("failed to lookup") {
+        ErrorKind::Dns
+    } else if e.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Other
+    };
+    let detail = match kind {
+        ErrorKind::Timeout => "no answer within the timeout".to_string(),
+        _ => chain.last().cloned().unwrap_or_else(|| e.to_string()),
+    };
+    JellyfinError {
+        method,
+        path: path.to_string(),
+        kind,
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn guids_normalize() {
+        assert_eq!(
+            normalize_guid("4F1C2D3E-0000-1111-2222-333344445555"),
+            "4f1c2d3e000011112222333344445555"
+        );
+        assert_eq!(
+            normalize_guid("4f1c2d3e000011112222333344445555"),
+            "4f1c2d3e000011112222333344445555"
+        );
+    }
+
+    #[test]
+    fn policy_rewrite_changes_one_field_and_keeps_the_rest_in_order() {
+        let p = json!({"IsAdministrator": true, "RemoteClientBitrateLimit": 0, "Unknown": {"x": [1]}, "AuthenticationProviderId": "a"});
+        let out = with_remote_limit(Some(&p), 12_000_000).unwrap();
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"IsAdministrator":true,"RemoteClientBitrateLimit":12000000,"Unknown":{"x":[1]},"AuthenticationProviderId":"a"}"#
+        );
+        assert!(with_remote_limit(None, 1).is_none());
+        assert!(with_remote_limit(Some(&json!([])), 1).is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let c = Client::new(
+            "http://127.0.0.1:1/",
+            &SecretString::from("supersecretkey".to_string()),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("supersecretkey"));
+        assert_eq!(c.base_url(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn session_helpers() {
+        let s: Session = serde_json::from_value(json!({
+            "Id": "abc", "UserId": "00000000000000000000000000000000",
+            "NowPlayingItem": {"MediaStreams": [{"Type": "Video", "BitRate": 8000000}, {"Type": "Audio", "BitRate": 640000}, {"Type": "Subtitle"}]},
+            "PlayState": {"IsPaused": true}
+        }))
+        .unwrap();
+        assert_eq!(s.user_key(), None);
+        assert!(s.is_paused());
+        assert_eq!(s.stream_rate(), Some(RateSource::MediaStreams(8_640_000)));
+        let t: Session = serde_json::from_value(json!({
+            "Id": "abc", "UserId": "0f0f", "TranscodingInfo": {"Bitrate": 4000000},
+            "NowPlayingItem": {"MediaStreams": [{"BitRate": 80000000}]}
+        }))
+        .unwrap();
+        assert_eq!(t.stream_rate(), Some(RateSource::Transcode(4_000_000)));
+        let none: Session =
+            serde_json::from_value(json!({"Id": "x", "NowPlayingItem": {}})).unwrap();
+        assert_eq!(none.stream_rate(), None);
+    }
+}

@@ -1,0 +1,329 @@
+//! The ledger: each managed user's original `RemoteClientBitrateLimit`, kept in a state file so
+//! that nothing jellydemon does can lose it.
+//!
+//! Rules:
+//! * the original is recorded (and the file synced) **before** the first write to a user;
+//! * before every write the value about to be written is recorded as `written`, and the value
+//!   written before it is kept as `previous`: after a crash at any point the value Jellyfin holds
+//!   is the original, `previous` or `written`, and all three are recognized, so a value
+//!   jellydemon set is never mistaken for an original;
+//! * a value that is none of those was set by an admin by hand, and becomes the new original;
+//! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory);
+//! * a state file that cannot be read or parsed is an error, never silently replaced.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const VERSION: u32 = 1;
+
+/// What jellydemon knows about one user it has changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The user's name when last seen, for humans reading the file.
+    pub name: String,
+    /// The limit the user had before jellydemon touched it (bits/s; 0 = server default).
+    pub original: i64,
+    /// The last value jellydemon set out to write, recorded before the request was sent.
+    #[serde(default)]
+    pub written: Option<i64>,
+    /// The value written before `written`: still in effect if the last request never arrived.
+    #[serde(default)]
+    pub previous: Option<i64>,
+}
+
+impl Entry {
+    fn is_ours(&self, value: i64) -> bool {
+        self.written == Some(value) || self.previous == Some(value)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    users: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state file {path} is corrupt ({detail}). It holds the users' original limits, so \
+         jellydemon will not overwrite it: repair it, or move it away and set the limits by hand"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How a user's current limit relates to what the ledger knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Not in the ledger: jellydemon has never changed this user.
+    Untracked,
+    /// The value is the recorded original.
+    Original,
+    /// The value is one jellydemon wrote.
+    Ours,
+    /// Neither: an admin changed it by hand. The ledger now holds it as the original.
+    HandChanged { old_original: i64 },
+}
+
+/// The originals, in memory, with the path they persist to.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    users: BTreeMap<String, Entry>,
+}
+
+impl Ledger {
+    /// Read the ledger at `path`; a missing file is an empty ledger.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let users = match fs::read(path) {
+            Ok(bytes) => parse(path, &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => {
+                return Err(LedgerError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            users,
+        })
+    }
+
+    /// An empty ledger for read-only use (`check`); never save it.
+    pub fn in_memory() -> Ledger {
+        Ledger {
+            path: PathBuf::new(),
+            users: BTreeMap::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, user: &str) -> Option<&Entry> {
+        self.users.get(user)
+    }
+
+    pub fn original(&self, user: &str) -> Option<i64> {
+        self.users.get(user).map(|e| e.original)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Every tracked user id with its entry.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.users.iter()
+    }
+
+    /// Compare a user's current value with the ledger. A hand-made change becomes the new
+    /// original (in memory; call [`Ledger::save`] to persist).
+    pub fn observe(&mut self, user: &str, name: &str, current: i64) -> Observed {
+        let Some(e) = self.users.get_mut(user) else {
+            return Observed::Untracked;
+        };
+        if !name.is_empty() {
+            e.name = name.to_string();
+        }
+        if current == e.original {
+            Observed::Original
+        } else if e.is_ours(current) {
+            Observed::Ours
+        } else {
+            let old_original = e.original;
+            *e = Entry {
+                name: e.name.clone(),
+                original: current,
+                written: None,
+                previous: None,
+            };
+            Observed::HandChanged { old_original }
+        }
+    }
+
+    /// Record that `new` is about to be written for `user`, whose value is `current` now.
+    /// The first time, `current` is recorded as the original. Persist before sending.
+    pub fn record_intent(&mut self, user: &str, name: &str, current: i64, new: i64) {
+        let e = self.users.entry(user.to_string()).or_insert_with(|| Entry {
+            name: name.to_string(),
+            original: current,
+            written: None,
+            previous: None,
+        });
+        if e.written != Some(new) {
+            e.previous = e.written.or(Some(current)).filter(|v| *v != e.original);
+            e.written = Some(new);
+        }
+    }
+
+    /// Drop a user (restored, or no longer present). Persist afterwards.
+    pub fn forget(&mut self, user: &str) -> Option<Entry> {
+        self.users.remove(user)
+    }
+
+    /// Write the ledger atomically: temp file in the same directory, fsync, rename, fsync dir.
+    pub fn save(&self) -> Result<(), LedgerError> {
+        let err = |source| LedgerError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(err)?;
+        let file = StateFile {
+            version: VERSION,
+            users: self.users.clone(),
+        };
+        let mut json = serde_json::to_vec_pretty(&file).expect("ledger serializes");
+        json.push(b'\n');
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".tmp.{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let result = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            // Make the rename itself durable.
+            fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(err)
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, LedgerError> {
+    let corrupt = |detail: String| LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let file: StateFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if file.version != VERSION {
+        return Err(corrupt(format!(
+            "version {} is not supported (expected {VERSION})",
+            file.version
+        )));
+    }
+    Ok(file.users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("state.json")).unwrap();
+        (dir, l)
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_roundtrips() {
+        let (dir, mut l) = ledger();
+        assert!(l.is_empty());
+        l.record_intent("u1", "alice", 0, 20_000_000);
+        l.save().unwrap();
+        let back = Ledger::open(&dir.path().join("state.json")).unwrap();
+        assert_eq!(back.original("u1"), Some(0));
+        assert_eq!(back.get("u1").unwrap().written, Some(20_000_000));
+        // No temp file left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn our_own_values_are_never_taken_for_originals() {
+        let (_d, mut l) = ledger();
+        l.record_intent("u", "a", 8_000_000, 5_000_000);
+        l.record_intent("u", "a", 5_000_000, 4_000_000);
+        // A crash before the second request arrived leaves 5 Mbps in Jellyfin: ours.
+        assert_eq!(l.observe("u", "a", 5_000_000), Observed::Ours);
+        assert_eq!(l.observe("u", "a", 4_000_000), Observed::Ours);
+        assert_eq!(l.observe("u", "a", 8_000_000), Observed::Original);
+        assert_eq!(l.original("u"), Some(8_000_000));
+    }
+
+    #[test]
+    fn a_hand_change_becomes_the_new_original() {
+        let (_d, mut l) = ledger();
+        l.record_intent("u", "a", 0, 5_000_000);
+        assert_eq!(
+            l.observe("u", "a", 3_000_000),
+            Observed::HandChanged { old_original: 0 }
+        );
+        assert_eq!(l.original("u"), Some(3_000_000));
+        assert_eq!(
+            l.observe("u", "a", 5_000_000),
+            Observed::HandChanged {
+                old_original: 3_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn untracked_users_are_reported_as_such() {
+        let (_d, mut l) = ledger();
+        assert_eq!(l.observe("nobody", "x", 1), Observed::Untracked);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn corrupt_truncated_and_empty_files_are_errors_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        for content in [
+            "",
+            "{\"version\":1,\"users\":{\"u\":{\"name\":\"a\",\"orig",
+            "garbage",
+            "{\"version\":9,\"users\":{}}",
+        ] {
+            fs::write(&path, content).unwrap();
+            let err = Ledger::open(&path).unwrap_err();
+            assert!(
+                matches!(err, LedgerError::Corrupt { .. }),
+                "{content}: {err}"
+            );
+            assert!(err.to_string().contains("will not overwrite"));
+            assert_eq!(fs::read_to_string(&path).unwrap(), content);
+        }
+    }
+
+    #[test]
+    fn unreadable_path_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be cannot be read as a file.
+        let err = Ledger::open(dir.path()).unwrap_err();
+        assert!(matches!(err, LedgerError::Read { .. }), "{err}");
+    }
+}

@@ -1,0 +1,34 @@
+//! jellydemon keeps each remote Jellyfin user's bitrate limit
+//! (`Policy.RemoteClientBitrateLimit`) at a fair share of the server's upload link.
+//!
+//! # Layout
+//! Data flows one way: inputs (Jellyfin's `/Sessions`, `/Users`) -> plan -> writes.
+//!
+//! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
+//! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
+//! * [`jellyfin`]: the HTTP client and the few DTOs we read; lossless policy read-modify-write.
+//! * [`network`]: parsing `RemoteEndPoint` and classifying it as local or remote (pure).
+//! * [`allocate`]: the allocation algorithms, weighted max-min water-filling (pure).
+//! * [`plan`]: from a snapshot of Jellyfin and the ledger to one decision per user (pure).
+//! * [`ledger`]: the users' original limits, persisted atomically in the state file.
+//! * [`reconcile`]: one pass (fetch, plan, write) and `restore`; the I/O around `plan`.
+//! * [`check`]: the connectivity and set-up check.
+//! * [`report`]: the tables printed by the commands.
+//! * [`telemetry`]: logging set-up.
+//! * [`fake`]: a stateful fake Jellyfin server for tests (and the demo), faithful to the
+//!   server's real behaviour and traps.
+#![forbid(unsafe_code)]
+#![recursion_limit = "256"]
+
+pub mod allocate;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod fake;
+pub mod jellyfin;
+pub mod ledger;
+pub mod network;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod telemetry;

@@ -1,0 +1,12 @@
+//! The `jellydemon` binary: parse the command line, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = jellydemon::cli::Cli::parse();
+    jellydemon::telemetry::init("warn");
+    jellydemon::cli::run(cli).await
+}

@@ -1,0 +1,330 @@
+//! One reconciliation pass and the restore of originals: the I/O around [`crate::plan`].
+//!
+//! A pass reads `/Sessions`, `/Users` and the server configuration, takes note of limits an
+//! admin changed by hand, plans, and writes each changed limit as a read-modify-write of the
+//! user's policy, recording the original in the ledger first. `reconcile --once`, the daemon
+//! and the tests all call [`reconcile_once`].
+
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use crate::config::{InternalRanges, Settings};
+use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
+use crate::ledger::{Ledger, LedgerError, Observed};
+use crate::network;
+use crate::plan::{self, Decision, Plan, Role, Snapshot, fmt_mbps};
+
+/// Why a pass could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("cannot read from Jellyfin: {0}")]
+    Jellyfin(#[from] JellyfinError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// What Jellyfin looks like right now.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub sessions: Vec<Session>,
+    pub users: Vec<User>,
+    pub server_limit: i64,
+    pub ranges: Vec<IpNet>,
+}
+
+/// The internal ranges in force: the configured list, or Jellyfin's `LocalNetworkSubnets`
+/// (Jellyfin's defaults when that list is empty).
+pub async fn internal_ranges(
+    client: &Client,
+    settings: &Settings,
+) -> Result<Vec<IpNet>, PassError> {
+    match settings
+        .network
+        .internal_ranges()
+        .expect("validated at load")
+    {
+        InternalRanges::Fixed(nets) => Ok(nets),
+        InternalRanges::FromJellyfin => {
+            let net = client.network_configuration().await?;
+            Ok(ranges_from_jellyfin(&net.local_network_subnets))
+        }
+    }
+}
+
+/// Parse Jellyfin's `LocalNetworkSubnets`, falling back to its defaults when empty. Entries
+/// that do not parse are skipped with a warning (Jellyfin ignores them as well).
+pub fn ranges_from_jellyfin(subnets: &[String]) -> Vec<IpNet> {
+    let nets: Vec<IpNet> = subnets
+        .iter()
+        .filter_map(|s| match network::parse_cidr(s) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(target: "jellydemon::network", subnet = %s, "ignoring Jellyfin LocalNetworkSubnets entry: {e}");
+                None
+            }
+        })
+        .collect();
+    if nets.is_empty() {
+        network::jellyfin_default_ranges()
+    } else {
+        nets
+    }
+}
+
+/// Read everything a plan needs.
+pub async fn fetch(client: &Client, settings: &Settings) -> Result<Fetched, PassError> {
+    let (sessions, users, config, ranges) = tokio::try_join!(
+        async { client.sessions().await.map_err(PassError::from) },
+        async { client.users().await.map_err(PassError::from) },
+        async { client.server_configuration().await.map_err(PassError::from) },
+        internal_ranges(client, settings),
+    )?;
+    Ok(Fetched {
+        sessions,
+        users,
+        server_limit: config.remote_client_bitrate_limit,
+        ranges,
+    })
+}
+
+/// How one write went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The new limit was posted.
+    Written,
+    /// Jellyfin already held the target when we looked again.
+    AlreadySet,
+    /// Not written, on purpose (the value changed since the snapshot); the next pass decides.
+    Skipped(String),
+    /// The request failed; the ledger still knows the original.
+    Failed(String),
+}
+
+/// The decision and what became of it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// `None`: nothing to write (or dry run).
+    pub write: Option<WriteOutcome>,
+}
+
+/// The result of one pass.
+#[derive(Debug, Clone)]
+pub struct PassReport {
+    pub plan: Plan,
+    pub outcomes: Vec<Outcome>,
+    pub dry_run: bool,
+}
+
+impl PassReport {
+    pub fn failed_writes(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.write, Some(WriteOutcome::Failed(_))))
+            .count()
+    }
+    pub fn writes(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.write == Some(WriteOutcome::Written))
+            .count()
+    }
+}
+
+/// Take note of limits changed by hand: such a value becomes the user's new original.
+/// Returns whether the ledger changed.
+pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
+    let mut changed = false;
+    for u in users {
+        if let Observed::HandChanged { old_original } =
+            ledger.observe(&u.key(), u.display_name(), u.remote_limit())
+        {
+            warn!(
+                target: "jellydemon::ledger",
+                user = %u.display_name(),
+                old_original,
+                new_original = u.remote_limit(),
+                "limit was changed by hand; taking it as the user's new original"
+            );
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// One pass: fetch, plan, write. With `dry_run` nothing is written, not even the ledger.
+pub async fn reconcile_once(
+    client: &Client,
+    settings: &Settings,
+    ledger: &mut Ledger,
+    dry_run: bool,
+) -> Result<PassReport, PassError> {
+    let fetched = fetch(client, settings).await?;
+    if observe_hand_changes(ledger, &fetched.users) && !dry_run {
+        ledger.save()?;
+    }
+    let plan = plan::plan(
+        &Snapshot {
+            sessions: &fetched.sessions,
+            users: &fetched.users,
+            server_limit: fetched.server_limit,
+            ranges: &fetched.ranges,
+        },
+        ledger,
+        settings,
+    );
+    for w in &plan.warnings {
+        warn!(target: "jellydemon::bandwidth", "{w}");
+    }
+    info!(
+        target: "jellydemon::bandwidth",
+        algorithm = %plan.algorithm,
+        budget = %fmt_mbps(plan.budget),
+        allocated = %fmt_mbps(plan.allocated()),
+        committed = %fmt_mbps(plan.committed),
+        remote_users = plan.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
+        changes = plan.decisions.iter().filter(|d| d.needs_write()).count(),
+        dry_run,
+        "planned"
+    );
+    let mut outcomes = Vec::with_capacity(plan.decisions.len());
+    for d in &plan.decisions {
+        let write = if !d.needs_write() || dry_run {
+            None
+        } else {
+            Some(apply(client, ledger, d).await)
+        };
+        outcomes.push(Outcome {
+            decision: d.clone(),
+            write,
+        });
+    }
+    Ok(PassReport {
+        plan,
+        outcomes,
+        dry_run,
+    })
+}
+
+/// Write one decision: read the user again, record the original and the intent in the ledger
+/// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
+pub async fn apply(client: &Client, ledger: &mut Ledger, d: &Decision) -> WriteOutcome {
+    let user = match client.user(&d.user_id).await {
+        Ok(u) => u,
+        Err(e) => return failed(d, e.to_string()),
+    };
+    let current = user.remote_limit();
+    if current == d.target {
+        return WriteOutcome::AlreadySet;
+    }
+    if current != d.current {
+        if let Observed::HandChanged { .. } = ledger.observe(&d.user_id, &d.user_name, current)
+            && let Err(e) = ledger.save()
+        {
+            return failed(d, e.to_string());
+        }
+        return WriteOutcome::Skipped(format!(
+            "the limit changed to {current} since the snapshot; the next pass decides"
+        ));
+    }
+    ledger.record_intent(&d.user_id, &d.user_name, current, d.target);
+    if let Err(e) = ledger.save() {
+        return failed(
+            d,
+            format!("not written, the ledger could not be saved: {e}"),
+        );
+    }
+    match client.write_remote_limit(&user, d.target).await {
+        Ok(()) => {
+            info!(
+                target: "jellydemon::jellyfin",
+                user = %d.user_name,
+                old = current,
+                new = d.target,
+                reason = %d.reason,
+                "limit written"
+            );
+            if d.role == Role::Release {
+                ledger.forget(&d.user_id);
+                if let Err(e) = ledger.save() {
+                    warn!(target: "jellydemon::ledger", "{e}");
+                }
+            }
+            WriteOutcome::Written
+        }
+        Err(e) => failed(d, e.to_string()),
+    }
+}
+
+fn failed(d: &Decision, message: String) -> WriteOutcome {
+    warn!(target: "jellydemon::jellyfin", user = %d.user_name, "write failed: {message}");
+    WriteOutcome::Failed(message)
+}
+
+/// What `restore` did for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreOutcome {
+    /// The original was written back.
+    Restored { from: i64, to: i64 },
+    /// Jellyfin already held the original.
+    AlreadyOriginal(i64),
+    /// An admin set another value by hand since; it is kept.
+    KeptHandChange { value: i64, original: i64 },
+    /// The user no longer exists in Jellyfin.
+    UserGone,
+    /// The request failed; the user stays in the ledger.
+    Failed(String),
+}
+
+/// Put every original back and empty the ledger (entries that fail stay for the next try).
+pub async fn restore(
+    client: &Client,
+    ledger: &mut Ledger,
+) -> Result<Vec<(String, RestoreOutcome)>, LedgerError> {
+    let ids: Vec<(String, String)> = ledger
+        .entries()
+        .map(|(id, e)| (id.clone(), e.name.clone()))
+        .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, name) in ids {
+        let outcome = restore_one(client, ledger, &id, &name).await;
+        if !matches!(outcome, RestoreOutcome::Failed(_)) {
+            ledger.forget(&id);
+            ledger.save()?;
+        }
+        match &outcome {
+            RestoreOutcome::Failed(e) => {
+                warn!(target: "jellydemon::ledger", user = %name, "restore failed: {e}")
+            }
+            o => info!(target: "jellydemon::ledger", user = %name, outcome = ?o, "restored"),
+        }
+        out.push((name, outcome));
+    }
+    Ok(out)
+}
+
+async fn restore_one(client: &Client, ledger: &mut Ledger, id: &str, name: &str) -> RestoreOutcome {
+    let user = match client.user(id).await {
+        Ok(u) => u,
+        Err(e) if e.kind == ErrorKind::NotFound => return RestoreOutcome::UserGone,
+        Err(e) => return RestoreOutcome::Failed(e.to_string()),
+    };
+    let current = user.remote_limit();
+    let original = ledger.original(id).expect("listed from the ledger");
+    match ledger.observe(id, name, current) {
+        Observed::Original => RestoreOutcome::AlreadyOriginal(original),
+        Observed::HandChanged { old_original } => RestoreOutcome::KeptHandChange {
+            value: current,
+            original: old_original,
+        },
+        Observed::Ours | Observed::Untracked => {
+            match client.write_remote_limit(&user, original).await {
+                Ok(()) => RestoreOutcome::Restored {
+                    from: current,
+                    to: original,
+                },
+                Err(e) => RestoreOutcome::Failed(e.to_string()),
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Plain-text tables for the terminal: the result of a pass and of a restore.
+
+use crate::plan::{Role, fmt_mbps};
+use crate::reconcile::{PassReport, RestoreOutcome, WriteOutcome};
+
+/// A limit as Jellyfin means it: 0 is "server default", not "unlimited".
+pub fn fmt_limit(bps: i64) -> String {
+    if bps <= 0 {
+        "0 (server default)".to_string()
+    } else {
+        fmt_mbps(bps as u64)
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i + 1 == r.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The table `reconcile --once` prints: user, from where, streams, stream rate, old limit,
+/// new limit, what happened, why.
+pub fn pass_table(report: &PassReport) -> String {
+    let p = &report.plan;
+    let mut out = format!(
+        "algorithm {}  budget {}  allocated {}  committed {}{}\n",
+        p.algorithm,
+        fmt_mbps(p.budget),
+        fmt_mbps(p.allocated()),
+        fmt_mbps(p.committed),
+        if p.unmanaged_bps > 0 {
+            format!("  unmanaged remote streams {}", fmt_mbps(p.unmanaged_bps))
+        } else {
+            String::new()
+        }
+    );
+    let mut rows = vec![
+        [
+            "USER",
+            "FROM",
+            "STREAMS",
+            "RATE",
+            "OLD LIMIT",
+            "NEW LIMIT",
+            "ACTION",
+            "WHY",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for o in &report.outcomes {
+        let d = &o.decision;
+        let (from, streams, rate) = match d.role {
+            Role::Active { streams } => (
+                d.endpoints
+                    .iter()
+                    .map(|ip| ip.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                streams.to_string(),
+                if d.stream_rate > 0 {
+                    fmt_mbps(d.stream_rate)
+                } else {
+                    "unknown".into()
+                },
+            ),
+            Role::Idle => ("idle".into(), "0".into(), "-".into()),
+            Role::Release => ("unmanaged".into(), "-".into(), "-".into()),
+        };
+        let action = match (&o.write, d.needs_write(), report.dry_run) {
+            (_, false, _) => "unchanged".to_string(),
+            (None, true, true) => "would write".to_string(),
+            (None, true, false) => "pending".to_string(),
+            (Some(WriteOutcome::Written), _, _) => "written".to_string(),
+            (Some(WriteOutcome::AlreadySet), _, _) => "already set".to_string(),
+            (Some(WriteOutcome::Skipped(why)), _, _) => format!("skipped: {why}"),
+            (Some(WriteOutcome::Failed(why)), _, _) => format!("FAILED: {why}"),
+        };
+        rows.push(vec![
+            d.user_name.clone(),
+            from,
+            streams,
+            rate,
+            fmt_limit(d.current),
+            fmt_limit(d.target),
+            action,
+            d.reason.clone(),
+        ]);
+    }
+    out.push_str(&render(&rows));
+    for w in &p.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if report.dry_run {
+        out.push_str("dry run: nothing was written\n");
+    }
+    out
+}
+
+/// The table `restore` prints.
+pub fn restore_table(results: &[(String, RestoreOutcome)]) -> String {
+    if results.is_empty() {
+        return "nothing to restore: the ledger is empty\n".to_string();
+    }
+    let mut rows = vec![vec!["USER".to_string(), "RESULT".to_string()]];
+    for (name, o) in results {
+        let text = match o {
+            RestoreOutcome::Restored { from, to } => {
+                format!("restored {} -> {}", fmt_limit(*from), fmt_limit(*to))
+            }
+            RestoreOutcome::AlreadyOriginal(v) => format!("already at original {}", fmt_limit(*v)),
+            RestoreOutcome::KeptHandChange { value, original } => format!(
+                "kept {} set by hand (original was {})",
+                fmt_limit(*value),
+                fmt_limit(*original)
+            ),
+            RestoreOutcome::UserGone => "user no longer exists; dropped".to_string(),
+            RestoreOutcome::Failed(e) => format!("FAILED (kept in the ledger): {e}"),
+        };
+        rows.push(vec![name.clone(), text]);
+    }
+    render(&rows)
+}
