@@ -433,7 +433,13 @@ mod tests {
         fn work_conserving(cs in claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
             let a = allocate(alg, &cs, budget);
             let slack = budget.saturating_sub(a.total());
-            let capped = a.bounds.iter().all(|b| matches!(b, Bound::Ceiling | Bound::Demand));
+            let capped = a.shares.iter().zip(&cs).all(|(s, c)| {
+                let ceiling = match alg {
+                    Algorithm::Demand => c.ceiling.min(c.demand.max(c.floor)),
+                    _ => c.ceiling,
+                };
+                *s == ceiling
+            });
             prop_assert!(capped || slack <= cs.len() as u64, "slack {slack}");
         }
 

@@ -328,40 +328,45 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
             alloc.overloaded,
         ));
     }
-    // Hysteresis: keep a current value close to the target. Keeping a higher value is allowed
-    // only while the total stays within the budget.
+    // Hysteresis: keep a current value close to the target. Values below their target are kept
+    // first (that frees budget); a value above its target is kept only while the total stays
+    // within the budget.
     let mut total: u64 = targets
         .iter()
         .zip(&active)
         .map(|(t, a)| t * a.streams.len() as u64)
         .sum();
-    for (i, a) in active.iter().enumerate() {
-        let (cur, new) = (a.current, targets[i]);
-        if cur <= 0 || cur as u64 == new {
-            continue;
+    for keep_higher in [false, true] {
+        for (i, a) in active.iter().enumerate() {
+            let new = targets[i];
+            let Ok(cur) = u64::try_from(a.current) else {
+                continue;
+            };
+            if cur == 0
+                || cur == new
+                || (cur > new) != keep_higher
+                || cur < a.bounds.floor
+                || cur > a.bounds.ceiling
+                || !allocate::within_hysteresis(cur, new, bw.hysteresis_percent)
+            {
+                continue;
+            }
+            let k = a.streams.len() as u64;
+            if cur < new {
+                total -= (new - cur) * k;
+            } else if total + (cur - new) * k <= available {
+                total += (cur - new) * k;
+            } else {
+                continue;
+            }
+            targets[i] = cur;
+            reasons[i] = format!(
+                "kept: {} is within {}% of the computed {}",
+                fmt_mbps(cur),
+                bw.hysteresis_percent,
+                fmt_mbps(new)
+            );
         }
-        let cur = cur as u64;
-        if cur < a.bounds.floor
-            || cur > a.bounds.ceiling
-            || !allocate::within_hysteresis(cur, new, bw.hysteresis_percent)
-        {
-            continue;
-        }
-        let k = a.streams.len() as u64;
-        if cur < new {
-            total -= (new - cur) * k;
-        } else if total + (cur - new) * k <= available {
-            total += (cur - new) * k;
-        } else {
-            continue;
-        }
-        targets[i] = cur;
-        reasons[i] = format!(
-            "kept: {} is within {}% of the computed {}",
-            fmt_mbps(cur),
-            bw.hysteresis_percent,
-            fmt_mbps(new)
-        );
     }
 
     // 4. Committed bandwidth and the join share for idle users.
