@@ -295,7 +295,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         r.push(
             Level::Info,
             format!(
-                "session {}: {} on {}, {where_}, {state}",
+                "session {}: {}, {}, {where_}, {state}",
                 short(&v.session_id),
                 v.user_name.as_deref().unwrap_or("(no user)"),
                 v.device

@@ -175,14 +175,21 @@ pub struct FakeJellyfin {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// A stable, well-mixed 128-bit id for a name (FNV-1a folded through splitmix64), so ids look
+/// like Jellyfin's random GUIDs and the same name always gets the same id.
 fn fxhash(s: &str) -> u128 {
-    // FNV-1a, widened: stable ids for stable names.
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
-        h ^= b as u128;
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
     }
-    h
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e3779b97f4a7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    };
+    ((mix(h) as u128) << 64) | mix(h ^ 0x5555_5555_5555_5555) as u128
 }
 
 impl FakeJellyfin {

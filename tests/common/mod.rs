@@ -1,0 +1,191 @@
+//! Shared helpers for the integration tests: a fake Jellyfin on an ephemeral port, a config
+//! file in a temp dir, and validation against the official OpenAPI specs.
+#![allow(dead_code)]
+
+pub mod openapi;
+
+use std::path::PathBuf;
+
+use jellydemon::config::Settings;
+use jellydemon::fake::FakeJellyfin;
+use jellydemon::jellyfin::Client;
+use jellydemon::ledger::Ledger;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "0123456789abcdef0123456789abcdef";
+pub const M: i64 = 1_000_000;
+
+/// A running fake plus a temp dir with a config file pointing at it.
+pub struct Harness {
+    pub fake: FakeJellyfin,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub state_path: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Harness {
+    /// Serve `fake` and write a config with `bandwidth` lines added to `[bandwidth]` and
+    /// `extra` appended at the end.
+    pub async fn start(fake: FakeJellyfin, bandwidth: &str, extra: &str) -> Harness {
+        let (url, _addr, shutdown) = fake.spawn().await;
+        let dir = tempfile::tempdir().unwrap();
+        let state_path = dir.path().join("state.json");
+        let config_path = dir.path().join("config.toml");
+        let toml = format!(
+            r#"
+[jellyfin]
+url = "{url}"
+api_key = "{KEY}"
+timeout = "2s"
+
+[bandwidth]
+total_upload_mbps = 60
+reserved_mbps = 5
+min_per_user_mbps = 2
+step_mbps = 0.5
+{bandwidth}
+
+[state]
+file = "{}"
+{extra}
+"#,
+            state_path.display()
+        );
+        std::fs::write(&config_path, toml).unwrap();
+        Harness {
+            fake,
+            url,
+            dir,
+            config_path,
+            state_path,
+            shutdown,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::from_toml_str(&std::fs::read_to_string(&self.config_path).unwrap()).unwrap()
+    }
+
+    pub fn client(&self) -> Client {
+        let s = self.settings();
+        Client::new(&s.jellyfin.url, &s.api_key().unwrap(), s.jellyfin.timeout).unwrap()
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        Ledger::open(&self.state_path).unwrap()
+    }
+
+    /// Run the real binary with `args` (the config is passed) and return (exit code, stdout,
+    /// stderr).
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// Ids of the users in the mixed scenario.
+pub struct Mixed {
+    pub admin: String,
+    pub alice: String,
+    pub bob: String,
+    pub carol: String,
+    pub dave: String,
+    pub erin: String,
+    pub guest: String,
+}
+
+/// The mixed scenario of issue 2: an admin with their own cap streaming over IPv6 (transcode),
+/// users at 0 over IPv4 (direct play) and IPv4-mapped IPv6 (transcode), a LAN streamer, a paused
+/// remote stream, an idle user, a user without remote access, and a session with no user.
+pub fn mixed_scenario(fake: &FakeJellyfin) -> Mixed {
+    use jellydemon::fake::Playback;
+    use serde_json::json;
+    let admin = fake.add_user("Admin", |p| {
+        p.insert("IsAdministrator".into(), json!(true));
+        p.insert("RemoteClientBitrateLimit".into(), json!(8 * M));
+    });
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("Bob O'Brien", |_| {});
+    let carol = fake.add_user("carol", |_| {});
+    let dave = fake.add_user("dave", |_| {});
+    let erin = fake.add_user("erin", |p| {
+        p.insert("EnableLyricManagement".into(), json!(true));
+        p.insert("BlockedTags".into(), json!(["horror"]));
+    });
+    let guest = fake.add_user("guest", |p| {
+        p.insert("EnableRemoteAccess".into(), json!(false));
+    });
+    fake.add_session(
+        Some(&admin),
+        Some("2001:db8::10"),
+        "Jellyfin Web",
+        Some(Playback::transcode("Movie A", 40 * M, 6 * M)),
+    );
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Android TV",
+        Some(Playback::direct(
+            "Episode 1",
+            Some(19_360_000),
+            Some(640_000),
+        )),
+    );
+    fake.add_session(
+        Some(&bob),
+        Some("::ffff:198.51.100.7"),
+        "Jellyfin Web",
+        Some(Playback::transcode("Episode 2", 20 * M, 4 * M)),
+    );
+    fake.add_session(
+        Some(&carol),
+        Some("192.168.1.50"),
+        "Jellyfin Web",
+        Some(Playback::direct(
+            "Local film",
+            Some(60 * M),
+            Some(1_500_000),
+        )),
+    );
+    fake.add_session(
+        Some(&dave),
+        Some("203.0.113.9"),
+        "Jellyfin iOS",
+        Some(Playback::direct("Paused film", Some(10 * M), Some(640_000)).paused()),
+    );
+    fake.add_session(
+        None,
+        Some("203.0.113.200"),
+        "Jellyfin Web",
+        Some(Playback::direct("Nobody's", Some(10 * M), None)),
+    );
+    fake.add_session(Some(&erin), Some("192.168.1.60"), "Jellyfin Web", None);
+    Mixed {
+        admin,
+        alice,
+        bob,
+        carol,
+        dave,
+        erin,
+        guest,
+    }
+}

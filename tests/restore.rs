@@ -1,0 +1,187 @@
+//! `restore` after any sequence of passes, including a pass killed half-way, returns every user
+//! to the exact original value.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use common::{Harness, M, Mixed, mixed_scenario};
+use jellydemon::fake::{FakeJellyfin, Fault, FaultKind, Playback};
+use jellydemon::reconcile::{RestoreOutcome, reconcile_once, restore};
+
+async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
+    let fake = FakeJellyfin::new(common::KEY);
+    let ids = mixed_scenario(&fake);
+    // Give one user a non-zero original that jellydemon will lower.
+    fake.set_limit_by_hand(&ids.carol, 50 * M);
+    let originals = fake
+        .users()
+        .into_iter()
+        .map(|u| (u.id.clone(), fake.limit(&u.id)))
+        .collect();
+    let h = Harness::start(fake, bandwidth, "").await;
+    (h, ids, originals)
+}
+
+fn assert_originals(h: &Harness, originals: &[(String, i64)]) {
+    for (id, limit) in originals {
+        assert_eq!(
+            h.fake.limit(id),
+            *limit,
+            "user {} not back at its original",
+            h.fake.user(id).unwrap().name
+        );
+    }
+}
+
+async fn pass(h: &Harness) {
+    let mut ledger = h.ledger();
+    reconcile_once(&h.client(), &h.settings(), &mut ledger, false)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn restore_after_several_passes_returns_every_original() {
+    let (h, m, originals) = mixed("").await;
+    pass(&h).await;
+    // Streams come and go between passes.
+    let s = h
+        .fake
+        .add_session(Some(&m.erin), Some("203.0.113.44"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(30 * M), Some(640_000)));
+    pass(&h).await;
+    h.fake.stop_playback(&s);
+    for sess in h.fake.sessions() {
+        if sess.user_id.as_deref() == Some(m.alice.as_str()) {
+            h.fake.remove_session(&sess.id);
+        }
+    }
+    pass(&h).await;
+    assert_ne!(h.fake.limit(&m.alice), 0, "passes changed something");
+
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("restored"), "{out}");
+    assert_originals(&h, &originals);
+    assert!(h.ledger().is_empty(), "the ledger is emptied");
+    // A second restore has nothing to do.
+    let (code, out, _) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to restore"), "{out}");
+}
+
+#[tokio::test]
+async fn a_pass_killed_half_way_loses_nothing() {
+    // Kill the real binary with SIGKILL while the n-th policy write hangs, either before
+    // Jellyfin applied it or after. Then run another pass, and restore.
+    for kind in [FaultKind::Hang, FaultKind::ApplyThenHang] {
+        for skip in 0..5 {
+            let (h, _m, originals) = mixed("").await;
+            // A long client timeout: the process is killed while it waits.
+            let cfg = std::fs::read_to_string(&h.config_path)
+                .unwrap()
+                .replace("timeout = \"2s\"", "timeout = \"60s\"");
+            std::fs::write(&h.config_path, cfg).unwrap();
+            h.fake.add_fault(Fault {
+                method: Some(Method::POST),
+                path_prefix: Some("/users/".into()),
+                skip,
+                kind,
+            });
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+                .arg("--config")
+                .arg(&h.config_path)
+                .args(["reconcile", "--once"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let posts = || {
+                h.fake
+                    .requests()
+                    .iter()
+                    .filter(|r| r.method == Method::POST)
+                    .count()
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while posts() < skip + 1 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no hanging write seen"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            child.kill().await.unwrap(); // SIGKILL
+            h.fake.clear_faults();
+
+            // The next pass must not take a value jellydemon wrote for an original.
+            pass(&h).await;
+            let (code, out, err) = h.cli(&["restore"]).await;
+            assert_eq!(code, 0, "{kind:?} skip {skip}: {out}\n{err}");
+            assert_originals(&h, &originals);
+        }
+    }
+}
+
+#[tokio::test]
+async fn restore_keeps_a_hand_change_and_drops_deleted_users() {
+    let (h, m, _) = mixed("").await;
+    pass(&h).await;
+    h.fake.set_limit_by_hand(&m.alice, 7 * M);
+    h.fake.remove_user(&m.dave);
+    let mut ledger = h.ledger();
+    let results = restore(&h.client(), &mut ledger).await.unwrap();
+    let alice = results.iter().find(|(n, _)| n == "alice").unwrap();
+    assert_eq!(
+        alice.1,
+        RestoreOutcome::KeptHandChange {
+            value: 7 * M,
+            original: 0
+        }
+    );
+    assert_eq!(h.fake.limit(&m.alice), 7 * M);
+    let dave = results.iter().find(|(n, _)| n == "dave").unwrap();
+    assert_eq!(dave.1, RestoreOutcome::UserGone);
+    assert!(ledger.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_restore_keeps_the_user_in_the_ledger() {
+    let (h, m, originals) = mixed("").await;
+    pass(&h).await;
+    h.fake.add_fault(Fault {
+        method: Some(Method::POST),
+        path_prefix: Some(format!("/users/{}", m.alice)),
+        skip: 0,
+        kind: FaultKind::Status(500),
+    });
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(out.contains("FAILED"), "{out}");
+    assert_eq!(h.ledger().len(), 1);
+    assert_eq!(h.ledger().original(&m.alice), Some(0));
+    h.fake.clear_faults();
+    let (code, _, _) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0);
+    assert_originals(&h, &originals);
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_stops_everything_and_is_left_alone() {
+    let (h, _m, originals) = mixed("").await;
+    std::fs::write(&h.state_path, "{\"version\":1,\"users\":{\"ab").unwrap();
+    for args in [&["reconcile", "--once"][..], &["restore"][..]] {
+        let (code, _out, err) = h.cli(args).await;
+        assert_eq!(code, 4, "{err}");
+        assert!(err.contains("corrupt"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&h.state_path).unwrap(),
+        "{\"version\":1,\"users\":{\"ab"
+    );
+    assert!(h.fake.policy_posts().is_empty());
+    assert_originals(&h, &originals);
+}
