@@ -420,6 +420,12 @@ impl FakeJellyfin {
     }
 }
 
+/// Whether a version string such as "10.10.7" is older than `(major, minor)`.
+fn version_before(version: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (major, minor)
+}
+
 fn effective_limit(g: &Inner, s: &FakeSession) -> i64 {
     let ranges: Vec<IpNet> = g.network_config["LocalNetworkSubnets"]
         .as_array()
@@ -632,6 +638,10 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
         "SupportedCommands": s.supported_commands
     });
     let o = v.as_object_mut().expect("object");
+    if !version_before(&g.version, (12, 0)) {
+        // Removed in 12.0.
+        o.remove("NowPlayingQueueFullItems");
+    }
     if let Some(ep) = &s.remote_end_point {
         o.insert("RemoteEndPoint".into(), json!(ep));
     }
@@ -685,7 +695,6 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
                     "Width": 1920,
                     "Height": 1080,
                     "AudioChannels": 2,
-                    "HardwareAccelerationType": "none",
                     "TranscodeReasons": ["ContainerBitrateExceedsLimit"]
                 }),
             );
@@ -879,7 +888,17 @@ fn route(
             }
             json_response(json!([{"Name": "Default", "Id": AUTH_PROVIDER}]))
         }
-        (&Method::GET, ["system", "configuration"]) => json_response(g.server_config.clone()),
+        (&Method::GET, ["system", "configuration"]) => {
+            let mut config = g.server_config.clone();
+            // Added in 10.11; older servers do not have the property.
+            if version_before(&g.version, (10, 11)) {
+                config
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("EnableLegacyAuthorization");
+            }
+            json_response(config)
+        }
         (&Method::GET, ["system", "configuration", "network"]) => {
             json_response(g.network_config.clone())
         }

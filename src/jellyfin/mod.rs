@@ -279,22 +279,31 @@ fn status_error(method: Method, path: &str, status: StatusCode, body: &str) -> J
     }
 }
 
+/// Whether `e` is, or wraps, a rustls error. `io::Error` does not expose the error it wraps
+/// through `source()`, and hyper nests them, so look inside each one.
+fn is_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    e.downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_rustls_error(inner))
+}
+
 fn transport_error(method: Method, path: &str, e: &reqwest::Error) -> JellyfinError {
     // The innermost cause says the most ("Connection refused", "invalid peer certificate").
     let mut chain = Vec::new();
+    let mut is_tls = false;
     let mut src: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = src {
         chain.push(s.to_string());
+        is_tls |= is_rustls_error(s);
         src = s.source();
     }
     let all = chain.join(": ").to_lowercase();
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
-    } else if all.contains("certificate")
-        || all.contains("tls")
-        || all.contains("handshake")
-        || all.contains("invalid http version")
-    {
+    } else if is_tls || all.contains("certificate") || all.contains("tls handshake") {
         ErrorKind::Tls
     } else if all.contains("dns") || all.contains("failed to lookup") {
         ErrorKind::Dns

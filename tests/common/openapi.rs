@@ -58,12 +58,11 @@ fn convert(v: &mut Value) {
             for child in o.values_mut() {
                 convert(child);
             }
-            if o.get("type") == Some(&json!("array")) {
-                if let Some(e) = o.remove("enum") {
-                    if let Some(items) = o.get_mut("items").and_then(Value::as_object_mut) {
-                        items.insert("enum".into(), e);
-                    }
-                }
+            if o.get("type") == Some(&json!("array"))
+                && let Some(e) = o.remove("enum")
+                && let Some(items) = o.get_mut("items").and_then(Value::as_object_mut)
+            {
+                items.insert("enum".into(), e);
             }
             if o.remove("nullable") == Some(json!(true)) {
                 let inner = Value::Object(std::mem::take(o));
