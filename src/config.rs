@@ -538,21 +538,25 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
     let mut lines = Vec::new();
     for e in err {
         let key = e.path.join(".");
+        // Where the bad value came from: the file, or the environment variable's name.
         let source = e
             .metadata
             .as_ref()
-            .and_then(|m| m.source.as_ref().map(|s| format!(" (in {s})")))
+            .map(|m| match &m.source {
+                Some(src) => format!(" (in {src})"),
+                None if m.name.contains("environment") && !e.path.is_empty() => format!(
+                    " (from environment variable JELLYDEMON_{})",
+                    e.path.join("__").to_uppercase()
+                ),
+                None => format!(" (from {})", m.name),
+            })
             .unwrap_or_default();
         let what = match &e.kind {
-            figment::error::Kind::UnknownField(field, expected) => {
-                let full = if key.is_empty() {
-                    field.clone()
-                } else {
-                    format!("{key}.{field}")
-                };
-                let expected = expected.join(", ");
-                format!("unknown key `{full}`{source}; expected one of: {expected}")
-            }
+            // figment's path already ends with the unknown field.
+            figment::error::Kind::UnknownField(_, expected) => format!(
+                "unknown key `{key}`{source}; expected one of: {}",
+                expected.join(", ")
+            ),
             figment::error::Kind::MissingField(field) => {
                 let full = if key.is_empty() {
                     field.to_string()

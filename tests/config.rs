@@ -1,0 +1,137 @@
+//! The configuration: the example file loads (with every documented key switched on), each file
+//! in `tests/invalid-configs/` fails with the message its first line names, and environment
+//! variables override the file.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use jellydemon::config::{Algorithm, Settings};
+use secrecy::ExposeSecret;
+
+const EXAMPLE: &str = include_str!("../config.example.toml");
+
+#[test]
+fn the_example_config_loads() {
+    let s = Settings::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(s.bandwidth.algorithm, Algorithm::Equal);
+    assert_eq!(s.budget().budget_bps, 90_000_000);
+}
+
+/// Uncomment every `# key = value` line (the first of each key in a section, skipping the
+/// api_key_file alternative): every documented key must exist and its example value be valid.
+#[test]
+fn every_documented_key_is_real_and_its_example_valid() {
+    let mut out = String::new();
+    let mut seen = HashSet::new();
+    let mut section = String::new();
+    let mut uncommented = 0;
+    for line in EXAMPLE.lines() {
+        if line.starts_with('[') {
+            section = line.to_string();
+        }
+        let candidate = line.strip_prefix("# ").filter(|rest| {
+            let key = rest.split(" = ").next().unwrap_or("");
+            rest.contains(" = ")
+                && !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        });
+        match candidate {
+            Some(rest) => {
+                let key = rest.split(" = ").next().unwrap();
+                if key != "api_key_file" && seen.insert(format!("{section}.{key}")) {
+                    out.push_str(rest);
+                    uncommented += 1;
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert!(uncommented >= 15, "only {uncommented} keys found");
+    let s = Settings::from_toml_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(s.budget().max_per_user_bps, Some(40_000_000));
+    assert_eq!(s.bandwidth.priority.weight("ALICE", false), 2.0);
+    assert!(
+        s.users
+            .is_excluded("4f1c2d3e-0000-1111-2222-333344445555", "x")
+    );
+}
+
+#[test]
+fn every_invalid_config_fails_with_its_message() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid-configs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a '# expect: ' first line", path.display()));
+        let err = match Settings::from_toml_str(&text) {
+            Ok(_) => panic!("{} loaded but should fail with {expect:?}", path.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(expect),
+            "{}: expected {expect:?} in the error, got {err:?}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 20, "only {count} invalid configs");
+}
+
+#[test]
+fn environment_overrides_the_file_and_unknown_env_keys_fail() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "config.toml",
+            "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n[bandwidth]\ntotal_upload_mbps = 100\n",
+        )?;
+        jail.set_env("JELLYDEMON_JELLYFIN__API_KEY", "from-the-environment");
+        jail.set_env("JELLYDEMON_BANDWIDTH__ALGORITHM", "demand");
+        jail.set_env("JELLYDEMON_CONFIG", "config.toml");
+        let s = Settings::load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(s.bandwidth.algorithm, Algorithm::Demand);
+        assert_eq!(s.api_key().unwrap().expose_secret(), "from-the-environment");
+        assert!(!format!("{s:?}").contains("from-the-environment"));
+
+        jail.set_env("JELLYDEMON_BANDWIDTH__BOGUS", "1");
+        let err = Settings::load(Path::new("config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `bandwidth.bogus`"), "{err}");
+        assert!(err.contains("JELLYDEMON_"), "names the source: {err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn api_key_file_is_read_and_trimmed_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "  secret-from-file\n").unwrap();
+    let toml = format!(
+        "[jellyfin]\nurl = \"http://h\"\napi_key_file = \"{}\"\n[bandwidth]\ntotal_upload_mbps = 10\n",
+        key.display()
+    );
+    let s = Settings::from_toml_str(&toml).unwrap();
+    assert_eq!(s.api_key().unwrap().expose_secret(), "secret-from-file");
+
+    std::fs::remove_file(&key).unwrap();
+    let err = s.api_key().unwrap_err().to_string();
+    assert!(err.contains("jellyfin.api_key_file"), "{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let err = Settings::load(Path::new("/nonexistent/jellydemon.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/jellydemon.toml") && err.contains("--config"),
+        "{err}"
+    );
+}
