@@ -68,7 +68,7 @@ pub enum Command {
     /// The table shows each managed user: where they stream from, how many streams, their
     /// current rate, the old and new limit, and why.
     Reconcile {
-        /// Do one pass and exit (the continuous mode is `jellydemon run`).
+        /// Do one pass and exit.
         #[arg(long, required = true)]
         once: bool,
         /// Compute and print, write nothing (not even the state file).

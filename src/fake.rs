@@ -49,6 +49,8 @@ pub struct Recorded {
     /// The path without the base path, as sent (case preserved).
     pub path: String,
     pub query: Option<String>,
+    /// Header names, lowercase.
+    pub headers: Vec<String>,
     pub body: Option<Value>,
     pub status: u16,
 }
@@ -784,6 +786,7 @@ async fn handle(State(fake): State<FakeJellyfin>, req: Request) -> Response {
         method,
         path: recorded_path,
         query: uri.query().map(str::to_string),
+        headers: headers.keys().map(|k| k.as_str().to_string()).collect(),
         body,
         status: response.status().as_u16(),
     });
