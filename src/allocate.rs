@@ -69,6 +69,16 @@ pub fn weight_milli(weight: f64) -> u64 {
 }
 
 /// Allocate `budget` bits/s among `claimants` with the given algorithm.
+///
+/// ```
+/// use jellydemon::allocate::{allocate, Claimant};
+/// use jellydemon::config::Algorithm;
+/// let admin = Claimant { weight_milli: 1000, floor: 2_000_000, ceiling: 10_000_000, demand: 0 };
+/// let user = Claimant { ceiling: u64::MAX, ..admin };
+/// // The admin's own 10 Mbps cap leaves the rest of 90 Mbps to the other two.
+/// let a = allocate(Algorithm::Equal, &[admin, user, user], 90_000_000);
+/// assert_eq!(a.shares, vec![10_000_000, 40_000_000, 40_000_000]);
+/// ```
 pub fn allocate(algorithm: Algorithm, claimants: &[Claimant], budget: u64) -> Allocation {
     let effective: Vec<Claimant> = claimants
         .iter()

@@ -21,6 +21,13 @@ pub enum EndpointError {
 
 /// Parse any of the `RemoteEndPoint` forms listed in the module doc. IPv4-mapped IPv6 addresses
 /// come back as IPv4, so `::ffff:10.0.0.1` and `10.0.0.1` classify alike.
+///
+/// ```
+/// use jellydemon::network::parse_endpoint;
+/// let ip = parse_endpoint("203.0.113.7").unwrap();
+/// assert_eq!(parse_endpoint("[::ffff:203.0.113.7]:443").unwrap(), ip);
+/// assert!(parse_endpoint("example.com").is_err());
+/// ```
 pub fn parse_endpoint(raw: &str) -> Result<IpAddr, EndpointError> {
     let s = raw.trim();
     if s.is_empty() {
