@@ -324,12 +324,139 @@ impl Default for StateSettings {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// How the daemon learns about playback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// React to the Webhook plugin at once, poll slowly as the fallback.
+    #[default]
+    Webhook,
+    /// No webhooks: poll `/Sessions` only, more often.
+    ReconcileOnly,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonSettings {
     /// Compute and report everything, write nothing (not even the ledger).
     #[serde(default)]
     pub dry_run: bool,
+    /// `webhook` (default) or `reconcile-only`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where the HTTP listener (`/hook`, `/healthz`, `/api/state`) binds.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// The shared secret the Webhook plugin sends in `X-Jellydemon-Token` (or
+    /// `Authorization: Bearer`). Required unless `listen` is a loopback address.
+    #[serde(default)]
+    pub webhook_token: Option<SecretString>,
+    /// A file holding the webhook secret (alternative to `webhook_token`).
+    #[serde(default)]
+    pub webhook_token_file: Option<PathBuf>,
+    /// How often `/Sessions` is reconciled. Default: 5 minutes with webhooks, 30 seconds in
+    /// reconcile-only mode.
+    #[serde(default, with = "humantime_serde")]
+    pub poll_interval: Option<Duration>,
+    /// Playback events within this window cause one `/Sessions` read and one recompute.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// At most this many policy writes per second, to protect Jellyfin.
+    #[serde(default = "default_writes_per_second")]
+    pub max_writes_per_second: u32,
+    /// Send `SetMaxStreamingBitrate` to a running stream whose new limit is below its rate
+    /// (only to sessions that list the command; never to raise a rate).
+    #[serde(default = "default_true")]
+    pub push: bool,
+    /// Put every original limit back on SIGTERM/SIGINT.
+    #[serde(default = "default_true")]
+    pub restore_on_exit: bool,
+    /// How long shutdown (including the restore) may take before giving up; the ledger keeps
+    /// whatever could not be restored for the next start or `jellydemon restore`.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// `/healthz` fails when the last successful poll is older than this.
+    #[serde(default = "default_unhealthy_after", with = "humantime_serde")]
+    pub unhealthy_after: Duration,
+    /// The largest `/hook` body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_hook_body_bytes: usize,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    ([127, 0, 0, 1], 8098).into()
+}
+fn default_debounce() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_writes_per_second() -> u32 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_unhealthy_after() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            dry_run: false,
+            mode: Mode::default(),
+            listen: default_listen(),
+            webhook_token: None,
+            webhook_token_file: None,
+            poll_interval: None,
+            debounce: default_debounce(),
+            max_writes_per_second: default_writes_per_second(),
+            push: true,
+            restore_on_exit: true,
+            shutdown_timeout: default_shutdown_timeout(),
+            unhealthy_after: default_unhealthy_after(),
+            max_hook_body_bytes: default_max_body(),
+        }
+    }
+}
+
+impl DaemonSettings {
+    /// The reconciliation interval in force for the mode.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval.unwrap_or(match self.mode {
+            Mode::Webhook => Duration::from_secs(300),
+            Mode::ReconcileOnly => Duration::from_secs(30),
+        })
+    }
+
+    /// The webhook secret from `webhook_token` or `webhook_token_file`, if any.
+    pub fn webhook_token(&self) -> Result<Option<SecretString>, ConfigError> {
+        if let Some(t) = &self.webhook_token {
+            return Ok(Some(t.clone()));
+        }
+        let Some(path) = &self.webhook_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "daemon.webhook_token_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(invalid(
+                "daemon.webhook_token_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Some(SecretString::from(t.to_owned())))
+    }
 }
 
 /// The values the allocation works with, in integer bits per second.
@@ -463,6 +590,54 @@ impl Settings {
             return Err(invalid(
                 "bandwidth.demand.overhead",
                 format!("must be a number >= 1.0, got {}", b.demand.overhead),
+            ));
+        }
+        let d = &self.daemon;
+        if d.webhook_token.is_some() && d.webhook_token_file.is_some() {
+            return Err(invalid(
+                "daemon.webhook_token",
+                "set either webhook_token or webhook_token_file, not both",
+            ));
+        }
+        if d.webhook_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+        {
+            return Err(invalid(
+                "daemon.webhook_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+            ));
+        }
+        if d.mode == Mode::Webhook
+            && !d.listen.ip().is_loopback()
+            && d.webhook_token.is_none()
+            && d.webhook_token_file.is_none()
+        {
+            return Err(invalid(
+                "daemon.webhook_token",
+                format!(
+                    "required when listen ({}) is not a loopback address: anyone who can reach \
+                     it could trigger recomputes",
+                    d.listen
+                ),
+            ));
+        }
+        if d.poll_interval.is_some_and(|p| p < Duration::from_secs(1)) {
+            return Err(invalid("daemon.poll_interval", "must be at least 1s"));
+        }
+        if d.debounce > Duration::from_secs(60) {
+            return Err(invalid("daemon.debounce", "must be at most 60s"));
+        }
+        if d.max_writes_per_second == 0 {
+            return Err(invalid(
+                "daemon.max_writes_per_second",
+                "must be at least 1",
+            ));
+        }
+        if d.max_hook_body_bytes < 1024 {
+            return Err(invalid(
+                "daemon.max_hook_body_bytes",
+                "must be at least 1024",
             ));
         }
         if self.state.file.as_os_str().is_empty() {

@@ -32,3 +32,4 @@ pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod telemetry;
+pub mod webhook;

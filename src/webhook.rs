@@ -1,0 +1,342 @@
+//! Parsing the Jellyfin Webhook plugin's bodies. Pure: bytes in, an event or a precise error
+//! out.
+//!
+//! Two shapes arrive at `/hook`: our own template (`webhook-templates/`), and the plugin's
+//! "Send All Properties" JSON. Both carry the plugin's variable names (`NotificationType`,
+//! `UserId`, the session id as `Id`, …). The parser is lenient where the plugin is sloppy:
+//! keys are matched case-insensitively, GUIDs with or without dashes, booleans as `true`,
+//! `"True"` or a bare `True` (a template writes `{{IsPaused}}` as `True`, which is not JSON).
+
+use serde_json::{Map, Value};
+
+use crate::jellyfin::normalize_guid;
+
+/// What a webhook tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    PlaybackStart,
+    PlaybackStop,
+    /// Sent every second per playing session: counted, never a recompute.
+    PlaybackProgress,
+    /// Any other notification type: accepted and ignored.
+    Other(String),
+}
+
+impl EventKind {
+    /// Start and stop change who claims bandwidth; nothing else does.
+    pub fn triggers_recompute(&self) -> bool {
+        matches!(self, EventKind::PlaybackStart | EventKind::PlaybackStop)
+    }
+    pub fn label(&self) -> &str {
+        match self {
+            EventKind::PlaybackStart => "PlaybackStart",
+            EventKind::PlaybackStop => "PlaybackStop",
+            EventKind::PlaybackProgress => "PlaybackProgress",
+            EventKind::Other(_) => "other",
+        }
+    }
+}
+
+/// A parsed webhook. Everything but the kind is optional: the plugin omits what it does not
+/// know, and `/Sessions` stays the truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookEvent {
+    pub kind: EventKind,
+    /// Normalized (no dashes, lowercase).
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    /// Normalized session id.
+    pub session_id: Option<String>,
+    pub device_id: Option<String>,
+    pub device_name: Option<String>,
+    pub client: Option<String>,
+    pub remote_end_point: Option<String>,
+    pub item_id: Option<String>,
+    pub item_name: Option<String>,
+    pub is_paused: Option<bool>,
+    pub play_method: Option<String>,
+    /// The item's first video and audio stream bitrates, when the template sends them.
+    pub video_bitrate: Option<i64>,
+    pub audio_bitrate: Option<i64>,
+}
+
+/// Why a body was rejected; the message says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("empty body: configure the webhook's template (see webhook-templates/)")]
+    Empty,
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is JSON but not an object")]
+    NotObject,
+    #[error("missing NotificationType")]
+    MissingType,
+    #[error("field {field}: {problem}")]
+    BadField {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// Parse a `/hook` body.
+pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
+    let text =
+        std::str::from_utf8(body).map_err(|e| HookError::NotJson(format!("not UTF-8 ({e})")))?;
+    if text.trim().is_empty() {
+        return Err(HookError::Empty);
+    }
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(first) => serde_json::from_str(&fix_bare_booleans(text))
+            .map_err(|_| HookError::NotJson(first.to_string()))?,
+    };
+    let Value::Object(map) = value else {
+        return Err(HookError::NotObject);
+    };
+    let get = |names: &[&str]| field(&map, names);
+    let kind = match get(&["NotificationType", "Event", "EventType"]).and_then(as_string) {
+        None => return Err(HookError::MissingType),
+        Some(t) => match t.to_ascii_lowercase().as_str() {
+            "playbackstart" => EventKind::PlaybackStart,
+            "playbackstop" => EventKind::PlaybackStop,
+            "playbackprogress" => EventKind::PlaybackProgress,
+            _ => EventKind::Other(t),
+        },
+    };
+    let guid = |names: &[&str], label: &'static str| -> Result<Option<String>, HookError> {
+        match get(names).and_then(as_string) {
+            None => Ok(None),
+            Some(s) => {
+                let n = normalize_guid(&s);
+                if n.is_empty() {
+                    Ok(None)
+                } else if n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(Some(n))
+                } else {
+                    Err(HookError::BadField {
+                        field: label,
+                        problem: format!("\"{s}\" is not a GUID"),
+                    })
+                }
+            }
+        }
+    };
+    let user_id = guid(&["UserId"], "UserId")?;
+    let user_id = user_id.filter(|id| id.bytes().any(|b| b != b'0'));
+    let is_paused = match get(&["IsPaused"]) {
+        None => None,
+        Some(v) => Some(as_bool(v).ok_or_else(|| HookError::BadField {
+            field: "IsPaused",
+            problem: format!("{v} is not a boolean"),
+        })?),
+    };
+    let int = |names: &[&str], label: &'static str| -> Result<Option<i64>, HookError> {
+        match get(names) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => as_int(v).map(Some).ok_or_else(|| HookError::BadField {
+                field: label,
+                problem: format!("{v} is not an integer"),
+            }),
+        }
+    };
+    Ok(HookEvent {
+        kind,
+        user_id,
+        user_name: get(&["NotificationUsername", "UserName", "Username"]).and_then(as_string),
+        session_id: get(&["SessionId", "Id"])
+            .and_then(as_string)
+            .map(|s| normalize_guid(&s))
+            .filter(|s| !s.is_empty()),
+        device_id: get(&["DeviceId"]).and_then(as_string),
+        device_name: get(&["DeviceName"]).and_then(as_string),
+        client: get(&["ClientName", "Client"]).and_then(as_string),
+        remote_end_point: get(&["RemoteEndPoint"]).and_then(as_string),
+        item_id: get(&["ItemId"])
+            .and_then(as_string)
+            .map(|s| normalize_guid(&s)),
+        item_name: get(&["Name"]).and_then(as_string),
+        is_paused,
+        play_method: get(&["PlayMethod"]).and_then(as_string),
+        video_bitrate: int(&["Video_0_BitRate", "Video_0_Bitrate"], "Video_0_BitRate")?,
+        audio_bitrate: int(&["Audio_0_BitRate", "Audio_0_Bitrate"], "Audio_0_BitRate")?,
+    })
+}
+
+/// The first of `names` present (case-insensitive), ignoring empty strings (a template renders
+/// a missing variable as "").
+fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+            .filter(|v| !matches!(v, Value::String(s) if s.trim().is_empty()))
+    })
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Replace bare `True`/`False` (outside strings) by `true`/`false`: a Handlebars template
+/// renders .NET booleans that way.
+fn fix_bare_booleans(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        } else if let Some(r) = rest.strip_prefix("True") {
+            out.push_str("true");
+            rest = r;
+            continue;
+        } else if let Some(r) = rest.strip_prefix("False") {
+            out.push_str("false");
+            rest = r;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn template_body_with_dashed_guids_and_bare_booleans() {
+        let body = br#"{
+            "NotificationType": "PlaybackStart",
+            "UserId": "4F1C2D3E-0000-1111-2222-333344445555",
+            "NotificationUsername": "Bob \"the\" O'Brien",
+            "Id": "aa11bb22-cc33-dd44-ee55-ff6677889900",
+            "DeviceId": "dev-1",
+            "ClientName": "Jellyfin Web",
+            "RemoteEndPoint": "203.0.113.7",
+            "IsPaused": False,
+            "PlayMethod": "Transcode",
+            "Name": "It's \"True\"",
+            "Video_0_BitRate": "8000000"
+        }"#;
+        let e = parse(body).unwrap();
+        assert_eq!(e.kind, EventKind::PlaybackStart);
+        assert_eq!(
+            e.user_id.as_deref(),
+            Some("4f1c2d3e000011112222333344445555")
+        );
+        assert_eq!(
+            e.session_id.as_deref(),
+            Some("aa11bb22cc33dd44ee55ff6677889900")
+        );
+        assert_eq!(e.user_name.as_deref(), Some("Bob \"the\" O'Brien"));
+        assert_eq!(e.is_paused, Some(false));
+        assert_eq!(
+            e.item_name.as_deref(),
+            Some("It's \"True\""),
+            "strings untouched"
+        );
+        assert_eq!(e.video_bitrate, Some(8_000_000));
+    }
+
+    #[test]
+    fn send_all_properties_body() {
+        let body = br#"{"ServerId":"x","NotificationType":"PlaybackStop","UserId":"4f1c2d3e000011112222333344445555","Id":"aa11bb22cc33dd44ee55ff6677889900","IsPaused":true,"PlayedToCompletion":false,"RemoteEndPoint":"2001:db8::1"}"#;
+        let e = parse(body).unwrap();
+        assert_eq!(e.kind, EventKind::PlaybackStop);
+        assert_eq!(e.is_paused, Some(true));
+        assert_eq!(e.remote_end_point.as_deref(), Some("2001:db8::1"));
+    }
+
+    #[test]
+    fn quoted_booleans_and_lowercase_keys() {
+        let e = parse(br#"{"notificationtype":"playbackprogress","isPaused":"True"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::PlaybackProgress);
+        assert_eq!(e.is_paused, Some(true));
+    }
+
+    #[test]
+    fn unknown_types_are_accepted_as_other() {
+        let e = parse(br#"{"NotificationType":"ItemAdded"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Other("ItemAdded".into()));
+        assert!(!e.kind.triggers_recompute());
+    }
+
+    #[test]
+    fn empty_template_variables_count_as_absent() {
+        let e = parse(br#"{"NotificationType":"PlaybackStart","UserId":"","RemoteEndPoint":" "}"#)
+            .unwrap();
+        assert_eq!(e.user_id, None);
+        assert_eq!(e.remote_end_point, None);
+        let e = parse(br#"{"NotificationType":"PlaybackStart","UserId":"00000000-0000-0000-0000-000000000000"}"#).unwrap();
+        assert_eq!(e.user_id, None, "the all-zero GUID is no user");
+    }
+
+    #[test]
+    fn malformed_bodies_say_what_is_wrong() {
+        assert_eq!(parse(b""), Err(HookError::Empty));
+        assert_eq!(parse(b"  \n"), Err(HookError::Empty));
+        assert!(matches!(
+            parse(b"{\"NotificationType\": "),
+            Err(HookError::NotJson(_))
+        ));
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(HookError::NotJson(_))));
+        assert_eq!(parse(b"[1,2]"), Err(HookError::NotObject));
+        assert_eq!(parse(b"{\"UserId\":\"x\"}"), Err(HookError::MissingType));
+        let err = parse(br#"{"NotificationType":"PlaybackStart","UserId":"bob"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "field UserId: \"bob\" is not a GUID");
+        let err = parse(br#"{"NotificationType":"PlaybackStart","IsPaused":"maybe"}"#).unwrap_err();
+        assert!(err.to_string().starts_with("field IsPaused"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn bare_boolean_fix_leaves_strings_alone(s in "[a-zA-Z \"\\\\]{0,20}") {
+            let json = serde_json::to_string(&serde_json::json!({"NotificationType": "x", "Name": s})).unwrap();
+            let e = parse(json.as_bytes()).unwrap();
+            prop_assert_eq!(e.item_name.unwrap_or_default(), s.trim().to_string());
+        }
+    }
+}
