@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
 
@@ -119,9 +120,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Reconcile { once: _, dry_run } => {
             let settings = load(&cli.config)?;
             let client = client(&settings)?;
-            let mut ledger = open_ledger(&settings)?;
+            let ledger = Mutex::new(open_ledger(&settings)?);
             let dry_run = dry_run || settings.daemon.dry_run;
-            match reconcile::reconcile_once(&client, &settings, &mut ledger, dry_run).await {
+            match reconcile::reconcile_once(&client, &settings, &ledger, dry_run).await {
                 Ok(report) => {
                     print!("{}", report::pass_table(&report));
                     if report.failed_writes() > 0 {
@@ -156,13 +157,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Restore => {
             let settings = load(&cli.config)?;
             let client = client(&settings)?;
-            let mut ledger = open_ledger(&settings)?;
-            let results = reconcile::restore(&client, &mut ledger)
-                .await
-                .map_err(|e| {
-                    eprintln!("error: {e}");
-                    ExitCode::from(exit::STATE)
-                })?;
+            let ledger = Mutex::new(open_ledger(&settings)?);
+            let results = reconcile::restore(&client, &ledger).await.map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::STATE)
+            })?;
             print!("{}", report::restore_table(&results));
             let failed = results
                 .iter()

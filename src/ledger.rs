@@ -3,10 +3,10 @@
 //!
 //! Rules:
 //! * the original is recorded (and the file synced) **before** the first write to a user;
-//! * before every write the value about to be written is recorded as `written`, and the value
-//!   written before it is kept as `previous`: after a crash at any point the value Jellyfin holds
-//!   is the original, `previous` or `written`, and all three are recognized, so a value
-//!   jellydemon set is never mistaken for an original;
+//! * before every write the value about to be written is recorded, and the last few values
+//!   written before it are kept: after a crash at any point, or when a snapshot read just before
+//!   a write is compared afterwards, the value Jellyfin holds is the original or one of those,
+//!   and all are recognized, so a value jellydemon set is never mistaken for an original;
 //! * a value that is none of those was set by an admin by hand, and becomes the new original;
 //! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory);
 //! * a state file that cannot be read or parsed is an error, never silently replaced.
@@ -20,24 +20,30 @@ use serde::{Deserialize, Serialize};
 
 const VERSION: u32 = 1;
 
+/// How many of its own recent values jellydemon remembers per user.
+const RECENT: usize = 8;
+
 /// What jellydemon knows about one user it has changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// The user's name when last seen, for humans reading the file.
     pub name: String,
     /// The limit the user had before jellydemon touched it (bits/s; 0 = server default).
     pub original: i64,
-    /// The last value jellydemon set out to write, recorded before the request was sent.
+    /// The values jellydemon set out to write, oldest first, the last one the newest; each is
+    /// recorded before its request is sent.
     #[serde(default)]
-    pub written: Option<i64>,
-    /// The value written before `written`: still in effect if the last request never arrived.
-    #[serde(default)]
-    pub previous: Option<i64>,
+    pub ours: Vec<i64>,
 }
 
 impl Entry {
     fn is_ours(&self, value: i64) -> bool {
-        self.written == Some(value) || self.previous == Some(value)
+        self.ours.contains(&value)
+    }
+    /// The last value jellydemon set out to write.
+    pub fn written(&self) -> Option<i64> {
+        self.ours.last().copied()
     }
 }
 
@@ -154,12 +160,8 @@ impl Ledger {
             Observed::Ours
         } else {
             let old_original = e.original;
-            *e = Entry {
-                name: e.name.clone(),
-                original: current,
-                written: None,
-                previous: None,
-            };
+            e.original = current;
+            e.ours.clear();
             Observed::HandChanged { old_original }
         }
     }
@@ -170,12 +172,12 @@ impl Ledger {
         let e = self.users.entry(user.to_string()).or_insert_with(|| Entry {
             name: name.to_string(),
             original: current,
-            written: None,
-            previous: None,
+            ours: Vec::new(),
         });
-        if e.written != Some(new) {
-            e.previous = e.written.or(Some(current)).filter(|v| *v != e.original);
-            e.written = Some(new);
+        e.ours.retain(|v| *v != new);
+        e.ours.push(new);
+        if e.ours.len() > RECENT {
+            e.ours.remove(0);
         }
     }
 
@@ -257,7 +259,7 @@ mod tests {
         l.save().unwrap();
         let back = Ledger::open(&dir.path().join("state.json")).unwrap();
         assert_eq!(back.original("u1"), Some(0));
-        assert_eq!(back.get("u1").unwrap().written, Some(20_000_000));
+        assert_eq!(back.get("u1").unwrap().written(), Some(20_000_000));
         // No temp file left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -272,6 +274,18 @@ mod tests {
         assert_eq!(l.observe("u", "a", 4_000_000), Observed::Ours);
         assert_eq!(l.observe("u", "a", 8_000_000), Observed::Original);
         assert_eq!(l.original("u"), Some(8_000_000));
+    }
+
+    #[test]
+    fn only_the_recent_values_are_remembered() {
+        let (_d, mut l) = ledger();
+        for v in 1..=20 {
+            l.record_intent("u", "a", 0, v);
+        }
+        assert_eq!(l.get("u").unwrap().ours.len(), RECENT);
+        assert_eq!(l.observe("u", "a", 20), Observed::Ours);
+        assert_eq!(l.observe("u", "a", 13), Observed::Ours);
+        assert_eq!(l.original("u"), Some(0));
     }
 
     #[test]

@@ -47,6 +47,19 @@ pub enum Role {
     Release,
 }
 
+/// The command that makes a client re-negotiate its stream under the user's current limit.
+pub const PUSH_COMMAND: &str = "SetMaxStreamingBitrate";
+
+/// One of a user's running remote streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRef {
+    pub session_id: String,
+    /// Its current rate, when known.
+    pub rate: Option<u64>,
+    /// The session lists `SetMaxStreamingBitrate` in `SupportedCommands`.
+    pub supports_push: bool,
+}
+
 /// The decision for one user.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -58,6 +71,8 @@ pub struct Decision {
     pub endpoints: Vec<IpAddr>,
     /// Sum of the current rates of the user's remote streams (bits/s); unknown rates count 0.
     pub stream_rate: u64,
+    /// The user's running remote streams (empty unless active).
+    pub streams: Vec<StreamRef>,
     /// The limit Jellyfin holds now.
     pub current: i64,
     /// The limit the user should have.
@@ -174,6 +189,8 @@ fn bounds(settings: &Settings, original: i64, server_limit: i64) -> Bounds {
 }
 
 struct Stream {
+    session_id: String,
+    supports_push: bool,
     ip: IpAddr,
     rate: Option<u64>,
 }
@@ -207,6 +224,8 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
                 Location::Remote(ip) => {
                     counted = true;
                     remote_by_user.entry(uid.clone()).or_default().push(Stream {
+                        session_id: s.id.clone(),
+                        supports_push: s.supports(PUSH_COMMAND),
                         ip: *ip,
                         rate: rate.map(RateSource::bps),
                     });
@@ -396,6 +415,15 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
                 },
                 endpoints,
                 stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
+                streams: a
+                    .streams
+                    .iter()
+                    .map(|s| StreamRef {
+                        session_id: s.session_id.clone(),
+                        rate: s.rate,
+                        supports_push: s.supports_push,
+                    })
+                    .collect(),
                 current: a.current,
                 target: *t as i64,
                 reason,
@@ -467,6 +495,7 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
             role: Role::Idle,
             endpoints: Vec::new(),
             stream_rate: 0,
+            streams: Vec::new(),
             current,
             target: target as i64,
             reason,
@@ -488,6 +517,7 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
             role: Role::Release,
             endpoints: Vec::new(),
             stream_rate: 0,
+            streams: Vec::new(),
             current: u.remote_limit(),
             target: entry.original,
             reason: "no longer managed: original limit restored".into(),

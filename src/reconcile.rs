@@ -5,6 +5,8 @@
 //! user's policy, recording the original in the ledger first. `reconcile --once`, the daemon
 //! and the tests all call [`reconcile_once`].
 
+use std::sync::{Mutex, MutexGuard};
+
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -13,6 +15,12 @@ use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
 use crate::plan::{self, Decision, Plan, Role, Snapshot, fmt_mbps};
+
+/// Lock the shared ledger. A panic elsewhere while holding the lock cannot corrupt it (every
+/// change is applied and saved as a whole), so a poisoned lock is simply taken over.
+pub fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -152,16 +160,17 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
     changed
 }
 
-/// One pass: fetch, plan, write. With `dry_run` nothing is written, not even the ledger.
-pub async fn reconcile_once(
-    client: &Client,
+/// Compute the plan for a snapshot: note hand changes in the ledger (saved unless `dry_run`),
+/// then plan. Shared by [`reconcile_once`] and the daemon's engine.
+pub fn plan_snapshot(
+    fetched: &Fetched,
+    ledger: &Mutex<Ledger>,
     settings: &Settings,
-    ledger: &mut Ledger,
     dry_run: bool,
-) -> Result<PassReport, PassError> {
-    let fetched = fetch(client, settings).await?;
-    if observe_hand_changes(ledger, &fetched.users) && !dry_run {
-        ledger.save()?;
+) -> Result<Plan, PassError> {
+    let mut l = lock(ledger);
+    if observe_hand_changes(&mut l, &fetched.users) && !dry_run {
+        l.save()?;
     }
     let plan = plan::plan(
         &Snapshot {
@@ -170,9 +179,10 @@ pub async fn reconcile_once(
             server_limit: fetched.server_limit,
             ranges: &fetched.ranges,
         },
-        ledger,
+        &l,
         settings,
     );
+    drop(l);
     for w in &plan.warnings {
         warn!(target: "jellydemon::bandwidth", "{w}");
     }
@@ -187,6 +197,18 @@ pub async fn reconcile_once(
         dry_run,
         "planned"
     );
+    Ok(plan)
+}
+
+/// One pass: fetch, plan, write. With `dry_run` nothing is written, not even the ledger.
+pub async fn reconcile_once(
+    client: &Client,
+    settings: &Settings,
+    ledger: &Mutex<Ledger>,
+    dry_run: bool,
+) -> Result<PassReport, PassError> {
+    let fetched = fetch(client, settings).await?;
+    let plan = plan_snapshot(&fetched, ledger, settings, dry_run)?;
     let mut outcomes = Vec::with_capacity(plan.decisions.len());
     for d in &plan.decisions {
         let write = if !d.needs_write() || dry_run {
@@ -208,7 +230,7 @@ pub async fn reconcile_once(
 
 /// Write one decision: read the user again, record the original and the intent in the ledger
 /// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
-pub async fn apply(client: &Client, ledger: &mut Ledger, d: &Decision) -> WriteOutcome {
+pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
     let user = match client.user(&d.user_id).await {
         Ok(u) => u,
         Err(e) => return failed(d, e.to_string()),
@@ -217,22 +239,25 @@ pub async fn apply(client: &Client, ledger: &mut Ledger, d: &Decision) -> WriteO
     if current == d.target {
         return WriteOutcome::AlreadySet;
     }
-    if current != d.current {
-        if let Observed::HandChanged { .. } = ledger.observe(&d.user_id, &d.user_name, current)
-            && let Err(e) = ledger.save()
-        {
-            return failed(d, e.to_string());
+    {
+        let mut l = lock(ledger);
+        if current != d.current {
+            if let Observed::HandChanged { .. } = l.observe(&d.user_id, &d.user_name, current)
+                && let Err(e) = l.save()
+            {
+                return failed(d, e.to_string());
+            }
+            return WriteOutcome::Skipped(format!(
+                "the limit changed to {current} since the snapshot; the next pass decides"
+            ));
         }
-        return WriteOutcome::Skipped(format!(
-            "the limit changed to {current} since the snapshot; the next pass decides"
-        ));
-    }
-    ledger.record_intent(&d.user_id, &d.user_name, current, d.target);
-    if let Err(e) = ledger.save() {
-        return failed(
-            d,
-            format!("not written, the ledger could not be saved: {e}"),
-        );
+        l.record_intent(&d.user_id, &d.user_name, current, d.target);
+        if let Err(e) = l.save() {
+            return failed(
+                d,
+                format!("not written, the ledger could not be saved: {e}"),
+            );
+        }
     }
     match client.write_remote_limit(&user, d.target).await {
         Ok(()) => {
@@ -245,8 +270,9 @@ pub async fn apply(client: &Client, ledger: &mut Ledger, d: &Decision) -> WriteO
                 "limit written"
             );
             if d.role == Role::Release {
-                ledger.forget(&d.user_id);
-                if let Err(e) = ledger.save() {
+                let mut l = lock(ledger);
+                l.forget(&d.user_id);
+                if let Err(e) = l.save() {
                     warn!(target: "jellydemon::ledger", "{e}");
                 }
             }
@@ -279,9 +305,9 @@ pub enum RestoreOutcome {
 /// Put every original back and empty the ledger (entries that fail stay for the next try).
 pub async fn restore(
     client: &Client,
-    ledger: &mut Ledger,
+    ledger: &Mutex<Ledger>,
 ) -> Result<Vec<(String, RestoreOutcome)>, LedgerError> {
-    let ids: Vec<(String, String)> = ledger
+    let ids: Vec<(String, String)> = lock(ledger)
         .entries()
         .map(|(id, e)| (id.clone(), e.name.clone()))
         .collect();
@@ -289,8 +315,9 @@ pub async fn restore(
     for (id, name) in ids {
         let outcome = restore_one(client, ledger, &id, &name).await;
         if !matches!(outcome, RestoreOutcome::Failed(_)) {
-            ledger.forget(&id);
-            ledger.save()?;
+            let mut l = lock(ledger);
+            l.forget(&id);
+            l.save()?;
         }
         match &outcome {
             RestoreOutcome::Failed(e) => {
@@ -303,15 +330,24 @@ pub async fn restore(
     Ok(out)
 }
 
-async fn restore_one(client: &Client, ledger: &mut Ledger, id: &str, name: &str) -> RestoreOutcome {
+async fn restore_one(
+    client: &Client,
+    ledger: &Mutex<Ledger>,
+    id: &str,
+    name: &str,
+) -> RestoreOutcome {
     let user = match client.user(id).await {
         Ok(u) => u,
         Err(e) if e.kind == ErrorKind::NotFound => return RestoreOutcome::UserGone,
         Err(e) => return RestoreOutcome::Failed(e.to_string()),
     };
     let current = user.remote_limit();
-    let original = ledger.original(id).expect("listed from the ledger");
-    match ledger.observe(id, name, current) {
+    let (observed, original) = {
+        let mut l = lock(ledger);
+        let original = l.original(id).expect("listed from the ledger");
+        (l.observe(id, name, current), original)
+    };
+    match observed {
         Observed::Original => RestoreOutcome::AlreadyOriginal(original),
         Observed::HandChanged { old_original } => RestoreOutcome::KeptHandChange {
             value: current,

@@ -218,8 +218,8 @@ async fn jellydemon_sends_only_the_authorization_header_and_no_api_key_query() {
         "Jellyfin Web",
         Some(Playback::direct("x", Some(5 * M), None)),
     );
-    let mut ledger = h.ledger();
-    reconcile_once(&h.client(), &h.settings(), &mut ledger, false)
+    let ledger = std::sync::Mutex::new(h.ledger());
+    reconcile_once(&h.client(), &h.settings(), &ledger, false)
         .await
         .unwrap();
     let requests = h.fake.requests();

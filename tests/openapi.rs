@@ -64,8 +64,8 @@ async fn jellydemons_policy_bodies_validate_against_every_spec() {
     for version in VERSIONS {
         let spec = spec(version);
         let (h, _ids) = scenario(version).await;
-        let mut ledger = h.ledger();
-        let report = reconcile_once(&h.client(), &h.settings(), &mut ledger, false)
+        let ledger = std::sync::Mutex::new(h.ledger());
+        let report = reconcile_once(&h.client(), &h.settings(), &ledger, false)
             .await
             .unwrap();
         assert!(report.writes() > 0);

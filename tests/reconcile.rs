@@ -37,8 +37,8 @@ fn other_fields(fake: &FakeJellyfin) -> Vec<(String, String)> {
 }
 
 async fn pass(h: &Harness, dry_run: bool) -> jellydemon::reconcile::PassReport {
-    let mut ledger = h.ledger();
-    reconcile_once(&h.client(), &h.settings(), &mut ledger, dry_run)
+    let ledger = std::sync::Mutex::new(h.ledger());
+    reconcile_once(&h.client(), &h.settings(), &ledger, dry_run)
         .await
         .unwrap()
 }
@@ -161,7 +161,7 @@ async fn ledger_records_originals_before_writing() {
     pass(&h, false).await;
     let ledger = h.ledger();
     assert_eq!(ledger.original(&m.alice), Some(0));
-    assert_eq!(ledger.get(&m.alice).unwrap().written, Some(23_500_000));
+    assert_eq!(ledger.get(&m.alice).unwrap().written(), Some(23_500_000));
     // Not changed, not recorded.
     assert_eq!(ledger.original(&m.admin), None);
     assert_eq!(ledger.original(&m.guest), None);

@@ -36,8 +36,8 @@ fn assert_originals(h: &Harness, originals: &[(String, i64)]) {
 }
 
 async fn pass(h: &Harness) {
-    let mut ledger = h.ledger();
-    reconcile_once(&h.client(), &h.settings(), &mut ledger, false)
+    let ledger = std::sync::Mutex::new(h.ledger());
+    reconcile_once(&h.client(), &h.settings(), &ledger, false)
         .await
         .unwrap();
 }
@@ -132,8 +132,8 @@ async fn restore_keeps_a_hand_change_and_drops_deleted_users() {
     pass(&h).await;
     h.fake.set_limit_by_hand(&m.alice, 7 * M);
     h.fake.remove_user(&m.dave);
-    let mut ledger = h.ledger();
-    let results = restore(&h.client(), &mut ledger).await.unwrap();
+    let ledger = std::sync::Mutex::new(h.ledger());
+    let results = restore(&h.client(), &ledger).await.unwrap();
     let alice = results.iter().find(|(n, _)| n == "alice").unwrap();
     assert_eq!(
         alice.1,
@@ -145,7 +145,7 @@ async fn restore_keeps_a_hand_change_and_drops_deleted_users() {
     assert_eq!(h.fake.limit(&m.alice), 7 * M);
     let dave = results.iter().find(|(n, _)| n == "dave").unwrap();
     assert_eq!(dave.1, RestoreOutcome::UserGone);
-    assert!(ledger.is_empty());
+    assert!(ledger.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
