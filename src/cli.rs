@@ -4,11 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{Mode, Settings};
+use crate::daemon::{self, DaemonError};
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
 use crate::reconcile::{self, PassError};
@@ -30,6 +33,8 @@ pub mod exit {
     pub const JELLYFIN: u8 = 5;
     /// The pass ran but at least one policy write (or restore) failed.
     pub const WRITE_FAILED: u8 = 6;
+    /// The daemon cannot listen on `daemon.listen`.
+    pub const LISTEN: u8 = 7;
 }
 
 /// Keeps each remote Jellyfin user's bitrate limit at a fair share of your upload link.
@@ -55,15 +60,47 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
+    /// What to do; without a command, `run`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command, `run` when none was given.
+    pub fn command(&self) -> Command {
+        self.command.clone().unwrap_or(Command::Run {
+            reconcile_only: false,
+            dry_run: false,
+        })
+    }
+
+    /// The default log level: the daemon tells what it does, one-shot commands only warn (their
+    /// table says the rest). `RUST_LOG` overrides both.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command() {
+            Command::Run { .. } => "info",
+            _ => "warn",
+        }
+    }
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 ok, 2 bad command line, 3 configuration error, \
-4 state file error, 5 Jellyfin unreachable or refused, 6 a write failed.";
+4 state file error, 5 Jellyfin unreachable or refused, 6 a write or restore failed, \
+7 cannot listen on daemon.listen.";
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Run the daemon (the default): react to the Webhook plugin at POST /hook, reconcile with a
+    /// slow poll of /Sessions, serve /healthz and /api/state. SIGTERM or SIGINT put every
+    /// original limit back (daemon.restore_on_exit) and exit.
+    Run {
+        /// Poll /Sessions only, no webhooks (same as daemon.mode = "reconcile-only").
+        #[arg(long)]
+        reconcile_only: bool,
+        /// Compute and report, write nothing (not even the state file).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Compute every remote user's limit once, write what changed, print a table, exit.
     ///
     /// The table shows each managed user: where they stream from, how many streams, their
@@ -81,6 +118,31 @@ pub enum Command {
     Check,
     /// Put every user's original limit back and empty the state file.
     Restore,
+}
+
+/// SIGTERM and SIGINT stop the daemon. SIGHUP (config reload) is not supported: the listener,
+/// the secret and the ledger path are bound at start, and a restart is cheap. It is logged and
+/// otherwise ignored, rather than killing the process as its default action would.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => tracing::warn!(
+                "SIGHUP ignored: reloading the configuration is not supported; restart the service"
+            ),
+        }
+    }
+    shutdown.cancel();
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
@@ -116,7 +178,36 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
-    match cli.command {
+    match cli.command() {
+        Command::Run {
+            reconcile_only,
+            dry_run,
+        } => {
+            let mut settings = load(&cli.config)?;
+            if reconcile_only {
+                settings.daemon.mode = Mode::ReconcileOnly;
+            }
+            settings.daemon.dry_run |= dry_run;
+            let listen = settings.daemon.listen;
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                eprintln!("error: cannot listen on {listen} (daemon.listen): {e}");
+                ExitCode::from(exit::LISTEN)
+            })?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(watch_signals(shutdown.clone()));
+            match daemon::run(Arc::new(settings), listener, shutdown).await {
+                Ok(s) if s.restore_failures > 0 => Err(ExitCode::from(exit::WRITE_FAILED)),
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(ExitCode::from(match e {
+                        DaemonError::Config(_) | DaemonError::Jellyfin(_) => exit::CONFIG,
+                        DaemonError::Ledger(_) => exit::STATE,
+                        DaemonError::Serve(_) => exit::FAILURE,
+                    }))
+                }
+            }
+        }
         Command::Reconcile { once: _, dry_run } => {
             let settings = load(&cli.config)?;
             let client = client(&settings)?;

@@ -2,7 +2,8 @@
 //! (`Policy.RemoteClientBitrateLimit`) at a fair share of the server's upload link.
 //!
 //! # Layout
-//! Data flows one way: inputs (Jellyfin's `/Sessions`, `/Users`) -> plan -> writes.
+//! Data flows one way: inputs (webhooks, the poll of `/Sessions` and `/Users`) -> engine
+//! (plan) -> writer -> Jellyfin.
 //!
 //! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
 //! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
@@ -12,6 +13,11 @@
 //! * [`plan`]: from a snapshot of Jellyfin and the ledger to one decision per user (pure).
 //! * [`ledger`]: the users' original limits, persisted atomically in the state file.
 //! * [`reconcile`]: one pass (fetch, plan, write) and `restore`; the I/O around `plan`.
+//! * [`webhook`]: parsing the Webhook plugin's bodies (pure).
+//! * [`engine`]: the daemon's one task that owns the model, debounces events, polls and plans.
+//! * [`writer`]: governed, retried policy writes and `SetMaxStreamingBitrate` pushes.
+//! * [`http`]: the router (`/hook`, `/healthz`, `/api/state`).
+//! * [`daemon`]: `jellydemon run`, wiring the above, and the restoring shutdown.
 //! * [`check`]: the connectivity and set-up check.
 //! * [`report`]: the tables printed by the commands.
 //! * [`telemetry`]: logging set-up.
@@ -24,7 +30,10 @@ pub mod allocate;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod fake;
+pub mod http;
 pub mod jellyfin;
 pub mod ledger;
 pub mod network;
@@ -33,3 +42,4 @@ pub mod reconcile;
 pub mod report;
 pub mod telemetry;
 pub mod webhook;
+pub mod writer;

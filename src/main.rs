@@ -7,6 +7,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = jellydemon::cli::Cli::parse();
-    jellydemon::telemetry::init("warn");
+    jellydemon::telemetry::init(cli.default_log_level());
     jellydemon::cli::run(cli).await
 }

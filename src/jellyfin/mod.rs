@@ -223,6 +223,26 @@ impl Client {
         .map(|_| ())
     }
 
+    /// `POST /Sessions/{id}/Command` `SetMaxStreamingBitrate`: the client re-requests playback
+    /// info, so its stream re-negotiates under the user's current limit.
+    pub async fn set_max_streaming_bitrate(
+        &self,
+        session_id: &str,
+        bps: u64,
+    ) -> Result<(), JellyfinError> {
+        let body = serde_json::json!({
+            "Name": "SetMaxStreamingBitrate",
+            "Arguments": { "Bitrate": bps.to_string() }
+        });
+        self.send(
+            Method::POST,
+            &format!("/Sessions/{session_id}/Command"),
+            Some(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Read-modify-write of one user's `RemoteClientBitrateLimit`: `policy` is the object as
     /// read from `GET /Users/{id}`; only that one field is changed before posting it back.
     pub async fn write_remote_limit(&self, user: &User, limit: i64) -> Result<(), JellyfinError> {

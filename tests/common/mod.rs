@@ -189,3 +189,112 @@ pub fn mixed_scenario(fake: &FakeJellyfin) -> Mixed {
         guest,
     }
 }
+
+/// The daemon running in-process on an ephemeral port.
+pub struct Daemon {
+    pub url: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<
+        Result<jellydemon::daemon::Shutdown, jellydemon::daemon::DaemonError>,
+    >,
+    pub http: reqwest::Client,
+}
+
+pub const HOOK_TOKEN: &str = "hook-secret-0123456789";
+
+impl Harness {
+    /// Start `jellydemon run` in-process with `daemon` lines in its `[daemon]` section, and wait
+    /// for its start-up pass to finish.
+    pub async fn daemon(&self, daemon: &str) -> Daemon {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let settings = Settings::from_toml_str(&format!(
+            "{text}\n[daemon]\nwebhook_token = \"{HOOK_TOKEN}\"\n{daemon}\n"
+        ))
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(jellydemon::daemon::run(
+            std::sync::Arc::new(settings),
+            listener,
+            shutdown.clone(),
+        ));
+        let d = Daemon {
+            url,
+            shutdown,
+            task,
+            http: reqwest::Client::new(),
+        };
+        d.wait_for(|s| s["poll"]["polls"].as_u64() >= Some(1)).await;
+        d
+    }
+}
+
+impl Daemon {
+    pub async fn state(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/api/state", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Poll `/api/state` until `pred` holds (at most 10 s).
+    pub async fn wait_for(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let s = self.state().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not reached; state: {s:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// POST a body to `/hook` with the secret.
+    pub async fn hook(&self, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/hook", self.url))
+            .header("X-Jellydemon-Token", HOOK_TOKEN)
+            .header("Content-Type", "text/plain")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) -> jellydemon::daemon::Shutdown {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+/// Wait (at most 10 s) until `pred` holds.
+pub async fn eventually(what: &str, pred: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pred() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A PlaybackStart/Stop/Progress body as our template renders it.
+pub fn event(kind: &str, user_id: &str, session_id: &str) -> String {
+    serde_json::json!({
+        "NotificationType": kind,
+        "UserId": user_id,
+        "Id": session_id,
+        "IsPaused": "False",
+    })
+    .to_string()
+}

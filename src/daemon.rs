@@ -1,0 +1,140 @@
+//! `jellydemon run`: the listener, the engine, the writer and the poll, wired together, and a
+//! shutdown that restores the originals within a bounded time.
+//!
+//! [`run`] takes an already-bound listener and a shutdown token, so tests bind port 0 and run
+//! many daemons in parallel; the binary binds `daemon.listen` and cancels the token on
+//! SIGTERM/SIGINT.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{ConfigError, Mode, Settings};
+use crate::engine::{Engine, Shared};
+use crate::http::{AppState, router};
+use crate::jellyfin::{Client, JellyfinError};
+use crate::ledger::{Ledger, LedgerError};
+use crate::reconcile::{self, RestoreOutcome};
+use crate::writer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Jellyfin(#[from] JellyfinError),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How the daemon ended.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    /// Users whose original could not be put back (they stay in the ledger).
+    pub restore_failures: usize,
+    /// The restore did not finish within `daemon.shutdown_timeout`.
+    pub restore_timed_out: bool,
+}
+
+/// Run until `shutdown` is cancelled. `dry_run` computes and reports, writes nothing.
+pub async fn run(
+    settings: Arc<Settings>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Shutdown, DaemonError> {
+    let dry_run = settings.daemon.dry_run;
+    let key = settings.api_key()?;
+    let client = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
+    let token = settings.daemon.webhook_token()?.map(Arc::new);
+    let ledger = Arc::new(Mutex::new(Ledger::open(&settings.state.file)?));
+    let shared = Arc::new(Shared::default());
+
+    // The workers stop on their own token so that shutdown can stop intake and writes first,
+    // then restore with the same client.
+    let workers = CancellationToken::new();
+    let (writer, writer_task) = writer::spawn(
+        client.clone(),
+        ledger.clone(),
+        settings.daemon.max_writes_per_second,
+        settings.daemon.push,
+        workers.clone(),
+    );
+    let writer_stats = writer.stats.clone();
+    let (engine, engine_task) = Engine {
+        client: client.clone(),
+        settings: settings.clone(),
+        ledger: ledger.clone(),
+        writer,
+        shared: shared.clone(),
+        dry_run,
+    }
+    .spawn(workers.clone());
+
+    let addr = listener.local_addr().ok();
+    let app = router(AppState {
+        settings: settings.clone(),
+        token,
+        engine,
+        shared,
+        writer: writer_stats,
+    });
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    info!(
+        target: "jellydemon::engine",
+        listen = ?addr,
+        mode = match settings.daemon.mode { Mode::Webhook => "webhook", Mode::ReconcileOnly => "reconcile-only" },
+        poll_interval = ?settings.daemon.poll_interval(),
+        dry_run,
+        "jellydemon running"
+    );
+
+    shutdown.cancelled().await;
+    info!(target: "jellydemon::engine", "shutting down");
+    workers.cancel();
+    let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
+    let _ = tokio::time::timeout_at(deadline, engine_task).await;
+    let _ = tokio::time::timeout_at(deadline, writer_task).await;
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(Ok(Err(e))) => return Err(DaemonError::Serve(e)),
+        Ok(_) => {}
+        Err(_) => warn!(target: "jellydemon::http", "HTTP connections still open at shutdown"),
+    }
+
+    let mut out = Shutdown::default();
+    if settings.daemon.restore_on_exit && !dry_run {
+        match tokio::time::timeout_at(deadline, reconcile::restore(&client, &ledger)).await {
+            Ok(Ok(results)) => {
+                out.restore_failures = results
+                    .iter()
+                    .filter(|(_, o)| matches!(o, RestoreOutcome::Failed(_)))
+                    .count();
+                info!(target: "jellydemon::ledger", restored = results.len() - out.restore_failures, failed = out.restore_failures, "originals restored");
+            }
+            Ok(Err(e)) => {
+                error!(target: "jellydemon::ledger", "{e}");
+                out.restore_failures = reconcile::lock(&ledger).len();
+            }
+            Err(_) => {
+                out.restore_timed_out = true;
+                out.restore_failures = reconcile::lock(&ledger).len();
+            }
+        }
+        if out.restore_failures > 0 || out.restore_timed_out {
+            warn!(
+                target: "jellydemon::ledger",
+                left = out.restore_failures,
+                state_file = %settings.state.file.display(),
+                "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
+            );
+        }
+    }
+    Ok(out)
+}

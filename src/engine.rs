@@ -1,0 +1,380 @@
+//! The engine: one task owns the model of what Jellyfin is doing and decides when to recompute.
+//!
+//! Inputs arrive through a channel (playback start/stop from `/hook`) and from the poll timer.
+//! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` (and
+//! users and configuration) once, plans with the same code as `reconcile --once`, and hands the
+//! decisions to the writer. A burst of N events therefore costs one read and one recompute, and
+//! since the engine is a single task there is never more than one `/Sessions` request in flight.
+//!
+//! When the read fails, the event still updates the model (the session is marked playing or
+//! stopped) and the plan is made from that, so the decision is not lost; the next successful
+//! read corrects it. While Jellyfin is down, reads back off exponentially (with jitter) up to the
+//! poll interval, so they never pile up.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::Settings;
+use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
+use crate::ledger::Ledger;
+use crate::plan::Plan;
+use crate::reconcile::{Fetched, fetch, plan_snapshot};
+use crate::webhook::{EventKind, HookEvent};
+use crate::writer::WriterHandle;
+
+/// Counters of `/hook` traffic, kept by the HTTP handler without involving the engine.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    pub start: AtomicU64,
+    pub stop: AtomicU64,
+    pub progress: AtomicU64,
+    pub other: AtomicU64,
+    pub rejected: AtomicU64,
+    pub unauthorized: AtomicU64,
+    /// Start/stop events dropped because the engine's queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// The last plan and when and why it was made.
+#[derive(Debug, Clone)]
+pub struct LastPlan {
+    pub at: SystemTime,
+    /// "webhook", "poll" or "startup".
+    pub trigger: &'static str,
+    /// The plan was made from a model patched by webhooks because `/Sessions` failed.
+    pub from_stale_model: bool,
+    pub plan: Plan,
+}
+
+/// What the engine has seen, shared with the HTTP handlers.
+#[derive(Debug, Default)]
+pub struct PollStatus {
+    pub last_ok: Option<Instant>,
+    pub last_ok_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub polls: u64,
+    pub recomputes: u64,
+}
+
+/// State shared between the engine, the writer and the HTTP handlers. Cheap to clone (`Arc`).
+#[derive(Debug)]
+pub struct Shared {
+    pub started: Instant,
+    pub events: EventCounters,
+    pub poll: Mutex<PollStatus>,
+    pub last_plan: Mutex<Option<LastPlan>>,
+    /// Set while the engine task runs.
+    pub engine_alive: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            started: Instant::now(),
+            events: EventCounters::default(),
+            poll: Mutex::new(PollStatus::default()),
+            last_plan: Mutex::new(None),
+            engine_alive: AtomicBool::new(false),
+        }
+    }
+}
+
+/// What `/hook` sends the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<HookEvent>,
+}
+
+/// Room for bursts; beyond it events are dropped (counted) and the poll repairs.
+const QUEUE: usize = 4096;
+
+impl EngineHandle {
+    /// Hand a start/stop event to the engine without waiting. Returns false if the queue is
+    /// full (the engine is stuck); the caller counts it and the next poll repairs.
+    pub fn offer(&self, event: HookEvent) -> bool {
+        self.tx.try_send(event).is_ok()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Everything the engine task needs.
+pub struct Engine {
+    pub client: Client,
+    pub settings: Arc<Settings>,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub writer: WriterHandle,
+    pub shared: Arc<Shared>,
+    pub dry_run: bool,
+}
+
+/// Backoff after `failures` consecutive failed reads: 1 s, 2 s, 4 s, … capped at `max`, with
+/// up to ±20% jitter so several daemons (or restarts) do not retry in lockstep.
+pub fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = (nanos % 401) as f64 / 1000.0 - 0.2; // -0.2 ..= +0.2
+    base.mul_f64(1.0 + jitter).min(max)
+}
+
+impl Engine {
+    /// Start the engine task; returns the handle for `/hook`.
+    pub fn spawn(self, shutdown: CancellationToken) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(self.run(rx, shutdown));
+        (EngineHandle { tx }, task)
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<HookEvent>, shutdown: CancellationToken) {
+        self.shared.engine_alive.store(true, Ordering::SeqCst);
+        let debounce = self.settings.daemon.debounce;
+        let interval = self.settings.daemon.poll_interval();
+        let mut model: Option<Fetched> = None;
+        let mut debounce_until: Option<Instant> = None;
+        // Reconcile right away at start.
+        let mut next_poll = Instant::now();
+        loop {
+            let wake = debounce_until.map_or(next_poll, |d| d.min(next_poll));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    if let Some(m) = model.as_mut() {
+                        patch(m, &ev);
+                    }
+                    // The window opens with the first event and is not extended by later ones,
+                    // so a steady stream of events cannot postpone the recompute forever.
+                    debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    let trigger = if debounce_until.is_some_and(|d| d <= Instant::now()) {
+                        "webhook"
+                    } else if model.is_none() {
+                        "startup"
+                    } else {
+                        "poll"
+                    };
+                    debounce_until = None;
+                    // Events that arrived meanwhile are part of this recompute.
+                    while let Ok(ev) = rx.try_recv() {
+                        if let Some(m) = model.as_mut() {
+                            patch(m, &ev);
+                        }
+                    }
+                    let ok = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        ok = self.refresh(&mut model, trigger) => ok,
+                    };
+                    let failures = lock(&self.shared.poll).consecutive_failures;
+                    next_poll = Instant::now() + if ok { interval } else { backoff(failures, interval) };
+                }
+            }
+        }
+        self.shared.engine_alive.store(false, Ordering::SeqCst);
+        debug!(target: "jellydemon::engine", "engine stopped");
+    }
+
+    /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
+    /// the decision is not lost. Returns whether the read succeeded.
+    async fn refresh(&self, model: &mut Option<Fetched>, trigger: &'static str) -> bool {
+        let started = Instant::now();
+        let result = fetch(&self.client, &self.settings).await;
+        let ok = result.is_ok();
+        {
+            let mut p = lock(&self.shared.poll);
+            p.polls += 1;
+            match &result {
+                Ok(_) => {
+                    p.last_ok = Some(Instant::now());
+                    p.last_ok_at = Some(SystemTime::now());
+                    p.last_error = None;
+                    p.consecutive_failures = 0;
+                }
+                Err(e) => {
+                    p.last_error = Some(e.to_string());
+                    p.consecutive_failures += 1;
+                }
+            }
+        }
+        let stale = match result {
+            Ok(f) => {
+                *model = Some(f);
+                false
+            }
+            Err(e) => {
+                warn!(target: "jellydemon::engine", trigger, "cannot read Jellyfin: {e}");
+                if model.is_none() {
+                    return false;
+                }
+                true
+            }
+        };
+        let Some(m) = model.as_ref() else {
+            return ok;
+        };
+        match plan_snapshot(m, &self.ledger, &self.settings, self.dry_run) {
+            Ok(plan) => {
+                lock(&self.shared.poll).recomputes += 1;
+                let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
+                info!(
+                    target: "jellydemon::engine",
+                    trigger,
+                    stale_model = stale,
+                    changes,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "recomputed"
+                );
+                if !self.dry_run {
+                    self.writer.submit(plan.decisions.clone());
+                }
+                *lock(&self.shared.last_plan) = Some(LastPlan {
+                    at: SystemTime::now(),
+                    trigger,
+                    from_stale_model: stale,
+                    plan,
+                });
+            }
+            Err(e) => warn!(target: "jellydemon::engine", "cannot plan: {e}"),
+        }
+        ok
+    }
+}
+
+/// Apply a webhook to the last snapshot, so that a decision can be made even if `/Sessions`
+/// cannot be read. A start marks (or adds) the session as playing; a stop marks it stopped.
+pub fn patch(model: &mut Fetched, ev: &HookEvent) {
+    let matches = |s: &Session| match (&ev.session_id, &ev.device_id) {
+        (Some(id), _) => crate::jellyfin::normalize_guid(&s.id) == *id,
+        (None, Some(dev)) => {
+            s.device_id.as_deref() == Some(dev.as_str()) && s.user_key() == ev.user_id
+        }
+        (None, None) => false,
+    };
+    match ev.kind {
+        EventKind::PlaybackStart => {
+            let item = NowPlayingItem {
+                id: ev.item_id.clone(),
+                name: ev.item_name.clone(),
+                item_type: None,
+                media_streams: [("Video", ev.video_bitrate), ("Audio", ev.audio_bitrate)]
+                    .into_iter()
+                    .filter_map(|(t, b)| {
+                        b.map(|b| MediaStream {
+                            stream_type: Some(t.to_string()),
+                            bit_rate: Some(b),
+                        })
+                    })
+                    .collect(),
+            };
+            let state = PlayState {
+                is_paused: ev.is_paused.unwrap_or(false),
+                play_method: ev.play_method.clone(),
+            };
+            if let Some(s) = model.sessions.iter_mut().find(|s| matches(s)) {
+                s.now_playing_item = Some(item);
+                s.play_state = Some(state);
+                s.transcoding_info = None;
+                if ev.remote_end_point.is_some() {
+                    s.remote_end_point = ev.remote_end_point.clone();
+                }
+            } else if ev.user_id.is_some() {
+                model.sessions.push(Session {
+                    id: ev.session_id.clone().unwrap_or_else(|| {
+                        format!("hook-{}", ev.device_id.as_deref().unwrap_or("?"))
+                    }),
+                    user_id: ev.user_id.clone(),
+                    user_name: ev.user_name.clone(),
+                    remote_end_point: ev.remote_end_point.clone(),
+                    client: ev.client.clone(),
+                    device_name: ev.device_name.clone(),
+                    device_id: ev.device_id.clone(),
+                    now_playing_item: Some(item),
+                    play_state: Some(state),
+                    ..Session::default()
+                });
+            }
+        }
+        EventKind::PlaybackStop => {
+            for s in model.sessions.iter_mut().filter(|s| matches(s)) {
+                s.now_playing_item = None;
+                s.transcoding_info = None;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::parse;
+
+    fn fetched() -> Fetched {
+        Fetched {
+            sessions: vec![
+                serde_json::from_value(serde_json::json!({
+                    "Id": "aa11bb22cc33dd44ee55ff6677889900",
+                    "UserId": "4f1c2d3e000011112222333344445555",
+                    "RemoteEndPoint": "203.0.113.7",
+                    "DeviceId": "dev-1"
+                }))
+                .unwrap(),
+            ],
+            users: vec![],
+            server_limit: 0,
+            ranges: vec![],
+        }
+    }
+
+    #[test]
+    fn start_and_stop_patch_the_model() {
+        let mut m = fetched();
+        let start = parse(br#"{"NotificationType":"PlaybackStart","UserId":"4f1c2d3e-0000-1111-2222-333344445555","Id":"AA11BB22-CC33-DD44-EE55-FF6677889900","Video_0_BitRate":8000000}"#).unwrap();
+        patch(&mut m, &start);
+        assert!(m.sessions[0].is_playing());
+        assert_eq!(m.sessions[0].stream_rate().unwrap().bps(), 8_000_000);
+        let stop = parse(br#"{"NotificationType":"PlaybackStop","UserId":"4f1c2d3e000011112222333344445555","Id":"aa11bb22cc33dd44ee55ff6677889900"}"#).unwrap();
+        patch(&mut m, &stop);
+        assert!(!m.sessions[0].is_playing());
+    }
+
+    #[test]
+    fn a_start_for_an_unknown_session_adds_it() {
+        let mut m = fetched();
+        let start = parse(br#"{"NotificationType":"PlaybackStart","UserId":"0000000000000000000000000000000a","DeviceId":"tv","RemoteEndPoint":"198.51.100.1"}"#).unwrap();
+        patch(&mut m, &start);
+        assert_eq!(m.sessions.len(), 2);
+        assert!(m.sessions[1].is_playing());
+        assert_eq!(
+            m.sessions[1].remote_end_point.as_deref(),
+            Some("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let max = Duration::from_secs(30);
+        for f in 1..40 {
+            let d = backoff(f, max);
+            assert!(d <= max);
+            assert!(d >= Duration::from_millis(800).min(max));
+        }
+        assert!(backoff(1, max) <= Duration::from_millis(1200));
+    }
+}

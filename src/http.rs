@@ -1,0 +1,263 @@
+//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, `GET /api/state`.
+//!
+//! Handlers only parse and hand over: `/hook` checks the secret, parses the body, answers 202
+//! at once (the Webhook plugin waits for the answer inside Jellyfin's playback handling and
+//! never retries) and gives start/stop events to the engine. The once-a-second
+//! `PlaybackProgress` flood is counted and dropped right here: it costs one parse.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tracing::{debug, warn};
+
+use crate::config::{Mode, Settings};
+use crate::engine::{EngineHandle, Shared};
+use crate::plan::{Role, fmt_mbps};
+use crate::webhook::{self, EventKind};
+use crate::writer::WriterStats;
+
+/// What the handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    /// `None`: no secret required (listener on loopback without a configured token).
+    pub token: Option<Arc<SecretString>>,
+    pub engine: EngineHandle,
+    pub shared: Arc<Shared>,
+    pub writer: Arc<WriterStats>,
+}
+
+/// The one router of the daemon.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.daemon.max_hook_body_bytes;
+    Router::new()
+        .route("/hook", post(hook).layer(DefaultBodyLimit::max(limit)))
+        .route("/healthz", get(healthz))
+        .route("/api/state", get(api_state))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The secret from `X-Jellydemon-Token` or `Authorization: Bearer …`, compared in constant time.
+fn authorized(headers: &HeaderMap, token: &SecretString) -> bool {
+    let presented = headers
+        .get("x-jellydemon-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.trim()
+                        .strip_prefix("Bearer ")
+                        .or_else(|| v.trim().strip_prefix("bearer "))
+                })
+                .map(str::trim)
+        });
+    presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())))
+}
+
+async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ev = &s.shared.events;
+    if s.settings.daemon.mode == Mode::ReconcileOnly {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks are disabled (daemon.mode = \"reconcile-only\")",
+        );
+    }
+    if let Some(token) = &s.token
+        && !authorized(&headers, token)
+    {
+        ev.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong secret: send it in the X-Jellydemon-Token header",
+        );
+    }
+    let event = match webhook::parse(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            ev.rejected.fetch_add(1, Ordering::Relaxed);
+            warn!(target: "jellydemon::http", "rejected webhook: {e}");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let counter = match event.kind {
+        EventKind::PlaybackStart => &ev.start,
+        EventKind::PlaybackStop => &ev.stop,
+        EventKind::PlaybackProgress => &ev.progress,
+        EventKind::Other(_) => &ev.other,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if !event.kind.triggers_recompute() {
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "ignored"})),
+        )
+            .into_response();
+    }
+    debug!(target: "jellydemon::http", kind = event.kind.label(), "webhook accepted");
+    if !s.engine.offer(event) {
+        ev.dropped.fetch_add(1, Ordering::Relaxed);
+        warn!(target: "jellydemon::http", "engine queue full; event dropped, the next poll repairs");
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"status": "accepted"})),
+    )
+        .into_response()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Alive when the engine runs and the last successful read of Jellyfin is recent enough
+/// (`daemon.unhealthy_after`); during start-up the grace period is the same.
+async fn healthz(State(s): State<AppState>) -> Response {
+    let alive = s.shared.engine_alive.load(Ordering::SeqCst);
+    let limit = s.settings.daemon.unhealthy_after;
+    let (age, error) = {
+        let p = s.shared.poll.lock().unwrap_or_else(|p| p.into_inner());
+        (p.last_ok.map(|t| t.elapsed()), p.last_error.clone())
+    };
+    let uptime = s.shared.started.elapsed();
+    let fresh = match age {
+        Some(a) => a <= limit,
+        None => uptime <= limit,
+    };
+    let healthy = alive && fresh;
+    let body = json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "engine_alive": alive,
+        "last_successful_poll_age_seconds": age.map(|a| a.as_secs_f64()),
+        "last_poll_error": error,
+        "unhealthy_after_seconds": limit.as_secs(),
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn api_state(State(s): State<AppState>) -> Response {
+    let last = s
+        .shared
+        .last_plan
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let poll = {
+        let p = s.shared.poll.lock().unwrap_or_else(|p| p.into_inner());
+        json!({
+            "last_ok_unix": p.last_ok_at.map(unix),
+            "last_ok_age_seconds": p.last_ok.map(|t| t.elapsed().as_secs_f64()),
+            "last_error": p.last_error,
+            "consecutive_failures": p.consecutive_failures,
+            "polls": p.polls,
+            "recomputes": p.recomputes,
+        })
+    };
+    let e = &s.shared.events;
+    let events = json!({
+        "PlaybackStart": e.start.load(Ordering::Relaxed),
+        "PlaybackStop": e.stop.load(Ordering::Relaxed),
+        "PlaybackProgress": e.progress.load(Ordering::Relaxed),
+        "other": e.other.load(Ordering::Relaxed),
+        "rejected": e.rejected.load(Ordering::Relaxed),
+        "unauthorized": e.unauthorized.load(Ordering::Relaxed),
+        "dropped": e.dropped.load(Ordering::Relaxed),
+    });
+    let writes = json!({
+        "pending": s.writer.pending.load(Ordering::Relaxed),
+        "written": s.writer.written.load(Ordering::Relaxed),
+        "failed": s.writer.failed.load(Ordering::Relaxed),
+        "pushes": s.writer.pushes.load(Ordering::Relaxed),
+    });
+    let budget = s.settings.budget().budget_bps;
+    let plan = last.as_ref().map(|l| {
+        let p = &l.plan;
+        let users: Vec<Value> = p
+            .decisions
+            .iter()
+            .map(|d| {
+                json!({
+                    "user_id": d.user_id,
+                    "user": d.user_name,
+                    "role": match d.role { Role::Active { .. } => "active", Role::Idle => "idle", Role::Release => "release" },
+                    "streams": match d.role { Role::Active { streams } => streams, _ => 0 },
+                    "endpoints": d.endpoints.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                    "stream_rate_bps": d.stream_rate,
+                    "current_limit_bps": d.current,
+                    "limit_bps": d.target,
+                    "reason": d.reason,
+                })
+            })
+            .collect();
+        json!({
+            "at_unix": unix(l.at),
+            "trigger": l.trigger,
+            "from_stale_model": l.from_stale_model,
+            "algorithm": p.algorithm.to_string(),
+            "allocated_bps": p.allocated(),
+            "committed_bps": p.committed,
+            "unmanaged_bps": p.unmanaged_bps,
+            "overloaded": p.overloaded,
+            "claimants": p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
+            "users": users,
+            "warnings": p.warnings,
+            "summary": format!("{} of {} allocated to {} remote user(s)", fmt_mbps(p.allocated()), fmt_mbps(p.budget), p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count()),
+        })
+    });
+    axum::Json(json!({
+        "mode": match s.settings.daemon.mode { Mode::Webhook => "webhook", Mode::ReconcileOnly => "reconcile-only" },
+        "dry_run": s.settings.daemon.dry_run,
+        "budget_bps": budget,
+        "uptime_seconds": s.shared.started.elapsed().as_secs(),
+        "poll_interval_seconds": s.settings.daemon.poll_interval().as_secs(),
+        "poll": poll,
+        "events": events,
+        "writes": writes,
+        "last_decision": plan,
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_either_header() {
+        let t = SecretString::from("0123456789abcdef".to_string());
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&h, &t));
+        h.insert("x-jellydemon-token", "0123456789abcdef".parse().unwrap());
+        assert!(authorized(&h, &t));
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer 0123456789abcdef".parse().unwrap());
+        assert!(authorized(&h, &t));
+        h.insert("authorization", "Bearer 0123456789abcdeX".parse().unwrap());
+        assert!(!authorized(&h, &t));
+        h.insert("authorization", "Bearer 0123456789abcde".parse().unwrap());
+        assert!(!authorized(&h, &t));
+    }
+}

@@ -1,0 +1,257 @@
+//! The writer: one task that turns decisions into policy writes, governed and retried.
+//!
+//! * Only the **latest** plan counts: a new plan replaces everything pending, so a value that
+//!   went stale while waiting (or while a retry backed off) is never written.
+//! * Writes are rate-limited with `governor` (`daemon.max_writes_per_second`) to protect
+//!   Jellyfin; active streamers go first, then idle users, then users being released.
+//! * A failed write is retried with exponential backoff (capped), re-derived from the latest
+//!   plan each time.
+//! * After a write that lowered an active user's limit below a running stream's rate, the
+//!   stream's session is sent `SetMaxStreamingBitrate` (if `daemon.push` and the session lists
+//!   the command) so it re-negotiates now rather than at its next item. Never to raise a rate.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::jellyfin::Client;
+use crate::ledger::Ledger;
+use crate::plan::{Decision, Role};
+use crate::reconcile::{WriteOutcome, apply};
+
+/// Counters the writer keeps, for `/api/state` and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Writes waiting (including ones backing off after a failure).
+    pub pending: AtomicUsize,
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+    pub pushes: AtomicU64,
+}
+
+/// The handle the engine sends plans through.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::UnboundedSender<Vec<Decision>>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl WriterHandle {
+    /// Replace whatever is pending with the decisions of the latest plan that need a write.
+    pub fn submit(&self, decisions: Vec<Decision>) {
+        let todo: Vec<Decision> = decisions.into_iter().filter(|d| d.needs_write()).collect();
+        let _ = self.tx.send(todo);
+    }
+}
+
+struct Pending {
+    decision: Decision,
+    attempts: u32,
+    not_before: Instant,
+}
+
+const RETRY_BASE: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Backoff before retry number `attempts` (1 = first retry): 0.5 s, 1 s, 2 s, … up to 60 s.
+pub fn retry_delay(attempts: u32) -> Duration {
+    RETRY_BASE
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
+fn rank(d: &Decision) -> u8 {
+    match d.role {
+        Role::Active { .. } => 0,
+        Role::Idle => 1,
+        Role::Release => 2,
+    }
+}
+
+/// Start the writer task. It stops when `shutdown` is cancelled, dropping what is pending
+/// (the ledger still holds every original).
+pub fn spawn(
+    client: Client,
+    ledger: Arc<Mutex<Ledger>>,
+    max_per_second: u32,
+    push: bool,
+    shutdown: CancellationToken,
+) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(WriterStats::default());
+    let limiter = RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
+    ));
+    let task = tokio::spawn(run(
+        client,
+        ledger,
+        limiter,
+        push,
+        rx,
+        stats.clone(),
+        shutdown,
+    ));
+    (WriterHandle { tx, stats }, task)
+}
+
+async fn run(
+    client: Client,
+    ledger: Arc<Mutex<Ledger>>,
+    limiter: DefaultDirectRateLimiter,
+    push: bool,
+    mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
+    stats: Arc<WriterStats>,
+    shutdown: CancellationToken,
+) {
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    loop {
+        stats.pending.store(pending.len(), Ordering::Relaxed);
+        let next_due = pending.values().map(|p| p.not_before).min();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            plan = rx.recv() => match plan {
+                Some(plan) => replace(&mut pending, plan),
+                None => break,
+            },
+            _ = sleep_until_opt(next_due) => {}
+        }
+        // Write every due item, best first, always from the latest plan.
+        loop {
+            while let Ok(plan) = rx.try_recv() {
+                replace(&mut pending, plan);
+            }
+            stats.pending.store(pending.len(), Ordering::Relaxed);
+            let now = Instant::now();
+            let Some(user) = pending
+                .iter()
+                .filter(|(_, p)| p.not_before <= now)
+                .min_by_key(|(id, p)| (rank(&p.decision), p.attempts, (*id).clone()))
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = limiter.until_ready() => {}
+            }
+            // A newer plan may have arrived while we waited for the limiter.
+            while let Ok(plan) = rx.try_recv() {
+                replace(&mut pending, plan);
+            }
+            let Some(p) = pending.get(&user) else {
+                continue;
+            };
+            let d = p.decision.clone();
+            let outcome = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                o = apply(&client, &ledger, &d) => o,
+            };
+            match outcome {
+                WriteOutcome::Failed(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if let Some(p) = pending.get_mut(&user) {
+                        p.attempts += 1;
+                        let delay = retry_delay(p.attempts);
+                        p.not_before = Instant::now() + delay;
+                        warn!(target: "jellydemon::jellyfin", user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                    }
+                }
+                other => {
+                    // Only drop the entry if it is still the decision we just handled.
+                    if pending
+                        .get(&user)
+                        .is_some_and(|p| p.decision.target == d.target)
+                    {
+                        pending.remove(&user);
+                    }
+                    if other == WriteOutcome::Written {
+                        stats.written.fetch_add(1, Ordering::Relaxed);
+                        if push {
+                            push_lower_limit(&client, &d, &stats).await;
+                        }
+                    } else {
+                        debug!(target: "jellydemon::jellyfin", user = %d.user_name, outcome = ?other, "not written");
+                    }
+                }
+            }
+        }
+    }
+    stats.pending.store(0, Ordering::Relaxed);
+}
+
+/// Install the latest plan: it replaces everything pending. A user whose target did not change
+/// keeps its retry state (so a failing write keeps backing off instead of hammering).
+fn replace(pending: &mut HashMap<String, Pending>, plan: Vec<Decision>) {
+    let mut next = HashMap::with_capacity(plan.len());
+    for d in plan {
+        let kept = pending
+            .remove(&d.user_id)
+            .filter(|p| p.decision.target == d.target);
+        let (attempts, not_before) = kept
+            .map(|p| (p.attempts, p.not_before))
+            .unwrap_or((0, Instant::now()));
+        next.insert(
+            d.user_id.clone(),
+            Pending {
+                decision: d,
+                attempts,
+                not_before,
+            },
+        );
+    }
+    *pending = next;
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Send `SetMaxStreamingBitrate` to each of the user's streams that runs above the new limit
+/// and whose client lists the command.
+async fn push_lower_limit(client: &Client, d: &Decision, stats: &WriterStats) {
+    if !matches!(d.role, Role::Active { .. }) || d.target <= 0 {
+        return;
+    }
+    let limit = d.target as u64;
+    for s in &d.streams {
+        if !s.supports_push || s.rate.is_none_or(|r| r <= limit) {
+            continue;
+        }
+        match client.set_max_streaming_bitrate(&s.session_id, limit).await {
+            Ok(()) => {
+                stats.pushes.fetch_add(1, Ordering::Relaxed);
+                info!(target: "jellydemon::jellyfin", user = %d.user_name, session = %s.session_id, limit, "pushed SetMaxStreamingBitrate");
+            }
+            Err(e) => {
+                warn!(target: "jellydemon::jellyfin", user = %d.user_name, session = %s.session_id, "push failed: {e}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(4), Duration::from_secs(4));
+        assert_eq!(retry_delay(30), RETRY_MAX);
+    }
+}

@@ -1,0 +1,381 @@
+//! `jellydemon run` against the fake Jellyfin: webhooks trigger coalesced recomputes, the poll
+//! repairs missed events, faults do not stop it, shutdown restores the originals.
+
+mod common;
+
+use axum::http::Method;
+use common::{Harness, KEY, M, event, eventually, mixed_scenario};
+use jellydemon::fake::{FakeJellyfin, Playback};
+use reqwest::StatusCode;
+
+async fn two_users() -> (Harness, String, String) {
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("bob", |_| {});
+    (Harness::start(fake, "", "").await, alice, bob)
+}
+
+#[tokio::test]
+async fn a_playback_start_webhook_leads_to_new_limits() {
+    let (h, alice, bob) = two_users().await;
+    let d = h
+        .daemon("poll_interval = \"1h\"\ndebounce = \"50ms\"")
+        .await;
+    // Start-up pass: nobody streams, both idle users are held at the join share (the budget).
+    eventually("startup writes", || h.fake.limit(&alice) == 55 * M).await;
+    let polls_before = h.fake.count(&Method::GET, "/Sessions");
+
+    // alice starts a remote stream; the plugin tells us.
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    let r = d.hook(&event("PlaybackStart", &alice, &s)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // alice is active alone: 55 Mbps; committed = 55, so bob (idle) drops to the floor.
+    eventually("bob lowered to the floor", || h.fake.limit(&bob) == 2 * M).await;
+    assert_eq!(h.fake.limit(&alice), 55 * M);
+    assert_eq!(h.fake.count(&Method::GET, "/Sessions"), polls_before + 1);
+    let st = d.state().await;
+    assert_eq!(st["last_decision"]["trigger"], "webhook");
+    assert_eq!(st["events"]["PlaybackStart"], 1);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_events_costs_one_read_and_only_the_changed_writes() {
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let d = h
+        .daemon("poll_interval = \"1h\"\ndebounce = \"400ms\"")
+        .await;
+    d.wait_for(|s| s["writes"]["pending"] == 0 && s["writes"]["written"].as_u64() > Some(0))
+        .await;
+    let reads = h.fake.count(&Method::GET, "/Sessions");
+    let posts = h.fake.policy_posts().len();
+
+    // bob's stream stops for real; 200 events arrive at once, mostly progress noise.
+    let bob_session = h
+        .fake
+        .sessions()
+        .into_iter()
+        .find(|s| s.user_id.as_deref() == Some(ids.bob.as_str()))
+        .unwrap();
+    h.fake.stop_playback(&bob_session.id);
+    let mut bodies = Vec::new();
+    for i in 0..200 {
+        bodies.push(match i % 10 {
+            0 => event("PlaybackStop", &ids.bob, &bob_session.id),
+            1 => event("PlaybackStart", &ids.alice, "aa"),
+            _ => event("PlaybackProgress", &ids.alice, "aa"),
+        });
+    }
+    let responses = futures_join(&d, bodies).await;
+    assert!(responses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    d.wait_for(|s| s["poll"]["recomputes"].as_u64() >= Some(2) && s["writes"]["pending"] == 0)
+        .await;
+    let extra_reads = h.fake.count(&Method::GET, "/Sessions") - reads;
+    assert!(
+        (1..=2).contains(&extra_reads),
+        "{extra_reads} /Sessions reads for one burst"
+    );
+    // Only users whose value changed were written: bob stopped, so alice (23.5 -> 47) and the
+    // idle users' join share changed; the admin (own cap, unchanged) was not written.
+    let new_posts: Vec<String> = h.fake.policy_posts()[posts..]
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!new_posts.contains(&ids.admin));
+    assert!(new_posts.contains(&ids.alice));
+    let mut unique = new_posts.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        new_posts.len(),
+        "a user written twice: {new_posts:?}"
+    );
+    assert_eq!(h.fake.limit(&ids.alice), 47 * M);
+    let st = d.state().await;
+    assert_eq!(st["events"]["PlaybackProgress"], 160);
+    d.stop().await;
+}
+
+async fn futures_join(d: &common::Daemon, bodies: Vec<String>) -> Vec<StatusCode> {
+    let mut set = tokio::task::JoinSet::new();
+    for b in bodies {
+        let http = d.http.clone();
+        let url = format!("{}/hook", d.url);
+        set.spawn(async move {
+            http.post(url)
+                .header("X-Jellydemon-Token", common::HOOK_TOKEN)
+                .body(b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    set.join_all().await
+}
+
+#[tokio::test]
+async fn a_missed_playback_stop_is_repaired_by_the_poll() {
+    let (h, alice, bob) = two_users().await;
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    let d = h
+        .daemon("poll_interval = \"1s\"\ndebounce = \"50ms\"")
+        .await;
+    eventually("bob at the floor", || h.fake.limit(&bob) == 2 * M).await;
+    // The client vanishes without a PlaybackStop.
+    h.fake.remove_session(&s);
+    eventually("bob back to the join share", || {
+        h.fake.limit(&bob) == 55 * M
+    })
+    .await;
+    assert_eq!(d.state().await["last_decision"]["trigger"], "poll");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn jellyfin_failing_or_hanging_does_not_stop_the_daemon_and_it_converges() {
+    for fault in ["500", "hang"] {
+        let (h, alice, bob) = two_users().await;
+        let d = h
+            .daemon("poll_interval = \"2s\"\ndebounce = \"50ms\"\nrestore_on_exit = false")
+            .await;
+        eventually("startup", || h.fake.limit(&bob) == 55 * M).await;
+        match fault {
+            "500" => h.fake.fail_all(500),
+            _ => h.fake.add_fault(jellydemon::fake::Fault {
+                method: None,
+                path_prefix: None,
+                skip: 0,
+                kind: jellydemon::fake::FaultKind::Hang,
+            }),
+        }
+        let s = h
+            .fake
+            .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+        h.fake
+            .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+        assert_eq!(
+            d.hook(&event("PlaybackStart", &alice, &s)).await.status(),
+            StatusCode::ACCEPTED
+        );
+        d.wait_for(|st| st["poll"]["consecutive_failures"].as_u64() >= Some(1))
+            .await;
+        // Still answering.
+        let r = d
+            .http
+            .get(format!("{}/healthz", d.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "a short outage is not unhealthy"
+        );
+        h.fake.clear_faults();
+        eventually("converged after recovery", || h.fake.limit(&bob) == 2 * M).await;
+        assert_eq!(h.fake.limit(&alice), 55 * M);
+        d.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn healthz_fails_when_jellyfin_is_unreachable_too_long() {
+    let (h, _alice, _bob) = two_users().await;
+    let d = h
+        .daemon("poll_interval = \"1s\"\nunhealthy_after = \"1s\"\nrestore_on_exit = false")
+        .await;
+    let r = d
+        .http
+        .get(format!("{}/healthz", d.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    h.fake.fail_all(503);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = d
+            .http
+            .get(format!("{}/healthz", d.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        let error = body["last_poll_error"].as_str().unwrap_or("").to_string();
+        if status == StatusCode::SERVICE_UNAVAILABLE && error.contains("503") {
+            assert_eq!(body["status"], "unhealthy");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never unhealthy");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_hook_checks_the_secret_the_size_and_the_body() {
+    let (h, alice, _bob) = two_users().await;
+    let d = h.daemon("max_hook_body_bytes = 2048").await;
+    let post = |token: Option<&str>, body: String| {
+        let mut r = d.http.post(format!("{}/hook", d.url)).body(body);
+        if let Some(t) = token {
+            r = r.header("X-Jellydemon-Token", t);
+        }
+        r.send()
+    };
+    let ok = event("PlaybackStart", &alice, "s1");
+    assert_eq!(
+        post(None, ok.clone()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(Some("wrong-secret-0123456789"), ok.clone())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let bearer = d
+        .http
+        .post(format!("{}/hook", d.url))
+        .header("Authorization", format!("Bearer {}", common::HOOK_TOKEN))
+        .body(ok.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::ACCEPTED);
+
+    let bad = d.hook("{\"NotificationType\": ").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let msg: serde_json::Value = bad.json().await.unwrap();
+    assert!(msg["error"].as_str().unwrap().contains("not JSON"), "{msg}");
+    let bad = d.hook("{\"UserId\": \"x\"}").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let msg: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(msg["error"], "missing NotificationType");
+
+    let other = d.hook("{\"NotificationType\": \"ItemAdded\"}").await;
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        other.json::<serde_json::Value>().await.unwrap()["status"],
+        "ignored"
+    );
+
+    let big = format!(
+        "{{\"NotificationType\":\"PlaybackStart\",\"Name\":\"{}\"}}",
+        "x".repeat(4096)
+    );
+    assert_eq!(d.hook(&big).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let st = d.state().await;
+    assert_eq!(st["events"]["unauthorized"], 2);
+    assert_eq!(st["events"]["rejected"], 2);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn reconcile_only_mode_polls_and_refuses_webhooks() {
+    let (h, alice, bob) = two_users().await;
+    let d = h
+        .daemon("mode = \"reconcile-only\"\npoll_interval = \"1s\"")
+        .await;
+    let r = d.hook(&event("PlaybackStart", &alice, "s")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    eventually("the poll notices alice", || h.fake.limit(&bob) == 2 * M).await;
+    assert_eq!(d.state().await["mode"], "reconcile-only");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_lowered_limit_is_pushed_to_sessions_that_support_it() {
+    let (h, alice, bob) = two_users().await;
+    // alice runs 40 Mbps on the web client (which lists SetMaxStreamingBitrate) and 30 Mbps
+    // on Android TV (which does not).
+    let web = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&web, Playback::direct("A", Some(40 * M), None));
+    let tv = h
+        .fake
+        .add_session(Some(&bob), Some("203.0.113.6"), "Jellyfin Android TV", None);
+    h.fake
+        .start_playback(&tv, Playback::direct("B", Some(30 * M), None));
+    let d = h.daemon("debounce = \"50ms\"").await;
+    // Each gets 27.5: below both running rates.
+    eventually("limits written", || {
+        h.fake.limit(&alice) == 27_500_000 && h.fake.limit(&bob) == 27_500_000
+    })
+    .await;
+    eventually("push sent", || {
+        h.fake
+            .count(&Method::POST, &format!("/Sessions/{web}/Command"))
+            == 1
+    })
+    .await;
+    let cmd = h
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/Command"))
+        .unwrap();
+    assert_eq!(
+        cmd.body.unwrap(),
+        serde_json::json!({"Name": "SetMaxStreamingBitrate", "Arguments": {"Bitrate": "27500000"}})
+    );
+    assert_eq!(
+        h.fake
+            .count(&Method::POST, &format!("/Sessions/{tv}/Command")),
+        0
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_restores_every_original() {
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let originals: Vec<(String, i64)> = fake
+        .users()
+        .iter()
+        .map(|u| (u.id.clone(), fake.limit(&u.id)))
+        .collect();
+    let h = Harness::start(fake, "", "").await;
+    let d = h.daemon("").await;
+    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    let out = d.stop().await;
+    assert_eq!(out.restore_failures, 0);
+    for (id, limit) in originals {
+        assert_eq!(h.fake.limit(&id), limit);
+    }
+    assert!(h.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_daemon_writes_nothing() {
+    let (h, _alice, _bob) = two_users().await;
+    let d = h.daemon("dry_run = true").await;
+    let st = d.state().await;
+    assert!(st["last_decision"]["users"].as_array().unwrap().len() == 2);
+    d.stop().await;
+    assert!(h.fake.policy_posts().is_empty());
+    assert!(!h.state_path.exists());
+}
