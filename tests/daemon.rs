@@ -379,3 +379,136 @@ async fn dry_run_daemon_writes_nothing() {
     assert!(h.fake.policy_posts().is_empty());
     assert!(!h.state_path.exists());
 }
+
+/// Start the real binary (`jellydemon run`) with the harness config plus `[daemon]` lines.
+fn spawn_binary(h: &Harness, daemon: &str) -> tokio::process::Child {
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let path = h.dir.path().join("daemon.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[daemon]\nlisten = \"127.0.0.1:0\"\ndebounce = \"50ms\"\n{daemon}\n"),
+    )
+    .unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test]
+async fn sigterm_restores_every_original_and_exits_0() {
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let originals: Vec<(String, i64)> = fake
+        .users()
+        .iter()
+        .map(|u| (u.id.clone(), fake.limit(&u.id)))
+        .collect();
+    let h = Harness::start(fake, "", "").await;
+    let mut child = spawn_binary(&h, "");
+    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits in bounded time")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    for (id, limit) in originals {
+        assert_eq!(h.fake.limit(&id), limit);
+    }
+    assert!(h.ledger().is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger() {
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let mut child = spawn_binary(&h, "shutdown_timeout = \"2s\"");
+    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    h.fake.add_fault(jellydemon::fake::Fault {
+        method: None,
+        path_prefix: None,
+        skip: 0,
+        kind: jellydemon::fake::FaultKind::Hang,
+    });
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits in bounded time although Jellyfin hangs")
+        .unwrap();
+    assert_eq!(status.code(), Some(6), "not everything could be restored");
+    assert_eq!(
+        h.ledger().original(&ids.alice),
+        Some(0),
+        "the ledger keeps the originals"
+    );
+    // Once Jellyfin is back, restore finishes the job.
+    h.fake.clear_faults();
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(h.fake.limit(&ids.alice), 0);
+}
+
+#[tokio::test]
+async fn sigkill_then_restart_loses_nothing() {
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let originals: Vec<(String, i64)> = fake
+        .users()
+        .iter()
+        .map(|u| (u.id.clone(), fake.limit(&u.id)))
+        .collect();
+    let h = Harness::start(fake, "", "").await;
+    for round in 0..3 {
+        // Slow writes so the kill lands in the middle of them.
+        let mut child = spawn_binary(&h, "max_writes_per_second = 2");
+        eventually("some write", || h.fake.policy_posts().len() > round).await;
+        child.kill().await.unwrap(); // SIGKILL
+        // Streams change while it is down.
+        if round == 1 {
+            let s = h
+                .fake
+                .add_session(Some(&ids.erin), Some("203.0.113.99"), "Jellyfin Web", None);
+            h.fake
+                .start_playback(&s, Playback::direct("x", Some(9 * M), None));
+        }
+    }
+    let mut child = spawn_binary(&h, "");
+    d_settle(&h).await;
+    signal(&child, "-TERM");
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    for (id, limit) in originals {
+        assert_eq!(h.fake.limit(&id), limit, "user {id}");
+    }
+}
+
+/// Wait until the fake has seen no policy write for a while (the daemon has converged).
+async fn d_settle(h: &Harness) {
+    let mut last = usize::MAX;
+    for _ in 0..25 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let n = h.fake.policy_posts().len();
+        if n == last {
+            return;
+        }
+        last = n;
+    }
+    panic!("the daemon never stopped writing");
+}
