@@ -41,7 +41,7 @@ fn json_encode(
             0x0d => enc.push_str("\\r"),
             0x09 => enc.push_str("\\t"),
             0x3c | 0x3e | 0x26 | 0x27 | 0x2b => enc.push_str(&format!("\\u{c:04X}")),
-            c if c < 0x20 || c > 0x7e => enc.push_str(&format!("\\u{c:04X}")),
+            c if !(0x20..=0x7e).contains(&c) => enc.push_str(&format!("\\u{c:04X}")),
             c => enc.push(c as u8 as char),
         }
     }
