@@ -241,14 +241,18 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
     }
     {
         let mut l = lock(ledger);
-        if current != d.current {
-            if let Observed::HandChanged { .. } = l.observe(&d.user_id, &d.user_name, current)
-                && let Err(e) = l.save()
-            {
+        // The value may have moved since the snapshot because one of our own earlier writes
+        // landed meanwhile; the decision still stands then. Only a change by hand (which also
+        // moves the user's ceiling) makes it stale.
+        if current != d.current
+            && let Observed::HandChanged { .. } = l.observe(&d.user_id, &d.user_name, current)
+        {
+            if let Err(e) = l.save() {
                 return failed(d, e.to_string());
             }
             return WriteOutcome::Skipped(format!(
-                "the limit changed to {current} since the snapshot; the next pass decides"
+                "the limit was changed by hand to {current} since the snapshot; the next pass \
+                 decides with it as the new original"
             ));
         }
         l.record_intent(&d.user_id, &d.user_name, current, d.target);

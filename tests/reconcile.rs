@@ -241,3 +241,45 @@ async fn show_table() {
     let (_, out, err) = h.cli(&["check"]).await;
     println!("{out}{err}");
 }
+
+#[tokio::test]
+async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot() {
+    use jellydemon::plan::{Decision, Role};
+    use jellydemon::reconcile::{WriteOutcome, apply};
+    let (h, m) = mixed("", "").await;
+    let ledger = std::sync::Mutex::new(h.ledger());
+    // Snapshot said alice is at 0; meanwhile jellydemon itself wrote 30 Mbps.
+    ledger
+        .lock()
+        .unwrap()
+        .record_intent(&m.alice, "alice", 0, 30 * M);
+    h.fake.set_limit_by_hand(&m.alice, 30 * M);
+    let d = Decision {
+        user_id: m.alice.clone(),
+        user_name: "alice".into(),
+        role: Role::Active { streams: 1 },
+        endpoints: vec![],
+        stream_rate: 0,
+        streams: vec![],
+        current: 0,
+        target: 20 * M,
+        reason: "test".into(),
+    };
+    assert_eq!(apply(&h.client(), &ledger, &d).await, WriteOutcome::Written);
+    assert_eq!(h.fake.limit(&m.alice), 20 * M);
+    assert_eq!(ledger.lock().unwrap().original(&m.alice), Some(0));
+
+    // A change by hand, on the other hand, is not overwritten by a stale decision.
+    h.fake.set_limit_by_hand(&m.alice, 7 * M);
+    let d = Decision {
+        current: 20 * M,
+        target: 25 * M,
+        ..d
+    };
+    assert!(matches!(
+        apply(&h.client(), &ledger, &d).await,
+        WriteOutcome::Skipped(_)
+    ));
+    assert_eq!(h.fake.limit(&m.alice), 7 * M);
+    assert_eq!(ledger.lock().unwrap().original(&m.alice), Some(7 * M));
+}
