@@ -91,3 +91,27 @@ async fn the_validator_rejects_what_jellyfin_would_reject() {
     let r = std::panic::catch_unwind(|| spec.assert_schema("UserPolicy", &p));
     assert!(r.is_err(), "a string limit validated");
 }
+
+#[tokio::test]
+async fn the_push_command_body_validates_against_every_spec() {
+    use jellydemon::fake::Playback;
+    let fake = FakeJellyfin::new(KEY);
+    let a = fake.add_user("a", |_| {});
+    let s = fake.add_session(Some(&a), Some("203.0.113.1"), "Jellyfin Web", None);
+    fake.start_playback(&s, Playback::direct("x", Some(40 * M), None));
+    let h = Harness::start(fake, "", "").await;
+    h.client()
+        .set_max_streaming_bitrate(&s, 12_000_000)
+        .await
+        .unwrap();
+    let body = h
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/Command"))
+        .and_then(|r| r.body)
+        .unwrap();
+    for version in VERSIONS {
+        spec(version).assert_request("POST", "/Sessions/{sessionId}/Command", &body);
+    }
+}
