@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::anon;
 use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError};
 use crate::ledger::Ledger;
@@ -279,8 +280,8 @@ pub async fn check(settings: &Settings) -> CheckReport {
     );
     for v in &plan.sessions {
         let where_ = match &v.location {
-            Location::Remote(ip) => format!("remote {}", network::display_ip(*ip)),
-            Location::Local(ip) => format!("local {}", network::display_ip(*ip)),
+            Location::Remote(ip) => format!("remote {}", anon::ip(*ip)),
+            Location::Local(ip) => format!("local {}", anon::ip(*ip)),
             Location::Unknown(e) => format!("unknown endpoint ({e})"),
         };
         let state = if !v.playing {
@@ -296,9 +297,11 @@ pub async fn check(settings: &Settings) -> CheckReport {
             Level::Info,
             format!(
                 "session {}: {}, {}, {where_}, {state}",
-                short(&v.session_id),
-                v.user_name.as_deref().unwrap_or("(no user)"),
-                v.device
+                short(&anon::session(&v.session_id).to_string()),
+                v.user_name
+                    .as_deref()
+                    .map_or_else(|| "(no user)".to_string(), |n| anon::user(n).to_string()),
+                anon::device(&v.device)
             ),
         );
         if let (InternalRanges::Fixed(_), Some(ip)) = (&configured, v.location.ip()) {
@@ -309,7 +312,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
                     Level::Warn,
                     format!(
                         "{} is {} to jellydemon but {} to Jellyfin: {}",
-                        network::display_ip(ip),
+                        anon::ip(ip),
                         if ours { "remote" } else { "local" },
                         if theirs { "remote" } else { "local" },
                         if ours {
@@ -323,7 +326,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         }
     }
     for w in &plan.warnings {
-        r.push(Level::Warn, w.clone());
+        r.push(Level::Warn, w.to_string());
     }
     r
 }
@@ -335,8 +338,15 @@ fn list(nets: &[ipnet::IpNet]) -> String {
         .join(", ")
 }
 
-fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
+/// The first 8 characters (ids are ASCII hex; aliases are short anyway).
+fn short(id: &str) -> String {
+    id.chars()
+        .take(if id.starts_with("Session-") {
+            id.len()
+        } else {
+            8
+        })
+        .collect()
 }
 
 /// 10.9 or newer (versions are "10.10.7", "10.11.11", "12.0.0").

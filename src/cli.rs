@@ -118,6 +118,10 @@ pub enum Command {
     Check,
     /// Put every user's original limit back and empty the state file.
     Restore,
+    /// Scrub a log written before logging.anonymize was on: reads standard input, writes
+    /// standard output, replacing every name, id and address in the saved alias map (and any
+    /// other IP address) by its alias. Example: jellydemon anonymize < old.log > shared.log
+    Anonymize,
 }
 
 /// SIGTERM and SIGINT stop the daemon. SIGHUP (config reload) is not supported: the listener,
@@ -145,11 +149,17 @@ async fn watch_signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
-    Settings::load(path).map_err(|e| {
+/// Load the configuration and set up logging (and anonymization) from it.
+fn load(path: &std::path::Path, default_level: &str) -> Result<Settings, ExitCode> {
+    let settings = Settings::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::CONFIG)
-    })
+    })?;
+    crate::telemetry::init(Some(&settings), default_level).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    Ok(settings)
 }
 
 fn client(settings: &Settings) -> Result<Client, ExitCode> {
@@ -178,12 +188,13 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
+    let level = cli.default_log_level();
     match cli.command() {
         Command::Run {
             reconcile_only,
             dry_run,
         } => {
-            let mut settings = load(&cli.config)?;
+            let mut settings = load(&cli.config, level)?;
             if reconcile_only {
                 settings.daemon.mode = Mode::ReconcileOnly;
             }
@@ -209,7 +220,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Reconcile { once: _, dry_run } => {
-            let settings = load(&cli.config)?;
+            let settings = load(&cli.config, level)?;
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings)?);
             let dry_run = dry_run || settings.daemon.dry_run;
@@ -236,7 +247,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Check => {
-            let settings = load(&cli.config)?;
+            let settings = load(&cli.config, level)?;
             let report = check::check(&settings).await;
             print!("{report}");
             if report.failed() {
@@ -245,8 +256,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+        Command::Anonymize => {
+            let settings = load(&cli.config, level)?;
+            let path = settings.alias_file();
+            let a = crate::anon::Anonymizer::load(&path).map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::STATE)
+            })?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+                eprintln!("error: cannot read standard input: {e}");
+                ExitCode::from(exit::FAILURE)
+            })?;
+            print!("{}", a.scrub(&text));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Restore => {
-            let settings = load(&cli.config)?;
+            let settings = load(&cli.config, level)?;
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings)?);
             let results = reconcile::restore(&client, &ledger).await.map_err(|e| {

@@ -63,6 +63,69 @@ pub struct Settings {
     /// How the daemon behaves.
     #[serde(default)]
     pub daemon: DaemonSettings,
+    /// Where logs go, and whether they are anonymized.
+    #[serde(default)]
+    pub logging: LoggingSettings,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds its own timestamps).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a filter such as
+    /// `jellydemon::engine=debug,info`. `RUST_LOG` wins over this.
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Also write logs to this file, rotated by size.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Rotate the log file when it would grow beyond this many bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// How many rotated files (`file.1`, `file.2`, …) to keep.
+    #[serde(default = "default_keep_files")]
+    pub keep_files: u32,
+    /// Replace user names, user ids, IP addresses, session ids and device ids by stable aliases
+    /// in logs, metrics and the status API, so logs can be shared.
+    #[serde(default)]
+    pub anonymize: bool,
+    /// Where the alias map is kept so aliases stay stable across restarts. Default: next to the
+    /// state file, `aliases.json`.
+    #[serde(default)]
+    pub alias_file: Option<PathBuf>,
+}
+
+fn default_max_file_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_keep_files() -> u32 {
+    5
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        LoggingSettings {
+            level: None,
+            format: LogFormat::Text,
+            file: None,
+            max_file_bytes: default_max_file_bytes(),
+            keep_files: default_keep_files(),
+            anonymize: false,
+            alias_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -640,6 +703,17 @@ impl Settings {
                 "must be at least 1024",
             ));
         }
+        if let Some(level) = &self.logging.level
+            && tracing_subscriber::EnvFilter::try_new(level).is_err()
+        {
+            return Err(invalid(
+                "logging.level",
+                format!("\"{level}\" is not a level or filter (e.g. \"info\")"),
+            ));
+        }
+        if self.logging.max_file_bytes < 4096 {
+            return Err(invalid("logging.max_file_bytes", "must be at least 4096"));
+        }
         if self.state.file.as_os_str().is_empty() {
             return Err(invalid("state.file", "must not be empty"));
         }
@@ -657,6 +731,17 @@ impl Settings {
                 .map(|m| mbps_to_bps(m).min(MAX_JELLYFIN_LIMIT_BPS)),
             step_bps: mbps_to_bps(b.step_mbps),
         }
+    }
+
+    /// The alias map's path: `logging.alias_file`, or `aliases.json` beside the state file.
+    pub fn alias_file(&self) -> PathBuf {
+        self.logging.alias_file.clone().unwrap_or_else(|| {
+            self.state
+                .file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("aliases.json")
+        })
     }
 
     /// The API key, read from `api_key` or `api_key_file`.

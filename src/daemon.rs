@@ -52,6 +52,10 @@ pub async fn run(
     let token = settings.daemon.webhook_token()?.map(Arc::new);
     let ledger = Arc::new(Mutex::new(Ledger::open(&settings.state.file)?));
     let shared = Arc::new(Shared::default());
+    shared
+        .metrics
+        .budget_bps
+        .set(settings.budget().budget_bps as i64);
 
     // The workers stop on their own token so that shutdown can stop intake and writes first,
     // then restore with the same client.
@@ -61,9 +65,9 @@ pub async fn run(
         ledger.clone(),
         settings.daemon.max_writes_per_second,
         settings.daemon.push,
+        shared.clone(),
         workers.clone(),
     );
-    let writer_stats = writer.stats.clone();
     let (engine, engine_task) = Engine {
         client: client.clone(),
         settings: settings.clone(),
@@ -80,7 +84,6 @@ pub async fn run(
         token,
         engine,
         shared,
-        writer: writer_stats,
     });
     let server = tokio::spawn(
         axum::serve(listener, app)

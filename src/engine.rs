@@ -11,7 +11,7 @@
 //! read corrects it. While Jellyfin is down, reads back off exponentially (with jitter) up to the
 //! poll interval, so they never pile up.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,23 +23,11 @@ use tracing::{debug, info, warn};
 use crate::config::Settings;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
+use crate::metrics::{Metrics, ResultLabels};
 use crate::plan::Plan;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
 use crate::webhook::{EventKind, HookEvent};
 use crate::writer::WriterHandle;
-
-/// Counters of `/hook` traffic, kept by the HTTP handler without involving the engine.
-#[derive(Debug, Default)]
-pub struct EventCounters {
-    pub start: AtomicU64,
-    pub stop: AtomicU64,
-    pub progress: AtomicU64,
-    pub other: AtomicU64,
-    pub rejected: AtomicU64,
-    pub unauthorized: AtomicU64,
-    /// Start/stop events dropped because the engine's queue was full.
-    pub dropped: AtomicU64,
-}
 
 /// The last plan and when and why it was made.
 #[derive(Debug, Clone)]
@@ -59,15 +47,14 @@ pub struct PollStatus {
     pub last_ok_at: Option<SystemTime>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
-    pub polls: u64,
-    pub recomputes: u64,
 }
 
 /// State shared between the engine, the writer and the HTTP handlers. Cheap to clone (`Arc`).
 #[derive(Debug)]
 pub struct Shared {
     pub started: Instant,
-    pub events: EventCounters,
+    /// Counters and gauges (also read by `/api/state`).
+    pub metrics: Metrics,
     pub poll: Mutex<PollStatus>,
     pub last_plan: Mutex<Option<LastPlan>>,
     /// Set while the engine task runs.
@@ -78,7 +65,7 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             started: Instant::now(),
-            events: EventCounters::default(),
+            metrics: Metrics::new(),
             poll: Mutex::new(PollStatus::default()),
             last_plan: Mutex::new(None),
             engine_alive: AtomicBool::new(false),
@@ -196,9 +183,24 @@ impl Engine {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
         let ok = result.is_ok();
+        let m = &self.shared.metrics;
+        m.poll_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.polls
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+        if ok {
+            m.last_successful_poll_timestamp.set(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+            );
+        }
         {
             let mut p = lock(&self.shared.poll);
-            p.polls += 1;
             match &result {
                 Ok(_) => {
                     p.last_ok = Some(Instant::now());
@@ -230,7 +232,8 @@ impl Engine {
         };
         match plan_snapshot(m, &self.ledger, &self.settings, self.dry_run) {
             Ok(plan) => {
-                lock(&self.shared.poll).recomputes += 1;
+                self.shared.metrics.recomputes.inc();
+                self.shared.metrics.record_plan(&plan);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
                     target: "jellydemon::engine",

@@ -1,4 +1,4 @@
-//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, `GET /api/state`.
+//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, `GET /api/state`, `GET /metrics`.
 //!
 //! Handlers only parse and hand over: `/hook` checks the secret, parses the body, answers 202
 //! at once (the Webhook plugin waits for the answer inside Jellyfin's playback handling and
@@ -20,11 +20,11 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
+use crate::anon;
 use crate::config::{Mode, Settings};
 use crate::engine::{EngineHandle, Shared};
 use crate::plan::{Role, fmt_mbps};
-use crate::webhook::{self, EventKind};
-use crate::writer::WriterStats;
+use crate::webhook;
 
 /// What the handlers need. Cheap to clone.
 #[derive(Clone)]
@@ -34,7 +34,6 @@ pub struct AppState {
     pub token: Option<Arc<SecretString>>,
     pub engine: EngineHandle,
     pub shared: Arc<Shared>,
-    pub writer: Arc<WriterStats>,
 }
 
 /// The one router of the daemon.
@@ -44,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hook", post(hook).layer(DefaultBodyLimit::max(limit)))
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -72,7 +72,7 @@ fn authorized(headers: &HeaderMap, token: &SecretString) -> bool {
 }
 
 async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let ev = &s.shared.events;
+    let m = &s.shared.metrics;
     if s.settings.daemon.mode == Mode::ReconcileOnly {
         return error(
             StatusCode::NOT_FOUND,
@@ -82,7 +82,7 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     if let Some(token) = &s.token
         && !authorized(&headers, token)
     {
-        ev.unauthorized.fetch_add(1, Ordering::Relaxed);
+        m.event("unknown", "unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong secret: send it in the X-Jellydemon-Token header",
@@ -91,33 +91,43 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
     let event = match webhook::parse(&body) {
         Ok(e) => e,
         Err(e) => {
-            ev.rejected.fetch_add(1, Ordering::Relaxed);
+            m.event("invalid", "rejected");
             warn!(target: "jellydemon::http", "rejected webhook: {e}");
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let counter = match event.kind {
-        EventKind::PlaybackStart => &ev.start,
-        EventKind::PlaybackStop => &ev.stop,
-        EventKind::PlaybackProgress => &ev.progress,
-        EventKind::Other(_) => &ev.other,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+    let kind = event.kind.label().to_string();
+    let kind = kind.as_str();
     if !event.kind.triggers_recompute() {
+        m.event(kind, "ignored");
         return (
             StatusCode::ACCEPTED,
             axum::Json(json!({"status": "ignored"})),
         )
             .into_response();
     }
-    debug!(target: "jellydemon::http", kind = event.kind.label(), "webhook accepted");
-    if !s.engine.offer(event) {
-        ev.dropped.fetch_add(1, Ordering::Relaxed);
+    debug!(target: "jellydemon::http", kind, "webhook accepted");
+    if s.engine.offer(event) {
+        m.event(kind, "accepted");
+    } else {
+        m.event(kind, "dropped");
         warn!(target: "jellydemon::http", "engine queue full; event dropped, the next poll repairs");
     }
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "accepted"})),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: the OpenMetrics text.
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.shared.metrics.encode(),
     )
         .into_response()
 }
@@ -165,6 +175,7 @@ async fn api_state(State(s): State<AppState>) -> Response {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let m = &s.shared.metrics;
     let poll = {
         let p = s.shared.poll.lock().unwrap_or_else(|p| p.into_inner());
         json!({
@@ -172,25 +183,30 @@ async fn api_state(State(s): State<AppState>) -> Response {
             "last_ok_age_seconds": p.last_ok.map(|t| t.elapsed().as_secs_f64()),
             "last_error": p.last_error,
             "consecutive_failures": p.consecutive_failures,
-            "polls": p.polls,
-            "recomputes": p.recomputes,
+            "polls": m.poll_count(),
+            "recomputes": m.recomputes.get(),
         })
     };
-    let e = &s.shared.events;
+    let count = |kind: &str| {
+        ["accepted", "ignored", "dropped"]
+            .iter()
+            .map(|r| m.events(kind, r))
+            .sum::<u64>()
+    };
     let events = json!({
-        "PlaybackStart": e.start.load(Ordering::Relaxed),
-        "PlaybackStop": e.stop.load(Ordering::Relaxed),
-        "PlaybackProgress": e.progress.load(Ordering::Relaxed),
-        "other": e.other.load(Ordering::Relaxed),
-        "rejected": e.rejected.load(Ordering::Relaxed),
-        "unauthorized": e.unauthorized.load(Ordering::Relaxed),
-        "dropped": e.dropped.load(Ordering::Relaxed),
+        "PlaybackStart": count("PlaybackStart"),
+        "PlaybackStop": count("PlaybackStop"),
+        "PlaybackProgress": count("PlaybackProgress"),
+        "other": count("other"),
+        "rejected": m.events("invalid", "rejected"),
+        "unauthorized": m.events("unknown", "unauthorized"),
+        "dropped": m.events("PlaybackStart", "dropped") + m.events("PlaybackStop", "dropped"),
     });
     let writes = json!({
-        "pending": s.writer.pending.load(Ordering::Relaxed),
-        "written": s.writer.written.load(Ordering::Relaxed),
-        "failed": s.writer.failed.load(Ordering::Relaxed),
-        "pushes": s.writer.pushes.load(Ordering::Relaxed),
+        "pending": m.pending_writes.get(),
+        "written": m.policy_writes.get(),
+        "failed": m.policy_write_failures.get(),
+        "pushes": m.pushes.get(),
     });
     let budget = s.settings.budget().budget_bps;
     let plan = last.as_ref().map(|l| {
@@ -200,11 +216,11 @@ async fn api_state(State(s): State<AppState>) -> Response {
             .iter()
             .map(|d| {
                 json!({
-                    "user_id": d.user_id,
-                    "user": d.user_name,
+                    "user_id": anon::user_id(&d.user_id).to_string(),
+                    "user": anon::user(&d.user_name).to_string(),
                     "role": match d.role { Role::Active { .. } => "active", Role::Idle => "idle", Role::Release => "release" },
                     "streams": match d.role { Role::Active { streams } => streams, _ => 0 },
-                    "endpoints": d.endpoints.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                    "endpoints": d.endpoints.iter().map(|ip| anon::ip(*ip).to_string()).collect::<Vec<_>>(),
                     "stream_rate_bps": d.stream_rate,
                     "current_limit_bps": d.current,
                     "limit_bps": d.target,
@@ -223,7 +239,7 @@ async fn api_state(State(s): State<AppState>) -> Response {
             "overloaded": p.overloaded,
             "claimants": p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
             "users": users,
-            "warnings": p.warnings,
+            "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             "summary": format!("{} of {} allocated to {} remote user(s)", fmt_mbps(p.allocated()), fmt_mbps(p.budget), p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count()),
         })
     });

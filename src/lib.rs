@@ -5,6 +5,7 @@
 //! Data flows one way: inputs (webhooks, the poll of `/Sessions` and `/Users`) -> engine
 //! (plan) -> writer -> Jellyfin.
 //!
+//! * [`anon`]: stable aliases for personal values in everything jellydemon emits.
 //! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
 //! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
 //! * [`jellyfin`]: the HTTP client and the few DTOs we read; lossless policy read-modify-write.
@@ -18,6 +19,7 @@
 //! * [`writer`]: governed, retried policy writes and `SetMaxStreamingBitrate` pushes.
 //! * [`http`]: the router (`/hook`, `/healthz`, `/api/state`).
 //! * [`daemon`]: `jellydemon run`, wiring the above, and the restoring shutdown.
+//! * [`metrics`]: the Prometheus metrics, also the counters behind `/api/state`.
 //! * [`check`]: the connectivity and set-up check.
 //! * [`report`]: the tables printed by the commands.
 //! * [`telemetry`]: logging set-up.
@@ -27,6 +29,7 @@
 #![recursion_limit = "256"]
 
 pub mod allocate;
+pub mod anon;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod fake;
 pub mod http;
 pub mod jellyfin;
 pub mod ledger;
+pub mod metrics;
 pub mod network;
 pub mod plan;
 pub mod reconcile;

@@ -1,4 +1,5 @@
-//! The `jellydemon` binary: parse the command line, set up logging, hand over to the library.
+//! The `jellydemon` binary: parse the command line and hand over to the library (which sets
+//! up logging once the configuration is loaded).
 
 use std::process::ExitCode;
 
@@ -7,6 +8,5 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = jellydemon::cli::Cli::parse();
-    jellydemon::telemetry::init(cli.default_log_level());
     jellydemon::cli::run(cli).await
 }

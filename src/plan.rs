@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::allocate::{self, Bound, Claimant};
+use crate::anon;
 use crate::config::{Algorithm, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::jellyfin::{RateSource, Session, User};
 use crate::ledger::Ledger;
@@ -102,6 +103,70 @@ pub struct SessionView {
     pub counted: bool,
 }
 
+/// Something the admin should know about a plan. Personal values are formatted through
+/// [`crate::anon`], so a warning can be logged as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// A playing session whose endpoint cannot be classified; it was left alone.
+    UnknownEndpoint {
+        session_id: String,
+        user_name: Option<String>,
+        device: String,
+        error: network::EndpointError,
+    },
+    /// Every session comes from this one address: a reverse proxy without `KnownProxies`?
+    ProxySuspect(IpAddr),
+    /// The floors of `users` remote users exceed the budget.
+    Overload {
+        users: usize,
+        floor: u64,
+        budget: u64,
+    },
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::UnknownEndpoint {
+                session_id,
+                user_name,
+                device,
+                error,
+            } => {
+                let why = match error {
+                    network::EndpointError::Missing => "no RemoteEndPoint reported".to_string(),
+                    network::EndpointError::Unparseable(raw) => {
+                        format!("\"{}\" is not an IP address", anon::endpoint(raw))
+                    }
+                };
+                write!(
+                    f,
+                    "session {} of {} ({}): {why}; cannot tell whether it is remote, left alone",
+                    anon::session(session_id),
+                    anon::user(user_name.as_deref().unwrap_or("?")),
+                    anon::device(device)
+                )
+            }
+            Warning::ProxySuspect(ip) => write!(
+                f,
+                "every session comes from {}: a reverse proxy without KnownProxies in Jellyfin? \
+                 Jellyfin then sees all clients as local and applies no remote limit",
+                anon::ip(*ip)
+            ),
+            Warning::Overload {
+                users,
+                floor,
+                budget,
+            } => write!(
+                f,
+                "overload: {users} remote users at their floor of {} need more than the budget of {}",
+                fmt_mbps(*floor),
+                fmt_mbps(*budget)
+            ),
+        }
+    }
+}
+
 /// The outcome of planning.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -118,10 +183,46 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
     pub sessions: Vec<SessionView>,
     /// Things the admin should know (unparseable endpoints, proxy, overload).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Plan {
+    /// One line saying who got what and why: every active user with limit and reason, then
+    /// the idle users' limit(s). Names go through [`anon`].
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.role, Role::Active { .. }))
+            .map(|d| {
+                format!(
+                    "{} {} ({})",
+                    anon::user(&d.user_name),
+                    fmt_mbps(d.target.max(0) as u64),
+                    d.reason
+                )
+            })
+            .collect();
+        let mut idle: Vec<u64> = self
+            .decisions
+            .iter()
+            .filter(|d| d.role == Role::Idle)
+            .map(|d| d.target.max(0) as u64)
+            .collect();
+        if !idle.is_empty() {
+            let n = idle.len();
+            idle.sort_unstable();
+            idle.dedup();
+            let values: Vec<String> = idle.into_iter().map(fmt_mbps).collect();
+            parts.push(format!("{n} idle at {}", values.join("/")));
+        }
+        if parts.is_empty() {
+            "nobody managed".to_string()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// The sum of the active users' limits times their streams.
     pub fn allocated(&self) -> u64 {
         self.decisions
@@ -230,12 +331,12 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
                         rate: rate.map(RateSource::bps),
                     });
                 }
-                Location::Unknown(e) => warnings.push(format!(
-                    "session {} of {} ({}): {e}; cannot tell whether it is remote, left alone",
-                    s.id,
-                    s.user_name.as_deref().unwrap_or("?"),
-                    s.device_label()
-                )),
+                Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
+                    session_id: s.id.clone(),
+                    user_name: s.user_name.clone(),
+                    device: s.device_label(),
+                    error: e.clone(),
+                }),
                 Location::Local(_) => {}
             }
         }
@@ -256,11 +357,7 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
             .iter()
             .filter_map(|v| v.location.ip().map(|ip| (ip, v.device.as_str()))),
     ) {
-        warnings.push(format!(
-            "every session comes from {}: a reverse proxy without KnownProxies in Jellyfin? \
-             Jellyfin then sees all clients as local and applies no remote limit",
-            network::display_ip(ip)
-        ));
+        warnings.push(Warning::ProxySuspect(ip));
     }
 
     // 2. Claimants.
@@ -317,12 +414,11 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
     let alloc = allocate::allocate(bw.algorithm, &claimants, available);
     if alloc.overloaded {
-        warnings.push(format!(
-            "overload: {} remote users at their floor of {} need more than the budget of {}",
-            active.len(),
-            fmt_mbps(budget.min_per_user_bps),
-            fmt_mbps(available)
-        ));
+        warnings.push(Warning::Overload {
+            users: active.len(),
+            floor: budget.min_per_user_bps,
+            budget: available,
+        });
     }
     let n = active.len();
     let mut targets: Vec<u64> = Vec::with_capacity(n);

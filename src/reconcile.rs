@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
+use crate::anon;
 use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
@@ -149,7 +150,7 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
         {
             warn!(
                 target: "jellydemon::ledger",
-                user = %u.display_name(),
+                user = %anon::user(u.display_name()),
                 old_original,
                 new_original = u.remote_limit(),
                 "limit was changed by hand; taking it as the user's new original"
@@ -195,6 +196,7 @@ pub fn plan_snapshot(
         remote_users = plan.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
         changes = plan.decisions.iter().filter(|d| d.needs_write()).count(),
         dry_run,
+        decisions = %plan.summary(),
         "planned"
     );
     Ok(plan)
@@ -267,7 +269,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
         Ok(()) => {
             info!(
                 target: "jellydemon::jellyfin",
-                user = %d.user_name,
+                user = %anon::user(&d.user_name),
                 old = current,
                 new = d.target,
                 reason = %d.reason,
@@ -287,7 +289,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
 }
 
 fn failed(d: &Decision, message: String) -> WriteOutcome {
-    warn!(target: "jellydemon::jellyfin", user = %d.user_name, "write failed: {message}");
+    warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), "write failed: {message}");
     WriteOutcome::Failed(message)
 }
 
@@ -325,9 +327,11 @@ pub async fn restore(
         }
         match &outcome {
             RestoreOutcome::Failed(e) => {
-                warn!(target: "jellydemon::ledger", user = %name, "restore failed: {e}")
+                warn!(target: "jellydemon::ledger", user = %anon::user(&name), "restore failed: {e}")
             }
-            o => info!(target: "jellydemon::ledger", user = %name, outcome = ?o, "restored"),
+            o => {
+                info!(target: "jellydemon::ledger", user = %anon::user(&name), outcome = ?o, "restored")
+            }
         }
         out.push((name, outcome));
     }

@@ -1,5 +1,6 @@
 //! Plain-text tables for the terminal: the result of a pass and of a restore.
 
+use crate::anon;
 use crate::plan::{Role, fmt_mbps};
 use crate::reconcile::{PassReport, RestoreOutcome, WriteOutcome};
 
@@ -79,7 +80,7 @@ pub fn pass_table(report: &PassReport) -> String {
             Role::Active { streams } => (
                 d.endpoints
                     .iter()
-                    .map(|ip| ip.to_string())
+                    .map(|ip| anon::ip(*ip).to_string())
                     .collect::<Vec<_>>()
                     .join(","),
                 streams.to_string(),
@@ -102,7 +103,7 @@ pub fn pass_table(report: &PassReport) -> String {
             (Some(WriteOutcome::Failed(why)), _, _) => format!("FAILED: {why}"),
         };
         rows.push(vec![
-            d.user_name.clone(),
+            anon::user(&d.user_name).to_string(),
             from,
             streams,
             rate,
@@ -142,7 +143,7 @@ pub fn restore_table(results: &[(String, RestoreOutcome)]) -> String {
             RestoreOutcome::UserGone => "user no longer exists; dropped".to_string(),
             RestoreOutcome::Failed(e) => format!("FAILED (kept in the ledger): {e}"),
         };
-        rows.push(vec![name.clone(), text]);
+        rows.push(vec![anon::user(name).to_string(), text]);
     }
     render(&rows)
 }

@@ -1,14 +1,170 @@
-//! Logging set-up: `tracing` to stderr, level from `RUST_LOG` or the given default.
+//! Logging set-up: `tracing` with one target per component (`jellydemon::jellyfin`,
+//! `::bandwidth`, `::network`, `::engine`, `::http`, `::ledger`), to stderr (journald friendly)
+//! and optionally to a size-rotated file, as text or JSON, with the level from `RUST_LOG`, else
+//! `logging.level`, else the command's default. Installs the anonymizer when
+//! `logging.anonymize` is set.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
 
-/// Install the global subscriber. One-shot commands pass `"warn"` so their table is not drowned
-/// in log lines; `RUST_LOG` always wins.
-pub fn init(default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+use crate::anon::{self, Anonymizer};
+use crate::config::{LogFormat, Settings};
+
+/// Install the global subscriber (and the anonymizer). `settings` is `None` when the
+/// configuration could not be loaded; logging then goes to stderr at `default_level`.
+pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), String> {
+    let logging = settings.map(|s| &s.logging);
+    if let Some(s) = settings
+        && s.logging.anonymize
+    {
+        anon::install(Anonymizer::load(&s.alias_file())?);
+    }
+    let level = logging
+        .and_then(|l| l.level.clone())
+        .unwrap_or_else(|| default_level.to_string());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let writer = match logging.and_then(|l| l.file.clone()) {
+        Some(path) => {
+            let l = logging.expect("file implies settings");
+            let file = RotatingFile::open(&path, l.max_file_bytes, l.keep_files)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            BoxMakeWriter::new(io::stderr.and(file))
+        }
+        None => BoxMakeWriter::new(io::stderr),
+    };
+    let layer = match logging.map(|l| l.format).unwrap_or_default() {
+        LogFormat::Text => fmt::layer().with_writer(writer).boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
         .try_init();
+    Ok(())
+}
+
+/// A log file that is rotated when it would grow beyond `max_bytes`: `file` becomes `file.1`,
+/// `file.1` becomes `file.2`, … and the oldest beyond `keep` is removed. Each log event is one
+/// write, so lines are never split across files.
+#[derive(Clone)]
+pub struct RotatingFile {
+    inner: Arc<Mutex<Rotating>>,
+}
+
+struct Rotating {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> io::Result<RotatingFile> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            inner: Arc::new(Mutex::new(Rotating {
+                path: path.to_path_buf(),
+                file,
+                size,
+                max_bytes,
+                keep,
+            })),
+        })
+    }
+}
+
+fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+impl Rotating {
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        if self.keep == 0 {
+            let _ = fs::remove_file(&self.path);
+        } else {
+            let _ = fs::remove_file(numbered(&self.path, self.keep));
+            for n in (1..self.keep).rev() {
+                let from = numbered(&self.path, n);
+                if from.exists() {
+                    fs::rename(&from, numbered(&self.path, n + 1))?;
+                }
+            }
+            fs::rename(&self.path, numbered(&self.path, 1))?;
+        }
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if r.size > 0 && r.size + buf.len() as u64 > r.max_bytes {
+            r.rotate()?;
+        }
+        r.file.write_all(buf)?;
+        r.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .flush()
+    }
+}
+
+impl<'a> fmt::MakeWriter<'a> for RotatingFile {
+    type Writer = RotatingFile;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let mut f = RotatingFile::open(&path, 100, 2).unwrap();
+        for i in 0..10 {
+            f.write_all(format!("line {i:02} {}\n", "x".repeat(40)).as_bytes())
+                .unwrap();
+        }
+        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+        // 50-byte lines, 100-byte files: two lines per file, newest in j.log.
+        assert!(read(&path).contains("line 09"));
+        assert!(read(&numbered(&path, 1)).contains("line 07"));
+        assert!(read(&numbered(&path, 2)).contains("line 05"));
+        assert!(!numbered(&path, 3).exists());
+        for p in [path.clone(), numbered(&path, 1), numbered(&path, 2)] {
+            assert!(read(&p).len() <= 100);
+            assert!(read(&p).ends_with('\n'));
+        }
+    }
 }

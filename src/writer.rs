@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,26 +21,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::anon;
+use crate::engine::Shared;
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
 use crate::reconcile::{WriteOutcome, apply};
-
-/// Counters the writer keeps, for `/api/state` and metrics.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    /// Writes waiting (including ones backing off after a failure).
-    pub pending: AtomicUsize,
-    pub written: AtomicU64,
-    pub failed: AtomicU64,
-    pub pushes: AtomicU64,
-}
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::UnboundedSender<Vec<Decision>>,
-    pub stats: Arc<WriterStats>,
 }
 
 impl WriterHandle {
@@ -83,23 +74,15 @@ pub fn spawn(
     ledger: Arc<Mutex<Ledger>>,
     max_per_second: u32,
     push: bool,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(WriterStats::default());
     let limiter = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
     ));
-    let task = tokio::spawn(run(
-        client,
-        ledger,
-        limiter,
-        push,
-        rx,
-        stats.clone(),
-        shutdown,
-    ));
-    (WriterHandle { tx, stats }, task)
+    let task = tokio::spawn(run(client, ledger, limiter, push, rx, shared, shutdown));
+    (WriterHandle { tx }, task)
 }
 
 async fn run(
@@ -108,12 +91,13 @@ async fn run(
     limiter: DefaultDirectRateLimiter,
     push: bool,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
-    stats: Arc<WriterStats>,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let stats = &shared.metrics;
     let mut pending: HashMap<String, Pending> = HashMap::new();
     loop {
-        stats.pending.store(pending.len(), Ordering::Relaxed);
+        stats.pending_writes.set(pending.len() as i64);
         let next_due = pending.values().map(|p| p.not_before).min();
         tokio::select! {
             biased;
@@ -129,7 +113,7 @@ async fn run(
             while let Ok(plan) = rx.try_recv() {
                 replace(&mut pending, plan);
             }
-            stats.pending.store(pending.len(), Ordering::Relaxed);
+            stats.pending_writes.set(pending.len() as i64);
             let now = Instant::now();
             let Some(user) = pending
                 .iter()
@@ -159,12 +143,12 @@ async fn run(
             };
             match outcome {
                 WriteOutcome::Failed(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    stats.policy_write_failures.inc();
                     if let Some(p) = pending.get_mut(&user) {
                         p.attempts += 1;
                         let delay = retry_delay(p.attempts);
                         p.not_before = Instant::now() + delay;
-                        warn!(target: "jellydemon::jellyfin", user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                        warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
                     }
                 }
                 other => {
@@ -176,18 +160,18 @@ async fn run(
                         pending.remove(&user);
                     }
                     if other == WriteOutcome::Written {
-                        stats.written.fetch_add(1, Ordering::Relaxed);
+                        stats.policy_writes.inc();
                         if push {
-                            push_lower_limit(&client, &d, &stats).await;
+                            push_lower_limit(&client, &d, stats).await;
                         }
                     } else {
-                        debug!(target: "jellydemon::jellyfin", user = %d.user_name, outcome = ?other, "not written");
+                        debug!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), outcome = ?other, "not written");
                     }
                 }
             }
         }
     }
-    stats.pending.store(0, Ordering::Relaxed);
+    stats.pending_writes.set(0);
 }
 
 /// Install the latest plan: it replaces everything pending. A user whose target did not change
@@ -222,7 +206,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// Send `SetMaxStreamingBitrate` to each of the user's streams that runs above the new limit
 /// and whose client lists the command.
-async fn push_lower_limit(client: &Client, d: &Decision, stats: &WriterStats) {
+async fn push_lower_limit(client: &Client, d: &Decision, stats: &Metrics) {
     if !matches!(d.role, Role::Active { .. }) || d.target <= 0 {
         return;
     }
@@ -233,11 +217,11 @@ async fn push_lower_limit(client: &Client, d: &Decision, stats: &WriterStats) {
         }
         match client.set_max_streaming_bitrate(&s.session_id, limit).await {
             Ok(()) => {
-                stats.pushes.fetch_add(1, Ordering::Relaxed);
-                info!(target: "jellydemon::jellyfin", user = %d.user_name, session = %s.session_id, limit, "pushed SetMaxStreamingBitrate");
+                stats.pushes.inc();
+                info!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), session = %anon::session(&s.session_id), limit, "pushed SetMaxStreamingBitrate");
             }
             Err(e) => {
-                warn!(target: "jellydemon::jellyfin", user = %d.user_name, session = %s.session_id, "push failed: {e}")
+                warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), session = %anon::session(&s.session_id), "push failed: {e}")
             }
         }
     }

@@ -512,3 +512,101 @@ async fn d_settle(h: &Harness) {
     }
     panic!("the daemon never stopped writing");
 }
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
+    let (h, alice, bob) = two_users().await;
+    let d = h
+        .daemon("poll_interval = \"1h\"\ndebounce = \"50ms\"")
+        .await;
+    eventually("startup", || h.fake.limit(&bob) == 55 * M).await;
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    d.hook(&event("PlaybackStart", &alice, &s)).await;
+    d.hook(&event("PlaybackProgress", &alice, &s)).await;
+    d.hook("garbage").await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 2 * M).await;
+    d.wait_for(|st| st["writes"]["pending"] == 0).await;
+
+    let r = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"));
+        match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a number"),
+        }
+    };
+    assert_eq!(value("jellydemon_budget_bps", &[]), 55e6);
+    assert_eq!(value("jellydemon_claimants", &[]), 1.0);
+    assert_eq!(value("jellydemon_allocated_bps", &[]), 55e6);
+    assert_eq!(value("jellydemon_overloaded", &[]), 0.0);
+    assert_eq!(
+        value(
+            "jellydemon_user_limit_bps",
+            &[("user", "alice"), ("role", "active")]
+        ),
+        55e6
+    );
+    assert_eq!(
+        value(
+            "jellydemon_user_limit_bps",
+            &[("user", "bob"), ("role", "idle")]
+        ),
+        2e6
+    );
+    assert_eq!(
+        value("jellydemon_user_stream_rate_bps", &[("user", "alice")]),
+        8e6
+    );
+    assert!(value("jellydemon_policy_writes_total", &[]) >= 3.0);
+    assert_eq!(value("jellydemon_policy_write_failures_total", &[]), 0.0);
+    assert_eq!(
+        value(
+            "jellydemon_webhook_events_total",
+            &[("type", "PlaybackStart"), ("result", "accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "jellydemon_webhook_events_total",
+            &[("type", "PlaybackProgress"), ("result", "ignored")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "jellydemon_webhook_events_total",
+            &[("type", "invalid"), ("result", "rejected")]
+        ),
+        1.0
+    );
+    assert!(value("jellydemon_polls_total", &[("result", "ok")]) >= 2.0);
+    assert!(value("jellydemon_last_successful_poll_timestamp_seconds", &[]) > 1.7e9);
+    assert!(text.contains("jellydemon_poll_duration_seconds_bucket"));
+    d.stop().await;
+}

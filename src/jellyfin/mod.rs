@@ -53,14 +53,48 @@ pub enum ErrorKind {
 }
 
 /// A failed request. The message never contains the API key: it is sent only in a header marked
-/// sensitive, and URLs are built without it.
-#[derive(Debug, thiserror::Error)]
-#[error("{method} {path}: {detail}")]
+/// sensitive, and URLs are built without it. User and session ids in the path are shown through
+/// [`crate::anon`].
+#[derive(Debug)]
 pub struct JellyfinError {
     pub method: Method,
     pub path: String,
     pub kind: ErrorKind,
     pub detail: String,
+}
+
+impl std::error::Error for JellyfinError {}
+
+impl std::fmt::Display for JellyfinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.method,
+            shown_path(&self.path),
+            self.detail
+        )
+    }
+}
+
+/// The path with the id after `/Users/` or `/Sessions/` replaced by its alias when
+/// anonymizing.
+fn shown_path(path: &str) -> String {
+    let mut prev = "";
+    path.split('/')
+        .map(|seg| {
+            let out = if prev.eq_ignore_ascii_case("users") && !seg.is_empty() {
+                crate::anon::user_id(seg).to_string()
+            } else if prev.eq_ignore_ascii_case("sessions") && !seg.is_empty() {
+                crate::anon::session(seg).to_string()
+            } else {
+                seg.to_string()
+            };
+            prev = seg;
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl JellyfinError {

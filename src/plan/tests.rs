@@ -207,7 +207,9 @@ fn local_paused_unknown_and_userless_sessions_do_not_claim() {
     assert_eq!(role(&p, "eve"), Role::Idle);
     assert_eq!(target(&p, "alice"), 90 * M);
     assert!(
-        p.warnings.iter().any(|w| w.contains("not-an-ip")),
+        p.warnings
+            .iter()
+            .any(|w| w.to_string().contains("not-an-ip")),
         "{:?}",
         p.warnings
     );
@@ -385,7 +387,11 @@ fn overload_gives_everyone_the_floor_and_says_so() {
     for n in ["a", "b", "c"] {
         assert_eq!(target(&p, n), 40 * M);
     }
-    assert!(p.warnings.iter().any(|w| w.contains("overload")));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.to_string().contains("overload"))
+    );
 }
 
 #[test]
@@ -440,7 +446,9 @@ fn a_proxy_hiding_clients_is_reported() {
     sessions[1].device_name = Some("other".into());
     let p = run(&sessions, &users, 0, &s);
     assert!(
-        p.warnings.iter().any(|w| w.contains("reverse proxy")),
+        p.warnings
+            .iter()
+            .any(|w| w.to_string().contains("reverse proxy")),
         "{:?}",
         p.warnings
     );

@@ -1,0 +1,396 @@
+//! Anonymization: stable aliases for user names, user ids, IP addresses, session ids and
+//! device ids in everything jellydemon emits (logs, metrics, the status API, tables), so logs
+//! can be shared.
+//!
+//! Values are replaced **where they are recorded**: code never formats a personal value
+//! directly, it formats a wrapper ([`user`], [`user_id`], [`ip`], [`session`], [`device`]) whose
+//! `Display` consults the process-wide [`Anonymizer`] when one is installed. So no spelling of a
+//! name (spaces, quotes, e-mail shape, non-ASCII) can slip past a pattern, and an alias is never
+//! aliased again. Aliases look like `User-001`, `UserId-001`, `Session-001`, `Device-001`,
+//! `External-IP-001`; internal addresses keep their private prefix (`192.168.xxx.1`), loopback
+//! stays as it is. The alias map is saved atomically and reloaded at start, so aliases are
+//! stable across restarts; `jellydemon anonymize` uses it to scrub logs written before.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::network;
+
+/// What kind of value is being recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    UserName,
+    UserId,
+    Session,
+    Device,
+    Ip,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AliasMap {
+    /// kind -> original -> alias
+    aliases: BTreeMap<Kind, BTreeMap<String, String>>,
+    /// Next number per alias family ("User", "External-IP", "192.168.xxx", …).
+    counters: BTreeMap<String, u32>,
+}
+
+/// The alias table, optionally persisted.
+#[derive(Debug)]
+pub struct Anonymizer {
+    map: Mutex<AliasMap>,
+    path: Option<PathBuf>,
+}
+
+static GLOBAL: OnceLock<Arc<Anonymizer>> = OnceLock::new();
+
+/// Install the process-wide anonymizer (once; later calls are ignored).
+pub fn install(a: Anonymizer) -> Arc<Anonymizer> {
+    GLOBAL.get_or_init(|| Arc::new(a)).clone()
+}
+
+/// The process-wide anonymizer, if anonymization is on.
+pub fn global() -> Option<&'static Arc<Anonymizer>> {
+    GLOBAL.get()
+}
+
+impl Anonymizer {
+    /// An anonymizer that keeps its map in memory only.
+    pub fn in_memory() -> Anonymizer {
+        Anonymizer {
+            map: Mutex::new(AliasMap::default()),
+            path: None,
+        }
+    }
+
+    /// Load the map from `path` (missing: empty). A corrupt map is moved aside to
+    /// `<path>.corrupt` and a fresh one started: aliases change, nothing else is lost.
+    pub fn load(path: &Path) -> Result<Anonymizer, String> {
+        let map = match fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    let aside = path.with_extension("json.corrupt");
+                    fs::rename(path, &aside).map_err(|e| {
+                        format!(
+                            "alias map {} is corrupt and cannot be moved aside: {e}",
+                            path.display()
+                        )
+                    })?;
+                    tracing::warn!(target: "jellydemon::telemetry", "alias map was corrupt ({e}); moved to {} and starting a new one", aside.display());
+                    AliasMap::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AliasMap::default(),
+            Err(e) => return Err(format!("cannot read alias map {}: {e}", path.display())),
+        };
+        Ok(Anonymizer {
+            map: Mutex::new(map),
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// The alias of `value` as a `kind`, created (and persisted) on first sight.
+    pub fn alias(&self, kind: Kind, value: &str) -> String {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = m.aliases.get(&kind).and_then(|t| t.get(value)) {
+            return a.clone();
+        }
+        let family = family(kind, value);
+        if family.is_empty() {
+            return value.to_string(); // loopback and the like: not personal
+        }
+        let n = m.counters.entry(family.clone()).or_insert(0);
+        *n += 1;
+        let alias = if family.contains("xxx") {
+            format!("{family}.{}", n)
+        } else if family.ends_with(':') {
+            format!("{family}{n:x}")
+        } else {
+            format!("{family}-{n:03}")
+        };
+        m.aliases
+            .entry(kind)
+            .or_default()
+            .insert(value.to_string(), alias.clone());
+        if let Some(path) = &self.path
+            && let Err(e) = save(path, &m)
+        {
+            // Not fatal: aliases stay stable for this run.
+            eprintln!("jellydemon: cannot save alias map {}: {e}", path.display());
+        }
+        alias
+    }
+
+    /// Every (original, alias) pair, for scrubbing old logs.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.aliases
+            .values()
+            .flat_map(|t| t.iter().map(|(o, a)| (o.clone(), a.clone())))
+            .collect()
+    }
+
+    /// Replace every known original in `text` by its alias, and every IP address not yet
+    /// known by a new alias. One left-to-right pass, longest match first, so an alias is never
+    /// rewritten again.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut pairs = self.pairs();
+        pairs.retain(|(o, _)| !o.is_empty());
+        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        let bytes = text.as_bytes();
+        'outer: while i < text.len() {
+            if !text.is_char_boundary(i) {
+                i += 1;
+                continue;
+            }
+            for (orig, alias) in &pairs {
+                if text[i..].starts_with(orig.as_str()) && boundary_ok(text, i, orig.len()) {
+                    out.push_str(alias);
+                    i += orig.len();
+                    continue 'outer;
+                }
+            }
+            // An IP address token not in the map.
+            if bytes[i].is_ascii_hexdigit() || bytes[i] == b':' {
+                let end = text[i..]
+                    .find(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':'))
+                    .map_or(text.len(), |e| i + e);
+                let mut token = text[i..end].trim_end_matches(['.', ':']);
+                // "a.b.c.d:port": the address is the part before the colon.
+                if token.contains('.')
+                    && token.parse::<IpAddr>().is_err()
+                    && let Some((v4, _)) = token.split_once(':')
+                {
+                    token = v4;
+                }
+                if boundary_ok(text, i, token.len())
+                    && let Ok(ip) = token.parse::<IpAddr>()
+                {
+                    out.push_str(&self.alias(Kind::Ip, &network::display_ip(ip)));
+                    i += token.len();
+                    continue;
+                }
+            }
+            let c = text[i..].chars().next().expect("char boundary");
+            out.push(c);
+            i += c.len_utf8();
+        }
+        out
+    }
+}
+
+/// A match must not be glued to letters, digits, `_` or `-` on either side (so "Al" in "Alice"
+/// is not replaced when only "Al" is known, and "User" in the alias "User-001" is left alone).
+fn boundary_ok(text: &str, start: usize, len: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[start + len..].chars().next();
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    !word(before) && !word(after)
+}
+
+/// The alias family of a value: "User", "External-IP", "192.168.xxx", … ("" = keep as is).
+fn family(kind: Kind, value: &str) -> String {
+    match kind {
+        Kind::UserName => "User".into(),
+        Kind::UserId => "UserId".into(),
+        Kind::Session => "Session".into(),
+        Kind::Device => "Device".into(),
+        Kind::Ip => match network::parse_endpoint(value) {
+            Ok(IpAddr::V4(v4)) => {
+                let o = v4.octets();
+                if v4.is_loopback() || v4.is_unspecified() {
+                    String::new()
+                } else if o[0] == 10 {
+                    "10.xxx.xxx".into()
+                } else if o[0] == 172 && (16..32).contains(&o[1]) {
+                    "172.xxx.xxx".into()
+                } else if o[0] == 192 && o[1] == 168 {
+                    "192.168.xxx".into()
+                } else if o[0] == 169 && o[1] == 254 {
+                    "169.254.xxx".into()
+                } else {
+                    "External-IP".into()
+                }
+            }
+            Ok(IpAddr::V6(v6)) => {
+                let seg = v6.segments()[0];
+                if v6.is_loopback() || v6.is_unspecified() {
+                    String::new()
+                } else if seg & 0xfe00 == 0xfc00 {
+                    "fdxx::".into()
+                } else if seg & 0xffc0 == 0xfe80 {
+                    "fe80::".into()
+                } else {
+                    "External-IP".into()
+                }
+            }
+            Err(_) => "External-IP".into(),
+        },
+    }
+}
+
+fn save(path: &Path, m: &AliasMap) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(m).expect("serializes"))?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// A personal value to be shown: its alias when anonymizing, else itself.
+#[derive(Clone, Copy)]
+pub struct Shown<'a> {
+    kind: Kind,
+    value: &'a str,
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match global() {
+            Some(a) => f.write_str(&a.alias(self.kind, self.value)),
+            None => f.write_str(self.value),
+        }
+    }
+}
+
+impl fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+pub fn user(name: &str) -> Shown<'_> {
+    Shown {
+        kind: Kind::UserName,
+        value: name,
+    }
+}
+pub fn user_id(id: &str) -> Shown<'_> {
+    Shown {
+        kind: Kind::UserId,
+        value: id,
+    }
+}
+pub fn session(id: &str) -> Shown<'_> {
+    Shown {
+        kind: Kind::Session,
+        value: id,
+    }
+}
+pub fn device(id: &str) -> Shown<'_> {
+    Shown {
+        kind: Kind::Device,
+        value: id,
+    }
+}
+/// An endpoint as Jellyfin reported it (parseable or not).
+pub fn endpoint(raw: &str) -> Shown<'_> {
+    Shown {
+        kind: Kind::Ip,
+        value: raw,
+    }
+}
+
+/// An IP address, in its canonical text form.
+pub struct ShownIp(pub IpAddr);
+
+impl fmt::Display for ShownIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = network::display_ip(self.0);
+        match global() {
+            Some(a) => f.write_str(&a.alias(Kind::Ip, &text)),
+            None => f.write_str(&text),
+        }
+    }
+}
+
+pub fn ip(ip: IpAddr) -> ShownIp {
+    ShownIp(ip)
+}
+
+/// The text of a value for `kind` as it will be shown (owned).
+pub fn shown(kind: Kind, value: &str) -> String {
+    Shown { kind, value }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_stable_and_per_kind() {
+        let a = Anonymizer::in_memory();
+        assert_eq!(a.alias(Kind::UserName, "Bob \"the\" O'Brien"), "User-001");
+        assert_eq!(a.alias(Kind::UserName, "alice@example.com"), "User-002");
+        assert_eq!(a.alias(Kind::UserName, "Bob \"the\" O'Brien"), "User-001");
+        assert_eq!(a.alias(Kind::UserId, "4f1c"), "UserId-001");
+        assert_eq!(a.alias(Kind::Session, "abc"), "Session-001");
+        assert_eq!(a.alias(Kind::Device, "tv"), "Device-001");
+    }
+
+    #[test]
+    fn addresses_keep_their_private_shape() {
+        let a = Anonymizer::in_memory();
+        assert_eq!(a.alias(Kind::Ip, "192.168.1.20"), "192.168.xxx.1");
+        assert_eq!(a.alias(Kind::Ip, "192.168.7.9"), "192.168.xxx.2");
+        assert_eq!(a.alias(Kind::Ip, "10.0.0.3"), "10.xxx.xxx.1");
+        assert_eq!(a.alias(Kind::Ip, "203.0.113.7"), "External-IP-001");
+        assert_eq!(a.alias(Kind::Ip, "2001:db8::1"), "External-IP-002");
+        assert_eq!(a.alias(Kind::Ip, "fd12::7"), "fdxx::1");
+        assert_eq!(a.alias(Kind::Ip, "127.0.0.1"), "127.0.0.1");
+        assert_eq!(a.alias(Kind::Ip, "::1"), "::1");
+    }
+
+    #[test]
+    fn the_map_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aliases.json");
+        let a = Anonymizer::load(&path).unwrap();
+        a.alias(Kind::UserName, "Zoë");
+        a.alias(Kind::Ip, "203.0.113.7");
+        let b = Anonymizer::load(&path).unwrap();
+        assert_eq!(b.alias(Kind::Ip, "198.51.100.1"), "External-IP-002");
+        assert_eq!(b.alias(Kind::UserName, "Zoë"), "User-001");
+    }
+
+    #[test]
+    fn a_corrupt_map_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aliases.json");
+        fs::write(&path, "{nope").unwrap();
+        let a = Anonymizer::load(&path).unwrap();
+        assert_eq!(a.alias(Kind::UserName, "x"), "User-001");
+        assert!(dir.path().join("aliases.json.corrupt").exists());
+    }
+
+    #[test]
+    fn scrub_replaces_known_values_and_unknown_ips_once() {
+        let a = Anonymizer::in_memory();
+        a.alias(Kind::UserName, "User");
+        a.alias(Kind::UserName, "Al");
+        let out = a.scrub("User Al and Alice from 203.0.113.7:443 and [2001:db8::9] at 127.0.0.1");
+        assert_eq!(
+            out,
+            "User-001 User-002 and Alice from External-IP-001:443 and [External-IP-002] at 127.0.0.1"
+        );
+        // Scrubbing the output again changes nothing: aliases are not aliased.
+        assert_eq!(a.scrub(&out), out);
+    }
+}

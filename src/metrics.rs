@@ -1,0 +1,257 @@
+//! Prometheus metrics (`prometheus-client`, the official Rust client), served at `/metrics` in
+//! the OpenMetrics text format. The counters here are the single source of truth: `/api/state`
+//! reads them too.
+//!
+//! Per-user series carry the user's name as label, through [`crate::anon`] (an alias when
+//! anonymizing).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::anon;
+use crate::plan::{Plan, Role};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserLabels {
+    pub user: String,
+    /// "active" or "idle".
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// PlaybackStart, PlaybackStop, PlaybackProgress, other, or "invalid".
+    pub r#type: String,
+    /// accepted, ignored, rejected, unauthorized, dropped.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// ok or error.
+    pub result: String,
+}
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub budget_bps: Gauge,
+    pub allocated_bps: Gauge,
+    pub committed_bps: Gauge,
+    pub unmanaged_bps: Gauge,
+    pub claimants: Gauge,
+    pub overloaded: Gauge,
+    pub user_limit_bps: Family<UserLabels, Gauge>,
+    pub user_stream_rate_bps: Family<UserLabels, Gauge>,
+    pub policy_writes: Counter,
+    pub policy_write_failures: Counter,
+    pub pushes: Counter,
+    pub pending_writes: Gauge,
+    pub webhook_events: Family<EventLabels, Counter>,
+    pub polls: Family<ResultLabels, Counter>,
+    pub poll_duration_seconds: Histogram,
+    pub last_successful_poll_timestamp: Gauge<f64, AtomicU64>,
+    pub recomputes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("jellydemon"),
+            budget_bps: Gauge::default(),
+            allocated_bps: Gauge::default(),
+            committed_bps: Gauge::default(),
+            unmanaged_bps: Gauge::default(),
+            claimants: Gauge::default(),
+            overloaded: Gauge::default(),
+            user_limit_bps: Family::default(),
+            user_stream_rate_bps: Family::default(),
+            policy_writes: Counter::default(),
+            policy_write_failures: Counter::default(),
+            pushes: Counter::default(),
+            pending_writes: Gauge::default(),
+            webhook_events: Family::default(),
+            polls: Family::default(),
+            poll_duration_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            last_successful_poll_timestamp: Gauge::default(),
+            recomputes: Counter::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "budget_bps",
+            "Upload budget shared among remote streamers (total - reserved), bits/s",
+            m.budget_bps.clone(),
+        );
+        r.register(
+            "allocated_bps",
+            "Sum of the active remote users' limits times their streams, bits/s",
+            m.allocated_bps.clone(),
+        );
+        r.register(
+            "committed_bps",
+            "What running remote streams use now or may take at their next item, bits/s",
+            m.committed_bps.clone(),
+        );
+        r.register(
+            "unmanaged_bps",
+            "Rate of remote streams of users jellydemon does not manage, bits/s",
+            m.unmanaged_bps.clone(),
+        );
+        r.register(
+            "claimants",
+            "Remote users streaming now",
+            m.claimants.clone(),
+        );
+        r.register(
+            "overloaded",
+            "1 when the floors alone exceed the budget",
+            m.overloaded.clone(),
+        );
+        r.register(
+            "user_limit_bps",
+            "Each managed user's limit, bits/s",
+            m.user_limit_bps.clone(),
+        );
+        r.register(
+            "user_stream_rate_bps",
+            "Each active user's current remote stream rate, bits/s",
+            m.user_stream_rate_bps.clone(),
+        );
+        r.register(
+            "policy_writes",
+            "Policy writes sent to Jellyfin",
+            m.policy_writes.clone(),
+        );
+        r.register(
+            "policy_write_failures",
+            "Policy writes that failed (retried)",
+            m.policy_write_failures.clone(),
+        );
+        r.register(
+            "pushes",
+            "SetMaxStreamingBitrate commands sent",
+            m.pushes.clone(),
+        );
+        r.register(
+            "pending_writes",
+            "Writes waiting, including ones backing off",
+            m.pending_writes.clone(),
+        );
+        r.register(
+            "webhook_events",
+            "Requests to /hook by notification type and result",
+            m.webhook_events.clone(),
+        );
+        r.register(
+            "polls",
+            "Reads of /Sessions (and users, configuration) by result",
+            m.polls.clone(),
+        );
+        r.register(
+            "poll_duration_seconds",
+            "How long a read of Jellyfin took",
+            m.poll_duration_seconds.clone(),
+        );
+        r.register(
+            "last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful read of Jellyfin",
+            m.last_successful_poll_timestamp.clone(),
+        );
+        r.register("recomputes", "Plans computed", m.recomputes.clone());
+        m
+    }
+
+    /// Count one `/hook` request.
+    pub fn event(&self, kind: &str, result: &str) {
+        self.webhook_events
+            .get_or_create(&EventLabels {
+                r#type: kind.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// The count of `/hook` requests of `kind` with `result`.
+    pub fn events(&self, kind: &str, result: &str) -> u64 {
+        self.webhook_events
+            .get_or_create(&EventLabels {
+                r#type: kind.to_string(),
+                result: result.to_string(),
+            })
+            .get()
+    }
+
+    /// Reads of Jellyfin so far, successful or not. (Each `get_or_create` guard is dropped
+    /// before the next: holding one while creating another label set would deadlock.)
+    pub fn poll_count(&self) -> u64 {
+        let ok = self
+            .polls
+            .get_or_create(&ResultLabels {
+                result: "ok".into(),
+            })
+            .get();
+        let err = self
+            .polls
+            .get_or_create(&ResultLabels {
+                result: "error".into(),
+            })
+            .get();
+        ok + err
+    }
+
+    /// Record a plan's figures. Per-user series are replaced as a whole, so users who left
+    /// disappear.
+    pub fn record_plan(&self, plan: &Plan) {
+        self.budget_bps.set(plan.budget as i64);
+        self.allocated_bps.set(plan.allocated() as i64);
+        self.committed_bps.set(plan.committed as i64);
+        self.unmanaged_bps.set(plan.unmanaged_bps as i64);
+        self.overloaded.set(plan.overloaded as i64);
+        self.claimants.set(
+            plan.decisions
+                .iter()
+                .filter(|d| matches!(d.role, Role::Active { .. }))
+                .count() as i64,
+        );
+        self.user_limit_bps.clear();
+        self.user_stream_rate_bps.clear();
+        for d in &plan.decisions {
+            let role = match d.role {
+                Role::Active { .. } => "active",
+                Role::Idle => "idle",
+                Role::Release => continue,
+            };
+            let labels = UserLabels {
+                user: anon::user(&d.user_name).to_string(),
+                role: role.to_string(),
+            };
+            self.user_limit_bps.get_or_create(&labels).set(d.target);
+            if role == "active" {
+                self.user_stream_rate_bps
+                    .get_or_create(&labels)
+                    .set(d.stream_rate as i64);
+            }
+        }
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
