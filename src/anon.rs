@@ -144,7 +144,7 @@ impl Anonymizer {
     pub fn scrub(&self, text: &str) -> String {
         let mut pairs = self.pairs();
         pairs.retain(|(o, _)| !o.is_empty());
-        pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         let mut out = String::with_capacity(text.len());
         let mut i = 0;
         let bytes = text.as_bytes();
