@@ -308,6 +308,16 @@ pub fn endpoint(raw: &str) -> Shown<'_> {
     }
 }
 
+/// Why an endpoint could not be classified, with the raw text shown as an alias.
+pub fn endpoint_error(e: &network::EndpointError) -> String {
+    match e {
+        network::EndpointError::Missing => "no RemoteEndPoint reported".to_string(),
+        network::EndpointError::Unparseable(raw) => {
+            format!("\"{}\" is not an IP address", endpoint(raw))
+        }
+    }
+}
+
 /// An IP address, in its canonical text form.
 pub struct ShownIp(pub IpAddr);
 

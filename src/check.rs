@@ -282,7 +282,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         let where_ = match &v.location {
             Location::Remote(ip) => format!("remote {}", anon::ip(*ip)),
             Location::Local(ip) => format!("local {}", anon::ip(*ip)),
-            Location::Unknown(e) => format!("unknown endpoint ({e})"),
+            Location::Unknown(e) => format!("unknown endpoint ({})", anon::endpoint_error(e)),
         };
         let state = if !v.playing {
             "idle".to_string()

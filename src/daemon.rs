@@ -78,7 +78,10 @@ pub async fn run(
     }
     .spawn(workers.clone());
 
-    let addr = listener.local_addr().ok();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let app = router(AppState {
         settings: settings.clone(),
         token,
@@ -92,7 +95,7 @@ pub async fn run(
     );
     info!(
         target: "jellydemon::engine",
-        listen = ?addr,
+        listen = %addr,
         mode = match settings.daemon.mode { Mode::Webhook => "webhook", Mode::ReconcileOnly => "reconcile-only" },
         poll_interval = ?settings.daemon.poll_interval(),
         dry_run,

@@ -133,12 +133,7 @@ impl std::fmt::Display for Warning {
                 device,
                 error,
             } => {
-                let why = match error {
-                    network::EndpointError::Missing => "no RemoteEndPoint reported".to_string(),
-                    network::EndpointError::Unparseable(raw) => {
-                        format!("\"{}\" is not an IP address", anon::endpoint(raw))
-                    }
-                };
+                let why = anon::endpoint_error(error);
                 write!(
                     f,
                     "session {} of {} ({}): {why}; cannot tell whether it is remote, left alone",

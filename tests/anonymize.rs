@@ -1,0 +1,298 @@
+//! With `logging.anonymize = true`, a whole scenario (daemon with webhooks, metrics, state,
+//! check, a one-shot pass, restore) emits no real user name, user id, IP address, session id,
+//! device id, API key or webhook secret anywhere.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, M};
+use jellydemon::fake::{FakeJellyfin, Playback};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SECRET: &str = "very-secret-webhook-token-42";
+const ENV_KEY: &str = "fedcba9876543210fedcba9876543210";
+
+fn dashed(id: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &id[..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..]
+    )
+}
+
+#[tokio::test]
+async fn nothing_personal_or_secret_leaks_when_anonymizing() {
+    let names = [
+        "Bob O'Brien",
+        "Mary \"Q\" Contrary",
+        "alice@example.com",
+        "Zoë Ünïcode",
+        "Jean Luc Picard",
+    ];
+    let endpoints = [
+        "203.0.113.5",
+        "2001:db8::10",
+        "[2001:db8::11]:8920",
+        "::ffff:198.51.100.7",
+        "2001:0db8:0000:0000:0000:0000:0000:0012",
+    ];
+    // The same key as the config's, and a second one in the environment that wins.
+    let fake = FakeJellyfin::new(ENV_KEY);
+    let mut ids = Vec::new();
+    let mut sessions = Vec::new();
+    let mut devices = Vec::new();
+    for (name, ep) in names.iter().zip(endpoints) {
+        let id = fake.add_user(name, |_| {});
+        let s = fake.add_session(Some(&id), Some(ep), "Jellyfin Web", None);
+        fake.start_playback(&s, Playback::direct("x", Some(8 * M), None));
+        devices.push(fake.sessions().last().unwrap().device_id.clone());
+        sessions.push(s);
+        ids.push(id);
+    }
+    // A LAN client and an unparseable endpoint too.
+    let lan = fake.add_user("Local Lucy", |_| {});
+    fake.add_session(
+        Some(&lan),
+        Some("192.168.1.77"),
+        "Jellyfin Web",
+        Some(Playback::direct("y", Some(M), None)),
+    );
+    let weird = fake.add_user("Weird Wendy", |_| {});
+    fake.add_session(
+        Some(&weird),
+        Some("not-an-address-wendy"),
+        "Jellyfin Web",
+        Some(Playback::direct("z", Some(M), None)),
+    );
+
+    let (url, _addr, _token) = fake.spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("jellydemon.log");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[jellyfin]
+url = "{url}"
+api_key = "{KEY}"
+[bandwidth]
+total_upload_mbps = 60
+reserved_mbps = 5
+[state]
+file = "{}"
+[daemon]
+listen = "127.0.0.1:0"
+webhook_token = "{SECRET}"
+debounce = "50ms"
+[logging]
+level = "debug"
+format = "json"
+file = "{}"
+anonymize = true
+"#,
+            dir.path().join("state.json").display(),
+            log_file.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_jellydemon");
+    let run = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(bin);
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("JELLYDEMON_JELLYFIN__API_KEY", ENV_KEY)
+            .env_remove("RUST_LOG");
+        c
+    };
+    // The config's api_key is overridden by the environment; both must stay hidden.
+    let check = run(&["check"]).output().await.unwrap();
+    let once = run(&["reconcile", "--once", "--dry-run"])
+        .output()
+        .await
+        .unwrap();
+
+    let mut child = run(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut captured = String::new();
+    let port = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
+            .await
+            .expect("daemon starts")
+            .unwrap()
+            .expect("stderr open");
+        captured.push_str(&line);
+        captured.push('\n');
+        if let Some(rest) = line.split("\"listen\":\"127.0.0.1:").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for (id, s) in ids.iter().zip(&sessions) {
+        let body = serde_json::json!({
+            "NotificationType": "PlaybackStart", "UserId": dashed(id), "Id": s,
+            "NotificationUsername": "leaky name", "RemoteEndPoint": "203.0.113.5"
+        });
+        http.post(format!("{base}/hook"))
+            .header("X-Jellydemon-Token", SECRET)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    // A rejected body echoes nothing personal either.
+    http.post(format!("{base}/hook"))
+        .header("X-Jellydemon-Token", SECRET)
+        .body(format!(
+            "{{\"NotificationType\":\"PlaybackStart\",\"UserId\":\"{}\"",
+            ids[0]
+        ))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let state = http
+        .get(format!("{base}/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(state.contains("User-0"), "aliases are used: {state}");
+    assert!(metrics.contains("user=\"User-0"), "{metrics}");
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        captured.push_str(&line);
+        captured.push('\n');
+    }
+    assert_eq!(child.wait().await.unwrap().code(), Some(0), "{captured}");
+
+    let mut outputs = vec![
+        (
+            "check stdout",
+            String::from_utf8_lossy(&check.stdout).into_owned(),
+        ),
+        (
+            "check stderr",
+            String::from_utf8_lossy(&check.stderr).into_owned(),
+        ),
+        (
+            "reconcile stdout",
+            String::from_utf8_lossy(&once.stdout).into_owned(),
+        ),
+        (
+            "reconcile stderr",
+            String::from_utf8_lossy(&once.stderr).into_owned(),
+        ),
+        ("daemon stderr", captured),
+        ("log file", std::fs::read_to_string(&log_file).unwrap()),
+        ("metrics", metrics),
+        ("api/state", state),
+    ];
+    for (what, text) in &outputs {
+        if !what.ends_with("stderr") || *what == "daemon stderr" {
+            assert!(!text.is_empty(), "{what} is empty");
+        }
+    }
+    assert!(
+        outputs[5].1.contains("limit written"),
+        "the log file has the writes"
+    );
+    assert!(
+        outputs[5].1.contains("External-IP-"),
+        "and aliased addresses"
+    );
+    assert!(
+        outputs[0].1.contains("External-IP-"),
+        "check shows aliases: {}",
+        outputs[0].1
+    );
+
+    let mut forbidden: Vec<String> = vec![KEY.into(), ENV_KEY.into(), SECRET.into()];
+    forbidden.extend(names.iter().map(|n| n.to_string()));
+    forbidden.extend([
+        "Local Lucy".into(),
+        "Weird Wendy".into(),
+        "not-an-address-wendy".into(),
+    ]);
+    forbidden.extend(
+        [
+            "203.0.113.5",
+            "2001:db8::10",
+            "2001:db8::11",
+            "198.51.100.7",
+            "2001:db8::12",
+            "0db8",
+            "192.168.1.77",
+        ]
+        .map(String::from),
+    );
+    for id in ids.iter().chain([&lan, &weird]) {
+        forbidden.push(id.clone());
+        forbidden.push(dashed(id));
+    }
+    forbidden.extend(sessions.iter().cloned());
+    forbidden.extend(devices.iter().cloned());
+    for (what, text) in &outputs {
+        for f in &forbidden {
+            assert!(!text.contains(f.as_str()), "{what} leaks {f:?}:\n{text}");
+        }
+        // JSON-escaped forms of names with quotes or non-ASCII.
+        for n in names {
+            let escaped = serde_json::to_string(n).unwrap();
+            assert!(
+                !text.contains(escaped.trim_matches('"')),
+                "{what} leaks {escaped}"
+            );
+        }
+    }
+    // The alias map was saved, and `jellydemon anonymize` uses it on an old, plain log.
+    assert!(dir.path().join("aliases.json").exists());
+    let mut scrub = run(&["anonymize"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let old_log = format!(
+        "INFO limit written user=\"{}\" from {} and 8.8.8.8\n",
+        names[0], "203.0.113.5"
+    );
+    let mut stdin = scrub.stdin.take().unwrap();
+    stdin.write_all(old_log.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = scrub.wait_with_output().await.unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !out.contains(names[0]) && !out.contains("203.0.113.5") && !out.contains("8.8.8.8"),
+        "{out}"
+    );
+    assert!(
+        out.contains("User-0") && out.contains("External-IP-"),
+        "{out}"
+    );
+}
