@@ -191,7 +191,7 @@ anonymize = true
     }
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "{captured}");
 
-    let mut outputs = vec![
+    let outputs = vec![
         (
             "check stdout",
             String::from_utf8_lossy(&check.stdout).into_owned(),
