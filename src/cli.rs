@@ -79,6 +79,8 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command() {
             Command::Run { .. } => "info",
+            // The demo prints the decisions itself.
+            Command::Demo { .. } => "warn",
             _ => "warn",
         }
     }
@@ -118,6 +120,20 @@ pub enum Command {
     Check,
     /// Put every user's original limit back and empty the state file.
     Restore,
+    /// See it work without a server: the real daemon against a built-in simulated Jellyfin with
+    /// scripted remote and local streamers joining and leaving. Prints what happens and serves
+    /// the status page. Needs no configuration file.
+    Demo {
+        /// Where the status page is served.
+        #[arg(long, default_value = "127.0.0.1:8098")]
+        listen: std::net::SocketAddr,
+        /// Seconds between two scripted events.
+        #[arg(long, default_value_t = 4.0)]
+        step_secs: f64,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration_secs: Option<f64>,
+    },
     /// Scrub a log written before logging.anonymize was on: reads standard input, writes
     /// standard output, replacing every name, id and address in the saved alias map (and any
     /// other IP address) by its alias. Example: jellydemon anonymize < old.log > shared.log
@@ -254,6 +270,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Err(ExitCode::from(exit::JELLYFIN))
             } else {
                 Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Demo {
+            listen,
+            step_secs,
+            duration_secs,
+        } => {
+            let _ = crate::telemetry::init(None, level);
+            let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
+            let shutdown = CancellationToken::new();
+            tokio::spawn(watch_signals(shutdown.clone()));
+            match crate::demo::run(listen, secs(step_secs), duration_secs.map(secs), shutdown).await
+            {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Err(ExitCode::from(exit::FAILURE))
+                }
             }
         }
         Command::Anonymize => {

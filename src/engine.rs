@@ -40,6 +40,34 @@ pub struct LastPlan {
     pub plan: Plan,
 }
 
+/// One point of the in-memory history behind the status page's chart.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub t: u64,
+    pub budget: u64,
+    pub allocated: u64,
+    pub committed: u64,
+    /// What remote streams use now (managed and unmanaged), bits/s.
+    pub remote_rate: u64,
+    pub claimants: usize,
+}
+
+/// A recent decision, for the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recent {
+    pub t: u64,
+    pub trigger: &'static str,
+    pub changes: usize,
+    /// Who got what and why (names through [`crate::anon`]).
+    pub summary: String,
+}
+
+/// Samples kept: at one per recompute and a poll every 5 minutes at least, several hours.
+pub const HISTORY: usize = 2000;
+/// Recent decisions kept.
+pub const RECENT: usize = 20;
+
 /// What the engine has seen, shared with the HTTP handlers.
 #[derive(Debug, Default)]
 pub struct PollStatus {
@@ -57,6 +85,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub poll: Mutex<PollStatus>,
     pub last_plan: Mutex<Option<LastPlan>>,
+    pub history: Mutex<std::collections::VecDeque<Sample>>,
+    pub recent: Mutex<std::collections::VecDeque<Recent>>,
     /// Set while the engine task runs.
     pub engine_alive: AtomicBool,
 }
@@ -68,8 +98,53 @@ impl Default for Shared {
             metrics: Metrics::new(),
             poll: Mutex::new(PollStatus::default()),
             last_plan: Mutex::new(None),
+            history: Mutex::new(Default::default()),
+            recent: Mutex::new(Default::default()),
             engine_alive: AtomicBool::new(false),
         }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Shared {
+    /// Add a plan to the history and the recent decisions.
+    pub fn remember(&self, plan: &Plan, trigger: &'static str, changes: usize) {
+        let t = unix_now();
+        let claimants = plan
+            .decisions
+            .iter()
+            .filter(|d| matches!(d.role, crate::plan::Role::Active { .. }))
+            .count();
+        let managed_rate: u64 = plan.decisions.iter().map(|d| d.stream_rate).sum();
+        let mut h = lock(&self.history);
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(Sample {
+            t,
+            budget: plan.budget,
+            allocated: plan.allocated(),
+            committed: plan.committed,
+            remote_rate: managed_rate + plan.unmanaged_bps,
+            claimants,
+        });
+        drop(h);
+        let mut r = lock(&self.recent);
+        if r.len() == RECENT {
+            r.pop_front();
+        }
+        r.push_back(Recent {
+            t,
+            trigger,
+            changes,
+            summary: plan.summary(),
+        });
     }
 }
 
@@ -246,6 +321,7 @@ impl Engine {
                 if !self.dry_run {
                     self.writer.submit(plan.decisions.clone());
                 }
+                self.shared.remember(&plan, trigger, changes);
                 *lock(&self.shared.last_plan) = Some(LastPlan {
                     at: SystemTime::now(),
                     trigger,

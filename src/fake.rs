@@ -932,7 +932,36 @@ fn route(
             let id = crate::jellyfin::normalize_guid(id);
             post_policy(&mut g, &id, raw, body)
         }
-        (&Method::POST, ["sessions", _, "command"]) => text(StatusCode::NO_CONTENT, ""),
+        (&Method::POST, ["sessions", id, "command"]) => {
+            // A client that lists SetMaxStreamingBitrate answers it by re-requesting playback
+            // info: its stream restarts under the user's current limit (and the pushed rate).
+            let id = id.to_string();
+            let pushed = body
+                .as_ref()
+                .filter(|b| b["Name"] == "SetMaxStreamingBitrate")
+                .and_then(|b| b["Arguments"]["Bitrate"].as_str()?.parse::<i64>().ok());
+            if let Some(bitrate) = pushed
+                && let Some(s) = g.sessions.iter().find(|s| s.id == id).cloned()
+                && s.supported_commands
+                    .iter()
+                    .any(|c| c == "SetMaxStreamingBitrate")
+                && let Some(mut p) = s.playing.clone()
+            {
+                let limit = match effective_limit(&g, &s) {
+                    0 => bitrate,
+                    l => l.min(bitrate),
+                };
+                p.limit_at_start = limit;
+                if p.source_rate() > limit {
+                    p.transcode_bitrate = Some(limit);
+                    p.play_method = "Transcode".into();
+                }
+                if let Some(s) = g.sessions.iter_mut().find(|s| s.id == id) {
+                    s.playing = Some(p);
+                }
+            }
+            text(StatusCode::NO_CONTENT, "")
+        }
         _ => text(StatusCode::NOT_FOUND, ""),
     };
     (response, hang_after)

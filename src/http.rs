@@ -44,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
         .route("/metrics", get(metrics))
+        .route("/api/history", get(api_history))
+        .route("/", get(status_page))
         .with_state(state)
 }
 
@@ -118,6 +120,33 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
         axum::Json(json!({"status": "accepted"})),
     )
         .into_response()
+}
+
+/// `GET /`: the status page, one self-contained HTML file (no CDN) that polls `/api/state`.
+async fn status_page() -> Response {
+    (
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-cache"),
+        ],
+        STATUS_PAGE,
+    )
+        .into_response()
+}
+
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// `GET /api/history`: the in-memory samples behind the chart, oldest first.
+async fn api_history(State(s): State<AppState>) -> Response {
+    let h: Vec<crate::engine::Sample> = s
+        .shared
+        .history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    axum::Json(json!({ "samples": h })).into_response()
 }
 
 /// `GET /metrics`: the OpenMetrics text.
@@ -240,6 +269,15 @@ async fn api_state(State(s): State<AppState>) -> Response {
             "claimants": p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
             "users": users,
             "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            "local_streams": p.sessions.iter()
+                .filter(|v| v.playing && matches!(v.location, crate::network::Location::Local(_)))
+                .map(|v| json!({
+                    "user": v.user_name.as_deref().map(|n| anon::user(n).to_string()),
+                    "device": anon::device(&v.device).to_string(),
+                    "rate_bps": v.rate.map(|r| r.bps()),
+                    "paused": v.paused,
+                }))
+                .collect::<Vec<_>>(),
             "summary": format!("{} of {} allocated to {} remote user(s)", fmt_mbps(p.allocated()), fmt_mbps(p.budget), p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count()),
         })
     });
@@ -253,6 +291,8 @@ async fn api_state(State(s): State<AppState>) -> Response {
         "events": events,
         "writes": writes,
         "last_decision": plan,
+        "recent": s.shared.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().cloned().collect::<Vec<_>>(),
+        "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()
 }

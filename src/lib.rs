@@ -20,6 +20,7 @@
 //! * [`http`]: the router (`/hook`, `/healthz`, `/api/state`).
 //! * [`daemon`]: `jellydemon run`, wiring the above, and the restoring shutdown.
 //! * [`metrics`]: the Prometheus metrics, also the counters behind `/api/state`.
+//! * [`demo`]: `jellydemon demo`, the real daemon against the built-in simulated Jellyfin.
 //! * [`check`]: the connectivity and set-up check.
 //! * [`report`]: the tables printed by the commands.
 //! * [`telemetry`]: logging set-up.
@@ -34,6 +35,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod fake;
 pub mod http;

@@ -1,0 +1,258 @@
+//! `jellydemon demo`: the real daemon (same engine, writer and HTTP code as `run`) against a
+//! built-in simulated Jellyfin ([`crate::fake`]) with scripted remote and local streamers who
+//! join and leave, so a newcomer sees the whole thing work with one command and no server.
+//!
+//! The simulation behaves like Jellyfin: a stream's rate is fixed when it starts, at
+//! `min(source rate, the user's limit at that moment)` for remote clients; every start and stop
+//! is announced to `/hook` the way the Webhook plugin does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::daemon;
+use crate::fake::{FakeJellyfin, Playback};
+
+const API_KEY: &str = "demo0000000000000000000000000000";
+const M: i64 = 1_000_000;
+
+/// One scripted step.
+enum Step {
+    Start {
+        user: &'static str,
+        from: &'static str,
+        client: &'static str,
+        what: &'static str,
+        video: i64,
+        audio: i64,
+    },
+    Stop {
+        user: &'static str,
+    },
+}
+
+/// The script: users come and go, with the kinds of streams a home server sees.
+fn script() -> Vec<Step> {
+    use Step::*;
+    vec![
+        Start {
+            user: "alice",
+            from: "203.0.113.10",
+            client: "Jellyfin Web",
+            what: "a 1080p episode",
+            video: 9 * M,
+            audio: 640_000,
+        },
+        Start {
+            user: "bob",
+            from: "2001:db8::20",
+            client: "Jellyfin Web",
+            what: "a 4K remux",
+            video: 72 * M,
+            audio: 4 * M,
+        },
+        Start {
+            user: "erin",
+            from: "192.168.1.50",
+            client: "Jellyfin Web",
+            what: "a film on the LAN (not limited)",
+            video: 38 * M,
+            audio: 1_500_000,
+        },
+        Start {
+            user: "carol",
+            from: "198.51.100.7",
+            client: "Jellyfin iOS",
+            what: "an album (light audio)",
+            video: 0,
+            audio: 320_000,
+        },
+        Start {
+            user: "admin",
+            from: "203.0.113.99",
+            client: "Jellyfin Web",
+            what: "a 1080p film (own cap 20 Mbps)",
+            video: 14 * M,
+            audio: 640_000,
+        },
+        Stop { user: "alice" },
+        Start {
+            user: "dave",
+            from: "::ffff:203.0.113.44",
+            client: "Jellyfin Web",
+            what: "a 4K HDR film",
+            video: 45 * M,
+            audio: 1_500_000,
+        },
+        Stop { user: "bob" },
+        Start {
+            user: "bob",
+            from: "2001:db8::20",
+            client: "Jellyfin Android TV",
+            what: "the next 4K episode",
+            video: 70 * M,
+            audio: 4 * M,
+        },
+        Stop { user: "erin" },
+        Stop { user: "carol" },
+        Stop { user: "admin" },
+        Stop { user: "dave" },
+        Stop { user: "bob" },
+    ]
+}
+
+/// Run the demo until `shutdown` is cancelled or `duration` has passed. `listen` is where the
+/// status page is served.
+pub async fn run(
+    listen: SocketAddr,
+    step: Duration,
+    duration: Option<Duration>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let fake = FakeJellyfin::new(API_KEY);
+    for name in ["admin", "alice", "bob", "carol", "dave", "erin"] {
+        fake.add_user(name, |p| {
+            if name == "admin" {
+                p.insert("IsAdministrator".into(), serde_json::json!(true));
+                p.insert("RemoteClientBitrateLimit".into(), serde_json::json!(20 * M));
+            }
+        });
+    }
+    let (jellyfin_url, _, fake_stop) = fake.spawn().await;
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let settings = Settings::from_toml_str(&format!(
+        r#"
+[jellyfin]
+url = "{jellyfin_url}"
+api_key = "{API_KEY}"
+[bandwidth]
+total_upload_mbps = 100
+reserved_mbps = 10
+algorithm = "equal"
+[state]
+file = "{}"
+[daemon]
+listen = "{listen}"
+poll_interval = "10s"
+debounce = "300ms"
+"#,
+        dir.path().join("state.json").display()
+    ))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (use --listen)"))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\"."
+    );
+    println!("Status page: http://{addr}/   (metrics: /metrics, state: /api/state)");
+    println!("Ctrl-C stops it and puts every original limit back.\n");
+
+    let daemon_stop = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(
+        Arc::new(settings),
+        listener,
+        daemon_stop.clone(),
+    ));
+    let hook = format!("http://{addr}/hook");
+    let state_url = format!("http://{addr}/api/state");
+    let mut last_summary: Option<String> = None;
+    let http = reqwest::Client::new();
+    let names: Vec<(String, String)> = fake.users().into_iter().map(|u| (u.name, u.id)).collect();
+    let id_of = |n: &str| {
+        names
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, id)| id.clone())
+            .expect("scripted user exists")
+    };
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut sessions: Vec<(&'static str, String)> = Vec::new();
+    'outer: loop {
+        for s in script() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                _ = sleep_until_opt(deadline) => break 'outer,
+                _ = tokio::time::sleep(step) => {}
+            }
+            let (kind, user, session) = match s {
+                Step::Start {
+                    user,
+                    from,
+                    client,
+                    what,
+                    video,
+                    audio,
+                } => {
+                    let uid = id_of(user);
+                    let sid = fake.add_session(Some(&uid), Some(from), client, None);
+                    let item = Playback::direct(what, (video > 0).then_some(video), Some(audio));
+                    let rate = fake.start_playback(&sid, item.clone());
+                    let limit = fake.limit(&uid);
+                    println!(
+                        "▶ {user} starts {what} from {from}: source {:.1} Mbps, streams at {:.1} Mbps (limit at start: {})",
+                        item.source_rate() as f64 / 1e6,
+                        rate as f64 / 1e6,
+                        if limit > 0 {
+                            format!("{:.1} Mbps", limit as f64 / 1e6)
+                        } else {
+                            "none".into()
+                        },
+                    );
+                    sessions.push((user, sid.clone()));
+                    ("PlaybackStart", user, sid)
+                }
+                Step::Stop { user } => {
+                    let Some(pos) = sessions.iter().position(|(u, _)| *u == user) else {
+                        continue;
+                    };
+                    let (_, sid) = sessions.remove(pos);
+                    fake.stop_playback(&sid);
+                    fake.remove_session(&sid);
+                    println!("■ {user} stops");
+                    ("PlaybackStop", user, sid)
+                }
+            };
+            let body = serde_json::json!({
+                "NotificationType": kind, "UserId": id_of(user), "Id": session,
+            });
+            if let Err(e) = http.post(&hook).body(body.to_string()).send().await {
+                eprintln!("demo: cannot reach the daemon: {e}");
+                continue;
+            }
+            // Show the decision once the debounce window has closed and the plan is made.
+            tokio::time::sleep(Duration::from_millis(450).min(step)).await;
+            if let Ok(state) = http.get(&state_url).send().await
+                && let Ok(state) = state.json::<serde_json::Value>().await
+                && let Some(latest) = state["recent"].get(0)
+                && latest["t"].as_u64().is_some()
+            {
+                let summary = latest["summary"].as_str().unwrap_or("").to_string();
+                if Some(&summary) != last_summary.as_ref() {
+                    println!("  ↳ limits: {summary}");
+                    last_summary = Some(summary);
+                }
+            }
+        }
+    }
+    daemon_stop.cancel();
+    let out = daemon.await.context("daemon task")??;
+    fake_stop.cancel();
+    println!(
+        "\nDemo over. Originals restored in the simulated server ({} failure(s)).",
+        out.restore_failures
+    );
+    Ok(())
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
