@@ -129,7 +129,7 @@ anonymize = true
             .await
             .expect("daemon starts")
             .unwrap()
-            .expect("stderr open");
+            .unwrap_or_else(|| panic!("the daemon exited early:\n{captured}"));
         captured.push_str(&line);
         captured.push('\n');
         if let Some(rest) = line.split("\"listen\":\"127.0.0.1:").nth(1) {

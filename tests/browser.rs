@@ -3,7 +3,7 @@
 //! the last decisions, on a desktop and on a phone-sized screen.
 //!
 //! Chromium comes from Debian (`.ci/run` installs it). Without it the test says so and passes,
-//! unless `JELLYDEMON_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails.
+//! unless `JD_TEST_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails.
 
 mod common;
 
@@ -51,8 +51,8 @@ fn headless(browser: &Path, profile: &Path, extra: &[String], url: &str) -> std:
 async fn the_status_page_shows_the_state_in_a_browser() {
     let Some(browser) = chromium() else {
         assert!(
-            std::env::var("JELLYDEMON_REQUIRE_BROWSER").is_err(),
-            "chromium is required (JELLYDEMON_REQUIRE_BROWSER is set) but not installed"
+            std::env::var("JD_TEST_REQUIRE_BROWSER").is_err(),
+            "chromium is required (JD_TEST_REQUIRE_BROWSER is set) but not installed"
         );
         eprintln!("skipped: chromium is not installed (apt-get install chromium)");
         return;
@@ -122,7 +122,7 @@ async fn the_status_page_shows_the_state_in_a_browser() {
             "screenshot {w}x{hgt}: {size} bytes; {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if let Some(dir) = std::env::var_os("JELLYDEMON_SCREENSHOT_DIR") {
+        if let Some(dir) = std::env::var_os("JD_TEST_SCREENSHOT_DIR") {
             std::fs::copy(&png, Path::new(&dir).join(format!("status-page-{w}.png"))).unwrap();
         }
     }

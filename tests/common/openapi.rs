@@ -1,5 +1,5 @@
 //! Validation of JSON against the official Jellyfin OpenAPI specs in
-//! `../shared/jellyfin/openapi/` (override the folder with `JELLYDEMON_OPENAPI_DIR`).
+//! `../shared/jellyfin/openapi/` (override the folder with `JD_TEST_OPENAPI_DIR`).
 //!
 //! The specs are OpenAPI 3.0, whose schema dialect differs from JSON Schema in two ways that
 //! matter here, so each spec is converted once: `nullable: true` becomes a `null` alternative,
@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 pub const VERSIONS: [&str; 4] = ["10.9.11", "10.10.7", "10.11.11", "12.0.0"];
 
 fn dir() -> PathBuf {
-    std::env::var_os("JELLYDEMON_OPENAPI_DIR")
+    std::env::var_os("JD_TEST_OPENAPI_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/jellyfin/openapi")
@@ -38,7 +38,7 @@ pub fn spec(version: &str) -> &'static Spec {
         let path = dir().join(format!("jellyfin-openapi-{version}.json"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "cannot read the OpenAPI spec {} ({e}); set JELLYDEMON_OPENAPI_DIR",
+                "cannot read the OpenAPI spec {} ({e}); set JD_TEST_OPENAPI_DIR",
                 path.display()
             )
         });
