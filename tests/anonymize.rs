@@ -6,23 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{KEY, M};
+use common::{KEY, M, dashed};
 use jellydemon::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SECRET: &str = "very-secret-webhook-token-42";
 const ENV_KEY: &str = "fedcba9876543210fedcba9876543210";
-
-fn dashed(id: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &id[..8],
-        &id[8..12],
-        &id[12..16],
-        &id[16..20],
-        &id[20..]
-    )
-}
 
 #[tokio::test]
 async fn nothing_personal_or_secret_leaks_when_anonymizing() {

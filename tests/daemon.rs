@@ -353,19 +353,13 @@ async fn a_lowered_limit_is_pushed_to_sessions_that_support_it() {
 async fn shutdown_restores_every_original() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals: Vec<(String, i64)> = fake
-        .users()
-        .iter()
-        .map(|u| (u.id.clone(), fake.limit(&u.id)))
-        .collect();
+    let originals = common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("").await;
     eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
     let out = d.stop().await;
     assert_eq!(out.restore_failures, 0);
-    for (id, limit) in originals {
-        assert_eq!(h.fake.limit(&id), limit);
-    }
+    common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
 }
 
@@ -414,11 +408,7 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 async fn sigterm_restores_every_original_and_exits_0() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals: Vec<(String, i64)> = fake
-        .users()
-        .iter()
-        .map(|u| (u.id.clone(), fake.limit(&u.id)))
-        .collect();
+    let originals = common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let mut child = spawn_binary(&h, "");
     eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
@@ -428,9 +418,7 @@ async fn sigterm_restores_every_original_and_exits_0() {
         .expect("exits in bounded time")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    for (id, limit) in originals {
-        assert_eq!(h.fake.limit(&id), limit);
-    }
+    common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
 }
 
@@ -469,11 +457,7 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
 async fn sigkill_then_restart_loses_nothing() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals: Vec<(String, i64)> = fake
-        .users()
-        .iter()
-        .map(|u| (u.id.clone(), fake.limit(&u.id)))
-        .collect();
+    let originals = common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     for round in 0..3 {
         // Slow writes so the kill lands in the middle of them.
@@ -494,9 +478,7 @@ async fn sigkill_then_restart_loses_nothing() {
     signal(&child, "-TERM");
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
-    for (id, limit) in originals {
-        assert_eq!(h.fake.limit(&id), limit, "user {id}");
-    }
+    common::assert_originals(&h.fake, &originals);
 }
 
 /// Wait until the fake has seen no policy write for a while (the daemon has converged).

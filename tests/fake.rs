@@ -150,14 +150,7 @@ async fn unknown_users_are_404_and_guids_have_no_dashes() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.text().await.unwrap(), "User not found");
     // A dashed id addresses the same user, as Jellyfin's Guid binding does.
-    let dashed = format!(
-        "{}-{}-{}-{}-{}",
-        &id[..8],
-        &id[8..12],
-        &id[12..16],
-        &id[16..20],
-        &id[20..]
-    );
+    let dashed = common::dashed(&id);
     let r = c
         .get(format!("{}/Users/{dashed}", h.url))
         .header("Authorization", auth())

@@ -15,24 +15,9 @@ async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
     let ids = mixed_scenario(&fake);
     // Give one user a non-zero original that jellydemon will lower.
     fake.set_limit_by_hand(&ids.carol, 50 * M);
-    let originals = fake
-        .users()
-        .into_iter()
-        .map(|u| (u.id.clone(), fake.limit(&u.id)))
-        .collect();
+    let originals = common::limits_now(&fake);
     let h = Harness::start(fake, bandwidth, "").await;
     (h, ids, originals)
-}
-
-fn assert_originals(h: &Harness, originals: &[(String, i64)]) {
-    for (id, limit) in originals {
-        assert_eq!(
-            h.fake.limit(id),
-            *limit,
-            "user {} not back at its original",
-            h.fake.user(id).unwrap().name
-        );
-    }
 }
 
 async fn pass(h: &Harness) {
@@ -65,7 +50,7 @@ async fn restore_after_several_passes_returns_every_original() {
     let (code, out, err) = h.cli(&["restore"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("restored"), "{out}");
-    assert_originals(&h, &originals);
+    common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty(), "the ledger is emptied");
     // A second restore has nothing to do.
     let (code, out, _) = h.cli(&["restore"]).await;
@@ -121,7 +106,7 @@ async fn a_pass_killed_half_way_loses_nothing() {
             pass(&h).await;
             let (code, out, err) = h.cli(&["restore"]).await;
             assert_eq!(code, 0, "{kind:?} skip {skip}: {out}\n{err}");
-            assert_originals(&h, &originals);
+            common::assert_originals(&h.fake, &originals);
         }
     }
 }
@@ -166,7 +151,7 @@ async fn a_failed_restore_keeps_the_user_in_the_ledger() {
     h.fake.clear_faults();
     let (code, _, _) = h.cli(&["restore"]).await;
     assert_eq!(code, 0);
-    assert_originals(&h, &originals);
+    common::assert_originals(&h.fake, &originals);
 }
 
 #[tokio::test]
@@ -183,5 +168,5 @@ async fn a_corrupt_state_file_stops_everything_and_is_left_alone() {
         "{\"version\":1,\"users\":{\"ab"
     );
     assert!(h.fake.policy_posts().is_empty());
-    assert_originals(&h, &originals);
+    common::assert_originals(&h.fake, &originals);
 }

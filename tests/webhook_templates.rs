@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, KEY, M, eventually};
+use common::{Harness, KEY, M, dashed, eventually};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Renderable,
 };
@@ -74,18 +74,6 @@ fn engine() -> Handlebars<'static> {
     hb.register_helper("if_exist", Box::new(if_exist));
     hb.register_template_string("t", TEMPLATE).unwrap();
     hb
-}
-
-/// A GUID as .NET's `Guid.ToString()` renders it in a template: with dashes.
-fn dashed(id: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &id[..8],
-        &id[8..12],
-        &id[12..16],
-        &id[16..20],
-        &id[20..]
-    )
 }
 
 /// The plugin's variables for a playback event (FACTS.md); .NET booleans render as True/False.

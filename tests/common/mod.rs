@@ -298,3 +298,35 @@ pub fn event(kind: &str, user_id: &str, session_id: &str) -> String {
     })
     .to_string()
 }
+
+/// A GUID as .NET renders it in a template (`Guid.ToString()`): with dashes.
+pub fn dashed(id: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &id[..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..]
+    )
+}
+
+/// Every user's current limit, to compare after a restore.
+pub fn limits_now(fake: &FakeJellyfin) -> Vec<(String, i64)> {
+    fake.users()
+        .iter()
+        .map(|u| (u.id.clone(), fake.limit(&u.id)))
+        .collect()
+}
+
+/// Every user is back at the limit recorded in `originals`.
+pub fn assert_originals(fake: &FakeJellyfin, originals: &[(String, i64)]) {
+    for (id, limit) in originals {
+        assert_eq!(
+            fake.limit(id),
+            *limit,
+            "user {} not back at its original",
+            fake.user(id).map(|u| u.name).unwrap_or_default()
+        );
+    }
+}
