@@ -1,0 +1,114 @@
+//! Micro-benchmarks (criterion): allocation for 10 to 10,000 claimants per algorithm, webhook
+//! body parsing, and parsing a `/Sessions` answer of 1,000 sessions. Results: BENCHMARKS.md.
+//! Run: `cargo bench --bench micro`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use jellydemon::allocate::{Claimant, allocate};
+use jellydemon::config::Algorithm;
+use jellydemon::jellyfin::Session;
+
+/// Deterministic, varied claimants: floors 2 Mbps, ceilings 5-100 Mbps, weights 1-4,
+/// demands 0.3-80 Mbps.
+fn claimants(n: usize) -> Vec<Claimant> {
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Claimant {
+                weight_milli: 1000 * (1 + x % 4),
+                floor: 2_000_000,
+                ceiling: 5_000_000 + (x % 96) * 1_000_000,
+                demand: 300_000 + (x % 80_000) * 1_000,
+            }
+        })
+        .collect()
+}
+
+fn bench_allocate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("allocate");
+    for n in [10usize, 100, 1_000, 10_000] {
+        let cs = claimants(n);
+        // A budget that binds: about a third of the ceilings.
+        let budget: u64 = cs.iter().map(|c| c.ceiling).sum::<u64>() / 3;
+        g.throughput(Throughput::Elements(n as u64));
+        for alg in [Algorithm::Equal, Algorithm::Priority, Algorithm::Demand] {
+            g.bench_with_input(BenchmarkId::new(alg.to_string(), n), &cs, |b, cs| {
+                b.iter(|| allocate(alg, black_box(cs), black_box(budget)))
+            });
+        }
+    }
+    g.finish();
+}
+
+const TEMPLATE_BODY: &str = r#"{
+  "NotificationType": "PlaybackStart",
+  "UserId": "4f1c2d3e-0000-1111-2222-333344445555",
+  "Id": "aa11bb22cc33dd44ee55ff6677889900",
+  "DeviceId": "TW96aWxsYS81LjAgKFgxMTsgTGludXggeDg2XzY0KQ11",
+  "RemoteEndPoint": "203.0.113.7",
+  "ItemId": "0123456789abcdef0123456789abcdef",
+  "IsPaused": "False",
+  "PlayMethod": "DirectPlay",
+  "Audio_0_Bitrate": "640000"
+}"#;
+
+fn bench_webhook(c: &mut Criterion) {
+    let mut g = c.benchmark_group("webhook");
+    g.throughput(Throughput::Bytes(TEMPLATE_BODY.len() as u64));
+    g.bench_function("parse_template_body", |b| {
+        b.iter(|| jellydemon::webhook::parse(black_box(TEMPLATE_BODY.as_bytes())).unwrap())
+    });
+    let bare = TEMPLATE_BODY.replace("\"False\"", "False");
+    g.bench_function("parse_bare_boolean_body", |b| {
+        b.iter(|| jellydemon::webhook::parse(black_box(bare.as_bytes())).unwrap())
+    });
+    g.finish();
+}
+
+/// A `/Sessions` answer shaped like the fake's (and Jellyfin's): 1,000 sessions, half playing.
+fn sessions_json(n: usize) -> String {
+    let fake = jellydemon::fake::FakeJellyfin::new("k");
+    let user = fake.add_user("u", |_| {});
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for i in 0..n {
+        let playing = (i % 2 == 0)
+            .then(|| jellydemon::fake::Playback::direct("Episode", Some(8_000_000), Some(640_000)));
+        fake.add_session(
+            Some(&user),
+            Some(&format!("203.0.113.{}", i % 250)),
+            "Jellyfin Web",
+            playing,
+        );
+    }
+    rt.block_on(async {
+        let (url, _, stop) = fake.spawn().await;
+        let text = reqwest::Client::new()
+            .get(format!("{url}/Sessions"))
+            .header("Authorization", "MediaBrowser Token=\"k\"")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        stop.cancel();
+        text
+    })
+}
+
+fn bench_sessions(c: &mut Criterion) {
+    let json = sessions_json(1_000);
+    let mut g = c.benchmark_group("sessions");
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("parse_1000", |b| {
+        b.iter(|| serde_json::from_str::<Vec<Session>>(black_box(&json)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_allocate, bench_webhook, bench_sessions);
+criterion_main!(benches);
