@@ -889,6 +889,30 @@ mod tests {
         assert_eq!(nets[2].to_string(), "192.168.1.7/32");
     }
 
+    proptest::proptest! {
+        /// The loader never panics, whatever the file says: it loads or names the problem.
+        #[test]
+        fn loader_never_panics_on_arbitrary_text(text in "[\\PC\n]{0,300}") {
+            let _ = Settings::from_toml_str(&text);
+        }
+
+        /// Nor on a valid file with one line replaced by arbitrary `key = value` text.
+        #[test]
+        fn loader_never_panics_on_mutated_files(
+            line in 0usize..8,
+            key in "[a-z_]{1,20}",
+            value in "[\\PC]{0,40}",
+        ) {
+            let mut lines: Vec<String> = MINIMAL.lines().map(str::to_string).collect();
+            let i = line % lines.len();
+            lines[i] = format!("{key} = {value}");
+            let text = lines.join("\n");
+            if let Err(e) = Settings::from_toml_str(&text) {
+                proptest::prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn priority_weight_by_name_then_role() {
         let mut p = PrioritySettings {

@@ -53,6 +53,8 @@ pub struct Recorded {
     pub headers: Vec<String>,
     pub body: Option<Value>,
     pub status: u16,
+    /// When the request arrived (for latency measurements).
+    pub at: std::time::Instant,
 }
 
 /// How a faulty request misbehaves.
@@ -764,6 +766,7 @@ async fn handle(State(fake): State<FakeJellyfin>, req: Request) -> Response {
     } else {
         serde_json::from_slice(&bytes).ok()
     };
+    let at = std::time::Instant::now();
     let base = fake.lock().base_path.clone();
     let full_path = uri.path().to_string();
     let path = if base.is_empty() {
@@ -789,6 +792,7 @@ async fn handle(State(fake): State<FakeJellyfin>, req: Request) -> Response {
         headers: headers.keys().map(|k| k.as_str().to_string()).collect(),
         body,
         status: response.status().as_u16(),
+        at,
     });
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
