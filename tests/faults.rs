@@ -236,7 +236,12 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         x
     };
     let mut sessions: Vec<String> = Vec::new();
-    for round in 0..20 {
+    // 20 rounds in CI; a longer run: JD_TEST_KILL_ROUNDS=500 cargo test --test faults storm
+    let rounds: usize = std::env::var("JD_TEST_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    for round in 0..rounds {
         let mut child = spawn();
         // Change who streams, so every round has writes to do.
         for _ in 0..3 {
