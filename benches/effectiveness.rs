@@ -294,7 +294,8 @@ fn main() {
             };
             let writes = f.writes;
             println!(
-                "| {name} | {:.1} % | {:.0} % | {:.0} % | {:.2} | {writes} |",
+                "| {name} | {} s ({:.1} %) | {:.0} % | {:.0} % | {:.2} | {writes} |",
+                f.over * STEP_S,
                 100.0 * f.over as f64 / f.samples.max(1) as f64,
                 100.0 * f.peak,
                 100.0 * f.util_sum / f.util_n.max(1) as f64,

@@ -98,8 +98,7 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let kind = event.kind.label().to_string();
-    let kind = kind.as_str();
+    let kind = event.kind.label();
     if !event.kind.triggers_recompute() {
         m.event(kind, "ignored");
         return (

@@ -27,7 +27,7 @@ impl EventKind {
     pub fn triggers_recompute(&self) -> bool {
         matches!(self, EventKind::PlaybackStart | EventKind::PlaybackStop)
     }
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> &'static str {
         match self {
             EventKind::PlaybackStart => "PlaybackStart",
             EventKind::PlaybackStop => "PlaybackStop",
