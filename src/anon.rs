@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use crate::network;
+use crate::sync::lock;
 
 /// What kind of value is being recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,7 +100,7 @@ impl Anonymizer {
 
     /// The alias of `value` as a `kind`, created (and persisted) on first sight.
     pub fn alias(&self, kind: Kind, value: &str) -> String {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = lock(&self.map);
         if let Some(a) = m.aliases.get(&kind).and_then(|t| t.get(value)) {
             return a.clone();
         }
@@ -131,7 +132,7 @@ impl Anonymizer {
 
     /// Every (original, alias) pair, for scrubbing old logs.
     pub fn pairs(&self) -> Vec<(String, String)> {
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let m = lock(&self.map);
         m.aliases
             .values()
             .flat_map(|t| t.iter().map(|(o, a)| (o.clone(), a.clone())))

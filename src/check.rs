@@ -338,15 +338,13 @@ fn list(nets: &[ipnet::IpNet]) -> String {
         .join(", ")
 }
 
-/// The first 8 characters (ids are ASCII hex; aliases are short anyway).
+/// A session id shortened to 8 characters for the list (an alias is short already).
 fn short(id: &str) -> String {
-    id.chars()
-        .take(if id.starts_with("Session-") {
-            id.len()
-        } else {
-            8
-        })
-        .collect()
+    if id.contains('-') {
+        id.to_string() // an alias such as Session-001
+    } else {
+        id.chars().take(8).collect()
+    }
 }
 
 /// 10.9 or newer (versions are "10.10.7", "10.11.11", "12.0.0").

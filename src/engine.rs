@@ -26,6 +26,7 @@ use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::plan::Plan;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
+use crate::sync::lock;
 use crate::webhook::{EventKind, HookEvent};
 use crate::writer::WriterHandle;
 
@@ -163,10 +164,6 @@ impl EngineHandle {
     pub fn offer(&self, event: HookEvent) -> bool {
         self.tx.try_send(event).is_ok()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Everything the engine task needs.

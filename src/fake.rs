@@ -17,7 +17,6 @@
 //! Every request is recorded (method, path, JSON body) so tests can assert on what jellydemon
 //! sent, and faults can be injected (status codes, hangs, a hang on the n-th policy write).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -218,7 +217,7 @@ impl FakeJellyfin {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     fn new_id(&self, salt: &str) -> String {
@@ -1013,21 +1012,21 @@ fn post_policy(g: &mut Inner, id: &str, raw: &[u8], body: Option<Value>) -> Resp
             "There must be at least one user in the system with administrative access.",
         );
     }
-    // Full replacement: start from the known properties reset, then take the body as sent.
-    let mut new: HashMap<String, Value> = HashMap::new();
+    // Full replacement: every known property takes the posted value or is reset; properties
+    // the body adds are kept after them.
     let template = default_user_policy();
-    let mut out = Map::new();
-    for (k, v) in template.as_object().expect("object") {
-        new.insert(k.clone(), reset_value(v));
-    }
-    for (k, v) in &posted {
-        new.insert(k.clone(), v.clone());
-    }
-    for k in template.as_object().expect("object").keys() {
-        out.insert(k.clone(), new.remove(k).expect("present"));
-    }
+    let template = template.as_object().expect("object");
+    let mut out: Map<String, Value> = template
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                posted.get(k).cloned().unwrap_or_else(|| reset_value(v)),
+            )
+        })
+        .collect();
     for (k, v) in posted {
-        if new.contains_key(&k) {
+        if !template.contains_key(&k) {
             out.insert(k, v);
         }
     }

@@ -24,6 +24,7 @@ use crate::anon;
 use crate::config::{Mode, Settings};
 use crate::engine::{EngineHandle, Shared};
 use crate::plan::{Role, fmt_mbps};
+use crate::sync::lock;
 use crate::webhook;
 
 /// What the handlers need. Cheap to clone.
@@ -137,14 +138,7 @@ const STATUS_PAGE: &str = include_str!("status.html");
 
 /// `GET /api/history`: the in-memory samples behind the chart, oldest first.
 async fn api_history(State(s): State<AppState>) -> Response {
-    let h: Vec<crate::engine::Sample> = s
-        .shared
-        .history
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .copied()
-        .collect();
+    let h: Vec<crate::engine::Sample> = lock(&s.shared.history).iter().copied().collect();
     axum::Json(json!({ "samples": h })).into_response()
 }
 
@@ -172,7 +166,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
     let alive = s.shared.engine_alive.load(Ordering::SeqCst);
     let limit = s.settings.daemon.unhealthy_after;
     let (age, error) = {
-        let p = s.shared.poll.lock().unwrap_or_else(|p| p.into_inner());
+        let p = lock(&s.shared.poll);
         (p.last_ok.map(|t| t.elapsed()), p.last_error.clone())
     };
     let uptime = s.shared.started.elapsed();
@@ -197,15 +191,10 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn api_state(State(s): State<AppState>) -> Response {
-    let last = s
-        .shared
-        .last_plan
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let last = lock(&s.shared.last_plan).clone();
     let m = &s.shared.metrics;
     let poll = {
-        let p = s.shared.poll.lock().unwrap_or_else(|p| p.into_inner());
+        let p = lock(&s.shared.poll);
         json!({
             "last_ok_unix": p.last_ok_at.map(unix),
             "last_ok_age_seconds": p.last_ok.map(|t| t.elapsed().as_secs_f64()),
@@ -290,7 +279,7 @@ async fn api_state(State(s): State<AppState>) -> Response {
         "events": events,
         "writes": writes,
         "last_decision": plan,
-        "recent": s.shared.recent.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().cloned().collect::<Vec<_>>(),
+        "recent": lock(&s.shared.recent).iter().rev().cloned().collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()

@@ -23,6 +23,7 @@
 //! * [`demo`]: `jellydemon demo`, the real daemon against the built-in simulated Jellyfin.
 //! * [`check`]: the connectivity and set-up check.
 //! * [`report`]: the tables printed by the commands.
+//! * [`sync`]: the one helper for locking shared state.
 //! * [`telemetry`]: logging set-up.
 //! * [`fake`]: a stateful fake Jellyfin server for tests (and the demo), faithful to the
 //!   server's real behaviour and traps.
@@ -46,6 +47,7 @@ pub mod network;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+pub mod sync;
 pub mod telemetry;
 pub mod webhook;
 pub mod writer;

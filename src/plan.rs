@@ -497,6 +497,7 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
         .zip(targets.iter().zip(reasons))
         .map(|(a, (t, reason))| {
             let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
+            endpoints.sort_unstable();
             endpoints.dedup();
             Decision {
                 user_id: a.user.key(),

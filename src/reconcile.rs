@@ -5,7 +5,7 @@
 //! user's policy, recording the original in the ledger first. `reconcile --once`, the daemon
 //! and the tests all call [`reconcile_once`].
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -17,11 +17,7 @@ use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
 use crate::plan::{self, Decision, Plan, Role, Snapshot, fmt_mbps};
 
-/// Lock the shared ledger. A panic elsewhere while holding the lock cannot corrupt it (every
-/// change is applied and saved as a whole), so a poisoned lock is simply taken over.
-pub fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
-    ledger.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub use crate::sync::lock;
 
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]

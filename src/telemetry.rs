@@ -17,6 +17,7 @@ use tracing_subscriber::{Layer, fmt};
 
 use crate::anon::{self, Anonymizer};
 use crate::config::{LogFormat, Settings};
+use crate::sync::lock;
 
 /// Install the global subscriber (and the anonymizer). `settings` is `None` when the
 /// configuration could not be loaded; logging then goes to stderr at `default_level`.
@@ -119,7 +120,7 @@ impl Rotating {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut r = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = lock(&self.inner);
         if r.size > 0 && r.size + buf.len() as u64 > r.max_bytes {
             r.rotate()?;
         }
@@ -128,11 +129,7 @@ impl Write for RotatingFile {
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .file
-            .flush()
+        lock(&self.inner).file.flush()
     }
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Harness, KEY, M, mixed_scenario};
+use common::{Harness, KEY, mixed_scenario};
 use jellydemon::fake::FakeJellyfin;
 
 fn chromium() -> Option<PathBuf> {
@@ -126,6 +126,5 @@ async fn the_status_page_shows_the_state_in_a_browser() {
             std::fs::copy(&png, Path::new(&dir).join(format!("status-page-{w}.png"))).unwrap();
         }
     }
-    let _ = M;
     d.stop().await;
 }
