@@ -29,7 +29,8 @@ pub struct Claimant {
     pub floor: u64,
     /// Never allocate more.
     pub ceiling: u64,
-    /// What the user's streams really use; only `demand` looks at it.
+    /// What the user's streams would use without a limit (their source bitrate times the
+    /// overhead): [`allocate`] with `demand` and [`fair_by_demand`] cap the share at it.
     pub demand: u64,
 }
 
@@ -42,7 +43,7 @@ pub enum Bound {
     Floor,
     /// Held down by the ceiling (max per user, admin's own limit, server limit).
     Ceiling,
-    /// Held down by its demand (`demand` algorithm).
+    /// Held down by its demand.
     Demand,
 }
 
@@ -80,18 +81,38 @@ pub fn weight_milli(weight: f64) -> u64 {
 /// assert_eq!(a.shares, vec![10_000_000, 40_000_000, 40_000_000]);
 /// ```
 pub fn allocate(algorithm: Algorithm, claimants: &[Claimant], budget: u64) -> Allocation {
+    match algorithm {
+        Algorithm::Equal => water_fill_by(claimants, budget, false, false),
+        Algorithm::Priority => water_fill_by(claimants, budget, true, false),
+        Algorithm::Demand => water_fill_by(claimants, budget, false, true),
+    }
+}
+
+/// The fair shares of the planner: weighted (for `priority`) max-min water-filling in which
+/// every claimant is also capped by its demand, for every algorithm, so what one claimant
+/// cannot use goes to the others.
+pub fn fair_by_demand(algorithm: Algorithm, claimants: &[Claimant], budget: u64) -> Allocation {
+    water_fill_by(claimants, budget, algorithm == Algorithm::Priority, true)
+}
+
+/// Water-filling with the weights (`weighted`, else all 1) and, with `demand_capped`, each
+/// ceiling lowered to the claimant's demand (never below its floor).
+fn water_fill_by(
+    claimants: &[Claimant],
+    budget: u64,
+    weighted: bool,
+    demand_capped: bool,
+) -> Allocation {
     let effective: Vec<Claimant> = claimants
         .iter()
         .map(|c| {
-            let ceiling = match algorithm {
-                Algorithm::Demand => c.ceiling.min(c.demand.max(c.floor)),
-                _ => c.ceiling,
+            let ceiling = if demand_capped {
+                c.ceiling.min(c.demand.max(c.floor))
+            } else {
+                c.ceiling
             };
             Claimant {
-                weight_milli: match algorithm {
-                    Algorithm::Priority => c.weight_milli.max(1),
-                    _ => 1,
-                },
+                weight_milli: if weighted { c.weight_milli.max(1) } else { 1 },
                 floor: c.floor.min(ceiling),
                 ceiling,
                 demand: c.demand,
@@ -103,13 +124,10 @@ pub fn allocate(algorithm: Algorithm, claimants: &[Claimant], budget: u64) -> Al
         .iter()
         .zip(claimants.iter().zip(&effective))
         .map(|(&s, (orig, eff))| {
-            let demand_below_floor = algorithm == Algorithm::Demand && orig.demand <= eff.floor;
+            let demand_below_floor = demand_capped && orig.demand <= eff.floor;
             if s == eff.floor && (s < eff.ceiling || demand_below_floor) {
                 Bound::Floor
-            } else if s == eff.ceiling
-                && algorithm == Algorithm::Demand
-                && eff.ceiling < orig.ceiling
-            {
+            } else if s == eff.ceiling && demand_capped && eff.ceiling < orig.ceiling {
                 Bound::Demand
             } else if s == eff.ceiling {
                 Bound::Ceiling

@@ -264,6 +264,8 @@ pub async fn check(settings: &Settings) -> CheckReport {
             ranges: &ranges,
         },
         &ledger,
+        &plan::Memory::default(),
+        std::time::Duration::ZERO,
         settings,
     );
     r.push(

@@ -427,10 +427,17 @@ pub struct DaemonSettings {
     /// At most this many policy writes per second, to protect Jellyfin.
     #[serde(default = "default_writes_per_second")]
     pub max_writes_per_second: u32,
-    /// Send `SetMaxStreamingBitrate` to a running stream whose new limit is below its rate
-    /// (only to sessions that list the command; never to raise a rate).
-    #[serde(default = "default_true")]
-    pub push: bool,
+    /// When to send `SetMaxStreamingBitrate` to a running stream (only to sessions that list
+    /// the command): `both` (default), `down` or `off`; `true`/`false` mean `both`/`off`.
+    #[serde(default)]
+    pub push: PushMode,
+    /// A stream is pushed *up* at most once per this period (a push interrupts it briefly).
+    #[serde(default = "default_push_cooldown", with = "humantime_serde")]
+    pub push_cooldown: Duration,
+    /// A stream is pushed up only when what it could now get is at least this many percent
+    /// above its current rate.
+    #[serde(default = "default_push_up_threshold")]
+    pub push_up_threshold_percent: f64,
     /// Put every original limit back on SIGTERM/SIGINT.
     #[serde(default = "default_true")]
     pub restore_on_exit: bool,
@@ -458,6 +465,12 @@ fn default_writes_per_second() -> u32 {
 fn default_true() -> bool {
     true
 }
+fn default_push_cooldown() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_push_up_threshold() -> f64 {
+    25.0
+}
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -466,6 +479,61 @@ fn default_unhealthy_after() -> Duration {
 }
 fn default_max_body() -> usize {
     64 * 1024
+}
+
+/// Which way running streams are pushed with `SetMaxStreamingBitrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushMode {
+    /// Down when a stream runs above its user's new limit, and up when it is held well below
+    /// what it could now get.
+    #[default]
+    Both,
+    /// Only down.
+    Down,
+    /// Never: limits bite at each user's next item only.
+    Off,
+}
+
+impl PushMode {
+    pub fn down(self) -> bool {
+        self != PushMode::Off
+    }
+    pub fn up(self) -> bool {
+        self == PushMode::Both
+    }
+}
+
+impl std::fmt::Display for PushMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PushMode::Both => "both",
+            PushMode::Down => "down",
+            PushMode::Off => "off",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PushMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(PushMode::Both),
+            Raw::Bool(false) => Ok(PushMode::Off),
+            Raw::Word(w) => match w.to_ascii_lowercase().as_str() {
+                "both" => Ok(PushMode::Both),
+                "down" => Ok(PushMode::Down),
+                "off" => Ok(PushMode::Off),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected \"both\", \"down\" or \"off\", got \"{w}\""
+                ))),
+            },
+        }
+    }
 }
 
 impl Default for DaemonSettings {
@@ -479,7 +547,9 @@ impl Default for DaemonSettings {
             poll_interval: None,
             debounce: default_debounce(),
             max_writes_per_second: default_writes_per_second(),
-            push: true,
+            push: PushMode::default(),
+            push_cooldown: default_push_cooldown(),
+            push_up_threshold_percent: default_push_up_threshold(),
             restore_on_exit: true,
             shutdown_timeout: default_shutdown_timeout(),
             unhealthy_after: default_unhealthy_after(),
@@ -695,6 +765,12 @@ impl Settings {
             return Err(invalid(
                 "daemon.max_writes_per_second",
                 "must be at least 1",
+            ));
+        }
+        if !(d.push_up_threshold_percent.is_finite() && d.push_up_threshold_percent > 0.0) {
+            return Err(invalid(
+                "daemon.push_up_threshold_percent",
+                format!("must be a number > 0, got {}", d.push_up_threshold_percent),
             ));
         }
         if d.max_hook_body_bytes < 1024 {

@@ -60,11 +60,12 @@ pub async fn run(
     // The workers stop on their own token so that shutdown can stop intake and writes first,
     // then restore with the same client.
     let workers = CancellationToken::new();
+    let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
         client.clone(),
         ledger.clone(),
         settings.daemon.max_writes_per_second,
-        settings.daemon.push,
+        pushed_tx,
         shared.clone(),
         workers.clone(),
     );
@@ -73,6 +74,7 @@ pub async fn run(
         settings: settings.clone(),
         ledger: ledger.clone(),
         writer,
+        pushed,
         shared: shared.clone(),
         dry_run,
     }

@@ -24,11 +24,11 @@ use crate::config::Settings;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::plan::Plan;
+use crate::plan::{Memory, Plan};
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
 use crate::sync::lock;
 use crate::webhook::{EventKind, HookEvent};
-use crate::writer::WriterHandle;
+use crate::writer::{PushSent, WriterHandle};
 
 /// The last plan and when and why it was made.
 #[derive(Debug, Clone)]
@@ -47,9 +47,9 @@ pub struct Sample {
     /// Unix seconds.
     pub t: u64,
     pub budget: u64,
-    pub allocated: u64,
-    pub committed: u64,
-    /// What remote streams use now (managed and unmanaged), bits/s.
+    /// What remote streams carry after the plan's pushes, bits/s.
+    pub held: u64,
+    /// What remote streams carried when the plan was made (managed and unmanaged), bits/s.
     pub remote_rate: u64,
     pub claimants: usize,
 }
@@ -117,12 +117,6 @@ impl Shared {
     /// Add a plan to the history and the recent decisions.
     pub fn remember(&self, plan: &Plan, trigger: &'static str, changes: usize) {
         let t = unix_now();
-        let claimants = plan
-            .decisions
-            .iter()
-            .filter(|d| matches!(d.role, crate::plan::Role::Active { .. }))
-            .count();
-        let managed_rate: u64 = plan.decisions.iter().map(|d| d.stream_rate).sum();
         let mut h = lock(&self.history);
         if h.len() == HISTORY {
             h.pop_front();
@@ -130,10 +124,9 @@ impl Shared {
         h.push_back(Sample {
             t,
             budget: plan.budget,
-            allocated: plan.allocated(),
-            committed: plan.committed,
-            remote_rate: managed_rate + plan.unmanaged_bps,
-            claimants,
+            held: plan.held,
+            remote_rate: plan.streaming,
+            claimants: plan.claimants(),
         });
         drop(h);
         let mut r = lock(&self.recent);
@@ -172,6 +165,8 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     pub ledger: Arc<Mutex<Ledger>>,
     pub writer: WriterHandle,
+    /// The pushes the writer sent, for the memory.
+    pub pushed: mpsc::UnboundedReceiver<PushSent>,
     pub shared: Arc<Shared>,
     pub dry_run: bool,
 }
@@ -198,11 +193,14 @@ impl Engine {
         (EngineHandle { tx }, task)
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<HookEvent>, shutdown: CancellationToken) {
+    async fn run(mut self, mut rx: mpsc::Receiver<HookEvent>, shutdown: CancellationToken) {
         self.shared.engine_alive.store(true, Ordering::SeqCst);
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Fetched> = None;
+        // The memory's clock runs from the engine's start.
+        let origin = Instant::now();
+        let mut memory = Memory::default();
         let mut debounce_until: Option<Instant> = None;
         // Reconcile right away at start.
         let mut next_poll = Instant::now();
@@ -211,6 +209,9 @@ impl Engine {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some(sent) = self.pushed.recv() => {
+                    memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
+                }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
                     if let Some(m) = model.as_mut() {
@@ -235,10 +236,14 @@ impl Engine {
                             patch(m, &ev);
                         }
                     }
+                    while let Ok(sent) = self.pushed.try_recv() {
+                        memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
+                    }
+                    let now = origin.elapsed();
                     let ok = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        ok = self.refresh(&mut model, trigger) => ok,
+                        ok = self.refresh(&mut model, &mut memory, now, trigger) => ok,
                     };
                     let failures = lock(&self.shared.poll).consecutive_failures;
                     next_poll = Instant::now() + if ok { interval } else { backoff(failures, interval) };
@@ -251,7 +256,13 @@ impl Engine {
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
     /// the decision is not lost. Returns whether the read succeeded.
-    async fn refresh(&self, model: &mut Option<Fetched>, trigger: &'static str) -> bool {
+    async fn refresh(
+        &self,
+        model: &mut Option<Fetched>,
+        memory: &mut Memory,
+        now: Duration,
+        trigger: &'static str,
+    ) -> bool {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
         let ok = result.is_ok();
@@ -302,9 +313,15 @@ impl Engine {
         let Some(m) = model.as_ref() else {
             return ok;
         };
-        match plan_snapshot(m, &self.ledger, &self.settings, self.dry_run) {
+        match plan_snapshot(m, &self.ledger, memory, now, &self.settings, self.dry_run) {
             Ok(plan) => {
+                let starts = memory.item_starts();
+                memory.observe(&plan, now);
                 self.shared.metrics.recomputes.inc();
+                self.shared
+                    .metrics
+                    .item_starts
+                    .inc_by(memory.item_starts() - starts);
                 self.shared.metrics.record_plan(&plan);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
@@ -354,6 +371,7 @@ pub fn patch(model: &mut Fetched, ev: &HookEvent) {
                         b.map(|b| MediaStream {
                             stream_type: Some(t.to_string()),
                             bit_rate: Some(b),
+                            ..MediaStream::default()
                         })
                     })
                     .collect(),
@@ -361,6 +379,7 @@ pub fn patch(model: &mut Fetched, ev: &HookEvent) {
             let state = PlayState {
                 is_paused: ev.is_paused.unwrap_or(false),
                 play_method: ev.play_method.clone(),
+                audio_stream_index: None,
             };
             if let Some(s) = model.sessions.iter_mut().find(|s| matches(s)) {
                 s.now_playing_item = Some(item);

@@ -103,6 +103,8 @@ pub struct Playback {
     pub play_method: String,
     /// The limit that applied when the stream started (0: none), for simulations.
     pub limit_at_start: i64,
+    /// Transcoded because of a bitrate cap (not, say, a codec the client lacks).
+    pub capped: bool,
 }
 
 impl Playback {
@@ -118,6 +120,7 @@ impl Playback {
             paused: false,
             play_method: "DirectPlay".into(),
             limit_at_start: 0,
+            capped: false,
         }
     }
     /// A transcoded item: source rates plus the output bitrate.
@@ -125,6 +128,8 @@ impl Playback {
         Playback {
             transcode_bitrate: Some(output_bitrate),
             play_method: "Transcode".into(),
+            // The fake reports every transcode as ContainerBitrateExceedsLimit.
+            capped: true,
             ..Playback::direct(name, Some(source_bitrate), Some(640_000))
         }
     }
@@ -154,6 +159,11 @@ pub struct FakeSession {
     pub device_id: String,
     pub supported_commands: Vec<String>,
     pub playing: Option<Playback>,
+    /// The bitrate last pushed with `SetMaxStreamingBitrate`: the web client keeps it as its
+    /// own maximum for later items too (jellyfin-web saves it as its quality setting).
+    pub client_max: Option<i64>,
+    /// The client plays the source whatever the limit (Infuse, Kodi in native mode).
+    pub ignores_limits: bool,
 }
 
 #[derive(Debug)]
@@ -285,13 +295,23 @@ impl FakeJellyfin {
             device_id,
             supported_commands: supported,
             playing,
+            client_max: None,
+            ignores_limits: false,
         });
         id
     }
 
+    /// Make a session's client ignore limits and pushes: it always plays the source.
+    pub fn ignore_limits(&self, session_id: &str) {
+        if let Some(s) = self.lock().sessions.iter_mut().find(|s| s.id == session_id) {
+            s.ignores_limits = true;
+        }
+    }
+
     /// Start playing on a session the way Jellyfin does: the user's limit (or the server's
-    /// when the user's is 0) applies only if the client is outside the LAN, and only now.
-    /// A source above the limit is transcoded down to it. Returns the wire rate.
+    /// when the user's is 0) applies only if the client is outside the LAN, and only now, as
+    /// does the client's own maximum. A source above them is transcoded down. Returns the
+    /// wire rate.
     pub fn start_playback(&self, session_id: &str, mut playback: Playback) -> i64 {
         let mut g = self.lock();
         let Some(s) = g.sessions.iter().find(|s| s.id == session_id).cloned() else {
@@ -299,9 +319,8 @@ impl FakeJellyfin {
         };
         let limit = effective_limit(&g, &s);
         playback.limit_at_start = limit;
-        if limit > 0 && playback.source_rate() > limit {
-            playback.transcode_bitrate = Some(limit);
-            playback.play_method = "Transcode".into();
+        if !s.ignores_limits {
+            negotiate(&mut playback, cap(limit, s.client_max));
         }
         let rate = playback.wire_rate();
         if let Some(s) = g.sessions.iter_mut().find(|s| s.id == session_id) {
@@ -336,6 +355,16 @@ impl FakeJellyfin {
     pub fn limit(&self, id: &str) -> i64 {
         self.user(id)
             .and_then(|u| u.policy["RemoteClientBitrateLimit"].as_i64())
+            .unwrap_or(0)
+    }
+
+    /// The wire rate of the first stream `user_id` plays (0 when none).
+    pub fn stream_rate(&self, user_id: &str) -> i64 {
+        self.lock()
+            .sessions
+            .iter()
+            .filter(|s| s.user_id.as_deref() == Some(user_id))
+            .find_map(|s| s.playing.as_ref().map(Playback::wire_rate))
             .unwrap_or(0)
     }
 
@@ -424,6 +453,35 @@ impl FakeJellyfin {
 }
 
 /// Whether a version string such as "10.10.7" is older than `(major, minor)`.
+/// The most a stream may carry: the user's effective limit (0: none) and the client's own
+/// maximum; `None` when neither limits it.
+fn cap(limit: i64, client_max: Option<i64>) -> Option<i64> {
+    match (limit > 0, client_max) {
+        (true, Some(m)) => Some(limit.min(m)),
+        (true, None) => Some(limit),
+        (false, m) => m,
+    }
+}
+
+/// Jellyfin's decision for a stream under `cap`: a transcode at the cap when the source is
+/// above it; direct play again when a stream transcoded for a cap now fits.
+fn negotiate(p: &mut Playback, cap: Option<i64>) {
+    match cap {
+        Some(c) if p.source_rate() > c => {
+            p.transcode_bitrate = Some(c);
+            p.play_method = "Transcode".into();
+            p.capped = true;
+        }
+        _ if p.capped => {
+            // The source fits now: a re-negotiated stream plays it directly.
+            p.transcode_bitrate = None;
+            p.play_method = "DirectPlay".into();
+            p.capped = false;
+        }
+        _ => {}
+    }
+}
+
 fn version_before(version: &str, (major, minor): (u32, u32)) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (major, minor)
@@ -673,6 +731,15 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
             streams.push(video);
         }
         streams.push(audio);
+        if p.audio_bitrate.is_some() {
+            // A second audio track the client did not select: it is not part of the stream.
+            streams.push(
+                json!({"Codec": "aac", "Type": "Audio", "Index": 2, "IsDefault": false,
+                                "IsExternal": false, "Channels": 2, "BitRate": 192_000,
+                                "Title": "Commentary"}),
+            );
+        }
+        ps.insert("AudioStreamIndex".into(), json!(1));
         o.insert(
             "NowPlayingItem".into(),
             json!({
@@ -948,19 +1015,15 @@ fn route(
                 && s.supported_commands
                     .iter()
                     .any(|c| c == "SetMaxStreamingBitrate")
-                && let Some(mut p) = s.playing.clone()
+                && !s.ignores_limits
             {
-                let limit = match effective_limit(&g, &s) {
-                    0 => bitrate,
-                    l => l.min(bitrate),
-                };
-                p.limit_at_start = limit;
-                if p.source_rate() > limit {
-                    p.transcode_bitrate = Some(limit);
-                    p.play_method = "Transcode".into();
-                }
+                let limit = effective_limit(&g, &s);
                 if let Some(s) = g.sessions.iter_mut().find(|s| s.id == id) {
-                    s.playing = Some(p);
+                    s.client_max = Some(bitrate);
+                    if let Some(p) = s.playing.as_mut() {
+                        p.limit_at_start = limit;
+                        negotiate(p, cap(limit, Some(bitrate)));
+                    }
                 }
             }
             text(StatusCode::NO_CONTENT, "")

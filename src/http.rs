@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use crate::anon;
 use crate::config::{Mode, Settings};
 use crate::engine::{EngineHandle, Shared};
-use crate::plan::{Role, fmt_mbps};
+use crate::plan::{Direction, fmt_mbps};
 use crate::sync::lock;
 use crate::webhook;
 
@@ -219,11 +219,15 @@ async fn api_state(State(s): State<AppState>) -> Response {
         "unauthorized": m.events("unknown", "unauthorized"),
         "dropped": m.events("PlaybackStart", "dropped") + m.events("PlaybackStop", "dropped"),
     });
+    let (down, up) = (m.pushes_sent(Direction::Down), m.pushes_sent(Direction::Up));
+    let starts = m.item_starts.get();
     let writes = json!({
         "pending": m.pending_writes.get(),
         "written": m.policy_writes.get(),
         "failed": m.policy_write_failures.get(),
-        "pushes": m.pushes.get(),
+        "pushes": { "down": down, "up": up },
+        "item_starts": starts,
+        "pushes_per_item_start": (starts > 0).then(|| (down + up) as f64 / starts as f64),
     });
     let budget = s.settings.budget().budget_bps;
     let plan = last.as_ref().map(|l| {
@@ -235,13 +239,22 @@ async fn api_state(State(s): State<AppState>) -> Response {
                 json!({
                     "user_id": anon::user_id(&d.user_id).to_string(),
                     "user": anon::user(&d.user_name).to_string(),
-                    "role": match d.role { Role::Active { .. } => "active", Role::Idle => "idle", Role::Release => "release" },
-                    "streams": match d.role { Role::Active { streams } => streams, _ => 0 },
+                    "role": d.role.label(),
+                    "streams": d.streams.len(),
                     "endpoints": d.endpoints.iter().map(|ip| anon::ip(*ip).to_string()).collect::<Vec<_>>(),
                     "stream_rate_bps": d.stream_rate,
                     "current_limit_bps": d.current,
                     "limit_bps": d.target,
                     "reason": d.reason,
+                    "stream_details": d.streams.iter().map(|s| json!({
+                        "session": anon::session(&s.session_id).to_string(),
+                        "device": anon::device(&s.device).to_string(),
+                        "source_bps": s.source,
+                        "rate_bps": s.rate,
+                        "held_bps": s.held,
+                        "push": s.push.map(|p| json!({"direction": p.direction, "bitrate_bps": p.bitrate})),
+                        "uncontrolled": s.uncontrolled.map(|u| u.to_string()),
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -250,11 +263,12 @@ async fn api_state(State(s): State<AppState>) -> Response {
             "trigger": l.trigger,
             "from_stale_model": l.from_stale_model,
             "algorithm": p.algorithm.to_string(),
-            "allocated_bps": p.allocated(),
-            "committed_bps": p.committed,
+            "streaming_bps": p.streaming,
+            "held_bps": p.held,
             "unmanaged_bps": p.unmanaged_bps,
             "overloaded": p.overloaded,
-            "claimants": p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
+            "claimants": p.claimants(),
+            "uncontrolled_streams": p.streams().filter(|(_, s)| s.uncontrolled.is_some()).count(),
             "users": users,
             "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             "local_streams": p.sessions.iter()
@@ -266,7 +280,7 @@ async fn api_state(State(s): State<AppState>) -> Response {
                     "paused": v.paused,
                 }))
                 .collect::<Vec<_>>(),
-            "summary": format!("{} of {} allocated to {} remote user(s)", fmt_mbps(p.allocated()), fmt_mbps(p.budget), p.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count()),
+            "summary": format!("{} streaming of a {} budget, {} remote user(s)", fmt_mbps(p.streaming), fmt_mbps(p.budget), p.claimants()),
         })
     });
     axum::Json(json!({

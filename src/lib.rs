@@ -23,6 +23,8 @@
 //! * [`demo`]: `jellydemon demo`, the real daemon against the built-in simulated Jellyfin.
 //! * [`check`]: the connectivity and set-up check.
 //! * [`report`]: the tables printed by the commands.
+//! * [`sim`]: a trace-driven simulation of the planner against Jellyfin's rate model (the
+//!   effectiveness yardstick of `benches/effectiveness.rs` and its test).
 //! * [`sync`]: the one helper for locking shared state.
 //! * [`telemetry`]: logging set-up.
 //! * [`fake`]: a stateful fake Jellyfin server for tests (and the demo), faithful to the
@@ -47,6 +49,7 @@ pub mod network;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+pub mod sim;
 pub mod sync;
 pub mod telemetry;
 pub mod webhook;

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::anon;
-use crate::plan::{Plan, Role};
+use crate::plan::{Direction, Plan, Role};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UserLabels {
@@ -33,6 +33,12 @@ pub struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// down or up.
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// ok or error.
     pub result: String,
@@ -43,8 +49,8 @@ pub struct ResultLabels {
 pub struct Metrics {
     registry: Registry,
     pub budget_bps: Gauge,
-    pub allocated_bps: Gauge,
-    pub committed_bps: Gauge,
+    pub held_bps: Gauge,
+    pub streaming_bps: Gauge,
     pub unmanaged_bps: Gauge,
     pub claimants: Gauge,
     pub overloaded: Gauge,
@@ -52,7 +58,9 @@ pub struct Metrics {
     pub user_stream_rate_bps: Family<UserLabels, Gauge>,
     pub policy_writes: Counter,
     pub policy_write_failures: Counter,
-    pub pushes: Counter,
+    pub pushes: Family<DirectionLabels, Counter>,
+    pub item_starts: Counter,
+    pub uncontrolled_streams: Gauge,
     pub pending_writes: Gauge,
     pub webhook_events: Family<EventLabels, Counter>,
     pub polls: Family<ResultLabels, Counter>,
@@ -72,8 +80,8 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("jellydemon"),
             budget_bps: Gauge::default(),
-            allocated_bps: Gauge::default(),
-            committed_bps: Gauge::default(),
+            held_bps: Gauge::default(),
+            streaming_bps: Gauge::default(),
             unmanaged_bps: Gauge::default(),
             claimants: Gauge::default(),
             overloaded: Gauge::default(),
@@ -81,7 +89,9 @@ impl Metrics {
             user_stream_rate_bps: Family::default(),
             policy_writes: Counter::default(),
             policy_write_failures: Counter::default(),
-            pushes: Counter::default(),
+            pushes: Family::default(),
+            item_starts: Counter::default(),
+            uncontrolled_streams: Gauge::default(),
             pending_writes: Gauge::default(),
             webhook_events: Family::default(),
             polls: Family::default(),
@@ -96,14 +106,14 @@ impl Metrics {
             m.budget_bps.clone(),
         );
         r.register(
-            "allocated_bps",
-            "Sum of the active remote users' limits times their streams, bits/s",
-            m.allocated_bps.clone(),
+            "held_bps",
+            "What the remote streams carry after the last plan's pushes, bits/s",
+            m.held_bps.clone(),
         );
         r.register(
-            "committed_bps",
-            "What running remote streams use now or may take at their next item, bits/s",
-            m.committed_bps.clone(),
+            "streaming_bps",
+            "What the remote streams carried when the last plan was made, bits/s",
+            m.streaming_bps.clone(),
         );
         r.register(
             "unmanaged_bps",
@@ -142,8 +152,18 @@ impl Metrics {
         );
         r.register(
             "pushes",
-            "SetMaxStreamingBitrate commands sent",
+            "SetMaxStreamingBitrate commands sent, by direction",
             m.pushes.clone(),
+        );
+        r.register(
+            "item_starts",
+            "Remote items seen starting (pushes per item start = pushes / item starts)",
+            m.item_starts.clone(),
+        );
+        r.register(
+            "uncontrolled_streams",
+            "Remote streams whose client ignores limits, counted at their real rate",
+            m.uncontrolled_streams.clone(),
         );
         r.register(
             "pending_writes",
@@ -194,6 +214,24 @@ impl Metrics {
             .get()
     }
 
+    /// Count one push sent.
+    pub fn push(&self, direction: Direction) {
+        self.pushes
+            .get_or_create(&DirectionLabels {
+                direction: direction.label().to_string(),
+            })
+            .inc();
+    }
+
+    /// Pushes sent in `direction` so far.
+    pub fn pushes_sent(&self, direction: Direction) -> u64 {
+        self.pushes
+            .get_or_create(&DirectionLabels {
+                direction: direction.label().to_string(),
+            })
+            .get()
+    }
+
     /// Reads of Jellyfin so far, successful or not. (Each `get_or_create` guard is dropped
     /// before the next: holding one while creating another label set would deadlock.)
     pub fn poll_count(&self) -> u64 {
@@ -216,14 +254,14 @@ impl Metrics {
     /// disappear.
     pub fn record_plan(&self, plan: &Plan) {
         self.budget_bps.set(plan.budget as i64);
-        self.allocated_bps.set(plan.allocated() as i64);
-        self.committed_bps.set(plan.committed as i64);
+        self.held_bps.set(plan.held as i64);
+        self.streaming_bps.set(plan.streaming as i64);
         self.unmanaged_bps.set(plan.unmanaged_bps as i64);
         self.overloaded.set(plan.overloaded as i64);
-        self.claimants.set(
-            plan.decisions
-                .iter()
-                .filter(|d| matches!(d.role, Role::Active { .. }))
+        self.claimants.set(plan.claimants() as i64);
+        self.uncontrolled_streams.set(
+            plan.streams()
+                .filter(|(_, s)| s.uncontrolled.is_some())
                 .count() as i64,
         );
         self.user_limit_bps.clear();

@@ -1,22 +1,32 @@
-//! From a snapshot of Jellyfin (sessions, users, server limit) and the ledger to one decision
-//! per managed user: the limit it should have now, and why. Pure: no I/O, so every rule of
-//! DESIGN.md "Behaviour" is unit-tested here and shared by `reconcile --once`, the daemon and
-//! the tests.
+//! From a snapshot of Jellyfin (sessions, users, server limit), the ledger and the daemon's
+//! [`Memory`] to one decision per managed user: the limit it should have now, why, and which
+//! running streams to push. Pure: no I/O, so every rule is unit-tested here and shared by
+//! `reconcile --once`, the daemon, `check`, the simulation and the tests.
 //!
-//! The steps:
+//! A limit only bites when a stream starts, so limits are computed from the rates that run now
+//! (the steps are in [`rule`]):
 //! 1. classify every session (remote / local / unknown endpoint) and keep the remote ones that
-//!    play (paused ones only with `count_paused`);
-//! 2. group them per user: a managed user with k remote streams is one claimant whose share is
-//!    split over k streams; streams of users jellydemon does not manage are subtracted from the
-//!    budget at their current rate;
-//! 3. allocate with the configured algorithm, quantize, apply hysteresis;
-//! 4. hold every idle managed user at the **join share**
-//!    `max(floor, min(fair share with one more claimant, budget - committed))`, where
-//!    `committed` is what the running streams use now or may take at their next item;
-//! 5. give users in the ledger who are no longer managed their original back.
+//!    play (paused ones only with `count_paused`); a managed user with k remote streams is one
+//!    claimant; streams of users jellydemon does not manage count at their rate;
+//! 2. find streams that ignore limits (*uncontrolled*): they count at their real rate and are
+//!    never pushed;
+//! 3. fair shares `f(u)`, water-filled with each claimant's demand (the source bitrate of what
+//!    it plays, times `demand.overhead`) as a cap;
+//! 4. held rates `h(s)` and each active user's limit `max(floor, min(share, budget - Σ h of the
+//!    others))`;
+//! 5. pushes down (a stream above its user's new limit) and up (a stream held well below what
+//!    it could now get), within the headroom; then the limits again, beside the rates held
+//!    after the pushes; quantization and hysteresis, never past the headroom;
+//! 6. every idle managed user at the join share `max(floor, min(fair share with one more
+//!    claimant, budget - Σ h))`;
+//! 7. users in the ledger who are no longer managed get their original back.
+
+pub mod memory;
+pub mod rule;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -26,6 +36,9 @@ use crate::config::{Algorithm, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::jellyfin::{RateSource, Session, User};
 use crate::ledger::Ledger;
 use crate::network::{self, Location};
+
+pub use memory::Memory;
+pub use rule::Direction;
 
 /// Everything a plan is computed from.
 pub struct Snapshot<'a> {
@@ -48,17 +61,84 @@ pub enum Role {
     Release,
 }
 
+impl Role {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Role::Active { .. } => "active",
+            Role::Idle => "idle",
+            Role::Release => "release",
+        }
+    }
+}
+
 /// The command that makes a client re-negotiate its stream under the user's current limit.
 pub const PUSH_COMMAND: &str = "SetMaxStreamingBitrate";
+
+/// How long after a push a stream must show its new rate before it is taken for one that
+/// ignores the push (a client re-requests playback within a few seconds).
+pub const PUSH_SETTLE: Duration = Duration::from_secs(15);
+
+/// After a remote item stops, streams are not pushed up for this long: the next item of an
+/// autoplaying client usually starts within seconds and needs the room.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// A stream runs this many percent above a limit before it counts as ignoring it (transcodes
+/// overshoot their target a little).
+const UNCONTROLLED_MARGIN_PERCENT: u64 = 10;
+
+/// A `SetMaxStreamingBitrate` to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Push {
+    pub direction: Direction,
+    /// The bitrate sent (the client re-negotiates at most this, and at most its user's limit).
+    pub bitrate: u64,
+}
+
+/// Why a stream is taken for one whose client ignores limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncontrolled {
+    /// It started above the highest limit its user can have had then.
+    StartedAbove { limit: u64 },
+    /// It still runs above the bitrate it was pushed to.
+    IgnoredPush { pushed: u64 },
+}
+
+impl std::fmt::Display for Uncontrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uncontrolled::StartedAbove { limit } => {
+                write!(f, "started above its limit of {}", fmt_mbps(*limit))
+            }
+            Uncontrolled::IgnoredPush { pushed } => {
+                write!(f, "still above the {} it was pushed to", fmt_mbps(*pushed))
+            }
+        }
+    }
+}
 
 /// One of a user's running remote streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRef {
     pub session_id: String,
+    /// The item playing (normalized id, "" when unknown).
+    pub item_id: String,
+    /// Client and device, e.g. "Jellyfin Web on Firefox".
+    pub device: String,
+    /// Its source bitrate (video plus selected audio), when known.
+    pub source: Option<u64>,
     /// Its current rate, when known.
     pub rate: Option<u64>,
     /// The session lists `SetMaxStreamingBitrate` in `SupportedCommands`.
     pub supports_push: bool,
+    /// `h(s)`: what it will carry after this plan's pushes (unknown rates count at
+    /// `demand.default_mbps`).
+    pub held: u64,
+    /// The push this plan sends it, if any.
+    pub push: Option<Push>,
+    /// Its client ignores limits.
+    pub uncontrolled: Option<Uncontrolled>,
+    /// The highest limit its user can have had when its item started; `None`: no limit.
+    pub start_bound: Option<u64>,
 }
 
 /// The decision for one user.
@@ -78,13 +158,21 @@ pub struct Decision {
     pub current: i64,
     /// The limit the user should have.
     pub target: i64,
-    /// One line a human can read.
+    /// One line a human can read: which term decided the limit.
     pub reason: String,
 }
 
 impl Decision {
     pub fn needs_write(&self) -> bool {
         self.current != self.target
+    }
+    /// The pushes this decision sends, with their sessions.
+    pub fn pushes(&self) -> impl Iterator<Item = (&StreamRef, Push)> {
+        self.streams.iter().filter_map(|s| s.push.map(|p| (s, p)))
+    }
+    /// Something for the writer to do: a limit to write or a stream to push.
+    pub fn has_work(&self) -> bool {
+        self.needs_write() || self.pushes().next().is_some()
     }
 }
 
@@ -122,6 +210,13 @@ pub enum Warning {
         floor: u64,
         budget: u64,
     },
+    /// A remote stream whose client ignores limits.
+    Uncontrolled {
+        user_name: String,
+        device: String,
+        rate: u64,
+        why: Uncontrolled,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -158,6 +253,19 @@ impl std::fmt::Display for Warning {
                 fmt_mbps(*floor),
                 fmt_mbps(*budget)
             ),
+            Warning::Uncontrolled {
+                user_name,
+                device,
+                rate,
+                why,
+            } => write!(
+                f,
+                "{} on {} streams {} and {why}: this client ignores limits (Infuse, Kodi in \
+                 native mode, some TVs do); it is counted at its real rate",
+                anon::user(user_name),
+                anon::device(device),
+                fmt_mbps(*rate)
+            ),
         }
     }
 }
@@ -170,14 +278,20 @@ pub struct Plan {
     pub budget: u64,
     /// Current rate of remote streams of users jellydemon does not manage.
     pub unmanaged_bps: u64,
-    /// What the running remote streams use now or may take at their next item.
-    pub committed: u64,
+    /// `Σ h`: what the remote streams will carry after this plan's pushes.
+    pub held: u64,
+    /// What the remote streams carry now (unknown rates count 0).
+    pub streaming: u64,
     /// The floors alone exceed the budget.
     pub overloaded: bool,
+    /// When to plan again although nothing happens: a stream held low whose push cooldown
+    /// ends then (on the clock of the [`Memory`]).
+    pub wake_at: Option<Duration>,
     /// Active users first, then idle, then released.
     pub decisions: Vec<Decision>,
     pub sessions: Vec<SessionView>,
-    /// Things the admin should know (unparseable endpoints, proxy, overload).
+    /// Things the admin should know (unparseable endpoints, proxy, overload, clients that
+    /// ignore limits).
     pub warnings: Vec<Warning>,
 }
 
@@ -209,7 +323,7 @@ impl Plan {
             idle.sort_unstable();
             idle.dedup();
             let values: Vec<String> = idle.into_iter().map(fmt_mbps).collect();
-            parts.push(format!("{n} idle at {}", values.join("/")));
+            parts.push(format!("{n} idle at {}", values.join(", ")));
         }
         if parts.is_empty() {
             "nobody managed".to_string()
@@ -218,15 +332,24 @@ impl Plan {
         }
     }
 
-    /// The sum of the active users' limits times their streams.
-    pub fn allocated(&self) -> u64 {
+    /// Remote users streaming now.
+    pub fn claimants(&self) -> usize {
         self.decisions
             .iter()
-            .map(|d| match d.role {
-                Role::Active { streams } => d.target.max(0) as u64 * streams as u64,
-                _ => 0,
-            })
-            .sum()
+            .filter(|d| matches!(d.role, Role::Active { .. }))
+            .count()
+    }
+
+    /// Every running stream of a managed user, with its decision.
+    pub fn streams(&self) -> impl Iterator<Item = (&Decision, &StreamRef)> {
+        self.decisions
+            .iter()
+            .flat_map(|d| d.streams.iter().map(move |s| (d, s)))
+    }
+
+    /// Pushes this plan sends.
+    pub fn push_count(&self) -> usize {
+        self.streams().filter(|(_, s)| s.push.is_some()).count()
     }
 }
 
@@ -284,18 +407,75 @@ fn bounds(settings: &Settings, original: i64, server_limit: i64) -> Bounds {
     }
 }
 
+/// Round `exact` down to the step within the bounds, but never below `keep` when `keep` fits
+/// under `exact`: a stream running at `keep` is then not pushed for a rounding difference.
+fn quantize_keeping(exact: u64, step: u64, b: Bounds, keep: u64) -> u64 {
+    let q = allocate::quantize(exact, step, b.floor, b.ceiling);
+    if keep > q && keep <= exact {
+        keep.min(b.ceiling)
+    } else {
+        q
+    }
+}
+
+/// The limit Jellyfin applies for a user's value: its own when > 0, else the server's;
+/// `None` when neither limits.
+fn effective(limit: i64, server_limit: i64) -> Option<u64> {
+    match (limit > 0, server_limit > 0) {
+        (true, _) => Some(limit as u64),
+        (false, true) => Some(server_limit as u64),
+        _ => None,
+    }
+}
+
+/// A running stream as the planner sees it.
 struct Stream {
     session_id: String,
+    item_id: String,
+    device: String,
     supports_push: bool,
     ip: IpAddr,
+    source: Option<u64>,
     rate: Option<u64>,
 }
 
-/// Compute the plan. `ledger` supplies the originals of users jellydemon already changed.
-pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
+/// An active user: the streams and the figures the steps need.
+struct Active<'a> {
+    user: &'a User,
+    streams: Vec<Stream>,
+    bounds: Bounds,
+    current: i64,
+    claimant: Claimant,
+    /// Per stream: what it would use (source or default, times the overhead).
+    demands: Vec<u64>,
+    /// Per stream: its rate, or the default when unknown.
+    rates: Vec<u64>,
+    uncontrolled: Vec<Option<Uncontrolled>>,
+    start_bounds: Vec<Option<u64>>,
+    /// Per stream: may be pushed up now (the cooldown has passed).
+    cooled: Vec<bool>,
+    /// Per stream: when its push cooldown ends, if it has not yet.
+    cooldown_ends: Vec<Option<Duration>>,
+}
+
+/// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty
+/// memory). `ledger` supplies the originals of users jellydemon already changed.
+pub fn plan(
+    snapshot: &Snapshot,
+    ledger: &Ledger,
+    memory: &Memory,
+    now: Duration,
+    settings: &Settings,
+) -> Plan {
     let bw = &settings.bandwidth;
+    let daemon = &settings.daemon;
     let budget = settings.budget();
+    let b = budget.budget_bps;
+    let step = budget.step_bps;
     let default_demand = mbps_to_bps(bw.demand.default_mbps);
+    let demand_of = |source: Option<u64>| {
+        (source.unwrap_or(default_demand) as f64 * bw.demand.overhead).round() as u64
+    };
     let users: HashMap<String, &User> = snapshot.users.iter().map(|u| (u.key(), u)).collect();
     let managed = |u: &User| {
         !u.is_disabled()
@@ -321,8 +501,11 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
                     counted = true;
                     remote_by_user.entry(uid.clone()).or_default().push(Stream {
                         session_id: s.id.clone(),
+                        item_id: s.item_key(),
+                        device: s.device_label(),
                         supports_push: s.supports(PUSH_COMMAND),
                         ip: *ip,
+                        source: s.source_rate(),
                         rate: rate.map(RateSource::bps),
                     });
                 }
@@ -355,178 +538,333 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
         warnings.push(Warning::ProxySuspect(ip));
     }
 
-    // 2. Claimants.
-    struct Active<'a> {
-        user: &'a User,
-        streams: Vec<Stream>,
-        bounds: Bounds,
-        current: i64,
-        claimant: Claimant,
-    }
+    // 2. Claimants, and the streams that ignore limits.
     let mut active: Vec<Active> = Vec::new();
     let mut unmanaged_bps: u64 = 0;
+    let mut streaming: u64 = 0;
     for (uid, streams) in remote_by_user {
-        match users.get(&uid) {
-            Some(u) if managed(u) => {
-                let current = u.remote_limit();
-                let original = ledger.original(&uid).unwrap_or(current);
-                let b = bounds(settings, original, snapshot.server_limit);
-                let k = streams.len() as u64;
-                let demand: u64 = streams
+        streaming += streams.iter().filter_map(|s| s.rate).sum::<u64>();
+        let Some(u) = users.get(&uid).filter(|u| managed(u)) else {
+            unmanaged_bps += streams
+                .iter()
+                .map(|s| s.rate.unwrap_or(default_demand))
+                .sum::<u64>();
+            continue;
+        };
+        let current = u.remote_limit();
+        let original = ledger.original(&uid).unwrap_or(current);
+        let bounds = bounds(settings, original, snapshot.server_limit);
+        let k = streams.len() as u64;
+        // The highest limit the user can have had when a new item started: from the memory
+        // of the last plan when there is one; else, when jellydemon has written the user
+        // since its original was set, the largest of those values (a change by hand clears
+        // them: then nobody knows).
+        let recent = memory.recent_limit(&uid, current).or_else(|| {
+            ledger.get(&uid).filter(|e| !e.ours.is_empty()).map(|e| {
+                e.ours
                     .iter()
-                    .map(|s| {
-                        (s.rate.unwrap_or(default_demand) as f64 * bw.demand.overhead).round()
-                            as u64
-                    })
-                    .sum();
-                let claimant = Claimant {
-                    weight_milli: allocate::weight_milli(
-                        bw.priority.weight(u.display_name(), u.is_admin()),
-                    ),
-                    floor: b.floor.saturating_mul(k),
-                    ceiling: b.ceiling.saturating_mul(k),
-                    demand,
-                };
-                active.push(Active {
-                    user: u,
-                    streams,
-                    bounds: b,
-                    current,
-                    claimant,
+                    .copied()
+                    .fold(current.max(e.original), i64::max)
+            })
+        });
+        let mut uncontrolled = Vec::with_capacity(streams.len());
+        let mut start_bounds = Vec::with_capacity(streams.len());
+        let mut cooled = Vec::with_capacity(streams.len());
+        let mut cooldown_ends = Vec::with_capacity(streams.len());
+        let mut rates = Vec::with_capacity(streams.len());
+        for s in &streams {
+            let memo = memory.stream(&s.session_id, &s.item_id);
+            let start_bound = match memo {
+                Some(m) => m.start_bound,
+                None => recent.and_then(|r| effective(r, snapshot.server_limit)),
+            };
+            let above = |limit: u64| {
+                s.rate.is_some_and(|r| {
+                    r as u128 * 100 > limit as u128 * (100 + UNCONTROLLED_MARGIN_PERCENT) as u128
+                })
+            };
+            let last_push = memo.and_then(|m| m.last_push);
+            // Before any push the limit in force at the start bounds the stream; after one,
+            // the bitrate pushed (once the client has had time to re-negotiate).
+            let found = memo
+                .and_then(|m| m.uncontrolled)
+                .or_else(|| match last_push {
+                    None => start_bound
+                        .filter(|limit| above(*limit))
+                        .map(|limit| Uncontrolled::StartedAbove { limit }),
+                    Some((at, pushed)) => (now.saturating_sub(at) >= PUSH_SETTLE && above(pushed))
+                        .then_some(Uncontrolled::IgnoredPush { pushed }),
+                });
+            if let Some(why) = found {
+                warnings.push(Warning::Uncontrolled {
+                    user_name: u.display_name().to_string(),
+                    device: s.device.clone(),
+                    rate: s.rate.unwrap_or(0),
+                    why,
                 });
             }
-            _ => {
-                unmanaged_bps += streams
-                    .iter()
-                    .map(|s| s.rate.unwrap_or(default_demand))
-                    .sum::<u64>();
-            }
+            let rate = s.rate.unwrap_or(default_demand);
+            // A push sent a moment ago may not show yet: count the stream at what it will
+            // carry once it lands, and do not push it again.
+            rates.push(
+                match last_push.filter(|(at, _)| now.saturating_sub(*at) < PUSH_SETTLE) {
+                    Some((_, bitrate)) if found.is_none() => s.source.unwrap_or(rate).min(bitrate),
+                    _ => rate,
+                },
+            );
+            uncontrolled.push(found);
+            start_bounds.push(start_bound);
+            let ends = last_push
+                .map(|(at, _)| at + daemon.push_cooldown)
+                .filter(|end| *end > now);
+            cooled.push(ends.is_none());
+            cooldown_ends.push(ends);
         }
+        let demands: Vec<u64> = streams.iter().map(|s| demand_of(s.source)).collect();
+        let claimant = Claimant {
+            weight_milli: allocate::weight_milli(
+                bw.priority.weight(u.display_name(), u.is_admin()),
+            ),
+            floor: bounds.floor.saturating_mul(k),
+            ceiling: bounds.ceiling.saturating_mul(k),
+            demand: demands.iter().sum(),
+        };
+        active.push(Active {
+            user: u,
+            streams,
+            bounds,
+            current,
+            claimant,
+            demands,
+            rates,
+            uncontrolled,
+            start_bounds,
+            cooled,
+            cooldown_ends,
+        });
     }
-    let available = budget.budget_bps.saturating_sub(unmanaged_bps);
+    let available = b.saturating_sub(unmanaged_bps);
 
-    // 3. Allocation, quantization, hysteresis.
+    // 3. Fair shares, and the limit for each of a user's streams' next item.
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
-    let alloc = allocate::allocate(bw.algorithm, &claimants, available);
-    if alloc.overloaded {
+    let fair = rule::fair_shares(bw.algorithm, &claimants, available);
+    if fair.overloaded {
         warnings.push(Warning::Overload {
             users: active.len(),
             floor: budget.min_per_user_bps,
             budget: available,
         });
     }
-    let n = active.len();
-    let mut targets: Vec<u64> = Vec::with_capacity(n);
-    let mut reasons: Vec<String> = Vec::with_capacity(n);
-    for (i, a) in active.iter().enumerate() {
-        let k = a.streams.len() as u64;
-        let per_stream = allocate::quantize(
-            alloc.shares[i] / k,
-            budget.step_bps,
-            a.bounds.floor,
-            a.bounds.ceiling,
-        );
-        targets.push(per_stream);
-        reasons.push(active_reason(
-            bw.algorithm,
-            alloc.bounds[i],
-            alloc.shares[i],
-            a.bounds,
-            k,
-            n,
-            available,
-            alloc.overloaded,
-        ));
-    }
-    // Hysteresis: keep a current value close to the target. Values below their target are kept
-    // first (that frees budget); a value above its target is kept only while the total stays
-    // within the budget.
-    let mut total: u64 = targets
+    let share: Vec<u64> = active
         .iter()
-        .zip(&active)
-        .map(|(t, a)| t * a.streams.len() as u64)
-        .sum();
-    for keep_higher in [false, true] {
-        for (i, a) in active.iter().enumerate() {
-            let new = targets[i];
-            let Ok(cur) = u64::try_from(a.current) else {
-                continue;
-            };
-            if cur == 0
-                || cur == new
-                || (cur > new) != keep_higher
-                || cur < a.bounds.floor
-                || cur > a.bounds.ceiling
-                || !allocate::within_hysteresis(cur, new, bw.hysteresis_percent)
-            {
-                continue;
-            }
+        .zip(&fair.next_item)
+        .map(|(a, s)| rule::per_stream(*s, &a.demands).max(a.bounds.floor))
+        .collect();
+
+    // 4. Held rates: streams that cannot be pushed keep their rate, the others share what is
+    //    left, each at most its source and its user's share; the pushes follow from them.
+    let threshold = daemon.push_up_threshold_percent;
+    let grace_ends = memory
+        .last_stop()
+        .map(|t| t + STOP_GRACE)
+        .filter(|end| *end > now);
+    let running: Vec<Vec<rule::Running>> = active
+        .iter()
+        .zip(&share)
+        .map(|(a, &share)| {
             let k = a.streams.len() as u64;
-            if cur < new {
-                total -= (new - cur) * k;
-            } else if total + (cur - new) * k <= available {
-                total += (cur - new) * k;
-            } else {
-                continue;
+            (0..a.streams.len())
+                .map(|j| {
+                    let s = &a.streams[j];
+                    let pushable =
+                        daemon.push.down() && s.supports_push && a.uncontrolled[j].is_none();
+                    rule::Running {
+                        rate: a.rates[j],
+                        cap: s.source.map_or(share, |src| src.min(share)),
+                        floor: a.bounds.floor,
+                        weight_milli: (a.claimant.weight_milli / k).max(1),
+                        down: pushable,
+                        up: pushable
+                            && daemon.push.up()
+                            && a.cooled[j]
+                            && grace_ends.is_none()
+                            && s.source.is_some(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let flat: Vec<rule::Running> = running.iter().flatten().copied().collect();
+    let mut held = rule::held_rates(&flat, b, unmanaged_bps, threshold).into_iter();
+    let held: Vec<Vec<(u64, Option<Direction>)>> = running
+        .iter()
+        .map(|r| held.by_ref().take(r.len()).collect())
+        .collect();
+    let held_total: u64 = unmanaged_bps + held.iter().flatten().map(|(h, _)| h).sum::<u64>();
+    // What each stream counts for in the other users' limits: a pushable one at most at its
+    // share, since it is pushed down when another user's next item needs the room.
+    let counted: Vec<Vec<u64>> = held
+        .iter()
+        .zip(&running)
+        .map(|(h, r)| {
+            h.iter()
+                .zip(r)
+                .map(|((h, _), r)| if r.down { (*h).min(r.cap) } else { *h })
+                .collect()
+        })
+        .collect();
+    let counted_total: u64 = unmanaged_bps + counted.iter().flatten().sum::<u64>();
+    // When a stream held low waits only for its cooldown or the grace after a stop, plan
+    // again when they end.
+    let wake_at = active
+        .iter()
+        .zip(&running)
+        .flat_map(|(a, r)| a.cooldown_ends.iter().zip(r))
+        .filter(|(_, r)| {
+            r.down && daemon.push.up() && rule::worth_raising(r.rate, r.cap, threshold)
+        })
+        .filter_map(|(ends, _)| match (*ends, grace_ends) {
+            (None, None) => None,
+            (a, b) => a.max(b),
+        })
+        .min();
+
+    // 5. Each active user's limit beside what the others hold.
+    let mut decisions: Vec<Decision> = Vec::with_capacity(snapshot.users.len());
+    for (i, a) in active.iter().enumerate() {
+        let least = counted[i].iter().copied().min().unwrap_or(0);
+        let most = held[i].iter().map(|(h, _)| *h).max().unwrap_or(0);
+        // The user's next item replaces one of its streams: the one that holds least is the
+        // worst case.
+        let others = counted_total - least;
+        let (exact, term) = rule::active_limit(share[i], b, others, a.bounds.floor);
+        let pushes = held[i].iter().any(|(_, d)| d.is_some());
+        let limit = quantize_keeping(exact, step, a.bounds, most);
+        let k = a.streams.len() as u64;
+        let mut target = limit;
+        let mut reason = active_reason(
+            bw.algorithm,
+            term,
+            fair.bounds[i],
+            share[i],
+            a.bounds,
+            others,
+            claimants.len(),
+            available,
+            fair.overloaded,
+        );
+        for (j, (h, direction)) in held[i].iter().enumerate() {
+            if let Some(d) = direction {
+                let why = if a.streams[j].source == Some(*h) {
+                    ", its source rate"
+                } else {
+                    ""
+                };
+                reason = format!(
+                    "{reason}; stream pushed {} to {}{why}",
+                    d.label(),
+                    fmt_mbps(*h)
+                );
             }
-            targets[i] = cur;
-            reasons[i] = format!(
+        }
+        if let Some(cur) = kept(a.current, target, a.bounds, bw.hysteresis_percent)
+            .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
+        {
+            reason = format!(
                 "kept: {} is within {}% of the computed {}",
                 fmt_mbps(cur),
                 bw.hysteresis_percent,
-                fmt_mbps(new)
+                fmt_mbps(target)
             );
+            target = cur;
         }
-    }
-
-    // 4. Committed bandwidth and the join share for idle users.
-    let committed: u64 = unmanaged_bps
-        + active
+        if k > 1 {
+            reason = format!("{reason}, for each of {k} streams");
+        }
+        let streams: Vec<StreamRef> = a
+            .streams
             .iter()
-            .zip(&targets)
-            .map(|(a, t)| {
-                a.streams
-                    .iter()
-                    .map(|s| s.rate.unwrap_or(0).max(*t))
-                    .sum::<u64>()
+            .zip(&held[i])
+            .enumerate()
+            .map(|(j, (s, &(h, direction)))| StreamRef {
+                session_id: s.session_id.clone(),
+                item_id: s.item_id.clone(),
+                device: s.device.clone(),
+                source: s.source,
+                rate: s.rate,
+                supports_push: s.supports_push,
+                held: h,
+                // The client re-negotiates at most the bitrate sent (and keeps it as its own
+                // maximum), so it carries exactly the held rate.
+                push: direction.map(|direction| Push {
+                    direction,
+                    bitrate: h,
+                }),
+                uncontrolled: a.uncontrolled[j],
+                start_bound: a.start_bounds[j],
             })
-            .sum::<u64>();
-    let headroom = budget.budget_bps.saturating_sub(committed);
-    let mut decisions: Vec<Decision> = active
-        .iter()
-        .zip(targets.iter().zip(reasons))
-        .map(|(a, (t, reason))| {
-            let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
-            endpoints.sort_unstable();
-            endpoints.dedup();
-            Decision {
-                user_id: a.user.key(),
-                user_name: a.user.display_name().to_string(),
-                role: Role::Active {
-                    streams: a.streams.len() as u32,
-                },
-                endpoints,
-                stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
-                streams: a
-                    .streams
-                    .iter()
-                    .map(|s| StreamRef {
-                        session_id: s.session_id.clone(),
-                        rate: s.rate,
-                        supports_push: s.supports_push,
-                    })
-                    .collect(),
-                current: a.current,
-                target: *t as i64,
-                reason,
-            }
-        })
-        .collect();
+            .collect();
+        let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        decisions.push(Decision {
+            user_id: a.user.key(),
+            user_name: a.user.display_name().to_string(),
+            role: Role::Active { streams: k as u32 },
+            endpoints,
+            stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
+            streams,
+            current: a.current,
+            target: target as i64,
+            reason,
+        });
+    }
     decisions.sort_by_key(|d| d.user_name.to_lowercase());
 
+    // 6. The join share for idle users: the fair share with one more claimant, beside what
+    //    the streams will hold once the newcomer is there (the pushable ones at most at their
+    //    user's share with one more, since they are pushed down when it starts).
+    // A newcomer whose client cannot be pushed keeps its first rate for the whole item (an
+    // episode, a film), so it gets the share it would have once more users arrive: at least
+    // one more, or as many as streamed at once on average lately; and it leaves those users
+    // at least their floors.
+    let expected = memory.mean_claimants(now);
+    let phantom = Claimant {
+        weight_milli: 1000,
+        floor: budget.min_per_user_bps,
+        ceiling: MAX_JELLYFIN_LIMIT_BPS,
+        demand: MAX_JELLYFIN_LIMIT_BPS,
+    };
+    let join_for = |newcomer: Claimant, fixed: bool| -> (u64, u64) {
+        let mut with = claimants.clone();
+        with.push(newcomer);
+        let shares = rule::fair_shares(bw.algorithm, &with, available);
+        let beside: u64 = active
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                let cap = rule::per_stream(shares.next_item[i], &a.demands).max(a.bounds.floor);
+                held[i]
+                    .iter()
+                    .zip(&running[i])
+                    .map(move |((h, _), r)| if r.down { (*h).min(cap) } else { *h })
+            })
+            .sum();
+        let mut share = shares.next_item.last().copied().unwrap_or(0);
+        let mut reserved = 0;
+        if fixed {
+            let floor_more = usize::from(!claimants.is_empty());
+            let more = expected.saturating_sub(claimants.len() + 1).max(floor_more);
+            with.extend(std::iter::repeat_n(phantom, more));
+            share = share
+                .min(rule::fair_shares(bw.algorithm, &with, available).next_item[claimants.len()]);
+            reserved = phantom.floor * more as u64;
+        }
+        (share, unmanaged_bps + beside + reserved)
+    };
     let active_ids: std::collections::HashSet<String> =
         decisions.iter().map(|d| d.user_id.clone()).collect();
-    let mut join_cache: HashMap<(u64, u64, u64), u64> = HashMap::new();
+    let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
     let mut idle: Vec<Decision> = Vec::new();
     let mut sorted_users: Vec<&User> = snapshot.users.iter().collect();
     sorted_users.sort_by_key(|u| u.display_name().to_lowercase());
@@ -537,49 +875,51 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
         }
         let current = u.remote_limit();
         let original = ledger.original(&uid).unwrap_or(current);
-        let b = bounds(settings, original, snapshot.server_limit);
+        let bounds = bounds(settings, original, snapshot.server_limit);
         let weight = allocate::weight_milli(bw.priority.weight(u.display_name(), u.is_admin()));
-        let fair = *join_cache
-            .entry((weight, b.floor, b.ceiling))
-            .or_insert_with(|| {
-                let mut with_newcomer = claimants.clone();
-                with_newcomer.push(Claimant {
-                    weight_milli: weight,
-                    floor: b.floor,
-                    ceiling: b.ceiling,
-                    demand: b.ceiling,
-                });
-                *allocate::allocate(bw.algorithm, &with_newcomer, available)
-                    .shares
-                    .last()
-                    .expect("newcomer share")
-            });
-        let join = fair.min(headroom).max(b.floor);
-        let mut target = allocate::quantize(join, budget.step_bps, b.floor, b.ceiling);
-        let mut reason = format!(
-            "join share: min(fair share with one more {}, headroom {}), floor {}",
-            fmt_mbps(fair),
-            fmt_mbps(headroom),
-            fmt_mbps(b.floor)
-        );
-        if target == b.ceiling && join > b.ceiling {
-            reason = format!("join share capped by {}", ceiling_label(b.source));
-        }
-        if current > 0 {
-            let cur = current as u64;
-            if cur != target
-                && cur >= b.floor
-                && cur <= b.ceiling
-                && allocate::within_hysteresis(cur, target, bw.hysteresis_percent)
-            {
-                reason = format!(
-                    "kept: {} is within {}% of the join share {}",
-                    fmt_mbps(cur),
-                    bw.hysteresis_percent,
-                    fmt_mbps(target)
-                );
-                target = cur;
-            }
+        let newcomer = Claimant {
+            weight_milli: weight,
+            floor: bounds.floor,
+            ceiling: bounds.ceiling,
+            demand: bounds.ceiling,
+        };
+        // Known from its last stream; a user never seen streaming is given the benefit.
+        let fixed = memory.user_pushable(&uid) != Some(true) || !daemon.push.down();
+        let (with_one_more, beside) = *join_cache
+            .entry((weight, bounds.floor, bounds.ceiling, fixed))
+            .or_insert_with(|| join_for(newcomer, fixed));
+        let (exact, term) = rule::join_share(with_one_more, b, beside, bounds.floor);
+        let mut target = allocate::quantize(exact, step, bounds.floor, bounds.ceiling);
+        let mut reason = match term {
+            _ if target == bounds.ceiling && exact > bounds.ceiling => format!(
+                "join share capped by {} of {}",
+                ceiling_label(bounds.source),
+                fmt_mbps(bounds.ceiling)
+            ),
+            rule::Term::Share => format!(
+                "join share: the fair share with one more, {} of {}",
+                fmt_mbps(with_one_more),
+                fmt_mbps(available)
+            ),
+            rule::Term::Headroom => format!(
+                "join share: the headroom beside {} held by remote streams",
+                fmt_mbps(beside)
+            ),
+            rule::Term::Floor => format!(
+                "join share: the floor, {} held by remote streams leave less",
+                fmt_mbps(beside)
+            ),
+        };
+        if let Some(cur) = kept(current, target, bounds, bw.hysteresis_percent)
+            .filter(|&c| c <= target || c <= b.saturating_sub(beside))
+        {
+            reason = format!(
+                "kept: {} is within {}% of the join share {}",
+                fmt_mbps(cur),
+                bw.hysteresis_percent,
+                fmt_mbps(target)
+            );
+            target = cur;
         }
         idle.push(Decision {
             user_id: uid,
@@ -595,7 +935,7 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
     }
     decisions.extend(idle);
 
-    // 5. Users jellydemon changed but no longer manages get their original back.
+    // 7. Users jellydemon changed but no longer manages get their original back.
     for (uid, entry) in ledger.entries() {
         let Some(u) = users.get(uid) else {
             continue;
@@ -618,14 +958,28 @@ pub fn plan(snapshot: &Snapshot, ledger: &Ledger, settings: &Settings) -> Plan {
 
     Plan {
         algorithm: bw.algorithm,
-        budget: budget.budget_bps,
+        budget: b,
         unmanaged_bps,
-        committed,
-        overloaded: alloc.overloaded,
+        held: held_total,
+        streaming,
+        overloaded: fair.overloaded,
+        wake_at,
         decisions,
         sessions: views,
         warnings,
     }
+}
+
+/// The current value, when the hysteresis keeps it instead of `target`: close enough, within
+/// the bounds, and not 0 ("server default" is never close to anything). The caller adds the
+/// rule's own condition (never past the headroom).
+fn kept(current: i64, target: u64, b: Bounds, percent: f64) -> Option<u64> {
+    let cur = u64::try_from(current).ok()?;
+    (cur != target
+        && cur >= b.floor
+        && cur <= b.ceiling
+        && allocate::within_hysteresis(cur, target, percent))
+    .then_some(cur)
 }
 
 fn ceiling_label(source: CeilingSource) -> &'static str {
@@ -637,40 +991,48 @@ fn ceiling_label(source: CeilingSource) -> &'static str {
     }
 }
 
+/// Which term bound an active user's limit, in words.
 #[allow(clippy::too_many_arguments)]
 fn active_reason(
     algorithm: Algorithm,
+    term: rule::Term,
     bound: Bound,
     share: u64,
     b: Bounds,
-    streams: u64,
+    held_by_others: u64,
     claimants: usize,
     available: u64,
     overloaded: bool,
 ) -> String {
-    let what = match bound {
-        Bound::Fair => format!(
-            "{} share {} of {} among {claimants}",
-            algorithm,
-            fmt_mbps(share),
-            fmt_mbps(available)
+    match term {
+        rule::Term::Headroom => format!(
+            "headroom beside {} held by others",
+            fmt_mbps(held_by_others)
         ),
-        Bound::Floor if overloaded => format!(
-            "floor {} (overload: floors exceed the budget)",
+        rule::Term::Floor if overloaded => format!(
+            "floor {}: overload, the floors exceed the budget",
             fmt_mbps(b.floor)
         ),
-        Bound::Floor => format!("floor {}", fmt_mbps(b.floor)),
-        Bound::Ceiling => format!(
-            "capped by {} ({})",
+        rule::Term::Floor => format!(
+            "floor {}: {} held by others leave less",
+            fmt_mbps(b.floor),
+            fmt_mbps(held_by_others)
+        ),
+        rule::Term::Share if share >= b.ceiling => format!(
+            "capped by {} of {}",
             ceiling_label(b.source),
             fmt_mbps(b.ceiling)
         ),
-        Bound::Demand => format!("its demand {}", fmt_mbps(share)),
-    };
-    if streams > 1 {
-        format!("{what}, split over {streams} streams")
-    } else {
-        what
+        rule::Term::Share => match (algorithm, bound) {
+            (Algorithm::Demand, Bound::Demand) => {
+                format!("its demand {}", fmt_mbps(share))
+            }
+            _ => format!(
+                "fair share {} of {} among {claimants}",
+                fmt_mbps(share),
+                fmt_mbps(available)
+            ),
+        },
     }
 }
 

@@ -15,7 +15,7 @@ use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
-use crate::plan::{self, Decision, Plan, Role, Snapshot, fmt_mbps};
+use crate::plan::{self, Decision, Memory, Plan, Push, Role, Snapshot, StreamRef, fmt_mbps};
 
 pub use crate::sync::lock;
 
@@ -111,6 +111,8 @@ pub struct Outcome {
     pub decision: Decision,
     /// `None`: nothing to write (or dry run).
     pub write: Option<WriteOutcome>,
+    /// The pushes sent, with their result (empty in a dry run).
+    pub pushes: Vec<(Push, Result<(), String>)>,
 }
 
 /// The result of one pass.
@@ -158,10 +160,13 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
 }
 
 /// Compute the plan for a snapshot: note hand changes in the ledger (saved unless `dry_run`),
-/// then plan. Shared by [`reconcile_once`] and the daemon's engine.
+/// then plan with the daemon's `memory` at `now` (one-shot passes give an empty one). Shared by
+/// [`reconcile_once`] and the daemon's engine.
 pub fn plan_snapshot(
     fetched: &Fetched,
     ledger: &Mutex<Ledger>,
+    memory: &Memory,
+    now: std::time::Duration,
     settings: &Settings,
     dry_run: bool,
 ) -> Result<Plan, PassError> {
@@ -177,6 +182,8 @@ pub fn plan_snapshot(
             ranges: &fetched.ranges,
         },
         &l,
+        memory,
+        now,
         settings,
     );
     drop(l);
@@ -187,10 +194,11 @@ pub fn plan_snapshot(
         target: "jellydemon::bandwidth",
         algorithm = %plan.algorithm,
         budget = %fmt_mbps(plan.budget),
-        allocated = %fmt_mbps(plan.allocated()),
-        committed = %fmt_mbps(plan.committed),
-        remote_users = plan.decisions.iter().filter(|d| matches!(d.role, Role::Active { .. })).count(),
+        streaming = %fmt_mbps(plan.streaming),
+        held = %fmt_mbps(plan.held),
+        remote_users = plan.claimants(),
         changes = plan.decisions.iter().filter(|d| d.needs_write()).count(),
+        pushes = plan.push_count(),
         dry_run,
         decisions = %plan.summary(),
         "planned"
@@ -198,7 +206,8 @@ pub fn plan_snapshot(
     Ok(plan)
 }
 
-/// One pass: fetch, plan, write. With `dry_run` nothing is written, not even the ledger.
+/// One pass: fetch, plan, write, push. With `dry_run` nothing is written, not even the ledger,
+/// and nothing is pushed.
 pub async fn reconcile_once(
     client: &Client,
     settings: &Settings,
@@ -206,7 +215,14 @@ pub async fn reconcile_once(
     dry_run: bool,
 ) -> Result<PassReport, PassError> {
     let fetched = fetch(client, settings).await?;
-    let plan = plan_snapshot(&fetched, ledger, settings, dry_run)?;
+    let plan = plan_snapshot(
+        &fetched,
+        ledger,
+        &Memory::default(),
+        std::time::Duration::ZERO,
+        settings,
+        dry_run,
+    )?;
     let mut outcomes = Vec::with_capacity(plan.decisions.len());
     for d in &plan.decisions {
         let write = if !d.needs_write() || dry_run {
@@ -214,9 +230,23 @@ pub async fn reconcile_once(
         } else {
             Some(apply(client, ledger, d).await)
         };
+        let mut pushes = Vec::new();
+        // A push makes the stream re-negotiate under the user's limit: only once the limit is
+        // in place.
+        if !dry_run
+            && matches!(
+                write,
+                None | Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
+            )
+        {
+            for (s, p) in d.pushes() {
+                pushes.push((p, push(client, d, s, p).await));
+            }
+        }
         outcomes.push(Outcome {
             decision: d.clone(),
             write,
+            pushes,
         });
     }
     Ok(PassReport {
@@ -224,6 +254,38 @@ pub async fn reconcile_once(
         outcomes,
         dry_run,
     })
+}
+
+/// Send one `SetMaxStreamingBitrate` and log it.
+pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Result<(), String> {
+    let direction = p.direction.label();
+    match client
+        .set_max_streaming_bitrate(&s.session_id, p.bitrate)
+        .await
+    {
+        Ok(()) => {
+            info!(
+                target: "jellydemon::jellyfin",
+                user = %anon::user(&d.user_name),
+                session = %anon::session(&s.session_id),
+                direction,
+                bitrate = %fmt_mbps(p.bitrate),
+                rate = %s.rate.map(fmt_mbps).unwrap_or_else(|| "unknown".into()),
+                "pushed SetMaxStreamingBitrate"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            warn!(
+                target: "jellydemon::jellyfin",
+                user = %anon::user(&d.user_name),
+                session = %anon::session(&s.session_id),
+                direction,
+                "push failed: {e}"
+            );
+            Err(e.to_string())
+        }
+    }
 }
 
 /// Write one decision: read the user again, record the original and the intent in the ledger

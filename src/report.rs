@@ -49,11 +49,11 @@ fn render(rows: &[Vec<String>]) -> String {
 pub fn pass_table(report: &PassReport) -> String {
     let p = &report.plan;
     let mut out = format!(
-        "algorithm {}  budget {}  allocated {}  committed {}{}\n",
+        "algorithm {}  budget {}  streaming {}  held after pushes {}{}\n",
         p.algorithm,
         fmt_mbps(p.budget),
-        fmt_mbps(p.allocated()),
-        fmt_mbps(p.committed),
+        fmt_mbps(p.streaming),
+        fmt_mbps(p.held),
         if p.unmanaged_bps > 0 {
             format!("  unmanaged remote streams {}", fmt_mbps(p.unmanaged_bps))
         } else {
@@ -84,16 +84,12 @@ pub fn pass_table(report: &PassReport) -> String {
                     .collect::<Vec<_>>()
                     .join(","),
                 streams.to_string(),
-                if d.stream_rate > 0 {
-                    fmt_mbps(d.stream_rate)
-                } else {
-                    "unknown".into()
-                },
+                rate_cell(d),
             ),
             Role::Idle => ("idle".into(), "0".into(), "-".into()),
             Role::Release => ("unmanaged".into(), "-".into(), "-".into()),
         };
-        let action = match (&o.write, d.needs_write(), report.dry_run) {
+        let mut action = match (&o.write, d.needs_write(), report.dry_run) {
             (_, false, _) => "unchanged".to_string(),
             (None, true, true) => "would write".to_string(),
             (None, true, false) => "pending".to_string(),
@@ -102,6 +98,25 @@ pub fn pass_table(report: &PassReport) -> String {
             (Some(WriteOutcome::Skipped(why)), _, _) => format!("skipped: {why}"),
             (Some(WriteOutcome::Failed(why)), _, _) => format!("FAILED: {why}"),
         };
+        if report.dry_run {
+            for (_, p) in d.pushes() {
+                action.push_str(&format!(
+                    ", would push {} to {}",
+                    p.direction.label(),
+                    fmt_mbps(p.bitrate)
+                ));
+            }
+        }
+        for (p, result) in &o.pushes {
+            action.push_str(&match result {
+                Ok(()) => format!(
+                    ", pushed {} to {}",
+                    p.direction.label(),
+                    fmt_mbps(p.bitrate)
+                ),
+                Err(e) => format!(", push {} FAILED: {e}", p.direction.label()),
+            });
+        }
         rows.push(vec![
             anon::user(&d.user_name).to_string(),
             from,
@@ -121,6 +136,19 @@ pub fn pass_table(report: &PassReport) -> String {
         out.push_str("dry run: nothing was written\n");
     }
     out
+}
+
+/// The RATE cell: the streams' current rate, and what ignores limits.
+fn rate_cell(d: &crate::plan::Decision) -> String {
+    let mut cell = if d.stream_rate > 0 {
+        fmt_mbps(d.stream_rate)
+    } else {
+        "unknown".into()
+    };
+    if d.streams.iter().any(|s| s.uncontrolled.is_some()) {
+        cell.push_str(" (ignores limits)");
+    }
+    cell
 }
 
 /// The table `restore` prints.

@@ -6,9 +6,10 @@
 //!   Jellyfin; active streamers go first, then idle users, then users being released.
 //! * A failed write is retried with exponential backoff (capped), re-derived from the latest
 //!   plan each time.
-//! * After a write that lowered an active user's limit below a running stream's rate, the
-//!   stream's session is sent `SetMaxStreamingBitrate` (if `daemon.push` and the session lists
-//!   the command) so it re-negotiates now rather than at its next item. Never to raise a rate.
+//! * The plan's pushes (`SetMaxStreamingBitrate`, down or up; see `crate::plan`) are sent once
+//!   the user's new limit is in place, since the stream re-negotiates under it; each one sent is
+//!   reported back to the engine (the push cooldown and the check for clients that ignore
+//!   pushes live in its memory).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -19,15 +20,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::anon;
 use crate::engine::Shared;
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
-use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
-use crate::reconcile::{WriteOutcome, apply};
+use crate::reconcile::{WriteOutcome, apply, push};
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -36,11 +36,20 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Replace whatever is pending with the decisions of the latest plan that need a write.
+    /// Replace whatever is pending with the decisions of the latest plan that need a write or
+    /// a push.
     pub fn submit(&self, decisions: Vec<Decision>) {
-        let todo: Vec<Decision> = decisions.into_iter().filter(|d| d.needs_write()).collect();
+        let todo: Vec<Decision> = decisions.into_iter().filter(|d| d.has_work()).collect();
         let _ = self.tx.send(todo);
     }
+}
+
+/// A push the writer sent, reported to the engine.
+#[derive(Debug, Clone)]
+pub struct PushSent {
+    pub session_id: String,
+    pub bitrate: u64,
+    pub at: Instant,
 }
 
 struct Pending {
@@ -73,7 +82,7 @@ pub fn spawn(
     client: Client,
     ledger: Arc<Mutex<Ledger>>,
     max_per_second: u32,
-    push: bool,
+    pushed: mpsc::UnboundedSender<PushSent>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
@@ -81,7 +90,7 @@ pub fn spawn(
     let limiter = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
     ));
-    let task = tokio::spawn(run(client, ledger, limiter, push, rx, shared, shutdown));
+    let task = tokio::spawn(run(client, ledger, limiter, pushed, rx, shared, shutdown));
     (WriterHandle { tx }, task)
 }
 
@@ -89,7 +98,7 @@ async fn run(
     client: Client,
     ledger: Arc<Mutex<Ledger>>,
     limiter: DefaultDirectRateLimiter,
-    push: bool,
+    pushed: mpsc::UnboundedSender<PushSent>,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -123,23 +132,30 @@ async fn run(
             else {
                 break;
             };
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                _ = limiter.until_ready() => {}
-            }
-            // A newer plan may have arrived while we waited for the limiter.
-            while let Ok(plan) = rx.try_recv() {
-                replace(&mut pending, plan);
+            if pending[&user].decision.needs_write() {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    _ = limiter.until_ready() => {}
+                }
+                // A newer plan may have arrived while we waited for the limiter.
+                while let Ok(plan) = rx.try_recv() {
+                    replace(&mut pending, plan);
+                }
             }
             let Some(p) = pending.get(&user) else {
                 continue;
             };
             let d = p.decision.clone();
-            let outcome = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                o = apply(&client, &ledger, &d) => o,
+            let outcome = if d.needs_write() {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    o = apply(&client, &ledger, &d) => o,
+                }
+            } else {
+                // Only pushes: the limit is in place already.
+                WriteOutcome::AlreadySet
             };
             match outcome {
                 WriteOutcome::Failed(e) => {
@@ -161,11 +177,26 @@ async fn run(
                     }
                     if other == WriteOutcome::Written {
                         stats.policy_writes.inc();
-                        if push {
-                            push_lower_limit(&client, &d, stats).await;
-                        }
-                    } else {
+                    } else if d.needs_write() {
                         debug!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), outcome = ?other, "not written");
+                    }
+                    // The limit is in place (or a hand change made the plan stale: then no push).
+                    if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {
+                        for (s, p) in d.pushes() {
+                            let sent = tokio::select! {
+                                biased;
+                                _ = shutdown.cancelled() => return,
+                                r = push(&client, &d, s, p) => r,
+                            };
+                            if sent.is_ok() {
+                                stats.push(p.direction);
+                                let _ = pushed.send(PushSent {
+                                    session_id: s.session_id.clone(),
+                                    bitrate: p.bitrate,
+                                    at: Instant::now(),
+                                });
+                            }
+                        }
                     }
                 }
             }
@@ -201,29 +232,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Send `SetMaxStreamingBitrate` to each of the user's streams that runs above the new limit
-/// and whose client lists the command.
-async fn push_lower_limit(client: &Client, d: &Decision, stats: &Metrics) {
-    if !matches!(d.role, Role::Active { .. }) || d.target <= 0 {
-        return;
-    }
-    let limit = d.target as u64;
-    for s in &d.streams {
-        if !s.supports_push || s.rate.is_none_or(|r| r <= limit) {
-            continue;
-        }
-        match client.set_max_streaming_bitrate(&s.session_id, limit).await {
-            Ok(()) => {
-                stats.pushes.inc();
-                info!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), session = %anon::session(&s.session_id), limit, "pushed SetMaxStreamingBitrate");
-            }
-            Err(e) => {
-                warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), session = %anon::session(&s.session_id), "push failed: {e}")
-            }
-        }
     }
 }
 

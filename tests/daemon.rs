@@ -33,8 +33,9 @@ async fn a_playback_start_webhook_leads_to_new_limits() {
         .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
     let r = d.hook(&event("PlaybackStart", &alice, &s)).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    // alice is active alone: 55 Mbps; committed = 55, so bob (idle) drops to the floor.
-    eventually("bob lowered to the floor", || h.fake.limit(&bob) == 2 * M).await;
+    // alice is active alone: her next item may have all 55 Mbps. bob (idle, never seen
+    // streaming) gets the share he would have with one more user after him, (55 - 8.8) / 2.
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
     assert_eq!(h.fake.limit(&alice), 55 * M);
     assert_eq!(h.fake.count(&Method::GET, "/Sessions"), polls_before + 1);
     let st = d.state().await;
@@ -132,7 +133,7 @@ async fn a_missed_playback_stop_is_repaired_by_the_poll() {
     let d = h
         .daemon("poll_interval = \"1s\"\ndebounce = \"50ms\"")
         .await;
-    eventually("bob at the floor", || h.fake.limit(&bob) == 2 * M).await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
     // The client vanishes without a PlaybackStop.
     h.fake.remove_session(&s);
     eventually("bob back to the join share", || {
@@ -184,7 +185,7 @@ async fn jellyfin_failing_or_hanging_does_not_stop_the_daemon_and_it_converges()
             "a short outage is not unhealthy"
         );
         h.fake.clear_faults();
-        eventually("converged after recovery", || h.fake.limit(&bob) == 2 * M).await;
+        eventually("converged after recovery", || h.fake.limit(&bob) == 23 * M).await;
         assert_eq!(h.fake.limit(&alice), 55 * M);
         d.stop().await;
     }
@@ -299,16 +300,16 @@ async fn reconcile_only_mode_polls_and_refuses_webhooks() {
         .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
     h.fake
         .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
-    eventually("the poll notices alice", || h.fake.limit(&bob) == 2 * M).await;
+    eventually("the poll notices alice", || h.fake.limit(&bob) == 23 * M).await;
     assert_eq!(d.state().await["mode"], "reconcile-only");
     d.stop().await;
 }
 
 #[tokio::test]
-async fn a_lowered_limit_is_pushed_to_sessions_that_support_it() {
+async fn a_stream_over_the_budget_is_pushed_down_if_its_client_supports_it() {
     let (h, alice, bob) = two_users().await;
-    // alice runs 40 Mbps on the web client (which lists SetMaxStreamingBitrate) and 30 Mbps
-    // on Android TV (which does not).
+    // alice runs 40 Mbps on the web client (which lists SetMaxStreamingBitrate) and bob 30
+    // Mbps on Android TV (which does not): 70 on a 55 Mbps budget.
     let web = h
         .fake
         .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
@@ -320,9 +321,11 @@ async fn a_lowered_limit_is_pushed_to_sessions_that_support_it() {
     h.fake
         .start_playback(&tv, Playback::direct("B", Some(30 * M), None));
     let d = h.daemon("debounce = \"50ms\"").await;
-    // Each gets 27.5: below both running rates.
+    // The fair share is 27.5 each. bob's stream keeps its 30 until his next item, so alice's
+    // is pushed down to the 25 left beside it, and her limit is that; bob's next item gets
+    // his share.
     eventually("limits written", || {
-        h.fake.limit(&alice) == 27_500_000 && h.fake.limit(&bob) == 27_500_000
+        h.fake.limit(&alice) == 25 * M && h.fake.limit(&bob) == 27_500_000
     })
     .await;
     eventually("push sent", || {
@@ -339,13 +342,17 @@ async fn a_lowered_limit_is_pushed_to_sessions_that_support_it() {
         .unwrap();
     assert_eq!(
         cmd.body.unwrap(),
-        serde_json::json!({"Name": "SetMaxStreamingBitrate", "Arguments": {"Bitrate": "27500000"}})
+        serde_json::json!({"Name": "SetMaxStreamingBitrate", "Arguments": {"Bitrate": "25000000"}})
     );
+    assert_eq!(h.fake.stream_rate(&alice), 25 * M);
     assert_eq!(
         h.fake
             .count(&Method::POST, &format!("/Sessions/{tv}/Command")),
         0
     );
+    let st = d.state().await;
+    assert_eq!(st["writes"]["pushes"]["down"], 1);
+    assert_eq!(st["writes"]["pushes"]["up"], 0);
     d.stop().await;
 }
 
@@ -356,7 +363,7 @@ async fn shutdown_restores_every_original() {
     let originals = common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("").await;
-    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     let out = d.stop().await;
     assert_eq!(out.restore_failures, 0);
     common::assert_originals(&h.fake, &originals);
@@ -411,7 +418,7 @@ async fn sigterm_restores_every_original_and_exits_0() {
     let originals = common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let mut child = spawn_binary(&h, "");
-    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     signal(&child, "-TERM");
     let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
         .await
@@ -428,7 +435,7 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
     let ids = mixed_scenario(&fake);
     let h = Harness::start(fake, "", "").await;
     let mut child = spawn_binary(&h, "shutdown_timeout = \"2s\"");
-    eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     h.fake.add_fault(jellydemon::fake::Fault {
         method: None,
         path_prefix: None,
@@ -510,7 +517,7 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
     d.hook(&event("PlaybackStart", &alice, &s)).await;
     d.hook(&event("PlaybackProgress", &alice, &s)).await;
     d.hook("garbage").await;
-    eventually("bob lowered", || h.fake.limit(&bob) == 2 * M).await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
     d.wait_for(|st| st["writes"]["pending"] == 0).await;
 
     let r = d
@@ -544,7 +551,10 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
     };
     assert_eq!(value("jellydemon_budget_bps", &[]), 55e6);
     assert_eq!(value("jellydemon_claimants", &[]), 1.0);
-    assert_eq!(value("jellydemon_allocated_bps", &[]), 55e6);
+    assert_eq!(value("jellydemon_held_bps", &[]), 8e6);
+    assert_eq!(value("jellydemon_streaming_bps", &[]), 8e6);
+    assert_eq!(value("jellydemon_uncontrolled_streams", &[]), 0.0);
+    assert_eq!(value("jellydemon_item_starts_total", &[]), 1.0);
     assert_eq!(value("jellydemon_overloaded", &[]), 0.0);
     assert_eq!(
         value(
@@ -558,7 +568,7 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
             "jellydemon_user_limit_bps",
             &[("user", "bob"), ("role", "idle")]
         ),
-        2e6
+        23e6
     );
     assert_eq!(
         value("jellydemon_user_stream_rate_bps", &[("user", "alice")]),
@@ -607,6 +617,7 @@ fn the_grafana_dashboard_uses_only_metrics_that_exist() {
     m.user_limit_bps.get_or_create(&u).set(1);
     m.user_stream_rate_bps.get_or_create(&u).set(1);
     m.event("PlaybackStart", "accepted");
+    m.push(jellydemon::plan::Direction::Down);
     m.polls
         .get_or_create(&ResultLabels {
             result: "ok".into(),

@@ -48,20 +48,28 @@ async fn equal_sets_the_limits_design_implies() {
     let (h, m) = mixed("algorithm = \"equal\"", "").await;
     let before = other_fields(&h.fake);
     let report = pass(&h, false).await;
-    // Budget 55 Mbps. Admin is held at their own 8 Mbps; alice and bob split the other 47.
-    // Committed = 8 + 23.5 + 23.5 = 55, nothing left: idle users (carol on the LAN, dave
-    // paused, erin) are held at the 2 Mbps floor. guest has no remote access: untouched.
+    // Budget 55 Mbps. Demands (source x 1.1): admin 44.7 but capped at their own 8, alice 22,
+    // bob 22.7: they all fit. The admin's 6 Mbps transcode and bob's 4 Mbps one accept
+    // pushes: they are raised to 8 and to bob's 20.64 Mbps source; bob's next item may take
+    // what the others' demands leave (25). alice (Android TV, cannot be pushed) holds 20; her
+    // next item may take what bob's demand and the admin leave, 24.3, which fits beside the
+    // 28.64 the others hold: 24 after the step. Idle users (carol
+    // on the LAN, dave paused, erin) get the headroom beside the running streams (the
+    // pushable ones counted at their share with one more user), keeping a floor free for one
+    // more user after them: 9. guest has no remote access: untouched.
     assert_eq!(
         limits(&h, &m),
-        [8 * M, 23_500_000, 23_500_000, 2 * M, 2 * M, 2 * M, 0],
+        [8 * M, 24 * M, 25 * M, 9 * M, 9 * M, 9 * M, 0],
         "{}",
         jellydemon::report::pass_table(&report)
     );
     assert_eq!(report.failed_writes(), 0);
     // Every other policy field is exactly as it was, including ones set to unusual values.
     assert_eq!(other_fields(&h.fake), before);
-    // The admin's limit did not change, so it was not written.
+    // The admin's limit did not change, so it was not written; their stream was pushed.
     assert!(h.fake.policy_posts().iter().all(|(id, _)| id != &m.admin));
+    assert_eq!(report.plan.push_count(), 2);
+    assert_eq!(h.fake.stream_rate(&m.bob), 20_640_000);
 }
 
 #[tokio::test]
@@ -73,11 +81,14 @@ async fn priority_sets_the_limits_design_implies() {
     .await;
     h.fake.set_server_limit(30 * M);
     pass(&h, false).await;
-    // Weights admin 2 (capped at its own 8), alice 3, bob 1 over 55 Mbps: alice would get
-    // 3/4 of 47 = 35.25 but users at 0 are capped by the server-wide 30 Mbps; bob gets 17.
+    // Weights admin 2 (capped at its own 8), alice 3, bob 1 over 55 Mbps. alice's next item
+    // could have 30 (3/4 of 47 = 35.25, but users at 0 are capped by the server-wide 30
+    // Mbps), yet only 55 - 8 - 20.64 fits beside the admin and bob once he is raised to his
+    // source: 26. bob's next item: what the admin and alice's demand leave, 25. With one more
+    // user (weight 1) and one after him the newcomer's share is 8.33: 8 after the step.
     assert_eq!(
         limits(&h, &m),
-        [8 * M, 30 * M, 17 * M, 2 * M, 2 * M, 2 * M, 0]
+        [8 * M, 26 * M, 25 * M, 8 * M, 8 * M, 8 * M, 0]
     );
 }
 
@@ -86,13 +97,13 @@ async fn demand_sets_the_limits_design_implies() {
     let (h, m) = mixed("algorithm = \"demand\"", "").await;
     h.fake.set_server_limit(30 * M);
     let report = pass(&h, false).await;
-    // Demands with 1.1 overhead: admin 6 Mbps transcode -> 6.6 (quantized 6.5), alice 20 Mbps
-    // direct play (19.36 video + 0.64 audio) -> 22, bob 4 Mbps transcode -> 4.4 (4.0).
-    // Committed = 6.5 + 22 + 4 = 32.5; headroom 22.5. The fair share of a newcomer is what
-    // the exact demands leave: 55 - 6.6 - 22 - 4.4 = 22. Idle users get min(22, 22.5) = 22.
+    // Demands are the sources x 1.1, not the transcodes' rates: admin 44.7 (capped at 8),
+    // alice 22 (19.36 video + 0.64 selected audio; the commentary track is not streamed), bob
+    // 22.7. Everyone's next item gets its demand (bob's 22.7 is 22.5 after the step); bob
+    // and the admin are raised to what they can use now. Idle users as with `equal`.
     assert_eq!(
         limits(&h, &m),
-        [6_500_000, 22 * M, 4 * M, 22 * M, 22 * M, 22 * M, 0],
+        [8 * M, 22 * M, 22_500_000, 9 * M, 9 * M, 9 * M, 0],
         "{}",
         jellydemon::report::pass_table(&report)
     );
@@ -144,8 +155,9 @@ async fn the_cli_prints_the_table_and_succeeds() {
         "Bob O'Brien",
         "198.51.100.7",
         "2001:db8::10",
-        "23.5 Mbps",
+        "24 Mbps",
         "written",
+        "pushed up to 20.64 Mbps, its source rate",
         "0 (server default)",
         "capped by the user's own limit",
     ] {
@@ -161,7 +173,7 @@ async fn ledger_records_originals_before_writing() {
     pass(&h, false).await;
     let ledger = h.ledger();
     assert_eq!(ledger.original(&m.alice), Some(0));
-    assert_eq!(ledger.get(&m.alice).unwrap().written(), Some(23_500_000));
+    assert_eq!(ledger.get(&m.alice).unwrap().written(), Some(24 * M));
     // Not changed, not recorded.
     assert_eq!(ledger.original(&m.admin), None);
     assert_eq!(ledger.original(&m.guest), None);
@@ -180,8 +192,13 @@ async fn a_hand_change_becomes_the_new_original_and_caps_the_user() {
         10 * M,
         "her own cap is never raised"
     );
-    // bob takes what alice cannot use: 55 - 8 - 10 = 37.
-    assert_eq!(h.fake.limit(&m.bob), 37 * M);
+    // alice's stream still runs at 20 until her next item: bob's next item gets what the
+    // admin and that stream leave, 55 - 8 - 20 = 27 (his fair share beside alice's new cap
+    // would be 37).
+    assert_eq!(h.fake.limit(&m.bob), 27 * M);
+    // The stream running above her new cap was set before it: not a client ignoring limits.
+    let report = pass(&h, true).await;
+    assert!(report.plan.streams().all(|(_, s)| s.uncontrolled.is_none()));
 }
 
 #[tokio::test]

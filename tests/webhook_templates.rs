@@ -188,7 +188,7 @@ async fn a_rendered_template_drives_the_daemon() {
     let r = d.hook(&body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     eventually("bob lowered after alice's start", || {
-        h.fake.limit(&bob) == 2 * M
+        h.fake.limit(&bob) == 23 * M
     })
     .await;
 

@@ -112,8 +112,35 @@ impl Session {
     pub fn is_transcoding(&self) -> bool {
         self.transcoding_info.is_some()
     }
-    /// The stream's real rate: the transcode's output bitrate, else the sum of the item's
-    /// per-stream bitrates, else `None` (unknown; never a guess that looks like data).
+    /// The bitrate of what the session plays, as stored in the library: the video stream plus
+    /// the selected audio stream (`PlayState.AudioStreamIndex`, else the default audio track,
+    /// else the first), bits/s. `None` when Jellyfin reports neither. This is what the user
+    /// would stream without a limit, whatever limit is in force.
+    pub fn source_rate(&self) -> Option<u64> {
+        let streams = &self.now_playing_item.as_ref()?.media_streams;
+        let rate = |s: &MediaStream| s.bit_rate.filter(|b| *b > 0).map(|b| b as u64);
+        let of_type = |t: &'static str| {
+            streams.iter().filter(move |s| {
+                s.stream_type
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(t))
+            })
+        };
+        let video = of_type("Video").find_map(rate);
+        let selected = self.play_state.as_ref().and_then(|p| p.audio_stream_index);
+        let audio = selected
+            .and_then(|i| of_type("Audio").find(|s| s.index == Some(i)))
+            .or_else(|| of_type("Audio").find(|s| s.is_default))
+            .or_else(|| of_type("Audio").next())
+            .and_then(rate);
+        match (video, audio) {
+            (None, None) => None,
+            (v, a) => Some(v.unwrap_or(0) + a.unwrap_or(0)),
+        }
+    }
+    /// The stream's current rate: the transcode's output bitrate while transcoding (bounded by
+    /// the limit in force when it started), else the source rate, else `None` (unknown; never
+    /// a guess that looks like data).
     pub fn stream_rate(&self) -> Option<RateSource> {
         if let Some(b) = self
             .transcoding_info
@@ -123,15 +150,15 @@ impl Session {
         {
             return Some(RateSource::Transcode(b as u64));
         }
-        let sum: i64 = self
-            .now_playing_item
-            .as_ref()?
-            .media_streams
-            .iter()
-            .filter_map(|s| s.bit_rate)
-            .filter(|b| *b > 0)
-            .sum();
-        (sum > 0).then_some(RateSource::MediaStreams(sum as u64))
+        self.source_rate().map(RateSource::MediaStreams)
+    }
+    /// The id of the item playing, normalized, or "" when Jellyfin gives none.
+    pub fn item_key(&self) -> String {
+        self.now_playing_item
+            .as_ref()
+            .and_then(|i| i.id.as_deref())
+            .map(super::normalize_guid)
+            .unwrap_or_default()
     }
     pub fn supports(&self, command: &str) -> bool {
         self.supported_commands.iter().any(|c| c == command)
@@ -176,6 +203,9 @@ pub struct MediaStream {
     #[serde(rename = "Type")]
     pub stream_type: Option<String>,
     pub bit_rate: Option<i64>,
+    /// The stream's index in the file, as `PlayState.AudioStreamIndex` refers to it.
+    pub index: Option<i32>,
+    pub is_default: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -183,6 +213,8 @@ pub struct MediaStream {
 pub struct PlayState {
     pub is_paused: bool,
     pub play_method: Option<String>,
+    /// The audio track the client selected (an index into the item's media streams).
+    pub audio_stream_index: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -96,6 +96,26 @@ fn run_with(
     s: &Settings,
     ledger: &Ledger,
 ) -> Plan {
+    run_at(
+        sessions,
+        users,
+        s,
+        ledger,
+        &Memory::default(),
+        Duration::ZERO,
+        server_limit,
+    )
+}
+
+fn run_at(
+    sessions: &[Session],
+    users: &[User],
+    s: &Settings,
+    ledger: &Ledger,
+    memory: &Memory,
+    now: Duration,
+    server_limit: i64,
+) -> Plan {
     let ranges = jellyfin_default_ranges();
     plan(
         &Snapshot {
@@ -105,8 +125,35 @@ fn run_with(
             ranges: &ranges,
         },
         ledger,
+        memory,
+        now,
         s,
     )
+}
+
+/// The session accepts `SetMaxStreamingBitrate` (the web client).
+fn pushable(mut s: Session) -> Session {
+    s.supported_commands = vec![PUSH_COMMAND.to_string()];
+    s
+}
+
+/// A transcode of `source` at `out`, of the item `item`.
+fn transcode(source: i64, out: i64, item: &str) -> Option<Value> {
+    Some(json!({
+        "NowPlayingItem": {"Id": item, "MediaStreams": [{"Type": "Video", "BitRate": source}]},
+        "TranscodingInfo": {"Bitrate": out}
+    }))
+}
+
+fn decision<'a>(p: &'a Plan, name: &str) -> &'a Decision {
+    p.decisions
+        .iter()
+        .find(|d| d.user_name == name)
+        .unwrap_or_else(|| panic!("no decision for {name}: {:#?}", p.decisions))
+}
+
+fn stream<'a>(p: &'a Plan, name: &str) -> &'a StreamRef {
+    &decision(p, name).streams[0]
 }
 
 fn target(p: &Plan, name: &str) -> i64 {
@@ -127,7 +174,7 @@ fn role(p: &Plan, name: &str) -> Role {
 }
 
 #[test]
-fn equal_split_between_remote_users_and_idle_user_held_at_the_floor() {
+fn remote_users_get_their_next_items_share_and_idle_users_the_join_share() {
     let s = settings("", "");
     let users = [
         user("alice", 0, false),
@@ -139,50 +186,149 @@ fn equal_split_between_remote_users_and_idle_user_held_at_the_floor() {
         session(Some("bob"), "2001:db8::7", direct(8 * M)),
     ];
     let p = run(&sessions, &users, 0, &s);
-    assert_eq!(target(&p, "alice"), 45 * M);
-    assert_eq!(target(&p, "bob"), 45 * M);
+    // Each 8 Mbps stream wants 8.8 with the overhead; the next item of either user could take
+    // what the other leaves, 90 - 8.8 = 81.2, and fits beside the other's 8: 81 after the
+    // 0.5 Mbps step.
+    assert_eq!(target(&p, "alice"), 81 * M);
+    assert_eq!(target(&p, "bob"), 81 * M);
+    assert_eq!(p.held, 16 * M as u64);
+    // carol, never seen streaming, may have a client that cannot be pushed: she gets the
+    // share with one more user after her, (90 - 17.6) / 2 = 36.2, and leaves him his floor.
     assert_eq!(role(&p, "carol"), Role::Idle);
-    // committed = 45 + 45: nothing is left for a newcomer right now, so carol is held at the
-    // floor until the others' next item.
-    assert_eq!(p.committed, 90 * M as u64);
-    assert_eq!(target(&p, "carol"), 2 * M);
-    assert_eq!(p.allocated(), 90 * M as u64);
+    assert_eq!(target(&p, "carol"), 36 * M);
+    assert!(
+        decision(&p, "carol")
+            .reason
+            .contains("fair share with one more")
+    );
 }
 
 #[test]
 fn join_share_uses_what_running_streams_leave() {
-    // demand: alice's 10 Mbps stream takes 11 with overhead; bob idle gets min(fair with one
-    // more, budget - committed).
     let s = settings("algorithm = \"demand\"", "");
     let users = [user("alice", 0, false), user("bob", 0, false)];
     let sessions = [session(Some("alice"), "203.0.113.5", direct(10 * M))];
     let p = run(&sessions, &users, 0, &s);
+    // demand: alice's next item gets its demand, 10 x 1.1.
     assert_eq!(target(&p, "alice"), 11 * M);
-    // committed = max(rate 10, limit 11) = 11; headroom 79; fair share with one more: bob has
-    // no demand cap, alice keeps 11, bob gets 79.
-    assert_eq!(p.committed, 11 * M as u64);
-    assert_eq!(target(&p, "bob"), 79 * M);
+    // bob: with one more after him, (90 - 11) / 2 = 39.5; 90 - 10 - 2 is free.
+    assert_eq!(target(&p, "bob"), 39_500_000);
 }
 
 #[test]
-fn committed_counts_a_running_stream_above_its_new_limit() {
-    // alice runs a 60 Mbps remux; her new limit is lower, but the stream keeps its rate until
-    // her next item, so the newcomer only gets what is really left.
+fn a_remux_alone_plays_at_its_source_and_leaves_the_headroom_to_newcomers() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    let sessions = [session(Some("alice"), "203.0.113.5", direct(70 * M))];
+    let p = run(&sessions, &users, 0, &s);
+    assert!(target(&p, "alice") >= 70 * M);
+    // The remux cannot be pushed: a newcomer gets the 20 Mbps beside it, less the floor kept
+    // for one more user after him; never the floor itself.
+    assert_eq!(target(&p, "bob"), 18 * M);
+    assert!(
+        decision(&p, "bob")
+            .reason
+            .contains("headroom beside 72 Mbps"),
+        "{}",
+        decision(&p, "bob").reason
+    );
+}
+
+#[test]
+fn a_newcomer_beside_a_remux_is_raised_once_the_remux_has_restarted() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    // bob started a 40 Mbps item at the 20 Mbps headroom beside alice's remux, which her
+    // client cannot be pushed out of.
+    let remux = session(Some("alice"), "203.0.113.5", direct(70 * M));
+    let newcomer = pushable(session(
+        Some("bob"),
+        "198.51.100.9",
+        transcode(40 * M, 20 * M, "b1"),
+    ));
+    let p = run(&[remux, newcomer.clone()], &users, 0, &s);
+    // alice's next item gets the fair share beside bob's 44 Mbps demand: 90 - 44 = 46.
+    assert_eq!(target(&p, "alice"), 46 * M);
+    assert!(decision(&p, "alice").reason.contains("fair share 46 Mbps"));
+    // bob holds what alice leaves: nothing to push yet.
+    assert_eq!(target(&p, "bob"), 20 * M);
+    assert_eq!(stream(&p, "bob").push, None);
+
+    // alice's next item starts at her new 46 Mbps: bob is pushed up to his source rate.
+    let restarted = session(
+        Some("alice"),
+        "203.0.113.5",
+        transcode(70 * M, 46 * M, "a2"),
+    );
+    let p = run(&[restarted, newcomer], &users, 0, &s);
+    assert_eq!(
+        stream(&p, "bob").push,
+        Some(Push {
+            direction: Direction::Up,
+            bitrate: 40 * M as u64
+        })
+    );
+    // His limit is his share beside alice's 46 (his client keeps the pushed 40 as its own
+    // maximum anyway).
+    assert_eq!(target(&p, "bob"), 44 * M);
+    assert_eq!(p.held, 86 * M as u64);
+}
+
+#[test]
+fn a_stream_above_its_share_is_pushed_down_only_when_the_budget_needs_it() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    let remux = pushable(session(Some("alice"), "203.0.113.5", direct(70 * M)));
+    // Beside a 10 Mbps stream the remux still fits: no interruption.
+    let p = run(
+        &[
+            remux.clone(),
+            session(Some("bob"), "198.51.100.9", direct(10 * M)),
+        ],
+        &users,
+        0,
+        &s,
+    );
+    assert_eq!(stream(&p, "alice").push, None);
+    assert_eq!(p.held, 80 * M as u64);
+    // bob started a 40 Mbps item at 40 beside it (the remux counted at its share when his
+    // join share was set): the remux is pushed down to make room.
+    let p = run(
+        &[remux, session(Some("bob"), "198.51.100.9", direct(40 * M))],
+        &users,
+        0,
+        &s,
+    );
+    assert_eq!(
+        stream(&p, "alice").push,
+        Some(Push {
+            direction: Direction::Down,
+            bitrate: 50 * M as u64
+        })
+    );
+    // Her next item gets her share beside bob's demand.
+    assert_eq!(target(&p, "alice"), 46 * M);
+    assert_eq!(p.held, 90 * M as u64);
+}
+
+#[test]
+fn an_audio_listener_does_not_reserve_what_a_4k_stream_needs() {
     let s = settings("", "");
     let users = [
-        user("alice", 0, false),
-        user("bob", 0, false),
-        user("dave", 0, false),
+        user("ann", 0, false),
+        user("kim", 0, false),
+        user("lee", 0, false),
     ];
     let sessions = [
-        session(Some("alice"), "203.0.113.5", direct(60 * M)),
-        session(Some("bob"), "198.51.100.9", direct(4 * M)),
+        session(Some("ann"), "203.0.113.5", direct(320_000)),
+        session(Some("kim"), "198.51.100.9", direct(50 * M)),
     ];
     let p = run(&sessions, &users, 0, &s);
-    assert_eq!(target(&p, "alice"), 45 * M);
-    assert_eq!(target(&p, "bob"), 45 * M);
-    assert_eq!(p.committed, 105 * M as u64);
-    assert_eq!(target(&p, "dave"), 2 * M, "over budget: the floor");
+    // The 4K stream's next item may take all but what the audio holds: it plays its source.
+    assert!(target(&p, "kim") >= 55 * M, "{}", target(&p, "kim"));
+    assert_eq!(p.held, 50_320_000);
+    // And a newcomer still gets a real share.
+    assert!(target(&p, "lee") >= 29 * M, "{}", target(&p, "lee"));
 }
 
 #[test]
@@ -216,15 +362,15 @@ fn local_paused_unknown_and_userless_sessions_do_not_claim() {
     let counted: Vec<bool> = p.sessions.iter().map(|v| v.counted).collect();
     assert_eq!(counted, vec![true, false, false, false, false, false]);
 
-    // With count_paused the paused stream claims a share.
+    // With count_paused the paused stream claims: alice's next item fits beside its 8.
     let s = settings("count_paused = true", "");
     let p = run(&sessions, &users, 0, &s);
     assert_eq!(role(&p, "eve"), Role::Active { streams: 1 });
-    assert_eq!(target(&p, "alice"), 45 * M);
+    assert_eq!(target(&p, "alice"), 81 * M);
 }
 
 #[test]
-fn two_streams_split_the_users_share() {
+fn a_users_limit_applies_to_each_of_its_streams() {
     let s = settings("", "");
     let users = [user("alice", 0, false), user("bob", 0, false)];
     let sessions = [
@@ -233,10 +379,12 @@ fn two_streams_split_the_users_share() {
         session(Some("bob"), "198.51.100.9", direct(8 * M)),
     ];
     let p = run(&sessions, &users, 0, &s);
-    // Per user 45; alice's two streams get 22.5 each.
     assert_eq!(role(&p, "alice"), Role::Active { streams: 2 });
-    assert_eq!(target(&p, "alice"), 22_500_000);
-    assert_eq!(target(&p, "bob"), 45 * M);
+    // alice's share is what bob leaves, 81.2; one of her streams' next item may take all of
+    // it but what her other stream needs (72.4), and fits beside the 16 held by the others.
+    assert_eq!(target(&p, "alice"), 72 * M);
+    assert!(decision(&p, "alice").reason.contains("each of 2 streams"));
+    assert_eq!(target(&p, "bob"), 72 * M);
 }
 
 #[test]
@@ -254,16 +402,14 @@ fn admins_own_cap_is_never_raised_and_server_limit_caps_users_at_zero() {
     ];
     let p = run(&sessions, &users, 30 * M, &s);
     assert_eq!(target(&p, "admin"), 10 * M);
-    // bob and carol at 0 are bounded by the server-wide 30 Mbps, not 40.
+    // bob and carol at 0 are bounded by the server-wide 30 Mbps.
     assert_eq!(target(&p, "bob"), 30 * M);
     assert_eq!(target(&p, "carol"), 30 * M);
-    let reason = &p
-        .decisions
-        .iter()
-        .find(|d| d.user_name == "admin")
-        .unwrap()
-        .reason;
-    assert!(reason.contains("own limit"), "{reason}");
+    assert!(
+        decision(&p, "admin").reason.contains("own limit"),
+        "{}",
+        decision(&p, "admin").reason
+    );
 }
 
 #[test]
@@ -332,19 +478,25 @@ fn priority_weights_by_name_and_admin() {
         user("root", 0, true),
         user("bob", 0, false),
     ];
+    // Three remuxes whose clients accept pushes: they share the link 3 : 2 : 1.
     let sessions = [
-        session(Some("alice"), "203.0.113.5", direct(8 * M)),
-        session(Some("root"), "203.0.113.6", direct(8 * M)),
-        session(Some("bob"), "203.0.113.7", direct(8 * M)),
+        pushable(session(Some("alice"), "203.0.113.5", direct(80 * M))),
+        pushable(session(Some("root"), "203.0.113.6", direct(80 * M))),
+        pushable(session(Some("bob"), "203.0.113.7", direct(80 * M))),
     ];
     let p = run(&sessions, &users, 0, &s);
     assert_eq!(target(&p, "alice"), 45 * M);
     assert_eq!(target(&p, "root"), 30 * M);
     assert_eq!(target(&p, "bob"), 15 * M);
+    assert!(
+        p.streams()
+            .all(|(_, s)| s.push.map(|p| p.direction) == Some(Direction::Down))
+    );
+    assert_eq!(p.held, 90 * M as u64);
 }
 
 #[test]
-fn demand_uses_transcode_rate_then_media_streams_then_the_default() {
+fn demand_is_the_source_bitrate_not_the_transcode_rate() {
     let s = settings(
         "algorithm = \"demand\"\n[bandwidth.demand]\ndefault_mbps = 5\noverhead = 1.0",
         "",
@@ -355,6 +507,7 @@ fn demand_uses_transcode_rate_then_media_streams_then_the_default() {
         user("unk", 0, false),
     ];
     let sessions = [
+        // Transcoded down to 6 by an earlier limit; the file is 80 Mbps.
         session(Some("tx"), "203.0.113.5", transcoding(6 * M)),
         session(Some("dp"), "203.0.113.6", direct(12 * M)),
         session(
@@ -364,9 +517,12 @@ fn demand_uses_transcode_rate_then_media_streams_then_the_default() {
         ),
     ];
     let p = run(&sessions, &users, 0, &s);
-    assert_eq!(target(&p, "tx"), 6 * M);
+    // The transcoding user's next item gets what the others' demands leave: 90 - 12 - 5.
+    assert_eq!(target(&p, "tx"), 73 * M);
     assert_eq!(target(&p, "dp"), 12 * M);
     assert_eq!(target(&p, "unk"), 5 * M);
+    assert_eq!(stream(&p, "tx").source, Some(80 * M as u64));
+    assert_eq!(stream(&p, "tx").rate, Some(6 * M as u64));
 }
 
 #[test]
@@ -395,28 +551,180 @@ fn overload_gives_everyone_the_floor_and_says_so() {
 }
 
 #[test]
-fn hysteresis_keeps_a_close_value_but_never_breaks_the_budget() {
+fn hysteresis_keeps_a_close_value_but_never_past_the_headroom() {
     let s = settings("hysteresis_percent = 10", "");
-    // Computed 45 each; alice holds 44 (kept: below, within 10%), bob holds 47 (kept only if
-    // the total still fits: 44 + 47 = 91 > 90, so bob is lowered).
-    // Both values were written by jellydemon (originals 0), so they are not caps.
+    // Computed 81 each (see above). alice holds 80 (kept: close, and lower); bob holds 83,
+    // close but more than the 82 free beside alice's stream: lowered to 81.
     let mut ledger = Ledger::in_memory();
-    ledger.record_intent(&id("alice"), "alice", 0, 44 * M);
-    ledger.record_intent(&id("bob"), "bob", 0, 47 * M);
-    let users = [user("alice", 44 * M, false), user("bob", 47 * M, false)];
+    ledger.record_intent(&id("alice"), "alice", 0, 80 * M);
+    ledger.record_intent(&id("bob"), "bob", 0, 83 * M);
+    let users = [user("alice", 80 * M, false), user("bob", 83 * M, false)];
     let sessions = [
         session(Some("alice"), "203.0.113.5", direct(8 * M)),
         session(Some("bob"), "203.0.113.6", direct(8 * M)),
     ];
     let p = run_with(&sessions, &users, 0, &s, &ledger);
-    assert_eq!(target(&p, "alice"), 44 * M);
-    assert_eq!(target(&p, "bob"), 45 * M);
-    assert!(p.allocated() <= 90 * M as u64);
+    assert_eq!(target(&p, "alice"), 80 * M);
+    assert!(decision(&p, "alice").reason.starts_with("kept"));
+    assert_eq!(target(&p, "bob"), 81 * M);
 
-    ledger.record_intent(&id("bob"), "bob", 47 * M, 46 * M);
-    let users = [user("alice", 44 * M, false), user("bob", 46 * M, false)];
+    ledger.record_intent(&id("bob"), "bob", 83 * M, 82 * M);
+    let users = [user("alice", 80 * M, false), user("bob", 82 * M, false)];
     let p = run_with(&sessions, &users, 0, &s, &ledger);
-    assert_eq!(target(&p, "bob"), 46 * M, "44 + 46 fits");
+    assert_eq!(target(&p, "bob"), 82 * M, "82 fits beside alice's 8");
+}
+
+#[test]
+fn a_client_that_ignores_limits_is_found_and_counted_at_its_rate() {
+    let s = settings("", "");
+    // jellydemon held alice at 20 Mbps at most lately, yet her client plays 60 directly.
+    let mut ledger = Ledger::in_memory();
+    ledger.record_intent(&id("alice"), "alice", 0, 20 * M);
+    let users = [user("alice", 20 * M, false), user("bob", 0, false)];
+    let sessions = [pushable(session(
+        Some("alice"),
+        "203.0.113.5",
+        direct(60 * M),
+    ))];
+    let p = run_with(&sessions, &users, 0, &s, &ledger);
+    let st = stream(&p, "alice");
+    assert_eq!(
+        st.uncontrolled,
+        Some(Uncontrolled::StartedAbove {
+            limit: 20 * M as u64
+        })
+    );
+    // Not pushed (it would not listen), and counted at its real rate.
+    assert_eq!(st.push, None);
+    assert_eq!(p.held, 60 * M as u64);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.to_string().contains("ignores limits")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_stream_still_above_the_bitrate_it_was_pushed_to_ignores_pushes() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    let remux = pushable(session(Some("alice"), "203.0.113.5", direct(70 * M)));
+    let other = session(Some("bob"), "198.51.100.9", direct(40 * M));
+    let sessions = [remux, other];
+    let ledger = Ledger::in_memory();
+    let mut memory = Memory::default();
+    let p = run_at(&sessions, &users, &s, &ledger, &memory, Duration::ZERO, 0);
+    let pushed = stream(&p, "alice").push.expect("pushed down").bitrate;
+    memory.observe(&p, Duration::ZERO);
+    memory.record_push(&stream(&p, "alice").session_id, Duration::ZERO, pushed);
+    // A moment later it has not re-negotiated yet: no second push, counted as pushed.
+    let p = run_at(
+        &sessions,
+        &users,
+        &s,
+        &ledger,
+        &memory,
+        Duration::from_secs(5),
+        0,
+    );
+    assert_eq!(stream(&p, "alice").push, None);
+    assert_eq!(stream(&p, "alice").uncontrolled, None);
+    assert_eq!(p.held, 90 * M as u64);
+    // Long after, still at 70: its client ignores pushes.
+    let p = run_at(
+        &sessions,
+        &users,
+        &s,
+        &ledger,
+        &memory,
+        Duration::from_secs(60),
+        0,
+    );
+    assert_eq!(
+        stream(&p, "alice").uncontrolled,
+        Some(Uncontrolled::IgnoredPush { pushed })
+    );
+    assert_eq!(p.held, 110 * M as u64);
+}
+
+#[test]
+fn a_stream_is_raised_once_per_cooldown_and_the_plan_says_when() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    // bob was pushed down to 10 two minutes ago; the room is back.
+    let bob = pushable(session(
+        Some("bob"),
+        "198.51.100.9",
+        transcode(40 * M, 10 * M, "b1"),
+    ));
+    let ledger = Ledger::in_memory();
+    let mut memory = Memory::default();
+    let first = run_at(
+        std::slice::from_ref(&bob),
+        &users,
+        &s,
+        &ledger,
+        &memory,
+        Duration::ZERO,
+        0,
+    );
+    memory.observe(&first, Duration::ZERO);
+    let t0 = Duration::from_secs(600);
+    memory.record_push(&stream(&first, "bob").session_id, t0, 10 * M as u64);
+    let later = t0 + Duration::from_secs(120);
+    let p = run_at(
+        std::slice::from_ref(&bob),
+        &users,
+        &s,
+        &ledger,
+        &memory,
+        later,
+        0,
+    );
+    assert_eq!(stream(&p, "bob").push, None);
+    assert_eq!(p.wake_at, Some(t0 + s.daemon.push_cooldown));
+    let p = run_at(
+        &[bob],
+        &users,
+        &s,
+        &ledger,
+        &memory,
+        t0 + s.daemon.push_cooldown,
+        0,
+    );
+    assert_eq!(
+        stream(&p, "bob").push.map(|p| p.direction),
+        Some(Direction::Up)
+    );
+    assert_eq!(p.wake_at, None);
+}
+
+#[test]
+fn push_off_and_down_modes() {
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    let remux = pushable(session(Some("alice"), "203.0.113.5", direct(70 * M)));
+    let newcomer = pushable(session(
+        Some("bob"),
+        "198.51.100.9",
+        transcode(40 * M, 5 * M, "b1"),
+    ));
+    let sessions = [remux, newcomer];
+    let s = settings("", "[daemon]\npush = \"down\"");
+    let p = run(&sessions, &users, 0, &s);
+    assert_eq!(
+        stream(&p, "alice").push,
+        None,
+        "the budget does not need it"
+    );
+    assert_eq!(stream(&p, "bob").push, None, "never up");
+    let s = settings("", "[daemon]\npush = \"both\"");
+    let p = run(&sessions, &users, 0, &s);
+    assert!(stream(&p, "bob").push.is_some());
+    let s = settings("", "[daemon]\npush = false");
+    let p = run(&sessions, &users, 0, &s);
+    assert_eq!(p.push_count(), 0);
 }
 
 #[test]

@@ -1,0 +1,688 @@
+//! A trace-driven simulation of remote streaming: how well does a manager share the link?
+//!
+//! The model is Jellyfin's (see the fake server, `src/fake.rs`): a stream's rate is fixed when
+//! it starts, at `min(source, the user's limit at that moment, the client's own maximum)`
+//! (transcoded down when the source is above); a client that lists `SetMaxStreamingBitrate`
+//! re-negotiates at once when pushed, under `min(source, pushed bitrate, limit)`, and keeps the
+//! pushed bitrate as its own maximum for later items (the web client saves it as its quality
+//! setting); a client that ignores limits always plays the source.
+//!
+//! Time is simulated (integer milliseconds, no sleeping), events are exact: item starts and
+//! stops, the daemon's plan one debounce (plus a read and write round trip) after a start or
+//! stop, and its reconciliation poll. The daemon's manager runs the real planner
+//! ([`crate::plan::plan`]) with the real [`Memory`] and ledger. The figures are integrated
+//! over time between events, not sampled.
+//!
+//! `benches/effectiveness.rs` runs the grid (seeds, sizes, push-honouring clients) and prints
+//! the tables of `BENCHMARKS.md`; a test runs one seed and asserts the targets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::allocate::{self, Claimant};
+use crate::config::{Algorithm, Settings};
+use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo, User};
+use crate::ledger::Ledger;
+use crate::network;
+use crate::plan::{self, Memory, PUSH_COMMAND, Snapshot};
+
+const M: u64 = 1_000_000;
+
+/// One item a user plays: simulated seconds, source bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    pub start: u64,
+    pub end: u64,
+    pub source: u64,
+}
+
+/// How a user's client treats limits and pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Lists `SetMaxStreamingBitrate`, honours it, and keeps the pushed bitrate as its own
+    /// maximum (the web client).
+    Pushable,
+    /// Obeys the limit in force when an item starts; cannot be pushed (Android TV, mpv-shim).
+    Fixed,
+    /// Plays the source whatever the limit (Infuse, Kodi in native mode).
+    Ignores,
+}
+
+/// One remote user's items over the simulated time.
+#[derive(Debug, Clone)]
+pub struct UserTrace {
+    pub name: String,
+    pub client: ClientKind,
+    pub items: Vec<Item>,
+}
+
+/// A tiny deterministic generator (xorshift64), so traces are the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0
+    }
+}
+
+/// The clients of a trace: which users can be pushed, which ignore limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clients {
+    /// Every `n`-th user (starting with the first) has a client that accepts pushes; 0: none.
+    pub pushable_every: usize,
+    /// The last user of every `n` has a client that ignores limits; 0: none.
+    pub ignoring_every: usize,
+}
+
+impl Clients {
+    /// Half the clients accept pushes, none ignores limits.
+    pub const HALF_PUSHABLE: Clients = Clients {
+        pushable_every: 2,
+        ignoring_every: 0,
+    };
+    /// No client accepts pushes.
+    pub const NONE_PUSHABLE: Clients = Clients {
+        pushable_every: 0,
+        ignoring_every: 0,
+    };
+
+    fn kind(&self, u: usize) -> ClientKind {
+        if self.ignoring_every > 0 && u % self.ignoring_every == self.ignoring_every - 1 {
+            ClientKind::Ignores
+        } else if self.pushable_every > 0 && u.is_multiple_of(self.pushable_every) {
+            ClientKind::Pushable
+        } else {
+            ClientKind::Fixed
+        }
+    }
+}
+
+/// `users` remote users over `hours` simulated hours: sessions arrive about every 80 minutes
+/// per user, each plays 1-3 items back to back (episodes 22-45 min, films 90-140 min, a few
+/// seconds apart) of one kind: remux 60-80 Mbps (20 %), 4K 35-45 (20 %), 1080p 8-12 (45 %) or
+/// audio 0.32 (15 %).
+pub fn trace(users: usize, hours: u64, seed: u64, clients: Clients) -> Vec<UserTrace> {
+    let mut rng = Rng(seed.max(1));
+    let horizon = hours * 3600;
+    (0..users)
+        .map(|u| {
+            let mut items = Vec::new();
+            let mut t = (rng.unit() * 3600.0) as u64;
+            while t < horizon {
+                let kind = rng.unit();
+                let source = if kind < 0.2 {
+                    (60.0 + rng.unit() * 20.0) as u64 * M
+                } else if kind < 0.4 {
+                    (35.0 + rng.unit() * 10.0) as u64 * M
+                } else if kind < 0.85 {
+                    (8.0 + rng.unit() * 4.0) as u64 * M
+                } else {
+                    320_000
+                };
+                let film = rng.unit() < 0.3;
+                for _ in 0..(1 + rng.next() % 3) {
+                    let len = if film {
+                        90 + rng.next() % 50
+                    } else {
+                        22 + rng.next() % 24
+                    } * 60;
+                    items.push(Item {
+                        start: t,
+                        end: (t + len).min(horizon),
+                        source,
+                    });
+                    t += len + 5;
+                    if t >= horizon {
+                        break;
+                    }
+                }
+                t += (rng.unit() * 2.0 * 80.0 * 60.0) as u64;
+            }
+            UserTrace {
+                name: format!("user{u:02}"),
+                client: clients.kind(u),
+                items,
+            }
+        })
+        .collect()
+}
+
+/// Who sets the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    /// Nobody: every stream plays its source.
+    None,
+    /// Every 30 s, an equal split of the budget among the users streaming now; nothing for
+    /// idle users (the seed design).
+    Poll30,
+    /// jellydemon's first rule: active users' limits split the whole budget, idle users get
+    /// `budget - Σ max(rate, limit)`, pushes only lower rates.
+    FirstRule(Algorithm),
+    /// jellydemon as it is: the real planner, memory and ledger.
+    Daemon(Algorithm),
+}
+
+impl std::fmt::Display for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Manager::None => f.write_str("none"),
+            Manager::Poll30 => f.write_str("poll every 30 s, active users only"),
+            Manager::FirstRule(a) => write!(f, "first rule, {a}"),
+            Manager::Daemon(a) => write!(f, "jellydemon {a}"),
+        }
+    }
+}
+
+/// What a run measured. Durations are simulated milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// Time with at least one remote stream.
+    pub streamed_ms: u64,
+    /// Of which the remote streams together exceeded the budget.
+    pub over_ms: u64,
+    /// Of which they exceeded it by more than 5 %.
+    pub over5_ms: u64,
+    /// The highest total, as a share of the budget.
+    pub peak: f64,
+    /// ∫ min(total, budget) / budget dt.
+    pub util_integral: f64,
+    /// ∫ Σ min(rate, ideal) dt and ∫ Σ ideal dt (bits).
+    pub served: f64,
+    pub ideal: f64,
+    /// ∫ Jain(rate / ideal) dt over the time with two streams or more, and that time.
+    pub jain_integral: f64,
+    pub jain_ms: u64,
+    pub writes: u64,
+    pub pushes: u64,
+    pub item_starts: u64,
+    pub hours: u64,
+}
+
+impl Figures {
+    /// Share of the streamed time over budget, in percent.
+    pub fn over_percent(&self) -> f64 {
+        100.0 * self.over_ms as f64 / self.streamed_ms.max(1) as f64
+    }
+    /// Share of the streamed time more than 5 % over budget, in percent.
+    pub fn over5_percent(&self) -> f64 {
+        100.0 * self.over5_ms as f64 / self.streamed_ms.max(1) as f64
+    }
+    /// Served as a share of the clairvoyant ideal, in percent.
+    pub fn served_percent(&self) -> f64 {
+        100.0 * self.served / self.ideal.max(1.0)
+    }
+    pub fn jain(&self) -> f64 {
+        if self.jain_ms == 0 {
+            1.0
+        } else {
+            self.jain_integral / self.jain_ms as f64
+        }
+    }
+    pub fn utilization_percent(&self) -> f64 {
+        100.0 * self.util_integral / self.streamed_ms.max(1) as f64
+    }
+    pub fn pushes_per_start(&self) -> f64 {
+        self.pushes as f64 / self.item_starts.max(1) as f64
+    }
+    pub fn writes_per_hour(&self) -> f64 {
+        self.writes as f64 / self.hours.max(1) as f64
+    }
+}
+
+/// The settings of a simulated household: 100 Mbps up, 10 reserved (a budget of 90), the
+/// algorithm, and for `priority` the first two users at weight 2.
+pub fn settings(algorithm: Algorithm) -> Settings {
+    Settings::from_toml_str(&format!(
+        r#"
+        [jellyfin]
+        url = "http://127.0.0.1:8096"
+        api_key = "simulation-key-0123456789abcdef"
+        [bandwidth]
+        total_upload_mbps = 100
+        reserved_mbps = 10
+        algorithm = "{algorithm}"
+        [bandwidth.priority]
+        users = {{ user00 = 2.0, user01 = 2.0 }}
+        "#
+    ))
+    .expect("the simulation's settings are valid")
+}
+
+/// What one user is playing.
+#[derive(Debug, Clone)]
+struct Playing {
+    item: usize,
+    source: u64,
+    rate: u64,
+}
+
+/// Events, ordered by time then kind (stops before starts at the same instant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Stop(usize),
+    Start(usize, usize),
+    Plan,
+    Poll,
+}
+
+struct World<'a> {
+    traces: &'a [UserTrace],
+    settings: Settings,
+    budget: u64,
+    limits: Vec<i64>,
+    client_max: Vec<Option<u64>>,
+    playing: Vec<Option<Playing>>,
+    ledger: Ledger,
+    memory: Memory,
+    weights: Vec<u64>,
+    fig: Figures,
+}
+
+/// Run `manager` over the traces for `hours` simulated hours.
+pub fn run(manager: Manager, traces: &[UserTrace], hours: u64) -> Figures {
+    let algorithm = match manager {
+        Manager::FirstRule(a) | Manager::Daemon(a) => a,
+        _ => Algorithm::Equal,
+    };
+    let settings = settings(algorithm);
+    let budget = settings.budget().budget_bps;
+    let weights = traces
+        .iter()
+        .map(|t| match algorithm {
+            Algorithm::Priority => {
+                allocate::weight_milli(settings.bandwidth.priority.weight(&t.name, false))
+            }
+            _ => 1000,
+        })
+        .collect();
+    // The daemon reacts one debounce after an event, plus a read and a write.
+    let reaction = settings.daemon.debounce.as_millis() as u64 + 200;
+    let poll = settings.daemon.poll_interval().as_millis() as u64;
+    let n = traces.len();
+    let mut w = World {
+        traces,
+        settings,
+        budget,
+        limits: vec![0; n],
+        client_max: vec![None; n],
+        playing: vec![None; n],
+        ledger: Ledger::in_memory(),
+        memory: Memory::default(),
+        weights,
+        fig: Figures {
+            hours,
+            ..Figures::default()
+        },
+    };
+    let horizon = hours * 3600 * 1000;
+    let mut events: BTreeMap<(u64, Event), ()> = BTreeMap::new();
+    for (u, t) in traces.iter().enumerate() {
+        for (i, item) in t.items.iter().enumerate() {
+            events.insert((item.start * 1000, Event::Start(u, i)), ());
+            events.insert((item.end * 1000, Event::Stop(u)), ());
+        }
+    }
+    match manager {
+        Manager::Daemon(_) | Manager::FirstRule(_) => {
+            let mut t = 0;
+            while t < horizon {
+                events.insert((t, Event::Poll), ());
+                t += poll;
+            }
+        }
+        Manager::Poll30 => {
+            let mut t = 0;
+            while t < horizon {
+                events.insert((t, Event::Poll), ());
+                t += 30_000;
+            }
+        }
+        Manager::None => {}
+    }
+    let mut clock = 0;
+    let mut plan_at: Option<u64> = None;
+    while let Some(((t, ev), ())) = events.pop_first() {
+        if t >= horizon {
+            break;
+        }
+        w.measure(clock, t);
+        clock = t;
+        match ev {
+            Event::Start(u, i) => {
+                w.start(u, i);
+                w.fig.item_starts += 1;
+            }
+            Event::Stop(u) => w.playing[u] = None,
+            Event::Plan | Event::Poll => {
+                if ev == Event::Plan {
+                    plan_at = None;
+                }
+                if let Some(wake) = w.manage(manager, t).filter(|w| *w > t) {
+                    events.insert((wake, Event::Plan), ());
+                }
+                continue;
+            }
+        }
+        if matches!(manager, Manager::Daemon(_) | Manager::FirstRule(_)) && plan_at.is_none() {
+            plan_at = Some(t + reaction);
+            events.insert((t + reaction, Event::Plan), ());
+        }
+    }
+    w.measure(clock, horizon);
+    w.fig
+}
+
+impl World<'_> {
+    /// Jellyfin starts an item: the rate is fixed now.
+    fn start(&mut self, u: usize, i: usize) {
+        let source = self.traces[u].items[i].source;
+        let rate = match self.traces[u].client {
+            ClientKind::Ignores => source,
+            ClientKind::Fixed => self.capped(u, source, None),
+            ClientKind::Pushable => self.capped(u, source, self.client_max[u]),
+        };
+        self.playing[u] = Some(Playing {
+            item: i,
+            source,
+            rate,
+        });
+    }
+
+    /// `min(source, the user's limit, the client's own maximum)`.
+    fn capped(&self, u: usize, source: u64, client_max: Option<u64>) -> u64 {
+        let mut rate = source;
+        if self.limits[u] > 0 {
+            rate = rate.min(self.limits[u] as u64);
+        }
+        if let Some(max) = client_max {
+            rate = rate.min(max);
+        }
+        rate
+    }
+
+    /// Set a user's limit as the writer would (recording the intent first).
+    fn write(&mut self, u: usize, target: i64) {
+        if self.limits[u] != target {
+            let id = user_id(u);
+            self.ledger
+                .record_intent(&id, &self.traces[u].name, self.limits[u], target);
+            self.limits[u] = target;
+            self.fig.writes += 1;
+        }
+    }
+
+    /// A push to user `u`'s stream: a client that accepts it re-negotiates now.
+    fn push(&mut self, u: usize, bitrate: u64) {
+        if self.traces[u].client != ClientKind::Pushable {
+            return;
+        }
+        self.fig.pushes += 1;
+        self.client_max[u] = Some(bitrate);
+        if let Some(p) = self.playing[u].clone() {
+            let rate = self.capped(u, p.source, Some(bitrate));
+            self.playing[u] = Some(Playing { rate, ..p });
+        }
+    }
+
+    /// Let the manager act at `now`; returns when it wants to act again.
+    fn manage(&mut self, manager: Manager, now: u64) -> Option<u64> {
+        match manager {
+            Manager::None => None,
+            Manager::Poll30 => {
+                let active: Vec<usize> = (0..self.playing.len())
+                    .filter(|u| self.playing[*u].is_some())
+                    .collect();
+                if !active.is_empty() {
+                    let share = (self.budget / active.len() as u64) as i64;
+                    for u in active {
+                        self.write(u, share);
+                    }
+                }
+                None
+            }
+            Manager::FirstRule(algorithm) => {
+                self.first_rule(algorithm);
+                None
+            }
+            Manager::Daemon(_) => self.daemon(now),
+        }
+    }
+
+    /// One plan of the real planner, then its writes and pushes; returns the plan's wake-up.
+    fn daemon(&mut self, now: u64) -> Option<u64> {
+        let sessions: Vec<Session> = (0..self.playing.len())
+            .filter_map(|u| self.playing[u].as_ref().map(|p| self.session(u, p)))
+            .collect();
+        let users: Vec<User> = (0..self.traces.len()).map(|u| self.user(u)).collect();
+        let ranges = network::jellyfin_default_ranges();
+        let plan = plan::plan(
+            &Snapshot {
+                sessions: &sessions,
+                users: &users,
+                server_limit: 0,
+                ranges: &ranges,
+            },
+            &self.ledger,
+            &self.memory,
+            Duration::from_millis(now),
+            &self.settings,
+        );
+        self.memory.observe(&plan, Duration::from_millis(now));
+        let index: HashMap<String, usize> =
+            (0..self.traces.len()).map(|u| (user_id(u), u)).collect();
+        for d in &plan.decisions {
+            let u = index[&d.user_id];
+            self.write(u, d.target);
+            for (s, p) in d.pushes() {
+                self.memory
+                    .record_push(&s.session_id, Duration::from_millis(now), p.bitrate);
+                self.push(u, p.bitrate);
+            }
+        }
+        plan.wake_at.map(|w| w.as_millis() as u64)
+    }
+
+    /// A `/Sessions` entry for what user `u` plays.
+    fn session(&self, u: usize, p: &Playing) -> Session {
+        let pushable = self.traces[u].client == ClientKind::Pushable;
+        Session {
+            id: format!("{:032x}", u + 1),
+            user_id: Some(user_id(u)),
+            user_name: Some(self.traces[u].name.clone()),
+            remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
+            client: Some(
+                if pushable {
+                    "Jellyfin Web"
+                } else {
+                    "Jellyfin Android TV"
+                }
+                .into(),
+            ),
+            device_name: Some(format!("device {u}")),
+            device_id: Some(format!("device-{u}")),
+            now_playing_item: Some(NowPlayingItem {
+                id: Some(format!("{:016x}{:016x}", u + 1, p.item + 1)),
+                name: None,
+                item_type: Some("Episode".into()),
+                media_streams: vec![MediaStream {
+                    stream_type: Some("Video".into()),
+                    bit_rate: Some(p.source as i64),
+                    ..MediaStream::default()
+                }],
+            }),
+            play_state: Some(PlayState::default()),
+            transcoding_info: (p.rate < p.source).then_some(TranscodingInfo {
+                bitrate: Some(p.rate as i64),
+                video_codec: None,
+            }),
+            supported_commands: if pushable {
+                vec![PUSH_COMMAND.to_string()]
+            } else {
+                Vec::new()
+            },
+            last_activity_date: None,
+        }
+    }
+
+    fn user(&self, u: usize) -> User {
+        User {
+            id: user_id(u),
+            name: Some(self.traces[u].name.clone()),
+            policy: Some(json!({
+                "IsAdministrator": false,
+                "IsDisabled": false,
+                "EnableRemoteAccess": true,
+                "RemoteClientBitrateLimit": self.limits[u],
+                "AuthenticationProviderId": "a",
+                "PasswordResetProviderId": "b"
+            })),
+        }
+    }
+
+    /// The first rule, kept for comparison: the active users' limits split the budget
+    /// (demand: by the current rate), idle users get the fair share with one more bounded by
+    /// `budget - Σ max(rate, limit)`, and streams above their new limit are pushed down.
+    fn first_rule(&mut self, algorithm: Algorithm) {
+        let b = self.settings.budget();
+        let overhead = self.settings.bandwidth.demand.overhead;
+        let hysteresis = self.settings.bandwidth.hysteresis_percent;
+        let floor = b.min_per_user_bps;
+        let ceiling = crate::config::MAX_JELLYFIN_LIMIT_BPS;
+        let active: Vec<usize> = (0..self.playing.len())
+            .filter(|u| self.playing[*u].is_some())
+            .collect();
+        let claimants: Vec<Claimant> = active
+            .iter()
+            .map(|&u| Claimant {
+                weight_milli: self.weights[u],
+                floor,
+                ceiling,
+                demand: (self.playing[u].as_ref().map_or(0, |p| p.rate) as f64 * overhead).round()
+                    as u64,
+            })
+            .collect();
+        let alloc = allocate::allocate(algorithm, &claimants, b.budget_bps);
+        let mut targets: Vec<u64> = alloc
+            .shares
+            .iter()
+            .map(|s| allocate::quantize(*s, b.step_bps, floor, ceiling))
+            .collect();
+        let mut total: u64 = targets.iter().sum();
+        for (i, &u) in active.iter().enumerate() {
+            let cur = self.limits[u].max(0) as u64;
+            let new = targets[i];
+            if cur >= floor
+                && cur != new
+                && allocate::within_hysteresis(cur, new, hysteresis)
+                && (cur < new || total + (cur - new) <= b.budget_bps)
+            {
+                total = total + cur - new;
+                targets[i] = cur;
+            }
+        }
+        let committed: u64 = active
+            .iter()
+            .zip(&targets)
+            .map(|(&u, t)| self.playing[u].as_ref().map_or(0, |p| p.rate).max(*t))
+            .sum();
+        for (i, &u) in active.iter().enumerate() {
+            self.write(u, targets[i] as i64);
+            if self.playing[u]
+                .as_ref()
+                .is_some_and(|p| p.rate > targets[i])
+            {
+                self.push(u, targets[i]);
+            }
+        }
+        let headroom = b.budget_bps.saturating_sub(committed);
+        for u in 0..self.playing.len() {
+            if self.playing[u].is_some() {
+                continue;
+            }
+            let mut with = claimants.clone();
+            with.push(Claimant {
+                weight_milli: self.weights[u],
+                floor,
+                ceiling,
+                demand: ceiling,
+            });
+            let fair = *allocate::allocate(algorithm, &with, b.budget_bps)
+                .shares
+                .last()
+                .expect("one more");
+            let join =
+                allocate::quantize(fair.min(headroom).max(floor), b.step_bps, floor, ceiling);
+            let cur = self.limits[u].max(0) as u64;
+            let keep = cur >= floor
+                && allocate::within_hysteresis(cur, join, hysteresis)
+                && (cur <= join || cur <= headroom);
+            self.write(u, if keep { cur } else { join } as i64);
+        }
+    }
+
+    /// Integrate the figures over `[from, to)`, during which nothing changes.
+    fn measure(&mut self, from: u64, to: u64) {
+        let dt = to.saturating_sub(from);
+        if dt == 0 {
+            return;
+        }
+        let streams: Vec<(usize, &Playing)> = self
+            .playing
+            .iter()
+            .enumerate()
+            .filter_map(|(u, p)| p.as_ref().map(|p| (u, p)))
+            .collect();
+        if streams.is_empty() {
+            return;
+        }
+        let budget = self.budget as f64;
+        let total: f64 = streams.iter().map(|(_, p)| p.rate as f64).sum();
+        let f = &mut self.fig;
+        f.streamed_ms += dt;
+        if total > budget * 1.001 {
+            f.over_ms += dt;
+        }
+        if total > budget * 1.05 {
+            f.over5_ms += dt;
+        }
+        f.peak = f.peak.max(total / budget);
+        f.util_integral += dt as f64 * total.min(budget) / budget;
+        // The clairvoyant ideal: weighted max-min water-filling of the sources.
+        let claimants: Vec<Claimant> = streams
+            .iter()
+            .map(|(u, p)| Claimant {
+                weight_milli: self.weights[*u],
+                floor: 0,
+                ceiling: p.source,
+                demand: p.source,
+            })
+            .collect();
+        let ideal = allocate::allocate(Algorithm::Priority, &claimants, self.budget).shares;
+        let mut sum = 0.0;
+        let mut sq = 0.0;
+        for ((_, p), i) in streams.iter().zip(&ideal) {
+            let i = (*i).max(1) as f64;
+            f.served += dt as f64 * (p.rate as f64).min(i);
+            f.ideal += dt as f64 * i;
+            let x = p.rate as f64 / i;
+            sum += x;
+            sq += x * x;
+        }
+        if streams.len() >= 2 {
+            f.jain_integral += dt as f64 * sum * sum / (streams.len() as f64 * sq);
+            f.jain_ms += dt;
+        }
+    }
+}
+
+fn user_id(u: usize) -> String {
+    format!("{:032x}", 0xa000 + u)
+}
