@@ -34,7 +34,8 @@ use crate::writer::{PushSent, WriterHandle};
 #[derive(Debug, Clone)]
 pub struct LastPlan {
     pub at: SystemTime,
-    /// "webhook", "poll" or "startup".
+    /// "webhook", "poll", "startup" or "wake-up" (a push cooldown or the grace after a stop
+    /// ended).
     pub trigger: &'static str,
     /// The plan was made from a model patched by webhooks because `/Sessions` failed.
     pub from_stale_model: bool,
@@ -204,8 +205,14 @@ impl Engine {
         let mut debounce_until: Option<Instant> = None;
         // Reconcile right away at start.
         let mut next_poll = Instant::now();
+        // When the last plan asked to plan again (a push cooldown or the grace after a stop
+        // ends then).
+        let mut wake_up: Option<Instant> = None;
         loop {
-            let wake = debounce_until.map_or(next_poll, |d| d.min(next_poll));
+            let wake = [debounce_until, wake_up]
+                .into_iter()
+                .flatten()
+                .fold(next_poll, Instant::min);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -226,6 +233,8 @@ impl Engine {
                         "webhook"
                     } else if model.is_none() {
                         "startup"
+                    } else if wake_up.is_some_and(|w| w <= Instant::now()) {
+                        "wake-up"
                     } else {
                         "poll"
                     };
@@ -240,11 +249,12 @@ impl Engine {
                         memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
                     }
                     let now = origin.elapsed();
-                    let ok = tokio::select! {
+                    let (ok, asked) = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        ok = self.refresh(&mut model, &mut memory, now, trigger) => ok,
+                        r = self.refresh(&mut model, &mut memory, now, trigger) => r,
                     };
+                    wake_up = asked.map(|at| origin + at).filter(|at| *at > Instant::now());
                     let failures = lock(&self.shared.poll).consecutive_failures;
                     next_poll = Instant::now() + if ok { interval } else { backoff(failures, interval) };
                 }
@@ -255,14 +265,15 @@ impl Engine {
     }
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
-    /// the decision is not lost. Returns whether the read succeeded.
+    /// the decision is not lost. Returns whether the read succeeded, and when the plan asks
+    /// to plan again (on the memory's clock).
     async fn refresh(
         &self,
         model: &mut Option<Fetched>,
         memory: &mut Memory,
         now: Duration,
         trigger: &'static str,
-    ) -> bool {
+    ) -> (bool, Option<Duration>) {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
         let ok = result.is_ok();
@@ -305,14 +316,15 @@ impl Engine {
             Err(e) => {
                 warn!(target: "jellydemon::engine", trigger, "cannot read Jellyfin: {e}");
                 if model.is_none() {
-                    return false;
+                    return (false, None);
                 }
                 true
             }
         };
         let Some(m) = model.as_ref() else {
-            return ok;
+            return (ok, None);
         };
+        let mut asked = None;
         match plan_snapshot(m, &self.ledger, memory, now, &self.settings, self.dry_run) {
             Ok(plan) => {
                 let starts = memory.item_starts();
@@ -336,6 +348,7 @@ impl Engine {
                     self.writer.submit(plan.decisions.clone());
                 }
                 self.shared.remember(&plan, trigger, changes);
+                asked = plan.wake_at;
                 *lock(&self.shared.last_plan) = Some(LastPlan {
                     at: SystemTime::now(),
                     trigger,
@@ -345,7 +358,7 @@ impl Engine {
             }
             Err(e) => warn!(target: "jellydemon::engine", "cannot plan: {e}"),
         }
-        ok
+        (ok, asked)
     }
 }
 

@@ -32,9 +32,20 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    /// Serve `fake` and write a config with `bandwidth` lines added to `[bandwidth]` and
-    /// `extra` appended at the end.
+    /// Serve `fake` and write a config (budget 60 - 5 = 55 Mbps) with `bandwidth` lines added
+    /// to `[bandwidth]` and `extra` appended at the end.
     pub async fn start(fake: FakeJellyfin, bandwidth: &str, extra: &str) -> Harness {
+        Self::with_budget(fake, 60, 5, bandwidth, extra).await
+    }
+
+    /// As [`Harness::start`], with `total - reserved` Mbps as the budget.
+    pub async fn with_budget(
+        fake: FakeJellyfin,
+        total: u32,
+        reserved: u32,
+        bandwidth: &str,
+        extra: &str,
+    ) -> Harness {
         let (url, _addr, shutdown) = fake.spawn().await;
         let dir = tempfile::tempdir().unwrap();
         let state_path = dir.path().join("state.json");
@@ -47,8 +58,8 @@ api_key = "{KEY}"
 timeout = "2s"
 
 [bandwidth]
-total_upload_mbps = 60
-reserved_mbps = 5
+total_upload_mbps = {total}
+reserved_mbps = {reserved}
 min_per_user_mbps = 2
 step_mbps = 0.5
 {bandwidth}
