@@ -434,10 +434,10 @@ pub struct DaemonSettings {
     /// A stream is pushed *up* at most once per this period (a push interrupts it briefly).
     #[serde(default = "default_push_cooldown", with = "humantime_serde")]
     pub push_cooldown: Duration,
-    /// A stream is pushed up only when what it could now get is at least this many percent
-    /// above its current rate.
-    #[serde(default = "default_push_up_threshold")]
-    pub push_up_threshold_percent: f64,
+    /// A stream is pushed only when its rate would change by at least this many percent (up;
+    /// or down while the budget does not need the difference).
+    #[serde(default = "default_push_threshold")]
+    pub push_threshold_percent: f64,
     /// Put every original limit back on SIGTERM/SIGINT.
     #[serde(default = "default_true")]
     pub restore_on_exit: bool,
@@ -468,7 +468,7 @@ fn default_true() -> bool {
 fn default_push_cooldown() -> Duration {
     Duration::from_secs(600)
 }
-fn default_push_up_threshold() -> f64 {
+fn default_push_threshold() -> f64 {
     25.0
 }
 fn default_shutdown_timeout() -> Duration {
@@ -549,7 +549,7 @@ impl Default for DaemonSettings {
             max_writes_per_second: default_writes_per_second(),
             push: PushMode::default(),
             push_cooldown: default_push_cooldown(),
-            push_up_threshold_percent: default_push_up_threshold(),
+            push_threshold_percent: default_push_threshold(),
             restore_on_exit: true,
             shutdown_timeout: default_shutdown_timeout(),
             unhealthy_after: default_unhealthy_after(),
@@ -767,10 +767,10 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if !(d.push_up_threshold_percent.is_finite() && d.push_up_threshold_percent > 0.0) {
+        if !(d.push_threshold_percent.is_finite() && d.push_threshold_percent > 0.0) {
             return Err(invalid(
-                "daemon.push_up_threshold_percent",
-                format!("must be a number > 0, got {}", d.push_up_threshold_percent),
+                "daemon.push_threshold_percent",
+                format!("must be a number > 0, got {}", d.push_threshold_percent),
             ));
         }
         if d.max_hook_body_bytes < 1024 {

@@ -663,7 +663,7 @@ pub fn plan(
 
     // 4. Held rates: streams that cannot be pushed keep their rate, the others share what is
     //    left, each at most its source and its user's share; the pushes follow from them.
-    let threshold = daemon.push_up_threshold_percent;
+    let threshold = daemon.push_threshold_percent;
     let grace_ends = memory
         .last_stop()
         .map(|t| t + STOP_GRACE)

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Harness, KEY, mixed_scenario};
+use common::{Harness, KEY, M, mixed_scenario};
 use jellydemon::fake::FakeJellyfin;
 
 fn chromium() -> Option<PathBuf> {
@@ -61,7 +61,7 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let ids = mixed_scenario(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("debounce = \"50ms\"").await;
-    common::eventually("limits written", || h.fake.limit(&ids.alice) == 23_500_000).await;
+    common::eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     d.wait_for(|s| s["writes"]["pending"] == 0).await;
     let url = format!("{}/", d.url);
     let profile = tempfile::tempdir().unwrap();
@@ -77,10 +77,11 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let dom = full.split("<script").next().unwrap_or_default().to_string();
     for needle in [
         ">healthy<",
-        "55 Mbps",      // the budget
-        "Bob O'Brien",  // a remote user (escaped correctly: &#39; or ')
-        "23.5 Mbps",    // alice's and bob's limit
-        "2001:db8::10", // the admin's address
+        "55 Mbps",                // the budget
+        "Bob O'Brien",            // a remote user (escaped correctly: &#39; or ')
+        "24 Mbps",                // alice's limit
+        "pushed up to 20.6 Mbps", // bob's transcode raised to its source
+        "2001:db8::10",           // the admin's address
         "capped by the user",
         "carol",          // idle users and the LAN stream
         "<b>startup</b>", // the first decision and what triggered it

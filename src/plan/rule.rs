@@ -184,9 +184,10 @@ impl Direction {
     }
 }
 
-/// Worth pushing up: what it could get is at least `threshold_percent` above its rate.
-pub fn worth_raising(rate: u64, could_get: u64, threshold_percent: f64) -> bool {
-    could_get > rate && could_get as f64 >= rate as f64 * (1.0 + threshold_percent / 100.0)
+/// Worth a push: `to` is at least `threshold_percent` above `from` (a push interrupts the
+/// stream for a moment).
+pub fn worth_raising(from: u64, to: u64, threshold_percent: f64) -> bool {
+    to > from && to as f64 >= from as f64 * (1.0 + threshold_percent / 100.0)
 }
 
 /// Step 2: `h(s)`, what each running stream will carry after this plan's pushes, and the push
