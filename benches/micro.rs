@@ -1,5 +1,6 @@
-//! Micro-benchmarks (criterion): allocation for 10 to 10,000 claimants per algorithm, webhook
-//! body parsing, and parsing a `/Sessions` answer of 1,000 sessions. Results: BENCHMARKS.md.
+//! Micro-benchmarks (criterion): allocation for 10 to 10,000 claimants per algorithm, one plan
+//! for 10 to 1,000 users, webhook body parsing, and parsing a `/Sessions` answer of 1,000
+//! sessions. Results: BENCHMARKS.md.
 //! Run: `cargo bench --bench micro`.
 
 use std::hint::black_box;
@@ -7,7 +8,9 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jellydemon::allocate::{Claimant, allocate};
 use jellydemon::config::Algorithm;
-use jellydemon::jellyfin::Session;
+use jellydemon::jellyfin::{Session, User};
+use jellydemon::ledger::Ledger;
+use jellydemon::plan::{Memory, Snapshot, plan};
 
 /// Deterministic, varied claimants: floors 2 Mbps, ceilings 5-100 Mbps, weights 1-4,
 /// demands 0.3-80 Mbps.
@@ -38,6 +41,75 @@ fn bench_allocate(c: &mut Criterion) {
         for alg in [Algorithm::Equal, Algorithm::Priority, Algorithm::Demand] {
             g.bench_with_input(BenchmarkId::new(alg.to_string(), n), &cs, |b, cs| {
                 b.iter(|| allocate(alg, black_box(cs), black_box(budget)))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// `n` managed users, half of them streaming from outside (remuxes, 4K, 1080p and audio; every
+/// other client accepting pushes), as `GET /Users` and `GET /Sessions` return them.
+fn household(n: usize) -> (Vec<User>, Vec<Session>) {
+    let users = (0..n)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "Id": format!("{:032x}", 0xa000 + i),
+                "Name": format!("user{i}"),
+                "Policy": {"EnableRemoteAccess": true, "RemoteClientBitrateLimit": 0,
+                           "AuthenticationProviderId": "a", "PasswordResetProviderId": "b"}
+            }))
+            .unwrap()
+        })
+        .collect();
+    let sessions = (0..n)
+        .step_by(2)
+        .map(|i| {
+            let source = [70_000_000, 40_000_000, 10_000_000, 320_000][i / 2 % 4];
+            serde_json::from_value(serde_json::json!({
+                "Id": format!("{:032x}", 0xb000 + i),
+                "UserId": format!("{:032x}", 0xa000 + i),
+                "RemoteEndPoint": format!("203.0.{}.{}", i / 250, i % 250 + 1),
+                "Client": "Jellyfin Web",
+                "DeviceName": format!("device {i}"),
+                "SupportedCommands": if i % 4 == 0 { vec!["SetMaxStreamingBitrate"] } else { vec![] },
+                "NowPlayingItem": {"Id": format!("{:032x}", 0xc000 + i),
+                                   "MediaStreams": [{"Type": "Video", "BitRate": source}]},
+                "PlayState": {"IsPaused": false}
+            }))
+            .unwrap()
+        })
+        .collect();
+    (users, sessions)
+}
+
+fn bench_plan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("plan");
+    let ranges = jellydemon::network::jellyfin_default_ranges();
+    let ledger = Ledger::in_memory();
+    let memory = Memory::default();
+    for n in [10usize, 100, 1_000] {
+        let (users, sessions) = household(n);
+        for alg in [Algorithm::Equal, Algorithm::Demand] {
+            let settings = jellydemon::config::Settings::from_toml_str(&format!(
+                "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n\
+                 [bandwidth]\ntotal_upload_mbps = 1000\nreserved_mbps = 10\nalgorithm = \"{alg}\"\n"
+            ))
+            .unwrap();
+            g.bench_with_input(BenchmarkId::new(alg.to_string(), n), &n, |b, _| {
+                b.iter(|| {
+                    plan(
+                        black_box(&Snapshot {
+                            sessions: &sessions,
+                            users: &users,
+                            server_limit: 0,
+                            ranges: &ranges,
+                        }),
+                        &ledger,
+                        &memory,
+                        std::time::Duration::ZERO,
+                        &settings,
+                    )
+                })
             });
         }
     }
@@ -110,5 +182,11 @@ fn bench_sessions(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_allocate, bench_webhook, bench_sessions);
+criterion_group!(
+    benches,
+    bench_allocate,
+    bench_plan,
+    bench_webhook,
+    bench_sessions
+);
 criterion_main!(benches);

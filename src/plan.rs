@@ -428,6 +428,51 @@ fn effective(limit: i64, server_limit: i64) -> Option<u64> {
     }
 }
 
+/// What every step reads: the inputs, and the settings in bits/s.
+struct Context<'a> {
+    snapshot: &'a Snapshot<'a>,
+    ledger: &'a Ledger,
+    memory: &'a Memory,
+    /// On the memory's clock.
+    now: Duration,
+    settings: &'a Settings,
+    budget: crate::config::Budget,
+    /// Users by normalized id.
+    users: HashMap<String, &'a User>,
+}
+
+impl Context<'_> {
+    /// Managed: remote access, not disabled, not excluded.
+    fn managed(&self, u: &User) -> bool {
+        !u.is_disabled()
+            && u.remote_access()
+            && !self.settings.users.is_excluded(&u.id, u.display_name())
+    }
+
+    /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
+    fn bounds_of(&self, user_id: &str, current: i64) -> Bounds {
+        let original = self.ledger.original(user_id).unwrap_or(current);
+        bounds(self.settings, original, self.snapshot.server_limit)
+    }
+
+    fn weight(&self, u: &User) -> u64 {
+        let p = &self.settings.bandwidth.priority;
+        allocate::weight_milli(p.weight(u.display_name(), u.is_admin()))
+    }
+
+    /// `demand.default_mbps`: the rate of a stream Jellyfin reports none for.
+    fn default_rate(&self) -> u64 {
+        mbps_to_bps(self.settings.bandwidth.demand.default_mbps)
+    }
+
+    /// What a stream would use without a limit: its source (or the default) times the
+    /// overhead.
+    fn demand(&self, source: Option<u64>) -> u64 {
+        let overhead = self.settings.bandwidth.demand.overhead;
+        (source.unwrap_or(self.default_rate()) as f64 * overhead).round() as u64
+    }
+}
+
 /// A running stream as the planner sees it.
 struct Stream {
     session_id: String,
@@ -439,23 +484,48 @@ struct Stream {
     rate: Option<u64>,
 }
 
+/// What the memory and the ledger say about one running stream.
+struct Watched {
+    /// Its rate for the plan: the current one, or what a push sent a moment ago will make it.
+    rate: u64,
+    uncontrolled: Option<Uncontrolled>,
+    start_bound: Option<u64>,
+    /// When its push cooldown ends, if it has not yet.
+    cooldown_ends: Option<Duration>,
+}
+
 /// An active user: the streams and the figures the steps need.
 struct Active<'a> {
     user: &'a User,
     streams: Vec<Stream>,
+    watched: Vec<Watched>,
     bounds: Bounds,
     current: i64,
     claimant: Claimant,
     /// Per stream: what it would use (source or default, times the overhead).
     demands: Vec<u64>,
-    /// Per stream: its rate, or the default when unknown.
-    rates: Vec<u64>,
-    uncontrolled: Vec<Option<Uncontrolled>>,
-    start_bounds: Vec<Option<u64>>,
-    /// Per stream: may be pushed up now (the cooldown has passed).
-    cooled: Vec<bool>,
-    /// Per stream: when its push cooldown ends, if it has not yet.
-    cooldown_ends: Vec<Option<Duration>>,
+}
+
+/// Step 2's result.
+struct Claimants<'a> {
+    active: Vec<Active<'a>>,
+    /// What the remote streams of users jellydemon does not manage carry.
+    unmanaged_bps: u64,
+    /// What all remote streams carry now (unknown rates count 0).
+    streaming: u64,
+}
+
+/// Step 4's result, per active user and stream.
+struct Held {
+    running: Vec<Vec<rule::Running>>,
+    /// `h(s)` and the push that gets it there.
+    held: Vec<Vec<(u64, Option<Direction>)>>,
+    total: u64,
+    /// What each stream counts for in the other users' limits: a pushable one at most at its
+    /// share, since it is pushed down when another user's next item needs the room.
+    counted: Vec<Vec<u64>>,
+    counted_total: u64,
+    wake_at: Option<Duration>,
 }
 
 /// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty
@@ -467,24 +537,95 @@ pub fn plan(
     now: Duration,
     settings: &Settings,
 ) -> Plan {
-    let bw = &settings.bandwidth;
-    let daemon = &settings.daemon;
-    let budget = settings.budget();
-    let b = budget.budget_bps;
-    let step = budget.step_bps;
-    let default_demand = mbps_to_bps(bw.demand.default_mbps);
-    let demand_of = |source: Option<u64>| {
-        (source.unwrap_or(default_demand) as f64 * bw.demand.overhead).round() as u64
+    let cx = Context {
+        snapshot,
+        ledger,
+        memory,
+        now,
+        settings,
+        budget: settings.budget(),
+        users: snapshot.users.iter().map(|u| (u.key(), u)).collect(),
     };
-    let users: HashMap<String, &User> = snapshot.users.iter().map(|u| (u.key(), u)).collect();
-    let managed = |u: &User| {
-        !u.is_disabled()
-            && u.remote_access()
-            && !settings.users.is_excluded(&u.id, u.display_name())
-    };
+    let algorithm = settings.bandwidth.algorithm;
     let mut warnings = Vec::new();
 
     // 1. Sessions.
+    let (sessions, remote_by_user) =
+        classify(snapshot, settings.bandwidth.count_paused, &mut warnings);
+    // 2. Claimants, and the streams that ignore limits.
+    let Claimants {
+        active,
+        unmanaged_bps,
+        streaming,
+    } = claimants(&cx, remote_by_user, &mut warnings);
+    let available = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
+    // 3. Fair shares, and the limit for each of a user's streams' next item.
+    let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
+    let fair = rule::fair_shares(algorithm, &claimants, available);
+    if fair.overloaded {
+        warnings.push(Warning::Overload {
+            users: active.len(),
+            floor: cx.budget.min_per_user_bps,
+            budget: available,
+        });
+    }
+    let share: Vec<u64> = active
+        .iter()
+        .zip(&fair.next_item)
+        .map(|(a, s)| rule::per_stream(*s, &a.demands).max(a.bounds.floor))
+        .collect();
+    // 4. Held rates and pushes.
+    let held = held(&cx, &active, &share, unmanaged_bps);
+    // 5. Active users' limits.
+    let mut decisions: Vec<Decision> = active
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let why = Why {
+                term: rule::Term::Share,
+                bound: fair.bounds[i],
+                share: share[i],
+                claimants: claimants.len(),
+                available,
+                overloaded: fair.overloaded,
+            };
+            active_decision(&cx, a, i, &held, why)
+        })
+        .collect();
+    decisions.sort_by_key(|d| d.user_name.to_lowercase());
+    // 6. Idle users' join share.
+    decisions.extend(idle_decisions(
+        &cx,
+        &active,
+        &claimants,
+        &held,
+        available,
+        unmanaged_bps,
+    ));
+    // 7. Users no longer managed.
+    decisions.extend(released(&cx));
+
+    Plan {
+        algorithm,
+        budget: cx.budget.budget_bps,
+        unmanaged_bps,
+        held: held.total,
+        streaming,
+        overloaded: fair.overloaded,
+        wake_at: held.wake_at,
+        decisions,
+        sessions,
+        warnings,
+    }
+}
+
+/// Step 1: classify every session (remote / local / unknown endpoint) and keep, per user, the
+/// remote ones that play (paused ones only with `count_paused`).
+fn classify(
+    snapshot: &Snapshot,
+    count_paused: bool,
+    warnings: &mut Vec<Warning>,
+) -> (Vec<SessionView>, BTreeMap<String, Vec<Stream>>) {
     let mut views = Vec::with_capacity(snapshot.sessions.len());
     let mut remote_by_user: BTreeMap<String, Vec<Stream>> = BTreeMap::new();
     for s in snapshot.sessions {
@@ -493,7 +634,7 @@ pub fn plan(
         let playing = s.is_playing();
         let paused = s.is_paused();
         let rate = s.stream_rate();
-        let counts_as_playing = playing && (!paused || bw.count_paused);
+        let counts_as_playing = playing && (!paused || count_paused);
         let mut counted = false;
         if let (Some(uid), true) = (&user_id, counts_as_playing) {
             match &location {
@@ -537,65 +678,47 @@ pub fn plan(
     ) {
         warnings.push(Warning::ProxySuspect(ip));
     }
+    (views, remote_by_user)
+}
 
-    // 2. Claimants, and the streams that ignore limits.
-    let mut active: Vec<Active> = Vec::new();
-    let mut unmanaged_bps: u64 = 0;
-    let mut streaming: u64 = 0;
+/// Step 2: a managed user with k remote streams is one claimant; streams of other users count
+/// at their rate. Each stream is checked against the memory for a client ignoring limits.
+fn claimants<'a>(
+    cx: &Context<'a>,
+    remote_by_user: BTreeMap<String, Vec<Stream>>,
+    warnings: &mut Vec<Warning>,
+) -> Claimants<'a> {
+    let mut out = Claimants {
+        active: Vec::new(),
+        unmanaged_bps: 0,
+        streaming: 0,
+    };
     for (uid, streams) in remote_by_user {
-        streaming += streams.iter().filter_map(|s| s.rate).sum::<u64>();
-        let Some(u) = users.get(&uid).filter(|u| managed(u)) else {
-            unmanaged_bps += streams
+        out.streaming += streams.iter().filter_map(|s| s.rate).sum::<u64>();
+        let Some(u) = cx.users.get(&uid).copied().filter(|u| cx.managed(u)) else {
+            out.unmanaged_bps += streams
                 .iter()
-                .map(|s| s.rate.unwrap_or(default_demand))
+                .map(|s| s.rate.unwrap_or(cx.default_rate()))
                 .sum::<u64>();
             continue;
         };
         let current = u.remote_limit();
-        let original = ledger.original(&uid).unwrap_or(current);
-        let bounds = bounds(settings, original, snapshot.server_limit);
-        let k = streams.len() as u64;
+        let bounds = cx.bounds_of(&uid, current);
         // The highest limit the user can have had when a new item started: from the memory
         // of the last plan when there is one; else, when jellydemon has written the user
         // since its original was set, the largest of those values (a change by hand clears
         // them: then nobody knows).
-        let recent = memory.recent_limit(&uid, current).or_else(|| {
-            ledger.get(&uid).filter(|e| !e.ours.is_empty()).map(|e| {
+        let recent = cx.memory.recent_limit(&uid, current).or_else(|| {
+            cx.ledger.get(&uid).filter(|e| !e.ours.is_empty()).map(|e| {
                 e.ours
                     .iter()
                     .copied()
                     .fold(current.max(e.original), i64::max)
             })
         });
-        let mut uncontrolled = Vec::with_capacity(streams.len());
-        let mut start_bounds = Vec::with_capacity(streams.len());
-        let mut cooled = Vec::with_capacity(streams.len());
-        let mut cooldown_ends = Vec::with_capacity(streams.len());
-        let mut rates = Vec::with_capacity(streams.len());
-        for s in &streams {
-            let memo = memory.stream(&s.session_id, &s.item_id);
-            let start_bound = match memo {
-                Some(m) => m.start_bound,
-                None => recent.and_then(|r| effective(r, snapshot.server_limit)),
-            };
-            let above = |limit: u64| {
-                s.rate.is_some_and(|r| {
-                    r as u128 * 100 > limit as u128 * (100 + UNCONTROLLED_MARGIN_PERCENT) as u128
-                })
-            };
-            let last_push = memo.and_then(|m| m.last_push);
-            // Before any push the limit in force at the start bounds the stream; after one,
-            // the bitrate pushed (once the client has had time to re-negotiate).
-            let found = memo
-                .and_then(|m| m.uncontrolled)
-                .or_else(|| match last_push {
-                    None => start_bound
-                        .filter(|limit| above(*limit))
-                        .map(|limit| Uncontrolled::StartedAbove { limit }),
-                    Some((at, pushed)) => (now.saturating_sub(at) >= PUSH_SETTLE && above(pushed))
-                        .then_some(Uncontrolled::IgnoredPush { pushed }),
-                });
-            if let Some(why) = found {
+        let watched: Vec<Watched> = streams.iter().map(|s| watch(cx, s, recent)).collect();
+        for (s, w) in streams.iter().zip(&watched) {
+            if let Some(why) = w.uncontrolled {
                 warnings.push(Warning::Uncontrolled {
                     user_name: u.display_name().to_string(),
                     device: s.device.clone(),
@@ -603,90 +726,102 @@ pub fn plan(
                     why,
                 });
             }
-            let rate = s.rate.unwrap_or(default_demand);
-            // A push sent a moment ago may not show yet: count the stream at what it will
-            // carry once it lands, and do not push it again.
-            rates.push(
-                match last_push.filter(|(at, _)| now.saturating_sub(*at) < PUSH_SETTLE) {
-                    Some((_, bitrate)) if found.is_none() => s.source.unwrap_or(rate).min(bitrate),
-                    _ => rate,
-                },
-            );
-            uncontrolled.push(found);
-            start_bounds.push(start_bound);
-            let ends = last_push
-                .map(|(at, _)| at + daemon.push_cooldown)
-                .filter(|end| *end > now);
-            cooled.push(ends.is_none());
-            cooldown_ends.push(ends);
         }
-        let demands: Vec<u64> = streams.iter().map(|s| demand_of(s.source)).collect();
+        let demands: Vec<u64> = streams.iter().map(|s| cx.demand(s.source)).collect();
+        let k = streams.len() as u64;
         let claimant = Claimant {
-            weight_milli: allocate::weight_milli(
-                bw.priority.weight(u.display_name(), u.is_admin()),
-            ),
+            weight_milli: cx.weight(u),
             floor: bounds.floor.saturating_mul(k),
             ceiling: bounds.ceiling.saturating_mul(k),
             demand: demands.iter().sum(),
         };
-        active.push(Active {
+        out.active.push(Active {
             user: u,
             streams,
+            watched,
             bounds,
             current,
             claimant,
             demands,
-            rates,
-            uncontrolled,
-            start_bounds,
-            cooled,
-            cooldown_ends,
         });
     }
-    let available = b.saturating_sub(unmanaged_bps);
+    out
+}
 
-    // 3. Fair shares, and the limit for each of a user's streams' next item.
-    let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
-    let fair = rule::fair_shares(bw.algorithm, &claimants, available);
-    if fair.overloaded {
-        warnings.push(Warning::Overload {
-            users: active.len(),
-            floor: budget.min_per_user_bps,
-            budget: available,
+/// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
+/// had lately) says about a stream: does its client ignore limits, is a push on its way, when
+/// does its push cooldown end.
+fn watch(cx: &Context, s: &Stream, recent: Option<i64>) -> Watched {
+    let now = cx.now;
+    let memo = cx.memory.stream(&s.session_id, &s.item_id);
+    let start_bound = match memo {
+        Some(m) => m.start_bound,
+        None => recent.and_then(|r| effective(r, cx.snapshot.server_limit)),
+    };
+    let above = |limit: u64| {
+        s.rate.is_some_and(|r| {
+            r as u128 * 100 > limit as u128 * (100 + UNCONTROLLED_MARGIN_PERCENT) as u128
+        })
+    };
+    let last_push = memo.and_then(|m| m.last_push);
+    // Before any push the limit in force at the start bounds the stream; after one, the
+    // bitrate pushed (once the client has had time to re-negotiate).
+    let uncontrolled = memo
+        .and_then(|m| m.uncontrolled)
+        .or_else(|| match last_push {
+            None => start_bound
+                .filter(|limit| above(*limit))
+                .map(|limit| Uncontrolled::StartedAbove { limit }),
+            Some((at, pushed)) => (now.saturating_sub(at) >= PUSH_SETTLE && above(pushed))
+                .then_some(Uncontrolled::IgnoredPush { pushed }),
         });
+    let rate = s.rate.unwrap_or(cx.default_rate());
+    // A push sent a moment ago may not show yet: count the stream at what it will carry once
+    // it lands, and do not push it again.
+    let rate = match last_push.filter(|(at, _)| now.saturating_sub(*at) < PUSH_SETTLE) {
+        Some((_, bitrate)) if uncontrolled.is_none() => s.source.unwrap_or(rate).min(bitrate),
+        _ => rate,
+    };
+    Watched {
+        rate,
+        uncontrolled,
+        start_bound,
+        cooldown_ends: last_push
+            .map(|(at, _)| at + cx.settings.daemon.push_cooldown)
+            .filter(|end| *end > now),
     }
-    let share: Vec<u64> = active
-        .iter()
-        .zip(&fair.next_item)
-        .map(|(a, s)| rule::per_stream(*s, &a.demands).max(a.bounds.floor))
-        .collect();
+}
 
-    // 4. Held rates: streams that cannot be pushed keep their rate, the others share what is
-    //    left, each at most its source and its user's share; the pushes follow from them.
+/// Step 4: held rates. Streams that cannot be pushed keep their rate, the others share what
+/// is left, each at most its source and its user's `share`; the pushes follow from them.
+fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps: u64) -> Held {
+    let daemon = &cx.settings.daemon;
     let threshold = daemon.push_threshold_percent;
-    let grace_ends = memory
+    let grace_ends = cx
+        .memory
         .last_stop()
         .map(|t| t + STOP_GRACE)
-        .filter(|end| *end > now);
+        .filter(|end| *end > cx.now);
     let running: Vec<Vec<rule::Running>> = active
         .iter()
-        .zip(&share)
+        .zip(share)
         .map(|(a, &share)| {
             let k = a.streams.len() as u64;
-            (0..a.streams.len())
-                .map(|j| {
-                    let s = &a.streams[j];
+            a.streams
+                .iter()
+                .zip(&a.watched)
+                .map(|(s, w)| {
                     let pushable =
-                        daemon.push.down() && s.supports_push && a.uncontrolled[j].is_none();
+                        daemon.push.down() && s.supports_push && w.uncontrolled.is_none();
                     rule::Running {
-                        rate: a.rates[j],
+                        rate: w.rate,
                         cap: s.source.map_or(share, |src| src.min(share)),
                         floor: a.bounds.floor,
                         weight_milli: (a.claimant.weight_milli / k).max(1),
                         down: pushable,
                         up: pushable
                             && daemon.push.up()
-                            && a.cooled[j]
+                            && w.cooldown_ends.is_none()
                             && grace_ends.is_none()
                             && s.source.is_some(),
                     }
@@ -695,14 +830,13 @@ pub fn plan(
         })
         .collect();
     let flat: Vec<rule::Running> = running.iter().flatten().copied().collect();
-    let mut held = rule::held_rates(&flat, b, unmanaged_bps, threshold).into_iter();
+    let mut flat_held =
+        rule::held_rates(&flat, cx.budget.budget_bps, unmanaged_bps, threshold).into_iter();
     let held: Vec<Vec<(u64, Option<Direction>)>> = running
         .iter()
-        .map(|r| held.by_ref().take(r.len()).collect())
+        .map(|r| flat_held.by_ref().take(r.len()).collect())
         .collect();
-    let held_total: u64 = unmanaged_bps + held.iter().flatten().map(|(h, _)| h).sum::<u64>();
-    // What each stream counts for in the other users' limits: a pushable one at most at its
-    // share, since it is pushed down when another user's next item needs the room.
+    let total = unmanaged_bps + held.iter().flatten().map(|(h, _)| h).sum::<u64>();
     let counted: Vec<Vec<u64>> = held
         .iter()
         .zip(&running)
@@ -713,140 +847,167 @@ pub fn plan(
                 .collect()
         })
         .collect();
-    let counted_total: u64 = unmanaged_bps + counted.iter().flatten().sum::<u64>();
-    // When a stream held low waits only for its cooldown or the grace after a stop, plan
-    // again when they end.
+    let counted_total = unmanaged_bps + counted.iter().flatten().sum::<u64>();
+    // When a stream held low waits only for its cooldown or the grace after a stop, plan again
+    // when they end.
     let wake_at = active
         .iter()
         .zip(&running)
-        .flat_map(|(a, r)| a.cooldown_ends.iter().zip(r))
+        .flat_map(|(a, r)| a.watched.iter().zip(r))
         .filter(|(_, r)| {
             r.down && daemon.push.up() && rule::worth_raising(r.rate, r.cap, threshold)
         })
-        .filter_map(|(ends, _)| match (*ends, grace_ends) {
+        .filter_map(|(w, _)| match (w.cooldown_ends, grace_ends) {
             (None, None) => None,
             (a, b) => a.max(b),
         })
         .min();
-
-    // 5. Each active user's limit beside what the others hold.
-    let mut decisions: Vec<Decision> = Vec::with_capacity(snapshot.users.len());
-    for (i, a) in active.iter().enumerate() {
-        let least = counted[i].iter().copied().min().unwrap_or(0);
-        let most = held[i].iter().map(|(h, _)| *h).max().unwrap_or(0);
-        // The user's next item replaces one of its streams: the one that holds least is the
-        // worst case.
-        let others = counted_total - least;
-        let (exact, term) = rule::active_limit(share[i], b, others, a.bounds.floor);
-        let pushes = held[i].iter().any(|(_, d)| d.is_some());
-        let limit = quantize_keeping(exact, step, a.bounds, most);
-        let k = a.streams.len() as u64;
-        let mut target = limit;
-        let mut reason = active_reason(
-            bw.algorithm,
-            term,
-            fair.bounds[i],
-            share[i],
-            a.bounds,
-            others,
-            claimants.len(),
-            available,
-            fair.overloaded,
-        );
-        for (j, (h, direction)) in held[i].iter().enumerate() {
-            if let Some(d) = direction {
-                let why = if a.streams[j].source == Some(*h) {
-                    ", its source rate"
-                } else {
-                    ""
-                };
-                reason = format!(
-                    "{reason}; stream pushed {} to {}{why}",
-                    d.label(),
-                    fmt_mbps(*h)
-                );
-            }
-        }
-        if let Some(cur) = kept(a.current, target, a.bounds, bw.hysteresis_percent)
-            .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
-        {
-            reason = format!(
-                "kept: {} is within {}% of the computed {}",
-                fmt_mbps(cur),
-                bw.hysteresis_percent,
-                fmt_mbps(target)
-            );
-            target = cur;
-        }
-        if k > 1 {
-            reason = format!("{reason}, for each of {k} streams");
-        }
-        let streams: Vec<StreamRef> = a
-            .streams
-            .iter()
-            .zip(&held[i])
-            .enumerate()
-            .map(|(j, (s, &(h, direction)))| StreamRef {
-                session_id: s.session_id.clone(),
-                item_id: s.item_id.clone(),
-                device: s.device.clone(),
-                source: s.source,
-                rate: s.rate,
-                supports_push: s.supports_push,
-                held: h,
-                // The client re-negotiates at most the bitrate sent (and keeps it as its own
-                // maximum), so it carries exactly the held rate.
-                push: direction.map(|direction| Push {
-                    direction,
-                    bitrate: h,
-                }),
-                uncontrolled: a.uncontrolled[j],
-                start_bound: a.start_bounds[j],
-            })
-            .collect();
-        let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
-        endpoints.sort_unstable();
-        endpoints.dedup();
-        decisions.push(Decision {
-            user_id: a.user.key(),
-            user_name: a.user.display_name().to_string(),
-            role: Role::Active { streams: k as u32 },
-            endpoints,
-            stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
-            streams,
-            current: a.current,
-            target: target as i64,
-            reason,
-        });
+    Held {
+        running,
+        held,
+        total,
+        counted,
+        counted_total,
+        wake_at,
     }
-    decisions.sort_by_key(|d| d.user_name.to_lowercase());
+}
 
-    // 6. The join share for idle users: the fair share with one more claimant, beside what
-    //    the streams will hold once the newcomer is there (the pushable ones at most at their
-    //    user's share with one more, since they are pushed down when it starts).
-    // A newcomer whose client cannot be pushed keeps its first rate for the whole item (an
-    // episode, a film), so it gets the share it would have once more users arrive: at least
-    // one more, or as many as streamed at once on average lately; and it leaves those users
-    // at least their floors.
-    let expected = memory.mean_claimants(now);
+/// How an active user's share came about, for its reason.
+struct Why {
+    term: rule::Term,
+    bound: Bound,
+    share: u64,
+    claimants: usize,
+    available: u64,
+    overloaded: bool,
+}
+
+/// Step 5: an active user's limit, `max(floor, min(share, budget - Σ h of the others))`, its
+/// streams' pushes, quantization and hysteresis (never past the headroom).
+fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> Decision {
+    let b = cx.budget.budget_bps;
+    let hysteresis = cx.settings.bandwidth.hysteresis_percent;
+    let least = h.counted[i].iter().copied().min().unwrap_or(0);
+    let most = h.held[i].iter().map(|(h, _)| *h).max().unwrap_or(0);
+    // The user's next item replaces one of its streams: the one that holds least is the worst
+    // case.
+    let others = h.counted_total - least;
+    let (exact, term) = rule::active_limit(why.share, b, others, a.bounds.floor);
+    let pushes = h.held[i].iter().any(|(_, d)| d.is_some());
+    let limit = quantize_keeping(exact, cx.budget.step_bps, a.bounds, most);
+    let k = a.streams.len() as u64;
+    let mut target = limit;
+    let mut reason = active_reason(
+        cx.settings.bandwidth.algorithm,
+        Why { term, ..why },
+        a.bounds,
+        others,
+    );
+    for (s, (held, direction)) in a.streams.iter().zip(&h.held[i]) {
+        if let Some(d) = direction {
+            let source = if s.source == Some(*held) {
+                ", its source rate"
+            } else {
+                ""
+            };
+            reason = format!(
+                "{reason}; stream pushed {} to {}{source}",
+                d.label(),
+                fmt_mbps(*held)
+            );
+        }
+    }
+    if let Some(cur) = kept(a.current, target, a.bounds, hysteresis)
+        .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
+    {
+        reason = format!(
+            "kept: {} is within {hysteresis}% of the computed {}",
+            fmt_mbps(cur),
+            fmt_mbps(target)
+        );
+        target = cur;
+    }
+    if k > 1 {
+        reason = format!("{reason}, for each of {k} streams");
+    }
+    let streams: Vec<StreamRef> = a
+        .streams
+        .iter()
+        .zip(&a.watched)
+        .zip(&h.held[i])
+        .map(|((s, w), &(held, direction))| StreamRef {
+            session_id: s.session_id.clone(),
+            item_id: s.item_id.clone(),
+            device: s.device.clone(),
+            source: s.source,
+            rate: s.rate,
+            supports_push: s.supports_push,
+            held,
+            // The client re-negotiates at most the bitrate sent (and keeps it as its own
+            // maximum), so it carries exactly the held rate.
+            push: direction.map(|direction| Push {
+                direction,
+                bitrate: held,
+            }),
+            uncontrolled: w.uncontrolled,
+            start_bound: w.start_bound,
+        })
+        .collect();
+    let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    Decision {
+        user_id: a.user.key(),
+        user_name: a.user.display_name().to_string(),
+        role: Role::Active { streams: k as u32 },
+        endpoints,
+        stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
+        streams,
+        current: a.current,
+        target: target as i64,
+        reason,
+    }
+}
+
+/// Step 6: every idle managed user at the join share, `max(floor, min(fair share with one
+/// more claimant, budget - Σ h))`, beside what the streams will hold once the newcomer is
+/// there (the pushable ones at most at their user's share with one more, since they are
+/// pushed down when it starts).
+///
+/// A newcomer whose client cannot be pushed keeps its first rate for the whole item (an
+/// episode, a film), so while others stream it gets the share it would have once more users
+/// arrive: at least one more, or as many as streamed at once on average lately; and it leaves
+/// those users at least their floors.
+fn idle_decisions(
+    cx: &Context,
+    active: &[Active],
+    claimants: &[Claimant],
+    h: &Held,
+    available: u64,
+    unmanaged_bps: u64,
+) -> Vec<Decision> {
+    let b = cx.budget.budget_bps;
+    let algorithm = cx.settings.bandwidth.algorithm;
+    let hysteresis = cx.settings.bandwidth.hysteresis_percent;
+    let expected = cx.memory.mean_claimants(cx.now);
     let phantom = Claimant {
         weight_milli: 1000,
-        floor: budget.min_per_user_bps,
+        floor: cx.budget.min_per_user_bps,
         ceiling: MAX_JELLYFIN_LIMIT_BPS,
         demand: MAX_JELLYFIN_LIMIT_BPS,
     };
     let join_for = |newcomer: Claimant, fixed: bool| -> (u64, u64) {
-        let mut with = claimants.clone();
+        let mut with = claimants.to_vec();
         with.push(newcomer);
-        let shares = rule::fair_shares(bw.algorithm, &with, available);
+        let shares = rule::fair_shares(algorithm, &with, available);
         let beside: u64 = active
             .iter()
             .enumerate()
             .flat_map(|(i, a)| {
                 let cap = rule::per_stream(shares.next_item[i], &a.demands).max(a.bounds.floor);
-                held[i]
+                h.held[i]
                     .iter()
-                    .zip(&running[i])
+                    .zip(&h.running[i])
                     .map(move |((h, _), r)| if r.down { (*h).min(cap) } else { *h })
             })
             .sum();
@@ -857,39 +1018,39 @@ pub fn plan(
             let more = expected.saturating_sub(claimants.len() + 1).max(floor_more);
             with.extend(std::iter::repeat_n(phantom, more));
             share = share
-                .min(rule::fair_shares(bw.algorithm, &with, available).next_item[claimants.len()]);
+                .min(rule::fair_shares(algorithm, &with, available).next_item[claimants.len()]);
             reserved = phantom.floor * more as u64;
         }
         (share, unmanaged_bps + beside + reserved)
     };
     let active_ids: std::collections::HashSet<String> =
-        decisions.iter().map(|d| d.user_id.clone()).collect();
+        active.iter().map(|a| a.user.key()).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
-    let mut idle: Vec<Decision> = Vec::new();
-    let mut sorted_users: Vec<&User> = snapshot.users.iter().collect();
+    let mut sorted_users: Vec<&User> = cx.snapshot.users.iter().collect();
     sorted_users.sort_by_key(|u| u.display_name().to_lowercase());
+    let mut idle = Vec::new();
     for u in sorted_users {
         let uid = u.key();
-        if active_ids.contains(&uid) || !managed(u) {
+        if active_ids.contains(&uid) || !cx.managed(u) {
             continue;
         }
         let current = u.remote_limit();
-        let original = ledger.original(&uid).unwrap_or(current);
-        let bounds = bounds(settings, original, snapshot.server_limit);
-        let weight = allocate::weight_milli(bw.priority.weight(u.display_name(), u.is_admin()));
+        let bounds = cx.bounds_of(&uid, current);
+        let weight = cx.weight(u);
         let newcomer = Claimant {
             weight_milli: weight,
             floor: bounds.floor,
             ceiling: bounds.ceiling,
             demand: bounds.ceiling,
         };
-        // Known from its last stream; a user never seen streaming is given the benefit.
-        let fixed = memory.user_pushable(&uid) != Some(true) || !daemon.push.down();
+        // Known from its last stream; a user never seen streaming may have such a client.
+        let fixed = cx.memory.user_pushable(&uid) != Some(true) || !cx.settings.daemon.push.down();
         let (with_one_more, beside) = *join_cache
             .entry((weight, bounds.floor, bounds.ceiling, fixed))
             .or_insert_with(|| join_for(newcomer, fixed));
         let (exact, term) = rule::join_share(with_one_more, b, beside, bounds.floor);
-        let mut target = allocate::quantize(exact, step, bounds.floor, bounds.ceiling);
+        let mut target =
+            allocate::quantize(exact, cx.budget.step_bps, bounds.floor, bounds.ceiling);
         let mut reason = match term {
             _ if target == bounds.ceiling && exact > bounds.ceiling => format!(
                 "join share capped by {} of {}",
@@ -910,13 +1071,12 @@ pub fn plan(
                 fmt_mbps(beside)
             ),
         };
-        if let Some(cur) = kept(current, target, bounds, bw.hysteresis_percent)
+        if let Some(cur) = kept(current, target, bounds, hysteresis)
             .filter(|&c| c <= target || c <= b.saturating_sub(beside))
         {
             reason = format!(
-                "kept: {} is within {}% of the join share {}",
+                "kept: {} is within {hysteresis}% of the join share {}",
                 fmt_mbps(cur),
-                bw.hysteresis_percent,
                 fmt_mbps(target)
             );
             target = cur;
@@ -933,41 +1093,28 @@ pub fn plan(
             reason,
         });
     }
-    decisions.extend(idle);
+    idle
+}
 
-    // 7. Users jellydemon changed but no longer manages get their original back.
-    for (uid, entry) in ledger.entries() {
-        let Some(u) = users.get(uid) else {
-            continue;
-        };
-        if managed(u) {
-            continue;
-        }
-        decisions.push(Decision {
-            user_id: uid.clone(),
-            user_name: u.display_name().to_string(),
-            role: Role::Release,
-            endpoints: Vec::new(),
-            stream_rate: 0,
-            streams: Vec::new(),
-            current: u.remote_limit(),
-            target: entry.original,
-            reason: "no longer managed: original limit restored".into(),
-        });
-    }
-
-    Plan {
-        algorithm: bw.algorithm,
-        budget: b,
-        unmanaged_bps,
-        held: held_total,
-        streaming,
-        overloaded: fair.overloaded,
-        wake_at,
-        decisions,
-        sessions: views,
-        warnings,
-    }
+/// Step 7: users jellydemon changed but no longer manages get their original back.
+fn released(cx: &Context) -> Vec<Decision> {
+    cx.ledger
+        .entries()
+        .filter_map(|(uid, entry)| {
+            let u = cx.users.get(uid).filter(|u| !cx.managed(u))?;
+            Some(Decision {
+                user_id: uid.clone(),
+                user_name: u.display_name().to_string(),
+                role: Role::Release,
+                endpoints: Vec::new(),
+                stream_rate: 0,
+                streams: Vec::new(),
+                current: u.remote_limit(),
+                target: entry.original,
+                reason: "no longer managed: original limit restored".into(),
+            })
+        })
+        .collect()
 }
 
 /// The current value, when the hysteresis keeps it instead of `target`: close enough, within
@@ -992,24 +1139,13 @@ fn ceiling_label(source: CeilingSource) -> &'static str {
 }
 
 /// Which term bound an active user's limit, in words.
-#[allow(clippy::too_many_arguments)]
-fn active_reason(
-    algorithm: Algorithm,
-    term: rule::Term,
-    bound: Bound,
-    share: u64,
-    b: Bounds,
-    held_by_others: u64,
-    claimants: usize,
-    available: u64,
-    overloaded: bool,
-) -> String {
-    match term {
+fn active_reason(algorithm: Algorithm, why: Why, b: Bounds, held_by_others: u64) -> String {
+    match why.term {
         rule::Term::Headroom => format!(
             "headroom beside {} held by others",
             fmt_mbps(held_by_others)
         ),
-        rule::Term::Floor if overloaded => format!(
+        rule::Term::Floor if why.overloaded => format!(
             "floor {}: overload, the floors exceed the budget",
             fmt_mbps(b.floor)
         ),
@@ -1018,19 +1154,20 @@ fn active_reason(
             fmt_mbps(b.floor),
             fmt_mbps(held_by_others)
         ),
-        rule::Term::Share if share >= b.ceiling => format!(
+        rule::Term::Share if why.share >= b.ceiling => format!(
             "capped by {} of {}",
             ceiling_label(b.source),
             fmt_mbps(b.ceiling)
         ),
-        rule::Term::Share => match (algorithm, bound) {
+        rule::Term::Share => match (algorithm, why.bound) {
             (Algorithm::Demand, Bound::Demand) => {
-                format!("its demand {}", fmt_mbps(share))
+                format!("its demand {}", fmt_mbps(why.share))
             }
             _ => format!(
-                "fair share {} of {} among {claimants}",
-                fmt_mbps(share),
-                fmt_mbps(available)
+                "fair share {} of {} among {}",
+                fmt_mbps(why.share),
+                fmt_mbps(why.available),
+                why.claimants
             ),
         },
     }
