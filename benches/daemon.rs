@@ -45,15 +45,33 @@ async fn start_daemon(settings: Settings) -> (String, CancellationToken) {
 
 /// Wait until no policy write has arrived for 400 ms (the writer is done).
 async fn settle(fake: &FakeJellyfin) {
+    settle_every(fake, Duration::from_millis(400)).await;
+}
+
+/// Wait until no policy write has arrived for a whole `period`.
+async fn settle_every(fake: &FakeJellyfin, period: Duration) {
     let mut last = usize::MAX;
     loop {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(period).await;
         let n = fake.policy_posts().len();
         if n == last {
             return;
         }
         last = n;
     }
+}
+
+/// `jellydemon run` as a child process with the config at `cfg`.
+fn spawn_run(bin: &str, cfg: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(bin)
+        .arg("--config")
+        .arg(cfg)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 async fn latency() {
@@ -202,15 +220,7 @@ async fn memory_and_steady_writes() {
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_jellydemon");
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(bin, &cfg);
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let idle = rss_kib(pid);
@@ -231,15 +241,7 @@ async fn memory_and_steady_writes() {
     for s in fake.sessions().into_iter().skip(10) {
         fake.remove_session(&s.id);
     }
-    let mut last = usize::MAX;
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let n = fake.policy_posts().len();
-        if n == last {
-            break;
-        }
-        last = n;
-    }
+    settle_every(&fake, Duration::from_secs(5)).await;
     let writes_before = fake.policy_posts().len();
     let polls_before = fake.count(&Method::GET, "/Sessions");
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -252,24 +254,8 @@ async fn memory_and_steady_writes() {
     let _ = child.wait().await;
 
     // The same 10 streams seen by a daemon that never saw the burst: a steady state.
-    let mut child = tokio::process::Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut last = usize::MAX;
-    loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let n = fake.policy_posts().len();
-        if n == last {
-            break;
-        }
-        last = n;
-    }
+    let mut child = spawn_run(bin, &cfg);
+    settle_every(&fake, Duration::from_secs(5)).await;
     let writes_before = fake.policy_posts().len();
     let polls_before = fake.count(&Method::GET, "/Sessions");
     tokio::time::sleep(Duration::from_secs(60)).await;

@@ -266,18 +266,13 @@ impl Metrics {
         );
         self.user_limit_bps.clear();
         self.user_stream_rate_bps.clear();
-        for d in &plan.decisions {
-            let role = match d.role {
-                Role::Active { .. } => "active",
-                Role::Idle => "idle",
-                Role::Release => continue,
-            };
+        for d in plan.decisions.iter().filter(|d| d.role != Role::Release) {
             let labels = UserLabels {
                 user: anon::user(&d.user_name).to_string(),
-                role: role.to_string(),
+                role: d.role.label().to_string(),
             };
             self.user_limit_bps.get_or_create(&labels).set(d.target);
-            if role == "active" {
+            if matches!(d.role, Role::Active { .. }) {
                 self.user_stream_rate_bps
                     .get_or_create(&labels)
                     .set(d.stream_rate as i64);

@@ -997,9 +997,7 @@ fn idle_decisions(
         demand: MAX_JELLYFIN_LIMIT_BPS,
     };
     let join_for = |newcomer: Claimant, fixed: bool| -> (u64, u64) {
-        let mut with = claimants.to_vec();
-        with.push(newcomer);
-        let shares = rule::fair_shares(algorithm, &with, available);
+        let shares = rule::with_newcomer(algorithm, claimants, newcomer, available);
         let beside: u64 = active
             .iter()
             .enumerate()
@@ -1016,6 +1014,8 @@ fn idle_decisions(
         if fixed {
             let floor_more = usize::from(!claimants.is_empty());
             let more = expected.saturating_sub(claimants.len() + 1).max(floor_more);
+            let mut with = claimants.to_vec();
+            with.push(newcomer);
             with.extend(std::iter::repeat_n(phantom, more));
             share = share
                 .min(rule::fair_shares(algorithm, &with, available).next_item[claimants.len()]);
@@ -1043,7 +1043,7 @@ fn idle_decisions(
             ceiling: bounds.ceiling,
             demand: bounds.ceiling,
         };
-        // Known from its last stream; a user never seen streaming may have such a client.
+        // Whether its client can be pushed is known from its last stream; a user never seen streaming may have such a client.
         let fixed = cx.memory.user_pushable(&uid) != Some(true) || !cx.settings.daemon.push.down();
         let (with_one_more, beside) = *join_cache
             .entry((weight, bounds.floor, bounds.ceiling, fixed))

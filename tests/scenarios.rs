@@ -14,6 +14,13 @@ fn remux(name: &str) -> Playback {
     Playback::direct(name, Some(69_360_000), Some(640_000))
 }
 
+/// A session on Android TV (which cannot be pushed) playing a 70 Mbps remux.
+fn remux_on_tv(fake: &FakeJellyfin, user: &str, endpoint: &str) -> String {
+    let tv = fake.add_session(Some(user), Some(endpoint), "Jellyfin Android TV", None);
+    fake.start_playback(&tv, remux("Remux"));
+    tv
+}
+
 async fn harness(fake: FakeJellyfin) -> Harness {
     Harness::with_budget(fake, 100, 10, "", "").await
 }
@@ -70,13 +77,7 @@ async fn a_newcomer_beside_a_remux_starts_at_the_headroom_and_is_raised_once_it_
     let fake = FakeJellyfin::new(KEY);
     let alice = fake.add_user("alice", |_| {});
     let bob = fake.add_user("bob", |_| {});
-    let tv = fake.add_session(
-        Some(&alice),
-        Some("203.0.113.5"),
-        "Jellyfin Android TV",
-        None,
-    );
-    fake.start_playback(&tv, remux("Remux part 1"));
+    let tv = remux_on_tv(&fake, &alice, "203.0.113.5");
     let web = fake.add_session(Some(&bob), Some("198.51.100.9"), "Jellyfin Web", None);
     let h = harness(fake).await;
     let d = h
@@ -164,13 +165,7 @@ async fn a_client_that_ignores_limits_is_found_counted_at_its_rate_and_reported(
     let fake = FakeJellyfin::new(KEY);
     let alice = fake.add_user("alice", |_| {});
     let bob = fake.add_user("bob", |_| {});
-    let tv = fake.add_session(
-        Some(&bob),
-        Some("198.51.100.9"),
-        "Jellyfin Android TV",
-        None,
-    );
-    fake.start_playback(&tv, remux("Remux"));
+    remux_on_tv(&fake, &bob, "198.51.100.9");
     let infuse = fake.add_session(Some(&alice), Some("203.0.113.5"), "Infuse", None);
     fake.ignore_limits(&infuse);
     let h = harness(fake).await;
@@ -244,13 +239,7 @@ async fn a_stream_held_low_is_raised_when_its_push_cooldown_ends() {
     let fake = FakeJellyfin::new(KEY);
     let alice = fake.add_user("alice", |_| {});
     let bob = fake.add_user("bob", |_| {});
-    let tv = fake.add_session(
-        Some(&alice),
-        Some("203.0.113.5"),
-        "Jellyfin Android TV",
-        None,
-    );
-    fake.start_playback(&tv, remux("Remux"));
+    let tv = remux_on_tv(&fake, &alice, "203.0.113.5");
     let web = fake.add_session(Some(&bob), Some("198.51.100.9"), "Jellyfin Web", None);
     fake.start_playback(
         &web,

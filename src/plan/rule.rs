@@ -63,23 +63,21 @@ pub fn fair_shares(algorithm: Algorithm, claimants: &[Claimant], available: u64)
     }
 }
 
-/// The fair share of one more claimant whose demand is unknown (an idle user who would start
-/// now), beside the active claimants.
-pub fn newcomer_share(
+/// The fair shares with one more claimant whose demand is unknown (an idle user who would
+/// start now), appended last: its share is the last one, and the others' are what they would
+/// keep beside it.
+pub fn with_newcomer(
     algorithm: Algorithm,
     claimants: &[Claimant],
     newcomer: Claimant,
     available: u64,
-) -> u64 {
+) -> FairShares {
     let mut with = claimants.to_vec();
     with.push(Claimant {
         demand: newcomer.ceiling,
         ..newcomer
     });
-    *allocate::fair_by_demand(algorithm, &with, available)
-        .shares
-        .last()
-        .expect("the newcomer's share")
+    fair_shares(algorithm, &with, available)
 }
 
 /// Within a user's share, the limit for each of its `k` streams (a limit is per user and
@@ -326,14 +324,10 @@ mod tests {
 
     #[test]
     fn newcomer_gets_the_share_with_one_more() {
-        assert_eq!(
-            newcomer_share(Algorithm::Equal, &[c(77 * M)], c(0), 90 * M),
-            45 * M
-        );
-        assert_eq!(
-            newcomer_share(Algorithm::Equal, &[c(11 * M)], c(0), 90 * M),
-            79 * M
-        );
+        let s = with_newcomer(Algorithm::Equal, &[c(77 * M)], c(0), 90 * M);
+        assert_eq!(s.next_item, vec![45 * M, 45 * M]);
+        let s = with_newcomer(Algorithm::Equal, &[c(11 * M)], c(0), 90 * M);
+        assert_eq!(s.fair, vec![11 * M, 79 * M]);
     }
 
     #[test]
