@@ -1,11 +1,14 @@
 //! Daemon benchmarks over loopback, against the fake Jellyfin (results: BENCHMARKS.md).
-//! Run: `cargo bench --bench daemon`. Prints a small report; asserts nothing.
+//! Run: `cargo bench --bench daemon` (or `-- NAME` for the parts named latency, flood, memory,
+//! connections). Prints a small report; asserts nothing.
 //!
 //! 1. Latency from a PlaybackStart webhook to the first policy write arriving at Jellyfin.
 //! 2. `/hook` under a PlaybackProgress flood: requests/s, latency percentiles, and how many
 //!    `/Sessions` reads the flood caused.
 //! 3. Resident memory of the real binary, idle and with 1,000 sessions.
 //! 4. Policy writes while nothing changes (many polls of a steady state).
+//! 5. A flood of 5,000 connections that trickle headers: open files and resident memory of the
+//!    real binary during and after it, and whether `/healthz` still answers.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -192,6 +195,89 @@ async fn flood() {
     );
 }
 
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A free loopback port (bound and released; the daemon binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn connection_flood() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    use tokio::io::AsyncWriteExt;
+    let mut l = getrlimit(Resource::Nofile);
+    l.current = l.maximum;
+    setrlimit(Resource::Nofile, l).unwrap();
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let (jf, _, _jf_stop) = fake.spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        config(&jf, dir.path(), &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_jellydemon");
+    let mut child = spawn_run(bin, &cfg);
+    let pid = child.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (idle_rss, idle_fds) = (rss_kib(pid), open_files(pid));
+    let stop = CancellationToken::new();
+    let mut tricklers = tokio::task::JoinSet::new();
+    for _ in 0..5_000 {
+        let stop = stop.clone();
+        tricklers.spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return;
+            };
+            let _ = s.write_all(b"GET / HTTP/1.1\r\n").await;
+            while !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (busy_rss, busy_fds) = (rss_kib(pid), open_files(pid));
+    let started = Instant::now();
+    let healthz = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let healthz_took = started.elapsed();
+    stop.cancel();
+    tricklers.abort_all();
+    while tricklers.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (after_rss, after_fds) = (rss_kib(pid), open_files(pid));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait().await;
+    println!(
+        "flood of 5,000 connections trickling headers (http_max_connections 256): open files \
+         {idle_fds} idle, {busy_fds} during, {after_fds} after; resident memory {:.1} MiB idle, \
+         {:.1} MiB during, {:.1} MiB after; /healthz during it: {healthz:?} in {healthz_took:?}",
+        idle_rss as f64 / 1024.0,
+        busy_rss as f64 / 1024.0,
+        after_rss as f64 / 1024.0
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -292,9 +378,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `cargo bench --bench daemon -- NAME` runs the parts whose name contains NAME.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     rt.block_on(async {
-        latency().await;
-        flood().await;
-        memory_and_steady_writes().await;
+        if wanted("latency") {
+            latency().await;
+        }
+        if wanted("flood") {
+            flood().await;
+        }
+        if wanted("memory") {
+            memory_and_steady_writes().await;
+        }
+        if wanted("connections") {
+            connection_flood().await;
+        }
     });
 }

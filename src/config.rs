@@ -451,6 +451,21 @@ pub struct DaemonSettings {
     /// The largest `/hook` body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_hook_body_bytes: usize,
+    /// A client must send a request's headers within this long, also when a kept-alive
+    /// connection waits for its next request; then the connection is closed.
+    #[serde(default = "default_http_header_timeout", with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// A request (body included) must be answered within this long, else 408.
+    #[serde(default = "default_http_request_timeout", with = "humantime_serde")]
+    pub http_request_timeout: Duration,
+    /// At most this many HTTP connections at once (well under the open-file limit); at the
+    /// limit the oldest connection without a request in progress is closed for a new one.
+    #[serde(default = "default_http_max_connections")]
+    pub http_max_connections: usize,
+    /// On shutdown, open HTTP connections get this long to finish; the restore of the
+    /// originals does not wait for them.
+    #[serde(default = "default_http_drain", with = "humantime_serde")]
+    pub http_drain: Duration,
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -479,6 +494,18 @@ fn default_unhealthy_after() -> Duration {
 }
 fn default_max_body() -> usize {
     64 * 1024
+}
+fn default_http_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_http_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_http_max_connections() -> usize {
+    256
+}
+fn default_http_drain() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Which way running streams are pushed with `SetMaxStreamingBitrate`.
@@ -554,6 +581,10 @@ impl Default for DaemonSettings {
             shutdown_timeout: default_shutdown_timeout(),
             unhealthy_after: default_unhealthy_after(),
             max_hook_body_bytes: default_max_body(),
+            http_header_timeout: default_http_header_timeout(),
+            http_request_timeout: default_http_request_timeout(),
+            http_max_connections: default_http_max_connections(),
+            http_drain: default_http_drain(),
         }
     }
 }
@@ -771,6 +802,29 @@ impl Settings {
             return Err(invalid(
                 "daemon.push_threshold_percent",
                 format!("must be a number > 0, got {}", d.push_threshold_percent),
+            ));
+        }
+        for (key, value) in [
+            ("daemon.http_header_timeout", d.http_header_timeout),
+            ("daemon.http_request_timeout", d.http_request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if d.http_drain > Duration::from_secs(10) {
+            return Err(invalid(
+                "daemon.http_drain",
+                "must be at most 10s: a client must not hold up the restoring shutdown",
+            ));
+        }
+        if !(4..=65_536).contains(&d.http_max_connections) {
+            return Err(invalid(
+                "daemon.http_max_connections",
+                format!(
+                    "must be between 4 and 65536, got {}",
+                    d.http_max_connections
+                ),
             ));
         }
         if d.max_hook_body_bytes < 1024 {

@@ -90,11 +90,18 @@ pub async fn run(
         engine,
         shared,
     });
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let limits = crate::listener::Limits {
+        header_timeout: settings.daemon.http_header_timeout,
+        request_timeout: settings.daemon.http_request_timeout,
+        max_connections: settings.daemon.http_max_connections,
+        drain: settings.daemon.http_drain,
+    };
+    let server = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        limits,
+        shutdown.clone(),
+    ));
     info!(
         target: "jellydemon::engine",
         listen = %addr,
@@ -106,15 +113,12 @@ pub async fn run(
 
     shutdown.cancelled().await;
     info!(target: "jellydemon::engine", "shutting down");
+    // The listener stops accepting and drains its connections for at most `http_drain`, on its
+    // own: the restore below does not wait for any client.
     workers.cancel();
     let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
     let _ = tokio::time::timeout_at(deadline, engine_task).await;
     let _ = tokio::time::timeout_at(deadline, writer_task).await;
-    match tokio::time::timeout_at(deadline, server).await {
-        Ok(Ok(Err(e))) => return Err(DaemonError::Serve(e)),
-        Ok(_) => {}
-        Err(_) => warn!(target: "jellydemon::http", "HTTP connections still open at shutdown"),
-    }
 
     let mut out = Shutdown::default();
     if settings.daemon.restore_on_exit && !dry_run {
@@ -143,6 +147,12 @@ pub async fn run(
                 "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
             );
         }
+    }
+    // Bounded by the drain: the listener drops whatever is still open then.
+    match server.await {
+        Ok(Err(e)) => return Err(DaemonError::Serve(e)),
+        Ok(Ok(())) => {}
+        Err(e) => warn!(target: "jellydemon::http", "the listener ended abnormally: {e}"),
     }
     Ok(out)
 }

@@ -18,6 +18,7 @@
 //! * [`engine`]: the daemon's one task that owns the model, debounces events, polls and plans.
 //! * [`writer`]: governed, retried policy writes and `SetMaxStreamingBitrate` pushes.
 //! * [`http`]: the router (`/hook`, `/healthz`, `/api/state`).
+//! * [`listener`]: accepting connections with timeouts, a connection cap and a bounded drain.
 //! * [`daemon`]: `jellydemon run`, wiring the above, and the restoring shutdown.
 //! * [`metrics`]: the Prometheus metrics, also the counters behind `/api/state`.
 //! * [`demo`]: `jellydemon demo`, the real daemon against the built-in simulated Jellyfin.
@@ -44,6 +45,7 @@ pub mod fake;
 pub mod http;
 pub mod jellyfin;
 pub mod ledger;
+pub mod listener;
 pub mod metrics;
 pub mod network;
 pub mod plan;

@@ -70,3 +70,18 @@ fn the_stop_timeout_leaves_room_for_the_restore() {
         "TimeoutStopSec {stop} <= shutdown_timeout {default}"
     );
 }
+
+#[test]
+fn the_open_file_limit_is_far_above_the_connection_cap() {
+    let limit: usize = values("LimitNOFILE")[0].parse().unwrap();
+    let cap = jellydemon::config::Settings::from_toml_str(
+        "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = 100\n",
+    )
+    .unwrap()
+    .daemon
+    .http_max_connections;
+    assert!(
+        limit >= 16 * cap,
+        "LimitNOFILE={limit}, http_max_connections={cap}"
+    );
+}

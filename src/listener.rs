@@ -1,0 +1,190 @@
+//! The HTTP listener: accepting connections so that no client can exhaust the daemon or hold
+//! up its shutdown.
+//!
+//! * hyper's HTTP/1 server with a header-read timeout (`daemon.http_header_timeout`), which
+//!   hyper also starts while a kept-alive connection waits for its next request: a client that
+//!   trickles headers or idles is closed;
+//! * a timeout on every request, body included (`daemon.http_request_timeout`, 408);
+//! * at most `daemon.http_max_connections` connections: at the limit the oldest connection
+//!   with no request in progress (idle, or still sending headers) is closed to make room, so a
+//!   flood of idle connections cannot lock out `/hook` or `/healthz`; when every connection is
+//!   busy, a new one is closed at once. File descriptors stay far from the limit, so the
+//!   ledger and the Jellyfin client keep working;
+//! * on shutdown, accepting stops, open connections are asked to finish and get at most
+//!   `daemon.http_drain`, then are dropped.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::sync::lock;
+
+/// How the listener treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub drain: Duration,
+}
+
+/// An open connection, as the accept loop tracks it.
+struct Tracked {
+    /// Requests being answered on it now.
+    in_flight: Arc<AtomicUsize>,
+    /// Cancelled to close it.
+    close: CancellationToken,
+}
+
+/// The open connections, oldest first (ids only grow).
+#[derive(Default)]
+struct Connections {
+    open: Mutex<BTreeMap<u64, Tracked>>,
+}
+
+impl Connections {
+    fn len(&self) -> usize {
+        lock(&self.open).len()
+    }
+
+    /// Close the oldest connection with no request in progress. False when every connection
+    /// is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut open = lock(&self.open);
+        let oldest = open
+            .iter()
+            .find(|(_, t)| t.in_flight.load(Ordering::SeqCst) == 0)
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(t) => {
+                t.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serve `app` on `listener` until `shutdown` is cancelled, then drain for at most
+/// `limits.drain`. Returns when every connection is closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    let connections = Arc::new(Connections::default());
+    let draining = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut next_id: u64 = 0;
+    let mut accept_errors: u64 = 0;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: wait a
+                    // moment rather than spin.
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        warn!(target: "jellydemon::http", errors = accept_errors, "cannot accept a connection: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if connections.len() >= limits.max_connections && !connections.evict_oldest_idle() {
+            debug!(target: "jellydemon::http", "every connection is busy; closing a new one");
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let close = CancellationToken::new();
+        lock(&connections.open).insert(
+            id,
+            Tracked {
+                in_flight: in_flight.clone(),
+                close: close.clone(),
+            },
+        );
+        let app = app.clone();
+        let connections = connections.clone();
+        let draining = draining.clone();
+        tasks.spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                let guard = InFlight::enter(&in_flight);
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let response = call.await;
+                    drop(guard);
+                    Ok::<_, Infallible>(response.unwrap_or_else(|e| match e {}))
+                }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = close.cancelled() => {}
+                _ = draining.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            lock(&connections.open).remove(&id);
+        });
+    }
+    drop(listener);
+    draining.cancel();
+    if tokio::time::timeout(limits.drain, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        debug!(target: "jellydemon::http", left = tasks.len(), "drain over; dropping the connections still open");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The listener against hostile clients (loopback only, bounded in time): nobody can hold up
+//! the restoring shutdown or exhaust the daemon's connections and file descriptors.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Harness, KEY, M, eventually};
+use jellydemon::fake::{FakeJellyfin, Playback};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Two users; alice streams from outside, so the daemon lowers bob's limit at start.
+fn household(fake: &FakeJellyfin) -> (String, String) {
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("bob", |_| {});
+    let s = fake.add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    fake.start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    (alice, bob)
+}
+
+/// The real binary, `jellydemon run` with JSON logs and `daemon` lines, optionally under a
+/// lower open-file limit; returns it and the address it listens on.
+async fn spawn(
+    h: &Harness,
+    daemon: &str,
+    nofile: Option<u32>,
+) -> (tokio::process::Child, SocketAddr) {
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let path = h.dir.path().join("daemon.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[logging]\nformat = \"json\"\nlevel = \"info\"\n[daemon]\n\
+             listen = \"127.0.0.1:0\"\ndebounce = \"50ms\"\n{daemon}\n"
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_jellydemon");
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+        None => tokio::process::Command::new(bin),
+    };
+    let mut child = cmd
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(listen) = v["fields"]["listen"].as_str() {
+                return listen.parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("the daemon ended before listening");
+    })
+    .await
+    .expect("the daemon logs where it listens");
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Raise this process's soft open-file limit (to the hard one) so it can hold `n` sockets.
+fn allow_open_files(n: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current.is_some_and(|c| c < n) {
+        l.current = l.maximum;
+        setrlimit(Resource::Nofile, l).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_half_sent_request_cannot_hold_up_the_restore() {
+    let fake = FakeJellyfin::new(KEY);
+    let (_alice, bob) = household(&fake);
+    let originals = common::limits_now(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let (mut child, addr) = spawn(&h, "shutdown_timeout = \"10s\"", None).await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
+
+    // Headers never finished, and a body that never comes.
+    let mut headers = TcpStream::connect(addr).unwrap();
+    headers
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut body = TcpStream::connect(addr).unwrap();
+    body.write_all(
+        b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the shutdown timeout")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "every original restored");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the clients delayed the exit by {:?}",
+        started.elapsed()
+    );
+    common::assert_originals(&h.fake, &originals);
+    assert!(h.ledger().is_empty());
+    drop((headers, body));
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_exhaust_the_daemon() {
+    allow_open_files(2_000);
+    let fake = FakeJellyfin::new(KEY);
+    let (alice, bob) = household(&fake);
+    let carol = fake.add_user("carol", |_| {});
+    let h = Harness::start(fake, "", "").await;
+    // 256 open files for everything (systemd's default soft limit is 1024), at most 64
+    // connections; the idle ones hold the daemon for 30 s unless it makes room.
+    let (mut child, addr) = spawn(
+        &h,
+        "http_max_connections = 64\nhttp_header_timeout = \"30s\"\nwebhook_token = \"0123456789abcdef0123\"",
+        Some(256),
+    )
+    .await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
+
+    let idle: Vec<TcpStream> = (0..1_100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // /healthz still answers.
+    let http = reqwest::Client::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await
+    .expect("healthz answers")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A webhook is acted on: carol starts a stream, her limit and the ledger are written.
+    let s = h
+        .fake
+        .add_session(Some(&carol), Some("198.51.100.3"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Show", Some(8 * M), None));
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.post(format!("http://{addr}/hook"))
+            .header("X-Jellydemon-Token", "0123456789abcdef0123")
+            .body(common::event("PlaybackStart", &carol, &s))
+            .send(),
+    )
+    .await
+    .expect("/hook answers")
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    // Her next item may take what alice's 8.8 Mbps demand leaves: 46.
+    eventually("carol's limit written", || h.fake.limit(&carol) == 46 * M).await;
+    assert!(
+        h.ledger().original(&carol).is_some(),
+        "the ledger was written"
+    );
+    let _ = alice;
+    drop(idle);
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_headers_and_stalled_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let d = h
+        .daemon("http_header_timeout = \"1s\"\nhttp_request_timeout = \"1s\"")
+        .await;
+    let addr: SocketAddr = d.url.trim_start_matches("http://").parse().unwrap();
+
+    // Headers one line every 200 ms: closed about a second after the first byte.
+    let mut trickle = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let closed = loop {
+        assert!(started.elapsed() < Duration::from_secs(5), "never closed");
+        if trickle.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break started.elapsed();
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), trickle.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(_)) | Err(_) => {} // an answer before closing, or nothing yet
+        }
+    };
+    assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
+
+    // A connection that sends nothing is closed too.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("closed by the server")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A body announced but not sent: 408 once the request timeout is over.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Jellydemon-Token: hook-secret-0123456789\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    d.stop().await;
+}
