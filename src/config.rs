@@ -417,6 +417,22 @@ pub struct DaemonSettings {
     /// A file holding the webhook secret (alternative to `webhook_token`).
     #[serde(default)]
     pub webhook_token_file: Option<PathBuf>,
+    /// The secret for the status page, `/api/*` and `/metrics` when `listen` is not loopback
+    /// (as `Authorization: Bearer`, or through the page's sign-in form). Default: the webhook
+    /// secret.
+    #[serde(default)]
+    pub status_token: Option<SecretString>,
+    /// A file holding the status secret (alternative to `status_token`).
+    #[serde(default)]
+    pub status_token_file: Option<PathBuf>,
+    /// Serve the status page, `/api/*` and `/metrics` without a secret off loopback too. They
+    /// show user names, addresses and what people watch.
+    #[serde(default)]
+    pub public_status: bool,
+    /// Host names (beside IP addresses, `localhost` and this machine's name) under which the
+    /// status page may be reached; a request for any other name is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// How often `/Sessions` is reconciled. Default: 5 minutes with webhooks, 30 seconds in
     /// reconcile-only mode.
     #[serde(default, with = "humantime_serde")]
@@ -571,6 +587,10 @@ impl Default for DaemonSettings {
             listen: default_listen(),
             webhook_token: None,
             webhook_token_file: None,
+            status_token: None,
+            status_token_file: None,
+            public_status: false,
+            allowed_hosts: Vec::new(),
             poll_interval: None,
             debounce: default_debounce(),
             max_writes_per_second: default_writes_per_second(),
@@ -600,27 +620,53 @@ impl DaemonSettings {
 
     /// The webhook secret from `webhook_token` or `webhook_token_file`, if any.
     pub fn webhook_token(&self) -> Result<Option<SecretString>, ConfigError> {
-        if let Some(t) = &self.webhook_token {
-            return Ok(Some(t.clone()));
-        }
-        let Some(path) = &self.webhook_token_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            invalid(
-                "daemon.webhook_token_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let t = text.trim();
-        if t.is_empty() {
-            return Err(invalid(
-                "daemon.webhook_token_file",
-                format!("{} is empty", path.display()),
-            ));
-        }
-        Ok(Some(SecretString::from(t.to_owned())))
+        secret_from(
+            &self.webhook_token,
+            &self.webhook_token_file,
+            "daemon.webhook_token_file",
+        )
     }
+
+    /// The secret for the read-only endpoints: `status_token` (or its file), else the webhook
+    /// secret.
+    pub fn status_token(&self) -> Result<Option<SecretString>, ConfigError> {
+        match secret_from(
+            &self.status_token,
+            &self.status_token_file,
+            "daemon.status_token_file",
+        )? {
+            Some(t) => Ok(Some(t)),
+            None => self.webhook_token(),
+        }
+    }
+
+    /// Whether the read-only endpoints need the status secret: off loopback, unless
+    /// `public_status`.
+    pub fn status_protected(&self) -> bool {
+        !self.listen.ip().is_loopback() && !self.public_status
+    }
+}
+
+/// A secret given inline or in a file (whitespace trimmed); `file_key` names the file key in
+/// errors.
+fn secret_from(
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+    file_key: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    if let Some(t) = inline {
+        return Ok(Some(t.clone()));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", path.display())))?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(invalid(file_key, format!("{} is empty", path.display())));
+    }
+    Ok(Some(SecretString::from(t.to_owned())))
 }
 
 /// The values the allocation works with, in integer bits per second.
@@ -785,6 +831,46 @@ impl Settings {
                     d.listen
                 ),
             ));
+        }
+        if d.status_token.is_some() && d.status_token_file.is_some() {
+            return Err(invalid(
+                "daemon.status_token",
+                "set either status_token or status_token_file, not both",
+            ));
+        }
+        if d.status_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+        {
+            return Err(invalid(
+                "daemon.status_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+            ));
+        }
+        if d.status_protected()
+            && d.status_token.is_none()
+            && d.status_token_file.is_none()
+            && d.webhook_token.is_none()
+            && d.webhook_token_file.is_none()
+        {
+            return Err(invalid(
+                "daemon.status_token",
+                format!(
+                    "required when listen ({}) is not a loopback address: the status page, \
+                     /api/state and /metrics show who watches what from where. Set \
+                     status_token (or webhook_token), or public_status = true to serve them \
+                     to anyone",
+                    d.listen
+                ),
+            ));
+        }
+        for host in &d.allowed_hosts {
+            if host.is_empty() || host.contains(['/', ' ', ':', '@']) {
+                return Err(invalid(
+                    "daemon.allowed_hosts",
+                    format!("\"{host}\" is not a host name (no port, scheme or path)"),
+                ));
+            }
         }
         if d.poll_interval.is_some_and(|p| p < Duration::from_secs(1)) {
             return Err(invalid("daemon.poll_interval", "must be at least 1s"));

@@ -85,6 +85,7 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let app = router(AppState {
+        access: Arc::new(crate::access::Access::new(&settings)?),
         settings: settings.clone(),
         token,
         engine,

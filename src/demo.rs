@@ -221,22 +221,40 @@ debounce = "300ms"
             let body = serde_json::json!({
                 "NotificationType": kind, "UserId": id_of(user), "Id": session,
             });
+            let state = || async {
+                http.get(&state_url)
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+            };
+            let recomputes = |s: &serde_json::Value| s["poll"]["recomputes"].as_u64();
+            let before = state().await.as_ref().and_then(recomputes);
             if let Err(e) = http.post(&hook).body(body.to_string()).send().await {
                 eprintln!("demo: cannot reach the daemon: {e}");
                 continue;
             }
-            // Show the decision once the debounce window has closed and the plan is made.
-            tokio::time::sleep(Duration::from_millis(450).min(step)).await;
-            if let Ok(state) = http.get(&state_url).send().await
-                && let Ok(state) = state.json::<serde_json::Value>().await
-                && let Some(latest) = state["recent"].get(0)
-                && latest["t"].as_u64().is_some()
-            {
-                let summary = latest["summary"].as_str().unwrap_or("").to_string();
-                if Some(&summary) != last_summary.as_ref() {
-                    println!("  ↳ limits: {summary}");
-                    last_summary = Some(summary);
+            // Show the decision this event caused, once the debounce window has closed and the
+            // plan is made (waiting at most 2 s).
+            let waited = tokio::time::Instant::now();
+            let mut latest = None;
+            while waited.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(s) = state().await
+                    && recomputes(&s) > before
+                {
+                    latest = Some(s);
+                    break;
                 }
+            }
+            if let Some(state) = latest
+                && let Some(summary) = state["recent"][0]["summary"].as_str()
+                && Some(summary) != last_summary.as_deref()
+            {
+                println!("  ↳ limits: {summary}");
+                last_summary = Some(summary.to_string());
             }
         }
     }

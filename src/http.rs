@@ -1,25 +1,34 @@
-//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, `GET /api/state`, `GET /metrics`.
+//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, the status page (`GET /` with
+//! `status.css`, `status.js` and `POST /login`), `GET /api/state`, `GET /api/history`,
+//! `GET /metrics`. Who may use which is in [`crate::access`].
 //!
 //! Handlers only parse and hand over: `/hook` checks the secret, parses the body, answers 202
 //! at once (the Webhook plugin waits for the answer inside Jellyfin's playback handling and
 //! never retries) and gives start/stop events to the engine. The once-a-second
 //! `PlaybackProgress` flood is counted and dropped right here: it costs one parse.
+//!
+//! Every response carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+//! `X-Frame-Options: DENY` and a Content-Security-Policy that allows only this server's own
+//! script and styles (the status page has no inline script or style).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
 
+use crate::access::{Access, webhook_secret_matches};
 use crate::anon;
 use crate::config::{Mode, Settings};
 use crate::engine::{EngineHandle, Shared};
@@ -33,48 +42,157 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// `None`: no secret required (listener on loopback without a configured token).
     pub token: Option<Arc<SecretString>>,
+    /// Who may read the status page, `/api/*` and `/metrics`.
+    pub access: Arc<Access>,
     pub engine: EngineHandle,
     pub shared: Arc<Shared>,
 }
 
+/// The Content-Security-Policy of every response: this server's own script, styles and API,
+/// nothing inline, no framing.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// The one router of the daemon.
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.daemon.max_hook_body_bytes;
-    Router::new()
+    // What a person or Prometheus reads: under an allowed Host, with the status secret.
+    let pages = Router::new()
+        .route("/", get(status_page))
+        .route("/status.css", get(status_css))
+        .route("/status.js", get(status_js))
+        .route("/login", post(login))
+        .route("/api/state", get(api_state))
+        .route("/api/history", get(api_history))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+    let headers = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+    ];
+    let mut app = Router::new()
         .route("/hook", post(hook).layer(DefaultBodyLimit::max(limit)))
         .route("/healthz", get(healthz))
-        .route("/api/state", get(api_state))
-        .route("/metrics", get(metrics))
-        .route("/api/history", get(api_history))
-        .route("/", get(status_page))
-        .with_state(state)
+        .merge(pages)
+        .with_state(state);
+    for (name, value) in headers {
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The secret from `X-Jellydemon-Token` or `Authorization: Bearer …`, compared in constant time.
-fn authorized(headers: &HeaderMap, token: &SecretString) -> bool {
-    let presented = headers
-        .get("x-jellydemon-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .or_else(|| {
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.trim()
-                        .strip_prefix("Bearer ")
-                        .or_else(|| v.trim().strip_prefix("bearer "))
-                })
-                .map(str::trim)
-        });
-    presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())))
+/// The peer of a request served by [`crate::listener`] (absent when the router is called
+/// without it).
+struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| *a),
+        ))
+    }
 }
 
-async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// In front of the status page, `/api/*` and `/metrics`: an allowed `Host` (421 otherwise),
+/// then the status secret where it is needed (the sign-in page for `/`, 401 for the others).
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !s.access.host_allowed(req.headers()) {
+        return error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this host name is not served here: add it to daemon.allowed_hosts",
+        );
+    }
+    let open = matches!(req.uri().path(), "/status.css" | "/status.js" | "/login");
+    if open || s.access.may_read(req.headers()) {
+        return next.run(req).await;
+    }
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| *a);
+        s.access.failed("status", peer);
+    }
+    if req.uri().path() == "/" {
+        return login_page(StatusCode::UNAUTHORIZED, None);
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(json!({"error": "this needs the status secret: Authorization: Bearer <daemon.status_token>"})),
+    )
+        .into_response()
+}
+
+/// The sign-in form (an error shown above the field when there is one).
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let page = LOGIN_PAGE.replace(
+        "<!--error-->",
+        &error
+            .map(|e| format!("<p class=\"warn\">{e}</p>"))
+            .unwrap_or_default(),
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// `POST /login`: the sign-in form. The right secret sets the session cookie and goes back to
+/// the page.
+async fn login(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Response {
+    match s.access.sign_in(&form.token) {
+        Some(cookie) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, cookie),
+                (header::LOCATION, "./".to_string()),
+            ],
+        )
+            .into_response(),
+        None => {
+            s.access.failed("sign-in", peer);
+            login_page(
+                StatusCode::UNAUTHORIZED,
+                Some("That is not the status secret."),
+            )
+        }
+    }
+}
+
+async fn hook(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let m = &s.shared.metrics;
     if s.settings.daemon.mode == Mode::ReconcileOnly {
         return error(
@@ -82,9 +200,19 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
             "webhooks are disabled (daemon.mode = \"reconcile-only\")",
         );
     }
+    // Browsers send Origin with every POST; the Webhook plugin never does. A page open in a
+    // browser on this machine must not be able to inject events.
+    if headers.contains_key(header::ORIGIN) {
+        m.event("unknown", "unauthorized");
+        return error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are not accepted",
+        );
+    }
     if let Some(token) = &s.token
-        && !authorized(&headers, token)
+        && !webhook_secret_matches(&headers, token)
     {
+        s.access.failed("webhook", peer);
         m.event("unknown", "unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
@@ -122,19 +250,34 @@ async fn hook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Res
         .into_response()
 }
 
-/// `GET /`: the status page, one self-contained HTML file (no CDN) that polls `/api/state`.
+/// `GET /`: the status page (no CDN: it works offline), which polls `/api/state`.
 async fn status_page() -> Response {
+    asset("text/html; charset=utf-8", STATUS_PAGE)
+}
+
+async fn status_css() -> Response {
+    asset("text/css; charset=utf-8", STATUS_CSS)
+}
+
+async fn status_js() -> Response {
+    asset("text/javascript; charset=utf-8", STATUS_JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            ("content-type", "text/html; charset=utf-8"),
-            ("cache-control", "no-cache"),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
         ],
-        STATUS_PAGE,
+        body,
     )
         .into_response()
 }
 
-const STATUS_PAGE: &str = include_str!("status.html");
+const STATUS_PAGE: &str = include_str!("status/index.html");
+const STATUS_CSS: &str = include_str!("status/status.css");
+const STATUS_JS: &str = include_str!("status/status.js");
+const LOGIN_PAGE: &str = include_str!("status/login.html");
 
 /// `GET /api/history`: the in-memory samples behind the chart, oldest first.
 async fn api_history(State(s): State<AppState>) -> Response {
@@ -162,7 +305,7 @@ fn unix(t: SystemTime) -> u64 {
 
 /// Alive when the engine runs and the last successful read of Jellyfin is recent enough
 /// (`daemon.unhealthy_after`); during start-up the grace period is the same.
-async fn healthz(State(s): State<AppState>) -> Response {
+async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let alive = s.shared.engine_alive.load(Ordering::SeqCst);
     let limit = s.settings.daemon.unhealthy_after;
     let (age, error) = {
@@ -175,6 +318,8 @@ async fn healthz(State(s): State<AppState>) -> Response {
         None => uptime <= limit,
     };
     let healthy = alive && fresh;
+    // An error may quote Jellyfin's answer: only for those who may read the status.
+    let error = error.filter(|_| s.access.may_read(&headers));
     let body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "engine_alive": alive,
@@ -297,25 +442,4 @@ async fn api_state(State(s): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
     }))
     .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_from_either_header() {
-        let t = SecretString::from("0123456789abcdef".to_string());
-        let mut h = HeaderMap::new();
-        assert!(!authorized(&h, &t));
-        h.insert("x-jellydemon-token", "0123456789abcdef".parse().unwrap());
-        assert!(authorized(&h, &t));
-        let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer 0123456789abcdef".parse().unwrap());
-        assert!(authorized(&h, &t));
-        h.insert("authorization", "Bearer 0123456789abcdeX".parse().unwrap());
-        assert!(!authorized(&h, &t));
-        h.insert("authorization", "Bearer 0123456789abcde".parse().unwrap());
-        assert!(!authorized(&h, &t));
-    }
 }

@@ -5,6 +5,7 @@
 //! Data flows one way: inputs (webhooks, the poll of `/Sessions` and `/Users`) -> engine
 //! (plan) -> writer -> Jellyfin.
 //!
+//! * [`access`]: who may use which HTTP endpoint: secrets, sign-in sessions, allowed hosts.
 //! * [`anon`]: stable aliases for personal values in everything jellydemon emits.
 //! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
 //! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod access;
 pub mod allocate;
 pub mod anon;
 pub mod check;

@@ -255,3 +255,145 @@ async fn trickled_headers_and_stalled_bodies_are_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn off_loopback_the_read_only_endpoints_need_the_status_secret() {
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    // Configured for every address; the test still binds loopback.
+    let d = h.daemon("listen = \"0.0.0.0:8098\"").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| http.get(format!("{}{path}", d.url));
+    let secret = common::HOOK_TOKEN;
+
+    for path in ["/api/state", "/api/history", "/metrics"] {
+        let r = get(path).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("alice"), "{path}: {body}");
+        let r = get(path).bearer_auth(secret).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let page = get("/").send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<form class=\"login"), "{page}");
+    assert!(!page.contains("alice"));
+    // The assets the sign-in page needs are served without the secret; they say nothing.
+    assert_eq!(get("/status.css").send().await.unwrap().status(), 200);
+
+    // Signing in: a wrong secret is refused, the right one sets a session cookie.
+    let wrong = http
+        .post(format!("{}/login", d.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = http
+        .post(format!("{}/login", d.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = get("/").header("cookie", &session).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Remote users"));
+    let state = get("/api/state")
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(state.status(), 200);
+
+    // /healthz stays open and tells nothing personal.
+    let health = get("/healthz").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health["last_poll_error"], serde_json::Value::Null);
+
+    // A foreign Host (DNS rebinding) is refused, even with the secret; an address is fine.
+    let r = get("/api/state")
+        .header("host", "attacker.example")
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    let r = get("/api/state")
+        .header("host", "192.168.1.20:8098")
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_headers() {
+    let fake = FakeJellyfin::new(KEY);
+    let (alice, _) = household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let d = h.daemon("").await;
+    let http = reqwest::Client::new();
+    // A page in a browser on this machine: refused, although the listener is loopback.
+    let r = http
+        .post(format!("{}/hook", d.url))
+        .header("origin", "http://evil.example")
+        .header("content-type", "text/plain")
+        .header("x-jellydemon-token", common::HOOK_TOKEN)
+        .body(common::event("PlaybackStart", &alice, "s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The plugin (no Origin), with the scheme in capitals.
+    let r = http
+        .post(format!("{}/hook", d.url))
+        .header("authorization", format!("BEARER {}", common::HOOK_TOKEN))
+        .body(common::event("PlaybackStart", &alice, "s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for path in ["/", "/api/state", "/healthz", "/metrics", "/status.js"] {
+        let r = http.get(format!("{}{path}", d.url)).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+    }
+    // The page has no inline script or style for that policy to block.
+    let page = http
+        .get(format!("{}/", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "{page}"
+    );
+    d.stop().await;
+}

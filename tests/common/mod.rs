@@ -242,9 +242,11 @@ impl Harness {
 }
 
 impl Daemon {
+    /// `/api/state`, with the status secret (the webhook secret here) in case it is needed.
     pub async fn state(&self) -> serde_json::Value {
         self.http
             .get(format!("{}/api/state", self.url))
+            .bearer_auth(HOOK_TOKEN)
             .send()
             .await
             .unwrap()

@@ -1,0 +1,307 @@
+//! Who may do what over HTTP.
+//!
+//! * `/hook` takes the webhook secret (`X-Jellydemon-Token` or `Authorization: Bearer`).
+//! * The status page, `/api/*` and `/metrics` show user names, addresses and what people watch:
+//!   when `daemon.listen` is not loopback they take the status secret (`daemon.status_token`,
+//!   else the webhook secret) as `Authorization: Bearer`, or a session cookie that the page's
+//!   sign-in form sets (`HttpOnly; SameSite=Strict`, random, kept in memory until restart),
+//!   unless `daemon.public_status` says otherwise.
+//! * Those pages answer only under an allowed `Host`: an IP address, `localhost`, this
+//!   machine's name or `daemon.allowed_hosts`. A DNS-rebinding page names its own host.
+//! * Failed authentications are logged at warn with the peer's address, at most once a minute,
+//!   with how many there were.
+//!
+//! Secrets are compared in constant time and never logged.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::config::{ConfigError, Settings};
+use crate::sync::lock;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "jellydemon_session";
+
+/// Sign-in sessions kept (the oldest is forgotten beyond).
+const SESSIONS: usize = 64;
+
+/// How long a session cookie lasts in the browser.
+const SESSION_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// At most one log line about failed authentications per this period.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The access rules of one daemon.
+pub struct Access {
+    status_token: Option<SecretString>,
+    protected: bool,
+    hosts: Vec<String>,
+    sessions: Mutex<VecDeque<String>>,
+    failures: Mutex<Failures>,
+}
+
+#[derive(Default)]
+struct Failures {
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Access {
+    pub fn new(settings: &Settings) -> Result<Access, ConfigError> {
+        let d = &settings.daemon;
+        let mut hosts: Vec<String> = d
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        hosts.push("localhost".into());
+        if let Some(name) = machine_name() {
+            hosts.push(format!("{name}.local"));
+            hosts.push(name);
+        }
+        Ok(Access {
+            status_token: d.status_token()?,
+            protected: d.status_protected(),
+            hosts,
+            sessions: Mutex::new(VecDeque::new()),
+            failures: Mutex::new(Failures::default()),
+        })
+    }
+
+    /// The `Host` header names an allowed host (or there is none).
+    pub fn host_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get("host").and_then(|h| h.to_str().ok()) else {
+            return headers.get("host").is_none();
+        };
+        let name = strip_port(host.trim());
+        if name.parse::<IpAddr>().is_ok() {
+            return true;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts.contains(&name)
+    }
+
+    /// Whether this request may read the status page, `/api/*` and `/metrics`.
+    pub fn may_read(&self, headers: &HeaderMap) -> bool {
+        if !self.protected {
+            return true;
+        }
+        let Some(secret) = &self.status_token else {
+            return false;
+        };
+        if bearer(headers).is_some_and(|t| same(t, secret.expose_secret())) {
+            return true;
+        }
+        cookie(headers, COOKIE).is_some_and(|session| {
+            lock(&self.sessions)
+                .iter()
+                .any(|known| same(session, known))
+        })
+    }
+
+    /// Check a secret typed into the sign-in form; on success, the `Set-Cookie` value of a new
+    /// session.
+    pub fn sign_in(&self, presented: &str) -> Option<String> {
+        let secret = self.status_token.as_ref()?;
+        if !same(presented.trim(), secret.expose_secret()) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).ok()?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() == SESSIONS {
+            sessions.pop_front();
+        }
+        sessions.push_back(id.clone());
+        Some(format!(
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            SESSION_MAX_AGE.as_secs()
+        ))
+    }
+
+    /// Note a failed authentication; logs at most once a minute, with the count since.
+    pub fn failed(&self, what: &'static str, peer: Option<SocketAddr>) {
+        let mut f = lock(&self.failures);
+        f.unlogged += 1;
+        let now = Instant::now();
+        if f.last_logged.is_none_or(|t| now - t >= FAILURE_LOG_EVERY) {
+            warn!(
+                target: "jellydemon::http",
+                failures = f.unlogged,
+                last_peer = %peer.map_or_else(|| "?".to_string(), |p| crate::anon::ip(p.ip()).to_string()),
+                what,
+                "wrong or missing secret (counted since the last such line)"
+            );
+            f.unlogged = 0;
+            f.last_logged = Some(now);
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(char::is_whitespace)?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The webhook secret as the plugin sends it: `X-Jellydemon-Token`, or `Authorization:
+/// Bearer`.
+pub fn webhook_secret_matches(headers: &HeaderMap, secret: &SecretString) -> bool {
+    headers
+        .get("x-jellydemon-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .or_else(|| bearer(headers))
+        .is_some_and(|p| same(p, secret.expose_secret()))
+}
+
+/// Constant-time equality.
+fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A cookie's value from the `Cookie` headers.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// `host:port`, `[v6]:port` or `[v6]` to the host alone.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// This machine's host name, lowercase, from the kernel.
+fn machine_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_ascii_lowercase();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(daemon: &str) -> Settings {
+        Settings::from_toml_str(&format!(
+            "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n[bandwidth]\n\
+             total_upload_mbps = 100\n[daemon]\n{daemon}\n"
+        ))
+        .unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const PUBLIC: &str = "listen = \"0.0.0.0:8098\"\nwebhook_token = \"hook-secret-0123456789\"\nstatus_token = \"status-secret-0123456789\"\nallowed_hosts = [\"Media.Example.org\"]";
+
+    #[test]
+    fn off_loopback_the_status_needs_the_status_secret() {
+        let a = Access::new(&settings(PUBLIC)).unwrap();
+        assert!(!a.may_read(&headers(&[])));
+        assert!(a.may_read(&headers(&[(
+            "authorization",
+            "Bearer status-secret-0123456789"
+        )])));
+        assert!(a.may_read(&headers(&[(
+            "authorization",
+            "BEARER status-secret-0123456789"
+        )])));
+        assert!(!a.may_read(&headers(&[(
+            "authorization",
+            "Bearer hook-secret-0123456789"
+        )])));
+        // On loopback, or when asked to, no secret.
+        let a = Access::new(&settings("")).unwrap();
+        assert!(a.may_read(&headers(&[])));
+        let a = Access::new(&settings(&format!("{PUBLIC}\npublic_status = true"))).unwrap();
+        assert!(a.may_read(&headers(&[])));
+    }
+
+    #[test]
+    fn signing_in_sets_a_session_cookie() {
+        let a = Access::new(&settings(PUBLIC)).unwrap();
+        assert_eq!(a.sign_in("wrong"), None);
+        let set = a.sign_in(" status-secret-0123456789\n").unwrap();
+        assert!(set.contains("HttpOnly; SameSite=Strict"), "{set}");
+        let id = set.split(';').next().unwrap();
+        assert!(a.may_read(&headers(&[("cookie", &format!("theme=dark; {id}"))])));
+        assert!(!a.may_read(&headers(&[("cookie", "jellydemon_session=00")])));
+    }
+
+    #[test]
+    fn hosts_are_ip_literals_local_names_or_configured() {
+        let a = Access::new(&settings(PUBLIC)).unwrap();
+        for ok in [
+            "192.168.1.20:8098",
+            "[::1]:8098",
+            "[fe80::1]",
+            "localhost:8098",
+            "media.example.org",
+            "MEDIA.example.org.:443",
+        ] {
+            assert!(a.host_allowed(&headers(&[("host", ok)])), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:8098",
+            "localhost.attacker.example",
+        ] {
+            assert!(!a.host_allowed(&headers(&[("host", bad)])), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_webhook_secret_comes_in_either_header_and_any_scheme_case() {
+        let t = SecretString::from("0123456789abcdef".to_string());
+        assert!(!webhook_secret_matches(&headers(&[]), &t));
+        assert!(webhook_secret_matches(
+            &headers(&[("x-jellydemon-token", "0123456789abcdef")]),
+            &t
+        ));
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            assert!(webhook_secret_matches(
+                &headers(&[("authorization", &format!("{scheme} 0123456789abcdef"))]),
+                &t
+            ));
+        }
+        assert!(!webhook_secret_matches(
+            &headers(&[("authorization", "Bearer 0123456789abcdeX")]),
+            &t
+        ));
+        assert!(!webhook_secret_matches(
+            &headers(&[("authorization", "Basic 0123456789abcdef")]),
+            &t
+        ));
+    }
+}
