@@ -281,6 +281,48 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn failed_authentications_are_logged_once_a_minute_with_a_count() {
+        use std::sync::Arc;
+        use tracing_subscriber::layer::SubscriberExt;
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || Capture(sink.clone())),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let a = Access::new(&settings(PUBLIC)).unwrap();
+        let peer: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        for _ in 0..5 {
+            a.failed("webhook", Some(peer));
+        }
+        assert_eq!(lock(&lines).len(), 1);
+        assert!(lock(&lines)[0].contains("failures=1"), "{:?}", lock(&lines));
+        assert!(
+            lock(&lines)[0].contains("198.51.100.7"),
+            "{:?}",
+            lock(&lines)
+        );
+        tokio::time::advance(FAILURE_LOG_EVERY).await;
+        a.failed("webhook", Some(peer));
+        assert_eq!(lock(&lines).len(), 2);
+        assert!(lock(&lines)[1].contains("failures=5"), "{:?}", lock(&lines));
+    }
+
+    struct Capture(std::sync::Arc<Mutex<Vec<String>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).push(String::from_utf8_lossy(b).into_owned());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn the_webhook_secret_comes_in_either_header_and_any_scheme_case() {
         let t = SecretString::from("0123456789abcdef".to_string());

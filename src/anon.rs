@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -69,6 +68,11 @@ impl Anonymizer {
             map: Mutex::new(AliasMap::default()),
             path: None,
         }
+    }
+
+    /// The same aliases, no longer saved (new ones live in memory only).
+    pub fn in_memory_only(self) -> Anonymizer {
+        Anonymizer { path: None, ..self }
     }
 
     /// Load the map from `path` (missing: empty). A corrupt map is moved aside to
@@ -241,18 +245,7 @@ fn family(kind: Kind, value: &str) -> String {
 }
 
 fn save(path: &Path, m: &AliasMap) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(m).expect("serializes"))?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+    crate::files::write_private(path, &serde_json::to_vec_pretty(m).expect("serializes"))
 }
 
 /// A personal value to be shown: its alias when anonymizing, else itself.

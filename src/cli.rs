@@ -165,12 +165,14 @@ async fn watch_signals(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// Load the configuration and set up logging (and anonymization) from it.
-fn load(path: &std::path::Path, default_level: &str) -> Result<Settings, ExitCode> {
-    let settings = Settings::load(path).map_err(|e| {
+/// Load the configuration and set up logging (and anonymization) from it. `dry_run` (the
+/// command line's) joins `daemon.dry_run` first: a dry run writes no file at all.
+fn load(path: &std::path::Path, default_level: &str, dry_run: bool) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::CONFIG)
     })?;
+    settings.daemon.dry_run |= dry_run;
     crate::telemetry::init(Some(&settings), default_level).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::CONFIG)
@@ -210,11 +212,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             reconcile_only,
             dry_run,
         } => {
-            let mut settings = load(&cli.config, level)?;
+            let mut settings = load(&cli.config, level, dry_run)?;
             if reconcile_only {
                 settings.daemon.mode = Mode::ReconcileOnly;
             }
-            settings.daemon.dry_run |= dry_run;
             let listen = settings.daemon.listen;
             let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                 eprintln!("error: cannot listen on {listen} (daemon.listen): {e}");
@@ -236,7 +237,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Reconcile { once: _, dry_run } => {
-            let settings = load(&cli.config, level)?;
+            let settings = load(&cli.config, level, dry_run)?;
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings)?);
             let dry_run = dry_run || settings.daemon.dry_run;
@@ -263,7 +264,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Check => {
-            let settings = load(&cli.config, level)?;
+            let settings = load(&cli.config, level, false)?;
             let report = check::check(&settings).await;
             print!("{report}");
             if report.failed() {
@@ -291,7 +292,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Anonymize => {
-            let settings = load(&cli.config, level)?;
+            let settings = load(&cli.config, level, false)?;
             let path = settings.alias_file();
             let a = crate::anon::Anonymizer::load(&path).map_err(|e| {
                 eprintln!("error: {e}");
@@ -306,7 +307,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore => {
-            let settings = load(&cli.config, level)?;
+            let settings = load(&cli.config, level, false)?;
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings)?);
             let results = reconcile::restore(&client, &ledger).await.map_err(|e| {

@@ -707,8 +707,22 @@ impl Settings {
 
     /// Check every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url = url::Url::parse(&self.jellyfin.url)
-            .map_err(|e| invalid("jellyfin.url", format!("\"{}\": {e}", self.jellyfin.url)))?;
+        let url = url::Url::parse(&self.jellyfin.url).map_err(|e| {
+            invalid(
+                "jellyfin.url",
+                format!("\"{}\": {e}", redact_userinfo(&self.jellyfin.url)),
+            )
+        })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "jellyfin.url",
+                format!(
+                    "must not contain a user name or password (\"{}\"): jellydemon signs in \
+                     with api_key",
+                    redact_userinfo(&self.jellyfin.url)
+                ),
+            ));
+        }
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(invalid(
                 "jellyfin.url",
@@ -1041,12 +1055,63 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
                 };
                 format!("missing key `{full}`{source}")
             }
+            // A wrong type on a secret's key: the message would quote the secret.
+            figment::error::Kind::InvalidType(_, expected)
+                if SECRET_KEYS.contains(&key.as_str()) =>
+            {
+                format!(
+                    "invalid value for `{key}`{source}: expected {expected} (the value is not \
+                     shown: it is a secret)"
+                )
+            }
             kind if !key.is_empty() => format!("invalid value for `{key}`{source}: {kind}"),
-            kind => format!("config{source}: {kind}"),
+            kind => format!(
+                "config{source}: {}",
+                without_source_lines(&kind.to_string())
+            ),
         };
         lines.push(what);
     }
     ConfigError::Parse(lines.join("; "))
+}
+
+/// The keys whose values are secrets: no error message quotes them.
+pub const SECRET_KEYS: [&str; 3] = [
+    "jellyfin.api_key",
+    "daemon.webhook_token",
+    "daemon.status_token",
+];
+
+/// A TOML syntax error without the lines of the file it quotes (`3 | api_key = ...`): the line
+/// may hold a secret. What stays: where ("at line 3, column 11") and what was wrong.
+fn without_source_lines(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let t = t
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !t.starts_with('|')
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `scheme://user:password@host...` with the user information replaced by `***`, for messages.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@
 //!   a write is compared afterwards, the value Jellyfin holds is the original or one of those,
 //!   and all are recognized, so a value jellydemon set is never mistaken for an original;
 //! * a value that is none of those was set by an admin by hand, and becomes the new original;
-//! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory);
+//! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory) and is
+//!   readable by its owner only;
 //! * a state file that cannot be read or parsed is an error, never silently replaced.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -188,38 +188,16 @@ impl Ledger {
 
     /// Write the ledger atomically: temp file in the same directory, fsync, rename, fsync dir.
     pub fn save(&self) -> Result<(), LedgerError> {
-        let err = |source| LedgerError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(err)?;
         let file = StateFile {
             version: VERSION,
             users: self.users.clone(),
         };
         let mut json = serde_json::to_vec_pretty(&file).expect("ledger serializes");
         json.push(b'\n');
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(format!(".tmp.{}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable.
-            fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(err)
+        crate::files::write_private(&self.path, &json).map_err(|source| LedgerError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

@@ -13,6 +13,7 @@
 //! * [`network`]: parsing `RemoteEndPoint` and classifying it as local or remote (pure).
 //! * [`allocate`]: the allocation algorithms, weighted max-min water-filling (pure).
 //! * [`plan`]: from a snapshot of Jellyfin and the ledger to one decision per user (pure).
+//! * [`files`]: atomic, owner-only writes of the daemon's own files.
 //! * [`ledger`]: the users' original limits, persisted atomically in the state file.
 //! * [`reconcile`]: one pass (fetch, plan, write) and `restore`; the I/O around `plan`.
 //! * [`webhook`]: parsing the Webhook plugin's bodies (pure).
@@ -44,6 +45,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod fake;
+pub mod files;
 pub mod http;
 pub mod jellyfin;
 pub mod ledger;

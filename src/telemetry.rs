@@ -26,7 +26,13 @@ pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), Stri
     if let Some(s) = settings
         && s.logging.anonymize
     {
-        anon::install(Anonymizer::load(&s.alias_file())?);
+        let aliases = Anonymizer::load(&s.alias_file())?;
+        // A dry run keeps the aliases it makes up in memory: it writes no file.
+        anon::install(if s.daemon.dry_run {
+            aliases.in_memory_only()
+        } else {
+            aliases
+        });
     }
     let level = logging
         .and_then(|l| l.level.clone())
@@ -42,7 +48,10 @@ pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), Stri
         None => BoxMakeWriter::new(io::stderr),
     };
     let layer = match logging.map(|l| l.format).unwrap_or_default() {
-        LogFormat::Text => fmt::layer().with_writer(writer).boxed(),
+        LogFormat::Text => fmt::layer()
+            .fmt_fields(EscapedFields)
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
     };
     // A second init (tests) keeps the first subscriber.
@@ -51,6 +60,68 @@ pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), Stri
         .with(layer)
         .try_init();
     Ok(())
+}
+
+/// The text format's fields (`message key=value ...`) with every control character in a value
+/// written as an escape (`\n`, `\u{1b}`): names and titles come from Jellyfin and webhooks,
+/// and must not be able to forge a log line or drive a terminal.
+pub struct EscapedFields;
+
+impl<'writer> fmt::FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'a, 'writer> {
+    writer: &'a mut fmt::format::Writer<'writer>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for EscapingVisitor<'_, '_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        let raw = format!("{value:?}");
+        let value = escape_controls(&raw);
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{sep}{value}")
+        } else {
+            write!(self.writer, "{sep}{}={value}", field.name())
+        };
+    }
+}
+
+/// Control characters as escapes; everything else, other scripts included, as is.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A log file that is rotated when it would grow beyond `max_bytes`: `file` becomes `file.1`,
@@ -143,6 +214,53 @@ impl<'a> fmt::MakeWriter<'a> for RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("Bob O'Brien"), "Bob O'Brien");
+        assert_eq!(escape_controls("Zoë 日本"), "Zoë 日本");
+        assert_eq!(
+            escape_controls("eve\nINFO forged line\r\u{1b}[31mred\t"),
+            "eve\\nINFO forged line\\r\\u{1b}[31mred\\t"
+        );
+    }
+
+    #[test]
+    fn text_logs_escape_field_values_and_messages() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .fmt_fields(EscapedFields)
+                .with_ansi(false)
+                .with_writer(move || Sink(sink.clone())),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let name = "mallory\nERROR jellydemon: forged\u{1b}[2J";
+            tracing::warn!(user = %name, other = ?name, "seen {name}");
+        });
+        let out = String::from_utf8(lock(&buf).clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+        assert!(
+            out.contains("user=mallory\\nERROR jellydemon: forged\\u{1b}[2J"),
+            "{out}"
+        );
+        assert!(out.contains("seen mallory\\n"), "{out}");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_n_files() {

@@ -138,3 +138,78 @@ fn a_missing_config_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// No mistake in the configuration makes an error message quote a secret: a syntax error on
+/// the secret's line, a value of the wrong type, the same from the environment, a URL with a
+/// password. (The messages still say where and what.)
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail returns its own large error type
+fn configuration_errors_never_quote_a_secret() {
+    const SECRET: &str = "4242424242424242";
+    let base = |line: &str, section: &str| {
+        format!(
+            "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n{}\n[bandwidth]\ntotal_upload_mbps = 100\n\
+             [daemon]\n{}\n",
+            if section == "jellyfin" {
+                line
+            } else {
+                "api_key = \"k\""
+            },
+            if section == "daemon" { line } else { "" },
+        )
+    };
+    for key in jellydemon::config::SECRET_KEYS {
+        let (section, name) = key.split_once('.').unwrap();
+        for line in [
+            format!("{name} = {SECRET}x"),         // not quoted: a syntax error
+            format!("{name} = {SECRET}"),          // a number, not a string
+            format!("{name} = [\"{SECRET}\"]"),    // a list
+            format!("{name} = \"{SECRET}\" oops"), // junk after the value
+        ] {
+            let err = Settings::from_toml_str(&base(&line, section))
+                .expect_err(&line)
+                .to_string();
+            assert!(!err.contains(SECRET), "{key}: {line:?} gave {err}");
+            assert!(
+                err.contains("line") || err.contains(key),
+                "{key}: {line:?} gave {err}"
+            );
+        }
+        // From the environment.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.toml", &base("api_key = \"k\"", "jellyfin"))?;
+            jail.set_env(
+                format!(
+                    "JELLYDEMON_{}__{}",
+                    section.to_uppercase(),
+                    name.to_uppercase()
+                ),
+                format!("[{SECRET}]"),
+            );
+            let err = Settings::load(Path::new("config.toml"))
+                .expect_err("a list is not a secret")
+                .to_string();
+            assert!(!err.contains(SECRET), "{key} from the environment: {err}");
+            assert!(err.contains(key), "{err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_password_in_the_jellyfin_url_is_refused_and_never_shown() {
+    for url in [
+        "http://admin:hunter2hunter2@jellyfin.lan:8096",
+        "https://hunter2hunter2@jellyfin.lan/jellyfin",
+        "http://admin:hunter2hunter2@jellyfin.lan:8096/ bad path",
+    ] {
+        let err = Settings::from_toml_str(&format!(
+            "[jellyfin]\nurl = \"{url}\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = 100\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("jellyfin.url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("***@jellyfin.lan"), "{err}");
+    }
+}

@@ -397,3 +397,52 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
     );
     d.stop().await;
 }
+
+/// `jellydemon ARGS` under `umask 000`, with anonymization on (so the alias map is written
+/// too); its exit code.
+async fn run_with_umask_000(h: &Harness, args: &[&str]) -> i32 {
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let path = h.dir.path().join("anon.toml");
+    std::fs::write(&path, format!("{text}\n[logging]\nanonymize = true\n")).unwrap();
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .unwrap()
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn the_state_and_alias_files_are_private_and_a_dry_run_writes_none() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let aliases = h.dir.path().join("aliases.json");
+
+    assert_eq!(
+        run_with_umask_000(&h, &["reconcile", "--once", "--dry-run"]).await,
+        0
+    );
+    assert!(!h.state_path.exists(), "a dry run wrote the state file");
+    assert!(!aliases.exists(), "a dry run wrote the alias map");
+
+    assert_eq!(run_with_umask_000(&h, &["reconcile", "--once"]).await, 0);
+    for file in [&h.state_path, &aliases] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
