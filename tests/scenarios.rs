@@ -206,15 +206,7 @@ async fn a_client_that_ignores_limits_is_found_counted_at_its_rate_and_reported(
             .any(|w| w.as_str().unwrap().contains("ignores limits")),
         "{plan:#}"
     );
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.text("/metrics").await;
     assert!(
         metrics.contains("jellydemon_uncontrolled_streams 1"),
         "{metrics}"

@@ -383,14 +383,7 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
         );
     }
     // The page has no inline script or style for that policy to block.
-    let page = http
-        .get(format!("{}/", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = d.text("/").await;
     assert!(
         !page.contains("<script>") && !page.contains("style="),
         "{page}"

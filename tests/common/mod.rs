@@ -271,6 +271,19 @@ impl Daemon {
         }
     }
 
+    /// The body of `GET path` (with the status secret), as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(HOOK_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST a body to `/hook` with the secret.
     pub async fn hook(&self, body: &str) -> reqwest::Response {
         self.http
