@@ -398,6 +398,16 @@ pub enum Mode {
     ReconcileOnly,
 }
 
+impl Mode {
+    /// As written in the configuration: `webhook`, `reconcile-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Webhook => "webhook",
+            Mode::ReconcileOnly => "reconcile-only",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonSettings {

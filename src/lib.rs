@@ -8,6 +8,7 @@
 //! * [`access`]: who may use which HTTP endpoint: secrets, sign-in sessions, allowed hosts.
 //! * [`anon`]: stable aliases for personal values in everything jellydemon emits.
 //! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
+//! * [`clock`]: unix seconds and the one exponential backoff.
 //! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
 //! * [`jellyfin`]: the HTTP client and the few DTOs we read; lossless policy read-modify-write.
 //! * [`network`]: parsing `RemoteEndPoint` and classifying it as local or remote (pure).
@@ -16,6 +17,8 @@
 //! * [`files`]: atomic, owner-only writes of the daemon's own files.
 //! * [`ledger`]: the users' original limits, persisted atomically in the state file.
 //! * [`reconcile`]: one pass (fetch, plan, write) and `restore`; the I/O around `plan`.
+//! * [`write`]: one decision written (read-modify-write with the ledger's intent first) and
+//!   its pushes; the daemon's writer and `reconcile --once` both call it.
 //! * [`webhook`]: parsing the Webhook plugin's bodies (pure).
 //! * [`engine`]: the daemon's one task that owns the model, debounces events, polls and plans.
 //! * [`writer`]: governed, retried policy writes and `SetMaxStreamingBitrate` pushes.
@@ -35,21 +38,18 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
-pub mod access;
 pub mod allocate;
 pub mod anon;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod engine;
 pub mod fake;
 pub mod files;
-pub mod http;
 pub mod jellyfin;
 pub mod ledger;
-pub mod listener;
 pub mod metrics;
 pub mod network;
 pub mod plan;
@@ -59,4 +59,4 @@ pub mod sim;
 pub mod sync;
 pub mod telemetry;
 pub mod webhook;
-pub mod writer;
+pub mod write;

@@ -2,7 +2,8 @@
 
 use crate::anon;
 use crate::plan::{Role, fmt_mbps};
-use crate::reconcile::{PassReport, RestoreOutcome, WriteOutcome};
+use crate::reconcile::{PassReport, RestoreOutcome};
+use crate::write::WriteOutcome;
 
 /// A limit as Jellyfin means it: 0 is "server default", not "unlimited".
 pub fn fmt_limit(bps: i64) -> String {

@@ -262,7 +262,7 @@ async fn show_table() {
 #[tokio::test]
 async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot() {
     use jellydemon::plan::{Decision, Role};
-    use jellydemon::reconcile::{WriteOutcome, apply};
+    use jellydemon::write::{WriteOutcome, apply};
     let (h, m) = mixed("", "").await;
     let ledger = std::sync::Mutex::new(h.ledger());
     // Snapshot said alice is at 0; meanwhile jellydemon itself wrote 30 Mbps.

@@ -1,9 +1,21 @@
-//! `jellydemon run`: the listener, the engine, the writer and the poll, wired together, and a
-//! shutdown that restores the originals within a bounded time.
+//! `jellydemon run`: the daemon's runtime, wired together, and a shutdown that restores the
+//! originals within a bounded time.
+//!
+//! Inside, the arrows run one way: [`listener`] serves [`http`]'s router ([`access`] decides
+//! who may use what); `http` hands events to the [`engine`], which owns the model, plans and
+//! hands decisions to the [`writer`]; the engine and the handlers record and read what
+//! happened through [`status`].
 //!
 //! [`run`] takes an already-bound listener and a shutdown token, so tests bind port 0 and run
 //! many daemons in parallel; the binary binds `daemon.listen` and cancels the token on
 //! SIGTERM/SIGINT.
+
+pub mod access;
+mod engine;
+mod http;
+pub mod listener;
+mod status;
+mod writer;
 
 use std::sync::{Arc, Mutex};
 
@@ -11,13 +23,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{ConfigError, Mode, Settings};
-use crate::engine::{Engine, Shared};
-use crate::http::{AppState, router};
+use crate::config::{ConfigError, Settings};
 use crate::jellyfin::{Client, JellyfinError};
 use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
 use crate::reconcile::{self, RestoreOutcome};
-use crate::writer;
+
+use engine::Engine;
+use http::{AppState, router};
+use status::Status;
+
+/// This module's log target.
+const LOG: &str = "jellydemon::daemon";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -51,11 +68,9 @@ pub async fn run(
     let client = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
     let token = settings.daemon.webhook_token()?.map(Arc::new);
     let ledger = Arc::new(Mutex::new(Ledger::open(&settings.state.file)?));
-    let shared = Arc::new(Shared::default());
-    shared
-        .metrics
-        .budget_bps
-        .set(settings.budget().budget_bps as i64);
+    let metrics = Arc::new(Metrics::new());
+    metrics.budget_bps.set(settings.budget().budget_bps as i64);
+    let status = Arc::new(Status::new(metrics.clone()));
 
     // The workers stop on their own token so that shutdown can stop intake and writes first,
     // then restore with the same client.
@@ -66,7 +81,7 @@ pub async fn run(
         ledger.clone(),
         settings.daemon.max_writes_per_second,
         pushed_tx,
-        shared.clone(),
+        metrics.clone(),
         workers.clone(),
     );
     let (engine, engine_task) = Engine {
@@ -75,7 +90,7 @@ pub async fn run(
         ledger: ledger.clone(),
         writer,
         pushed,
-        shared: shared.clone(),
+        status: status.clone(),
         dry_run,
     }
     .spawn(workers.clone());
@@ -85,35 +100,31 @@ pub async fn run(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let app = router(AppState {
-        access: Arc::new(crate::access::Access::new(&settings)?),
+        access: Arc::new(access::Access::new(&settings)?),
         settings: settings.clone(),
         token,
         engine,
-        shared,
+        status,
+        metrics,
     });
-    let limits = crate::listener::Limits {
+    let limits = listener::Limits {
         header_timeout: settings.daemon.http_header_timeout,
         request_timeout: settings.daemon.http_request_timeout,
         max_connections: settings.daemon.http_max_connections,
         drain: settings.daemon.http_drain,
     };
-    let server = tokio::spawn(crate::listener::serve(
-        listener,
-        app,
-        limits,
-        shutdown.clone(),
-    ));
+    let server = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     info!(
-        target: "jellydemon::engine",
+        target: LOG,
         listen = %addr,
-        mode = match settings.daemon.mode { Mode::Webhook => "webhook", Mode::ReconcileOnly => "reconcile-only" },
+        mode = settings.daemon.mode.as_str(),
         poll_interval = ?settings.daemon.poll_interval(),
         dry_run,
         "jellydemon running"
     );
 
     shutdown.cancelled().await;
-    info!(target: "jellydemon::engine", "shutting down");
+    info!(target: LOG, "shutting down");
     // The listener stops accepting and drains its connections for at most `http_drain`, on its
     // own: the restore below does not wait for any client.
     workers.cancel();
@@ -129,10 +140,10 @@ pub async fn run(
                     .iter()
                     .filter(|(_, o)| matches!(o, RestoreOutcome::Failed(_)))
                     .count();
-                info!(target: "jellydemon::ledger", restored = results.len() - out.restore_failures, failed = out.restore_failures, "originals restored");
+                info!(target: LOG, restored = results.len() - out.restore_failures, failed = out.restore_failures, "originals restored");
             }
             Ok(Err(e)) => {
-                error!(target: "jellydemon::ledger", "{e}");
+                error!(target: LOG, "{e}");
                 out.restore_failures = reconcile::lock(&ledger).len();
             }
             Err(_) => {
@@ -142,7 +153,7 @@ pub async fn run(
         }
         if out.restore_failures > 0 || out.restore_timed_out {
             warn!(
-                target: "jellydemon::ledger",
+                target: LOG,
                 left = out.restore_failures,
                 state_file = %settings.state.file.display(),
                 "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
@@ -153,7 +164,7 @@ pub async fn run(
     match server.await {
         Ok(Err(e)) => return Err(DaemonError::Serve(e)),
         Ok(Ok(())) => {}
-        Err(e) => warn!(target: "jellydemon::http", "the listener ended abnormally: {e}"),
+        Err(e) => warn!(target: LOG, "the listener ended abnormally: {e}"),
     }
     Ok(out)
 }

@@ -11,9 +11,8 @@
 //! read corrects it. While Jellyfin is down, reads back off exponentially (with jitter) up to the
 //! poll interval, so they never pile up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -23,125 +22,15 @@ use tracing::{debug, info, warn};
 use crate::config::Settings;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
-use crate::metrics::{Metrics, ResultLabels};
-use crate::plan::{Memory, Plan};
+use crate::plan::Memory;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
-use crate::sync::lock;
 use crate::webhook::{EventKind, HookEvent};
-use crate::writer::{PushSent, WriterHandle};
 
-/// The last plan and when and why it was made.
-#[derive(Debug, Clone)]
-pub struct LastPlan {
-    pub at: SystemTime,
-    /// "webhook", "poll", "startup" or "wake-up" (a push cooldown or the grace after a stop
-    /// ended).
-    pub trigger: &'static str,
-    /// The plan was made from a model patched by webhooks because `/Sessions` failed.
-    pub from_stale_model: bool,
-    pub plan: Plan,
-}
+use super::status::Status;
+use super::writer::{PushSent, WriterHandle};
 
-/// One point of the in-memory history behind the status page's chart.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Sample {
-    /// Unix seconds.
-    pub t: u64,
-    pub budget: u64,
-    /// What remote streams carry after the plan's pushes, bits/s.
-    pub held: u64,
-    /// What remote streams carried when the plan was made (managed and unmanaged), bits/s.
-    pub remote_rate: u64,
-    pub claimants: usize,
-}
-
-/// A recent decision, for the status page.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Recent {
-    pub t: u64,
-    pub trigger: &'static str,
-    pub changes: usize,
-    /// Who got what and why (names through [`crate::anon`]).
-    pub summary: String,
-}
-
-/// Samples kept: at one per recompute and a poll every 5 minutes at least, several hours.
-pub const HISTORY: usize = 2000;
-/// Recent decisions kept.
-pub const RECENT: usize = 20;
-
-/// What the engine has seen, shared with the HTTP handlers.
-#[derive(Debug, Default)]
-pub struct PollStatus {
-    pub last_ok: Option<Instant>,
-    pub last_ok_at: Option<SystemTime>,
-    pub last_error: Option<String>,
-    pub consecutive_failures: u32,
-}
-
-/// State shared between the engine, the writer and the HTTP handlers. Cheap to clone (`Arc`).
-#[derive(Debug)]
-pub struct Shared {
-    pub started: Instant,
-    /// Counters and gauges (also read by `/api/state`).
-    pub metrics: Metrics,
-    pub poll: Mutex<PollStatus>,
-    pub last_plan: Mutex<Option<LastPlan>>,
-    pub history: Mutex<std::collections::VecDeque<Sample>>,
-    pub recent: Mutex<std::collections::VecDeque<Recent>>,
-    /// Set while the engine task runs.
-    pub engine_alive: AtomicBool,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            started: Instant::now(),
-            metrics: Metrics::new(),
-            poll: Mutex::new(PollStatus::default()),
-            last_plan: Mutex::new(None),
-            history: Mutex::new(Default::default()),
-            recent: Mutex::new(Default::default()),
-            engine_alive: AtomicBool::new(false),
-        }
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-impl Shared {
-    /// Add a plan to the history and the recent decisions.
-    pub fn remember(&self, plan: &Plan, trigger: &'static str, changes: usize) {
-        let t = unix_now();
-        let mut h = lock(&self.history);
-        if h.len() == HISTORY {
-            h.pop_front();
-        }
-        h.push_back(Sample {
-            t,
-            budget: plan.budget,
-            held: plan.held,
-            remote_rate: plan.streaming,
-            claimants: plan.claimants(),
-        });
-        drop(h);
-        let mut r = lock(&self.recent);
-        if r.len() == RECENT {
-            r.pop_front();
-        }
-        r.push_back(Recent {
-            t,
-            trigger,
-            changes,
-            summary: plan.summary(),
-        });
-    }
-}
+/// This module's log target.
+const LOG: &str = "jellydemon::engine";
 
 /// What `/hook` sends the engine.
 #[derive(Clone)]
@@ -168,22 +57,9 @@ pub struct Engine {
     pub writer: WriterHandle,
     /// The pushes the writer sent, for the memory.
     pub pushed: mpsc::UnboundedReceiver<PushSent>,
-    pub shared: Arc<Shared>,
+    /// Where the engine records what it read and decided.
+    pub status: Arc<Status>,
     pub dry_run: bool,
-}
-
-/// Backoff after `failures` consecutive failed reads: 1 s, 2 s, 4 s, … capped at `max`, with
-/// up to ±20% jitter so several daemons (or restarts) do not retry in lockstep.
-pub fn backoff(failures: u32, max: Duration) -> Duration {
-    let base = Duration::from_secs(1)
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(max);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = (nanos % 401) as f64 / 1000.0 - 0.2; // -0.2 ..= +0.2
-    base.mul_f64(1.0 + jitter).min(max)
 }
 
 impl Engine {
@@ -195,7 +71,7 @@ impl Engine {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<HookEvent>, shutdown: CancellationToken) {
-        self.shared.engine_alive.store(true, Ordering::SeqCst);
+        self.status.engine_running(true);
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Fetched> = None;
@@ -255,13 +131,18 @@ impl Engine {
                         r = self.refresh(&mut model, &mut memory, now, trigger) => r,
                     };
                     wake_up = asked.map(|at| origin + at).filter(|at| *at > Instant::now());
-                    let failures = lock(&self.shared.poll).consecutive_failures;
-                    next_poll = Instant::now() + if ok { interval } else { backoff(failures, interval) };
+                    next_poll = Instant::now() + if ok {
+                        interval
+                    } else {
+                        // 1 s, 2 s, 4 s, ... up to the poll interval.
+                        let failures = self.status.consecutive_failures();
+                        crate::clock::backoff(failures, Duration::from_secs(1), interval, true)
+                    };
                 }
             }
         }
-        self.shared.engine_alive.store(false, Ordering::SeqCst);
-        debug!(target: "jellydemon::engine", "engine stopped");
+        self.status.engine_running(false);
+        debug!(target: LOG, "engine stopped");
     }
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
@@ -277,44 +158,17 @@ impl Engine {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
         let ok = result.is_ok();
-        let m = &self.shared.metrics;
-        m.poll_duration_seconds
-            .observe(started.elapsed().as_secs_f64());
-        m.polls
-            .get_or_create(&ResultLabels {
-                result: if ok { "ok" } else { "error" }.to_string(),
-            })
-            .inc();
-        if ok {
-            m.last_successful_poll_timestamp.set(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0),
-            );
-        }
-        {
-            let mut p = lock(&self.shared.poll);
-            match &result {
-                Ok(_) => {
-                    p.last_ok = Some(Instant::now());
-                    p.last_ok_at = Some(SystemTime::now());
-                    p.last_error = None;
-                    p.consecutive_failures = 0;
-                }
-                Err(e) => {
-                    p.last_error = Some(e.to_string());
-                    p.consecutive_failures += 1;
-                }
-            }
-        }
+        self.status.record_poll(
+            started.elapsed(),
+            result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        );
         let stale = match result {
             Ok(f) => {
                 *model = Some(f);
                 false
             }
             Err(e) => {
-                warn!(target: "jellydemon::engine", trigger, "cannot read Jellyfin: {e}");
+                warn!(target: LOG, trigger, "cannot read Jellyfin: {e}");
                 if model.is_none() {
                     return (false, None);
                 }
@@ -329,15 +183,9 @@ impl Engine {
             Ok(plan) => {
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
-                self.shared.metrics.recomputes.inc();
-                self.shared
-                    .metrics
-                    .item_starts
-                    .inc_by(memory.item_starts() - starts);
-                self.shared.metrics.record_plan(&plan);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
-                    target: "jellydemon::engine",
+                    target: LOG,
                     trigger,
                     stale_model = stale,
                     changes,
@@ -347,16 +195,11 @@ impl Engine {
                 if !self.dry_run {
                     self.writer.submit(plan.decisions.clone());
                 }
-                self.shared.remember(&plan, trigger, changes);
                 asked = plan.wake_at;
-                *lock(&self.shared.last_plan) = Some(LastPlan {
-                    at: SystemTime::now(),
-                    trigger,
-                    from_stale_model: stale,
-                    plan,
-                });
+                self.status
+                    .remember(plan, trigger, stale, memory.item_starts() - starts);
             }
-            Err(e) => warn!(target: "jellydemon::engine", "cannot plan: {e}"),
+            Err(e) => warn!(target: LOG, "cannot plan: {e}"),
         }
         (ok, asked)
     }
@@ -473,16 +316,5 @@ mod tests {
             m.sessions[1].remote_end_point.as_deref(),
             Some("198.51.100.1")
         );
-    }
-
-    #[test]
-    fn backoff_is_bounded_and_jittered() {
-        let max = Duration::from_secs(30);
-        for f in 1..40 {
-            let d = backoff(f, max);
-            assert!(d <= max);
-            assert!(d >= Duration::from_millis(800).min(max));
-        }
-        assert!(backoff(1, max) <= Duration::from_millis(1200));
     }
 }

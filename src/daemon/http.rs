@@ -13,8 +13,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,17 +22,20 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::{debug, warn};
 
-use crate::access::{Access, webhook_secret_matches};
-use crate::anon;
 use crate::config::{Mode, Settings};
-use crate::engine::{EngineHandle, Shared};
-use crate::plan::{Direction, fmt_mbps};
-use crate::sync::lock;
+use crate::metrics::Metrics;
 use crate::webhook;
+
+use super::access::{Access, webhook_secret_matches};
+use super::engine::EngineHandle;
+use super::status::Status;
+
+/// This module's log target.
+const LOG: &str = "jellydemon::http";
 
 /// What the handlers need. Cheap to clone.
 #[derive(Clone)]
@@ -45,7 +46,9 @@ pub struct AppState {
     /// Who may read the status page, `/api/*` and `/metrics`.
     pub access: Arc<Access>,
     pub engine: EngineHandle,
-    pub shared: Arc<Shared>,
+    /// What the daemon has done, for `/healthz` and `/api/*`.
+    pub status: Arc<Status>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The Content-Security-Policy of every response: this server's own script, styles and API,
@@ -193,7 +196,7 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let m = &s.shared.metrics;
+    let m = &s.metrics;
     if s.settings.daemon.mode == Mode::ReconcileOnly {
         return error(
             StatusCode::NOT_FOUND,
@@ -223,7 +226,7 @@ async fn hook(
         Ok(e) => e,
         Err(e) => {
             m.event("invalid", "rejected");
-            warn!(target: "jellydemon::http", "rejected webhook: {e}");
+            warn!(target: LOG, "rejected webhook: {e}");
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
@@ -236,12 +239,12 @@ async fn hook(
         )
             .into_response();
     }
-    debug!(target: "jellydemon::http", kind, "webhook accepted");
+    debug!(target: LOG, kind, "webhook accepted");
     if s.engine.offer(event) {
         m.event(kind, "accepted");
     } else {
         m.event(kind, "dropped");
-        warn!(target: "jellydemon::http", "engine queue full; event dropped, the next poll repairs");
+        warn!(target: LOG, "engine queue full; event dropped, the next poll repairs");
     }
     (
         StatusCode::ACCEPTED,
@@ -274,15 +277,14 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-const STATUS_PAGE: &str = include_str!("status/index.html");
-const STATUS_CSS: &str = include_str!("status/status.css");
-const STATUS_JS: &str = include_str!("status/status.js");
-const LOGIN_PAGE: &str = include_str!("status/login.html");
+const STATUS_PAGE: &str = include_str!("page/index.html");
+const STATUS_CSS: &str = include_str!("page/status.css");
+const STATUS_JS: &str = include_str!("page/status.js");
+const LOGIN_PAGE: &str = include_str!("page/login.html");
 
 /// `GET /api/history`: the in-memory samples behind the chart, oldest first.
 async fn api_history(State(s): State<AppState>) -> Response {
-    let h: Vec<crate::engine::Sample> = lock(&s.shared.history).iter().copied().collect();
-    axum::Json(json!({ "samples": h })).into_response()
+    axum::Json(json!({ "samples": s.status.history() })).into_response()
 }
 
 /// `GET /metrics`: the OpenMetrics text.
@@ -292,42 +294,26 @@ async fn metrics(State(s): State<AppState>) -> Response {
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.shared.metrics.encode(),
+        s.metrics.encode(),
     )
         .into_response()
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Alive when the engine runs and the last successful read of Jellyfin is recent enough
 /// (`daemon.unhealthy_after`); during start-up the grace period is the same.
 async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let alive = s.shared.engine_alive.load(Ordering::SeqCst);
     let limit = s.settings.daemon.unhealthy_after;
-    let (age, error) = {
-        let p = lock(&s.shared.poll);
-        (p.last_ok.map(|t| t.elapsed()), p.last_error.clone())
-    };
-    let uptime = s.shared.started.elapsed();
-    let fresh = match age {
-        Some(a) => a <= limit,
-        None => uptime <= limit,
-    };
-    let healthy = alive && fresh;
+    let h = s.status.health(limit);
     // An error may quote Jellyfin's answer: only for those who may read the status.
-    let error = error.filter(|_| s.access.may_read(&headers));
+    let error = h.last_error.filter(|_| s.access.may_read(&headers));
     let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
-        "engine_alive": alive,
-        "last_successful_poll_age_seconds": age.map(|a| a.as_secs_f64()),
+        "status": if h.healthy { "ok" } else { "unhealthy" },
+        "engine_alive": h.engine_alive,
+        "last_successful_poll_age_seconds": h.age.map(|a| a.as_secs_f64()),
         "last_poll_error": error,
         "unhealthy_after_seconds": limit.as_secs(),
     });
-    let code = if healthy {
+    let code = if h.healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -335,111 +321,7 @@ async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
+/// `GET /api/state`: [`Status::view`].
 async fn api_state(State(s): State<AppState>) -> Response {
-    let last = lock(&s.shared.last_plan).clone();
-    let m = &s.shared.metrics;
-    let poll = {
-        let p = lock(&s.shared.poll);
-        json!({
-            "last_ok_unix": p.last_ok_at.map(unix),
-            "last_ok_age_seconds": p.last_ok.map(|t| t.elapsed().as_secs_f64()),
-            "last_error": p.last_error,
-            "consecutive_failures": p.consecutive_failures,
-            "polls": m.poll_count(),
-            "recomputes": m.recomputes.get(),
-        })
-    };
-    let count = |kind: &str| {
-        ["accepted", "ignored", "dropped"]
-            .iter()
-            .map(|r| m.events(kind, r))
-            .sum::<u64>()
-    };
-    let events = json!({
-        "PlaybackStart": count("PlaybackStart"),
-        "PlaybackStop": count("PlaybackStop"),
-        "PlaybackProgress": count("PlaybackProgress"),
-        "other": count("other"),
-        "rejected": m.events("invalid", "rejected"),
-        "unauthorized": m.events("unknown", "unauthorized"),
-        "dropped": m.events("PlaybackStart", "dropped") + m.events("PlaybackStop", "dropped"),
-    });
-    let (down, up) = (m.pushes_sent(Direction::Down), m.pushes_sent(Direction::Up));
-    let starts = m.item_starts.get();
-    let writes = json!({
-        "pending": m.pending_writes.get(),
-        "written": m.policy_writes.get(),
-        "failed": m.policy_write_failures.get(),
-        "pushes": { "down": down, "up": up },
-        "item_starts": starts,
-        "pushes_per_item_start": (starts > 0).then(|| (down + up) as f64 / starts as f64),
-    });
-    let budget = s.settings.budget().budget_bps;
-    let plan = last.as_ref().map(|l| {
-        let p = &l.plan;
-        let users: Vec<Value> = p
-            .decisions
-            .iter()
-            .map(|d| {
-                json!({
-                    "user_id": anon::user_id(&d.user_id).to_string(),
-                    "user": anon::user(&d.user_name).to_string(),
-                    "role": d.role.label(),
-                    "streams": d.streams.len(),
-                    "endpoints": d.endpoints.iter().map(|ip| anon::ip(*ip).to_string()).collect::<Vec<_>>(),
-                    "stream_rate_bps": d.stream_rate,
-                    "current_limit_bps": d.current,
-                    "limit_bps": d.target,
-                    "reason": d.reason,
-                    "stream_details": d.streams.iter().map(|s| json!({
-                        "session": anon::session(&s.session_id).to_string(),
-                        "device": anon::device(&s.device).to_string(),
-                        "source_bps": s.source,
-                        "rate_bps": s.rate,
-                        "held_bps": s.held,
-                        "push": s.push.map(|p| json!({"direction": p.direction, "bitrate_bps": p.bitrate})),
-                        "uncontrolled": s.uncontrolled.map(|u| u.to_string()),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "at_unix": unix(l.at),
-            "trigger": l.trigger,
-            "from_stale_model": l.from_stale_model,
-            "algorithm": p.algorithm.to_string(),
-            "streaming_bps": p.streaming,
-            "held_bps": p.held,
-            "unmanaged_bps": p.unmanaged_bps,
-            "overloaded": p.overloaded,
-            "claimants": p.claimants(),
-            "uncontrolled_streams": p.streams().filter(|(_, s)| s.uncontrolled.is_some()).count(),
-            "users": users,
-            "warnings": p.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-            "local_streams": p.sessions.iter()
-                .filter(|v| v.playing && matches!(v.location, crate::network::Location::Local(_)))
-                .map(|v| json!({
-                    "user": v.user_name.as_deref().map(|n| anon::user(n).to_string()),
-                    "device": anon::device(&v.device).to_string(),
-                    "rate_bps": v.rate.map(|r| r.bps()),
-                    "paused": v.paused,
-                }))
-                .collect::<Vec<_>>(),
-            "summary": format!("{} streaming of a {} budget, {} remote user(s)", fmt_mbps(p.streaming), fmt_mbps(p.budget), p.claimants()),
-        })
-    });
-    axum::Json(json!({
-        "mode": match s.settings.daemon.mode { Mode::Webhook => "webhook", Mode::ReconcileOnly => "reconcile-only" },
-        "dry_run": s.settings.daemon.dry_run,
-        "budget_bps": budget,
-        "uptime_seconds": s.shared.started.elapsed().as_secs(),
-        "poll_interval_seconds": s.settings.daemon.poll_interval().as_secs(),
-        "poll": poll,
-        "events": events,
-        "writes": writes,
-        "last_decision": plan,
-        "recent": lock(&s.shared.recent).iter().rev().cloned().collect::<Vec<_>>(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
-    .into_response()
+    axum::Json(s.status.view(&s.settings)).into_response()
 }

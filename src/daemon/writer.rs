@@ -23,11 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::anon;
-use crate::engine::Shared;
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
-use crate::reconcile::{WriteOutcome, apply, push};
+use crate::write::{WriteOutcome, apply, push};
+
+/// This module's log target.
+const LOG: &str = "jellydemon::writer";
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -58,14 +61,14 @@ struct Pending {
     not_before: Instant,
 }
 
-const RETRY_BASE: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-
 /// Backoff before retry number `attempts` (1 = first retry): 0.5 s, 1 s, 2 s, … up to 60 s.
-pub fn retry_delay(attempts: u32) -> Duration {
-    RETRY_BASE
-        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
-        .min(RETRY_MAX)
+fn retry_delay(attempts: u32) -> Duration {
+    crate::clock::backoff(
+        attempts,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        false,
+    )
 }
 
 fn rank(d: &Decision) -> u8 {
@@ -83,14 +86,14 @@ pub fn spawn(
     ledger: Arc<Mutex<Ledger>>,
     max_per_second: u32,
     pushed: mpsc::UnboundedSender<PushSent>,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let limiter = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
     ));
-    let task = tokio::spawn(run(client, ledger, limiter, pushed, rx, shared, shutdown));
+    let task = tokio::spawn(run(client, ledger, limiter, pushed, rx, metrics, shutdown));
     (WriterHandle { tx }, task)
 }
 
@@ -100,10 +103,9 @@ async fn run(
     limiter: DefaultDirectRateLimiter,
     pushed: mpsc::UnboundedSender<PushSent>,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
-    shared: Arc<Shared>,
+    stats: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let stats = &shared.metrics;
     let mut pending: HashMap<String, Pending> = HashMap::new();
     loop {
         stats.pending_writes.set(pending.len() as i64);
@@ -164,7 +166,7 @@ async fn run(
                         p.attempts += 1;
                         let delay = retry_delay(p.attempts);
                         p.not_before = Instant::now() + delay;
-                        warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                        warn!(target: LOG, user = %anon::user(&d.user_name), attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
                     }
                 }
                 other => {
@@ -178,7 +180,7 @@ async fn run(
                     if other == WriteOutcome::Written {
                         stats.policy_writes.inc();
                     } else if d.needs_write() {
-                        debug!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), outcome = ?other, "not written");
+                        debug!(target: LOG, user = %anon::user(&d.user_name), outcome = ?other, "not written");
                     }
                     // The limit is in place (or a hand change made the plan stale: then no push).
                     if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {
@@ -240,10 +242,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
+    fn retries_back_off_from_half_a_second_to_a_minute() {
         assert_eq!(retry_delay(1), Duration::from_millis(500));
         assert_eq!(retry_delay(2), Duration::from_secs(1));
         assert_eq!(retry_delay(4), Duration::from_secs(4));
-        assert_eq!(retry_delay(30), RETRY_MAX);
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
     }
 }
