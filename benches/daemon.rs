@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use jellydemon::config::Settings;
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -9,7 +9,7 @@
 //! `JD_SIM_SEEDS` (default 5) change the grid.
 
 use jellydemon::config::Algorithm;
-use jellydemon::sim::{self, Clients, Figures, Manager};
+use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

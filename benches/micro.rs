@@ -143,12 +143,13 @@ fn bench_webhook(c: &mut Criterion) {
 
 /// A `/Sessions` answer shaped like the fake's (and Jellyfin's): 1,000 sessions, half playing.
 fn sessions_json(n: usize) -> String {
-    let fake = jellydemon::fake::FakeJellyfin::new("k");
+    let fake = jellydemon::sim::fake::FakeJellyfin::new("k");
     let user = fake.add_user("u", |_| {});
     let rt = tokio::runtime::Runtime::new().unwrap();
     for i in 0..n {
-        let playing = (i % 2 == 0)
-            .then(|| jellydemon::fake::Playback::direct("Episode", Some(8_000_000), Some(640_000)));
+        let playing = (i % 2 == 0).then(|| {
+            jellydemon::sim::fake::Playback::direct("Episode", Some(8_000_000), Some(640_000))
+        });
         fake.add_session(
             Some(&user),
             Some(&format!("203.0.113.{}", i % 250)),

@@ -79,8 +79,7 @@ impl Cli {
     pub fn default_log_level(&self) -> &'static str {
         match self.command() {
             Command::Run { .. } => "info",
-            // The demo prints the decisions itself.
-            Command::Demo { .. } => "warn",
+            // One-shot commands and the demo (which prints the decisions itself) only warn.
             _ => "warn",
         }
     }
@@ -123,6 +122,7 @@ pub enum Command {
     /// See it work without a server: the real daemon against a built-in simulated Jellyfin with
     /// scripted remote and local streamers joining and leaving. Prints what happens and serves
     /// the status page. Needs no configuration file.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the status page is served.
         #[arg(long, default_value = "127.0.0.1:8098")]
@@ -273,6 +273,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             step_secs,
@@ -282,7 +283,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
             let shutdown = CancellationToken::new();
             tokio::spawn(watch_signals(shutdown.clone()));
-            match crate::demo::run(listen, secs(step_secs), duration_secs.map(secs), shutdown).await
+            match crate::sim::demo::run(listen, secs(step_secs), duration_secs.map(secs), shutdown)
+                .await
             {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {

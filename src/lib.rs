@@ -36,7 +36,6 @@
 //! * [`fake`]: a stateful fake Jellyfin server for tests (and the demo), faithful to the
 //!   server's real behaviour and traps.
 #![forbid(unsafe_code)]
-#![recursion_limit = "256"]
 
 pub mod allocate;
 pub mod anon;
@@ -45,8 +44,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod demo;
-pub mod fake;
 pub mod files;
 pub mod jellyfin;
 pub mod ledger;
@@ -55,6 +52,7 @@ pub mod network;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+#[cfg(feature = "demo")]
 pub mod sim;
 pub mod sync;
 pub mod telemetry;

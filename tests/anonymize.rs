@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{KEY, M, dashed};
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SECRET: &str = "very-secret-webhook-token-42";

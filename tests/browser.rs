@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Harness, KEY, M, mixed_scenario};
-use jellydemon::fake::FakeJellyfin;
+use jellydemon::sim::fake::FakeJellyfin;
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]

@@ -5,7 +5,7 @@ mod common;
 use common::{Harness, KEY, M, mixed_scenario};
 use jellydemon::check::{Level, check};
 use jellydemon::config::Settings;
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 fn fails(report: &jellydemon::check::CheckReport) -> Vec<String> {
     report
@@ -143,11 +143,11 @@ async fn a_tls_error_is_explained() {
 async fn a_hanging_server_is_explained() {
     let fake = FakeJellyfin::new(KEY);
     let h = Harness::start(fake, "", "").await;
-    h.fake.add_fault(jellydemon::fake::Fault {
+    h.fake.add_fault(jellydemon::sim::fake::Fault {
         method: None,
         path_prefix: Some("/system/info".into()),
         skip: 0,
-        kind: jellydemon::fake::FaultKind::Hang,
+        kind: jellydemon::sim::fake::FaultKind::Hang,
     });
     let text = std::fs::read_to_string(&h.config_path)
         .unwrap()

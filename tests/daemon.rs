@@ -5,7 +5,7 @@ mod common;
 
 use axum::http::Method;
 use common::{Harness, KEY, M, event, eventually, mixed_scenario};
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 
 async fn two_users() -> (Harness, String, String) {
@@ -154,11 +154,11 @@ async fn jellyfin_failing_or_hanging_does_not_stop_the_daemon_and_it_converges()
         eventually("startup", || h.fake.limit(&bob) == 55 * M).await;
         match fault {
             "500" => h.fake.fail_all(500),
-            _ => h.fake.add_fault(jellydemon::fake::Fault {
+            _ => h.fake.add_fault(jellydemon::sim::fake::Fault {
                 method: None,
                 path_prefix: None,
                 skip: 0,
-                kind: jellydemon::fake::FaultKind::Hang,
+                kind: jellydemon::sim::fake::FaultKind::Hang,
             }),
         }
         let s = h
@@ -436,11 +436,11 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
     let h = Harness::start(fake, "", "").await;
     let mut child = spawn_binary(&h, "shutdown_timeout = \"2s\"");
     eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
-    h.fake.add_fault(jellydemon::fake::Fault {
+    h.fake.add_fault(jellydemon::sim::fake::Fault {
         method: None,
         path_prefix: None,
         skip: 0,
-        kind: jellydemon::fake::FaultKind::Hang,
+        kind: jellydemon::sim::fake::FaultKind::Hang,
     });
     signal(&child, "-TERM");
     let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{Harness, KEY, M};
-use jellydemon::fake::{FakeJellyfin, Playback};
 use jellydemon::reconcile::reconcile_once;
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -102,8 +102,8 @@ async fn a_policy_post_replaces_everything_and_needs_the_provider_ids() {
         .header("Authorization", auth())
         .json(&json!({
             "RemoteClientBitrateLimit": 5_000_000,
-            "AuthenticationProviderId": jellydemon::fake::AUTH_PROVIDER,
-            "PasswordResetProviderId": jellydemon::fake::RESET_PROVIDER
+            "AuthenticationProviderId": jellydemon::sim::fake::AUTH_PROVIDER,
+            "PasswordResetProviderId": jellydemon::sim::fake::RESET_PROVIDER
         }))
         .send()
         .await

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Harness, KEY, M, assert_originals, eventually, limits_now};
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

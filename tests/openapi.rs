@@ -5,8 +5,8 @@ mod common;
 
 use common::openapi::{VERSIONS, spec};
 use common::{Harness, KEY, M, mixed_scenario};
-use jellydemon::fake::FakeJellyfin;
 use jellydemon::reconcile::reconcile_once;
+use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::Value;
 
 async fn get(h: &Harness, path: &str) -> Value {
@@ -86,7 +86,7 @@ async fn the_validator_rejects_what_jellyfin_would_reject() {
     let bad = serde_json::json!({"RemoteClientBitrateLimit": 1});
     let r = std::panic::catch_unwind(|| spec.assert_schema("UserPolicy", &bad));
     assert!(r.is_err(), "a policy without provider ids validated");
-    let mut p = jellydemon::fake::default_user_policy();
+    let mut p = jellydemon::sim::fake::default_user_policy();
     p["RemoteClientBitrateLimit"] = serde_json::json!("fast");
     let r = std::panic::catch_unwind(|| spec.assert_schema("UserPolicy", &p));
     assert!(r.is_err(), "a string limit validated");
@@ -94,7 +94,7 @@ async fn the_validator_rejects_what_jellyfin_would_reject() {
 
 #[tokio::test]
 async fn the_push_command_body_validates_against_every_spec() {
-    use jellydemon::fake::Playback;
+    use jellydemon::sim::fake::Playback;
     let fake = FakeJellyfin::new(KEY);
     let a = fake.add_user("a", |_| {});
     let s = fake.add_session(Some(&a), Some("203.0.113.1"), "Jellyfin Web", None);

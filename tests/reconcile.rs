@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Harness, M, Mixed, mixed_scenario};
-use jellydemon::fake::FakeJellyfin;
 use jellydemon::reconcile::reconcile_once;
+use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::Value;
 
 async fn mixed(bandwidth: &str, extra: &str) -> (Harness, Mixed) {
@@ -204,11 +204,11 @@ async fn a_hand_change_becomes_the_new_original_and_caps_the_user() {
 #[tokio::test]
 async fn write_failures_are_reported_with_a_non_zero_exit() {
     let (h, _m) = mixed("", "").await;
-    h.fake.add_fault(jellydemon::fake::Fault {
+    h.fake.add_fault(jellydemon::sim::fake::Fault {
         method: Some(axum::http::Method::POST),
         path_prefix: Some("/users/".into()),
         skip: 0,
-        kind: jellydemon::fake::FaultKind::Status(500),
+        kind: jellydemon::sim::fake::FaultKind::Status(500),
     });
     let (code, out, err) = h.cli(&["reconcile", "--once"]).await;
     assert_eq!(code, 6, "{out}\n{err}");
@@ -238,7 +238,11 @@ async fn written_bodies_keep_unknown_fields() {
         Some(&id),
         Some("203.0.113.1"),
         "Jellyfin Web",
-        Some(jellydemon::fake::Playback::direct("x", Some(5 * M), None)),
+        Some(jellydemon::sim::fake::Playback::direct(
+            "x",
+            Some(5 * M),
+            None,
+        )),
     );
     let h = Harness::start(fake, "", "").await;
     pass(&h, false).await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::http::Method;
 use common::{Harness, M, Mixed, mixed_scenario};
-use jellydemon::fake::{FakeJellyfin, Fault, FaultKind, Playback};
 use jellydemon::reconcile::{RestoreOutcome, reconcile_once, restore};
+use jellydemon::sim::fake::{FakeJellyfin, Fault, FaultKind, Playback};
 
 async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
     let fake = FakeJellyfin::new(common::KEY);

@@ -6,8 +6,8 @@ mod common;
 
 use axum::http::Method;
 use common::{Harness, KEY, M, event, eventually};
-use jellydemon::fake::{FakeJellyfin, Playback};
 use jellydemon::reconcile::reconcile_once;
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 /// A 70 Mbps remux (video plus the selected audio track).
 fn remux(name: &str) -> Playback {

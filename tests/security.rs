@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{Harness, KEY, M, eventually};
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Two users; alice streams from outside, so the daemon lowers bob's limit at start.

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{Harness, KEY, M};
-use jellydemon::fake::{FakeJellyfin, Playback};
 use jellydemon::reconcile::reconcile_once;
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 #[tokio::test]
 async fn repeated_passes_over_a_steady_state_stop_writing() {

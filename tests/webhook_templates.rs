@@ -7,7 +7,7 @@ use common::{Harness, KEY, M, dashed, eventually};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Renderable,
 };
-use jellydemon::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use jellydemon::webhook::{EventKind, parse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -7,9 +7,9 @@ pub mod openapi;
 use std::path::PathBuf;
 
 use jellydemon::config::Settings;
-use jellydemon::fake::FakeJellyfin;
 use jellydemon::jellyfin::Client;
 use jellydemon::ledger::Ledger;
+use jellydemon::sim::fake::FakeJellyfin;
 use tokio_util::sync::CancellationToken;
 
 pub const KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -128,7 +128,7 @@ pub struct Mixed {
 /// users at 0 over IPv4 (direct play) and IPv4-mapped IPv6 (transcode), a LAN streamer, a paused
 /// remote stream, an idle user, a user without remote access, and a session with no user.
 pub fn mixed_scenario(fake: &FakeJellyfin) -> Mixed {
-    use jellydemon::fake::Playback;
+    use jellydemon::sim::fake::Playback;
     use serde_json::json;
     let admin = fake.add_user("Admin", |p| {
         p.insert("IsAdministrator".into(), json!(true));

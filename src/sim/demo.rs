@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::daemon;
-use crate::fake::{FakeJellyfin, Playback};
+use crate::sim::fake::{FakeJellyfin, Playback};
 
 const API_KEY: &str = "demo0000000000000000000000000000";
 const M: i64 = 1_000_000;

@@ -523,52 +523,59 @@ fn effective_limit(g: &Inner, s: &FakeSession) -> i64 {
     }
 }
 
+/// Jellyfin's policy for a freshly created user (10.11), in its property order (the provider
+/// ids are filled in from [`AUTH_PROVIDER`] and [`RESET_PROVIDER`]).
+const DEFAULT_POLICY: &str = r#"{
+    "IsAdministrator": false,
+    "IsHidden": false,
+    "EnableCollectionManagement": false,
+    "EnableSubtitleManagement": false,
+    "EnableLyricManagement": false,
+    "IsDisabled": false,
+    "BlockedTags": [],
+    "AllowedTags": [],
+    "EnableUserPreferenceAccess": true,
+    "AccessSchedules": [],
+    "BlockUnratedItems": [],
+    "EnableRemoteControlOfOtherUsers": false,
+    "EnableSharedDeviceControl": true,
+    "EnableRemoteAccess": true,
+    "EnableLiveTvManagement": true,
+    "EnableLiveTvAccess": true,
+    "EnableMediaPlayback": true,
+    "EnableAudioPlaybackTranscoding": true,
+    "EnableVideoPlaybackTranscoding": true,
+    "EnablePlaybackRemuxing": true,
+    "ForceRemoteSourceTranscoding": false,
+    "EnableContentDeletion": false,
+    "EnableContentDeletionFromFolders": [],
+    "EnableContentDownloading": true,
+    "EnableSyncTranscoding": true,
+    "EnableMediaConversion": true,
+    "EnabledDevices": [],
+    "EnableAllDevices": true,
+    "EnabledChannels": [],
+    "EnableAllChannels": true,
+    "EnabledFolders": [],
+    "EnableAllFolders": true,
+    "InvalidLoginAttemptCount": 0,
+    "LoginAttemptsBeforeLockout": -1,
+    "MaxActiveSessions": 0,
+    "EnablePublicSharing": true,
+    "BlockedMediaFolders": [],
+    "BlockedChannels": [],
+    "RemoteClientBitrateLimit": 0,
+    "AuthenticationProviderId": "",
+    "PasswordResetProviderId": "",
+    "SyncPlayAccess": "CreateAndJoinGroups"
+}"#;
+
 /// Jellyfin's policy for a freshly created user (10.11), in its property order.
 pub fn default_user_policy() -> Value {
-    json!({
-        "IsAdministrator": false,
-        "IsHidden": false,
-        "EnableCollectionManagement": false,
-        "EnableSubtitleManagement": false,
-        "EnableLyricManagement": false,
-        "IsDisabled": false,
-        "BlockedTags": [],
-        "AllowedTags": [],
-        "EnableUserPreferenceAccess": true,
-        "AccessSchedules": [],
-        "BlockUnratedItems": [],
-        "EnableRemoteControlOfOtherUsers": false,
-        "EnableSharedDeviceControl": true,
-        "EnableRemoteAccess": true,
-        "EnableLiveTvManagement": true,
-        "EnableLiveTvAccess": true,
-        "EnableMediaPlayback": true,
-        "EnableAudioPlaybackTranscoding": true,
-        "EnableVideoPlaybackTranscoding": true,
-        "EnablePlaybackRemuxing": true,
-        "ForceRemoteSourceTranscoding": false,
-        "EnableContentDeletion": false,
-        "EnableContentDeletionFromFolders": [],
-        "EnableContentDownloading": true,
-        "EnableSyncTranscoding": true,
-        "EnableMediaConversion": true,
-        "EnabledDevices": [],
-        "EnableAllDevices": true,
-        "EnabledChannels": [],
-        "EnableAllChannels": true,
-        "EnabledFolders": [],
-        "EnableAllFolders": true,
-        "InvalidLoginAttemptCount": 0,
-        "LoginAttemptsBeforeLockout": -1,
-        "MaxActiveSessions": 0,
-        "EnablePublicSharing": true,
-        "BlockedMediaFolders": [],
-        "BlockedChannels": [],
-        "RemoteClientBitrateLimit": 0,
-        "AuthenticationProviderId": AUTH_PROVIDER,
-        "PasswordResetProviderId": RESET_PROVIDER,
-        "SyncPlayAccess": "CreateAndJoinGroups"
-    })
+    let mut policy: Value = serde_json::from_str(DEFAULT_POLICY).expect("valid JSON");
+    policy["AuthenticationProviderId"] = json!(AUTH_PROVIDER);
+    policy["PasswordResetProviderId"] = json!(RESET_PROVIDER);
+    policy
 }
 
 /// What Jellyfin leaves in a property the POST body did not send: here, the type's default, so

@@ -1,0 +1,12 @@
+//! A simulated Jellyfin, apart from the daemon's library (the default-on `demo` feature):
+//!
+//! * [`fake`]: a stateful fake Jellyfin server faithful to the real one's behaviour and traps,
+//!   for the tests, the benches and the demo;
+//! * [`demo`]: `jellydemon demo`, the real daemon against the fake with streamers coming and
+//!   going;
+//! * [`effectiveness`]: the yardstick of the rule that sets limits, the real planner against
+//!   Jellyfin's rate model in simulated time.
+
+pub mod demo;
+pub mod effectiveness;
+pub mod fake;
