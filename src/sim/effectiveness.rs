@@ -1,6 +1,6 @@
 //! A trace-driven simulation of remote streaming: how well does a manager share the link?
 //!
-//! The model is Jellyfin's (see the fake server, `src/fake.rs`): a stream's rate is fixed when
+//! The model is Jellyfin's (see the fake server, `src/sim/fake.rs`): a stream's rate is fixed when
 //! it starts, at `min(source, the user's limit at that moment, the client's own maximum)`
 //! (transcoded down when the source is above); a client that lists `SetMaxStreamingBitrate`
 //! re-negotiates at once when pushed, under `min(source, pushed bitrate, limit)`, and keeps the

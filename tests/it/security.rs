@@ -1,13 +1,11 @@
 //! The listener against hostile clients (loopback only, bounded in time): nobody can hold up
 //! the restoring shutdown or exhaust the daemon's connections and file descriptors.
 
-mod common;
-
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Harness, KEY, M, eventually};
+use crate::common::{Harness, KEY, M, eventually};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -100,7 +98,7 @@ fn allow_open_files(n: u64) {
 async fn a_half_sent_request_cannot_hold_up_the_restore() {
     let fake = FakeJellyfin::new(KEY);
     let (_alice, bob) = household(&fake);
-    let originals = common::limits_now(&fake);
+    let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let (mut child, addr) = spawn(&h, "shutdown_timeout = \"10s\"", None).await;
     eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
@@ -129,7 +127,7 @@ async fn a_half_sent_request_cannot_hold_up_the_restore() {
         "the clients delayed the exit by {:?}",
         started.elapsed()
     );
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
     drop((headers, body));
 }
@@ -177,7 +175,7 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
         Duration::from_secs(10),
         http.post(format!("http://{addr}/hook"))
             .header("X-Jellydemon-Token", "0123456789abcdef0123")
-            .body(common::event("PlaybackStart", &carol, &s))
+            .body(crate::common::event("PlaybackStart", &carol, &s))
             .send(),
     )
     .await
@@ -268,7 +266,7 @@ async fn off_loopback_the_read_only_endpoints_need_the_status_secret() {
         .build()
         .unwrap();
     let get = |path: &str| http.get(format!("{}{path}", d.url));
-    let secret = common::HOOK_TOKEN;
+    let secret = crate::common::HOOK_TOKEN;
 
     for path in ["/api/state", "/api/history", "/metrics"] {
         let r = get(path).send().await.unwrap();
@@ -355,8 +353,8 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
         .post(format!("{}/hook", d.url))
         .header("origin", "http://evil.example")
         .header("content-type", "text/plain")
-        .header("x-jellydemon-token", common::HOOK_TOKEN)
-        .body(common::event("PlaybackStart", &alice, "s"))
+        .header("x-jellydemon-token", crate::common::HOOK_TOKEN)
+        .body(crate::common::event("PlaybackStart", &alice, "s"))
         .send()
         .await
         .unwrap();
@@ -364,8 +362,11 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
     // The plugin (no Origin), with the scheme in capitals.
     let r = http
         .post(format!("{}/hook", d.url))
-        .header("authorization", format!("BEARER {}", common::HOOK_TOKEN))
-        .body(common::event("PlaybackStart", &alice, "s"))
+        .header(
+            "authorization",
+            format!("BEARER {}", crate::common::HOOK_TOKEN),
+        )
+        .body(crate::common::event("PlaybackStart", &alice, "s"))
         .send()
         .await
         .unwrap();

@@ -1,8 +1,6 @@
 //! `jellydemon check`: each failure case is one line a user can act on.
 
-mod common;
-
-use common::{Harness, KEY, M, mixed_scenario};
+use crate::common::{Harness, KEY, M, mixed_scenario};
 use jellydemon::check::{Level, check};
 use jellydemon::config::Settings;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};

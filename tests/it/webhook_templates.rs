@@ -1,9 +1,7 @@
 //! The template in `webhook-templates/` rendered the way the Jellyfin Webhook plugin renders it
 //! (Handlebars, the plugin's variables and helpers), then posted to a running jellydemon.
 
-mod common;
-
-use common::{Harness, KEY, M, dashed, eventually};
+use crate::common::{Harness, KEY, M, dashed, eventually};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Renderable,
 };
@@ -12,7 +10,7 @@ use jellydemon::webhook::{EventKind, parse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const TEMPLATE: &str = include_str!("../webhook-templates/jellydemon.handlebars");
+const TEMPLATE: &str = include_str!("../../webhook-templates/jellydemon.handlebars");
 
 /// `System.Text.Json.JsonEncodedText.Encode`: escapes `"`, `\`, control characters, non-ASCII
 /// and `<>&'+` (as `\uXXXX`), without surrounding quotes. Throws when the variable is missing,

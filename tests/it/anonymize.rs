@@ -2,11 +2,9 @@
 //! check, a one-shot pass, restore) emits no real user name, user id, IP address, session id,
 //! device id, API key or webhook secret anywhere.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{KEY, M, dashed};
+use crate::common::{KEY, M, dashed};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

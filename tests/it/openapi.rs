@@ -1,10 +1,8 @@
 //! The fake Jellyfin's responses and the bodies jellydemon sends validate against the official
 //! OpenAPI specs of Jellyfin 10.9.11, 10.10.7, 10.11.11 and 12.0.0.
 
-mod common;
-
-use common::openapi::{VERSIONS, spec};
-use common::{Harness, KEY, M, mixed_scenario};
+use crate::common::openapi::{VERSIONS, spec};
+use crate::common::{Harness, KEY, M, mixed_scenario};
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::Value;
@@ -23,7 +21,7 @@ async fn get(h: &Harness, path: &str) -> Value {
         .unwrap()
 }
 
-async fn scenario(version: &str) -> (Harness, common::Mixed) {
+async fn scenario(version: &str) -> (Harness, crate::common::Mixed) {
     let fake = FakeJellyfin::new(KEY);
     fake.set_version(version);
     fake.set_server_limit(30 * M);

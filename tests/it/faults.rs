@@ -2,13 +2,11 @@
 //! a corrupt, truncated or missing state file at start; SIGKILL at random points of a write
 //! storm, 20 times over. No original limit is ever lost and the system converges.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Harness, KEY, M, assert_originals, eventually, limits_now};
+use crate::common::{Harness, KEY, M, assert_originals, eventually, limits_now};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpStream};

@@ -1,15 +1,13 @@
 //! `reconcile --once` against the fake Jellyfin: exact limits per algorithm on the mixed
 //! scenario, dry run, idempotence, lossless policy writes.
 
-mod common;
-
-use common::{Harness, M, Mixed, mixed_scenario};
+use crate::common::{Harness, M, Mixed, mixed_scenario};
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::Value;
 
 async fn mixed(bandwidth: &str, extra: &str) -> (Harness, Mixed) {
-    let fake = FakeJellyfin::new(common::KEY);
+    let fake = FakeJellyfin::new(crate::common::KEY);
     let ids = mixed_scenario(&fake);
     let h = Harness::start(fake, bandwidth, extra).await;
     (h, ids)
@@ -164,7 +162,7 @@ async fn the_cli_prints_the_table_and_succeeds() {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
     // The API key never appears in output.
-    assert!(!out.contains(common::KEY) && !err.contains(common::KEY));
+    assert!(!out.contains(crate::common::KEY) && !err.contains(crate::common::KEY));
 }
 
 #[tokio::test]
@@ -227,7 +225,7 @@ async fn jellyfin_down_exits_5_with_an_explanation() {
 
 #[tokio::test]
 async fn written_bodies_keep_unknown_fields() {
-    let fake = FakeJellyfin::new(common::KEY);
+    let fake = FakeJellyfin::new(crate::common::KEY);
     let id = fake.add_user("future", |p| {
         p.insert(
             "SomeFieldFromJellyfin13".into(),

@@ -1,8 +1,6 @@
 //! A steady state writes nothing: repeated passes over the same sessions converge and stop.
 
-mod common;
-
-use common::{Harness, KEY, M};
+use crate::common::{Harness, KEY, M};
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 

@@ -1,8 +1,6 @@
 //! The fake Jellyfin keeps Jellyfin's traps (FACTS.md), and jellydemon avoids them.
 
-mod common;
-
-use common::{Harness, KEY, M};
+use crate::common::{Harness, KEY, M};
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
@@ -150,7 +148,7 @@ async fn unknown_users_are_404_and_guids_have_no_dashes() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.text().await.unwrap(), "User not found");
     // A dashed id addresses the same user, as Jellyfin's Guid binding does.
-    let dashed = common::dashed(&id);
+    let dashed = crate::common::dashed(&id);
     let r = c
         .get(format!("{}/Users/{dashed}", h.url))
         .header("Authorization", auth())

@@ -1,10 +1,8 @@
 //! `jellydemon run` against the fake Jellyfin: webhooks trigger coalesced recomputes, the poll
 //! repairs missed events, faults do not stop it, shutdown restores the originals.
 
-mod common;
-
+use crate::common::{Harness, KEY, M, event, eventually, mixed_scenario};
 use axum::http::Method;
-use common::{Harness, KEY, M, event, eventually, mixed_scenario};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 
@@ -104,14 +102,14 @@ async fn a_burst_of_events_costs_one_read_and_only_the_changed_writes() {
     d.stop().await;
 }
 
-async fn futures_join(d: &common::Daemon, bodies: Vec<String>) -> Vec<StatusCode> {
+async fn futures_join(d: &crate::common::Daemon, bodies: Vec<String>) -> Vec<StatusCode> {
     let mut set = tokio::task::JoinSet::new();
     for b in bodies {
         let http = d.http.clone();
         let url = format!("{}/hook", d.url);
         set.spawn(async move {
             http.post(url)
-                .header("X-Jellydemon-Token", common::HOOK_TOKEN)
+                .header("X-Jellydemon-Token", crate::common::HOOK_TOKEN)
                 .body(b)
                 .send()
                 .await
@@ -252,7 +250,10 @@ async fn the_hook_checks_the_secret_the_size_and_the_body() {
     let bearer = d
         .http
         .post(format!("{}/hook", d.url))
-        .header("Authorization", format!("Bearer {}", common::HOOK_TOKEN))
+        .header(
+            "Authorization",
+            format!("Bearer {}", crate::common::HOOK_TOKEN),
+        )
         .body(ok.clone())
         .send()
         .await
@@ -360,13 +361,13 @@ async fn a_stream_over_the_budget_is_pushed_down_if_its_client_supports_it() {
 async fn shutdown_restores_every_original() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals = common::limits_now(&fake);
+    let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("").await;
     eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     let out = d.stop().await;
     assert_eq!(out.restore_failures, 0);
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
 }
 
@@ -415,7 +416,7 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 async fn sigterm_restores_every_original_and_exits_0() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals = common::limits_now(&fake);
+    let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     let mut child = spawn_binary(&h, "");
     eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
@@ -425,7 +426,7 @@ async fn sigterm_restores_every_original_and_exits_0() {
         .expect("exits in bounded time")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
 }
 
@@ -464,7 +465,7 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
 async fn sigkill_then_restart_loses_nothing() {
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
-    let originals = common::limits_now(&fake);
+    let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
     for round in 0..3 {
         // Slow writes so the kill lands in the middle of them.
@@ -485,7 +486,7 @@ async fn sigkill_then_restart_loses_nothing() {
     signal(&child, "-TERM");
     let status = child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0));
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
 }
 
 /// Wait until the fake has seen no policy write for a while (the daemon has converged).
@@ -606,7 +607,7 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
 #[test]
 fn the_grafana_dashboard_uses_only_metrics_that_exist() {
     let dash: serde_json::Value =
-        serde_json::from_str(include_str!("../docs/grafana-dashboard.json")).unwrap();
+        serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
     use jellydemon::metrics::{Metrics, ResultLabels, UserLabels};
     let m = Metrics::new();
     // Label families are only exported once they have a series.

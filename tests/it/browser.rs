@@ -5,12 +5,10 @@
 //! Chromium comes from Debian (`.ci/run` installs it). Without it the test says so and passes,
 //! unless `JD_TEST_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Harness, KEY, M, mixed_scenario};
+use crate::common::{Harness, KEY, M, mixed_scenario};
 use jellydemon::sim::fake::FakeJellyfin;
 
 fn chromium() -> Option<PathBuf> {
@@ -61,7 +59,7 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let ids = mixed_scenario(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("debounce = \"50ms\"").await;
-    common::eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
+    crate::common::eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     d.wait_for(|s| s["writes"]["pending"] == 0).await;
     let url = format!("{}/", d.url);
     let profile = tempfile::tempdir().unwrap();

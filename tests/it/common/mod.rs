@@ -1,6 +1,5 @@
 //! Shared helpers for the integration tests: a fake Jellyfin on an ephemeral port, a config
 //! file in a temp dir, and validation against the official OpenAPI specs.
-#![allow(dead_code)]
 
 pub mod openapi;
 

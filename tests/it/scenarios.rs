@@ -2,10 +2,8 @@
 //! = 90 Mbps), through `reconcile --once` and the daemon: exact limits, pushes and what is
 //! reported.
 
-mod common;
-
+use crate::common::{Harness, KEY, M, event, eventually};
 use axum::http::Method;
-use common::{Harness, KEY, M, event, eventually};
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 

@@ -1,21 +1,19 @@
 //! `restore` after any sequence of passes, including a pass killed half-way, returns every user
 //! to the exact original value.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Harness, M, Mixed, mixed_scenario};
 use axum::http::Method;
-use common::{Harness, M, Mixed, mixed_scenario};
 use jellydemon::reconcile::{RestoreOutcome, reconcile_once, restore};
 use jellydemon::sim::fake::{FakeJellyfin, Fault, FaultKind, Playback};
 
 async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
-    let fake = FakeJellyfin::new(common::KEY);
+    let fake = FakeJellyfin::new(crate::common::KEY);
     let ids = mixed_scenario(&fake);
     // Give one user a non-zero original that jellydemon will lower.
     fake.set_limit_by_hand(&ids.carol, 50 * M);
-    let originals = common::limits_now(&fake);
+    let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, bandwidth, "").await;
     (h, ids, originals)
 }
@@ -50,7 +48,7 @@ async fn restore_after_several_passes_returns_every_original() {
     let (code, out, err) = h.cli(&["restore"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("restored"), "{out}");
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty(), "the ledger is emptied");
     // A second restore has nothing to do.
     let (code, out, _) = h.cli(&["restore"]).await;
@@ -106,7 +104,7 @@ async fn a_pass_killed_half_way_loses_nothing() {
             pass(&h).await;
             let (code, out, err) = h.cli(&["restore"]).await;
             assert_eq!(code, 0, "{kind:?} skip {skip}: {out}\n{err}");
-            common::assert_originals(&h.fake, &originals);
+            crate::common::assert_originals(&h.fake, &originals);
         }
     }
 }
@@ -151,7 +149,7 @@ async fn a_failed_restore_keeps_the_user_in_the_ledger() {
     h.fake.clear_faults();
     let (code, _, _) = h.cli(&["restore"]).await;
     assert_eq!(code, 0);
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
 }
 
 #[tokio::test]
@@ -168,5 +166,5 @@ async fn a_corrupt_state_file_stops_everything_and_is_left_alone() {
         "{\"version\":1,\"users\":{\"ab"
     );
     assert!(h.fake.policy_posts().is_empty());
-    common::assert_originals(&h.fake, &originals);
+    crate::common::assert_originals(&h.fake, &originals);
 }

@@ -1,0 +1,109 @@
+//! Environment variables override the configuration file: `JELLYDEMON_SECTION__KEY` wins over the
+//! file, an unknown one is an error, a wrong one never quotes a secret, and the variables the
+//! systemd unit sets are accepted.
+//!
+//! These tests set process-wide environment variables (figment's `Jail` runs them one at a time
+//! and puts the environment back). They live in their own test binary so that no other test
+//! loads a configuration in the same process while a variable is set.
+
+use std::path::Path;
+
+use jellydemon::config::{Algorithm, SECRET_KEYS, Settings};
+use secrecy::ExposeSecret;
+
+const UNIT: &str = include_str!("../packaging/jellydemon.service");
+
+/// A file with every required key and an API key.
+const MINIMAL: &str = "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n\
+                       [bandwidth]\ntotal_upload_mbps = 100\n";
+
+// figment's Jail API returns figment::Error, which is large; that is figment's choice.
+#[test]
+#[allow(clippy::result_large_err)]
+fn environment_overrides_the_file_and_unknown_env_keys_fail() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "config.toml",
+            "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n[bandwidth]\ntotal_upload_mbps = 100\n",
+        )?;
+        jail.set_env("JELLYDEMON_JELLYFIN__API_KEY", "from-the-environment");
+        jail.set_env("JELLYDEMON_BANDWIDTH__ALGORITHM", "demand");
+        jail.set_env("JELLYDEMON_CONFIG", "config.toml");
+        let s = Settings::load(Path::new("config.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(s.bandwidth.algorithm, Algorithm::Demand);
+        assert_eq!(s.api_key().unwrap().expose_secret(), "from-the-environment");
+        assert!(!format!("{s:?}").contains("from-the-environment"));
+
+        jail.set_env("JELLYDEMON_BANDWIDTH__BOGUS", "1");
+        let err = Settings::load(Path::new("config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `bandwidth.bogus`"), "{err}");
+        assert!(err.contains("JELLYDEMON_"), "names the source: {err}");
+        Ok(())
+    });
+}
+
+/// A secret given the wrong type through the environment: the error names the key, never the
+/// value.
+#[test]
+#[allow(clippy::result_large_err)]
+fn environment_errors_never_quote_a_secret() {
+    const SECRET: &str = "4242424242424242";
+    for key in SECRET_KEYS {
+        let (section, name) = key.split_once('.').unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.toml", MINIMAL)?;
+            jail.set_env(
+                format!(
+                    "JELLYDEMON_{}__{}",
+                    section.to_uppercase(),
+                    name.to_uppercase()
+                ),
+                format!("[{SECRET}]"),
+            );
+            let err = Settings::load(Path::new("config.toml"))
+                .expect_err("a list is not a secret")
+                .to_string();
+            assert!(!err.contains(SECRET), "{key} from the environment: {err}");
+            assert!(err.contains(key), "{err}");
+            Ok(())
+        });
+    }
+}
+
+/// The values of `key=` lines in the systemd unit.
+fn unit_values(key: &str) -> Vec<&'static str> {
+    UNIT.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+#[test]
+#[allow(clippy::result_large_err)]
+fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path();
+    std::fs::write(creds.join("api_key"), "key-from-credential\n").unwrap();
+    std::fs::write(creds.join("webhook_token"), "0123456789abcdef0123\n").unwrap();
+    let config = creds.join("config.toml");
+    std::fs::write(
+        &config,
+        "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n[bandwidth]\ntotal_upload_mbps = 50\n",
+    )
+    .unwrap();
+    figment::Jail::expect_with(|jail| {
+        for env in unit_values("Environment") {
+            let (k, v) = env.split_once('=').unwrap();
+            let v = v
+                .replace("%d", &creds.display().to_string())
+                .replace("%S", &creds.display().to_string());
+            jail.set_env(k, v);
+        }
+        let s = Settings::load(&config).map_err(|e| e.to_string())?;
+        assert_eq!(s.api_key().unwrap().expose_secret(), "key-from-credential");
+        assert!(s.daemon.webhook_token().unwrap().is_some());
+        assert!(s.state.file.ends_with("jellydemon/state.json"));
+        Ok(())
+    });
+}

@@ -1,0 +1,27 @@
+//! The integration tests, one binary: the real daemon, `reconcile --once`, `check`, `restore`
+//! and the demo against the simulated Jellyfin in `src/sim/fake.rs`, the status page in a browser,
+//! hostile clients, faults, and the files we ship (example config, webhook template, systemd
+//! unit, Grafana dashboard). Shared helpers are in `common/`.
+//!
+//! One binary links the crate once instead of once per file. Every test binds port 0 and works
+//! in its own temp dir, so they run in parallel in one process. Tests that set environment
+//! variables are not here: they are in `tests/environment.rs`.
+
+mod common;
+
+mod anonymize;
+mod browser;
+mod check;
+mod config;
+mod daemon;
+mod demo;
+mod fake;
+mod faults;
+mod openapi;
+mod packaging;
+mod reconcile;
+mod restore;
+mod scenarios;
+mod security;
+mod steady;
+mod webhook_templates;
