@@ -2,8 +2,8 @@
 //! device ids in everything jellydemon emits (logs, metrics, the status API, tables), so logs
 //! can be shared.
 //!
-//! Values are replaced **where they are recorded**: code never formats a personal value
-//! directly, it formats a wrapper ([`user`], [`user_id`], [`ip`], [`session`], [`device`]) whose
+//! Values are replaced **where they are recorded**: personal values are typed
+//! ([`crate::ids`]: `UserName`, `UserId`, `SessionId`, `DeviceId`, `ClientAddr`, …) and their
 //! `Display` consults the process-wide [`Anonymizer`] when one is installed. So no spelling of a
 //! name (spaces, quotes, e-mail shape, non-ASCII) can slip past a pattern, and an alias is never
 //! aliased again. Aliases look like `User-001`, `UserId-001`, `Session-001`, `Device-001`,
@@ -12,7 +12,6 @@
 //! stable across restarts; `jellydemon anonymize` uses it to scrub logs written before.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +19,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::network;
 use crate::sync::lock;
 
 /// What kind of value is being recorded.
@@ -181,7 +179,8 @@ impl Anonymizer {
                 if boundary_ok(text, i, token.len())
                     && let Ok(ip) = token.parse::<IpAddr>()
                 {
-                    out.push_str(&self.alias(Kind::Ip, &network::display_ip(ip)));
+                    // The same text as `ids::ClientAddr` shows, so the same alias.
+                    out.push_str(&self.alias(Kind::Ip, &ip.to_canonical().to_string()));
                     i += token.len();
                     continue;
                 }
@@ -210,7 +209,9 @@ fn family(kind: Kind, value: &str) -> String {
         Kind::UserId => "UserId".into(),
         Kind::Session => "Session".into(),
         Kind::Device => "Device".into(),
-        Kind::Ip => match network::parse_endpoint(value) {
+        // The canonical text of an address (what `ids::ClientAddr` shows); anything else is an
+        // endpoint that did not parse.
+        Kind::Ip => match value.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(IpAddr::V4(v4)) => {
                 let o = v4.octets();
                 if v4.is_loopback() || v4.is_unspecified() {
@@ -246,92 +247,6 @@ fn family(kind: Kind, value: &str) -> String {
 
 fn save(path: &Path, m: &AliasMap) -> std::io::Result<()> {
     crate::files::write_private(path, &serde_json::to_vec_pretty(m).expect("serializes"))
-}
-
-/// A personal value to be shown: its alias when anonymizing, else itself.
-#[derive(Clone, Copy)]
-pub struct Shown<'a> {
-    kind: Kind,
-    value: &'a str,
-}
-
-impl fmt::Display for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match global() {
-            Some(a) => f.write_str(&a.alias(self.kind, self.value)),
-            None => f.write_str(self.value),
-        }
-    }
-}
-
-impl fmt::Debug for Shown<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\"{self}\"")
-    }
-}
-
-pub fn user(name: &str) -> Shown<'_> {
-    Shown {
-        kind: Kind::UserName,
-        value: name,
-    }
-}
-pub fn user_id(id: &str) -> Shown<'_> {
-    Shown {
-        kind: Kind::UserId,
-        value: id,
-    }
-}
-pub fn session(id: &str) -> Shown<'_> {
-    Shown {
-        kind: Kind::Session,
-        value: id,
-    }
-}
-pub fn device(id: &str) -> Shown<'_> {
-    Shown {
-        kind: Kind::Device,
-        value: id,
-    }
-}
-/// An endpoint as Jellyfin reported it (parseable or not).
-pub fn endpoint(raw: &str) -> Shown<'_> {
-    Shown {
-        kind: Kind::Ip,
-        value: raw,
-    }
-}
-
-/// Why an endpoint could not be classified, with the raw text shown as an alias.
-pub fn endpoint_error(e: &network::EndpointError) -> String {
-    match e {
-        network::EndpointError::Missing => "no RemoteEndPoint reported".to_string(),
-        network::EndpointError::Unparseable(raw) => {
-            format!("\"{}\" is not an IP address", endpoint(raw))
-        }
-    }
-}
-
-/// An IP address, in its canonical text form.
-pub struct ShownIp(pub IpAddr);
-
-impl fmt::Display for ShownIp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = network::display_ip(self.0);
-        match global() {
-            Some(a) => f.write_str(&a.alias(Kind::Ip, &text)),
-            None => f.write_str(&text),
-        }
-    }
-}
-
-pub fn ip(ip: IpAddr) -> ShownIp {
-    ShownIp(ip)
-}
-
-/// The text of a value for `kind` as it will be shown (owned).
-pub fn shown(kind: Kind, value: &str) -> String {
-    Shown { kind, value }.to_string()
 }
 
 #[cfg(test)]

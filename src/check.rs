@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use crate::anon;
 use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError};
 use crate::ledger::Ledger;
@@ -282,9 +281,9 @@ pub async fn check(settings: &Settings) -> CheckReport {
     );
     for v in &plan.sessions {
         let where_ = match &v.location {
-            Location::Remote(ip) => format!("remote {}", anon::ip(*ip)),
-            Location::Local(ip) => format!("local {}", anon::ip(*ip)),
-            Location::Unknown(e) => format!("unknown endpoint ({})", anon::endpoint_error(e)),
+            Location::Remote(ip) => format!("remote {ip}"),
+            Location::Local(ip) => format!("local {ip}"),
+            Location::Unknown(e) => format!("unknown endpoint ({e})"),
         };
         let state = if !v.playing {
             "idle".to_string()
@@ -299,22 +298,21 @@ pub async fn check(settings: &Settings) -> CheckReport {
             Level::Info,
             format!(
                 "session {}: {}, {}, {where_}, {state}",
-                short(&anon::session(&v.session_id).to_string()),
+                short(&v.session_id.to_string()),
                 v.user_name
-                    .as_deref()
-                    .map_or_else(|| "(no user)".to_string(), |n| anon::user(n).to_string()),
-                anon::device(&v.device)
+                    .as_ref()
+                    .map_or_else(|| "(no user)".to_string(), |n| n.to_string()),
+                v.device
             ),
         );
         if let (InternalRanges::Fixed(_), Some(ip)) = (&configured, v.location.ip()) {
             let ours = v.location.is_remote();
-            let theirs = !network::is_internal(ip, &jellyfin_ranges);
+            let theirs = !network::is_internal(ip.ip(), &jellyfin_ranges);
             if ours != theirs {
                 r.push(
                     Level::Warn,
                     format!(
-                        "{} is {} to jellydemon but {} to Jellyfin: {}",
-                        anon::ip(ip),
+                        "{ip} is {} to jellydemon but {} to Jellyfin: {}",
                         if ours { "remote" } else { "local" },
                         if theirs { "remote" } else { "local" },
                         if ours {

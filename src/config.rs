@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::ids::{UserId, UserName};
 use crate::network;
 
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
@@ -309,10 +310,10 @@ impl Default for PrioritySettings {
 
 impl PrioritySettings {
     /// The weight of a user, by name first, then by role.
-    pub fn weight(&self, name: &str, is_admin: bool) -> f64 {
+    pub fn weight(&self, name: &UserName, is_admin: bool) -> f64 {
         self.users
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_str()))
             .map(|(_, w)| *w)
             .unwrap_or(if is_admin {
                 self.admin_weight
@@ -359,11 +360,10 @@ pub struct UserSettings {
 }
 
 impl UserSettings {
-    pub fn is_excluded(&self, id: &str, name: &str) -> bool {
-        let id = crate::jellyfin::normalize_guid(id);
+    pub fn is_excluded(&self, id: &UserId, name: &UserName) -> bool {
         self.exclude
             .iter()
-            .any(|e| e.eq_ignore_ascii_case(name) || crate::jellyfin::normalize_guid(e) == id)
+            .any(|e| e.eq_ignore_ascii_case(name.as_str()) || *id == **e)
     }
 }
 
@@ -1211,8 +1211,8 @@ mod tests {
             ..Default::default()
         };
         p.users.insert("Alice".into(), 3.0);
-        assert_eq!(p.weight("alice", false), 3.0);
-        assert_eq!(p.weight("bob", true), 2.0);
-        assert_eq!(p.weight("carol", false), 1.0);
+        assert_eq!(p.weight(&"alice".into(), false), 3.0);
+        assert_eq!(p.weight(&"bob".into(), true), 2.0);
+        assert_eq!(p.weight(&"carol".into(), false), 1.0);
     }
 }

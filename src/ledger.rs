@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{UserId, UserName};
+
 const VERSION: u32 = 1;
 
 /// How many of its own recent values jellydemon remembers per user.
@@ -90,7 +92,7 @@ pub enum Observed {
 #[derive(Debug)]
 pub struct Ledger {
     path: PathBuf,
-    users: BTreeMap<String, Entry>,
+    users: BTreeMap<UserId, Entry>,
 }
 
 impl Ledger {
@@ -124,11 +126,11 @@ impl Ledger {
         &self.path
     }
 
-    pub fn get(&self, user: &str) -> Option<&Entry> {
+    pub fn get(&self, user: &UserId) -> Option<&Entry> {
         self.users.get(user)
     }
 
-    pub fn original(&self, user: &str) -> Option<i64> {
+    pub fn original(&self, user: &UserId) -> Option<i64> {
         self.users.get(user).map(|e| e.original)
     }
 
@@ -141,18 +143,18 @@ impl Ledger {
     }
 
     /// Every tracked user id with its entry.
-    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&UserId, &Entry)> {
         self.users.iter()
     }
 
     /// Compare a user's current value with the ledger. A hand-made change becomes the new
     /// original (in memory; call [`Ledger::save`] to persist).
-    pub fn observe(&mut self, user: &str, name: &str, current: i64) -> Observed {
+    pub fn observe(&mut self, user: &UserId, name: &UserName, current: i64) -> Observed {
         let Some(e) = self.users.get_mut(user) else {
             return Observed::Untracked;
         };
         if !name.is_empty() {
-            e.name = name.to_string();
+            e.name = name.as_str().to_string();
         }
         if current == e.original {
             Observed::Original
@@ -168,9 +170,9 @@ impl Ledger {
 
     /// Record that `new` is about to be written for `user`, whose value is `current` now.
     /// The first time, `current` is recorded as the original. Persist before sending.
-    pub fn record_intent(&mut self, user: &str, name: &str, current: i64, new: i64) {
-        let e = self.users.entry(user.to_string()).or_insert_with(|| Entry {
-            name: name.to_string(),
+    pub fn record_intent(&mut self, user: &UserId, name: &UserName, current: i64, new: i64) {
+        let e = self.users.entry(user.clone()).or_insert_with(|| Entry {
+            name: name.as_str().to_string(),
             original: current,
             ours: Vec::new(),
         });
@@ -182,7 +184,7 @@ impl Ledger {
     }
 
     /// Drop a user (restored, or no longer present). Persist afterwards.
-    pub fn forget(&mut self, user: &str) -> Option<Entry> {
+    pub fn forget(&mut self, user: &UserId) -> Option<Entry> {
         self.users.remove(user)
     }
 
@@ -190,7 +192,12 @@ impl Ledger {
     pub fn save(&self) -> Result<(), LedgerError> {
         let file = StateFile {
             version: VERSION,
-            users: self.users.clone(),
+            // The real ids: the file is for restoring, never shown.
+            users: self
+                .users
+                .iter()
+                .map(|(id, e)| (id.as_str().to_string(), e.clone()))
+                .collect(),
         };
         let mut json = serde_json::to_vec_pretty(&file).expect("ledger serializes");
         json.push(b'\n');
@@ -201,7 +208,7 @@ impl Ledger {
     }
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, LedgerError> {
+fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<UserId, Entry>, LedgerError> {
     let corrupt = |detail: String| LedgerError::Corrupt {
         path: path.to_path_buf(),
         detail,
@@ -216,12 +223,23 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Entry>, LedgerErr
             file.version
         )));
     }
-    Ok(file.users)
+    Ok(file
+        .users
+        .into_iter()
+        .map(|(id, e)| (UserId::new(id), e))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(s: &str) -> UserId {
+        UserId::new(s)
+    }
+    fn name(s: &str) -> UserName {
+        UserName::new(s)
+    }
 
     fn ledger() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
@@ -233,11 +251,11 @@ mod tests {
     fn missing_file_is_empty_and_roundtrips() {
         let (dir, mut l) = ledger();
         assert!(l.is_empty());
-        l.record_intent("u1", "alice", 0, 20_000_000);
+        l.record_intent(&id("u1"), &name("alice"), 0, 20_000_000);
         l.save().unwrap();
         let back = Ledger::open(&dir.path().join("state.json")).unwrap();
-        assert_eq!(back.original("u1"), Some(0));
-        assert_eq!(back.get("u1").unwrap().written(), Some(20_000_000));
+        assert_eq!(back.original(&id("u1")), Some(0));
+        assert_eq!(back.get(&id("u1")).unwrap().written(), Some(20_000_000));
         // No temp file left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -245,38 +263,41 @@ mod tests {
     #[test]
     fn our_own_values_are_never_taken_for_originals() {
         let (_d, mut l) = ledger();
-        l.record_intent("u", "a", 8_000_000, 5_000_000);
-        l.record_intent("u", "a", 5_000_000, 4_000_000);
+        l.record_intent(&id("u"), &name("a"), 8_000_000, 5_000_000);
+        l.record_intent(&id("u"), &name("a"), 5_000_000, 4_000_000);
         // A crash before the second request arrived leaves 5 Mbps in Jellyfin: ours.
-        assert_eq!(l.observe("u", "a", 5_000_000), Observed::Ours);
-        assert_eq!(l.observe("u", "a", 4_000_000), Observed::Ours);
-        assert_eq!(l.observe("u", "a", 8_000_000), Observed::Original);
-        assert_eq!(l.original("u"), Some(8_000_000));
+        assert_eq!(l.observe(&id("u"), &name("a"), 5_000_000), Observed::Ours);
+        assert_eq!(l.observe(&id("u"), &name("a"), 4_000_000), Observed::Ours);
+        assert_eq!(
+            l.observe(&id("u"), &name("a"), 8_000_000),
+            Observed::Original
+        );
+        assert_eq!(l.original(&id("u")), Some(8_000_000));
     }
 
     #[test]
     fn only_the_recent_values_are_remembered() {
         let (_d, mut l) = ledger();
         for v in 1..=20 {
-            l.record_intent("u", "a", 0, v);
+            l.record_intent(&id("u"), &name("a"), 0, v);
         }
-        assert_eq!(l.get("u").unwrap().ours.len(), RECENT);
-        assert_eq!(l.observe("u", "a", 20), Observed::Ours);
-        assert_eq!(l.observe("u", "a", 13), Observed::Ours);
-        assert_eq!(l.original("u"), Some(0));
+        assert_eq!(l.get(&id("u")).unwrap().ours.len(), RECENT);
+        assert_eq!(l.observe(&id("u"), &name("a"), 20), Observed::Ours);
+        assert_eq!(l.observe(&id("u"), &name("a"), 13), Observed::Ours);
+        assert_eq!(l.original(&id("u")), Some(0));
     }
 
     #[test]
     fn a_hand_change_becomes_the_new_original() {
         let (_d, mut l) = ledger();
-        l.record_intent("u", "a", 0, 5_000_000);
+        l.record_intent(&id("u"), &name("a"), 0, 5_000_000);
         assert_eq!(
-            l.observe("u", "a", 3_000_000),
+            l.observe(&id("u"), &name("a"), 3_000_000),
             Observed::HandChanged { old_original: 0 }
         );
-        assert_eq!(l.original("u"), Some(3_000_000));
+        assert_eq!(l.original(&id("u")), Some(3_000_000));
         assert_eq!(
-            l.observe("u", "a", 5_000_000),
+            l.observe(&id("u"), &name("a"), 5_000_000),
             Observed::HandChanged {
                 old_original: 3_000_000
             }
@@ -286,7 +307,7 @@ mod tests {
     #[test]
     fn untracked_users_are_reported_as_such() {
         let (_d, mut l) = ledger();
-        assert_eq!(l.observe("nobody", "x", 1), Observed::Untracked);
+        assert_eq!(l.observe(&id("nobody"), &name("x"), 1), Observed::Untracked);
         assert!(l.is_empty());
     }
 

@@ -7,6 +7,8 @@
 //!
 //! * [`access`]: who may use which HTTP endpoint: secrets, sign-in sessions, allowed hosts.
 //! * [`anon`]: stable aliases for personal values in everything jellydemon emits.
+//! * [`ids`]: user, session and device ids and names, client addresses: typed, normalized
+//!   once, shown as their aliases when anonymizing.
 //! * [`config`]: the TOML/env configuration, validated at load; secrets stay redacted.
 //! * [`clock`]: unix seconds and the one exponential backoff.
 //! * [`cli`]: the command line and its exit codes; `main.rs` only calls it.
@@ -45,6 +47,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod files;
+pub mod ids;
 pub mod jellyfin;
 pub mod ledger;
 pub mod metrics;

@@ -14,7 +14,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::anon;
 use crate::plan::{Direction, Plan, Role};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -268,7 +267,7 @@ impl Metrics {
         self.user_stream_rate_bps.clear();
         for d in plan.decisions.iter().filter(|d| d.role != Role::Release) {
             let labels = UserLabels {
-                user: anon::user(&d.user_name).to_string(),
+                user: d.user_name.to_string(),
                 role: d.role.label().to_string(),
             };
             self.user_limit_bps.get_or_create(&labels).set(d.target);

@@ -6,17 +6,20 @@
 //! zone id (`fe80::1%eth0`). All of these must give the same answer for the same client, and an
 //! endpoint that cannot be parsed is reported as such rather than guessed to be local or remote.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+use crate::ids::{ClientAddr, Endpoint};
 
 /// Why an endpoint could not be turned into an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
     #[error("no RemoteEndPoint reported")]
     Missing,
+    /// The raw text formats as its alias when anonymizing.
     #[error("\"{0}\" is not an IP address")]
-    Unparseable(String),
+    Unparseable(Endpoint),
 }
 
 /// Parse any of the `RemoteEndPoint` forms listed in the module doc. IPv4-mapped IPv6 addresses
@@ -33,7 +36,7 @@ pub fn parse_endpoint(raw: &str) -> Result<IpAddr, EndpointError> {
     if s.is_empty() {
         return Err(EndpointError::Missing);
     }
-    let bad = || EndpointError::Unparseable(raw.to_string());
+    let bad = || EndpointError::Unparseable(Endpoint::new(raw));
     let host = if let Some(rest) = s.strip_prefix('[') {
         // "[v6]" or "[v6]:port"
         let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
@@ -54,23 +57,12 @@ pub fn parse_endpoint(raw: &str) -> Result<IpAddr, EndpointError> {
     // Drop a zone id ("fe80::1%eth0"): it names an interface, not a different host.
     let host = host.split_once('%').map_or(host, |(h, _)| h);
     let ip: IpAddr = host.parse().map_err(|_| bad())?;
-    Ok(canonical(ip))
+    Ok(ip.to_canonical())
 }
 
 fn valid_port_suffix(s: &str) -> bool {
     s.strip_prefix(':')
         .is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_ok())
-}
-
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes the IPv4 address it carries.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
 }
 
 /// Parse a CIDR (`192.168.0.0/16`, `fd00::/8`) or a single address (taken as /32 or /128).
@@ -106,8 +98,8 @@ pub fn jellyfin_default_ranges() -> Vec<IpNet> {
 /// Where a session's client is, as far as jellydemon is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    Local(IpAddr),
-    Remote(IpAddr),
+    Local(ClientAddr),
+    Remote(ClientAddr),
     /// The endpoint is missing or unparseable: the session is left alone and reported.
     Unknown(EndpointError),
 }
@@ -116,7 +108,7 @@ impl Location {
     pub fn is_remote(&self) -> bool {
         matches!(self, Location::Remote(_))
     }
-    pub fn ip(&self) -> Option<IpAddr> {
+    pub fn ip(&self) -> Option<ClientAddr> {
         match self {
             Location::Local(ip) | Location::Remote(ip) => Some(*ip),
             Location::Unknown(_) => None,
@@ -127,7 +119,7 @@ impl Location {
 /// True when `ip` lies in any of `ranges`. The address is canonicalised first, and an IPv4
 /// address also matches a range written as IPv4-mapped IPv6.
 pub fn is_internal(ip: IpAddr, ranges: &[IpNet]) -> bool {
-    let ip = canonical(ip);
+    let ip = ip.to_canonical();
     let mapped: Option<IpAddr> = match ip {
         IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
         IpAddr::V6(_) => None,
@@ -142,22 +134,24 @@ pub fn classify(endpoint: Option<&str>, ranges: &[IpNet]) -> Location {
     match endpoint.map(parse_endpoint) {
         None => Location::Unknown(EndpointError::Missing),
         Some(Err(e)) => Location::Unknown(e),
-        Some(Ok(ip)) if is_internal(ip, ranges) => Location::Local(ip),
-        Some(Ok(ip)) => Location::Remote(ip),
+        Some(Ok(ip)) if is_internal(ip, ranges) => Location::Local(ClientAddr::new(ip)),
+        Some(Ok(ip)) => Location::Remote(ClientAddr::new(ip)),
     }
 }
 
 /// A reverse proxy without `KnownProxies` makes every session appear to come from the proxy.
 /// Returns the shared address when at least two sessions of at least two different devices all
 /// report one and the same address.
-pub fn proxy_suspect<'a>(sessions: impl IntoIterator<Item = (IpAddr, &'a str)>) -> Option<IpAddr> {
-    let mut first: Option<(IpAddr, &str)> = None;
+pub fn proxy_suspect<A: Copy + PartialEq, D: PartialEq>(
+    sessions: impl IntoIterator<Item = (A, D)>,
+) -> Option<A> {
+    let mut first: Option<(A, D)> = None;
     let mut other_device = false;
     for (ip, device) in sessions {
-        match first {
+        match &first {
             None => first = Some((ip, device)),
-            Some((f, _)) if f != ip => return None,
-            Some((_, d)) => other_device |= d != device,
+            Some((f, _)) if *f != ip => return None,
+            Some((_, d)) => other_device |= *d != device,
         }
     }
     match first {
@@ -166,18 +160,11 @@ pub fn proxy_suspect<'a>(sessions: impl IntoIterator<Item = (IpAddr, &'a str)>) 
     }
 }
 
-/// An address for display in logs and tables (v4 as is, v6 compressed).
-pub fn display_ip(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => Ipv4Addr::to_string(&v4),
-        IpAddr::V6(v6) => Ipv6Addr::to_string(&v6),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn ranges() -> Vec<IpNet> {
         jellyfin_default_ranges()

@@ -25,14 +25,13 @@ pub mod memory;
 pub mod rule;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::allocate::{self, Bound, Claimant};
-use crate::anon;
 use crate::config::{Algorithm, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::jellyfin::{RateSource, Session, User};
 use crate::ledger::Ledger;
 use crate::network::{self, Location};
@@ -119,11 +118,11 @@ impl std::fmt::Display for Uncontrolled {
 /// One of a user's running remote streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRef {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The item playing (normalized id, "" when unknown).
     pub item_id: String,
     /// Client and device, e.g. "Jellyfin Web on Firefox".
-    pub device: String,
+    pub device: DeviceName,
     /// Its source bitrate (video plus selected audio), when known.
     pub source: Option<u64>,
     /// Its current rate, when known.
@@ -144,12 +143,11 @@ pub struct StreamRef {
 /// The decision for one user.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// Normalized user id.
-    pub user_id: String,
-    pub user_name: String,
+    pub user_id: UserId,
+    pub user_name: UserName,
     pub role: Role,
     /// Where the user's remote streams come from.
-    pub endpoints: Vec<IpAddr>,
+    pub endpoints: Vec<ClientAddr>,
     /// Sum of the current rates of the user's remote streams (bits/s); unknown rates count 0.
     pub stream_rate: u64,
     /// The user's running remote streams (empty unless active).
@@ -179,10 +177,11 @@ impl Decision {
 /// How one session was seen.
 #[derive(Debug, Clone)]
 pub struct SessionView {
-    pub session_id: String,
-    pub user_id: Option<String>,
-    pub user_name: Option<String>,
-    pub device: String,
+    pub session_id: SessionId,
+    /// `None` for a session without a user.
+    pub user_id: Option<UserId>,
+    pub user_name: Option<UserName>,
+    pub device: DeviceName,
     pub location: Location,
     pub playing: bool,
     pub paused: bool,
@@ -191,19 +190,19 @@ pub struct SessionView {
     pub counted: bool,
 }
 
-/// Something the admin should know about a plan. Personal values are formatted through
-/// [`crate::anon`], so a warning can be logged as is.
+/// Something the admin should know about a plan. Personal values are typed ([`crate::ids`]) and
+/// show as their aliases when anonymizing, so a warning can be logged as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Warning {
     /// A playing session whose endpoint cannot be classified; it was left alone.
     UnknownEndpoint {
-        session_id: String,
-        user_name: Option<String>,
-        device: String,
+        session_id: SessionId,
+        user_name: Option<UserName>,
+        device: DeviceName,
         error: network::EndpointError,
     },
     /// Every session comes from this one address: a reverse proxy without `KnownProxies`?
-    ProxySuspect(IpAddr),
+    ProxySuspect(ClientAddr),
     /// The floors of `users` remote users exceed the budget.
     Overload {
         users: usize,
@@ -212,8 +211,8 @@ pub enum Warning {
     },
     /// A remote stream whose client ignores limits.
     Uncontrolled {
-        user_name: String,
-        device: String,
+        user_name: UserName,
+        device: DeviceName,
         rate: u64,
         why: Uncontrolled,
     },
@@ -228,20 +227,20 @@ impl std::fmt::Display for Warning {
                 device,
                 error,
             } => {
-                let why = anon::endpoint_error(error);
+                write!(f, "session {session_id} of ")?;
+                match user_name {
+                    Some(name) => write!(f, "{name}")?,
+                    None => f.write_str("?")?,
+                }
                 write!(
                     f,
-                    "session {} of {} ({}): {why}; cannot tell whether it is remote, left alone",
-                    anon::session(session_id),
-                    anon::user(user_name.as_deref().unwrap_or("?")),
-                    anon::device(device)
+                    " ({device}): {error}; cannot tell whether it is remote, left alone"
                 )
             }
             Warning::ProxySuspect(ip) => write!(
                 f,
-                "every session comes from {}: a reverse proxy without KnownProxies in Jellyfin? \
+                "every session comes from {ip}: a reverse proxy without KnownProxies in Jellyfin? \
                  Jellyfin then sees all clients as local and applies no remote limit",
-                anon::ip(*ip)
             ),
             Warning::Overload {
                 users,
@@ -260,10 +259,8 @@ impl std::fmt::Display for Warning {
                 why,
             } => write!(
                 f,
-                "{} on {} streams {} and {why}: this client ignores limits (Infuse, Kodi in \
-                 native mode, some TVs do); it is counted at its real rate",
-                anon::user(user_name),
-                anon::device(device),
+                "{user_name} on {device} streams {} and {why}: this client ignores limits \
+                 (Infuse, Kodi in native mode, some TVs do); it is counted at its real rate",
                 fmt_mbps(*rate)
             ),
         }
@@ -297,7 +294,7 @@ pub struct Plan {
 
 impl Plan {
     /// One line saying who got what and why: every active user with limit and reason, then
-    /// the idle users' limit(s). Names go through [`anon`].
+    /// the idle users' limit(s). Names show as aliases when anonymizing.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
             .decisions
@@ -306,7 +303,7 @@ impl Plan {
             .map(|d| {
                 format!(
                     "{} {} ({})",
-                    anon::user(&d.user_name),
+                    d.user_name,
                     fmt_mbps(d.target.max(0) as u64),
                     d.reason
                 )
@@ -437,8 +434,7 @@ struct Context<'a> {
     now: Duration,
     settings: &'a Settings,
     budget: crate::config::Budget,
-    /// Users by normalized id.
-    users: HashMap<String, &'a User>,
+    users: HashMap<&'a UserId, &'a User>,
 }
 
 impl Context<'_> {
@@ -446,18 +442,18 @@ impl Context<'_> {
     fn managed(&self, u: &User) -> bool {
         !u.is_disabled()
             && u.remote_access()
-            && !self.settings.users.is_excluded(&u.id, u.display_name())
+            && !self.settings.users.is_excluded(&u.id, &u.display_name())
     }
 
     /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
-    fn bounds_of(&self, user_id: &str, current: i64) -> Bounds {
+    fn bounds_of(&self, user_id: &UserId, current: i64) -> Bounds {
         let original = self.ledger.original(user_id).unwrap_or(current);
         bounds(self.settings, original, self.snapshot.server_limit)
     }
 
     fn weight(&self, u: &User) -> u64 {
         let p = &self.settings.bandwidth.priority;
-        allocate::weight_milli(p.weight(u.display_name(), u.is_admin()))
+        allocate::weight_milli(p.weight(&u.display_name(), u.is_admin()))
     }
 
     /// `demand.default_mbps`: the rate of a stream Jellyfin reports none for.
@@ -475,11 +471,11 @@ impl Context<'_> {
 
 /// A running stream as the planner sees it.
 struct Stream {
-    session_id: String,
+    session_id: SessionId,
     item_id: String,
-    device: String,
+    device: DeviceName,
     supports_push: bool,
-    ip: IpAddr,
+    ip: ClientAddr,
     source: Option<u64>,
     rate: Option<u64>,
 }
@@ -544,7 +540,7 @@ pub fn plan(
         now,
         settings,
         budget: settings.budget(),
-        users: snapshot.users.iter().map(|u| (u.key(), u)).collect(),
+        users: snapshot.users.iter().map(|u| (&u.id, u)).collect(),
     };
     let algorithm = settings.bandwidth.algorithm;
     let mut warnings = Vec::new();
@@ -592,7 +588,7 @@ pub fn plan(
             active_decision(&cx, a, i, &held, why)
         })
         .collect();
-    decisions.sort_by_key(|d| d.user_name.to_lowercase());
+    decisions.sort_by_key(|d| d.user_name.as_str().to_lowercase());
     // 6. Idle users' join share.
     decisions.extend(idle_decisions(
         &cx,
@@ -625,12 +621,12 @@ fn classify(
     snapshot: &Snapshot,
     count_paused: bool,
     warnings: &mut Vec<Warning>,
-) -> (Vec<SessionView>, BTreeMap<String, Vec<Stream>>) {
+) -> (Vec<SessionView>, BTreeMap<UserId, Vec<Stream>>) {
     let mut views = Vec::with_capacity(snapshot.sessions.len());
-    let mut remote_by_user: BTreeMap<String, Vec<Stream>> = BTreeMap::new();
+    let mut remote_by_user: BTreeMap<UserId, Vec<Stream>> = BTreeMap::new();
     for s in snapshot.sessions {
         let location = network::classify(s.remote_end_point.as_deref(), snapshot.ranges);
-        let user_id = s.user_key();
+        let user_id = s.user().cloned();
         let playing = s.is_playing();
         let paused = s.is_paused();
         let rate = s.stream_rate();
@@ -674,7 +670,7 @@ fn classify(
     if let Some(ip) = network::proxy_suspect(
         views
             .iter()
-            .filter_map(|v| v.location.ip().map(|ip| (ip, v.device.as_str()))),
+            .filter_map(|v| v.location.ip().map(|ip| (ip, &v.device))),
     ) {
         warnings.push(Warning::ProxySuspect(ip));
     }
@@ -685,7 +681,7 @@ fn classify(
 /// at their rate. Each stream is checked against the memory for a client ignoring limits.
 fn claimants<'a>(
     cx: &Context<'a>,
-    remote_by_user: BTreeMap<String, Vec<Stream>>,
+    remote_by_user: BTreeMap<UserId, Vec<Stream>>,
     warnings: &mut Vec<Warning>,
 ) -> Claimants<'a> {
     let mut out = Claimants {
@@ -720,7 +716,7 @@ fn claimants<'a>(
         for (s, w) in streams.iter().zip(&watched) {
             if let Some(why) = w.uncontrolled {
                 warnings.push(Warning::Uncontrolled {
-                    user_name: u.display_name().to_string(),
+                    user_name: u.display_name(),
                     device: s.device.clone(),
                     rate: s.rate.unwrap_or(0),
                     why,
@@ -953,12 +949,12 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
             start_bound: w.start_bound,
         })
         .collect();
-    let mut endpoints: Vec<IpAddr> = a.streams.iter().map(|s| s.ip).collect();
+    let mut endpoints: Vec<ClientAddr> = a.streams.iter().map(|s| s.ip).collect();
     endpoints.sort_unstable();
     endpoints.dedup();
     Decision {
-        user_id: a.user.key(),
-        user_name: a.user.display_name().to_string(),
+        user_id: a.user.id.clone(),
+        user_name: a.user.display_name(),
         role: Role::Active { streams: k as u32 },
         endpoints,
         stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
@@ -1023,19 +1019,19 @@ fn idle_decisions(
         }
         (share, unmanaged_bps + beside + reserved)
     };
-    let active_ids: std::collections::HashSet<String> =
-        active.iter().map(|a| a.user.key()).collect();
+    let active_ids: std::collections::HashSet<&UserId> =
+        active.iter().map(|a| &a.user.id).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
     let mut sorted_users: Vec<&User> = cx.snapshot.users.iter().collect();
-    sorted_users.sort_by_key(|u| u.display_name().to_lowercase());
+    sorted_users.sort_by_key(|u| u.display_name().as_str().to_lowercase());
     let mut idle = Vec::new();
     for u in sorted_users {
-        let uid = u.key();
-        if active_ids.contains(&uid) || !cx.managed(u) {
+        let uid = &u.id;
+        if active_ids.contains(uid) || !cx.managed(u) {
             continue;
         }
         let current = u.remote_limit();
-        let bounds = cx.bounds_of(&uid, current);
+        let bounds = cx.bounds_of(uid, current);
         let weight = cx.weight(u);
         let newcomer = Claimant {
             weight_milli: weight,
@@ -1044,7 +1040,7 @@ fn idle_decisions(
             demand: bounds.ceiling,
         };
         // Whether its client can be pushed is known from its last stream; a user never seen streaming may have such a client.
-        let fixed = cx.memory.user_pushable(&uid) != Some(true) || !cx.settings.daemon.push.down();
+        let fixed = cx.memory.user_pushable(uid) != Some(true) || !cx.settings.daemon.push.down();
         let (with_one_more, beside) = *join_cache
             .entry((weight, bounds.floor, bounds.ceiling, fixed))
             .or_insert_with(|| join_for(newcomer, fixed));
@@ -1082,8 +1078,8 @@ fn idle_decisions(
             target = cur;
         }
         idle.push(Decision {
-            user_id: uid,
-            user_name: u.display_name().to_string(),
+            user_id: uid.clone(),
+            user_name: u.display_name(),
             role: Role::Idle,
             endpoints: Vec::new(),
             stream_rate: 0,
@@ -1104,7 +1100,7 @@ fn released(cx: &Context) -> Vec<Decision> {
             let u = cx.users.get(uid).filter(|u| !cx.managed(u))?;
             Some(Decision {
                 user_id: uid.clone(),
-                user_name: u.display_name().to_string(),
+                user_name: u.display_name(),
                 role: Role::Release,
                 endpoints: Vec::new(),
                 stream_rate: 0,

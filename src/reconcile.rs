@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use ipnet::IpNet;
 use tracing::{info, warn};
 
-use crate::anon;
 use crate::config::{InternalRanges, Settings};
+use crate::ids::{UserId, UserName};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
@@ -132,11 +132,11 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
     let mut changed = false;
     for u in users {
         if let Observed::HandChanged { old_original } =
-            ledger.observe(&u.key(), u.display_name(), u.remote_limit())
+            ledger.observe(&u.id, &u.display_name(), u.remote_limit())
         {
             warn!(
                 target: "jellydemon::ledger",
-                user = %anon::user(u.display_name()),
+                user = %u.display_name(),
                 old_original,
                 new_original = u.remote_limit(),
                 "limit was changed by hand; taking it as the user's new original"
@@ -263,10 +263,10 @@ pub enum RestoreOutcome {
 pub async fn restore(
     client: &Client,
     ledger: &Mutex<Ledger>,
-) -> Result<Vec<(String, RestoreOutcome)>, LedgerError> {
-    let ids: Vec<(String, String)> = lock(ledger)
+) -> Result<Vec<(UserName, RestoreOutcome)>, LedgerError> {
+    let ids: Vec<(UserId, UserName)> = lock(ledger)
         .entries()
-        .map(|(id, e)| (id.clone(), e.name.clone()))
+        .map(|(id, e)| (id.clone(), UserName::new(&e.name)))
         .collect();
     let mut out = Vec::with_capacity(ids.len());
     for (id, name) in ids {
@@ -278,10 +278,10 @@ pub async fn restore(
         }
         match &outcome {
             RestoreOutcome::Failed(e) => {
-                warn!(target: "jellydemon::ledger", user = %anon::user(&name), "restore failed: {e}")
+                warn!(target: "jellydemon::ledger", user = %name, "restore failed: {e}")
             }
             o => {
-                info!(target: "jellydemon::ledger", user = %anon::user(&name), outcome = ?o, "restored")
+                info!(target: "jellydemon::ledger", user = %name, outcome = ?o, "restored")
             }
         }
         out.push((name, outcome));
@@ -292,8 +292,8 @@ pub async fn restore(
 async fn restore_one(
     client: &Client,
     ledger: &Mutex<Ledger>,
-    id: &str,
-    name: &str,
+    id: &UserId,
+    name: &UserName,
 ) -> RestoreOutcome {
     let user = match client.user(id).await {
         Ok(u) => u,

@@ -1,6 +1,6 @@
 //! Plain-text tables for the terminal: the result of a pass and of a restore.
 
-use crate::anon;
+use crate::ids::UserName;
 use crate::plan::{Role, fmt_mbps};
 use crate::reconcile::{PassReport, RestoreOutcome};
 use crate::write::WriteOutcome;
@@ -81,7 +81,7 @@ pub fn pass_table(report: &PassReport) -> String {
             Role::Active { streams } => (
                 d.endpoints
                     .iter()
-                    .map(|ip| anon::ip(*ip).to_string())
+                    .map(|ip| ip.to_string())
                     .collect::<Vec<_>>()
                     .join(","),
                 streams.to_string(),
@@ -119,7 +119,7 @@ pub fn pass_table(report: &PassReport) -> String {
             });
         }
         rows.push(vec![
-            anon::user(&d.user_name).to_string(),
+            d.user_name.to_string(),
             from,
             streams,
             rate,
@@ -153,7 +153,7 @@ fn rate_cell(d: &crate::plan::Decision) -> String {
 }
 
 /// The table `restore` prints.
-pub fn restore_table(results: &[(String, RestoreOutcome)]) -> String {
+pub fn restore_table(results: &[(UserName, RestoreOutcome)]) -> String {
     if results.is_empty() {
         return "nothing to restore: the ledger is empty\n".to_string();
     }
@@ -172,7 +172,7 @@ pub fn restore_table(results: &[(String, RestoreOutcome)]) -> String {
             RestoreOutcome::UserGone => "user no longer exists; dropped".to_string(),
             RestoreOutcome::Failed(e) => format!("FAILED (kept in the ledger): {e}"),
         };
-        rows.push(vec![anon::user(name).to_string(), text]);
+        rows.push(vec![name.to_string(), text]);
     }
     render(&rows)
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::jellyfin::normalize_guid;
+use crate::ids::{DeviceId, SessionId, UserId, UserName, normalize_guid};
 
 /// What a webhook tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,11 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookEvent {
     pub kind: EventKind,
-    /// Normalized (no dashes, lowercase).
-    pub user_id: Option<String>,
-    pub user_name: Option<String>,
-    /// Normalized session id.
-    pub session_id: Option<String>,
-    pub device_id: Option<String>,
+    /// `None` for none or the all-zero id.
+    pub user_id: Option<UserId>,
+    pub user_name: Option<UserName>,
+    pub session_id: Option<SessionId>,
+    pub device_id: Option<DeviceId>,
     pub device_name: Option<String>,
     pub client: Option<String>,
     pub remote_end_point: Option<String>,
@@ -121,8 +120,9 @@ pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
             }
         }
     };
-    let user_id = guid(&["UserId"], "UserId")?;
-    let user_id = user_id.filter(|id| id.bytes().any(|b| b != b'0'));
+    let user_id = guid(&["UserId"], "UserId")?
+        .map(UserId::new)
+        .filter(|id| !id.is_nil());
     let is_paused = match get(&["IsPaused"]) {
         None => None,
         Some(v) => Some(as_bool(v).ok_or_else(|| HookError::BadField {
@@ -142,12 +142,14 @@ pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
     Ok(HookEvent {
         kind,
         user_id,
-        user_name: get(&["NotificationUsername", "UserName", "Username"]).and_then(as_string),
+        user_name: get(&["NotificationUsername", "UserName", "Username"])
+            .and_then(as_string)
+            .map(UserName::new),
         session_id: get(&["SessionId", "Id"])
             .and_then(as_string)
-            .map(|s| normalize_guid(&s))
+            .map(SessionId::new)
             .filter(|s| !s.is_empty()),
-        device_id: get(&["DeviceId"]).and_then(as_string),
+        device_id: get(&["DeviceId"]).and_then(as_string).map(DeviceId::new),
         device_name: get(&["DeviceName"]).and_then(as_string),
         client: get(&["ClientName", "Client"]).and_then(as_string),
         remote_end_point: get(&["RemoteEndPoint"]).and_then(as_string),
@@ -259,14 +261,17 @@ mod tests {
         let e = parse(body).unwrap();
         assert_eq!(e.kind, EventKind::PlaybackStart);
         assert_eq!(
-            e.user_id.as_deref(),
+            e.user_id.as_ref().map(UserId::as_str),
             Some("4f1c2d3e000011112222333344445555")
         );
         assert_eq!(
-            e.session_id.as_deref(),
+            e.session_id.as_ref().map(SessionId::as_str),
             Some("aa11bb22cc33dd44ee55ff6677889900")
         );
-        assert_eq!(e.user_name.as_deref(), Some("Bob \"the\" O'Brien"));
+        assert_eq!(
+            e.user_name.as_ref().map(UserName::as_str),
+            Some("Bob \"the\" O'Brien")
+        );
         assert_eq!(e.is_paused, Some(false));
         assert_eq!(
             e.item_name.as_deref(),

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 
 use tracing::{info, warn};
 
-use crate::anon;
 use crate::jellyfin::Client;
 use crate::ledger::{Ledger, Observed};
 use crate::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
@@ -65,7 +64,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
         Ok(()) => {
             info!(
                 target: "jellydemon::jellyfin",
-                user = %anon::user(&d.user_name),
+                user = %d.user_name,
                 old = current,
                 new = d.target,
                 reason = %d.reason,
@@ -85,7 +84,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
 }
 
 fn failed(d: &Decision, message: String) -> WriteOutcome {
-    warn!(target: "jellydemon::jellyfin", user = %anon::user(&d.user_name), "write failed: {message}");
+    warn!(target: "jellydemon::jellyfin", user = %d.user_name, "write failed: {message}");
     WriteOutcome::Failed(message)
 }
 
@@ -99,8 +98,8 @@ pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Resu
         Ok(()) => {
             info!(
                 target: "jellydemon::jellyfin",
-                user = %anon::user(&d.user_name),
-                session = %anon::session(&s.session_id),
+                user = %d.user_name,
+                session = %s.session_id,
                 direction,
                 bitrate = %fmt_mbps(p.bitrate),
                 rate = %s.rate.map(fmt_mbps).unwrap_or_else(|| "unknown".into()),
@@ -111,8 +110,8 @@ pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Resu
         Err(e) => {
             warn!(
                 target: "jellydemon::jellyfin",
-                user = %anon::user(&d.user_name),
-                session = %anon::session(&s.session_id),
+                user = %d.user_name,
+                session = %s.session_id,
                 direction,
                 "push failed: {e}"
             );

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::config::{ConfigError, Settings};
+use crate::ids::ClientAddr;
 use crate::sync::lock;
 
 /// The session cookie's name.
@@ -137,7 +138,7 @@ impl Access {
             warn!(
                 target: "jellydemon::http",
                 failures = f.unlogged,
-                last_peer = %peer.map_or_else(|| "?".to_string(), |p| crate::anon::ip(p.ip()).to_string()),
+                last_peer = %peer.map_or_else(|| "?".to_string(), |p| ClientAddr::new(p.ip()).to_string()),
                 what,
                 "wrong or missing secret (counted since the last such line)"
             );

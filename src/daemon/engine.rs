@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::ids::SessionId;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
 use crate::plan::Memory;
@@ -209,10 +210,8 @@ impl Engine {
 /// cannot be read. A start marks (or adds) the session as playing; a stop marks it stopped.
 pub fn patch(model: &mut Fetched, ev: &HookEvent) {
     let matches = |s: &Session| match (&ev.session_id, &ev.device_id) {
-        (Some(id), _) => crate::jellyfin::normalize_guid(&s.id) == *id,
-        (None, Some(dev)) => {
-            s.device_id.as_deref() == Some(dev.as_str()) && s.user_key() == ev.user_id
-        }
+        (Some(id), _) => s.id == *id,
+        (None, Some(dev)) => s.device_id.as_ref() == Some(dev) && s.user() == ev.user_id.as_ref(),
         (None, None) => false,
     };
     match ev.kind {
@@ -247,7 +246,8 @@ pub fn patch(model: &mut Fetched, ev: &HookEvent) {
             } else if ev.user_id.is_some() {
                 model.sessions.push(Session {
                     id: ev.session_id.clone().unwrap_or_else(|| {
-                        format!("hook-{}", ev.device_id.as_deref().unwrap_or("?"))
+                        let device = ev.device_id.as_ref().map_or("?", |d| d.as_str());
+                        SessionId::new(format!("hook-{device}"))
                     }),
                     user_id: ev.user_id.clone(),
                     user_name: ev.user_name.clone(),

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::anon;
 use crate::clock::unix_seconds;
 use crate::config::Settings;
 use crate::metrics::{Metrics, ResultLabels};
@@ -395,15 +394,11 @@ fn decision_view(l: &LastPlan) -> DecisionView {
             .decisions
             .iter()
             .map(|d| UserView {
-                user_id: anon::user_id(&d.user_id).to_string(),
-                user: anon::user(&d.user_name).to_string(),
+                user_id: d.user_id.to_string(),
+                user: d.user_name.to_string(),
                 role: d.role.label(),
                 streams: d.streams.len(),
-                endpoints: d
-                    .endpoints
-                    .iter()
-                    .map(|ip| anon::ip(*ip).to_string())
-                    .collect(),
+                endpoints: d.endpoints.iter().map(|ip| ip.to_string()).collect(),
                 stream_rate_bps: d.stream_rate,
                 current_limit_bps: d.current,
                 limit_bps: d.target,
@@ -412,8 +407,8 @@ fn decision_view(l: &LastPlan) -> DecisionView {
                     .streams
                     .iter()
                     .map(|s| StreamView {
-                        session: anon::session(&s.session_id).to_string(),
-                        device: anon::device(&s.device).to_string(),
+                        session: s.session_id.to_string(),
+                        device: s.device.to_string(),
                         source_bps: s.source,
                         rate_bps: s.rate,
                         held_bps: s.held,
@@ -432,8 +427,8 @@ fn decision_view(l: &LastPlan) -> DecisionView {
             .iter()
             .filter(|v| v.playing && matches!(v.location, Location::Local(_)))
             .map(|v| LocalStreamView {
-                user: v.user_name.as_deref().map(|n| anon::user(n).to_string()),
-                device: anon::device(&v.device).to_string(),
+                user: v.user_name.as_ref().map(|n| n.to_string()),
+                device: v.device.to_string(),
                 rate_bps: v.rate.map(|r| r.bps()),
                 paused: v.paused,
             })

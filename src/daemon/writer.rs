@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::anon;
+use crate::ids::{SessionId, UserId};
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
@@ -50,7 +50,7 @@ impl WriterHandle {
 /// A push the writer sent, reported to the engine.
 #[derive(Debug, Clone)]
 pub struct PushSent {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub bitrate: u64,
     pub at: Instant,
 }
@@ -106,7 +106,7 @@ async fn run(
     stats: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut pending: HashMap<UserId, Pending> = HashMap::new();
     loop {
         stats.pending_writes.set(pending.len() as i64);
         let next_due = pending.values().map(|p| p.not_before).min();
@@ -166,7 +166,7 @@ async fn run(
                         p.attempts += 1;
                         let delay = retry_delay(p.attempts);
                         p.not_before = Instant::now() + delay;
-                        warn!(target: LOG, user = %anon::user(&d.user_name), attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                        warn!(target: LOG, user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
                     }
                 }
                 other => {
@@ -180,7 +180,7 @@ async fn run(
                     if other == WriteOutcome::Written {
                         stats.policy_writes.inc();
                     } else if d.needs_write() {
-                        debug!(target: LOG, user = %anon::user(&d.user_name), outcome = ?other, "not written");
+                        debug!(target: LOG, user = %d.user_name, outcome = ?other, "not written");
                     }
                     // The limit is in place (or a hand change made the plan stale: then no push).
                     if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {
@@ -209,7 +209,7 @@ async fn run(
 
 /// Install the latest plan: it replaces everything pending. A user whose target did not change
 /// keeps its retry state (so a failing write keeps backing off instead of hammering).
-fn replace(pending: &mut HashMap<String, Pending>, plan: Vec<Decision>) {
+fn replace(pending: &mut HashMap<UserId, Pending>, plan: Vec<Decision>) {
     let mut next = HashMap::with_capacity(plan.len());
     for d in plan {
         let kept = pending

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::{DeviceId, DeviceName, SessionId, UserId, UserName, normalize_guid};
+
 /// `GET /System/Info/Public`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -36,9 +38,10 @@ pub struct NetworkConfiguration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct User {
-    pub id: String,
+    /// Normalized when parsed.
+    pub id: UserId,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<UserName>,
     /// The whole policy as received, so that it can be posted back unchanged but for one field.
     #[serde(default)]
     pub policy: Option<Value>,
@@ -68,12 +71,11 @@ impl User {
     pub fn remote_access(&self) -> bool {
         self.policy_bool("EnableRemoteAccess")
     }
-    pub fn display_name(&self) -> &str {
-        self.name.as_deref().unwrap_or("(unnamed)")
-    }
-    /// The user's id normalized (no dashes, lowercase).
-    pub fn key(&self) -> String {
-        super::normalize_guid(&self.id)
+    /// The user's name, or "(unnamed)".
+    pub fn display_name(&self) -> UserName {
+        self.name
+            .clone()
+            .unwrap_or_else(|| UserName::new("(unnamed)"))
     }
 }
 
@@ -81,13 +83,15 @@ impl User {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Session {
-    pub id: String,
-    pub user_id: Option<String>,
-    pub user_name: Option<String>,
+    pub id: SessionId,
+    /// As Jellyfin sends it: all zeros for a session without a user (see [`Session::user`]).
+    pub user_id: Option<UserId>,
+    pub user_name: Option<UserName>,
+    /// Raw: classified by [`crate::network::classify`].
     pub remote_end_point: Option<String>,
     pub client: Option<String>,
     pub device_name: Option<String>,
-    pub device_id: Option<String>,
+    pub device_id: Option<DeviceId>,
     pub now_playing_item: Option<NowPlayingItem>,
     pub play_state: Option<PlayState>,
     pub transcoding_info: Option<TranscodingInfo>,
@@ -96,12 +100,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// The session's user id, normalized, or `None` for a session without a user.
-    pub fn user_key(&self) -> Option<String> {
-        self.user_id
-            .as_deref()
-            .map(super::normalize_guid)
-            .filter(|id| !id.is_empty() && id.bytes().any(|b| b != b'0'))
+    /// The session's user, or `None` for a session without a user.
+    pub fn user(&self) -> Option<&UserId> {
+        self.user_id.as_ref().filter(|id| !id.is_nil())
     }
     pub fn is_playing(&self) -> bool {
         self.now_playing_item.is_some()
@@ -157,18 +158,19 @@ impl Session {
         self.now_playing_item
             .as_ref()
             .and_then(|i| i.id.as_deref())
-            .map(super::normalize_guid)
+            .map(normalize_guid)
             .unwrap_or_default()
     }
     pub fn supports(&self, command: &str) -> bool {
         self.supported_commands.iter().any(|c| c == command)
     }
-    pub fn device_label(&self) -> String {
+    /// "client on device name", what the admin sees of the device.
+    pub fn device_label(&self) -> DeviceName {
         let client = self.client.as_deref().unwrap_or("?");
-        match self.device_name.as_deref() {
+        DeviceName::new(match self.device_name.as_deref() {
             Some(d) => format!("{client} on {d}"),
             None => client.to_string(),
-        }
+        })
     }
 }
 

@@ -16,16 +16,7 @@ use serde_json::Value;
 
 pub use dto::*;
 
-/// Jellyfin writes GUIDs as 32 lowercase hex digits; templates render them with dashes. Strip
-/// dashes and braces, lowercase, so both forms compare equal.
-pub fn normalize_guid(id: &str) -> String {
-    id.chars()
-        .filter(|c| !matches!(c, '-' | '{' | '}'))
-        .flat_map(char::to_lowercase)
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
+use crate::ids::{SessionId, UserId};
 
 /// What kind of failure, so callers (and `check`) can say what to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +44,8 @@ pub enum ErrorKind {
 }
 
 /// A failed request. The message never contains the API key: it is sent only in a header marked
-/// sensitive, and URLs are built without it. User and session ids in the path are shown through
-/// [`crate::anon`].
+/// sensitive, and URLs are built without it. User and session ids in the path are shown as
+/// their aliases when anonymizing ([`crate::ids`]).
 #[derive(Debug)]
 pub struct JellyfinError {
     pub method: Method,
@@ -84,9 +75,9 @@ fn shown_path(path: &str) -> String {
     path.split('/')
         .map(|seg| {
             let out = if prev.eq_ignore_ascii_case("users") && !seg.is_empty() {
-                crate::anon::user_id(seg).to_string()
+                UserId::new(seg).to_string()
             } else if prev.eq_ignore_ascii_case("sessions") && !seg.is_empty() {
-                crate::anon::session(seg).to_string()
+                SessionId::new(seg).to_string()
             } else {
                 seg.to_string()
             };
@@ -242,15 +233,15 @@ impl Client {
         self.get("/Users").await
     }
 
-    pub async fn user(&self, id: &str) -> Result<User, JellyfinError> {
-        self.get(&format!("/Users/{}", normalize_guid(id))).await
+    pub async fn user(&self, id: &UserId) -> Result<User, JellyfinError> {
+        self.get(&format!("/Users/{}", id.as_str())).await
     }
 
     /// `POST /Users/{id}/Policy` with the whole policy (Jellyfin replaces it entirely).
-    pub async fn post_policy(&self, id: &str, policy: &Value) -> Result<(), JellyfinError> {
+    pub async fn post_policy(&self, id: &UserId, policy: &Value) -> Result<(), JellyfinError> {
         self.send(
             Method::POST,
-            &format!("/Users/{}/Policy", normalize_guid(id)),
+            &format!("/Users/{}/Policy", id.as_str()),
             Some(policy),
         )
         .await
@@ -261,7 +252,7 @@ impl Client {
     /// info, so its stream re-negotiates under the user's current limit.
     pub async fn set_max_streaming_bitrate(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         bps: u64,
     ) -> Result<(), JellyfinError> {
         let body = serde_json::json!({
@@ -270,7 +261,7 @@ impl Client {
         });
         self.send(
             Method::POST,
-            &format!("/Sessions/{session_id}/Command"),
+            &format!("/Sessions/{}/Command", session_id.as_str()),
             Some(&body),
         )
         .await
@@ -283,7 +274,7 @@ impl Client {
         let policy =
             with_remote_limit(user.policy.as_ref(), limit).ok_or_else(|| JellyfinError {
                 method: Method::POST,
-                path: format!("/Users/{}/Policy", user.key()),
+                path: format!("/Users/{}/Policy", user.id.as_str()),
                 kind: ErrorKind::Decode,
                 detail: "the user has no policy object to modify; not writing a partial policy"
                     .into(),
@@ -384,18 +375,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn guids_normalize() {
-        assert_eq!(
-            normalize_guid("4F1C2D3E-0000-1111-2222-333344445555"),
-            "4f1c2d3e000011112222333344445555"
-        );
-        assert_eq!(
-            normalize_guid("4f1c2d3e000011112222333344445555"),
-            "4f1c2d3e000011112222333344445555"
-        );
-    }
-
-    #[test]
     fn policy_rewrite_changes_one_field_and_keeps_the_rest_in_order() {
         let p = json!({"IsAdministrator": true, "RemoteClientBitrateLimit": 0, "Unknown": {"x": [1]}, "AuthenticationProviderId": "a"});
         let out = with_remote_limit(Some(&p), 12_000_000).unwrap();
@@ -428,7 +407,7 @@ mod tests {
             "PlayState": {"IsPaused": true}
         }))
         .unwrap();
-        assert_eq!(s.user_key(), None);
+        assert_eq!(s.user(), None);
         assert!(s.is_paused());
         assert_eq!(s.stream_rate(), Some(RateSource::MediaStreams(8_640_000)));
         let t: Session = serde_json::from_value(json!({

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use super::{Plan, Role, Uncontrolled};
+use crate::ids::{SessionId, UserId};
 
 /// One running remote stream, as remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +41,8 @@ struct UserMemo {
 /// See the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
-    streams: HashMap<String, StreamMemo>,
-    users: HashMap<String, UserMemo>,
+    streams: HashMap<SessionId, StreamMemo>,
+    users: HashMap<UserId, UserMemo>,
     item_starts: u64,
     /// When a remote session last stopped playing (not counting an item followed at once by
     /// the next).
@@ -55,18 +56,18 @@ pub const LOAD_WINDOW: Duration = Duration::from_secs(2 * 3600);
 
 impl Memory {
     /// The memo of `session` if it still plays `item`.
-    pub fn stream(&self, session: &str, item: &str) -> Option<&StreamMemo> {
+    pub fn stream(&self, session: &SessionId, item: &str) -> Option<&StreamMemo> {
         self.streams.get(session).filter(|m| m.item == item)
     }
 
     /// The largest limit `user` can have had since the last plan (its reading then, what
     /// that plan wrote, and `now`), or `None` when this memory has not seen the user yet.
-    pub fn recent_limit(&self, user: &str, now: i64) -> Option<i64> {
+    pub fn recent_limit(&self, user: &UserId, now: i64) -> Option<i64> {
         self.users.get(user).map(|u| u.seen.max(u.target).max(now))
     }
 
     /// Whether `user`'s last remote stream accepted pushes (`None`: not seen streaming).
-    pub fn user_pushable(&self, user: &str) -> Option<bool> {
+    pub fn user_pushable(&self, user: &UserId) -> Option<bool> {
         self.users.get(user).and_then(|u| u.pushable)
     }
 
@@ -151,7 +152,7 @@ impl Memory {
     }
 
     /// A push was sent to `session` at `at`.
-    pub fn record_push(&mut self, session: &str, at: Duration, bitrate: u64) {
+    pub fn record_push(&mut self, session: &SessionId, at: Duration, bitrate: u64) {
         if let Some(m) = self.streams.get_mut(session) {
             m.last_push = Some((at, bitrate));
             m.pushes += 1;

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::allocate::{self, Claimant};
 use crate::config::{Algorithm, Settings};
+use crate::ids::{DeviceId, SessionId, UserId, UserName};
 use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo, User};
 use crate::ledger::Ledger;
 use crate::network;
@@ -297,9 +298,12 @@ pub fn run(manager: Manager, traces: &[UserTrace], hours: u64) -> Figures {
     let weights = traces
         .iter()
         .map(|t| match algorithm {
-            Algorithm::Priority => {
-                allocate::weight_milli(settings.bandwidth.priority.weight(&t.name, false))
-            }
+            Algorithm::Priority => allocate::weight_milli(
+                settings
+                    .bandwidth
+                    .priority
+                    .weight(&UserName::new(&t.name), false),
+            ),
             _ => 1000,
         })
         .collect();
@@ -412,8 +416,12 @@ impl World<'_> {
     fn write(&mut self, u: usize, target: i64) {
         if self.limits[u] != target {
             let id = user_id(u);
-            self.ledger
-                .record_intent(&id, &self.traces[u].name, self.limits[u], target);
+            self.ledger.record_intent(
+                &id,
+                &UserName::new(&self.traces[u].name),
+                self.limits[u],
+                target,
+            );
             self.limits[u] = target;
             self.fig.writes += 1;
         }
@@ -476,7 +484,7 @@ impl World<'_> {
             &self.settings,
         );
         self.memory.observe(&plan, Duration::from_millis(now));
-        let index: HashMap<String, usize> =
+        let index: HashMap<UserId, usize> =
             (0..self.traces.len()).map(|u| (user_id(u), u)).collect();
         for d in &plan.decisions {
             let u = index[&d.user_id];
@@ -494,9 +502,9 @@ impl World<'_> {
     fn session(&self, u: usize, p: &Playing) -> Session {
         let pushable = self.traces[u].client == ClientKind::Pushable;
         Session {
-            id: format!("{:032x}", u + 1),
+            id: SessionId::new(format!("{:032x}", u + 1)),
             user_id: Some(user_id(u)),
-            user_name: Some(self.traces[u].name.clone()),
+            user_name: Some(UserName::new(&self.traces[u].name)),
             remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
             client: Some(
                 if pushable {
@@ -507,7 +515,7 @@ impl World<'_> {
                 .into(),
             ),
             device_name: Some(format!("device {u}")),
-            device_id: Some(format!("device-{u}")),
+            device_id: Some(DeviceId::new(format!("device-{u}"))),
             now_playing_item: Some(NowPlayingItem {
                 id: Some(format!("{:016x}{:016x}", u + 1, p.item + 1)),
                 name: None,
@@ -535,7 +543,7 @@ impl World<'_> {
     fn user(&self, u: usize) -> User {
         User {
             id: user_id(u),
-            name: Some(self.traces[u].name.clone()),
+            name: Some(UserName::new(&self.traces[u].name)),
             policy: Some(json!({
                 "IsAdministrator": false,
                 "IsDisabled": false,
@@ -683,8 +691,8 @@ impl World<'_> {
     }
 }
 
-fn user_id(u: usize) -> String {
-    format!("{:032x}", 0xa000 + u)
+fn user_id(u: usize) -> UserId {
+    UserId::new(format!("{:032x}", 0xa000 + u))
 }
 
 #[cfg(test)]

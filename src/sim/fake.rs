@@ -993,7 +993,7 @@ fn route(
             json_response(Value::Array(g.users.iter().map(user_dto).collect()))
         }
         (&Method::GET, ["users", id]) => {
-            let id = crate::jellyfin::normalize_guid(id);
+            let id = crate::ids::normalize_guid(id);
             match g.users.iter().find(|u| u.id == id) {
                 Some(u) => json_response(user_dto(u)),
                 None => text(StatusCode::NOT_FOUND, "User not found"),
@@ -1006,7 +1006,7 @@ fn route(
             if !admin {
                 return forbidden();
             }
-            let id = crate::jellyfin::normalize_guid(id);
+            let id = crate::ids::normalize_guid(id);
             post_policy(&mut g, &id, raw, body)
         }
         (&Method::POST, ["sessions", id, "command"]) => {

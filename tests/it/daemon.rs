@@ -3,6 +3,7 @@
 
 use crate::common::{Harness, KEY, M, event, eventually, mixed_scenario};
 use axum::http::Method;
+use jellydemon::ids::UserId;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
 
@@ -450,7 +451,7 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
         .unwrap();
     assert_eq!(status.code(), Some(6), "not everything could be restored");
     assert_eq!(
-        h.ledger().original(&ids.alice),
+        h.ledger().original(&UserId::new(&ids.alice)),
         Some(0),
         "the ledger keeps the originals"
     );

@@ -99,7 +99,7 @@ async fn the_push_command_body_validates_against_every_spec() {
     fake.start_playback(&s, Playback::direct("x", Some(40 * M), None));
     let h = Harness::start(fake, "", "").await;
     h.client()
-        .set_max_streaming_bitrate(&s, 12_000_000)
+        .set_max_streaming_bitrate(&s.as_str().into(), 12_000_000)
         .await
         .unwrap();
     let body = h

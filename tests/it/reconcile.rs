@@ -2,6 +2,7 @@
 //! scenario, dry run, idempotence, lossless policy writes.
 
 use crate::common::{Harness, M, Mixed, mixed_scenario};
+use jellydemon::ids::UserId;
 use jellydemon::reconcile::reconcile_once;
 use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::Value;
@@ -170,11 +171,14 @@ async fn ledger_records_originals_before_writing() {
     let (h, m) = mixed("", "").await;
     pass(&h, false).await;
     let ledger = h.ledger();
-    assert_eq!(ledger.original(&m.alice), Some(0));
-    assert_eq!(ledger.get(&m.alice).unwrap().written(), Some(24 * M));
+    assert_eq!(ledger.original(&UserId::new(&m.alice)), Some(0));
+    assert_eq!(
+        ledger.get(&UserId::new(&m.alice)).unwrap().written(),
+        Some(24 * M)
+    );
     // Not changed, not recorded.
-    assert_eq!(ledger.original(&m.admin), None);
-    assert_eq!(ledger.original(&m.guest), None);
+    assert_eq!(ledger.original(&UserId::new(&m.admin)), None);
+    assert_eq!(ledger.original(&UserId::new(&m.guest)), None);
 }
 
 #[tokio::test]
@@ -184,7 +188,7 @@ async fn a_hand_change_becomes_the_new_original_and_caps_the_user() {
     // The admin caps alice at 10 Mbps by hand in the dashboard.
     h.fake.set_limit_by_hand(&m.alice, 10 * M);
     pass(&h, false).await;
-    assert_eq!(h.ledger().original(&m.alice), Some(10 * M));
+    assert_eq!(h.ledger().original(&UserId::new(&m.alice)), Some(10 * M));
     assert_eq!(
         h.fake.limit(&m.alice),
         10 * M,
@@ -271,10 +275,10 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     ledger
         .lock()
         .unwrap()
-        .record_intent(&m.alice, "alice", 0, 30 * M);
+        .record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M);
     h.fake.set_limit_by_hand(&m.alice, 30 * M);
     let d = Decision {
-        user_id: m.alice.clone(),
+        user_id: UserId::new(&m.alice),
         user_name: "alice".into(),
         role: Role::Active { streams: 1 },
         endpoints: vec![],
@@ -286,7 +290,10 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     };
     assert_eq!(apply(&h.client(), &ledger, &d).await, WriteOutcome::Written);
     assert_eq!(h.fake.limit(&m.alice), 20 * M);
-    assert_eq!(ledger.lock().unwrap().original(&m.alice), Some(0));
+    assert_eq!(
+        ledger.lock().unwrap().original(&UserId::new(&m.alice)),
+        Some(0)
+    );
 
     // A change by hand, on the other hand, is not overwritten by a stale decision.
     h.fake.set_limit_by_hand(&m.alice, 7 * M);
@@ -300,5 +307,8 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
         WriteOutcome::Skipped(_)
     ));
     assert_eq!(h.fake.limit(&m.alice), 7 * M);
-    assert_eq!(ledger.lock().unwrap().original(&m.alice), Some(7 * M));
+    assert_eq!(
+        ledger.lock().unwrap().original(&UserId::new(&m.alice)),
+        Some(7 * M)
+    );
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::common::{Harness, M, Mixed, mixed_scenario};
 use axum::http::Method;
+use jellydemon::ids::UserId;
 use jellydemon::reconcile::{RestoreOutcome, reconcile_once, restore};
 use jellydemon::sim::fake::{FakeJellyfin, Fault, FaultKind, Playback};
 
@@ -145,7 +146,7 @@ async fn a_failed_restore_keeps_the_user_in_the_ledger() {
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains("FAILED"), "{out}");
     assert_eq!(h.ledger().len(), 1);
-    assert_eq!(h.ledger().original(&m.alice), Some(0));
+    assert_eq!(h.ledger().original(&UserId::new(&m.alice)), Some(0));
     h.fake.clear_faults();
     let (code, _, _) = h.cli(&["restore"]).await;
     assert_eq!(code, 0);

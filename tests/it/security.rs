@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::common::{Harness, KEY, M, eventually};
+use jellydemon::ids::UserId;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -185,7 +186,7 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
     // Her next item may take what alice's 8.8 Mbps demand leaves: 46.
     eventually("carol's limit written", || h.fake.limit(&carol) == 46 * M).await;
     assert!(
-        h.ledger().original(&carol).is_some(),
+        h.ledger().original(&UserId::new(&carol)).is_some(),
         "the ledger was written"
     );
     let _ = alice;

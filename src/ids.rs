@@ -1,0 +1,262 @@
+//! Who and where: the personal values jellydemon handles, each a type of its own.
+//!
+//! A user's id and name, a session id, a device id and label, a client's address: each is
+//! normalized once, where it is parsed (a Jellyfin DTO, a webhook body, the configuration), and
+//! formatting one (`Display`, `Debug`, so also `tracing` fields and `to_string()`) shows its
+//! alias from [`crate::anon`] when anonymization is on. Code that logs, reports or serves one
+//! cannot forget to anonymize it, and no module but this one needs the alias map to do so.
+//!
+//! The real value is only reachable through `as_str()` (or [`ClientAddr::ip`]): for a request
+//! path, the state file, a comparison or a metric that never leaves the process. None of these
+//! types implements `Serialize`: a view that is served or printed holds their `to_string()`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::anon::{self, Anonymizer, Kind};
+
+/// Jellyfin writes GUIDs as 32 lowercase hex digits; templates render them with dashes and
+/// some clients with braces or upper case. Strip dashes and braces, lowercase and trim, so every
+/// form compares equal.
+pub fn normalize_guid(id: &str) -> String {
+    id.chars()
+        .filter(|c| !matches!(c, '-' | '{' | '}'))
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Show a personal value of `kind`: its alias when anonymization is on, else itself.
+fn show(f: &mut fmt::Formatter<'_>, kind: Kind, value: &str) -> fmt::Result {
+    f.write_str(&shown_by(anon::global().map(|a| &**a), kind, value))
+}
+
+/// What `anonymizer` (if any) shows for `value`.
+fn shown_by<'a>(anonymizer: Option<&Anonymizer>, kind: Kind, value: &'a str) -> Cow<'a, str> {
+    match anonymizer {
+        Some(a) => Cow::Owned(a.alias(kind, value)),
+        None => Cow::Borrowed(value),
+    }
+}
+
+/// A personal text value: a newtype over `String` that formats as its alias.
+macro_rules! personal_text {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $normalize:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Normalize `raw` into one.
+            pub fn new(raw: impl AsRef<str>) -> Self {
+                let normalize: fn(&str) -> String = $normalize;
+                $name(normalize(raw.as_ref()))
+            }
+            /// The real value, for a request, the state file or a comparison; never to show.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            /// Nothing there (an empty field from Jellyfin or a template).
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                show(f, $kind, &self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "\"{self}\"")
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(raw: &str) -> Self {
+                $name::new(raw)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(raw: String) -> Self {
+                $name::new(raw)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == $name::new(other).0
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                *self == **other
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map($name::new)
+            }
+        }
+    };
+}
+
+fn as_is(raw: &str) -> String {
+    raw.to_string()
+}
+
+personal_text!(
+    /// A Jellyfin user id, normalized (32 lowercase hex digits, no dashes).
+    UserId,
+    Kind::UserId,
+    normalize_guid
+);
+
+impl UserId {
+    /// Names no user: empty, or the all-zero id Jellyfin gives a session without a user.
+    pub fn is_nil(&self) -> bool {
+        self.0.bytes().all(|b| b == b'0')
+    }
+}
+
+personal_text!(
+    /// A Jellyfin user's name, as the server spells it.
+    UserName,
+    Kind::UserName,
+    as_is
+);
+
+personal_text!(
+    /// A Jellyfin session id, normalized like a GUID (Jellyfin's own are already 32 lowercase
+    /// hex digits; a template may add dashes).
+    SessionId,
+    Kind::Session,
+    normalize_guid
+);
+
+personal_text!(
+    /// A Jellyfin device id (`DeviceId` of a session or a webhook).
+    DeviceId,
+    Kind::Device,
+    as_is
+);
+
+personal_text!(
+    /// What a person watches on, as shown to the admin: "client on device name", e.g.
+    /// "Jellyfin Web on Alice's laptop".
+    DeviceName,
+    Kind::Device,
+    as_is
+);
+
+personal_text!(
+    /// An endpoint as Jellyfin reported it, before (or instead of) parsing it as an address.
+    Endpoint,
+    Kind::Ip,
+    as_is
+);
+
+/// A client's IP address, canonical (an IPv4-mapped IPv6 address is the IPv4 address it
+/// carries), formatted as its alias when anonymizing. Private addresses keep their prefix in
+/// the alias (`192.168.xxx.1`) and loopback stays as it is, so the admin still sees which side
+/// of the router a client is on.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientAddr(IpAddr);
+
+impl ClientAddr {
+    /// The canonical form of `ip`.
+    pub fn new(ip: IpAddr) -> ClientAddr {
+        ClientAddr(ip.to_canonical())
+    }
+    /// The real address, for classification and comparison; never to show.
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
+
+impl From<IpAddr> for ClientAddr {
+    fn from(ip: IpAddr) -> Self {
+        ClientAddr::new(ip)
+    }
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        show(f, Kind::Ip, &self.0.to_string())
+    }
+}
+
+impl fmt::Debug for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_normalized_once_and_compare_in_any_spelling() {
+        let id = UserId::new("{4F1C2D3E-0000-1111-2222-333344445555}");
+        assert_eq!(id.as_str(), "4f1c2d3e000011112222333344445555");
+        assert_eq!(id, "4f1c2d3e000011112222333344445555");
+        assert_eq!(id, "4F1C2D3E-0000-1111-2222-333344445555");
+        assert!(UserId::new("00000000-0000-0000-0000-000000000000").is_nil());
+        assert!(UserId::new("").is_nil());
+        assert!(!id.is_nil());
+        assert_eq!(UserName::new(" Zoë ").as_str(), " Zoë ");
+        let id: UserId = serde_json::from_str("\"AB-CD\"").unwrap();
+        assert_eq!(id.as_str(), "abcd");
+    }
+
+    #[test]
+    fn addresses_are_canonical() {
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(ClientAddr::new(mapped), ClientAddr::new(v4));
+        assert_eq!(ClientAddr::new(mapped).ip(), v4);
+    }
+
+    #[test]
+    fn with_an_anonymizer_each_kind_shows_its_alias() {
+        let a = Anonymizer::in_memory();
+        let id = UserId::new("4F1C2D3E-0000-1111-2222-333344445555");
+        assert_eq!(shown_by(Some(&a), Kind::UserId, id.as_str()), "UserId-001");
+        assert_eq!(shown_by(Some(&a), Kind::UserName, "Zoë"), "User-001");
+        let lan = ClientAddr::new("::ffff:192.168.1.20".parse().unwrap());
+        assert_eq!(
+            shown_by(Some(&a), Kind::Ip, &lan.ip().to_string()),
+            "192.168.xxx.1"
+        );
+        assert_eq!(shown_by(None, Kind::UserName, "Zoë"), "Zoë");
+    }
+
+    /// Without an installed anonymizer, a value shows as itself. (With the process-wide one
+    /// installed, the leak test in `tests/it/anonymize.rs` runs a whole scenario.)
+    #[test]
+    fn without_anonymization_values_show_as_themselves() {
+        if anon::global().is_some() {
+            return;
+        }
+        assert_eq!(UserName::new("Zoë").to_string(), "Zoë");
+        assert_eq!(format!("{:?}", UserName::new("Zoë")), "\"Zoë\"");
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ClientAddr::new(ip).to_string(), "2001:db8::1");
+    }
+}
