@@ -87,7 +87,10 @@ impl Anonymizer {
                             path.display()
                         )
                     })?;
-                    tracing::warn!(target: "jellydemon::telemetry", "alias map was corrupt ({e}); moved to {} and starting a new one", aside.display());
+                    tracing::warn!(
+                        "alias map was corrupt ({e}); moved to {} and starting a new one",
+                        aside.display()
+                    );
                     AliasMap::default()
                 }
             },

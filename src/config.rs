@@ -84,7 +84,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct LoggingSettings {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a filter such as
-    /// `jellydemon::engine=debug,info`. `RUST_LOG` wins over this.
+    /// `jellydemon::daemon::engine=debug,info`. `RUST_LOG` wins over this.
     #[serde(default)]
     pub level: Option<String>,
     #[serde(default)]

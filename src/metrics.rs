@@ -271,7 +271,7 @@ impl Metrics {
                 role: d.role.label().to_string(),
             };
             self.user_limit_bps.get_or_create(&labels).set(d.target);
-            if matches!(d.role, Role::Active { .. }) {
+            if d.role.is_active() {
                 self.user_stream_rate_bps
                     .get_or_create(&labels)
                     .set(d.stream_rate as i64);

@@ -61,6 +61,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// Streams from outside right now (a claimant).
+    pub fn is_active(&self) -> bool {
+        matches!(self, Role::Active { .. })
+    }
     pub fn label(&self) -> &'static str {
         match self {
             Role::Active { .. } => "active",
@@ -299,7 +303,7 @@ impl Plan {
         let mut parts: Vec<String> = self
             .decisions
             .iter()
-            .filter(|d| matches!(d.role, Role::Active { .. }))
+            .filter(|d| d.role.is_active())
             .map(|d| {
                 format!(
                     "{} {} ({})",
@@ -331,10 +335,7 @@ impl Plan {
 
     /// Remote users streaming now.
     pub fn claimants(&self) -> usize {
-        self.decisions
-            .iter()
-            .filter(|d| matches!(d.role, Role::Active { .. }))
-            .count()
+        self.decisions.iter().filter(|d| d.role.is_active()).count()
     }
 
     /// Every running stream of a managed user, with its decision.

@@ -65,7 +65,7 @@ pub fn ranges_from_jellyfin(subnets: &[String]) -> Vec<IpNet> {
         .filter_map(|s| match network::parse_cidr(s) {
             Ok(n) => Some(n),
             Err(e) => {
-                warn!(target: "jellydemon::network", subnet = %s, "ignoring Jellyfin LocalNetworkSubnets entry: {e}");
+                warn!(subnet = %s, "ignoring Jellyfin LocalNetworkSubnets entry: {e}");
                 None
             }
         })
@@ -135,7 +135,6 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
             ledger.observe(&u.id, &u.display_name(), u.remote_limit())
         {
             warn!(
-                target: "jellydemon::ledger",
                 user = %u.display_name(),
                 old_original,
                 new_original = u.remote_limit(),
@@ -176,10 +175,9 @@ pub fn plan_snapshot(
     );
     drop(l);
     for w in &plan.warnings {
-        warn!(target: "jellydemon::bandwidth", "{w}");
+        warn!("{w}");
     }
     info!(
-        target: "jellydemon::bandwidth",
         algorithm = %plan.algorithm,
         budget = %fmt_mbps(plan.budget),
         streaming = %fmt_mbps(plan.streaming),
@@ -278,10 +276,10 @@ pub async fn restore(
         }
         match &outcome {
             RestoreOutcome::Failed(e) => {
-                warn!(target: "jellydemon::ledger", user = %name, "restore failed: {e}")
+                warn!(user = %name, "restore failed: {e}")
             }
             o => {
-                info!(target: "jellydemon::ledger", user = %name, outcome = ?o, "restored")
+                info!(user = %name, outcome = ?o, "restored")
             }
         }
         out.push((name, outcome));

@@ -1,5 +1,5 @@
-//! Logging set-up: `tracing` with one target per component (`jellydemon::jellyfin`,
-//! `::bandwidth`, `::network`, `::engine`, `::http`, `::ledger`), to stderr (journald friendly)
+//! Logging set-up: `tracing`, each event's target the path of the module that logs it
+//! (`jellydemon::daemon::engine`, `jellydemon::reconcile`, …), to stderr (journald friendly)
 //! and optionally to a size-rotated file, as text or JSON, with the level from `RUST_LOG`, else
 //! `logging.level`, else the command's default. Installs the anonymizer when
 //! `logging.anonymize` is set.

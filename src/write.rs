@@ -63,7 +63,6 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
     match client.write_remote_limit(&user, d.target).await {
         Ok(()) => {
             info!(
-                target: "jellydemon::jellyfin",
                 user = %d.user_name,
                 old = current,
                 new = d.target,
@@ -74,7 +73,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
                 let mut l = lock(ledger);
                 l.forget(&d.user_id);
                 if let Err(e) = l.save() {
-                    warn!(target: "jellydemon::ledger", "{e}");
+                    warn!("{e}");
                 }
             }
             WriteOutcome::Written
@@ -84,7 +83,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
 }
 
 fn failed(d: &Decision, message: String) -> WriteOutcome {
-    warn!(target: "jellydemon::jellyfin", user = %d.user_name, "write failed: {message}");
+    warn!(user = %d.user_name, "write failed: {message}");
     WriteOutcome::Failed(message)
 }
 
@@ -97,7 +96,6 @@ pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Resu
     {
         Ok(()) => {
             info!(
-                target: "jellydemon::jellyfin",
                 user = %d.user_name,
                 session = %s.session_id,
                 direction,
@@ -109,7 +107,6 @@ pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Resu
         }
         Err(e) => {
             warn!(
-                target: "jellydemon::jellyfin",
                 user = %d.user_name,
                 session = %s.session_id,
                 direction,

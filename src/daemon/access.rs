@@ -136,7 +136,6 @@ impl Access {
         let now = Instant::now();
         if f.last_logged.is_none_or(|t| now - t >= FAILURE_LOG_EVERY) {
             warn!(
-                target: "jellydemon::http",
                 failures = f.unlogged,
                 last_peer = %peer.map_or_else(|| "?".to_string(), |p| ClientAddr::new(p.ip()).to_string()),
                 what,

@@ -30,9 +30,6 @@ use crate::webhook::{EventKind, HookEvent};
 use super::status::Status;
 use super::writer::{PushSent, WriterHandle};
 
-/// This module's log target.
-const LOG: &str = "jellydemon::engine";
-
 /// What `/hook` sends the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -143,7 +140,7 @@ impl Engine {
             }
         }
         self.status.engine_running(false);
-        debug!(target: LOG, "engine stopped");
+        debug!("engine stopped");
     }
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
@@ -169,7 +166,7 @@ impl Engine {
                 false
             }
             Err(e) => {
-                warn!(target: LOG, trigger, "cannot read Jellyfin: {e}");
+                warn!(trigger, "cannot read Jellyfin: {e}");
                 if model.is_none() {
                     return (false, None);
                 }
@@ -186,7 +183,6 @@ impl Engine {
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
-                    target: LOG,
                     trigger,
                     stale_model = stale,
                     changes,
@@ -200,7 +196,7 @@ impl Engine {
                 self.status
                     .remember(plan, trigger, stale, memory.item_starts() - starts);
             }
-            Err(e) => warn!(target: LOG, "cannot plan: {e}"),
+            Err(e) => warn!("cannot plan: {e}"),
         }
         (ok, asked)
     }

@@ -34,9 +34,6 @@ use super::access::{Access, webhook_secret_matches};
 use super::engine::EngineHandle;
 use super::status::Status;
 
-/// This module's log target.
-const LOG: &str = "jellydemon::http";
-
 /// What the handlers need. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -226,7 +223,7 @@ async fn hook(
         Ok(e) => e,
         Err(e) => {
             m.event("invalid", "rejected");
-            warn!(target: LOG, "rejected webhook: {e}");
+            warn!("rejected webhook: {e}");
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
@@ -239,12 +236,12 @@ async fn hook(
         )
             .into_response();
     }
-    debug!(target: LOG, kind, "webhook accepted");
+    debug!(kind, "webhook accepted");
     if s.engine.offer(event) {
         m.event(kind, "accepted");
     } else {
         m.event(kind, "dropped");
-        warn!(target: LOG, "engine queue full; event dropped, the next poll repairs");
+        warn!("engine queue full; event dropped, the next poll repairs");
     }
     (
         StatusCode::ACCEPTED,

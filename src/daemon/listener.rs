@@ -122,7 +122,7 @@ pub async fn serve(
                     // moment rather than spin.
                     accept_errors += 1;
                     if accept_errors.is_power_of_two() {
-                        warn!(target: "jellydemon::http", errors = accept_errors, "cannot accept a connection: {e}");
+                        warn!(errors = accept_errors, "cannot accept a connection: {e}");
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -130,7 +130,7 @@ pub async fn serve(
             },
         };
         if connections.len() >= limits.max_connections && !connections.evict_oldest_idle() {
-            debug!(target: "jellydemon::http", "every connection is busy; closing a new one");
+            debug!("every connection is busy; closing a new one");
             continue;
         }
         next_id += 1;
@@ -182,7 +182,10 @@ pub async fn serve(
     .await
     .is_err()
     {
-        debug!(target: "jellydemon::http", left = tasks.len(), "drain over; dropping the connections still open");
+        debug!(
+            left = tasks.len(),
+            "drain over; dropping the connections still open"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }

@@ -33,9 +33,6 @@ use engine::Engine;
 use http::{AppState, router};
 use status::Status;
 
-/// This module's log target.
-const LOG: &str = "jellydemon::daemon";
-
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -115,7 +112,6 @@ pub async fn run(
     };
     let server = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
     info!(
-        target: LOG,
         listen = %addr,
         mode = settings.daemon.mode.as_str(),
         poll_interval = ?settings.daemon.poll_interval(),
@@ -124,7 +120,7 @@ pub async fn run(
     );
 
     shutdown.cancelled().await;
-    info!(target: LOG, "shutting down");
+    info!("shutting down");
     // The listener stops accepting and drains its connections for at most `http_drain`, on its
     // own: the restore below does not wait for any client.
     workers.cancel();
@@ -140,10 +136,14 @@ pub async fn run(
                     .iter()
                     .filter(|(_, o)| matches!(o, RestoreOutcome::Failed(_)))
                     .count();
-                info!(target: LOG, restored = results.len() - out.restore_failures, failed = out.restore_failures, "originals restored");
+                info!(
+                    restored = results.len() - out.restore_failures,
+                    failed = out.restore_failures,
+                    "originals restored"
+                );
             }
             Ok(Err(e)) => {
-                error!(target: LOG, "{e}");
+                error!("{e}");
                 out.restore_failures = reconcile::lock(&ledger).len();
             }
             Err(_) => {
@@ -153,7 +153,6 @@ pub async fn run(
         }
         if out.restore_failures > 0 || out.restore_timed_out {
             warn!(
-                target: LOG,
                 left = out.restore_failures,
                 state_file = %settings.state.file.display(),
                 "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
@@ -164,7 +163,7 @@ pub async fn run(
     match server.await {
         Ok(Err(e)) => return Err(DaemonError::Serve(e)),
         Ok(Ok(())) => {}
-        Err(e) => warn!(target: LOG, "the listener ended abnormally: {e}"),
+        Err(e) => warn!("the listener ended abnormally: {e}"),
     }
     Ok(out)
 }

@@ -29,9 +29,6 @@ use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
 use crate::write::{WriteOutcome, apply, push};
 
-/// This module's log target.
-const LOG: &str = "jellydemon::writer";
-
 /// The handle the engine sends plans through.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -166,7 +163,7 @@ async fn run(
                         p.attempts += 1;
                         let delay = retry_delay(p.attempts);
                         p.not_before = Instant::now() + delay;
-                        warn!(target: LOG, user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                        warn!(user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
                     }
                 }
                 other => {
@@ -180,7 +177,7 @@ async fn run(
                     if other == WriteOutcome::Written {
                         stats.policy_writes.inc();
                     } else if d.needs_write() {
-                        debug!(target: LOG, user = %d.user_name, outcome = ?other, "not written");
+                        debug!(user = %d.user_name, outcome = ?other, "not written");
                     }
                     // The limit is in place (or a hand change made the plan stale: then no push).
                     if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {

@@ -2,7 +2,7 @@
 //! went wrong (method, path, status, a short excerpt of the body) and never carry the API key.
 //!
 //! Authentication is `Authorization: MediaBrowser Token="<key>"` and nothing else: the legacy
-//! headers and `?api_key=` are refused by Jellyfin 12 (FACTS.md "Authentication").
+//! headers and `?api_key=` are refused by Jellyfin 12.
 
 pub mod dto;
 

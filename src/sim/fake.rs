@@ -1,5 +1,5 @@
-//! A stateful fake Jellyfin server (axum) for the tests and the demo, faithful to
-//! `shared/jellyfin/FACTS.md`, traps included:
+//! A stateful fake Jellyfin server (axum) for the tests and the demo, faithful to what a real
+//! Jellyfin (10.9 to 12) does, traps included:
 //!
 //! * only `Authorization: MediaBrowser Token="…"` authenticates; the legacy `X-Emby-Token`,
 //!   `X-MediaBrowser-Token` and `?api_key=` get 401 (as on Jellyfin 12);

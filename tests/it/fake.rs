@@ -1,4 +1,5 @@
-//! The fake Jellyfin keeps Jellyfin's traps (FACTS.md), and jellydemon avoids them.
+//! The fake Jellyfin keeps Jellyfin's traps (listed in `src/sim/fake.rs`), and jellydemon
+//! avoids them.
 
 use crate::common::{Harness, KEY, M};
 use jellydemon::reconcile::reconcile_once;

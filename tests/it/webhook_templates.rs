@@ -74,7 +74,8 @@ fn engine() -> Handlebars<'static> {
     hb
 }
 
-/// The plugin's variables for a playback event (FACTS.md); .NET booleans render as True/False.
+/// The plugin's variables for a playback event, as it names them; .NET booleans render as
+/// True/False.
 fn variables(kind: &str, user_id: &str, session_id: &str, device_id: &str) -> Value {
     json!({
         "NotificationType": kind,

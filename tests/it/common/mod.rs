@@ -123,7 +123,7 @@ pub struct Mixed {
     pub guest: String,
 }
 
-/// The mixed scenario of issue 2: an admin with their own cap streaming over IPv6 (transcode),
+/// The mixed scenario: an admin with their own cap streaming over IPv6 (transcode),
 /// users at 0 over IPv4 (direct play) and IPv4-mapped IPv6 (transcode), a LAN streamer, a paused
 /// remote stream, an idle user, a user without remote access, and a session with no user.
 pub fn mixed_scenario(fake: &FakeJellyfin) -> Mixed {
