@@ -59,6 +59,7 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// The sum of the shares, bits/s.
     pub fn total(&self) -> u64 {
         self.shares.iter().sum()
     }

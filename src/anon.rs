@@ -61,6 +61,7 @@ pub fn global() -> Option<&'static Arc<Anonymizer>> {
 
 impl Anonymizer {
     /// An anonymizer that keeps its map in memory only.
+    #[cfg(test)]
     pub fn in_memory() -> Anonymizer {
         Anonymizer {
             map: Mutex::new(AliasMap::default()),

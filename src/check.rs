@@ -13,23 +13,32 @@ use crate::plan::{self, Snapshot, fmt_mbps};
 use crate::reconcile::ranges_from_jellyfin;
 use crate::report::fmt_limit;
 
+/// How a line of the check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// Works.
     Ok,
+    /// For the record (versions, sessions and how each is classified).
     Info,
+    /// Works, but something may not be what you want.
     Warn,
+    /// Does not work; `check` exits non-zero.
     Fail,
 }
 
+/// One line of the check.
 #[derive(Debug, Clone)]
 pub struct Line {
+    /// How it reads.
     pub level: Level,
+    /// What was found, and what to do about it.
     pub text: String,
 }
 
 /// All lines of a check, in order.
 #[derive(Debug, Default)]
 pub struct CheckReport {
+    /// Every line, in order.
     pub lines: Vec<Line>,
 }
 
@@ -40,6 +49,7 @@ impl CheckReport {
             text: text.into(),
         });
     }
+    /// Some line is a failure.
     pub fn failed(&self) -> bool {
         self.lines.iter().any(|l| l.level == Level::Fail)
     }

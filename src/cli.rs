@@ -89,6 +89,7 @@ const EXIT_CODES: &str = "Exit codes: 0 ok, 2 bad command line, 3 configuration 
 4 state file error, 5 Jellyfin unreachable or refused, 6 a write or restore failed, \
 7 cannot listen on daemon.listen.";
 
+/// What to do (`run` when none is given).
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default): react to the Webhook plugin at POST /hook, reconcile with a

@@ -29,12 +29,21 @@ pub const MAX_JELLYFIN_LIMIT_BPS: u64 = i32::MAX as u64;
 /// Why the configuration could not be used. Each variant names the key or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file does not exist.
     #[error("config file {0} not found (pass --config PATH or set JELLYDEMON_CONFIG)")]
     NotFound(PathBuf),
+    /// The file is not valid TOML, a key is unknown, or a value has the wrong type.
+    /// The message says which, never quoting a secret.
     #[error("{0}")]
     Parse(String),
+    /// A value that parses but is not allowed.
     #[error("invalid value for `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid {
+        /// The key, e.g. `bandwidth.total_upload_mbps`.
+        key: &'static str,
+        /// What is wrong, and what would do.
+        message: String,
+    },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -80,6 +89,7 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[logging]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingSettings {
@@ -87,6 +97,7 @@ pub struct LoggingSettings {
     /// `jellydemon::daemon::engine=debug,info`. `RUST_LOG` wins over this.
     #[serde(default)]
     pub level: Option<String>,
+    /// `text` (default) or `json`.
     #[serde(default)]
     pub format: LogFormat,
     /// Also write logs to this file, rotated by size.
@@ -129,6 +140,7 @@ impl Default for LoggingSettings {
     }
 }
 
+/// `[jellyfin]`: where the server is and how to authenticate.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JellyfinSettings {
@@ -154,7 +166,9 @@ fn default_timeout() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum InternalRangesSetting {
+    /// `"jellyfin"`: import Jellyfin's own ranges.
     Keyword(String),
+    /// CIDRs such as `192.168.1.0/24`.
     List(Vec<String>),
 }
 
@@ -173,6 +187,7 @@ pub enum InternalRanges {
     Fixed(Vec<IpNet>),
 }
 
+/// `[network]`: who counts as local.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSettings {
@@ -237,6 +252,7 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
+/// `[bandwidth]`: the link and how it is shared.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandwidthSettings {
@@ -245,6 +261,7 @@ pub struct BandwidthSettings {
     /// Kept free for everything else in the house (backups, calls), in Mbps.
     #[serde(default)]
     pub reserved_mbps: f64,
+    /// `equal` (default), `priority` or `demand`.
     #[serde(default)]
     pub algorithm: Algorithm,
     /// The lowest limit jellydemon writes for a user, in Mbps. Below ~1 Mbps video is unwatchable.
@@ -264,8 +281,10 @@ pub struct BandwidthSettings {
     /// A new limit within this percentage of the current one is not written.
     #[serde(default = "default_hysteresis")]
     pub hysteresis_percent: f64,
+    /// `[bandwidth.priority]`: weights for `algorithm = "priority"`.
     #[serde(default)]
     pub priority: PrioritySettings,
+    /// `[bandwidth.demand]`: how demand is estimated.
     #[serde(default)]
     pub demand: DemandSettings,
 }
@@ -280,6 +299,7 @@ fn default_hysteresis() -> f64 {
     5.0
 }
 
+/// `[bandwidth.priority]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrioritySettings {
@@ -323,6 +343,7 @@ impl PrioritySettings {
     }
 }
 
+/// `[bandwidth.demand]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemandSettings {
@@ -350,6 +371,7 @@ impl Default for DemandSettings {
     }
 }
 
+/// `[users]`: who is managed.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSettings {
@@ -360,6 +382,8 @@ pub struct UserSettings {
 }
 
 impl UserSettings {
+    /// Whether the user is listed in `exclude` (by name, case-insensitive, or by id in any
+    /// spelling).
     pub fn is_excluded(&self, id: &UserId, name: &UserName) -> bool {
         self.exclude
             .iter()
@@ -367,6 +391,7 @@ impl UserSettings {
     }
 }
 
+/// `[state]`: where the ledger lives.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
@@ -408,6 +433,7 @@ impl Mode {
     }
 }
 
+/// `[daemon]`: the daemon's listener, poll and writes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonSettings {
@@ -548,9 +574,11 @@ pub enum PushMode {
 }
 
 impl PushMode {
+    /// Streams are pushed down (`both` or `down`).
     pub fn down(self) -> bool {
         self != PushMode::Off
     }
+    /// Streams are pushed up too (`both`).
     pub fn up(self) -> bool {
         self == PushMode::Both
     }
@@ -684,9 +712,11 @@ fn secret_from(
 pub struct Budget {
     /// `total_upload - reserved`.
     pub budget_bps: u64,
+    /// `min_per_user`.
     pub min_per_user_bps: u64,
     /// `None`: no configured maximum.
     pub max_per_user_bps: Option<u64>,
+    /// `step`.
     pub step_bps: u64,
 }
 

@@ -56,21 +56,34 @@ struct StateFile {
     users: BTreeMap<String, Entry>,
 }
 
+/// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// The file exists but cannot be read.
     #[error("cannot read state file {path}: {source}")]
     Read {
+        /// The state file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file cannot be parsed; it is never overwritten.
     #[error(
         "state file {path} is corrupt ({detail}). It holds the users' original limits, so \
          jellydemon will not overwrite it: repair it, or move it away and set the limits by hand"
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The file cannot be replaced.
     #[error("cannot write state file {path}: {source}")]
     Write {
+        /// The state file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
@@ -85,7 +98,10 @@ pub enum Observed {
     /// The value is one jellydemon wrote.
     Ours,
     /// Neither: an admin changed it by hand. The ledger now holds it as the original.
-    HandChanged { old_original: i64 },
+    HandChanged {
+        /// The original before the change.
+        old_original: i64,
+    },
 }
 
 /// The originals, in memory, with the path they persist to.
@@ -122,22 +138,27 @@ impl Ledger {
         }
     }
 
+    /// The state file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// What the ledger knows about `user`.
     pub fn get(&self, user: &UserId) -> Option<&Entry> {
         self.users.get(user)
     }
 
+    /// `user`'s original limit, if jellydemon has changed the user.
     pub fn original(&self, user: &UserId) -> Option<i64> {
         self.users.get(user).map(|e| e.original)
     }
 
+    /// No user is tracked.
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
 
+    /// How many users are tracked.
     pub fn len(&self) -> usize {
         self.users.len()
     }

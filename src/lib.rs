@@ -38,26 +38,27 @@
 //! * [`fake`]: a stateful fake Jellyfin server for tests (and the demo), faithful to the
 //!   server's real behaviour and traps.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod allocate;
-pub mod anon;
+pub(crate) mod anon;
 pub mod check;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod daemon;
-pub mod files;
+pub(crate) mod files;
 pub mod ids;
 pub mod jellyfin;
 pub mod ledger;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod network;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
 #[cfg(feature = "demo")]
 pub mod sim;
-pub mod sync;
-pub mod telemetry;
+pub(crate) mod sync;
+pub(crate) mod telemetry;
 pub mod webhook;
 pub mod write;

@@ -287,3 +287,48 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_metrics_that_exist() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../docs/grafana-dashboard.json")).unwrap();
+        let m = Metrics::new();
+        // Label families are only exported once they have a series.
+        let u = UserLabels {
+            user: "u".into(),
+            role: "active".into(),
+        };
+        m.user_limit_bps.get_or_create(&u).set(1);
+        m.user_stream_rate_bps.get_or_create(&u).set(1);
+        m.event("PlaybackStart", "accepted");
+        m.push(Direction::Down);
+        m.polls
+            .get_or_create(&ResultLabels {
+                result: "ok".into(),
+            })
+            .inc();
+        let exported = m.encode();
+        let mut used = 0;
+        for panel in dash["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                    if let Some(name) = word.strip_prefix("jellydemon_") {
+                        // Counters are exported with _total, histograms with _bucket and friends.
+                        let base = name.trim_end_matches("_total").trim_end_matches("_bucket");
+                        assert!(
+                            exported.contains(&format!("# HELP jellydemon_{base} ")),
+                            "dashboard uses {word}, which is not exported"
+                        );
+                        used += 1;
+                    }
+                }
+            }
+        }
+        assert!(used >= 15, "{used}");
+    }
+}

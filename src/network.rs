@@ -15,6 +15,7 @@ use crate::ids::{ClientAddr, Endpoint};
 /// Why an endpoint could not be turned into an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
+    /// Jellyfin reported no endpoint.
     #[error("no RemoteEndPoint reported")]
     Missing,
     /// The raw text formats as its alias when anonymizing.
@@ -98,16 +99,20 @@ pub fn jellyfin_default_ranges() -> Vec<IpNet> {
 /// Where a session's client is, as far as jellydemon is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// Inside the internal ranges.
     Local(ClientAddr),
+    /// Outside them: the user's limit applies.
     Remote(ClientAddr),
     /// The endpoint is missing or unparseable: the session is left alone and reported.
     Unknown(EndpointError),
 }
 
 impl Location {
+    /// The session's client is outside the internal ranges.
     pub fn is_remote(&self) -> bool {
         matches!(self, Location::Remote(_))
     }
+    /// The client's address, when it could be parsed.
     pub fn ip(&self) -> Option<ClientAddr> {
         match self {
             Location::Local(ip) | Location::Remote(ip) => Some(*ip),

@@ -41,7 +41,9 @@ pub use rule::Direction;
 
 /// Everything a plan is computed from.
 pub struct Snapshot<'a> {
+    /// Every session `GET /Sessions` returned.
     pub sessions: &'a [Session],
+    /// Every user `GET /Users` returned.
     pub users: &'a [User],
     /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
     pub server_limit: i64,
@@ -53,7 +55,10 @@ pub struct Snapshot<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// Streams from outside right now.
-    Active { streams: u32 },
+    Active {
+        /// How many remote streams.
+        streams: u32,
+    },
     /// Managed, not streaming from outside: held at the join share.
     Idle,
     /// In the ledger but no longer managed: gets the original back.
@@ -65,6 +70,7 @@ impl Role {
     pub fn is_active(&self) -> bool {
         matches!(self, Role::Active { .. })
     }
+    /// "active", "idle" or "release" (metrics labels, the status page).
     pub fn label(&self) -> &'static str {
         match self {
             Role::Active { .. } => "active",
@@ -92,6 +98,7 @@ const UNCONTROLLED_MARGIN_PERCENT: u64 = 10;
 /// A `SetMaxStreamingBitrate` to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Push {
+    /// Down to free room, or up into room that is free.
     pub direction: Direction,
     /// The bitrate sent (the client re-negotiates at most this, and at most its user's limit).
     pub bitrate: u64,
@@ -101,9 +108,15 @@ pub struct Push {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Uncontrolled {
     /// It started above the highest limit its user can have had then.
-    StartedAbove { limit: u64 },
+    StartedAbove {
+        /// That limit, bits/s.
+        limit: u64,
+    },
     /// It still runs above the bitrate it was pushed to.
-    IgnoredPush { pushed: u64 },
+    IgnoredPush {
+        /// The bitrate pushed, bits/s.
+        pushed: u64,
+    },
 }
 
 impl std::fmt::Display for Uncontrolled {
@@ -122,6 +135,7 @@ impl std::fmt::Display for Uncontrolled {
 /// One of a user's running remote streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRef {
+    /// The session that plays it.
     pub session_id: SessionId,
     /// The item playing (normalized id, "" when unknown).
     pub item_id: String,
@@ -147,8 +161,11 @@ pub struct StreamRef {
 /// The decision for one user.
 #[derive(Debug, Clone)]
 pub struct Decision {
+    /// The user.
     pub user_id: UserId,
+    /// The user's name.
     pub user_name: UserName,
+    /// What the user is in this plan.
     pub role: Role,
     /// Where the user's remote streams come from.
     pub endpoints: Vec<ClientAddr>,
@@ -165,6 +182,7 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The target differs from the limit Jellyfin holds.
     pub fn needs_write(&self) -> bool {
         self.current != self.target
     }
@@ -181,14 +199,21 @@ impl Decision {
 /// How one session was seen.
 #[derive(Debug, Clone)]
 pub struct SessionView {
+    /// The session.
     pub session_id: SessionId,
     /// `None` for a session without a user.
     pub user_id: Option<UserId>,
+    /// Its user's name (`None` for a session without a user).
     pub user_name: Option<UserName>,
+    /// Client and device.
     pub device: DeviceName,
+    /// Local, remote, or an endpoint that could not be classified.
     pub location: Location,
+    /// Something is playing.
     pub playing: bool,
+    /// Playback is paused.
     pub paused: bool,
+    /// Its current rate and where that figure comes from, when known.
     pub rate: Option<RateSource>,
     /// Claims bandwidth in this plan.
     pub counted: bool,
@@ -200,24 +225,35 @@ pub struct SessionView {
 pub enum Warning {
     /// A playing session whose endpoint cannot be classified; it was left alone.
     UnknownEndpoint {
+        /// The session.
         session_id: SessionId,
+        /// Its user's name, if any.
         user_name: Option<UserName>,
+        /// Client and device.
         device: DeviceName,
+        /// Why its endpoint could not be classified.
         error: network::EndpointError,
     },
     /// Every session comes from this one address: a reverse proxy without `KnownProxies`?
     ProxySuspect(ClientAddr),
     /// The floors of `users` remote users exceed the budget.
     Overload {
+        /// How many remote users stream.
         users: usize,
+        /// The floor of each, bits/s.
         floor: u64,
+        /// The budget, bits/s.
         budget: u64,
     },
     /// A remote stream whose client ignores limits.
     Uncontrolled {
+        /// The stream's user.
         user_name: UserName,
+        /// Client and device.
         device: DeviceName,
+        /// The rate it runs at, bits/s.
         rate: u64,
+        /// What gave it away.
         why: Uncontrolled,
     },
 }
@@ -274,6 +310,7 @@ impl std::fmt::Display for Warning {
 /// The outcome of planning.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The algorithm that set the shares.
     pub algorithm: Algorithm,
     /// `total_upload - reserved`, bits/s.
     pub budget: u64,
@@ -290,6 +327,7 @@ pub struct Plan {
     pub wake_at: Option<Duration>,
     /// Active users first, then idle, then released.
     pub decisions: Vec<Decision>,
+    /// How every session was seen.
     pub sessions: Vec<SessionView>,
     /// Things the admin should know (unparseable endpoints, proxy, overload, clients that
     /// ignore limits).

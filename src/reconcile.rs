@@ -23,8 +23,10 @@ pub use crate::sync::lock;
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
+    /// `/Sessions`, `/Users` or the configuration could not be read.
     #[error("cannot read from Jellyfin: {0}")]
     Jellyfin(#[from] JellyfinError),
+    /// The state file cannot be read or written.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -32,9 +34,13 @@ pub enum PassError {
 /// What Jellyfin looks like right now.
 #[derive(Debug, Clone)]
 pub struct Fetched {
+    /// Every session.
     pub sessions: Vec<Session>,
+    /// Every user, with its policy.
     pub users: Vec<User>,
+    /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
     pub server_limit: i64,
+    /// The internal ranges in force (configured or imported from Jellyfin).
     pub ranges: Vec<IpNet>,
 }
 
@@ -96,6 +102,7 @@ pub async fn fetch(client: &Client, settings: &Settings) -> Result<Fetched, Pass
 /// The decision and what became of it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// What was decided.
     pub decision: Decision,
     /// `None`: nothing to write (or dry run).
     pub write: Option<WriteOutcome>,
@@ -106,18 +113,23 @@ pub struct Outcome {
 /// The result of one pass.
 #[derive(Debug, Clone)]
 pub struct PassReport {
+    /// The plan.
     pub plan: Plan,
+    /// Per decision, what was done.
     pub outcomes: Vec<Outcome>,
+    /// Nothing was written.
     pub dry_run: bool,
 }
 
 impl PassReport {
+    /// Writes that failed.
     pub fn failed_writes(&self) -> usize {
         self.outcomes
             .iter()
             .filter(|o| matches!(o.write, Some(WriteOutcome::Failed(_))))
             .count()
     }
+    /// Limits written.
     pub fn writes(&self) -> usize {
         self.outcomes
             .iter()
@@ -246,11 +258,21 @@ pub async fn reconcile_once(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreOutcome {
     /// The original was written back.
-    Restored { from: i64, to: i64 },
+    Restored {
+        /// The value jellydemon had set.
+        from: i64,
+        /// The original.
+        to: i64,
+    },
     /// Jellyfin already held the original.
     AlreadyOriginal(i64),
     /// An admin set another value by hand since; it is kept.
-    KeptHandChange { value: i64, original: i64 },
+    KeptHandChange {
+        /// The value set by hand.
+        value: i64,
+        /// The original it replaced.
+        original: i64,
+    },
     /// The user no longer exists in Jellyfin.
     UserGone,
     /// The request failed; the user stays in the ledger.

@@ -14,7 +14,9 @@ use crate::ids::{DeviceId, SessionId, UserId, UserName, normalize_guid};
 /// What a webhook tells us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventKind {
+    /// A client started an item.
     PlaybackStart,
+    /// A client stopped an item.
     PlaybackStop,
     /// Sent every second per playing session: counted, never a recompute.
     PlaybackProgress,
@@ -27,6 +29,7 @@ impl EventKind {
     pub fn triggers_recompute(&self) -> bool {
         matches!(self, EventKind::PlaybackStart | EventKind::PlaybackStop)
     }
+    /// The notification type as the plugin spells it (metrics labels).
     pub fn label(&self) -> &'static str {
         match self {
             EventKind::PlaybackStart => "PlaybackStart",
@@ -41,38 +44,57 @@ impl EventKind {
 /// know, and `/Sessions` stays the truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookEvent {
+    /// What happened.
     pub kind: EventKind,
     /// `None` for none or the all-zero id.
     pub user_id: Option<UserId>,
+    /// The user's name.
     pub user_name: Option<UserName>,
+    /// The session.
     pub session_id: Option<SessionId>,
+    /// The device's id.
     pub device_id: Option<DeviceId>,
+    /// The device, e.g. "Firefox".
     pub device_name: Option<String>,
+    /// The client application, e.g. "Jellyfin Web".
     pub client: Option<String>,
+    /// The client's address as Jellyfin saw it (raw, classified later).
     pub remote_end_point: Option<String>,
+    /// The item's id, normalized.
     pub item_id: Option<String>,
+    /// The item's title.
     pub item_name: Option<String>,
+    /// Playback is paused.
     pub is_paused: Option<bool>,
+    /// "DirectPlay", "DirectStream" or "Transcode".
     pub play_method: Option<String>,
-    /// The item's first video and audio stream bitrates, when the template sends them.
+    /// The item's first video stream bitrate, bits/s, when the template sends it.
     pub video_bitrate: Option<i64>,
+    /// The first audio stream's bitrate, bits/s.
     pub audio_bitrate: Option<i64>,
 }
 
 /// Why a body was rejected; the message says what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookError {
+    /// Nothing was sent.
     #[error("empty body: configure the webhook's template (see webhook-templates/)")]
     Empty,
+    /// The body is not JSON (or not UTF-8).
     #[error("body is not JSON: {0}")]
     NotJson(String),
+    /// The JSON is not an object.
     #[error("body is JSON but not an object")]
     NotObject,
+    /// No `NotificationType`: not a notification.
     #[error("missing NotificationType")]
     MissingType,
+    /// A field has a value of the wrong shape.
     #[error("field {field}: {problem}")]
     BadField {
+        /// The field.
         field: &'static str,
+        /// What is wrong with its value.
         problem: String,
     },
 }

@@ -10,10 +10,10 @@
 //! many daemons in parallel; the binary binds `daemon.listen` and cancels the token on
 //! SIGTERM/SIGINT.
 
-pub mod access;
+mod access;
 mod engine;
 mod http;
-pub mod listener;
+mod listener;
 mod status;
 mod writer;
 
@@ -33,14 +33,19 @@ use engine::Engine;
 use http::{AppState, router};
 use status::Status;
 
+/// Why the daemon could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The state file cannot be read or written.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The Jellyfin client cannot be built (an API key that cannot be sent in a header).
     #[error(transparent)]
     Jellyfin(#[from] JellyfinError),
+    /// Serving HTTP failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }

@@ -11,10 +11,15 @@ use crate::ids::{DeviceId, DeviceName, SessionId, UserId, UserName, normalize_gu
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PublicSystemInfo {
+    /// The server's name, as set in the dashboard.
     pub server_name: Option<String>,
+    /// Jellyfin's version, e.g. "10.10.7".
     pub version: Option<String>,
+    /// The server's id.
     pub id: Option<String>,
+    /// "Jellyfin Server" on a Jellyfin.
     pub product_name: Option<String>,
+    /// Whether the set-up wizard has been completed.
     pub startup_wizard_completed: Option<bool>,
 }
 
@@ -30,7 +35,9 @@ pub struct ServerConfiguration {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkConfiguration {
+    /// The LAN's ranges as configured in Jellyfin (empty: Jellyfin's defaults).
     pub local_network_subnets: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` Jellyfin trusts.
     pub known_proxies: Vec<String>,
 }
 
@@ -40,6 +47,7 @@ pub struct NetworkConfiguration {
 pub struct User {
     /// Normalized when parsed.
     pub id: UserId,
+    /// The user's name.
     #[serde(default)]
     pub name: Option<UserName>,
     /// The whole policy as received, so that it can be posted back unchanged but for one field.
@@ -62,12 +70,15 @@ impl User {
             .and_then(Value::as_i64)
             .unwrap_or(0)
     }
+    /// `Policy.IsAdministrator`.
     pub fn is_admin(&self) -> bool {
         self.policy_bool("IsAdministrator")
     }
+    /// `Policy.IsDisabled`.
     pub fn is_disabled(&self) -> bool {
         self.policy_bool("IsDisabled")
     }
+    /// `Policy.EnableRemoteAccess`: may stream from outside the LAN.
     pub fn remote_access(&self) -> bool {
         self.policy_bool("EnableRemoteAccess")
     }
@@ -83,19 +94,29 @@ impl User {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Session {
+    /// The session's id (normalized when parsed).
     pub id: SessionId,
     /// As Jellyfin sends it: all zeros for a session without a user (see [`Session::user`]).
     pub user_id: Option<UserId>,
+    /// The user's name (absent for a session without a user).
     pub user_name: Option<UserName>,
     /// Raw: classified by [`crate::network::classify`].
     pub remote_end_point: Option<String>,
+    /// The client application, e.g. "Jellyfin Web".
     pub client: Option<String>,
+    /// The device, e.g. "Firefox".
     pub device_name: Option<String>,
+    /// The device's id.
     pub device_id: Option<DeviceId>,
+    /// What it plays; absent when it plays nothing.
     pub now_playing_item: Option<NowPlayingItem>,
+    /// Paused or not, how it plays, which audio track.
     pub play_state: Option<PlayState>,
+    /// Present while Jellyfin transcodes for it.
     pub transcoding_info: Option<TranscodingInfo>,
+    /// The remote-control commands the client accepts (`SetMaxStreamingBitrate`, …).
     pub supported_commands: Vec<String>,
+    /// When the client was last active (ISO 8601).
     pub last_activity_date: Option<String>,
 }
 
@@ -104,12 +125,15 @@ impl Session {
     pub fn user(&self) -> Option<&UserId> {
         self.user_id.as_ref().filter(|id| !id.is_nil())
     }
+    /// Something is playing (paused or not).
     pub fn is_playing(&self) -> bool {
         self.now_playing_item.is_some()
     }
+    /// Playback is paused.
     pub fn is_paused(&self) -> bool {
         self.play_state.as_ref().is_some_and(|p| p.is_paused)
     }
+    /// Jellyfin transcodes the stream.
     pub fn is_transcoding(&self) -> bool {
         self.transcoding_info.is_some()
     }
@@ -161,6 +185,7 @@ impl Session {
             .map(normalize_guid)
             .unwrap_or_default()
     }
+    /// The client accepts the remote-control `command`.
     pub fn supports(&self, command: &str) -> bool {
         self.supported_commands.iter().any(|c| c == command)
     }
@@ -177,11 +202,14 @@ impl Session {
 /// Where a stream's rate comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateSource {
+    /// The transcode's output bitrate, bits/s.
     Transcode(u64),
+    /// The item's own streams (direct play or stream), bits/s.
     MediaStreams(u64),
 }
 
 impl RateSource {
+    /// The rate, bits/s.
     pub fn bps(self) -> u64 {
         match self {
             RateSource::Transcode(b) | RateSource::MediaStreams(b) => b,
@@ -189,39 +217,54 @@ impl RateSource {
     }
 }
 
+/// `Session.NowPlayingItem`: the item a session plays.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NowPlayingItem {
+    /// The item's id.
     pub id: Option<String>,
+    /// Its title.
     pub name: Option<String>,
+    /// "Movie", "Episode", …
     #[serde(rename = "Type")]
     pub item_type: Option<String>,
+    /// Its video, audio and subtitle streams.
     pub media_streams: Vec<MediaStream>,
 }
 
+/// One stream of an item.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct MediaStream {
+    /// "Video", "Audio", "Subtitle", …
     #[serde(rename = "Type")]
     pub stream_type: Option<String>,
+    /// Its bitrate as stored in the library, bits/s.
     pub bit_rate: Option<i64>,
     /// The stream's index in the file, as `PlayState.AudioStreamIndex` refers to it.
     pub index: Option<i32>,
+    /// The item's default track of its type.
     pub is_default: bool,
 }
 
+/// `Session.PlayState`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PlayState {
+    /// Playback is paused.
     pub is_paused: bool,
+    /// "DirectPlay", "DirectStream" or "Transcode".
     pub play_method: Option<String>,
     /// The audio track the client selected (an index into the item's media streams).
     pub audio_stream_index: Option<i32>,
 }
 
+/// `Session.TranscodingInfo`: present while Jellyfin transcodes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TranscodingInfo {
+    /// The transcode's target bitrate, bits/s.
     pub bitrate: Option<i64>,
+    /// The video codec transcoded to.
     pub video_codec: Option<String>,
 }

@@ -48,9 +48,13 @@ pub enum ErrorKind {
 /// their aliases when anonymizing ([`crate::ids`]).
 #[derive(Debug)]
 pub struct JellyfinError {
+    /// The request's method.
     pub method: Method,
+    /// Its path (ids shown as aliases when anonymizing).
     pub path: String,
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// What went wrong, with an excerpt of the answer.
     pub detail: String,
 }
 
@@ -89,6 +93,7 @@ fn shown_path(path: &str) -> String {
 }
 
 impl JellyfinError {
+    /// The HTTP status, when the server answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self.kind {
             ErrorKind::Unauthorized => Some(401),
@@ -158,6 +163,7 @@ impl Client {
         })
     }
 
+    /// The base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -217,22 +223,27 @@ impl Client {
         self.get::<Value>("/Auth/Providers").await.map(|_| ())
     }
 
+    /// `GET /System/Configuration`: the server-wide remote limit.
     pub async fn server_configuration(&self) -> Result<ServerConfiguration, JellyfinError> {
         self.get("/System/Configuration").await
     }
 
+    /// `GET /System/Configuration/network`: Jellyfin's LAN ranges.
     pub async fn network_configuration(&self) -> Result<NetworkConfiguration, JellyfinError> {
         self.get("/System/Configuration/network").await
     }
 
+    /// `GET /Sessions`: every session, playing or not.
     pub async fn sessions(&self) -> Result<Vec<Session>, JellyfinError> {
         self.get("/Sessions").await
     }
 
+    /// `GET /Users`: every user with its whole policy.
     pub async fn users(&self) -> Result<Vec<User>, JellyfinError> {
         self.get("/Users").await
     }
 
+    /// `GET /Users/{id}`: one user with its whole policy.
     pub async fn user(&self, id: &UserId) -> Result<User, JellyfinError> {
         self.get(&format!("/Users/{}", id.as_str())).await
     }

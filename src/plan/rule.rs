@@ -169,11 +169,14 @@ pub struct Running {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Lower than it runs now, to free room for others.
     Down,
+    /// Higher, into room that is free.
     Up,
 }
 
 impl Direction {
+    /// "down" or "up".
     pub fn label(self) -> &'static str {
         match self {
             Direction::Down => "down",

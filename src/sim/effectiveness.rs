@@ -34,8 +34,11 @@ const M: u64 = 1_000_000;
 /// One item a user plays: simulated seconds, source bitrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Item {
+    /// When it starts, simulated seconds.
     pub start: u64,
+    /// When it ends.
     pub end: u64,
+    /// Its source bitrate, bits/s.
     pub source: u64,
 }
 
@@ -54,8 +57,11 @@ pub enum ClientKind {
 /// One remote user's items over the simulated time.
 #[derive(Debug, Clone)]
 pub struct UserTrace {
+    /// The user's name.
     pub name: String,
+    /// How the user's client treats limits.
     pub client: ClientKind,
+    /// What the user plays, in order, not overlapping.
     pub items: Vec<Item>,
 }
 
@@ -195,15 +201,21 @@ pub struct Figures {
     pub peak: f64,
     /// ∫ min(total, budget) / budget dt.
     pub util_integral: f64,
-    /// ∫ Σ min(rate, ideal) dt and ∫ Σ ideal dt (bits).
+    /// ∫ Σ min(rate, ideal) dt (bits).
     pub served: f64,
+    /// ∫ Σ ideal dt (bits).
     pub ideal: f64,
-    /// ∫ Jain(rate / ideal) dt over the time with two streams or more, and that time.
+    /// ∫ Jain(rate / ideal) dt over the time with two streams or more.
     pub jain_integral: f64,
+    /// The time with two streams or more, milliseconds.
     pub jain_ms: u64,
+    /// Policy writes.
     pub writes: u64,
+    /// Pushes sent.
     pub pushes: u64,
+    /// Items started.
     pub item_starts: u64,
+    /// Simulated hours.
     pub hours: u64,
 }
 
@@ -220,6 +232,8 @@ impl Figures {
     pub fn served_percent(&self) -> f64 {
         100.0 * self.served / self.ideal.max(1.0)
     }
+    /// Jain's fairness index of rate over ideal, averaged over the time with two streams or more
+    /// (1 = perfectly fair).
     pub fn jain(&self) -> f64 {
         if self.jain_ms == 0 {
             1.0
@@ -227,12 +241,15 @@ impl Figures {
             self.jain_integral / self.jain_ms as f64
         }
     }
+    /// Mean use of the budget while anything streams, in percent.
     pub fn utilization_percent(&self) -> f64 {
         100.0 * self.util_integral / self.streamed_ms.max(1) as f64
     }
+    /// Pushes per item started.
     pub fn pushes_per_start(&self) -> f64 {
         self.pushes as f64 / self.item_starts.max(1) as f64
     }
+    /// Policy writes per simulated hour.
     pub fn writes_per_hour(&self) -> f64 {
         self.writes as f64 / self.hours.max(1) as f64
     }

@@ -33,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::network;
 
+/// The `AuthenticationProviderId` of a user Jellyfin created itself; a policy POST without it is a 400.
 pub const AUTH_PROVIDER: &str =
     "Jellyfin.Server.Implementations.Users.DefaultAuthenticationProvider";
+/// The `PasswordResetProviderId` of a user Jellyfin created itself; required like the above.
 pub const RESET_PROVIDER: &str =
     "Jellyfin.Server.Implementations.Users.DefaultPasswordResetProvider";
 const SERVER_ID: &str = "f00dcafe0000400080000000000000aa";
@@ -44,13 +46,17 @@ const TICKS_PER_SECOND: i64 = 10_000_000;
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// GET, POST, …
     pub method: Method,
     /// The path without the base path, as sent (case preserved).
     pub path: String,
+    /// The query string, if any.
     pub query: Option<String>,
     /// Header names, lowercase.
     pub headers: Vec<String>,
+    /// The JSON body, if the request had one.
     pub body: Option<Value>,
+    /// The status the fake answered.
     pub status: u16,
     /// When the request arrived (for latency measurements).
     pub at: std::time::Instant,
@@ -71,24 +77,33 @@ pub enum FaultKind {
 /// matching requests have passed.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// Only this method (`None`: any).
     pub method: Option<Method>,
+    /// Only paths starting with this (lowercase; `None`: any).
     pub path_prefix: Option<String>,
+    /// Let this many matching requests through first.
     pub skip: usize,
+    /// What happens to the rest.
     pub kind: FaultKind,
 }
 
 /// A user in the fake.
 #[derive(Debug, Clone)]
 pub struct FakeUser {
+    /// Its id (32 hex digits).
     pub id: String,
+    /// Its name.
     pub name: String,
+    /// The whole `Policy` object, as Jellyfin would return it.
     pub policy: Value,
 }
 
 /// What a session is playing.
 #[derive(Debug, Clone)]
 pub struct Playback {
+    /// The item's id (32 hex digits).
     pub item_id: String,
+    /// Its title.
     pub item_name: String,
     /// `Movie`, `Episode`, `Audio`, `TvChannel`, …
     pub item_type: String,
@@ -98,6 +113,7 @@ pub struct Playback {
     pub audio_bitrate: Option<i64>,
     /// Set when the server transcodes: the output bitrate.
     pub transcode_bitrate: Option<i64>,
+    /// Playback is paused.
     pub paused: bool,
     /// `DirectPlay`, `DirectStream` or `Transcode`.
     pub play_method: String,
@@ -133,6 +149,7 @@ impl Playback {
             ..Playback::direct(name, Some(source_bitrate), Some(640_000))
         }
     }
+    /// The same, paused.
     pub fn paused(mut self) -> Playback {
         self.paused = true;
         self
@@ -150,14 +167,21 @@ impl Playback {
 /// A client session.
 #[derive(Debug, Clone)]
 pub struct FakeSession {
+    /// Its id (32 hex digits).
     pub id: String,
     /// `None`: a session without a user.
     pub user_id: Option<String>,
+    /// What Jellyfin reports as the client's address (`None`: nothing).
     pub remote_end_point: Option<String>,
+    /// The client application, e.g. "Jellyfin Web".
     pub client: String,
+    /// The device, e.g. "Firefox".
     pub device_name: String,
+    /// The device's id.
     pub device_id: String,
+    /// The remote-control commands the client accepts.
     pub supported_commands: Vec<String>,
+    /// What it plays (`None`: nothing).
     pub playing: Option<Playback>,
     /// The bitrate last pushed with `SetMaxStreamingBitrate`: the web client keeps it as its
     /// own maximum for later items too (jellyfin-web saves it as its quality setting).
@@ -240,6 +264,7 @@ impl FakeJellyfin {
     pub fn set_base_path(&self, base: &str) {
         self.lock().base_path = base.trim_end_matches('/').to_string();
     }
+    /// The version `/System/Info/Public` reports.
     pub fn set_version(&self, version: &str) {
         self.lock().version = version.to_string();
     }
@@ -251,6 +276,7 @@ impl FakeJellyfin {
     pub fn set_server_limit(&self, bps: i64) {
         self.lock().server_config["RemoteClientBitrateLimit"] = json!(bps);
     }
+    /// Jellyfin's `LocalNetworkSubnets` (empty: its default LAN ranges).
     pub fn set_local_subnets(&self, subnets: &[&str]) {
         self.lock().network_config["LocalNetworkSubnets"] = json!(subnets);
     }
@@ -329,24 +355,29 @@ impl FakeJellyfin {
         rate
     }
 
+    /// The session stops playing (it stays connected).
     pub fn stop_playback(&self, session_id: &str) {
         if let Some(s) = self.lock().sessions.iter_mut().find(|s| s.id == session_id) {
             s.playing = None;
         }
     }
 
+    /// The session disconnects.
     pub fn remove_session(&self, session_id: &str) {
         self.lock().sessions.retain(|s| s.id != session_id);
     }
 
+    /// Every session, as the fake holds it.
     pub fn sessions(&self) -> Vec<FakeSession> {
         self.lock().sessions.clone()
     }
 
+    /// The user with this id.
     pub fn user(&self, id: &str) -> Option<FakeUser> {
         self.lock().users.iter().find(|u| u.id == id).cloned()
     }
 
+    /// Every user.
     pub fn users(&self) -> Vec<FakeUser> {
         self.lock().users.clone()
     }
@@ -375,6 +406,7 @@ impl FakeJellyfin {
         }
     }
 
+    /// Delete a user (its sessions stay, as orphans would).
     pub fn remove_user(&self, id: &str) {
         self.lock().users.retain(|u| u.id != id);
     }
@@ -384,6 +416,7 @@ impl FakeJellyfin {
         self.lock().requests.clone()
     }
 
+    /// Forget the requests received so far.
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }
@@ -402,6 +435,7 @@ impl FakeJellyfin {
             .collect()
     }
 
+    /// How many `method` requests went to `path` (case-insensitive).
     pub fn count(&self, method: &Method, path: &str) -> usize {
         self.lock()
             .requests
@@ -410,6 +444,7 @@ impl FakeJellyfin {
             .count()
     }
 
+    /// Make matching requests misbehave (see [`Fault`]).
     pub fn add_fault(&self, fault: Fault) {
         self.lock().faults.push((fault, 0));
     }
@@ -424,6 +459,7 @@ impl FakeJellyfin {
         });
     }
 
+    /// Every request behaves again.
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
