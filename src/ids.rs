@@ -3,7 +3,7 @@
 //! A user's id and name, a session id, a device id and label, a client's address: each is
 //! normalized once, where it is parsed (a Jellyfin DTO, a webhook body, the configuration), and
 //! formatting one (`Display`, `Debug`, so also `tracing` fields and `to_string()`) shows its
-//! alias from [`crate::anon`] when anonymization is on. Code that logs, reports or serves one
+//! alias from the process-wide alias map (`anon`) when anonymization is on. Code that logs, reports or serves one
 //! cannot forget to anonymize it, and no module but this one needs the alias map to do so.
 //!
 //! The real value is only reachable through `as_str()` (or [`ClientAddr::ip`]): for a request

@@ -2,8 +2,8 @@
 //! the OpenMetrics text format. The counters here are the single source of truth: `/api/state`
 //! reads them too.
 //!
-//! Per-user series carry the user's name as label, through [`crate::anon`] (an alias when
-//! anonymizing).
+//! Per-user series carry the user's name as label, as [`crate::ids::UserName`] shows it (an
+//! alias when anonymizing).
 
 use std::sync::atomic::AtomicU64;
 

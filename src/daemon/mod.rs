@@ -1,10 +1,10 @@
 //! `jellydemon run`: the daemon's runtime, wired together, and a shutdown that restores the
 //! originals within a bounded time.
 //!
-//! Inside, the arrows run one way: [`listener`] serves [`http`]'s router ([`access`] decides
-//! who may use what); `http` hands events to the [`engine`], which owns the model, plans and
-//! hands decisions to the [`writer`]; the engine and the handlers record and read what
-//! happened through [`status`].
+//! Inside, the arrows run one way: `listener` serves `http`'s router (`access` decides who may
+//! use what); `http` hands events to the `engine`, which owns the model, plans and hands
+//! decisions to the `writer`; the engine and the handlers record and read what happened
+//! through `status`.
 //!
 //! [`run`] takes an already-bound listener and a shutdown token, so tests bind port 0 and run
 //! many daemons in parallel; the binary binds `daemon.listen` and cancels the token on

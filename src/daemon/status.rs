@@ -42,7 +42,7 @@ pub struct Recent {
     pub t: u64,
     pub trigger: &'static str,
     pub changes: usize,
-    /// Who got what and why (names through [`crate::anon`]).
+    /// Who got what and why (names as aliases when anonymizing).
     pub summary: String,
 }
 
@@ -208,7 +208,8 @@ impl Status {
         lock(&self.inner).history.iter().copied().collect()
     }
 
-    /// Everything `/api/state` shows. Personal values go through [`crate::anon`].
+    /// Everything `/api/state` shows. Personal values are their `to_string()`, so an alias
+    /// when anonymizing ([`crate::ids`]).
     pub fn view(&self, settings: &Settings) -> StateView {
         let m = &self.metrics;
         let inner = lock(&self.inner);

@@ -1,5 +1,5 @@
 //! `jellydemon demo`: the real daemon (same engine, writer and HTTP code as `run`) against a
-//! built-in simulated Jellyfin ([`crate::fake`]) with scripted remote and local streamers who
+//! built-in simulated Jellyfin ([`super::fake`]) with scripted remote and local streamers who
 //! join and leave, so a newcomer sees the whole thing work with one command and no server.
 //!
 //! The simulation behaves like Jellyfin: a stream's rate is fixed when it starts, at
