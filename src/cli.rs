@@ -21,7 +21,7 @@ use crate::{check, report};
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
-    /// Unexpected internal error.
+    /// Unexpected internal error; for `healthcheck`, the daemon is not healthy.
     pub const FAILURE: u8 = 1;
     /// Bad command line (clap's own code).
     pub const USAGE: u8 = 2;
@@ -85,7 +85,8 @@ impl Cli {
     }
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 ok, 2 bad command line, 3 configuration error, \
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 internal error (healthcheck: not healthy), \
+2 bad command line, 3 configuration error, \
 4 state file error, 5 Jellyfin unreachable or refused, 6 a write or restore failed, \
 7 cannot listen on daemon.listen.";
 
@@ -134,6 +135,16 @@ pub enum Command {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration_secs: Option<f64>,
+    },
+    /// Ask the running daemon whether it is healthy (GET /healthz on daemon.listen): exit 0
+    /// when it is, 1 when not. For container health checks; needs no shell or curl.
+    Healthcheck {
+        /// Ask this address instead of daemon.listen from the configuration.
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        timeout_secs: f64,
     },
     /// Scrub a log written before logging.anonymize was on: reads standard input, writes
     /// standard output, replacing every name, id and address in the saved alias map (and any
@@ -290,6 +301,26 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    Err(ExitCode::from(exit::FAILURE))
+                }
+            }
+        }
+        Command::Healthcheck {
+            address,
+            timeout_secs,
+        } => {
+            let addr = match address {
+                Some(a) => a,
+                None => load(&cli.config, level, false)?.daemon.listen,
+            };
+            let timeout = std::time::Duration::from_secs_f64(timeout_secs.clamp(0.1, 3600.0));
+            match crate::healthcheck::probe(crate::healthcheck::address(addr), timeout).await {
+                Ok(body) => {
+                    println!("healthy: {body}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
                     Err(ExitCode::from(exit::FAILURE))
                 }
             }

@@ -35,6 +35,7 @@ pub(crate) mod clock;
 pub mod config;
 pub mod daemon;
 pub(crate) mod files;
+pub mod healthcheck;
 pub mod ids;
 pub mod jellyfin;
 pub mod ledger;

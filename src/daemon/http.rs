@@ -1,6 +1,6 @@
 //! The HTTP surface, one router: `POST /hook`, `GET /healthz`, the status page (`GET /` with
 //! `status.css`, `status.js` and `POST /login`), `GET /api/state`, `GET /api/history`,
-//! `GET /metrics`. Who may use which is in [`crate::access`].
+//! `GET /metrics`. Who may use which is in `access.rs`.
 //!
 //! Handlers only parse and hand over: `/hook` checks the secret, parses the body, answers 202
 //! at once (the Webhook plugin waits for the answer inside Jellyfin's playback handling and
@@ -90,7 +90,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The peer of a request served by [`crate::listener`] (absent when the router is called
+/// The peer of a request served by `listener.rs` (absent when the router is called
 /// without it).
 struct Peer(Option<SocketAddr>);
 

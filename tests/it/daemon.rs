@@ -1,6 +1,8 @@
 //! `jellydemon run` against the fake Jellyfin: webhooks trigger coalesced recomputes, the poll
 //! repairs missed events, faults do not stop it, shutdown restores the originals.
 
+use std::time::Duration;
+
 use crate::common::{Harness, KEY, M, event, eventually, mixed_scenario};
 use axum::http::Method;
 use jellydemon::ids::UserId;
@@ -603,4 +605,41 @@ async fn metrics_parse_as_prometheus_text_and_carry_the_figures() {
     assert!(value("jellydemon_last_successful_poll_timestamp_seconds", &[]) > 1.7e9);
     assert!(text.contains("jellydemon_poll_duration_seconds_bucket"));
     d.stop().await;
+}
+
+/// `jellydemon healthcheck` exits 0 against a healthy daemon and 1 when nothing answers or the
+/// daemon is unhealthy (Jellyfin failing for longer than `unhealthy_after`).
+#[tokio::test]
+async fn the_healthcheck_command_reports_the_daemons_health() {
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let h = Harness::start(fake, "", "").await;
+    let d = h
+        .daemon("unhealthy_after = \"1s\"\npoll_interval = \"1s\"")
+        .await;
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let (code, out, err) = h.cli(&["healthcheck", "--address", &addr]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("healthy:"), "{out}");
+
+    h.fake.fail_all(500);
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        let (code, _, err) = h.cli(&["healthcheck", "--address", &addr]).await;
+        last = (code, err);
+        if last.0 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(last.0, 1, "{}", last.1);
+    assert!(last.1.contains("503"), "{}", last.1);
+    d.stop().await;
+
+    // Nothing listens there any more.
+    let (code, _, err) = h
+        .cli(&["healthcheck", "--address", &addr, "--timeout-secs", "2"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no answer"), "{err}");
 }
