@@ -309,9 +309,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             address,
             timeout_secs,
         } => {
+            // The configuration only for the address: no logging set-up, no file touched.
             let addr = match address {
                 Some(a) => a,
-                None => load(&cli.config, level, false)?.daemon.listen,
+                None => {
+                    Settings::load(&cli.config)
+                        .map_err(|e| {
+                            eprintln!("error: {e}");
+                            ExitCode::from(exit::CONFIG)
+                        })?
+                        .daemon
+                        .listen
+                }
             };
             let timeout = std::time::Duration::from_secs_f64(timeout_secs.clamp(0.1, 3600.0));
             match crate::healthcheck::probe(crate::healthcheck::address(addr), timeout).await {

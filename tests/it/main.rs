@@ -1,6 +1,6 @@
 //! The integration tests, one binary: the real daemon, `reconcile --once`, `check`, `restore`
 //! and the demo against the simulated Jellyfin in `src/sim/fake.rs`, the status page in a browser,
-//! hostile clients, faults, and the files we ship (example config, webhook template, systemd
+//! hostile clients, faults, the container image, and the files we ship (example config, webhook template, systemd
 //! unit, Grafana dashboard). Shared helpers are in `common/`.
 //!
 //! One binary links the crate once instead of once per file. Every test binds port 0 and works
@@ -13,6 +13,7 @@ mod anonymize;
 mod browser;
 mod check;
 mod config;
+mod container;
 mod daemon;
 mod demo;
 mod fake;
