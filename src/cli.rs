@@ -136,6 +136,39 @@ pub enum Command {
         #[arg(long)]
         duration_secs: Option<f64>,
     },
+    /// Write a first configuration: asks for Jellyfin's URL, an API key (checked: valid, an
+    /// administrator's), the upload speed and whether the Webhook plugin will call; writes
+    /// config.toml (at --config) with the key in a file beside it; then runs `check`. Every
+    /// question has a flag, so it also runs from a script.
+    Init {
+        /// Jellyfin's URL, with its base path if any (default offered: http://127.0.0.1:8096
+        /// when it answers).
+        #[arg(long)]
+        url: Option<String>,
+        /// Read the API key from this file instead of asking (keeps it out of the process list
+        /// and the shell history).
+        #[arg(long)]
+        api_key_file: Option<PathBuf>,
+        /// The upload speed of the internet link, in Mbps.
+        #[arg(long, value_parser = positive_mbps)]
+        upload_mbps: Option<f64>,
+        /// The Webhook plugin will call jellydemon (a webhook secret is generated).
+        #[arg(long, conflicts_with = "no_webhooks")]
+        webhooks: bool,
+        /// No webhooks: poll Jellyfin instead.
+        #[arg(long)]
+        no_webhooks: bool,
+        /// Where the daemon listens (default: 127.0.0.1:8098, or 0.0.0.0:8098 when webhooks
+        /// come from another machine).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Where the ledger of original limits goes (default /var/lib/jellydemon/state.json).
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Overwrite config.toml and the key files if they exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Ask the running daemon whether it is healthy (GET /healthz on daemon.listen): exit 0
     /// when it is, 1 when not. For container health checks; needs no shell or curl.
     Healthcheck {
@@ -208,6 +241,73 @@ fn open_ledger(settings: &Settings) -> Result<Ledger, ExitCode> {
         eprintln!("error: {e}");
         ExitCode::from(exit::STATE)
     })
+}
+
+/// A number of Mbps > 0.
+fn positive_mbps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1_000_000.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of Mbps > 0")),
+    }
+}
+
+/// `init`, then a summary, the Webhook plugin's settings and `check` on what was written.
+async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, ExitCode> {
+    use crate::init::InitError;
+    let mut prompt = crate::init::Prompt::stdio();
+    let w = crate::init::run(opts, &mut prompt).await.map_err(|e| {
+        eprintln!("error: {e}; nothing was written");
+        ExitCode::from(match e {
+            InitError::Exists(_) | InitError::Io(_) => exit::CONFIG,
+            InitError::NoAnswer { .. } => exit::USAGE,
+            InitError::Rejected(_) => exit::JELLYFIN,
+        })
+    })?;
+    let a = &w.answers;
+    println!(
+        "wrote {} ({} at {}, {} Mbps upload, {})",
+        w.config.display(),
+        a.server,
+        a.url,
+        a.upload_mbps,
+        if a.webhooks {
+            "webhooks"
+        } else {
+            "polling only"
+        }
+    );
+    println!("wrote {} (the API key, owner-only)", w.api_key.display());
+    if let Some(t) = &w.webhook_token {
+        println!("wrote {} (the webhook secret, owner-only)", t.display());
+    }
+    if let (Some(t), true) = (&w.webhook_token, a.webhooks) {
+        println!();
+        println!("In Jellyfin's Webhook plugin, add a Generic Destination:");
+        let host = if a.listen.ip().is_unspecified() {
+            "<this machine's address>".to_string()
+        } else {
+            a.listen.ip().to_string()
+        };
+        println!("  Webhook URL: http://{host}:{}/hook", a.listen.port());
+        println!(
+            "  a header X-Jellydemon-Token holding the content of {}",
+            t.display()
+        );
+        println!("  the template and the other settings: webhook-templates/README.md");
+    }
+    println!();
+    println!(
+        "Checking it (jellydemon --config {} check):",
+        w.config.display()
+    );
+    let settings = load(&w.config, level, false)?;
+    let report = check::check(&settings).await;
+    print!("{report}");
+    if report.failed() {
+        Err(ExitCode::from(exit::JELLYFIN))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Run the parsed command and map the outcome to an exit code.
@@ -304,6 +404,28 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                     Err(ExitCode::from(exit::FAILURE))
                 }
             }
+        }
+        Command::Init {
+            url,
+            api_key_file,
+            upload_mbps,
+            webhooks,
+            no_webhooks,
+            listen,
+            state_file,
+            force,
+        } => {
+            let opts = crate::init::Options {
+                config: cli.config.clone(),
+                url,
+                api_key_file,
+                upload_mbps,
+                webhooks: (webhooks || no_webhooks).then_some(webhooks),
+                listen,
+                state_file,
+                force,
+            };
+            init(&opts, level).await
         }
         Command::Healthcheck {
             address,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use figment::value::magic::RelativePathBuf;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -150,9 +151,9 @@ pub struct JellyfinSettings {
     #[serde(default)]
     pub api_key: Option<SecretString>,
     /// A file holding the API key (systemd credentials, Docker secrets). Surrounding whitespace
-    /// is ignored.
+    /// is ignored. A relative path is relative to the configuration file's directory.
     #[serde(default)]
-    pub api_key_file: Option<PathBuf>,
+    pub api_key_file: Option<RelativePathBuf>,
     /// Upper bound for one HTTP request to Jellyfin, so a hung server cannot stall a pass.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -450,17 +451,19 @@ pub struct DaemonSettings {
     /// `Authorization: Bearer`). Required unless `listen` is a loopback address.
     #[serde(default)]
     pub webhook_token: Option<SecretString>,
-    /// A file holding the webhook secret (alternative to `webhook_token`).
+    /// A file holding the webhook secret (alternative to `webhook_token`); relative to the
+    /// configuration file's directory.
     #[serde(default)]
-    pub webhook_token_file: Option<PathBuf>,
+    pub webhook_token_file: Option<RelativePathBuf>,
     /// The secret for the status page, `/api/*` and `/metrics` when `listen` is not loopback
     /// (as `Authorization: Bearer`, or through the page's sign-in form). Default: the webhook
     /// secret.
     #[serde(default)]
     pub status_token: Option<SecretString>,
-    /// A file holding the status secret (alternative to `status_token`).
+    /// A file holding the status secret (alternative to `status_token`); relative to the
+    /// configuration file's directory.
     #[serde(default)]
-    pub status_token_file: Option<PathBuf>,
+    pub status_token_file: Option<RelativePathBuf>,
     /// Serve the status page, `/api/*` and `/metrics` without a secret off loopback too. They
     /// show user names, addresses and what people watch.
     #[serde(default)]
@@ -689,16 +692,16 @@ impl DaemonSettings {
 /// errors.
 fn secret_from(
     inline: &Option<SecretString>,
-    file: &Option<PathBuf>,
+    file: &Option<RelativePathBuf>,
     file_key: &'static str,
 ) -> Result<Option<SecretString>, ConfigError> {
     if let Some(t) = inline {
         return Ok(Some(t.clone()));
     }
-    let Some(path) = file else {
+    let Some(path) = file.as_ref().map(RelativePathBuf::relative) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path)
+    let text = std::fs::read_to_string(&path)
         .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", path.display())))?;
     let t = text.trim();
     if t.is_empty() {
@@ -740,6 +743,7 @@ impl Settings {
     }
 
     fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        one_of_each_pair(&figment)?;
         let settings: Settings = figment.extract().map_err(describe_figment_error)?;
         settings.validate()?;
         Ok(settings)
@@ -1023,8 +1027,9 @@ impl Settings {
             .jellyfin
             .api_key_file
             .as_ref()
+            .map(RelativePathBuf::relative)
             .ok_or_else(|| invalid("jellyfin.api_key", "missing"))?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = std::fs::read_to_string(&path).map_err(|e| {
             invalid(
                 "jellyfin.api_key_file",
                 format!("cannot read {}: {e}", path.display()),
@@ -1038,6 +1043,49 @@ impl Settings {
             ));
         }
         Ok(SecretString::from(key.to_owned()))
+    }
+}
+
+/// A secret is given inline or as a file, not both; when both are there, say where each one
+/// came from (a file, or an environment variable such as the systemd unit's
+/// `JELLYDEMON_JELLYFIN__API_KEY_FILE`).
+fn one_of_each_pair(figment: &Figment) -> Result<(), ConfigError> {
+    const PAIRS: [(&str, &str); 3] = [
+        ("jellyfin.api_key", "jellyfin.api_key_file"),
+        ("daemon.webhook_token", "daemon.webhook_token_file"),
+        ("daemon.status_token", "daemon.status_token_file"),
+    ];
+    for (inline, file) in PAIRS {
+        if figment.contains(inline) && figment.contains(file) {
+            let name = |key: &str| key.split_once('.').map_or(key, |(_, k)| k).to_string();
+            return Err(invalid(
+                inline,
+                format!(
+                    "set either {} ({}) or {} ({}), not both",
+                    name(inline),
+                    source_of(figment, inline),
+                    name(file),
+                    source_of(figment, file)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where `key`'s value came from: "in <file>" or "from the environment variable JELLYDEMON_…".
+fn source_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(path)) => format!("in {}", path.display()),
+            Some(_) => "in the configuration".to_string(),
+            None if m.name.contains("environment") => format!(
+                "from the environment variable JELLYDEMON_{}",
+                key.replace('.', "__").to_uppercase()
+            ),
+            None => format!("from {}", m.name),
+        },
+        None => "given twice".to_string(),
     }
 }
 

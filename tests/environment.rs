@@ -107,3 +107,54 @@ fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
         Ok(())
     });
 }
+
+/// The systemd unit passes the key file as `JELLYDEMON_JELLYFIN__API_KEY_FILE`; a config file
+/// that still holds `api_key` is refused, and the message says where each one came from.
+#[test]
+#[allow(clippy::result_large_err)]
+fn a_key_given_twice_names_the_file_and_the_variable() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("config.toml", MINIMAL)?;
+        jail.set_env(
+            "JELLYDEMON_JELLYFIN__API_KEY_FILE",
+            "/run/credentials/api_key",
+        );
+        let err = Settings::load(Path::new("config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        assert!(err.contains("api_key (in "), "{err}");
+        assert!(err.contains("config.toml)"), "{err}");
+        assert!(
+            err.contains(
+                "api_key_file (from the environment variable JELLYDEMON_JELLYFIN__API_KEY_FILE)"
+            ),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+/// A relative key file is found beside the configuration file, wherever the command runs.
+#[test]
+#[allow(clippy::result_large_err)]
+fn a_relative_key_file_is_relative_to_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api_key"), "key-beside-the-config\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key_file = \"api_key\"\n\
+         [bandwidth]\ntotal_upload_mbps = 50\n",
+    )
+    .unwrap();
+    figment::Jail::expect_with(|_jail| {
+        // The jail's working directory is elsewhere.
+        let s = Settings::load(&config).map_err(|e| e.to_string())?;
+        assert_eq!(
+            s.api_key().unwrap().expose_secret(),
+            "key-beside-the-config"
+        );
+        Ok(())
+    });
+}

@@ -18,6 +18,7 @@ mod daemon;
 mod demo;
 mod fake;
 mod faults;
+mod init;
 mod openapi;
 mod packaging;
 mod reconcile;

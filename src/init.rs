@@ -1,0 +1,594 @@
+//! `jellydemon init`: a first configuration. It asks only for what jellydemon cannot read
+//! itself (where Jellyfin is, an API key, the upload speed, whether the Webhook plugin will
+//! call); the LAN's networks come from Jellyfin at every pass. Each answer is checked (the URL
+//! answers as Jellyfin, the key is valid and an administrator's) before anything is written.
+//!
+//! It writes `config.toml`, the key to `api_key` beside it (owner-only, named by a relative
+//! `api_key_file`, so the same folder works on the host, under systemd and mounted in a
+//! container) and, with webhooks, a generated secret to `webhook_token`. It never overwrites
+//! without `--force`, and ends by running `check`.
+//!
+//! Every question has a flag, so it runs without a terminal; answers can also come as lines on
+//! standard input. A question without an answer is an error naming its flag.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::jellyfin::{Client, ErrorKind};
+
+/// What the command line already answers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where `config.toml` goes; the key files go beside it.
+    pub config: PathBuf,
+    /// `--url`.
+    pub url: Option<String>,
+    /// `--api-key-file`: read the key from this file instead of asking.
+    pub api_key_file: Option<PathBuf>,
+    /// `--upload-mbps`.
+    pub upload_mbps: Option<f64>,
+    /// `--webhooks` / `--no-webhooks`.
+    pub webhooks: Option<bool>,
+    /// `--listen`; default: loopback when Jellyfin is on this machine, else all interfaces.
+    pub listen: Option<SocketAddr>,
+    /// `--state-file`.
+    pub state_file: Option<PathBuf>,
+    /// Overwrite existing files.
+    pub force: bool,
+}
+
+/// Why `init` stopped; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A file it would write exists.
+    #[error("{0} exists; pass --force to overwrite it")]
+    Exists(PathBuf),
+    /// A question got no answer (standard input ended).
+    #[error("no answer for {question} (pass {flag})")]
+    NoAnswer {
+        /// The question.
+        question: &'static str,
+        /// The flag that answers it.
+        flag: &'static str,
+    },
+    /// An answer given as a flag is wrong, or Jellyfin refuses it.
+    #[error("{0}")]
+    Rejected(String),
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Questions and answers: a terminal (the key is read without echo) or lines on standard input.
+pub struct Prompt<R, W> {
+    input: R,
+    out: W,
+    terminal: bool,
+}
+
+impl Prompt<std::io::StdinLock<'static>, std::io::Stderr> {
+    /// Standard input, with the questions on standard error (standard output is the report).
+    pub fn stdio() -> Self {
+        Prompt {
+            terminal: std::io::stdin().is_terminal(),
+            input: std::io::stdin().lock(),
+            out: std::io::stderr(),
+        }
+    }
+}
+
+impl<R: BufRead, W: Write> Prompt<R, W> {
+    /// Answers as lines of `input` (for tests), questions to `out`.
+    pub fn lines(input: R, out: W) -> Self {
+        Prompt {
+            input,
+            out,
+            terminal: false,
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    /// One answer, trimmed; the default when the answer is empty; `None` at the end of input.
+    fn ask(&mut self, question: &str, default: Option<&str>) -> Option<String> {
+        match default {
+            Some(d) => {
+                let _ = write!(self.out, "{question} [{d}]: ");
+            }
+            None => {
+                let _ = write!(self.out, "{question}: ");
+            }
+        }
+        let _ = self.out.flush();
+        let line = self.read_line(false)?;
+        let answer = line.trim();
+        Some(match (answer.is_empty(), default) {
+            (true, Some(d)) => d.to_string(),
+            _ => answer.to_string(),
+        })
+    }
+
+    /// A secret: not echoed on a terminal.
+    fn ask_secret(&mut self, question: &str) -> Option<SecretString> {
+        let _ = write!(self.out, "{question}: ");
+        let _ = self.out.flush();
+        let line = self.read_line(true)?;
+        if self.terminal {
+            let _ = writeln!(self.out);
+        }
+        Some(SecretString::from(line.trim().to_string()))
+    }
+
+    fn read_line(&mut self, secret: bool) -> Option<String> {
+        let echo = (secret && self.terminal).then(no_echo);
+        let mut line = String::new();
+        let read = self.input.read_line(&mut line);
+        if let Some(Some(saved)) = echo {
+            restore_echo(saved);
+        }
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    }
+}
+
+/// Turn the terminal's echo off; the settings to restore, if it could.
+fn no_echo() -> Option<rustix::termios::Termios> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).ok()?;
+    Some(saved)
+}
+
+fn restore_echo(saved: rustix::termios::Termios) {
+    let _ = rustix::termios::tcsetattr(
+        std::io::stdin(),
+        rustix::termios::OptionalActions::Now,
+        &saved,
+    );
+}
+
+/// What `init` settled on.
+#[derive(Debug)]
+pub struct Answers {
+    /// Jellyfin's URL, as it answered.
+    pub url: String,
+    /// Its server name and version, for the summary.
+    pub server: String,
+    /// The API key.
+    pub key: SecretString,
+    /// The link's upload speed.
+    pub upload_mbps: f64,
+    /// Whether the Webhook plugin will call.
+    pub webhooks: bool,
+    /// Where the daemon listens.
+    pub listen: SocketAddr,
+    /// `state.file`, when not the default.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Answers {
+    /// A secret is needed: for the webhooks, and for the status page off loopback.
+    pub fn needs_secret(&self) -> bool {
+        self.webhooks || !self.listen.ip().is_loopback()
+    }
+}
+
+/// The files `init` wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// What was settled.
+    pub answers: Answers,
+    /// `config.toml`.
+    pub config: PathBuf,
+    /// The key file.
+    pub api_key: PathBuf,
+    /// The webhook secret's file, with webhooks.
+    pub webhook_token: Option<PathBuf>,
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8096";
+
+/// Ask, check, write. Nothing is written unless every answer holds.
+pub async fn run<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<Written, InitError> {
+    let dir = opts
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let api_key_path = dir.join("api_key");
+    let token_path = dir.join("webhook_token");
+    if !opts.force {
+        for p in [&opts.config, &api_key_path, &token_path] {
+            if p.exists() {
+                return Err(InitError::Exists(p.clone()));
+            }
+        }
+    }
+
+    let (url, server) = jellyfin_url(opts, prompt).await?;
+    let key = api_key(opts, prompt, &url).await?;
+    let upload_mbps = upload(opts, prompt)?;
+    let webhooks = match opts.webhooks {
+        Some(w) => w,
+        None => loop {
+            let a = prompt
+                .ask(
+                    "Will the Jellyfin Webhook plugin call jellydemon (instant reactions)? y/n",
+                    Some("y"),
+                )
+                .ok_or(InitError::NoAnswer {
+                    question: "whether to use webhooks",
+                    flag: "--webhooks or --no-webhooks",
+                })?;
+            match a.to_ascii_lowercase().as_str() {
+                "y" | "yes" => break true,
+                "n" | "no" => break false,
+                _ => prompt.say("  answer y or n"),
+            }
+        },
+    };
+    let listen = opts
+        .listen
+        .unwrap_or_else(|| default_listen(&url, webhooks));
+    let answers = Answers {
+        url,
+        server,
+        key,
+        upload_mbps,
+        webhooks,
+        listen,
+        state_file: opts.state_file.clone(),
+    };
+
+    let write = |path: &Path, text: &str| {
+        crate::files::write_private(path, text.as_bytes())
+            .map_err(|e| InitError::Io(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| InitError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    write(&api_key_path, &format!("{}\n", answers.key.expose_secret()))?;
+    // The webhook secret also guards the status page off loopback, webhooks or not.
+    let webhook_token = if answers.needs_secret() {
+        write(&token_path, &format!("{}\n", new_secret()?))?;
+        Some(token_path)
+    } else {
+        None
+    };
+    write(&opts.config, &render(&answers))?;
+    // The configuration holds no secret: readable by the service's user.
+    set_mode(&opts.config, 0o644)?;
+    Ok(Written {
+        answers,
+        config: opts.config.clone(),
+        api_key: api_key_path,
+        webhook_token,
+    })
+}
+
+/// The URL, from the flag or asked (offering the local default when it answers); it must
+/// answer as Jellyfin.
+async fn jellyfin_url<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<(String, String), InitError> {
+    if let Some(url) = &opts.url {
+        return probe(url).await.map_err(InitError::Rejected);
+    }
+    let default = probe(DEFAULT_URL).await.ok().map(|_| DEFAULT_URL);
+    loop {
+        let url = prompt
+            .ask("Jellyfin URL (with its base path, if any)", default)
+            .ok_or(InitError::NoAnswer {
+                question: "the Jellyfin URL",
+                flag: "--url",
+            })?;
+        if url.is_empty() {
+            continue;
+        }
+        match probe(&url).await {
+            Ok(found) => return Ok(found),
+            Err(e) => prompt.say(&format!("  {e}")),
+        }
+    }
+}
+
+/// The URL as it will be written (no trailing slash) and "name, version" when it answers as
+/// Jellyfin.
+async fn probe(url: &str) -> Result<(String, String), String> {
+    let url = url.trim().trim_end_matches('/').to_string();
+    let parsed = url::Url::parse(&url).map_err(|e| format!("{url} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url}: use http:// or https://"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("the URL must not hold a user name or password".to_string());
+    }
+    let client = Client::new(
+        &url,
+        &SecretString::from(String::new()),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| e.to_string())?;
+    let info = client.public_info().await.map_err(|e| match e.kind {
+        ErrorKind::Connect | ErrorKind::Dns | ErrorKind::Tls | ErrorKind::Timeout => {
+            format!("{url} does not answer: {e}")
+        }
+        _ => format!(
+            "{url} answers, but not as Jellyfin (a base path such as /jellyfin missing or \
+             extra?): {e}"
+        ),
+    })?;
+    let server = format!(
+        "{} {}",
+        info.server_name.as_deref().unwrap_or("Jellyfin"),
+        info.version.as_deref().unwrap_or("(version unknown)")
+    );
+    Ok((url, server))
+}
+
+/// The key, from the file or asked; it must be valid and an administrator's.
+async fn api_key<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+    url: &str,
+) -> Result<SecretString, InitError> {
+    if let Some(path) = &opts.api_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InitError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let key = SecretString::from(text.trim().to_string());
+        return verify_key(url, &key)
+            .await
+            .map(|()| key)
+            .map_err(InitError::Rejected);
+    }
+    loop {
+        let key = prompt
+            .ask_secret("API key (in Jellyfin: Dashboard -> API Keys -> +)")
+            .ok_or(InitError::NoAnswer {
+                question: "the API key",
+                flag: "--api-key-file",
+            })?;
+        if key.expose_secret().is_empty() {
+            continue;
+        }
+        match verify_key(url, &key).await {
+            Ok(()) => return Ok(key),
+            Err(e) => prompt.say(&format!("  {e}")),
+        }
+    }
+}
+
+async fn verify_key(url: &str, key: &SecretString) -> Result<(), String> {
+    if key.expose_secret().is_empty() {
+        return Err("the API key is empty".to_string());
+    }
+    let client = Client::new(url, key, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    client.system_info().await.map_err(|e| match e.kind {
+        ErrorKind::Unauthorized => "Jellyfin refused the API key (401): copy it again from \
+                                    Dashboard -> API Keys"
+            .to_string(),
+        _ => format!("cannot check the API key: {e}"),
+    })?;
+    client.check_admin().await.map_err(|e| match e.kind {
+        ErrorKind::Forbidden => "this key is not an administrator's (403): create one under \
+                                 Dashboard -> API Keys"
+            .to_string(),
+        _ => format!("cannot check the API key's rights: {e}"),
+    })
+}
+
+fn upload<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<f64, InitError> {
+    let valid = |v: f64| v.is_finite() && v > 0.0 && v < 1_000_000.0;
+    if let Some(v) = opts.upload_mbps {
+        return if valid(v) {
+            Ok(v)
+        } else {
+            Err(InitError::Rejected(format!(
+                "--upload-mbps must be a number of Mbps > 0, got {v}"
+            )))
+        };
+    }
+    loop {
+        let a = prompt
+            .ask(
+                "Upload speed of your internet link, in Mbps (a speed test's upload figure)",
+                None,
+            )
+            .ok_or(InitError::NoAnswer {
+                question: "the upload speed",
+                flag: "--upload-mbps",
+            })?;
+        match a.trim_end_matches("Mbps").trim().parse::<f64>() {
+            Ok(v) if valid(v) => return Ok(v),
+            _ => prompt.say("  a number of Mbps, e.g. 40"),
+        }
+    }
+}
+
+/// Loopback when Jellyfin is on this machine (its webhook comes from here too) or nothing will
+/// call; all interfaces when the Webhook plugin calls from another machine or a container.
+fn default_listen(url: &str, webhooks: bool) -> SocketAddr {
+    let local = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+    if webhooks && !local {
+        ([0, 0, 0, 0], 8098).into()
+    } else {
+        ([127, 0, 0, 1], 8098).into()
+    }
+}
+
+/// A webhook secret: 32 random hex digits.
+fn new_secret() -> Result<String, InitError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| InitError::Io(format!("no randomness for the webhook secret: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| InitError::Io(format!("cannot set the mode of {}: {e}", path.display())))
+}
+
+/// A TOML basic string holding `s`.
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The configuration file: the answers, each with a line saying what it is.
+pub fn render(a: &Answers) -> String {
+    let reserved = (a.upload_mbps * 0.1 * 10.0).round() / 10.0;
+    let mut out = format!(
+        r#"# jellydemon configuration, written by `jellydemon init`. Every key is described in
+# config.example.toml (in the source); any key can also be set in the environment as
+# JELLYDEMON_SECTION__KEY, e.g. JELLYDEMON_BANDWIDTH__TOTAL_UPLOAD_MBPS=50.
+
+[jellyfin]
+# {server}
+url = {url}
+# The API key, in a file of its own (a relative path is relative to this file's folder).
+api_key_file = "api_key"
+
+[network]
+# Who is local: Jellyfin's own LAN networks (Dashboard -> Networking), read at every pass.
+internal_ranges = "jellyfin"
+
+[bandwidth]
+# The upload speed of the link, and what to keep free for everything else in the house.
+total_upload_mbps = {upload}
+reserved_mbps = {reserved}
+# equal, priority (weights per user) or demand (by what each stream needs).
+algorithm = "equal"
+
+[daemon]
+"#,
+        server = a.server,
+        url = toml_str(&a.url),
+        upload = a.upload_mbps,
+    );
+    if a.webhooks {
+        out.push_str(&format!(
+            r#"# The Jellyfin Webhook plugin calls http://<this machine>:{port}/hook with the secret in
+# webhook_token (see webhook-templates/README.md in the source).
+mode = "webhook"
+listen = {listen}
+webhook_token_file = "webhook_token"
+"#,
+            port = a.listen.port(),
+            listen = toml_str(&a.listen.to_string()),
+        ));
+    } else {
+        out.push_str(&format!(
+            r#"# No webhooks: jellydemon polls Jellyfin every 30 s instead.
+mode = "reconcile-only"
+# The status page and /healthz.
+listen = {listen}
+"#,
+            listen = toml_str(&a.listen.to_string()),
+        ));
+        if a.needs_secret() {
+            out.push_str(
+                "# Off loopback, the status page asks for this secret.\nwebhook_token_file = \"webhook_token\"\n",
+            );
+        }
+    }
+    if let Some(state) = &a.state_file {
+        out.push_str(&format!(
+            "\n[state]\n# Every user's original limit, to put back.\nfile = {}\n",
+            toml_str(&state.display().to_string())
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(webhooks: bool) -> Answers {
+        Answers {
+            url: "http://jelly\"fin:8096/jf".into(),
+            server: "Home 10.10.7".into(),
+            key: SecretString::from("k".to_string()),
+            upload_mbps: 42.5,
+            webhooks,
+            listen: ([0, 0, 0, 0], 8098).into(),
+            state_file: Some("/srv/jd/state.json".into()),
+        }
+    }
+
+    #[test]
+    fn the_written_configuration_loads_and_says_what_was_answered() {
+        for webhooks in [true, false] {
+            let text = render(&answers(webhooks));
+            let s = crate::config::Settings::from_toml_str(&text)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(s.jellyfin.url, "http://jelly\"fin:8096/jf");
+            assert_eq!(s.bandwidth.total_upload_mbps, 42.5);
+            assert_eq!(s.bandwidth.reserved_mbps, 4.3);
+            assert_eq!(s.state.file, PathBuf::from("/srv/jd/state.json"));
+            assert!(
+                s.daemon.webhook_token_file.is_some(),
+                "off loopback: a secret"
+            );
+            assert!(!text.contains("\"k\""), "no secret in the file");
+        }
+    }
+
+    #[test]
+    fn the_listen_address_follows_where_jellyfin_is() {
+        let lo: SocketAddr = ([127, 0, 0, 1], 8098).into();
+        let all: SocketAddr = ([0, 0, 0, 0], 8098).into();
+        assert_eq!(default_listen("http://127.0.0.1:8096", true), lo);
+        assert_eq!(default_listen("http://localhost:8096", true), lo);
+        assert_eq!(default_listen("http://[::1]:8096", true), lo);
+        assert_eq!(default_listen("http://jellyfin:8096", true), all);
+        assert_eq!(default_listen("http://jellyfin:8096", false), lo);
+    }
+
+    #[test]
+    fn answers_come_as_lines_with_defaults_and_end_of_input_is_no_answer() {
+        let mut p = Prompt::lines("\n  40 \n".as_bytes(), Vec::new());
+        assert_eq!(p.ask("q", Some("d")).as_deref(), Some("d"));
+        assert_eq!(p.ask("q", None).as_deref(), Some("40"));
+        assert_eq!(p.ask("q", None), None);
+        assert_eq!(String::from_utf8(p.out).unwrap(), "q [d]: q: q: ");
+    }
+}

@@ -1,0 +1,183 @@
+//! `jellydemon init` against the fake Jellyfin: with every answer as a flag, and with answers
+//! piped on standard input (a wrong key asked again), refusing to overwrite, and writing
+//! nothing when an answer is missing or Jellyfin refuses.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::common::KEY;
+use jellydemon::config::{Mode, Settings};
+use jellydemon::sim::fake::FakeJellyfin;
+
+/// Run `jellydemon --config <config> init <args>` with `stdin` piped in.
+async fn init(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(config)
+        .arg("init")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    url: String,
+    config: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    state: String,
+    _fake: FakeJellyfin,
+}
+
+async fn setup() -> Setup {
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    fake.add_non_admin_key("user-token-not-admin");
+    let (url, _, _) = fake.spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key-from-the-dashboard");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    Setup {
+        url,
+        config: dir.path().join("jellydemon").join("config.toml"),
+        key_file,
+        state: dir.path().join("state.json").display().to_string(),
+        _dir: dir,
+        _fake: fake,
+    }
+}
+
+#[tokio::test]
+async fn every_answer_as_a_flag_writes_a_working_configuration() {
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let args = [
+        "--url",
+        &s.url,
+        "--api-key-file",
+        &key_file,
+        "--upload-mbps",
+        "40",
+        "--webhooks",
+        "--state-file",
+        &s.state,
+    ];
+    let (code, out, err) = init(&s.config, &args, "").await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let dir = s.config.parent().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("api_key")).unwrap().trim(),
+        KEY
+    );
+    assert_eq!(mode(&dir.join("api_key")), 0o600);
+    assert_eq!(mode(&dir.join("webhook_token")), 0o600);
+    assert_eq!(mode(&s.config), 0o644);
+    let token = std::fs::read_to_string(dir.join("webhook_token")).unwrap();
+    assert_eq!(token.trim().len(), 32);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    assert!(!text.contains(KEY), "the key is not in config.toml");
+
+    let settings = Settings::load(&s.config).unwrap();
+    assert_eq!(settings.jellyfin.url, s.url);
+    assert_eq!(settings.bandwidth.total_upload_mbps, 40.0);
+    assert_eq!(settings.daemon.mode, Mode::Webhook);
+    assert!(
+        settings.daemon.listen.ip().is_loopback(),
+        "Jellyfin is local"
+    );
+    assert!(settings.daemon.webhook_token().unwrap().is_some());
+    // What to click in the plugin, then the check of what was written.
+    assert!(out.contains("/hook"), "{out}");
+    assert!(out.contains("X-Jellydemon-Token"), "{out}");
+    assert!(out.contains("ok   API key"), "{out}");
+
+    // A second run does not overwrite; --force does.
+    let before = std::fs::read_to_string(dir.join("webhook_token")).unwrap();
+    let (code, _, err) = init(&s.config, &args, "").await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("exists; pass --force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("webhook_token")).unwrap(),
+        before
+    );
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let (code, out, err) = init(&s.config, &forced, "").await;
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[tokio::test]
+async fn answers_piped_on_standard_input_are_checked_and_asked_again() {
+    let s = setup().await;
+    // A URL that is not Jellyfin, then the right one; a non-admin token, then the key; a
+    // speed that is not a number, then one; no webhooks.
+    let stdin = format!(
+        "{url}/not-here\n{url}\nuser-token-not-admin\n{KEY}\nfast\n25.5\nn\n",
+        url = s.url
+    );
+    let (code, out, err) = init(&s.config, &["--state-file", &s.state], &stdin).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("not as Jellyfin"), "{err}");
+    assert!(err.contains("not an administrator's"), "{err}");
+    assert!(err.contains("a number of Mbps"), "{err}");
+    assert!(!err.contains(KEY), "the key is never echoed: {err}");
+    let settings = Settings::load(&s.config).unwrap();
+    assert_eq!(settings.jellyfin.url, s.url);
+    assert_eq!(settings.bandwidth.total_upload_mbps, 25.5);
+    assert_eq!(settings.daemon.mode, Mode::ReconcileOnly);
+    assert!(!s.config.parent().unwrap().join("webhook_token").exists());
+}
+
+#[tokio::test]
+async fn nothing_is_written_without_every_answer_or_when_jellyfin_refuses() {
+    let s = setup().await;
+    // Standard input ends before the upload speed.
+    let stdin = format!("{}\n{KEY}\n", s.url);
+    let (code, _, err) = init(&s.config, &[], &stdin).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no answer for the upload speed (pass --upload-mbps)"),
+        "{err}"
+    );
+    assert!(!s.config.parent().unwrap().exists(), "nothing written");
+
+    // A flag's answer that Jellyfin refuses is not asked again.
+    let wrong = s.key_file.with_file_name("wrong-key");
+    std::fs::write(&wrong, "not-a-key\n").unwrap();
+    let wrong = wrong.display().to_string();
+    let args = [
+        "--url",
+        &s.url,
+        "--api-key-file",
+        &wrong,
+        "--upload-mbps",
+        "40",
+    ];
+    let (code, _, err) = init(&s.config, &args, "").await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("refused the API key"), "{err}");
+    assert!(!s.config.parent().unwrap().exists(), "nothing written");
+
+    let (code, _, err) = init(&s.config, &["--upload-mbps", "-3"], "").await;
+    assert_eq!(code, 2, "{err}");
+}
