@@ -1083,9 +1083,9 @@ fn source_of(figment: &Figment, key: &str) -> String {
                 "from the environment variable JELLYDEMON_{}",
                 key.replace('.', "__").to_uppercase()
             ),
-            None => format!("from {}", m.name),
+            None => "in the configuration".to_string(),
         },
-        None => "given twice".to_string(),
+        None => "in the configuration".to_string(),
     }
 }
 
