@@ -169,6 +169,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Turn the Python JellyDemon's config.yml into config.toml (at --config, with the API
+    /// key in a file beside it), printing what each of its keys became or why it has no
+    /// equivalent. Writes nothing when the file cannot be converted.
+    ImportConfig {
+        /// The Python JellyDemon's config.yml.
+        file: PathBuf,
+        /// Overwrite config.toml and api_key if they exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Ask the running daemon whether it is healthy (GET /healthz on daemon.listen): exit 0
     /// when it is, 1 when not. For container health checks; needs no shell or curl.
     Healthcheck {
@@ -310,6 +320,55 @@ async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, Exit
     }
 }
 
+/// `import-config`: convert, print the notes, write config.toml and the key file.
+fn import_config(
+    file: &std::path::Path,
+    config: &std::path::Path,
+    force: bool,
+) -> Result<ExitCode, ExitCode> {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}; nothing was written");
+        ExitCode::from(exit::CONFIG)
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let c = crate::import::convert(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let key_path = dir.join("api_key");
+    for p in [config, key_path.as_path()] {
+        if p.exists() && !force {
+            return Err(fail(format!(
+                "{} exists; pass --force to overwrite it",
+                p.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let key = format!("{}\n", secrecy::ExposeSecret::expose_secret(&c.api_key));
+    crate::files::write_private(&key_path, key.as_bytes())
+        .map_err(|e| fail(format!("cannot write {}: {e}", key_path.display())))?;
+    crate::files::write_private(config, c.toml.as_bytes())
+        .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
+    // The configuration holds no secret: readable by the service's user.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o644));
+    println!("{} -> {}", file.display(), config.display());
+    for (from, to) in &c.notes {
+        println!("  {from}: {to}");
+    }
+    println!(
+        "wrote {} and {} (the API key, owner-only)",
+        config.display(),
+        key_path.display()
+    );
+    println!("next: jellydemon --config {} check", config.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run the parsed command and map the outcome to an exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
@@ -427,6 +486,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             };
             init(&opts, level).await
         }
+        Command::ImportConfig { file, force } => import_config(&file, &cli.config, force),
         Command::Healthcheck {
             address,
             timeout_secs,

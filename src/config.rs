@@ -164,7 +164,7 @@ fn default_timeout() -> Duration {
 }
 
 /// `internal_ranges`: either the word `"jellyfin"` or a list of CIDRs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum InternalRangesSetting {
     /// `"jellyfin"`: import Jellyfin's own ranges.
@@ -721,6 +721,23 @@ pub struct Budget {
     pub max_per_user_bps: Option<u64>,
     /// `step`.
     pub step_bps: u64,
+}
+
+/// `s` as a TOML basic string (quoted, escaped), for the files `init` and `import-config`
+/// write.
+pub(crate) fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Mbps from the file to integer bits/s, rounding to the nearest bit.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::config::toml_string as toml_str;
 use crate::jellyfin::{Client, ErrorKind};
 
 /// What the command line already answers.
@@ -454,22 +455,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), InitError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| InitError::Io(format!("cannot set the mode of {}: {e}", path.display())))
-}
-
-/// A TOML basic string holding `s`.
-fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The configuration file: the answers, each with a line saying what it is.

@@ -37,6 +37,7 @@ pub mod daemon;
 pub(crate) mod files;
 pub mod healthcheck;
 pub mod ids;
+pub mod import;
 pub mod init;
 pub mod jellyfin;
 pub mod ledger;

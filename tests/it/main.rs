@@ -18,6 +18,7 @@ mod daemon;
 mod demo;
 mod fake;
 mod faults;
+mod import_config;
 mod init;
 mod openapi;
 mod packaging;

@@ -1,0 +1,773 @@
+//! `jellydemon import-config`: the Python JellyDemon's `config.yml` turned into a
+//! `config.toml`, saying for every key what it became or why it has none. Pure: text in, the
+//! new file's text, the API key and the notes out; the command writes them.
+//!
+//! The shape read is the Python project's `config.example.yml` (sections `jellyfin`,
+//! `network`, `bandwidth`, `daemon`), plus the spellings its loader also accepts
+//! (`daemon.update_interval_seconds`, `bandwidth.equal_split.min_per_user_mbps`). Anything else
+//! is an error that names the key: an import that silently drops a setting would surprise.
+
+use std::fmt::Write as _;
+
+use secrecy::SecretString;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::config::toml_string as toml_str;
+
+/// Why the file cannot be imported; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// Not YAML at all.
+    #[error("not YAML: {0}")]
+    Syntax(String),
+    /// A key the Python JellyDemon does not have.
+    #[error("unknown key `{0}` (not a Python JellyDemon setting)")]
+    Unknown(String),
+    /// A required key is missing.
+    #[error("missing `{key}`: {why}")]
+    Missing {
+        /// The key.
+        key: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// A value of the wrong type or out of range.
+    #[error("`{key}`: {problem}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The result: the new configuration, the key for its own file, and one note per key.
+#[derive(Debug)]
+pub struct Conversion {
+    /// `config.toml`'s text; the key is in a file named `api_key` beside it.
+    pub toml: String,
+    /// The API key.
+    pub api_key: SecretString,
+    /// Per Python key (or group of keys): what it became, or why nothing.
+    pub notes: Vec<(String, String)>,
+}
+
+/// What a key of the old file is.
+enum Value<'a> {
+    Present(&'a Yaml),
+    Absent,
+}
+
+/// One section of the YAML file, with the keys read so far (to find the unknown ones).
+struct Section<'a> {
+    name: &'static str,
+    map: Option<&'a yaml_rust2::yaml::Hash>,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Section<'a> {
+    fn new(root: &'a yaml_rust2::yaml::Hash, name: &'static str) -> Result<Self, ImportError> {
+        let map = match root.get(&Yaml::String(name.to_string())) {
+            None | Some(Yaml::Null) => None,
+            Some(Yaml::Hash(h)) => Some(h),
+            Some(other) => {
+                return Err(ImportError::Invalid {
+                    key: name.to_string(),
+                    problem: format!("expected a section of keys, found {}", kind(other)),
+                });
+            }
+        };
+        Ok(Section {
+            name,
+            map,
+            known: Vec::new(),
+        })
+    }
+
+    fn get(&mut self, key: &'static str) -> Value<'a> {
+        self.known.push(key);
+        match self.map.and_then(|m| m.get(&Yaml::String(key.to_string()))) {
+            None | Some(Yaml::Null) => Value::Absent,
+            Some(v) => Value::Present(v),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        format!("{}.{key}", self.name)
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<Option<String>, ImportError> {
+        match self.get(key) {
+            Value::Absent => Ok(None),
+            Value::Present(Yaml::String(s)) => Ok(Some(s.clone())),
+            Value::Present(Yaml::Integer(i)) => Ok(Some(i.to_string())),
+            Value::Present(Yaml::Real(r)) => Ok(Some(r.clone())),
+            Value::Present(other) => Err(self.wrong(key, "a text", other)),
+        }
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ImportError> {
+        match self.get(key) {
+            Value::Absent => Ok(None),
+            Value::Present(Yaml::Boolean(b)) => Ok(Some(*b)),
+            Value::Present(other) => Err(self.wrong(key, "true or false", other)),
+        }
+    }
+
+    fn number(&mut self, key: &'static str) -> Result<Option<f64>, ImportError> {
+        let v = match self.get(key) {
+            Value::Absent => return Ok(None),
+            Value::Present(Yaml::Integer(i)) => *i as f64,
+            Value::Present(Yaml::Real(r)) => r.parse::<f64>().unwrap_or(f64::NAN),
+            Value::Present(Yaml::String(s)) => match s.trim().parse::<f64>() {
+                Ok(v) => v,
+                Err(_) => return Err(self.wrong(key, "a number", &Yaml::String(s.clone()))),
+            },
+            Value::Present(other) => return Err(self.wrong(key, "a number", other)),
+        };
+        if v.is_finite() && v >= 0.0 {
+            Ok(Some(v))
+        } else {
+            Err(ImportError::Invalid {
+                key: self.path(key),
+                problem: format!("expected a number >= 0, found {v}"),
+            })
+        }
+    }
+
+    fn list(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ImportError> {
+        match self.get(key) {
+            Value::Absent => Ok(None),
+            Value::Present(Yaml::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    Yaml::String(s) => Ok(s.clone()),
+                    other => Err(self.wrong(key, "a list of texts", other)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Value::Present(other) => Err(self.wrong(key, "a list", other)),
+        }
+    }
+
+    fn wrong(&self, key: &str, expected: &str, found: &Yaml) -> ImportError {
+        ImportError::Invalid {
+            key: self.path(key),
+            problem: format!("expected {expected}, found {}", kind(found)),
+        }
+    }
+
+    /// Every key of the section was read.
+    fn done(&self) -> Result<(), ImportError> {
+        for k in self.map.into_iter().flat_map(|m| m.keys()) {
+            let name = match k {
+                Yaml::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            if !self.known.contains(&name.as_str()) {
+                return Err(ImportError::Unknown(self.path(&name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A YAML value's kind, for messages (never the value: it may be the key).
+fn kind(v: &Yaml) -> &'static str {
+    match v {
+        Yaml::Real(_) => "a number",
+        Yaml::Integer(_) => "an integer",
+        Yaml::String(_) => "a text",
+        Yaml::Boolean(_) => "true/false",
+        Yaml::Array(_) => "a list",
+        Yaml::Hash(_) => "a section",
+        Yaml::Null => "nothing",
+        Yaml::Alias(_) | Yaml::BadValue => "something unreadable",
+    }
+}
+
+/// "10MB", "512 KB", "1GB", "1048576" as bytes (binary units, as Python's logging sizes were
+/// read).
+fn size_bytes(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let (digits, unit) = t.split_at(
+        t.find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = digits.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = (n * mult).round();
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
+}
+
+/// Convert the Python JellyDemon's `config.yml`.
+pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
+    let docs = YamlLoader::load_from_str(yaml).map_err(|e| ImportError::Syntax(e.to_string()))?;
+    let root = match docs.first() {
+        Some(Yaml::Hash(h)) => h,
+        Some(other) => {
+            return Err(ImportError::Syntax(format!(
+                "expected sections of keys, found {}",
+                kind(other)
+            )));
+        }
+        None => return Err(ImportError::Syntax("the file is empty".into())),
+    };
+    for k in root.keys() {
+        let name = match k {
+            Yaml::String(s) => s.as_str(),
+            _ => "?",
+        };
+        if !["jellyfin", "network", "bandwidth", "daemon"].contains(&name) {
+            return Err(ImportError::Unknown(name.to_string()));
+        }
+    }
+    let mut notes: Vec<(String, String)> = Vec::new();
+    let mut note = |from: &str, to: String| notes.push((from.to_string(), to));
+    let mut toml = String::from(
+        "# jellydemon configuration, imported from the Python JellyDemon's config.yml by\n\
+         # `jellydemon import-config`. Every key is described in config.example.toml (in the\n\
+         # source); any key can also be set as JELLYDEMON_SECTION__KEY.\n",
+    );
+
+    // jellyfin
+    let mut j = Section::new(root, "jellyfin")?;
+    let host = j.string("host")?.ok_or(ImportError::Missing {
+        key: "jellyfin.host",
+        why: "jellydemon needs to know where Jellyfin is",
+    })?;
+    let port = match j.get("port") {
+        Value::Absent => 8096,
+        Value::Present(Yaml::Integer(p)) if (1..=65535).contains(p) => *p,
+        Value::Present(Yaml::String(s)) if s.trim().parse::<u16>().is_ok_and(|p| p > 0) => {
+            i64::from(s.trim().parse::<u16>().unwrap_or(8096))
+        }
+        Value::Present(other) => {
+            return Err(ImportError::Invalid {
+                key: "jellyfin.port".into(),
+                problem: format!("expected a port number (1-65535), found {}", kind(other)),
+            });
+        }
+    };
+    let https = j.boolean("use_https")?.unwrap_or(false);
+    let key = j.string("api_key")?.filter(|k| !k.trim().is_empty());
+    let key = key.ok_or(ImportError::Missing {
+        key: "jellyfin.api_key",
+        why: "jellydemon needs an API key (Jellyfin: Dashboard -> API Keys)",
+    })?;
+    j.done()?;
+    let host_in_url = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]") // an IPv6 address
+    } else {
+        host.clone()
+    };
+    let url = format!(
+        "{}://{host_in_url}:{port}",
+        if https { "https" } else { "http" }
+    );
+    url::Url::parse(&url).map_err(|e| ImportError::Invalid {
+        key: "jellyfin.host".into(),
+        problem: format!("{url} is not a URL: {e}"),
+    })?;
+    note(
+        "jellyfin.host, port, use_https",
+        format!("jellyfin.url = {}", toml_str(&url)),
+    );
+    note(
+        "jellyfin.api_key",
+        "written to the file api_key beside config.toml (owner-only); config.toml names it \
+         with api_key_file"
+            .into(),
+    );
+    let _ = write!(
+        toml,
+        "\n[jellyfin]\nurl = {}\n# The API key, in a file of its own (relative to this file's folder).\n\
+         api_key_file = \"api_key\"\n",
+        toml_str(&url)
+    );
+
+    // network
+    let mut n = Section::new(root, "network")?;
+    let ranges = n.list("internal_ranges")?;
+    let test_mode = n.boolean("test_mode")?.unwrap_or(false);
+    let test_ranges = n.list("test_external_ranges")?;
+    n.done()?;
+    toml.push_str("\n[network]\n");
+    match ranges.filter(|r| !r.is_empty()) {
+        Some(r) => {
+            for cidr in &r {
+                crate::network::parse_cidr(cidr).map_err(|e| ImportError::Invalid {
+                    key: "network.internal_ranges".into(),
+                    problem: format!("{cidr:?}: {e}"),
+                })?;
+            }
+            let list: Vec<String> = r.iter().map(|c| toml_str(c)).collect();
+            note(
+                "network.internal_ranges",
+                format!(
+                    "network.internal_ranges = [{}] (or \"jellyfin\": read Jellyfin's own LAN \
+                     networks, so both always agree)",
+                    list.join(", ")
+                ),
+            );
+            let _ = writeln!(
+                toml,
+                "# Who is local. \"jellyfin\" instead reads Jellyfin's own LAN networks.\n\
+                 internal_ranges = [{}]",
+                list.join(", ")
+            );
+        }
+        None => {
+            note(
+                "network.internal_ranges",
+                "absent: network.internal_ranges = \"jellyfin\" (Jellyfin's own LAN networks)"
+                    .into(),
+            );
+            toml.push_str("internal_ranges = \"jellyfin\"\n");
+        }
+    }
+    let test_note = if test_mode {
+        "test_mode was ON: the Python daemon treated these LAN ranges as remote for testing. \
+         jellydemon has no such mode (it would limit people at home); nothing imported. To see \
+         it work without real remote streams: `jellydemon demo`, or `jellydemon reconcile \
+         --once --dry-run`"
+    } else {
+        "a testing aid of the Python daemon (treat LAN ranges as remote); jellydemon has none: \
+         use `jellydemon demo` or `reconcile --once --dry-run`; nothing imported"
+    };
+    note("network.test_mode", test_note.into());
+    if test_ranges.is_some_and(|r| !r.is_empty()) {
+        note(
+            "network.test_external_ranges",
+            "used only by test_mode; nothing imported".into(),
+        );
+    }
+
+    // bandwidth
+    let mut b = Section::new(root, "bandwidth")?;
+    let algorithm = match b.string("algorithm")?.as_deref() {
+        None | Some("equal_split") => "equal",
+        Some("priority_based") => "priority",
+        Some("demand_based") => "demand",
+        Some(other) => {
+            return Err(ImportError::Invalid {
+                key: "bandwidth.algorithm".into(),
+                problem: format!(
+                    "{other:?} is not one of equal_split, priority_based, demand_based"
+                ),
+            });
+        }
+    };
+    let min = b.number("min_per_user")?;
+    let max = b.number("max_per_user")?;
+    let reserved = b.number("reserved_bandwidth")?;
+    let total = b.number("total_upload_mbps")?.ok_or(ImportError::Missing {
+        key: "bandwidth.total_upload_mbps",
+        why: "the upload speed of the link is what jellydemon shares",
+    })?;
+    if total <= 0.0 {
+        return Err(ImportError::Invalid {
+            key: "bandwidth.total_upload_mbps".into(),
+            problem: "must be greater than 0".into(),
+        });
+    }
+    // The per-algorithm sub-sections the Python loader reads (one override) or skips.
+    let mut min_override = None;
+    for sub in ["equal_split", "priority_based", "demand_based"] {
+        match b.get(sub) {
+            Value::Absent => {}
+            Value::Present(Yaml::Hash(h)) => {
+                for (k, v) in h {
+                    let k = match k {
+                        Yaml::String(s) => s.as_str(),
+                        _ => "?",
+                    };
+                    match (sub, k, v) {
+                        ("equal_split", "min_per_user_mbps", Yaml::Integer(i)) => {
+                            min_override = Some(*i as f64)
+                        }
+                        ("equal_split", "min_per_user_mbps", Yaml::Real(r)) => {
+                            min_override = r.parse::<f64>().ok()
+                        }
+                        _ => note(
+                            &format!("bandwidth.{sub}.{k}"),
+                            "ignored by the Python daemon too; nothing imported".into(),
+                        ),
+                    }
+                }
+            }
+            Value::Present(other) => return Err(b.wrong(sub, "a section", other)),
+        }
+    }
+    b.done()?;
+    let min = min.or(min_override);
+    let _ = write!(
+        toml,
+        "\n[bandwidth]\ntotal_upload_mbps = {total}\nalgorithm = {}\n",
+        toml_str(algorithm)
+    );
+    note(
+        "bandwidth.algorithm",
+        format!("bandwidth.algorithm = {}", toml_str(algorithm)),
+    );
+    note(
+        "bandwidth.total_upload_mbps",
+        format!("bandwidth.total_upload_mbps = {total}"),
+    );
+    if let Some(r) = reserved {
+        let _ = writeln!(toml, "reserved_mbps = {r}");
+        note(
+            "bandwidth.reserved_bandwidth",
+            format!("bandwidth.reserved_mbps = {r}"),
+        );
+    }
+    if let Some(m) = min {
+        let _ = writeln!(toml, "min_per_user_mbps = {m}");
+        note(
+            "bandwidth.min_per_user",
+            format!("bandwidth.min_per_user_mbps = {m}"),
+        );
+    }
+    if let Some(m) = max {
+        if min.is_some_and(|min| m < min) {
+            return Err(ImportError::Invalid {
+                key: "bandwidth.max_per_user".into(),
+                problem: format!("{m} is below min_per_user"),
+            });
+        }
+        let _ = writeln!(toml, "max_per_user_mbps = {m}");
+        note(
+            "bandwidth.max_per_user",
+            format!("bandwidth.max_per_user_mbps = {m}"),
+        );
+    }
+
+    // daemon
+    let mut d = Section::new(root, "daemon")?;
+    let interval = match (
+        d.number("update_interval")?,
+        d.number("update_interval_seconds")?,
+    ) {
+        (Some(a), _) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    };
+    let log_level = d.string("log_level")?;
+    let log_file = d.string("log_file")?;
+    let log_max_size = d.string("log_max_size")?;
+    let log_backup_count = d.number("log_backup_count")?;
+    let dry_run = d.boolean("dry_run")?;
+    let backup = d.boolean("backup_user_settings")?;
+    let anonymize = d.boolean("anonymize_logs")?;
+    let save_map = d.boolean("save_anonymization_map")?;
+    let map_file = d.string("anonymization_map_file")?;
+    let pid_file = d.string("pid_file")?;
+    d.done()?;
+
+    toml.push_str(
+        "\n[daemon]\n# The Python daemon polled; so does this configuration. The Jellyfin Webhook \
+         plugin makes\n# jellydemon react at once: see webhook-templates/README.md, then set mode \
+         = \"webhook\".\nmode = \"reconcile-only\"\n",
+    );
+    match interval {
+        Some(secs) if secs >= 1.0 => {
+            let secs = secs.round() as u64;
+            let _ = writeln!(toml, "poll_interval = \"{secs}s\"");
+            note(
+                "daemon.update_interval",
+                format!(
+                    "daemon.mode = \"reconcile-only\", daemon.poll_interval = \"{secs}s\" (with \
+                     the Webhook plugin, mode = \"webhook\" reacts at once and polls every 5 min)"
+                ),
+            );
+        }
+        Some(_) => {
+            return Err(ImportError::Invalid {
+                key: "daemon.update_interval".into(),
+                problem: "must be at least 1 second".into(),
+            });
+        }
+        None => note(
+            "daemon.update_interval",
+            "absent: daemon.mode = \"reconcile-only\", polling every 30 s".into(),
+        ),
+    }
+    if let Some(true) = dry_run {
+        toml.push_str("dry_run = true\n");
+        note("daemon.dry_run", "daemon.dry_run = true".into());
+    } else if dry_run.is_some() {
+        note(
+            "daemon.dry_run",
+            "false, the default: nothing to write".into(),
+        );
+    }
+
+    let mut logging = String::new();
+    if let Some(level) = &log_level {
+        let l = match level.to_ascii_uppercase().as_str() {
+            "DEBUG" => "debug",
+            "INFO" => "info",
+            "WARNING" | "WARN" => "warn",
+            "ERROR" | "CRITICAL" => "error",
+            _ => {
+                return Err(ImportError::Invalid {
+                    key: "daemon.log_level".into(),
+                    problem: format!("{level:?} is not DEBUG, INFO, WARNING or ERROR"),
+                });
+            }
+        };
+        let _ = writeln!(logging, "level = {}", toml_str(l));
+        note(
+            "daemon.log_level",
+            format!("logging.level = {}", toml_str(l)),
+        );
+    }
+    match &log_file {
+        Some(f) if f.starts_with('/') => {
+            let _ = writeln!(logging, "file = {}", toml_str(f));
+            note("daemon.log_file", format!("logging.file = {}", toml_str(f)));
+        }
+        Some(f) => note(
+            "daemon.log_file",
+            format!(
+                "{f:?} was relative to the Python daemon's folder; not imported: jellydemon \
+                 logs to standard error (journald, the container's log). To also keep a file, \
+                 set logging.file to an absolute path"
+            ),
+        ),
+        None => {}
+    }
+    if let Some(size) = &log_max_size {
+        let bytes = size_bytes(size).ok_or_else(|| ImportError::Invalid {
+            key: "daemon.log_max_size".into(),
+            problem: format!("{size:?} is not a size such as \"10MB\""),
+        })?;
+        let _ = writeln!(logging, "max_file_bytes = {bytes}");
+        note(
+            "daemon.log_max_size",
+            format!("logging.max_file_bytes = {bytes}"),
+        );
+    }
+    if let Some(n) = log_backup_count {
+        let n = n.round() as u64;
+        let _ = writeln!(logging, "keep_files = {n}");
+        note(
+            "daemon.log_backup_count",
+            format!("logging.keep_files = {n}"),
+        );
+    }
+    if let Some(a) = anonymize {
+        let _ = writeln!(logging, "anonymize = {a}");
+        note("daemon.anonymize_logs", format!("logging.anonymize = {a}"));
+    }
+    if save_map.is_some() {
+        note(
+            "daemon.save_anonymization_map",
+            "always on: with anonymize, the alias map is kept, so aliases stay the same across \
+             restarts and `jellydemon anonymize` can scrub older logs"
+                .into(),
+        );
+    }
+    match &map_file {
+        Some(f) if f.starts_with('/') => {
+            let _ = writeln!(logging, "alias_file = {}", toml_str(f));
+            note(
+                "daemon.anonymization_map_file",
+                format!("logging.alias_file = {}", toml_str(f)),
+            );
+        }
+        Some(f) => note(
+            "daemon.anonymization_map_file",
+            format!(
+                "{f:?} was relative to the Python daemon's folder; not imported: the alias map \
+                 goes beside the state file"
+            ),
+        ),
+        None => {}
+    }
+    if !logging.is_empty() {
+        let _ = write!(toml, "\n[logging]\n{logging}");
+    }
+    if let Some(b) = backup {
+        note(
+            "daemon.backup_user_settings",
+            format!(
+                "{}: jellydemon always keeps every user's original limit in its state file \
+                 (/var/lib/jellydemon/state.json) and puts it back on stop or with `jellydemon \
+                 restore`",
+                if b { "on" } else { "was off" }
+            ),
+        );
+    }
+    if pid_file.is_some() {
+        note(
+            "daemon.pid_file",
+            "no equivalent: systemd or the container runtime keeps track of the process".into(),
+        );
+    }
+    Ok(Conversion {
+        toml,
+        api_key: SecretString::from(key.trim().to_string()),
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    /// The Python project's config.example.yml, as published.
+    const EXAMPLE: &str = include_str!("../tests/python-jellydemon/config.example.yml");
+
+    #[test]
+    fn the_published_example_converts_to_a_valid_configuration() {
+        let c = convert(EXAMPLE).unwrap();
+        assert_eq!(c.api_key.expose_secret(), "your_api_key_here");
+        assert!(!c.toml.contains("your_api_key_here"), "{}", c.toml);
+        let s = crate::config::Settings::from_toml_str(&c.toml)
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+        assert_eq!(s.jellyfin.url, "http://localhost:8096");
+        assert_eq!(s.bandwidth.total_upload_mbps, 100.0);
+        assert_eq!(s.bandwidth.reserved_mbps, 10.0);
+        assert_eq!(s.bandwidth.min_per_user_mbps, 2.0);
+        assert_eq!(s.bandwidth.max_per_user_mbps, Some(50.0));
+        assert_eq!(s.daemon.mode, crate::config::Mode::ReconcileOnly);
+        assert_eq!(s.daemon.poll_interval(), std::time::Duration::from_secs(30));
+        assert_eq!(s.logging.level.as_deref(), Some("info"));
+        assert_eq!(s.logging.max_file_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.logging.keep_files, 5);
+        assert!(s.logging.anonymize);
+        assert!(
+            s.logging.file.is_none(),
+            "a relative log file is not carried over"
+        );
+        // Every key of the file has a note.
+        for key in [
+            "jellyfin.host",
+            "jellyfin.api_key",
+            "network.internal_ranges",
+            "network.test_mode",
+            "network.test_external_ranges",
+            "bandwidth.algorithm",
+            "bandwidth.min_per_user",
+            "bandwidth.max_per_user",
+            "bandwidth.reserved_bandwidth",
+            "bandwidth.total_upload_mbps",
+            "daemon.update_interval",
+            "daemon.log_level",
+            "daemon.log_file",
+            "daemon.log_max_size",
+            "daemon.log_backup_count",
+            "daemon.dry_run",
+            "daemon.backup_user_settings",
+            "daemon.anonymize_logs",
+            "daemon.save_anonymization_map",
+            "daemon.anonymization_map_file",
+            "daemon.pid_file",
+        ] {
+            assert!(
+                c.notes.iter().any(|(k, _)| k.starts_with(key)),
+                "no note for {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithms_https_and_the_loaders_other_spellings() {
+        let c = convert(
+            "jellyfin: {host: \"media.example\", port: \"8920\", use_https: true, api_key: k}\n\
+             bandwidth: {algorithm: demand_based, total_upload_mbps: 40, \
+             equal_split: {min_per_user_mbps: 3}}\n\
+             daemon: {update_interval_seconds: 45}\n",
+        )
+        .unwrap();
+        let s = crate::config::Settings::from_toml_str(&c.toml).unwrap();
+        assert_eq!(s.jellyfin.url, "https://media.example:8920");
+        assert_eq!(s.bandwidth.algorithm, crate::config::Algorithm::Demand);
+        assert_eq!(s.bandwidth.min_per_user_mbps, 3.0);
+        assert_eq!(s.daemon.poll_interval(), std::time::Duration::from_secs(45));
+        assert_eq!(
+            s.network.internal_ranges,
+            crate::config::InternalRangesSetting::Keyword("jellyfin".into())
+        );
+    }
+
+    #[test]
+    fn hostile_files_are_clear_errors() {
+        let base = "jellyfin: {host: h, api_key: k}\nbandwidth: {total_upload_mbps: 10}\n";
+        assert!(convert(base).is_ok());
+        for (text, expected) in [
+            ("", "the file is empty"),
+            ("- a\n- b\n", "expected sections of keys"),
+            ("jellyfin: [\n", "not YAML"),
+            (
+                "bandwidth: {total_upload_mbps: 10}\n",
+                "missing `jellyfin.host`",
+            ),
+            (
+                "jellyfin: {host: h}\nbandwidth: {total_upload_mbps: 10}\n",
+                "missing `jellyfin.api_key`",
+            ),
+            (
+                "jellyfin: {host: h, api_key: k}\n",
+                "missing `bandwidth.total_upload_mbps`",
+            ),
+            (
+                &format!("{base}router: {{host: r}}\n"),
+                "unknown key `router`",
+            ),
+            (
+                &format!("{base}daemon: {{spike: 3}}\n"),
+                "unknown key `daemon.spike`",
+            ),
+            (
+                "jellyfin: {host: h, api_key: k, port: http}\nbandwidth: {total_upload_mbps: 10}\n",
+                "`jellyfin.port`: expected a port number",
+            ),
+            (
+                "jellyfin: {host: h, api_key: k}\nbandwidth: {total_upload_mbps: fast}\n",
+                "`bandwidth.total_upload_mbps`: expected a number",
+            ),
+            (
+                "jellyfin: {host: h, api_key: [k]}\nbandwidth: {total_upload_mbps: 10}\n",
+                "`jellyfin.api_key`: expected a text, found a list",
+            ),
+            (
+                "jellyfin: {host: h, api_key: k}\nbandwidth: {total_upload_mbps: 10, algorithm: fair}\n",
+                "is not one of equal_split",
+            ),
+            (
+                &format!("{base}network: {{internal_ranges: [lan]}}\n"),
+                "`network.internal_ranges`",
+            ),
+            (
+                &format!("{base}daemon: {{log_max_size: huge}}\n"),
+                "`daemon.log_max_size`",
+            ),
+            ("jellyfin: 3\n", "`jellyfin`: expected a section"),
+        ] {
+            let err = convert(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        // A secret in a wrong place is never quoted.
+        let err = convert("jellyfin: {host: h, api_key: {nested: s3cr3t}}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_bytes("10MB"), Some(10 * 1024 * 1024));
+        assert_eq!(size_bytes("512 kb"), Some(512 * 1024));
+        assert_eq!(size_bytes("1048576"), Some(1_048_576));
+        assert_eq!(size_bytes("1.5G"), Some(1_610_612_736));
+        assert_eq!(size_bytes("lots"), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! `jellydemon import-config` on the Python JellyDemon's published `config.example.yml`
+//! (`tests/python-jellydemon/`): the files it writes, the configuration `check` accepts
+//! against the fake Jellyfin, no overwrite without `--force`, and nothing written for a file it
+//! cannot convert.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::KEY;
+use jellydemon::config::{Mode, Settings};
+use jellydemon::sim::fake::FakeJellyfin;
+
+const EXAMPLE: &str = include_str!("../python-jellydemon/config.example.yml");
+
+/// Run `jellydemon --config <config> <args>` with `env` set for the child only.
+async fn run(config: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_published_example_becomes_a_configuration_that_check_accepts() {
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let (url, _, _) = fake.spawn().await;
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    // The published file, pointed at the fake Jellyfin.
+    let yml = dir.path().join("config.yml");
+    let text = EXAMPLE
+        .replace("host: \"localhost\"", "host: \"127.0.0.1\"")
+        .replace("port: 8096", &format!("port: {port}"))
+        .replace("your_api_key_here", KEY);
+    assert_ne!(text, EXAMPLE);
+    std::fs::write(&yml, text).unwrap();
+    let config = dir.path().join("etc").join("config.toml");
+    let yml_arg = yml.display().to_string();
+
+    let (code, out, err) = run(&config, &["import-config", &yml_arg], &[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Every key of the old file is accounted for.
+    for key in [
+        "jellyfin.host",
+        "daemon.update_interval",
+        "network.test_mode",
+        "daemon.pid_file",
+    ] {
+        assert!(out.contains(key), "no note for {key}:\n{out}");
+    }
+    let key_file = config.parent().unwrap().join("api_key");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), KEY);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&config), 0o644);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(!written.contains(KEY), "the key stays out of config.toml");
+    let settings = Settings::load(&config).unwrap();
+    assert_eq!(settings.jellyfin.url, url);
+    assert_eq!(settings.daemon.mode, Mode::ReconcileOnly);
+    assert_eq!(settings.bandwidth.total_upload_mbps, 100.0);
+
+    // The result works: check reaches the fake with the key from the file.
+    let state = dir.path().join("state").join("state.json");
+    let env = [("JELLYDEMON_STATE__FILE", state.display().to_string())];
+    let (code, out, err) = run(&config, &["check"], &env).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("ok   API key"), "{out}");
+
+    // A second import does not overwrite; --force does.
+    std::fs::write(&config, "# edited by hand\n").unwrap();
+    let (code, _, err) = run(&config, &["import-config", &yml_arg], &[]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("exists; pass --force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "# edited by hand\n"
+    );
+    let (code, _, err) = run(&config, &["import-config", &yml_arg, "--force"], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+}
+
+#[tokio::test]
+async fn a_file_it_cannot_convert_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("out").join("config.toml");
+    for (name, text, expected) in [
+        ("missing.yml", None, "cannot read"),
+        ("empty.yml", Some(""), "the file is empty"),
+        (
+            "unknown.yml",
+            Some(&*EXAMPLE.replace("daemon:\n", "daemon:\n  spike: 3\n")),
+            "unknown key `daemon.spike`",
+        ),
+        (
+            "type.yml",
+            Some(&*EXAMPLE.replace("total_upload_mbps: 100.0", "total_upload_mbps: fast")),
+            "`bandwidth.total_upload_mbps`: expected a number",
+        ),
+        (
+            "no-section.yml",
+            Some(&*EXAMPLE.replace("jellyfin:", "jelyfin:")),
+            "unknown key `jelyfin`",
+        ),
+    ] {
+        let yml = dir.path().join(name);
+        if let Some(text) = text {
+            std::fs::write(&yml, text).unwrap();
+        }
+        let (code, out, err) =
+            run(&config, &["import-config", &yml.display().to_string()], &[]).await;
+        assert_eq!(code, 3, "{name}: {out}\n{err}");
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(err.contains("nothing was written"), "{name}: {err}");
+        assert!(
+            !err.contains("your_api_key_here"),
+            "{name}: the key is never quoted: {err}"
+        );
+        assert!(
+            !config.parent().unwrap().exists(),
+            "{name}: nothing written"
+        );
+    }
+}
