@@ -104,6 +104,36 @@ impl Anonymizer {
         })
     }
 
+    /// The saved aliases, for reading only: nothing is ever written (not even a corrupt map
+    /// moved aside). A map that cannot be read gives an empty one, and the reason.
+    pub fn read_only(path: &Path) -> (Anonymizer, Option<String>) {
+        let (map, problem) = match fs::read(path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(m) => (m, None),
+                Err(e) => (
+                    AliasMap::default(),
+                    Some(format!("alias map {} is corrupt: {e}", path.display())),
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (AliasMap::default(), None),
+            Err(e) => (
+                AliasMap::default(),
+                Some(format!("cannot read alias map {}: {e}", path.display())),
+            ),
+        };
+        let a = Anonymizer {
+            map: Mutex::new(map),
+            path: None,
+        };
+        (a, problem)
+    }
+
+    /// The alias already given to `value` as any kind, if any.
+    pub fn known(&self, value: &str) -> Option<String> {
+        let m = lock(&self.map);
+        m.aliases.values().find_map(|t| t.get(value).cloned())
+    }
+
     /// The alias of `value` as a `kind`, created (and persisted) on first sight.
     pub fn alias(&self, kind: Kind, value: &str) -> String {
         let mut m = lock(&self.map);
@@ -180,10 +210,15 @@ impl Anonymizer {
                 {
                     token = v4;
                 }
+                let network = text[i + token.len()..]
+                    .strip_prefix('/')
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
                 if boundary_ok(text, i, token.len())
+                    && !network
                     && let Ok(ip) = token.parse::<IpAddr>()
                 {
-                    // The same text as `ids::ClientAddr` shows, so the same alias.
+                    // The same text as `ids::ClientAddr` shows, so the same alias. A network
+                    // (`10.0.0.0/8`) is configuration, not a person's address: kept.
                     out.push_str(&self.alias(Kind::Ip, &ip.to_canonical().to_string()));
                     i += token.len();
                     continue;
@@ -315,5 +350,10 @@ mod tests {
         );
         // Scrubbing the output again changes nothing: aliases are not aliased.
         assert_eq!(a.scrub(&out), out);
+        // Networks are configuration, kept; an address beside one is not.
+        assert_eq!(
+            a.scrub("ranges 10.0.0.0/8, 2001:db8::/32 from 198.51.100.9/ ok"),
+            "ranges 10.0.0.0/8, 2001:db8::/32 from External-IP-003/ ok"
+        );
     }
 }

@@ -179,6 +179,26 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Write one text file for a bug report: the version, `check`, the configuration with
+    /// every secret removed, what a pass would do now, the running daemon's last decisions
+    /// and recent log lines. Names, ids and addresses are always replaced by aliases. Nothing
+    /// is uploaded.
+    Report {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, short, default_value = "jellydemon-report.txt")]
+        output: PathBuf,
+        /// The log to take the last lines of: a file, or `-` to read it from standard input
+        /// (e.g. `journalctl -u jellydemon -n 500 | jellydemon report --log -`). Default:
+        /// logging.file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// How many log lines.
+        #[arg(long, default_value_t = 200)]
+        lines: usize,
+        /// Where the running daemon listens, if not at daemon.listen.
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+    },
     /// Ask the running daemon whether it is healthy (GET /healthz on daemon.listen): exit 0
     /// when it is, 1 when not. For container health checks; needs no shell or curl.
     Healthcheck {
@@ -487,6 +507,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             init(&opts, level).await
         }
         Command::ImportConfig { file, force } => import_config(&file, &cli.config, force),
+        Command::Report {
+            output,
+            log,
+            lines,
+            address,
+        } => {
+            let _ = crate::telemetry::init(None, "warn");
+            let opts = crate::bugreport::Options {
+                config: cli.config.clone(),
+                log,
+                lines,
+                address,
+            };
+            let text = crate::bugreport::gather(&opts).await;
+            if output == std::path::Path::new("-") {
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            crate::files::write_private(&output, text.as_bytes()).map_err(|e| {
+                eprintln!("error: cannot write {}: {e}", output.display());
+                ExitCode::from(exit::FAILURE)
+            })?;
+            println!(
+                "wrote {}: names, ids and addresses are aliased and secrets removed; read it \
+                 before you attach it to a bug report",
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Healthcheck {
             address,
             timeout_secs,

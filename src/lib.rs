@@ -29,6 +29,7 @@
 
 pub mod allocate;
 pub(crate) mod anon;
+pub mod bugreport;
 pub mod check;
 pub mod cli;
 pub(crate) mod clock;

@@ -1,6 +1,7 @@
 //! With `logging.anonymize = true`, a whole scenario (daemon with webhooks, metrics, state,
-//! check, a one-shot pass, restore) emits no real user name, user id, IP address, session id,
-//! device id, API key or webhook secret anywhere.
+//! check, a one-shot pass, restore, the bug report) emits no real user name, user id, IP
+//! address, session id, device id, API key or webhook secret anywhere. The bug report is
+//! anonymized even when the daemon's own log is not.
 
 use std::time::Duration;
 
@@ -11,8 +12,19 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const SECRET: &str = "very-secret-webhook-token-42";
 const ENV_KEY: &str = "fedcba9876543210fedcba9876543210";
 
-#[tokio::test]
-async fn nothing_personal_or_secret_leaks_when_anonymizing() {
+/// Remote users with awkward names and addresses, each streaming, plus a LAN user and one
+/// whose endpoint does not parse.
+struct People {
+    fake: FakeJellyfin,
+    names: [&'static str; 5],
+    ids: Vec<String>,
+    sessions: Vec<String>,
+    devices: Vec<String>,
+    lan: String,
+    weird: String,
+}
+
+fn people() -> People {
     let names = [
         "Bob O'Brien",
         "Mary \"Q\" Contrary",
@@ -56,6 +68,74 @@ async fn nothing_personal_or_secret_leaks_when_anonymizing() {
         Some(Playback::direct("z", Some(M), None)),
     );
 
+    People {
+        fake,
+        names,
+        ids,
+        sessions,
+        devices,
+        lan,
+        weird,
+    }
+}
+
+impl People {
+    /// Everything personal or secret that must not appear.
+    fn forbidden(&self) -> Vec<String> {
+        let mut forbidden: Vec<String> = vec![KEY.into(), ENV_KEY.into(), SECRET.into()];
+        forbidden.extend(self.names.iter().map(|n| n.to_string()));
+        forbidden.extend([
+            "Local Lucy".into(),
+            "Weird Wendy".into(),
+            "not-an-address-wendy".into(),
+        ]);
+        forbidden.extend(
+            [
+                "203.0.113.5",
+                "2001:db8::10",
+                "2001:db8::11",
+                "198.51.100.7",
+                "2001:db8::12",
+                "0db8",
+                "192.168.1.77",
+            ]
+            .map(String::from),
+        );
+        for id in self.ids.iter().chain([&self.lan, &self.weird]) {
+            forbidden.push(id.clone());
+            forbidden.push(dashed(id));
+        }
+        forbidden.extend(self.sessions.iter().cloned());
+        forbidden.extend(self.devices.iter().cloned());
+        forbidden
+    }
+
+    /// Fails when `text` holds anything of [`People::forbidden`], or a name JSON-escaped.
+    fn assert_absent(&self, what: &str, text: &str) {
+        for f in self.forbidden() {
+            assert!(!text.contains(f.as_str()), "{what} leaks {f:?}:\n{text}");
+        }
+        for n in self.names {
+            let escaped = serde_json::to_string(n).unwrap();
+            assert!(
+                !text.contains(escaped.trim_matches('"')),
+                "{what} leaks {escaped}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn nothing_personal_or_secret_leaks_when_anonymizing() {
+    let People {
+        fake,
+        names,
+        ids,
+        sessions,
+        devices,
+        lan,
+        weird,
+    } = people();
     let (url, _addr, _token) = fake.spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("jellydemon.log");
@@ -166,6 +246,36 @@ anonymize = true
         .unwrap();
     assert!(state.contains("User-0"), "aliases are used: {state}");
     assert!(metrics.contains("user=\"User-0"), "{metrics}");
+    // The bug report, made while the daemon runs.
+    let report_file = dir.path().join("report.txt");
+    let address = format!("127.0.0.1:{port}");
+    let report = run(&[
+        "report",
+        "--output",
+        report_file.to_str().unwrap(),
+        "--address",
+        &address,
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    let report = std::fs::read_to_string(&report_file).unwrap();
+    for part in [
+        "## check",
+        "ok   API key accepted",
+        "## what a pass would do now",
+        "recent decisions, newest first:\n  20",
+        "limit written",
+        "JELLYDEMON_JELLYFIN__API_KEY=(removed)",
+        "api_key = \"(removed)\"",
+        "webhook_token = \"(removed)\"",
+    ] {
+        assert!(
+            report.contains(part),
+            "no {part:?} in the report:\n{report}"
+        );
+    }
 
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
@@ -199,6 +309,7 @@ anonymize = true
         ("log file", std::fs::read_to_string(&log_file).unwrap()),
         ("metrics", metrics),
         ("api/state", state),
+        ("report", report),
     ];
     for (what, text) in &outputs {
         if !what.ends_with("stderr") || *what == "daemon stderr" {
@@ -219,43 +330,17 @@ anonymize = true
         outputs[0].1
     );
 
-    let mut forbidden: Vec<String> = vec![KEY.into(), ENV_KEY.into(), SECRET.into()];
-    forbidden.extend(names.iter().map(|n| n.to_string()));
-    forbidden.extend([
-        "Local Lucy".into(),
-        "Weird Wendy".into(),
-        "not-an-address-wendy".into(),
-    ]);
-    forbidden.extend(
-        [
-            "203.0.113.5",
-            "2001:db8::10",
-            "2001:db8::11",
-            "198.51.100.7",
-            "2001:db8::12",
-            "0db8",
-            "192.168.1.77",
-        ]
-        .map(String::from),
-    );
-    for id in ids.iter().chain([&lan, &weird]) {
-        forbidden.push(id.clone());
-        forbidden.push(dashed(id));
-    }
-    forbidden.extend(sessions.iter().cloned());
-    forbidden.extend(devices.iter().cloned());
+    let people = People {
+        fake,
+        names,
+        ids,
+        sessions,
+        devices,
+        lan,
+        weird,
+    };
     for (what, text) in &outputs {
-        for f in &forbidden {
-            assert!(!text.contains(f.as_str()), "{what} leaks {f:?}:\n{text}");
-        }
-        // JSON-escaped forms of names with quotes or non-ASCII.
-        for n in names {
-            let escaped = serde_json::to_string(n).unwrap();
-            assert!(
-                !text.contains(escaped.trim_matches('"')),
-                "{what} leaks {escaped}"
-            );
-        }
+        people.assert_absent(what, text);
     }
     // The alias map was saved, and `jellydemon anonymize` uses it on an old, plain log.
     assert!(dir.path().join("aliases.json").exists());
@@ -282,4 +367,92 @@ anonymize = true
         out.contains("User-0") && out.contains("External-IP-"),
         "{out}"
     );
+}
+
+/// The daemon logs names in plain text (`logging.anonymize` off); the bug report still shows
+/// none of them, whether it reads the log file or the log piped in.
+#[tokio::test]
+async fn a_bug_report_is_anonymized_even_when_the_log_is_not() {
+    let people = people();
+    let (url, _addr, _token) = people.fake.spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_file = dir.path().join("jellydemon.log");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[jellyfin]
+url = "{url}"
+api_key = "{ENV_KEY}"
+[bandwidth]
+total_upload_mbps = 60
+[state]
+file = "{}"
+[daemon]
+listen = "127.0.0.1:0"
+webhook_token = "{SECRET}"
+[logging]
+level = "debug"
+file = "{}"
+"#,
+            dir.path().join("state.json").display(),
+            log_file.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_jellydemon");
+    let run = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(bin);
+        c.arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let once = run(&["reconcile", "--once"]).output().await.unwrap();
+    assert_eq!(once.status.code(), Some(0), "{once:?}");
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(
+        log.contains(people.names[0]) && log.contains("Weird Wendy"),
+        "the log itself is plain: {log}"
+    );
+    // An old log line with a dashed user id, a session id and an address.
+    let piped = format!(
+        "{log}INFO old line user_id={} session={} from 198.51.100.7 name={}\n",
+        dashed(&people.ids[1]),
+        people.sessions[1],
+        people.names[1]
+    );
+
+    let from_file = run(&["report", "--output", "-"]).output().await.unwrap();
+    let mut child = run(&["report", "--output", "-", "--log", "-", "--lines", "50"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, piped.as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let from_stdin = child.wait_with_output().await.unwrap();
+    for (what, out) in [("from the file", from_file), ("from stdin", from_stdin)] {
+        assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("limit written"),
+            "{what}: the log is in it:\n{text}"
+        );
+        assert!(text.contains("User-0"), "{what}: aliases:\n{text}");
+        assert!(text.contains("pass --address"), "{text}");
+        people.assert_absent(&format!("report {what}"), &text);
+        people.assert_absent(
+            &format!("report {what}, stderr"),
+            &String::from_utf8_lossy(&out.stderr),
+        );
+    }
+    // Reading never wrote an alias map.
+    assert!(!dir.path().join("aliases.json").exists());
 }

@@ -1,0 +1,622 @@
+//! `jellydemon report`: one text file to attach to a bug report, written locally and never
+//! uploaded. It holds the version, what `check` says, the configuration with every secret
+//! removed, what a pass would do now, the running daemon's last decisions and recent log
+//! lines.
+//!
+//! The whole bundle is anonymized whatever `logging.anonymize` says: names, ids and addresses
+//! become the aliases of the saved alias map (the same as in anonymized logs), and every user
+//! and session Jellyfin lists is given one before anything is printed, so that a log written
+//! without anonymization is scrubbed too. Nothing is written but the report: the alias map is
+//! read, never saved, and the state file is read for a dry run.
+//!
+//! The pure parts (secret removal, the tail of a log, the rendering of the daemon's state) are
+//! at the top; [`gather`] does the I/O.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use secrecy::ExposeSecret;
+
+use crate::anon::{self, Anonymizer, Kind};
+use crate::config::Settings;
+use crate::jellyfin::Client;
+use crate::ledger::Ledger;
+
+/// What replaces a secret.
+const REMOVED: &str = "(removed)";
+/// Longest log line kept, in bytes; the rest is cut.
+const MAX_LINE: usize = 4096;
+
+/// A key that holds a secret, whatever section it is in: `api_key`, `webhook_token`,
+/// `password`, `community`, … but not the `…_file` keys that only name where one is.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    if k.ends_with("_file") {
+        return false;
+    }
+    ["key", "token", "password", "secret", "community", "topic"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// `config.toml`'s text with every secret's value replaced, and the user information of any
+/// URL. Comments are not kept (they may quote a key). Text that is not TOML is not shown.
+pub fn redact_config(text: &str) -> String {
+    match text.parse::<toml::Table>() {
+        Ok(mut table) => {
+            redact_table(&mut table);
+            toml::to_string(&table).unwrap_or_else(|e| format!("(cannot be shown: {e})\n"))
+        }
+        Err(e) => format!(
+            "(not shown: not valid TOML, so its secrets cannot be told apart: {})\n",
+            e.message()
+        ),
+    }
+}
+
+fn redact_table(table: &mut toml::Table) {
+    for (k, v) in table.iter_mut() {
+        redact_value(k, v);
+    }
+}
+
+fn redact_value(key: &str, v: &mut toml::Value) {
+    match v {
+        toml::Value::String(s) if is_secret_key(key) => *s = REMOVED.into(),
+        toml::Value::String(s) => *s = crate::config::redact_userinfo(s),
+        toml::Value::Table(t) => redact_table(t),
+        toml::Value::Array(items) => items.iter_mut().for_each(|i| redact_value(key, i)),
+        _ => {}
+    }
+}
+
+/// The `JELLYDEMON_*` variables as `NAME=value` lines, secrets removed.
+pub fn redact_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let mut lines: Vec<String> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("JELLYDEMON_"))
+        .map(|(k, v)| {
+            let last = k.rsplit("__").next().unwrap_or(&k).to_string();
+            if is_secret_key(&last) {
+                format!("{k}={REMOVED}")
+            } else {
+                format!("{k}={}", crate::config::redact_userinfo(&v))
+            }
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The last `n` lines of `reader`, each cut at [`MAX_LINE`] bytes; memory stays bounded
+/// whatever the input's size. Bytes that are not UTF-8 are replaced.
+pub fn tail(mut reader: impl BufRead, n: usize) -> std::io::Result<Vec<String>> {
+    let mut lines = VecDeque::with_capacity(n.min(10_000));
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Read at most MAX_LINE bytes of the line, then skip the rest of it.
+        let read = std::io::Read::take(&mut reader, MAX_LINE as u64).read_until(b'\n', &mut buf)?;
+        if read == 0 {
+            break;
+        }
+        let complete = buf.last() == Some(&b'\n');
+        if !complete && read == MAX_LINE {
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let r = std::io::Read::take(&mut reader, MAX_LINE as u64)
+                    .read_until(b'\n', &mut rest)?;
+                if r == 0 || rest.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            buf.extend_from_slice(" (cut)".as_bytes());
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        if lines.len() == n {
+            lines.pop_front();
+        }
+        if n > 0 {
+            lines.push_back(line);
+        }
+    }
+    Ok(lines.into())
+}
+
+/// Terminal escape sequences (colours) removed.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters and intermediates, then one final byte in @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every GUID-shaped token (32 hex digits, or 8-4-4-4-12 with dashes) replaced by its alias
+/// when it has one (in either spelling), else by `(id)`: user, session and item ids in logs
+/// that were written without anonymization.
+pub fn redact_guids(text: &str, alias_of: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let b = text.as_bytes();
+    while i < b.len() {
+        let glued = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
+        if !glued && let Some(len) = guid_at(&b[i..]) {
+            let token = &text[i..i + len];
+            let plain: String = token.chars().filter(|c| *c != '-').collect();
+            let plain = plain.to_ascii_lowercase();
+            out.push_str(&alias_of(&plain).unwrap_or_else(|| "(id)".into()));
+            i += len;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("char boundary");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// The length of a GUID at the start of `b`, not followed by a word character.
+fn guid_at(b: &[u8]) -> Option<usize> {
+    let hex = |s: &[u8]| s.iter().all(u8::is_ascii_hexdigit);
+    let free = |len: usize| {
+        b.get(len)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'-'))
+    };
+    if b.len() >= 36
+        && [8, 13, 18, 23].iter().all(|&d| b[d] == b'-')
+        && [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]]
+            .iter()
+            .all(|s| hex(s))
+        && free(36)
+    {
+        return Some(36);
+    }
+    (b.len() >= 32 && hex(&b[..32]) && free(32)).then_some(32)
+}
+
+/// The running daemon's `/api/state` as text: its state line, then the recent decisions.
+pub fn render_daemon_state(state: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let s = |k: &str| plain(state.get(k));
+    let poll = |k: &str| plain(state.get("poll").and_then(|p| p.get(k)));
+    let _ = writeln!(
+        out,
+        "version {}, mode {}, dry run {}, up {} s, budget {} bit/s",
+        s("version"),
+        s("mode"),
+        s("dry_run"),
+        s("uptime_seconds"),
+        s("budget_bps")
+    );
+    let _ = writeln!(
+        out,
+        "poll: {} polls, {} recomputes, last success {} s ago, {} failure(s) in a row, last \
+         error: {}",
+        poll("polls"),
+        poll("recomputes"),
+        state
+            .get("poll")
+            .and_then(|p| p.get("last_ok_age_seconds"))
+            .and_then(|v| v.as_f64())
+            .map_or("never".into(), |a| format!("{a:.0}")),
+        poll("consecutive_failures"),
+        poll("last_error"),
+    );
+    let _ = writeln!(out, "events: {}", s("events"));
+    let _ = writeln!(out, "writes: {}", s("writes"));
+    let _ = writeln!(out, "recent decisions, newest first:");
+    match state.get("recent").and_then(|r| r.as_array()) {
+        Some(recent) if !recent.is_empty() => {
+            for r in recent {
+                let t = r.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "  {} {}, {} change(s): {}",
+                    fmt_time(SystemTime::UNIX_EPOCH + Duration::from_secs(t)),
+                    r.get("trigger").and_then(|v| v.as_str()).unwrap_or("?"),
+                    plain(r.get("changes")),
+                    r.get("summary").and_then(|v| v.as_str()).unwrap_or(""),
+                );
+            }
+        }
+        _ => out.push_str("  (none yet)\n"),
+    }
+    if let Some(last) = state.get("last_decision") {
+        let _ = writeln!(out, "last decision, in full:");
+        let pretty = serde_json::to_string_pretty(last).unwrap_or_default();
+        for line in pretty.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// A JSON value as text: a string without its quotes, nothing as `-`.
+fn plain(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn fmt_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// What `report` is asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The log to take the last lines of: a file, `-` for standard input, or none for
+    /// `logging.file`.
+    pub log: Option<PathBuf>,
+    /// How many log lines.
+    pub lines: usize,
+    /// Where the running daemon listens, if not at `daemon.listen`.
+    pub address: Option<std::net::SocketAddr>,
+}
+
+/// Gather everything and return the bundle's text, anonymized and without secrets. Every
+/// part that cannot be had says why in its place; the bundle is made whatever fails.
+pub async fn gather(opts: &Options) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# jellydemon bug report");
+    let _ = writeln!(
+        out,
+        "jellydemon {} ({} {}), kernel {}, made {}",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into()),
+        fmt_time(SystemTime::now()),
+    );
+
+    let loaded = Settings::load(&opts.config);
+    let (aliases, problem) = match &loaded {
+        Ok(s) => Anonymizer::read_only(&s.alias_file()),
+        Err(_) => (
+            Anonymizer::read_only(Path::new("/nonexistent")).0,
+            Some("the configuration did not load: names in the log lines are not known".into()),
+        ),
+    };
+    let anonymizer = anon::install(aliases);
+    let _ = writeln!(
+        out,
+        "Names, ids and addresses are replaced by aliases (User-001, External-IP-001) and secrets \
+         are removed. Read it before you share it."
+    );
+    if let Some(p) = problem {
+        let _ = writeln!(out, "Note: {p}.");
+    }
+
+    section(&mut out, "configuration (secrets removed)");
+    let _ = writeln!(out, "file: {}", opts.config.display());
+    match std::fs::read_to_string(&opts.config) {
+        Ok(text) => out.push_str(&redact_config(&text)),
+        Err(e) => {
+            let _ = writeln!(out, "(cannot read it: {e})");
+        }
+    }
+    let env = redact_env(std::env::vars());
+    if !env.is_empty() {
+        let _ = writeln!(out, "environment:");
+        for l in env {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
+
+    let mut secrets: Vec<String> = Vec::new();
+    let settings = match loaded {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let _ = writeln!(out, "error: {e}");
+            None
+        }
+    };
+    if let Some(settings) = &settings {
+        secrets.extend(
+            [
+                settings.api_key().ok(),
+                settings.daemon.webhook_token().ok().flatten(),
+                settings.daemon.status_token().ok().flatten(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose_secret().to_string())
+            .filter(|s| !s.is_empty()),
+        );
+        jellyfin_parts(&mut out, settings, &anonymizer).await;
+        let addr = opts.address.unwrap_or(settings.daemon.listen);
+        daemon_part(&mut out, settings, crate::healthcheck::address(addr)).await;
+    }
+
+    let log = opts
+        .log
+        .clone()
+        .or_else(|| settings.as_ref().and_then(|s| s.logging.file.clone()));
+    section(&mut out, "recent log lines");
+    out.push_str(&log_lines(log.as_deref(), opts.lines));
+
+    // Last: scrub what is still personal or secret, whichever part it came from.
+    let mut text = strip_ansi(&out);
+    text = anonymizer.scrub(&text);
+    text = redact_guids(&text, |plain| anonymizer.known(plain));
+    for s in &secrets {
+        text = text.replace(s.as_str(), REMOVED);
+    }
+    text
+}
+
+fn section(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n## {title}\n");
+}
+
+/// Every user and session Jellyfin lists gets its alias first, so that the scrub finds them
+/// in log lines; then `check` and a dry-run pass.
+async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anonymizer) {
+    if let Ok(key) = settings.api_key()
+        && let Ok(client) = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)
+    {
+        if let Ok(users) = client.users().await {
+            for u in &users {
+                anonymizer.alias(Kind::UserId, u.id.as_str());
+                if let Some(n) = &u.name {
+                    anonymizer.alias(Kind::UserName, n.as_str());
+                }
+            }
+        }
+        if let Ok(sessions) = client.sessions().await {
+            for s in &sessions {
+                anonymizer.alias(Kind::Session, s.id.as_str());
+                if let Some(d) = &s.device_id {
+                    anonymizer.alias(Kind::Device, d.as_str());
+                }
+                if let Some(d) = &s.device_name {
+                    anonymizer.alias(Kind::Device, d);
+                }
+                if let Some(n) = &s.user_name {
+                    anonymizer.alias(Kind::UserName, n.as_str());
+                }
+            }
+        }
+    }
+    section(out, "check");
+    out.push_str(&crate::check::check(settings).await.to_string());
+
+    section(out, "what a pass would do now (dry run, nothing written)");
+    let ledger = Ledger::open(&settings.state.file).unwrap_or_else(|e| {
+        let _ = writeln!(
+            out,
+            "(the state file cannot be read: {e}; planned without it)"
+        );
+        Ledger::in_memory()
+    });
+    match settings
+        .api_key()
+        .map(|key| Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout))
+    {
+        Ok(Ok(client)) => {
+            match crate::reconcile::reconcile_once(&client, settings, &Mutex::new(ledger), true)
+                .await
+            {
+                Ok(pass) => out.push_str(&crate::report::pass_table(&pass)),
+                Err(e) => {
+                    let _ = writeln!(out, "(no pass: {e})");
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            let _ = writeln!(out, "(no pass: {e})");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "(no pass: {e})");
+        }
+    }
+}
+
+/// The running daemon's `/api/state`, asked at `addr` with the status secret.
+async fn daemon_part(out: &mut String, settings: &Settings, addr: std::net::SocketAddr) {
+    if addr.port() == 0 {
+        section(out, "the running daemon");
+        out.push_str("(daemon.listen has port 0: pass --address to say where it listens)\n");
+        return;
+    }
+    section(out, &format!("the running daemon (asked at {addr})"));
+    let url = format!("http://{addr}/api/state");
+    let answer = async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut req = client.get(&url);
+        if let Ok(Some(token)) = settings.daemon.status_token() {
+            req = req.bearer_auth(token.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| format!("no answer: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("it answered {status}"));
+        }
+        resp.json::<serde_json::Value>()
+            .await
+            .map_err(|e| format!("not its state: {e}"))
+    }
+    .await;
+    match answer {
+        Ok(state) => out.push_str(&render_daemon_state(&state)),
+        Err(e) => {
+            let _ = writeln!(out, "(not running, or not on this machine: {e})");
+        }
+    }
+}
+
+/// The last `n` lines of the log, or what to do when there is none.
+fn log_lines(log: Option<&Path>, n: usize) -> String {
+    let lines = match log {
+        None => {
+            return "(no log file: logging.file is not set. Pipe the log in, e.g.\n  \
+                    journalctl -u jellydemon -n 500 --no-pager | jellydemon report --log -\n  \
+                    docker logs jellydemon 2>&1 | jellydemon report --log -)\n"
+                .into();
+        }
+        Some(p) if p == Path::new("-") => tail(std::io::stdin().lock(), n),
+        Some(p) => std::fs::File::open(p).and_then(|f| tail(std::io::BufReader::new(f), n)),
+    };
+    match lines {
+        Ok(lines) if lines.is_empty() => "(the log is empty)\n".into(),
+        Ok(lines) => {
+            let source = match log {
+                Some(p) if p != Path::new("-") => p.display().to_string(),
+                _ => "standard input".into(),
+            };
+            let mut s = format!("the last {} line(s) of {source}:\n", lines.len());
+            for l in lines {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s
+        }
+        Err(e) => format!("(cannot read {}: {e})\n", log.expect("some").display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_removed_from_the_configuration_and_the_environment() {
+        let text = r#"
+# a comment quoting the key 0123456789abcdef
+[jellyfin]
+url = "http://admin:hunter2@jellyfin:8096"
+api_key = "0123456789abcdef"
+api_key_file = "api_key"
+[daemon]
+webhook_token = "hook-secret"
+status_token = "status-secret"
+[[notify]]
+kind = "ntfy"
+topic = "my-private-topic"
+"#;
+        let out = redact_config(text);
+        for secret in [
+            "0123456789abcdef",
+            "hook-secret",
+            "status-secret",
+            "hunter2",
+            "my-private-topic",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("api_key_file = \"api_key\""), "{out}");
+        assert!(out.contains("http://***@jellyfin:8096"), "{out}");
+        assert!(out.contains("webhook_token = \"(removed)\""), "{out}");
+
+        assert!(redact_config("api_key = \"x").starts_with("(not shown"));
+
+        let env = redact_env([
+            ("JELLYDEMON_JELLYFIN__API_KEY".into(), "k3y".into()),
+            ("JELLYDEMON_BANDWIDTH__ALGORITHM".into(), "demand".into()),
+            (
+                "JELLYDEMON_JELLYFIN__API_KEY_FILE".into(),
+                "/run/secrets/k".into(),
+            ),
+            ("HOME".into(), "/root".into()),
+        ]);
+        assert_eq!(
+            env,
+            [
+                "JELLYDEMON_BANDWIDTH__ALGORITHM=demand",
+                "JELLYDEMON_JELLYFIN__API_KEY=(removed)",
+                "JELLYDEMON_JELLYFIN__API_KEY_FILE=/run/secrets/k",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tail_of_a_log_is_bounded() {
+        let text = (1..=10).map(|i| format!("line {i}\n")).collect::<String>();
+        assert_eq!(
+            tail(text.as_bytes(), 3).unwrap(),
+            ["line 8", "line 9", "line 10"]
+        );
+        assert_eq!(tail(text.as_bytes(), 0).unwrap(), Vec::<String>::new());
+        assert_eq!(tail("no newline".as_bytes(), 5).unwrap(), ["no newline"]);
+        let long = format!("{}\nshort\n", "x".repeat(3 * MAX_LINE));
+        let lines = tail(long.as_bytes(), 5).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("(cut)") && lines[0].len() < MAX_LINE + 10);
+        assert_eq!(lines[1], "short");
+        assert_eq!(tail(&b"caf\xe9\n"[..], 1).unwrap(), ["caf\u{fffd}"]);
+    }
+
+    #[test]
+    fn colours_and_ids_are_taken_out() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ok"),
+            "2026  INFO ok"
+        );
+        let known =
+            |s: &str| (s == "4f1c2d3e000011112222333344445555").then(|| "UserId-001".to_string());
+        assert_eq!(
+            redact_guids(
+                "user 4f1c2d3e-0000-1111-2222-333344445555 item AABBCCDDEEFF00112233445566778899 x",
+                known
+            ),
+            "user UserId-001 item (id) x"
+        );
+        // Not a GUID: too short, too long, or glued to a word.
+        let keep = "abc 4f1c2d3e00001111 4f1c2d3e0000111122223333444455556 x4f1c2d3e000011112222333344445555";
+        assert_eq!(redact_guids(keep, |_| None), keep);
+    }
+
+    #[test]
+    fn the_daemon_state_reads_as_text() {
+        let state = serde_json::json!({
+            "version": "0.1.0", "mode": "webhook", "dry_run": false, "uptime_seconds": 60,
+            "budget_bps": 90_000_000u64,
+            "poll": {"polls": 3, "recomputes": 4, "last_ok_age_seconds": 12.3,
+                     "consecutive_failures": 0, "last_error": null},
+            "events": {"PlaybackStart": 2}, "writes": {"written": 1},
+            "recent": [{"t": 0, "trigger": "webhook", "changes": 1, "summary": "User-001 -> 20 Mbps"}],
+            "last_decision": {"users": []}
+        });
+        let text = render_daemon_state(&state);
+        assert!(text.contains("mode webhook, dry run false"), "{text}");
+        assert!(text.contains("last error: -"), "{text}");
+        assert!(text.contains("last success 12 s ago"), "{text}");
+        assert!(
+            text.contains("1970-01-01T00:00:00Z webhook, 1 change(s): User-001 -> 20 Mbps"),
+            "{text}"
+        );
+        assert!(text.contains("\"users\": []"), "{text}");
+        assert!(render_daemon_state(&serde_json::json!({})).contains("(none yet)"));
+    }
+}
