@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError};
-use crate::ledger::Ledger;
+use crate::ledger::{self, Ledger};
 use crate::network::{self, Location};
 use crate::plan::{self, Snapshot, fmt_mbps};
 use crate::reconcile::ranges_from_jellyfin;
@@ -40,6 +40,8 @@ pub struct Line {
 pub struct CheckReport {
     /// Every line, in order.
     pub lines: Vec<Line>,
+    /// A failure is about the state file or its directory (`check` exits 4, like `run`).
+    state_failed: bool,
 }
 
 impl CheckReport {
@@ -52,6 +54,10 @@ impl CheckReport {
     /// Some line is a failure.
     pub fn failed(&self) -> bool {
         self.lines.iter().any(|l| l.level == Level::Fail)
+    }
+    /// The state file or its directory failed.
+    pub fn state_failed(&self) -> bool {
+        self.state_failed
     }
 }
 
@@ -133,17 +139,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
             fmt_mbps(budget.min_per_user_bps),
         ),
     );
-    match Ledger::open(&settings.state.file) {
-        Ok(l) => r.push(
-            Level::Ok,
-            format!(
-                "state file {}: {} user(s) with a recorded original",
-                settings.state.file.display(),
-                l.len()
-            ),
-        ),
-        Err(e) => r.push(Level::Fail, e.to_string()),
-    }
+    state(&mut r, &settings.state.file);
     let key = match settings.api_key() {
         Ok(k) => k,
         Err(e) => {
@@ -339,6 +335,35 @@ pub async fn check(settings: &Settings) -> CheckReport {
         r.push(Level::Warn, w.to_string());
     }
     r
+}
+
+/// The state file reads, its directory can be written in, and whether a daemon uses it now.
+fn state(r: &mut CheckReport, path: &std::path::Path) {
+    let fail = |r: &mut CheckReport, e: ledger::LedgerError| {
+        r.push(Level::Fail, e.to_string());
+        r.state_failed = true;
+    };
+    if let Err(e) = ledger::check_writable(path) {
+        return fail(r, e);
+    }
+    let l = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(e) => return fail(r, e),
+    };
+    r.push(
+        Level::Ok,
+        format!(
+            "state file {}: {} user(s) with a recorded original; its directory is writable",
+            path.display(),
+            l.len()
+        ),
+    );
+    if let Some(holder) = ledger::in_use(path) {
+        r.push(
+            Level::Info,
+            format!("a running jellydemon{holder} is using the state file"),
+        );
+    }
 }
 
 fn list(nets: &[ipnet::IpNet]) -> String {

@@ -266,8 +266,15 @@ fn client(settings: &Settings) -> Result<Client, ExitCode> {
     })
 }
 
-fn open_ledger(settings: &Settings) -> Result<Ledger, ExitCode> {
-    Ledger::open(&settings.state.file).map_err(|e| {
+/// The ledger, as its one writer unless `dry_run`.
+fn open_ledger(settings: &Settings, dry_run: bool) -> Result<Ledger, ExitCode> {
+    let path = &settings.state.file;
+    let ledger = if dry_run {
+        Ledger::open(path)
+    } else {
+        Ledger::open_exclusive(path)
+    };
+    ledger.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::STATE)
     })
@@ -430,8 +437,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Reconcile { once: _, dry_run } => {
             let settings = load(&cli.config, level, dry_run)?;
             let client = client(&settings)?;
-            let ledger = Mutex::new(open_ledger(&settings)?);
             let dry_run = dry_run || settings.daemon.dry_run;
+            let ledger = Mutex::new(open_ledger(&settings, dry_run)?);
             match reconcile::reconcile_once(&client, &settings, &ledger, dry_run).await {
                 Ok(report) => {
                     print!("{}", report::pass_table(&report));
@@ -458,7 +465,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             let settings = load(&cli.config, level, false)?;
             let report = check::check(&settings).await;
             print!("{report}");
-            if report.failed() {
+            if report.state_failed() {
+                Err(ExitCode::from(exit::STATE))
+            } else if report.failed() {
                 Err(ExitCode::from(exit::JELLYFIN))
             } else {
                 Ok(ExitCode::SUCCESS)
@@ -583,7 +592,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Restore => {
             let settings = load(&cli.config, level, false)?;
             let client = client(&settings)?;
-            let ledger = Mutex::new(open_ledger(&settings)?);
+            let ledger = Mutex::new(open_ledger(&settings, false)?);
             let results = reconcile::restore(&client, &ledger).await.map_err(|e| {
                 eprintln!("error: {e}");
                 ExitCode::from(exit::STATE)

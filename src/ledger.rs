@@ -10,11 +10,20 @@
 //! * a value that is none of those was set by an admin by hand, and becomes the new original;
 //! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory) and is
 //!   readable by its owner only;
-//! * a state file that cannot be read or parsed is an error, never silently replaced.
+//! * a state file that cannot be read or parsed is an error, never silently replaced;
+//! * one writer at a time: a command that writes (the daemon, `reconcile --once`, `restore`)
+//!   holds an exclusive `flock` on `<state file>.lock` for as long as it runs, so a second one
+//!   on the same file is refused instead of racing the first for the originals. The lock file
+//!   stays (removing it would race a starting writer); the kernel drops the lock when the
+//!   process ends, however it ends.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +87,29 @@ pub enum LedgerError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The directory of the state file cannot be created or written in.
+    #[error(
+        "cannot write in the state directory {dir} ({source}): it must exist or be creatable, \
+         and be writable by the user jellydemon runs as (state.file sets where it is)"
+    )]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another jellydemon holds the lock.
+    #[error(
+        "state file {path} is in use by another jellydemon{holder}: two writers would race for \
+         the original limits. Stop that one first (stopping the daemon puts every original \
+         back), or give this one its own state.file"
+    )]
+    InUse {
+        /// The state file.
+        path: PathBuf,
+        /// " (pid N)" when the holder wrote its pid, else empty.
+        holder: String,
+    },
     /// The file cannot be replaced.
     #[error("cannot write state file {path}: {source}")]
     Write {
@@ -109,6 +141,8 @@ pub enum Observed {
 pub struct Ledger {
     path: PathBuf,
     users: BTreeMap<UserId, Entry>,
+    /// The open lock file while this ledger is the writer ([`Ledger::open_exclusive`]).
+    _lock: Option<fs::File>,
 }
 
 impl Ledger {
@@ -127,7 +161,18 @@ impl Ledger {
         Ok(Ledger {
             path: path.to_path_buf(),
             users,
+            _lock: None,
         })
+    }
+
+    /// Open the ledger at `path` as its one writer: create its directory if needed, take the
+    /// lock (refused with [`LedgerError::InUse`] while another process holds it), then read
+    /// it. The lock is held until the ledger is dropped.
+    pub fn open_exclusive(path: &Path) -> Result<Ledger, LedgerError> {
+        let lock = lock(path)?;
+        let mut ledger = Ledger::open(path)?;
+        ledger._lock = Some(lock);
+        Ok(ledger)
     }
 
     /// An empty ledger for read-only use (`check`); never save it.
@@ -135,6 +180,7 @@ impl Ledger {
         Ledger {
             path: PathBuf::new(),
             users: BTreeMap::new(),
+            _lock: None,
         }
     }
 
@@ -227,6 +273,109 @@ impl Ledger {
             source,
         })
     }
+}
+
+/// `<state file>.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+fn directory(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Take the writer's lock of the ledger at `path`, and write our pid into the lock file for
+/// the message a second writer gets.
+fn lock(path: &Path) -> Result<fs::File, LedgerError> {
+    let dir = directory(path);
+    let dir_error = |source| LedgerError::Directory {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(dir_error)?;
+    // Not truncated on open: the holder's pid is read for the message.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path(path))
+        .map_err(dir_error)?;
+    // A few tries: `check` looking at the lock holds it for an instant.
+    let mut tries = 0;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && tries < 4 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(LedgerError::InUse {
+                    path: path.to_path_buf(),
+                    holder: holder_pid(&mut file),
+                });
+            }
+            Err(e) => return Err(dir_error(e.into())),
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = write!(file, "{}\n", std::process::id());
+    Ok(file)
+}
+
+fn holder_pid(file: &mut fs::File) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    match text.trim().parse::<u32>() {
+        Ok(pid) => format!(" (pid {pid})"),
+        Err(_) => String::new(),
+    }
+}
+
+/// Whether a writer holds the ledger at `path`: `Some(" (pid N)")` when one does. Only looks:
+/// creates nothing, holds nothing.
+pub fn in_use(path: &Path) -> Option<String> {
+    let mut file = fs::File::open(lock_path(path)).ok()?;
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Some(holder_pid(&mut file)),
+        _ => None, // dropped with the file
+    }
+}
+
+/// Whether the state file's directory can be written in (or, while it does not exist yet,
+/// created): a probe file is made and removed in it, or in its nearest existing ancestor.
+/// Leaves nothing behind.
+pub fn check_writable(path: &Path) -> Result<(), LedgerError> {
+    let dir = directory(path);
+    let mut probe_dir = dir;
+    while !probe_dir.exists() {
+        probe_dir = match probe_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p,
+            None => Path::new("."),
+        };
+        if probe_dir == Path::new(".") || probe_dir == Path::new("/") {
+            break;
+        }
+    }
+    let probe = probe_dir.join(format!(".jellydemon-probe.{}", std::process::id()));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+        .map(|_| {
+            let _ = fs::remove_file(&probe);
+        })
+        .map_err(|source| LedgerError::Directory {
+            dir: dir.to_path_buf(),
+            source,
+        })
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<UserId, Entry>, LedgerError> {

@@ -69,7 +69,13 @@ pub async fn run(
     let key = settings.api_key()?;
     let client = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
     let token = settings.daemon.webhook_token()?.map(Arc::new);
-    let ledger = Arc::new(Mutex::new(Ledger::open(&settings.state.file)?));
+    // The writer's lock, unless a dry run (which never writes the ledger).
+    let ledger = if settings.daemon.dry_run {
+        Ledger::open(&settings.state.file)?
+    } else {
+        Ledger::open_exclusive(&settings.state.file)?
+    };
+    let ledger = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(Metrics::new());
     metrics.budget_bps.set(settings.budget().budget_bps as i64);
     let status = Arc::new(Status::new(metrics.clone()));

@@ -26,5 +26,6 @@ mod reconcile;
 mod restore;
 mod scenarios;
 mod security;
+mod state_file;
 mod steady;
 mod webhook_templates;
