@@ -325,7 +325,7 @@ fn lock(path: &Path) -> Result<fs::File, LedgerError> {
         }
     }
     let _ = file.set_len(0);
-    let _ = write!(file, "{}\n", std::process::id());
+    let _ = writeln!(file, "{}", std::process::id());
     Ok(file)
 }
 
