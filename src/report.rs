@@ -45,6 +45,52 @@ fn render(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Causes of failures, each listed once under the table; a row says `FAILED (n)`. A cause
+/// repeated in every row made the table unreadable (one error, ~150 characters, per user).
+#[derive(Default)]
+struct Causes(Vec<String>);
+
+impl Causes {
+    /// The note number of `cause`, added if new. The user's or session's id in a request path
+    /// is left out: the row names the user, and one failure for all is then one note.
+    fn note(&mut self, cause: &str) -> usize {
+        let cause = without_ids(cause);
+        match self.0.iter().position(|c| *c == cause) {
+            Some(i) => i + 1,
+            None => {
+                self.0.push(cause);
+                self.0.len()
+            }
+        }
+    }
+    fn render(&self) -> String {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("({}) {c}\n", i + 1))
+            .collect()
+    }
+}
+
+/// `POST /Users/<id>/Policy: …` as `POST /Users/{id}/Policy: …` (and `/Sessions/`).
+fn without_ids(cause: &str) -> String {
+    let mut out = String::with_capacity(cause.len());
+    let mut rest = cause;
+    while let Some(i) = ["/Users/", "/Sessions/"]
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| i + p.len()))
+        .min()
+    {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(['/', ':', ' ']).unwrap_or(rest.len());
+        out.push_str("{id}");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The table `reconcile --once` prints: user, from where, streams, stream rate, old limit,
 /// new limit, what happened, why.
 pub fn pass_table(report: &PassReport) -> String {
@@ -75,6 +121,7 @@ pub fn pass_table(report: &PassReport) -> String {
         .map(String::from)
         .to_vec(),
     ];
+    let mut causes = Causes::default();
     for o in &report.outcomes {
         let d = &o.decision;
         let (from, streams, rate) = match d.role {
@@ -97,7 +144,7 @@ pub fn pass_table(report: &PassReport) -> String {
             (Some(WriteOutcome::Written), _, _) => "written".to_string(),
             (Some(WriteOutcome::AlreadySet), _, _) => "already set".to_string(),
             (Some(WriteOutcome::Skipped(why)), _, _) => format!("skipped: {why}"),
-            (Some(WriteOutcome::Failed(why)), _, _) => format!("FAILED: {why}"),
+            (Some(WriteOutcome::Failed(why)), _, _) => format!("FAILED ({})", causes.note(why)),
         };
         if report.dry_run {
             for (_, p) in d.pushes() {
@@ -115,7 +162,11 @@ pub fn pass_table(report: &PassReport) -> String {
                     p.direction.label(),
                     fmt_mbps(p.bitrate)
                 ),
-                Err(e) => format!(", push {} FAILED: {e}", p.direction.label()),
+                Err(e) => format!(
+                    ", push {} FAILED ({})",
+                    p.direction.label(),
+                    causes.note(&e.to_string())
+                ),
             });
         }
         rows.push(vec![
@@ -130,6 +181,7 @@ pub fn pass_table(report: &PassReport) -> String {
         ]);
     }
     out.push_str(&render(&rows));
+    out.push_str(&causes.render());
     for w in &p.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
@@ -158,6 +210,7 @@ pub fn restore_table(results: &[(UserName, RestoreOutcome)]) -> String {
         return "nothing to restore: the ledger is empty\n".to_string();
     }
     let mut rows = vec![vec!["USER".to_string(), "RESULT".to_string()]];
+    let mut causes = Causes::default();
     for (name, o) in results {
         let text = match o {
             RestoreOutcome::Restored { from, to } => {
@@ -170,9 +223,32 @@ pub fn restore_table(results: &[(UserName, RestoreOutcome)]) -> String {
                 fmt_limit(*original)
             ),
             RestoreOutcome::UserGone => "user no longer exists; dropped".to_string(),
-            RestoreOutcome::Failed(e) => format!("FAILED (kept in the ledger): {e}"),
+            RestoreOutcome::Failed(e) => {
+                format!("FAILED ({}), kept in the ledger", causes.note(e))
+            }
         };
         rows.push(vec![name.to_string(), text]);
     }
-    render(&rows)
+    render(&rows) + &causes.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_cause_for_every_user_is_one_note() {
+        let mut c = Causes::default();
+        let cause = |id: &str| format!("POST /Users/{id}/Policy: HTTP 500 Internal Server Error");
+        assert_eq!(c.note(&cause("aa11")), 1);
+        assert_eq!(c.note(&cause("User-002")), 1);
+        assert_eq!(c.note("POST /Sessions/s1/Command: timeout"), 2);
+        assert_eq!(c.note("cannot write state file /x: denied"), 3);
+        assert_eq!(
+            c.render(),
+            "(1) POST /Users/{id}/Policy: HTTP 500 Internal Server Error\n\
+             (2) POST /Sessions/{id}/Command: timeout\n\
+             (3) cannot write state file /x: denied\n"
+        );
+    }
 }

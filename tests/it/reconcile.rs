@@ -214,8 +214,11 @@ async fn write_failures_are_reported_with_a_non_zero_exit() {
     });
     let (code, out, err) = h.cli(&["reconcile", "--once"]).await;
     assert_eq!(code, 6, "{out}\n{err}");
-    assert!(out.contains("FAILED"), "{out}");
-    assert!(out.contains("HTTP 500"), "{out}");
+    assert!(out.contains("FAILED (1)"), "{out}");
+    assert!(!out.contains("FAILED (2)"), "one cause, one note: {out}");
+    // The cause once, under the table, not in every row.
+    assert_eq!(out.matches("HTTP 500").count(), 1, "{out}");
+    assert!(out.contains("\n(1) "), "{out}");
 }
 
 #[tokio::test]
