@@ -109,8 +109,8 @@ pub enum Command {
     /// The table shows each managed user: where they stream from, how many streams, their
     /// current rate, the old and new limit, and why.
     Reconcile {
-        /// Do one pass and exit.
-        #[arg(long, required = true)]
+        /// One pass and exit: what `reconcile` always does (kept for scripts that say so).
+        #[arg(long)]
         once: bool,
         /// Compute and print, write nothing (not even the state file).
         #[arg(long)]
@@ -483,8 +483,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
             let shutdown = CancellationToken::new();
             tokio::spawn(watch_signals(shutdown.clone()));
-            match crate::sim::demo::run(listen, secs(step_secs), duration_secs.map(secs), shutdown)
-                .await
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                eprintln!("error: cannot listen on {listen} ({e}): pass --listen ADDR");
+                ExitCode::from(exit::LISTEN)
+            })?;
+            match crate::sim::demo::run(
+                listener,
+                secs(step_secs),
+                duration_secs.map(secs),
+                shutdown,
+            )
+            .await
             {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {

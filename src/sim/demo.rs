@@ -6,7 +6,6 @@
 //! `min(source rate, the user's limit at that moment)` for remote clients; every start and stop
 //! is announced to `/hook` the way the Webhook plugin does.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,10 +104,10 @@ fn script() -> Vec<Step> {
     ]
 }
 
-/// Run the demo until `shutdown` is cancelled or `duration` has passed. `listen` is where the
-/// status page is served.
+/// Run the demo until `shutdown` is cancelled or `duration` has passed. `listener` serves the
+/// status page (bound by the caller, so that a busy port is the caller's exit code 7).
 pub async fn run(
-    listen: SocketAddr,
+    listener: TcpListener,
     step: Duration,
     duration: Option<Duration>,
     shutdown: CancellationToken,
@@ -123,6 +122,7 @@ pub async fn run(
             }
         });
     }
+    let listen = listener.local_addr()?;
     let (jellyfin_url, _, fake_stop) = fake.spawn().await;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let settings = Settings::from_toml_str(&format!(
@@ -143,10 +143,7 @@ debounce = "300ms"
 "#,
         dir.path().join("state.json").display()
     ))?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (use --listen)"))?;
-    let addr = listener.local_addr()?;
+    let addr = listen;
     println!(
         "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\"."
     );

@@ -643,3 +643,32 @@ async fn the_healthcheck_command_reports_the_daemons_health() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no answer"), "{err}");
 }
+
+/// A port in use is exit 7 for every command that listens, with the address in the message.
+#[tokio::test]
+async fn a_busy_port_is_exit_7_for_run_and_demo() {
+    let (h, _, _) = two_users().await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    for args in [
+        vec!["run"],
+        vec!["demo", "--listen", &addr, "--duration-secs", "1"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+            .arg("--config")
+            .arg(&h.config_path)
+            .args(&args)
+            .env("JELLYDEMON_DAEMON__LISTEN", &addr)
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("cannot listen on {addr}")),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(h.fake.policy_posts().is_empty(), "run wrote nothing");
+}
