@@ -165,7 +165,10 @@ fn default_timeout() -> Duration {
 
 /// `internal_ranges`: either the word `"jellyfin"` or a list of CIDRs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected \"jellyfin\" or a list of networks such as [\"192.168.1.0/24\"]"
+)]
 pub enum InternalRangesSetting {
     /// `"jellyfin"`: import Jellyfin's own ranges.
     Keyword(String),
@@ -600,7 +603,7 @@ impl std::fmt::Display for PushMode {
 impl<'de> Deserialize<'de> for PushMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(untagged, expecting = "expected \"both\", \"down\" or \"off\"")]
         enum Raw {
             Bool(bool),
             Word(String),
@@ -1143,13 +1146,17 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
                     " (from environment variable JELLYDEMON_{})",
                     e.path.join("__").to_uppercase()
                 ),
+                None if m.name.contains("source string") => " (in the configuration)".into(),
                 None => format!(" (from {})", m.name),
             })
             .unwrap_or_default();
         let what = match &e.kind {
             // figment's path already ends with the unknown field.
-            figment::error::Kind::UnknownField(_, expected) => format!(
-                "unknown key `{key}`{source}; expected one of: {}",
+            figment::error::Kind::UnknownField(field, expected) => format!(
+                "unknown key `{key}`{source}; {}expected one of: {}",
+                did_you_mean(field, expected)
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default(),
                 expected.join(", ")
             ),
             figment::error::Kind::MissingField(field) => {
@@ -1165,10 +1172,27 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
                 if SECRET_KEYS.contains(&key.as_str()) =>
             {
                 format!(
-                    "invalid value for `{key}`{source}: expected {expected} (the value is not \
-                     shown: it is a secret)"
+                    "invalid value for `{key}`{source}: expected {} (the value is not shown: it \
+                     is a secret)",
+                    expected_in_words(expected)
                 )
             }
+            figment::error::Kind::InvalidType(actual, expected)
+            | figment::error::Kind::InvalidValue(actual, expected) => format!(
+                "invalid value for `{key}`{source}: expected {}, found {}{}",
+                expected_in_words(expected),
+                found_in_words(actual),
+                hint(actual, expected)
+            ),
+            figment::error::Kind::UnknownVariant(found, expected) => format!(
+                "invalid value for `{key}`{source}: \"{}\" is not one of {}",
+                found.escape_debug(),
+                expected
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             kind if !key.is_empty() => format!("invalid value for `{key}`{source}: {kind}"),
             kind => format!(
                 "config{source}: {}",
@@ -1178,6 +1202,80 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
         lines.push(what);
     }
     ConfigError::Parse(lines.join("; "))
+}
+
+/// What serde expected, in the words of someone editing a TOML file ("f64" is "a number").
+fn expected_in_words(expected: &str) -> String {
+    match expected {
+        "f64" | "f32" => "a number".into(),
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number >= 0".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" | "string" => "a text in quotes".into(),
+        "a sequence" => "a list in brackets, [ ... ]".into(),
+        "a duration" => "a duration in quotes, such as \"300ms\", \"10s\" or \"5m\"".into(),
+        "socket address" => "an address and port in quotes, such as \"127.0.0.1:8098\"".into(),
+        e if e.starts_with("struct ") || e.starts_with("a map") => "a table (section)".into(),
+        e => e.to_string(),
+    }
+}
+
+/// What was found instead, in the same words.
+fn found_in_words(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(b) => format!("{b}"),
+        Actual::Unsigned(n) => format!("the number {n}"),
+        Actual::Signed(n) => format!("the number {n}"),
+        Actual::Float(n) => format!("the number {n}"),
+        Actual::Char(c) => format!("the text \"{}\"", c.escape_debug()),
+        Actual::Str(s) => format!("the text \"{}\"", s.escape_debug()),
+        Actual::Seq => "a list".into(),
+        Actual::Map => "a table".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One more sentence for the two usual slips: a number in quotes, a duration without them.
+fn hint(actual: &figment::error::Actual, expected: &str) -> &'static str {
+    use figment::error::Actual;
+    let numeric = expected_in_words(expected).contains("number");
+    match actual {
+        Actual::Str(s) if numeric && s.trim().parse::<f64>().is_ok() => {
+            " (write the number without quotes)"
+        }
+        Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) if expected == "a duration" => {
+            " (a duration needs its unit and quotes)"
+        }
+        _ => "",
+    }
+}
+
+/// The expected key closest to a misspelt one, if it is close (at most two edits).
+fn did_you_mean(unknown: &str, expected: &[&'static str]) -> Option<&'static str> {
+    let unknown = unknown.to_ascii_lowercase();
+    expected
+        .iter()
+        .map(|e| (edit_distance(&unknown, e), *e))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// The keys whose values are secrets: no error message quotes them.

@@ -79,6 +79,23 @@ fn every_invalid_config_fails_with_its_message() {
             "{}: expected {expect:?} in the error, got {err:?}",
             path.display()
         );
+        // Words for people editing a file, not Rust's: no type names, no doubled backticks.
+        for rust in [
+            "``",
+            "f64",
+            "u32",
+            "u64",
+            "i64",
+            "struct ",
+            "untagged enum",
+            "variant",
+        ] {
+            assert!(
+                !err.contains(rust),
+                "{}: {rust:?} in {err:?}",
+                path.display()
+            );
+        }
         count += 1;
     }
     assert!(count >= 20, "only {count} invalid configs");

@@ -167,7 +167,10 @@ async fn the_cli_prints_the_table_and_succeeds() {
     // `reconcile` alone is the same one pass: nothing left to change now.
     let (code, again, err) = h.cli(&["reconcile"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(again.contains("USER") && !again.contains("written"), "{again}");
+    assert!(
+        again.contains("USER") && !again.contains("written"),
+        "{again}"
+    );
 }
 
 #[tokio::test]
