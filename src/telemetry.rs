@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -38,28 +38,48 @@ pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), Stri
         .and_then(|l| l.level.clone())
         .unwrap_or_else(|| default_level.to_string());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let writer = match logging.and_then(|l| l.file.clone()) {
-        Some(path) => {
-            let l = logging.expect("file implies settings");
-            let file = RotatingFile::open(&path, l.max_file_bytes, l.keep_files)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            BoxMakeWriter::new(io::stderr.and(file))
-        }
-        None => BoxMakeWriter::new(io::stderr),
-    };
-    let layer = match logging.map(|l| l.format).unwrap_or_default() {
+    let format = logging.map(|l| l.format).unwrap_or_default();
+    let mut layers = vec![layer(format, BoxMakeWriter::new(io::stderr), colours())];
+    if let Some(path) = logging.and_then(|l| l.file.clone()) {
+        let l = logging.expect("file implies settings");
+        let file = RotatingFile::open(&path, l.max_file_bytes, l.keep_files)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        // Never colours in a file.
+        layers.push(layer(format, BoxMakeWriter::new(file), false));
+    }
+    // A second init (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(layers)
+        .with(filter)
+        .try_init();
+    Ok(())
+}
+
+/// One output: text (control characters escaped, colours if `ansi`) or JSON.
+fn layer<S>(format: LogFormat, writer: BoxMakeWriter, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    match format {
         LogFormat::Text => fmt::layer()
             .fmt_fields(EscapedFields)
+            .with_ansi(ansi)
             .with_writer(writer)
             .boxed(),
         LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
-    };
-    // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(layer)
-        .try_init();
-    Ok(())
+    }
+}
+
+/// Colours on standard error only when it is a terminal and `NO_COLOR` is not set
+/// (<https://no-color.org>): journald, `2> file` and pipes get plain text.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    no_color_allows(std::env::var_os("NO_COLOR")) && io::stderr().is_terminal()
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colours off.
+fn no_color_allows(value: Option<std::ffi::OsString>) -> bool {
+    value.is_none_or(|v| v.is_empty())
 }
 
 /// The text format's fields (`message key=value ...`) with every control character in a value

@@ -415,6 +415,9 @@ file = "{}"
     let once = run(&["reconcile", "--once"]).output().await.unwrap();
     assert_eq!(once.status.code(), Some(0), "{once:?}");
     let log = std::fs::read_to_string(&log_file).unwrap();
+    // Plain text in a file and in a pipe: no colour codes.
+    assert!(!log.contains('\u{1b}'), "{log}");
+    assert!(!once.stderr.is_empty() && !once.stderr.contains(&0x1b));
     assert!(
         log.contains(people.names[0]) && log.contains("Weird Wendy"),
         "the log itself is plain: {log}"

@@ -28,4 +28,5 @@ mod scenarios;
 mod security;
 mod state_file;
 mod steady;
+mod terminal;
 mod webhook_templates;
