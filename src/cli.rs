@@ -314,10 +314,9 @@ async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, Exit
         }
     );
     println!("wrote {} (the API key, owner-only)", w.api_key.display());
-    if let Some(t) = &w.webhook_token {
-        println!("wrote {} (the webhook secret, owner-only)", t.display());
-    }
-    if let (Some(t), true) = (&w.webhook_token, a.webhooks) {
+    let t = &w.webhook_token;
+    println!("wrote {} (the webhook secret, owner-only)", t.display());
+    if a.webhooks {
         println!();
         println!("In Jellyfin's Webhook plugin, add a Generic Destination:");
         let host = if a.listen.ip().is_unspecified() {
@@ -347,7 +346,7 @@ async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, Exit
     }
 }
 
-/// `import-config`: convert, print the notes, write config.toml and the key file.
+/// `import-config`: convert, write config.toml and the secrets' files, print the notes.
 fn import_config(
     file: &std::path::Path,
     config: &std::path::Path,
@@ -360,39 +359,18 @@ fn import_config(
     let text = std::fs::read_to_string(file)
         .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
     let c = crate::import::convert(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?;
-    let dir = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let key_path = dir.join("api_key");
-    for p in [config, key_path.as_path()] {
-        if p.exists() && !force {
-            return Err(fail(format!(
-                "{} exists; pass --force to overwrite it",
-                p.display()
-            )));
-        }
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-    let key = format!("{}\n", secrecy::ExposeSecret::expose_secret(&c.api_key));
-    crate::files::write_private(&key_path, key.as_bytes())
-        .map_err(|e| fail(format!("cannot write {}: {e}", key_path.display())))?;
-    crate::files::write_private(config, c.toml.as_bytes())
-        .map_err(|e| fail(format!("cannot write {}: {e}", config.display())))?;
-    // The configuration holds no secret: readable by the service's user.
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o644));
-    println!("{} -> {}", file.display(), config.display());
+    let w = crate::import::write(&c, config, force).map_err(fail)?;
+    println!("{} -> {}", file.display(), w.config.display());
     for (from, to) in &c.notes {
         println!("  {from}: {to}");
     }
     println!(
-        "wrote {} and {} (the API key, owner-only)",
-        config.display(),
-        key_path.display()
+        "wrote {}, {} (the API key) and {} (a new webhook secret), the last two owner-only",
+        w.config.display(),
+        w.api_key.display(),
+        w.webhook_token.display()
     );
-    println!("next: jellydemon --config {} check", config.display());
+    println!("next: jellydemon --config {} check", w.config.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -472,7 +472,9 @@ pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
     toml.push_str(
         "\n[daemon]\n# The Python daemon polled; so does this configuration. The Jellyfin Webhook \
          plugin makes\n# jellydemon react at once: see webhook-templates/README.md, then set mode \
-         = \"webhook\".\nmode = \"reconcile-only\"\n",
+         = \"webhook\".\nmode = \"reconcile-only\"\n\
+         # The webhook secret (generated); off loopback, the status page asks for it too.\n\
+         webhook_token_file = \"webhook_token\"\n",
     );
     match interval {
         Some(secs) if secs >= 1.0 => {
@@ -615,6 +617,55 @@ pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
         api_key: SecretString::from(key.trim().to_string()),
         notes,
     })
+}
+
+/// The files [`write`] made.
+#[derive(Debug)]
+pub struct Written {
+    /// `config.toml`.
+    pub config: std::path::PathBuf,
+    /// The API key's file beside it.
+    pub api_key: std::path::PathBuf,
+    /// The generated webhook secret's file beside it.
+    pub webhook_token: std::path::PathBuf,
+}
+
+/// Write `c` as `config` (0644: no secret in it), the key to `api_key` and a new webhook
+/// secret to `webhook_token` beside it (0600). Refuses to overwrite any of them without
+/// `force`; checks all three before writing any.
+pub fn write(c: &Conversion, config: &std::path::Path, force: bool) -> Result<Written, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let w = Written {
+        config: config.to_path_buf(),
+        api_key: dir.join("api_key"),
+        webhook_token: dir.join("webhook_token"),
+    };
+    for p in [&w.config, &w.api_key, &w.webhook_token] {
+        if p.exists() && !force {
+            return Err(format!(
+                "{} exists; pass --force to overwrite it",
+                p.display()
+            ));
+        }
+    }
+    let token = crate::init::new_secret().map_err(|e| e.to_string())?;
+    let put = |path: &std::path::Path, text: &str| {
+        crate::files::write_private(path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    put(
+        &w.api_key,
+        &format!("{}\n", secrecy::ExposeSecret::expose_secret(&c.api_key)),
+    )?;
+    put(&w.webhook_token, &format!("{token}\n"))?;
+    put(&w.config, &c.toml)?;
+    std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", w.config.display()))?;
+    Ok(w)
 }
 
 #[cfg(test)]

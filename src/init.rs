@@ -5,8 +5,10 @@
 //!
 //! It writes `config.toml`, the key to `api_key` beside it (owner-only, named by a relative
 //! `api_key_file`, so the same folder works on the host, under systemd and mounted in a
-//! container) and, with webhooks, a generated secret to `webhook_token`. It never overwrites
-//! without `--force`, and ends by running `check`.
+//! container) and a generated secret to `webhook_token`: the webhook secret, and the status
+//! page's off loopback. It is written with or without webhooks, so that the same folder serves
+//! the systemd unit (which hands both files to the service) and turning webhooks on later is
+//! one line. It never overwrites without `--force`, and ends by running `check`.
 //!
 //! Every question has a flag, so it runs without a terminal; answers can also come as lines on
 //! standard input. A question without an answer is an error naming its flag.
@@ -178,13 +180,6 @@ pub struct Answers {
     pub state_file: Option<PathBuf>,
 }
 
-impl Answers {
-    /// A secret is needed: for the webhooks, and for the status page off loopback.
-    pub fn needs_secret(&self) -> bool {
-        self.webhooks || !self.listen.ip().is_loopback()
-    }
-}
-
 /// The files `init` wrote.
 #[derive(Debug)]
 pub struct Written {
@@ -194,8 +189,8 @@ pub struct Written {
     pub config: PathBuf,
     /// The key file.
     pub api_key: PathBuf,
-    /// The webhook secret's file, with webhooks.
-    pub webhook_token: Option<PathBuf>,
+    /// The webhook secret's file.
+    pub webhook_token: PathBuf,
 }
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8096";
@@ -264,12 +259,7 @@ pub async fn run<R: BufRead, W: Write>(
         .map_err(|e| InitError::Io(format!("cannot create {}: {e}", dir.display())))?;
     write(&api_key_path, &format!("{}\n", answers.key.expose_secret()))?;
     // The webhook secret also guards the status page off loopback, webhooks or not.
-    let webhook_token = if answers.needs_secret() {
-        write(&token_path, &format!("{}\n", new_secret()?))?;
-        Some(token_path)
-    } else {
-        None
-    };
+    write(&token_path, &format!("{}\n", new_secret()?))?;
     write(&opts.config, &render(&answers))?;
     // The configuration holds no secret: readable by the service's user.
     set_mode(&opts.config, 0o644)?;
@@ -277,7 +267,7 @@ pub async fn run<R: BufRead, W: Write>(
         answers,
         config: opts.config.clone(),
         api_key: api_key_path,
-        webhook_token,
+        webhook_token: token_path,
     })
 }
 
@@ -444,7 +434,7 @@ fn default_listen(url: &str, webhooks: bool) -> SocketAddr {
 }
 
 /// A webhook secret: 32 random hex digits.
-fn new_secret() -> Result<String, InitError> {
+pub(crate) fn new_secret() -> Result<String, InitError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| InitError::Io(format!("no randomness for the webhook secret: {e}")))?;
@@ -494,7 +484,6 @@ algorithm = "equal"
 # webhook_token (see webhook-templates/README.md in the source).
 mode = "webhook"
 listen = {listen}
-webhook_token_file = "webhook_token"
 "#,
             port = a.listen.port(),
             listen = toml_str(&a.listen.to_string()),
@@ -508,12 +497,11 @@ listen = {listen}
 "#,
             listen = toml_str(&a.listen.to_string()),
         ));
-        if a.needs_secret() {
-            out.push_str(
-                "# Off loopback, the status page asks for this secret.\nwebhook_token_file = \"webhook_token\"\n",
-            );
-        }
     }
+    out.push_str(
+        "# The webhook secret; off loopback, the status page asks for it too.\n\
+         webhook_token_file = \"webhook_token\"\n",
+    );
     if let Some(state) = &a.state_file {
         out.push_str(&format!(
             "\n[state]\n# Every user's original limit, to put back.\nfile = {}\n",
@@ -549,10 +537,7 @@ mod tests {
             assert_eq!(s.bandwidth.total_upload_mbps, 42.5);
             assert_eq!(s.bandwidth.reserved_mbps, 4.3);
             assert_eq!(s.state.file, PathBuf::from("/srv/jd/state.json"));
-            assert!(
-                s.daemon.webhook_token_file.is_some(),
-                "off loopback: a secret"
-            );
+            assert!(s.daemon.webhook_token_file.is_some(), "always a secret");
             assert!(!text.contains("\"k\""), "no secret in the file");
         }
     }

@@ -79,29 +79,69 @@ fn unit_values(key: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// One place for the key from the first run to the service: `init` writes `api_key` and
+/// `webhook_token` beside `/etc/jellydemon/config.toml`, which names them with relative paths;
+/// the unit hands those very files to the service as credentials and points the same keys at
+/// them. The configuration as `init` writes it loads under the unit's environment (no "not
+/// both") and the service reads the credentials.
 #[test]
 #[allow(clippy::result_large_err)]
 fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
+    // The unit's credentials are the files init writes beside the configuration.
+    let mut creds = unit_values("LoadCredential");
+    creds.sort();
+    assert_eq!(
+        creds,
+        [
+            "api_key:/etc/jellydemon/api_key",
+            "webhook_token:/etc/jellydemon/webhook_token"
+        ]
+    );
+    assert!(unit_values("ExecStart")[0].contains("--config /etc/jellydemon/config.toml"));
+
     let dir = tempfile::tempdir().unwrap();
-    let creds = dir.path();
-    std::fs::write(creds.join("api_key"), "key-from-credential\n").unwrap();
-    std::fs::write(creds.join("webhook_token"), "0123456789abcdef0123\n").unwrap();
-    let config = creds.join("config.toml");
-    std::fs::write(
-        &config,
-        "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n[bandwidth]\ntotal_upload_mbps = 50\n",
-    )
-    .unwrap();
+    let etc = dir.path().join("etc");
+    let run = dir.path().join("credentials");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+    let answers = jellydemon::init::Answers {
+        url: "http://127.0.0.1:8096".into(),
+        server: "Home".into(),
+        key: secrecy::SecretString::from("k".to_string()),
+        upload_mbps: 50.0,
+        webhooks: true,
+        listen: ([127, 0, 0, 1], 8098).into(),
+        state_file: None,
+    };
+    let config = etc.join("config.toml");
+    std::fs::write(&config, jellydemon::init::render(&answers)).unwrap();
+    std::fs::write(etc.join("api_key"), "key-beside-the-config\n").unwrap();
+    std::fs::write(etc.join("webhook_token"), "0123456789abcdef0123\n").unwrap();
+    // systemd's copies, in the service's credentials directory.
+    std::fs::write(run.join("api_key"), "key-beside-the-config\n").unwrap();
+    std::fs::write(run.join("webhook_token"), "0123456789abcdef0123\n").unwrap();
+
+    // By hand (`sudo jellydemon check`): the files beside the configuration.
+    let by_hand = Settings::load(&config).unwrap();
+    assert_eq!(
+        by_hand.api_key().unwrap().expose_secret(),
+        "key-beside-the-config"
+    );
+    std::fs::remove_file(etc.join("api_key")).unwrap();
     figment::Jail::expect_with(|jail| {
         for env in unit_values("Environment") {
             let (k, v) = env.split_once('=').unwrap();
             let v = v
-                .replace("%d", &creds.display().to_string())
-                .replace("%S", &creds.display().to_string());
+                .replace("%d", &run.display().to_string())
+                .replace("%S", &dir.path().display().to_string());
             jail.set_env(k, v);
         }
+        // Under the unit (which cannot read /etc/jellydemon/api_key): the credentials.
         let s = Settings::load(&config).map_err(|e| e.to_string())?;
-        assert_eq!(s.api_key().unwrap().expose_secret(), "key-from-credential");
+        assert_eq!(
+            s.api_key().unwrap().expose_secret(),
+            "key-beside-the-config"
+        );
         assert!(s.daemon.webhook_token().unwrap().is_some());
         assert!(s.state.file.ends_with("jellydemon/state.json"));
         Ok(())

@@ -25,9 +25,15 @@ fn every_documented_key_is_real_and_its_example_valid() {
     let mut seen = HashSet::new();
     let mut section = String::new();
     let mut uncommented = 0;
+    // Keys set in the example itself, to leave their commented alternative alone.
+    let mut active = HashSet::new();
     for line in EXAMPLE.lines() {
         if line.starts_with('[') {
             section = line.to_string();
+        } else if let Some((key, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+        {
+            active.insert(format!("{section}.{key}"));
         }
         let candidate = line.strip_prefix("# ").filter(|rest| {
             let key = rest.split(" = ").next().unwrap_or("");
@@ -38,8 +44,12 @@ fn every_documented_key_is_real_and_its_example_valid() {
         match candidate {
             Some(rest) => {
                 let key = rest.split(" = ").next().unwrap();
-                // The *_file keys are alternatives to keys that are switched on already.
-                if !key.ends_with("_file") && seen.insert(format!("{section}.{key}")) {
+                // The *_file keys are alternatives to keys that are switched on already, and
+                // a key whose *_file is set in the example is the alternative to that.
+                if !key.ends_with("_file")
+                    && !active.contains(&format!("{section}.{key}_file"))
+                    && seen.insert(format!("{section}.{key}"))
+                {
                     out.push_str(rest);
                     uncommented += 1;
                 }

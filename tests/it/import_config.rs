@@ -63,6 +63,12 @@ async fn the_published_example_becomes_a_configuration_that_check_accepts() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), KEY);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&key_file), 0o600);
+    let token_file = config.parent().unwrap().join("webhook_token");
+    assert_eq!(mode(&token_file), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim().len(),
+        32
+    );
     assert_eq!(mode(&config), 0o644);
     let written = std::fs::read_to_string(&config).unwrap();
     assert!(!written.contains(KEY), "the key stays out of config.toml");
@@ -70,6 +76,7 @@ async fn the_published_example_becomes_a_configuration_that_check_accepts() {
     assert_eq!(settings.jellyfin.url, url);
     assert_eq!(settings.daemon.mode, Mode::ReconcileOnly);
     assert_eq!(settings.bandwidth.total_upload_mbps, 100.0);
+    assert!(settings.daemon.webhook_token().unwrap().is_some());
 
     // The result works: check reaches the fake with the key from the file.
     let state = dir.path().join("state").join("state.json");

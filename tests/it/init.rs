@@ -145,7 +145,13 @@ async fn answers_piped_on_standard_input_are_checked_and_asked_again() {
     assert_eq!(settings.jellyfin.url, s.url);
     assert_eq!(settings.bandwidth.total_upload_mbps, 25.5);
     assert_eq!(settings.daemon.mode, Mode::ReconcileOnly);
-    assert!(!s.config.parent().unwrap().join("webhook_token").exists());
+    // The secret is written all the same: the systemd unit hands it to the service, and it
+    // guards the status page off loopback.
+    assert_eq!(
+        mode(&s.config.parent().unwrap().join("webhook_token")),
+        0o600
+    );
+    assert!(settings.daemon.webhook_token().unwrap().is_some());
 }
 
 #[tokio::test]

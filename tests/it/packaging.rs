@@ -53,3 +53,34 @@ fn the_open_file_limit_is_far_above_the_connection_cap() {
         "LimitNOFILE={limit}, http_max_connections={cap}"
     );
 }
+
+/// The compose example: jellydemon finds Jellyfin by its service name, keeps its ledger on a
+/// volume, reads the folder `init` writes, and gets time for the restore on stop.
+#[test]
+fn the_compose_example_runs_jellydemon_beside_jellyfin() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let text = include_str!("../../packaging/container/compose.yaml");
+    let doc = &YamlLoader::load_from_str(text).unwrap()[0];
+    let jd = &doc["services"]["jellydemon"];
+    assert!(!doc["services"]["jellyfin"].is_badvalue());
+    assert_eq!(
+        jd["environment"]["JELLYDEMON_JELLYFIN__URL"].as_str(),
+        Some("http://jellyfin:8096")
+    );
+    let volumes: Vec<&str> = jd["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(
+        volumes.contains(&"./jellydemon:/etc/jellydemon:ro"),
+        "{volumes:?}"
+    );
+    assert!(
+        volumes.contains(&"jellydemon-state:/var/lib/jellydemon"),
+        "{volumes:?}"
+    );
+    assert_eq!(jd["stop_grace_period"].as_str(), Some("30s"));
+    assert!(text.contains("init --url http://127.0.0.1:8096 --webhooks"));
+}
