@@ -232,10 +232,14 @@ pub fn render_daemon_state(state: &serde_json::Value) -> String {
                 let t = r.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
                 let _ = writeln!(
                     out,
-                    "  {} {}, {} change(s): {}",
+                    "  {} {}, {}: {}",
                     fmt_time(SystemTime::UNIX_EPOCH + Duration::from_secs(t)),
                     r.get("trigger").and_then(|v| v.as_str()).unwrap_or("?"),
-                    plain(r.get("changes")),
+                    match r.get("changes").and_then(|c| c.as_u64()) {
+                        Some(1) => "1 change".to_string(),
+                        Some(n) => format!("{n} changes"),
+                        None => "? changes".to_string(),
+                    },
                     r.get("summary").and_then(|v| v.as_str()).unwrap_or(""),
                 );
             }
@@ -613,7 +617,7 @@ topic = "my-private-topic"
         assert!(text.contains("last error: -"), "{text}");
         assert!(text.contains("last success 12 s ago"), "{text}");
         assert!(
-            text.contains("1970-01-01T00:00:00Z webhook, 1 change(s): User-001 -> 20 Mbps"),
+            text.contains("1970-01-01T00:00:00Z webhook, 1 change: User-001 -> 20 Mbps"),
             "{text}"
         );
         assert!(text.contains("\"users\": []"), "{text}");

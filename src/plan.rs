@@ -335,8 +335,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// One line saying who got what and why: every active user with limit and reason, then
-    /// the idle users' limit(s). Names show as aliases when anonymizing.
+    /// Plain sentences saying who got what and why: one per active user ("alice: 24 Mbps,
+    /// fair share 24.3 Mbps of 55 Mbps among 3."), then one for the idle users ("6 idle users
+    /// held at 20 Mbps."). Names show as aliases when anonymizing.
     pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
             .decisions
@@ -344,7 +345,7 @@ impl Plan {
             .filter(|d| d.role.is_active())
             .map(|d| {
                 format!(
-                    "{} {} ({})",
+                    "{}: {}, {}.",
                     d.user_name,
                     fmt_mbps(d.target.max(0) as u64),
                     d.reason
@@ -358,16 +359,12 @@ impl Plan {
             .map(|d| d.target.max(0) as u64)
             .collect();
         if !idle.is_empty() {
-            let n = idle.len();
-            idle.sort_unstable();
-            idle.dedup();
-            let values: Vec<String> = idle.into_iter().map(fmt_mbps).collect();
-            parts.push(format!("{n} idle at {}", values.join(", ")));
+            parts.push(idle_sentence(&mut idle));
         }
         if parts.is_empty() {
-            "nobody managed".to_string()
+            "Nobody to manage.".to_string()
         } else {
-            parts.join("; ")
+            parts.join(" ")
         }
     }
 
@@ -1150,6 +1147,40 @@ fn released(cx: &Context) -> Vec<Decision> {
             })
         })
         .collect()
+}
+
+/// "1 idle user held at 8.5 Mbps." / "4 idle users held at 20 Mbps and 2 at 90 Mbps."
+fn idle_sentence(limits: &mut [u64]) -> String {
+    limits.sort_unstable();
+    let mut groups: Vec<(usize, u64)> = Vec::new();
+    for &l in limits.iter() {
+        match groups.last_mut() {
+            Some((n, v)) if *v == l => *n += 1,
+            _ => groups.push((1, l)),
+        }
+    }
+    // The most common limit first.
+    groups.sort_by_key(|&(n, v)| (std::cmp::Reverse(n), v));
+    let (n, v) = groups[0];
+    let mut s = format!(
+        "{n} idle user{} held at {}",
+        if n == 1 { "" } else { "s" },
+        fmt_mbps(v)
+    );
+    let rest: Vec<String> = groups[1..]
+        .iter()
+        .map(|&(n, v)| format!("{n} at {}", fmt_mbps(v)))
+        .collect();
+    match rest.len() {
+        0 => {}
+        1 => s.push_str(&format!(" and {}", rest[0])),
+        _ => {
+            let (last, first) = rest.split_last().expect("two or more");
+            s.push_str(&format!(", {} and {last}", first.join(", ")));
+        }
+    }
+    s.push('.');
+    s
 }
 
 /// The current value, when the hysteresis keeps it instead of `target`: close enough, within

@@ -121,12 +121,16 @@ fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
     std::fs::write(run.join("api_key"), "key-beside-the-config\n").unwrap();
     std::fs::write(run.join("webhook_token"), "0123456789abcdef0123\n").unwrap();
 
-    // By hand (`sudo jellydemon check`): the files beside the configuration.
-    let by_hand = Settings::load(&config).unwrap();
-    assert_eq!(
-        by_hand.api_key().unwrap().expose_secret(),
-        "key-beside-the-config"
-    );
+    // By hand (`sudo jellydemon check`): the files beside the configuration. (In a jail too:
+    // jails run one at a time, so no other test's variable is set meanwhile.)
+    figment::Jail::expect_with(|_jail| {
+        let by_hand = Settings::load(&config).map_err(|e| e.to_string())?;
+        assert_eq!(
+            by_hand.api_key().unwrap().expose_secret(),
+            "key-beside-the-config"
+        );
+        Ok(())
+    });
     std::fs::remove_file(etc.join("api_key")).unwrap();
     figment::Jail::expect_with(|jail| {
         for env in unit_values("Environment") {

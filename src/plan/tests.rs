@@ -760,3 +760,21 @@ fn a_proxy_hiding_clients_is_reported() {
         p.warnings
     );
 }
+
+#[test]
+fn the_idle_users_in_one_plain_sentence() {
+    const M: u64 = 1_000_000;
+    assert_eq!(idle_sentence(&mut [8 * M]), "1 idle user held at 8 Mbps.");
+    assert_eq!(
+        idle_sentence(&mut [20 * M; 6]),
+        "6 idle users held at 20 Mbps."
+    );
+    assert_eq!(
+        idle_sentence(&mut [90 * M, 20 * M, 20 * M, 90 * M, 20 * M, 20 * M]),
+        "4 idle users held at 20 Mbps and 2 at 90 Mbps."
+    );
+    assert_eq!(
+        idle_sentence(&mut [2 * M, 20 * M, 20 * M, 9 * M]),
+        "2 idle users held at 20 Mbps, 1 at 2 Mbps and 1 at 9 Mbps."
+    );
+}

@@ -1,6 +1,8 @@
 //! The status page in a real browser (headless Chromium) against a daemon fed by the fake
-//! Jellyfin: it shows the budget, each remote user's limit and rate, idle and local users, and
-//! the last decisions, on a desktop and on a phone-sized screen.
+//! Jellyfin: it shows the budget beside what streams now, each remote user's limit and rate,
+//! idle and local users, the last decisions in plain sentences with passes that changed
+//! nothing collapsed, and a chart with a y-axis in Mbps whose lines all stay visible, in the
+//! dark colour scheme, on a desktop and on a phone-sized screen.
 //!
 //! Chromium comes from Debian (`.ci/run` installs it). Without it the test says so and passes,
 //! unless `JD_TEST_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails.
@@ -61,6 +63,24 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let d = h.daemon("debounce = \"50ms\"").await;
     crate::common::eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     d.wait_for(|s| s["writes"]["pending"] == 0).await;
+    // Two more passes that change nothing (alice's start told twice).
+    let alice_session = h
+        .fake
+        .sessions()
+        .into_iter()
+        .find(|s| s.user_id.as_deref() == Some(ids.alice.as_str()))
+        .unwrap()
+        .id;
+    for n in [2, 3] {
+        d.hook(&crate::common::event(
+            "PlaybackStart",
+            &ids.alice,
+            &alice_session,
+        ))
+        .await;
+        d.wait_for(|s| s["recent"].as_array().map(Vec::len) >= Some(n))
+            .await;
+    }
     let url = format!("{}/", d.url);
     let profile = tempfile::tempdir().unwrap();
 
@@ -75,11 +95,10 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let dom = full.split("<script").next().unwrap_or_default().to_string();
     for needle in [
         ">healthy<",
-        "55 Mbps",                // the budget
-        "Bob O'Brien",            // a remote user (escaped correctly: &#39; or ')
-        "24 Mbps",                // alice's limit
-        "pushed up to 20.6 Mbps", // bob's transcode raised to its source
-        "2001:db8::10",           // the admin's address
+        "55 Mbps",      // the budget
+        "Bob O'Brien",  // a remote user (escaped correctly: &#39; or ')
+        "24 Mbps",      // alice's limit
+        "2001:db8::10", // the admin's address
         "capped by the user",
         "carol",          // idle users and the LAN stream
         "<b>startup</b>", // the first decision and what triggered it
@@ -91,6 +110,44 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     assert!(
         !dom.contains("no decision yet"),
         "decisions are listed:\n{dom}"
+    );
+    // The headline: what streams now, beside the budget.
+    assert!(
+        dom.contains("streaming now · budget <span id=\"budget\">55 Mbps</span>"),
+        "{dom}"
+    );
+    // Dark scheme for the browser's own parts (scrollbars, form controls).
+    assert!(dom.contains("<meta name=\"color-scheme\" content=\"dark\">"));
+    // Plain sentences; the two passes that changed nothing are one line.
+    for needle in [
+        "Bob O&#39;Brien: 25 Mbps, fair share 25 Mbps of 55 Mbps among 3; stream pushed up",
+        "3 idle users held at 9 Mbps.",
+        "<b>startup</b> · 5 changes ·",
+        "2 passes (webhook): nothing to change",
+    ] {
+        let found = dom.contains(needle) || dom.contains(&needle.replace("&#39;", "'"));
+        assert!(found, "{needle:?} not on the page:\n{dom}");
+    }
+    assert!(
+        !dom.contains("change(s)") && !dom.contains("0 changes"),
+        "{dom}"
+    );
+    // The chart: a y-axis in Mbps, and every line drawn, widest first.
+    let chart = dom.split("id=\"chart\"").nth(1).unwrap_or_default();
+    let labels = chart.matches("class=\"axis\"").count();
+    assert!(labels >= 3, "y-axis labels: {chart}");
+    assert!(
+        chart.contains(">0 Mbps</text>") && chart.contains("0 Mbps</text>"),
+        "{chart}"
+    );
+    let at = |cls: &str| {
+        chart
+            .find(&format!("class=\"{cls}\""))
+            .unwrap_or_else(|| panic!("no {cls}: {chart}"))
+    };
+    assert!(
+        at("line-budget") < at("line-held") && at("line-held") < at("line-rate"),
+        "{chart}"
     );
 
     // Desktop and phone screenshots render.

@@ -24,7 +24,7 @@ async fn the_demo_runs_prints_decisions_and_restores() {
         "Status page: http://127.0.0.1:",
         "▶ alice starts",
         "▶ bob starts a 4K remux",
-        "↳ limits: alice 90 Mbps (fair share 90 Mbps of 90 Mbps among 1)",
+        "↳ limits: alice: 90 Mbps, fair share 90 Mbps of 90 Mbps among 1.",
         // The remux started at the join share; its web client is raised to the source.
         "stream pushed up to 76 Mbps, its source rate",
         // When the admin starts too, the link is full: the remux is pushed down.

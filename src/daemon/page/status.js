@@ -18,6 +18,29 @@ function rows(tbody, items, render, empty) {
     : `<tr><td colspan="5" class="empty">${empty}</td></tr>`;
 }
 
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+// The last decisions, newest first; a run of passes that changed nothing is one line.
+function recentItems(recent) {
+  const out = [];
+  for (let i = 0; i < recent.length; i++) {
+    const r = recent[i];
+    if (r.changes > 0) {
+      out.push(`<li><time>${time(r.t)}</time><b>${esc(r.trigger)}</b> · ${plural(r.changes, "change", "changes")} · ${esc(r.summary)}</li>`);
+      continue;
+    }
+    let j = i;
+    while (j + 1 < recent.length && recent[j + 1].changes === 0) j++;
+    const run = recent.slice(i, j + 1);
+    const triggers = [...new Set(run.map((p) => p.trigger))].map(esc).join(", ");
+    const first = time(run[run.length - 1].t), last = time(r.t);
+    const when = first === last ? last : `${first} – ${last}`;
+    out.push(`<li class="noop"><time>${when}</time>${plural(run.length, "pass", "passes")} (${triggers}): nothing to change</li>`);
+    i = j;
+  }
+  return out.join("");
+}
+
 async function refreshState() {
   let s;
   try {
@@ -69,32 +92,55 @@ async function refreshState() {
   rows($("local"), d ? d.local_streams : [],
       (l) => `<tr><td>${esc(l.user ?? "–")}</td><td>${esc(l.device)}</td><td class="num">${mbps(l.rate_bps)}${l.paused ? " (paused)" : ""}</td></tr>`,
       "none");
-  $("recent").innerHTML = s.recent.length ? s.recent.map((r) =>
-      `<li><time>${time(r.t)}</time><b>${esc(r.trigger)}</b> · ${r.changes} change(s) · ${esc(r.summary)}</li>`).join("")
+  $("recent").innerHTML = s.recent.length ? recentItems(s.recent)
       : `<li class="empty">no decision yet</li>`;
 }
 
+// A step of 1, 2 or 5 x 10^k bit/s giving at most 5 gridlines up to `max`.
+function niceStep(max) {
+  const raw = max / 5;
+  const p = Math.pow(10, Math.floor(Math.log10(raw || 1)));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+}
+
+let history = [];
 async function refreshChart() {
-  let h;
-  try { h = (await (await fetch("api/history", {cache: "no-store"})).json()).samples; } catch (e) { return; }
+  try { history = (await (await fetch("api/history", {cache: "no-store"})).json()).samples; } catch (e) { return; }
+  drawChart();
+}
+
+// Drawn at the SVG's own pixel size (text is not stretched). Every line stays visible when
+// two coincide: the budget is a wide pale band behind, the held line narrower on it, the
+// streaming rate thinnest on top.
+function drawChart() {
+  const h = history;
   const svg = $("chart");
   if (!h.length) { svg.innerHTML = ""; return; }
-  const W = 600, H = 190, pad = 4;
+  const W = Math.max(svg.clientWidth || 600, 200), H = 190, left = 64, right = 8, top = 8, bottom = 14;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const t0 = h[0].t, t1 = Math.max(h[h.length - 1].t, t0 + 60);
-  const max = Math.max(...h.map((p) => Math.max(p.budget, p.held, p.remote_rate))) * 1.1 || 1;
-  const x = (t) => pad + (W - 2 * pad) * (t - t0) / (t1 - t0);
-  const y = (v) => H - pad - (H - 2 * pad) * v / max;
+  const peak = Math.max(...h.map((p) => Math.max(p.budget, p.held, p.remote_rate))) || 1e6;
+  const step = niceStep(peak * 1.05);
+  const max = Math.ceil(peak * 1.05 / step) * step;
+  const x = (t) => left + (W - left - right) * (t - t0) / (t1 - t0);
+  const y = (v) => H - bottom - (H - top - bottom) * v / max;
+  let axis = "";
+  for (let v = 0; v <= max + 1; v += step) {
+    axis += `<line class="grid" x1="${left}" x2="${W - right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}"/>`
+      + `<text class="axis" x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${mbps(v)}</text>`;
+  }
   // Step lines: a value holds until the next sample.
   const path = (f) => h.map((p, i) => (i ? `H${x(p.t).toFixed(1)}V` : `M${x(p.t).toFixed(1)},`) + y(f(p)).toFixed(1)).join("")
       + `H${x(t1).toFixed(1)}`;
-  const line = (f, color, width, dash) =>
-      `<path d="${path(f)}" fill="none" stroke="${color}" stroke-width="${width}" ${dash ? 'stroke-dasharray="5 4"' : ""} vector-effect="non-scaling-stroke"/>`;
-  svg.innerHTML = line((p) => p.budget, "var(--muted)", 1.5, true)
-    + line((p) => p.held, "var(--accent)", 2)
-    + line((p) => p.remote_rate, "var(--blue)", 2);
-  $("chart-range").textContent = `${time(t0)} – ${time(t1)}, max ${mbps(max / 1.1)}`;
+  const line = (cls, f) => `<path class="${cls}" d="${path(f)}"/>`;
+  svg.innerHTML = axis
+    + line("line-budget", (p) => p.budget)
+    + line("line-held", (p) => p.held)
+    + line("line-rate", (p) => p.remote_rate);
+  $("chart-range").textContent = `${time(t0)} – ${time(t1)}`;
 }
 
 refreshState(); refreshChart();
+window.addEventListener("resize", drawChart);
 setInterval(refreshState, 2000);
 setInterval(refreshChart, 10000);
