@@ -92,7 +92,7 @@ pub fn redact_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Strin
     lines
 }
 
-/// The last `n` lines of `reader`, each cut at [`MAX_LINE`] bytes; memory stays bounded
+/// The last `n` lines of `reader`, each cut at `MAX_LINE` (4 KiB); memory stays bounded
 /// whatever the input's size. Bytes that are not UTF-8 are replaced.
 pub fn tail(mut reader: impl BufRead, n: usize) -> std::io::Result<Vec<String>> {
     let mut lines = VecDeque::with_capacity(n.min(10_000));

@@ -619,7 +619,7 @@ pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
     })
 }
 
-/// The files [`write`] made.
+/// The files [`write()`] made.
 #[derive(Debug)]
 pub struct Written {
     /// `config.toml`.
