@@ -16,9 +16,11 @@
 //! 3. the pure core: [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
 //!    plans); `telemetry` and `metrics` beside them;
-//! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent first, and
-//!    its pushes), [`reconcile`] (fetch, plan, write; `restore`), [`report`] (tables),
-//!    [`check`];
+//! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent
+//!    first, and its pushes), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
+//!    (tables), [`check`]; and the commands for a new user: [`init`] (a first
+//!    configuration), [`import`] (from the Python JellyDemon's config.yml), [`bugreport`]
+//!    (`jellydemon report`), [`healthcheck`] (a container's health check);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
 //!    writer, all recording into status; the restoring shutdown;
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
