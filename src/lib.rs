@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod allocate;
+pub mod budget;
 pub(crate) mod anon;
 pub mod bugreport;
 pub mod check;
