@@ -103,6 +103,7 @@ fn bench_plan(c: &mut Criterion) {
                             users: &users,
                             server_limit: 0,
                             ranges: &ranges,
+                            budget_bps: settings.budget().budget_bps,
                         }),
                         &ledger,
                         &memory,

@@ -5,3 +5,5 @@
 //! `total_upload_mbps - reserved_mbps`.
 
 pub mod estimate;
+pub mod feed;
+pub mod meter;

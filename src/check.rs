@@ -267,6 +267,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
             users: &users,
             server_limit,
             ranges: &ranges,
+            budget_bps: settings.budget().budget_bps,
         },
         &ledger,
         &plan::Memory::default(),

@@ -20,6 +20,9 @@ use serde::Deserialize;
 use crate::ids::{UserId, UserName};
 use crate::network;
 
+mod meter;
+pub use meter::{MeterKind, MeterSettings};
+
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
 pub const BPS_PER_MBPS: f64 = 1_000_000.0;
 
@@ -47,7 +50,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         message: message.into(),
@@ -291,6 +294,9 @@ pub struct BandwidthSettings {
     /// `[bandwidth.demand]`: how demand is estimated.
     #[serde(default)]
     pub demand: DemandSettings,
+    /// `[bandwidth.meter]`: the budget follows the link's measured upload. Absent: static.
+    #[serde(default)]
+    pub meter: Option<MeterSettings>,
 }
 
 fn default_min_per_user() -> f64 {
@@ -823,6 +829,9 @@ impl Settings {
         self.network.internal_ranges()?;
 
         let b = &self.bandwidth;
+        if let Some(m) = &b.meter {
+            m.validate()?;
+        }
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
         if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
@@ -1279,10 +1288,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The keys whose values are secrets: no error message quotes them.
-pub const SECRET_KEYS: [&str; 3] = [
+pub const SECRET_KEYS: [&str; 5] = [
     "jellyfin.api_key",
     "daemon.webhook_token",
     "daemon.status_token",
+    "bandwidth.meter.community",
+    "bandwidth.meter.password",
 ];
 
 /// A TOML syntax error without the lines of the file it quotes (`3 | api_key = ...`): the line

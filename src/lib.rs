@@ -30,8 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod allocate;
-pub mod budget;
 pub(crate) mod anon;
+pub mod budget;
 pub mod bugreport;
 pub mod check;
 pub mod cli;

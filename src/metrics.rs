@@ -66,6 +66,12 @@ pub struct Metrics {
     pub poll_duration_seconds: Histogram,
     pub last_successful_poll_timestamp: Gauge<f64, AtomicU64>,
     pub recomputes: Counter,
+    pub measured_upload_bps: Gauge,
+    pub jellyfin_upload_estimate_bps: Gauge,
+    pub other_upload_bps: Gauge,
+    pub meter_up: Gauge,
+    pub meter_reads: Family<ResultLabels, Counter>,
+    pub budget_changes: Counter,
 }
 
 impl Default for Metrics {
@@ -97,11 +103,17 @@ impl Metrics {
             poll_duration_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             last_successful_poll_timestamp: Gauge::default(),
             recomputes: Counter::default(),
+            measured_upload_bps: Gauge::default(),
+            jellyfin_upload_estimate_bps: Gauge::default(),
+            other_upload_bps: Gauge::default(),
+            meter_up: Gauge::default(),
+            meter_reads: Family::default(),
+            budget_changes: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
             "budget_bps",
-            "Upload budget shared among remote streamers (total - reserved), bits/s",
+            "Upload budget shared among remote streamers (total - reserved, less the rest of the house's upload with a meter), bits/s",
             m.budget_bps.clone(),
         );
         r.register(
@@ -190,6 +202,36 @@ impl Metrics {
             m.last_successful_poll_timestamp.clone(),
         );
         r.register("recomputes", "Plans computed", m.recomputes.clone());
+        r.register(
+            "measured_upload_bps",
+            "The WAN's upload as the meter last measured it ([bandwidth.meter]), bits/s",
+            m.measured_upload_bps.clone(),
+        );
+        r.register(
+            "jellyfin_upload_estimate_bps",
+            "Jellyfin's remote streams as estimated when measured (rates x overhead), bits/s",
+            m.jellyfin_upload_estimate_bps.clone(),
+        );
+        r.register(
+            "other_upload_bps",
+            "The rest of the house's upload (measured - Jellyfin, smoothed), bits/s",
+            m.other_upload_bps.clone(),
+        );
+        r.register(
+            "meter_up",
+            "1 while the meter answers; 0 when it failed and the static budget applies",
+            m.meter_up.clone(),
+        );
+        r.register(
+            "meter_reads",
+            "Reads of the meter by result",
+            m.meter_reads.clone(),
+        );
+        r.register(
+            "budget_changes",
+            "Changes of the budget (the meter, a schedule)",
+            m.budget_changes.clone(),
+        );
         m
     }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::allocate::{self, Bound, Claimant};
-use crate::config::{Algorithm, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::config::{Algorithm, Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::jellyfin::{RateSource, Session, User};
 use crate::ledger::Ledger;
@@ -49,6 +49,9 @@ pub struct Snapshot<'a> {
     pub server_limit: i64,
     /// The internal ranges in force (configured or imported from Jellyfin).
     pub ranges: &'a [IpNet],
+    /// The budget shared among remote streams, bits/s: `settings.budget()`'s static one, or
+    /// what the meter (`src/budget.rs`) leaves beside the rest of the house.
+    pub budget_bps: u64,
 }
 
 /// What a user is in this plan.
@@ -575,7 +578,10 @@ pub fn plan(
         memory,
         now,
         settings,
-        budget: settings.budget(),
+        budget: Budget {
+            budget_bps: snapshot.budget_bps,
+            ..settings.budget()
+        },
         users: snapshot.users.iter().map(|u| (&u.id, u)).collect(),
     };
     let algorithm = settings.bandwidth.algorithm;

@@ -159,13 +159,15 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
 }
 
 /// Compute the plan for a snapshot: note hand changes in the ledger (saved unless `dry_run`),
-/// then plan with the daemon's `memory` at `now` (one-shot passes give an empty one). Shared by
-/// [`reconcile_once`] and the daemon's engine.
+/// then plan with the daemon's `memory` at `now` (one-shot passes give an empty one) and the
+/// budget in force (`settings.budget()`'s, or the meter's). Shared by [`reconcile_once`] and the
+/// daemon's engine.
 pub fn plan_snapshot(
     fetched: &Fetched,
     ledger: &Mutex<Ledger>,
     memory: &Memory,
     now: std::time::Duration,
+    budget_bps: u64,
     settings: &Settings,
     dry_run: bool,
 ) -> Result<Plan, PassError> {
@@ -179,6 +181,7 @@ pub fn plan_snapshot(
             users: &fetched.users,
             server_limit: fetched.server_limit,
             ranges: &fetched.ranges,
+            budget_bps,
         },
         &l,
         memory,
@@ -218,6 +221,7 @@ pub async fn reconcile_once(
         ledger,
         &Memory::default(),
         std::time::Duration::ZERO,
+        settings.budget().budget_bps,
         settings,
         dry_run,
     )?;

@@ -221,6 +221,12 @@ impl Estimator {
         }
     }
 
+    /// The next reading is of a new counter (another device after a PPPoE redial): it only
+    /// sets the baseline.
+    pub fn forget_counter(&mut self) {
+        self.last = None;
+    }
+
     /// A poll failed. After `fail_after` in a row, the static budget.
     pub fn failed(&mut self, error: &str) -> Option<Change> {
         self.failures = self.failures.saturating_add(1);
@@ -324,8 +330,14 @@ mod tests {
         let changes = run(&mut e, &mut t, &mut b, 20, 50 * M, 20 * M);
         assert!(!changes.is_empty());
         let budget = e.reading().budget_bps;
-        assert!(budget <= 62 * M, "within 20 s the budget leaves ~30 for the backup: {budget}");
-        assert!(budget >= 60 * M - 1, "never below capacity - reserve - other: {budget}");
+        assert!(
+            budget <= 62 * M,
+            "within 20 s the budget leaves ~30 for the backup: {budget}"
+        );
+        assert!(
+            budget >= 60 * M - 1,
+            "never below capacity - reserve - other: {budget}"
+        );
         // It stops: the budget does not jump back at once (quantile over the window, slow
         // fall), but is back within a few minutes.
         run(&mut e, &mut t, &mut b, 10, 20 * M, 20 * M);

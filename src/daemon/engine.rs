@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::budget::feed::Feed;
 use crate::config::Settings;
 use crate::ids::SessionId;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
@@ -58,6 +59,9 @@ pub struct Engine {
     /// Where the engine records what it read and decided.
     pub status: Arc<Status>,
     pub dry_run: bool,
+    /// The budget in force (static, or the meter's), and where Jellyfin's remote streams go
+    /// after each plan for the meter's estimate of the rest of the house.
+    pub budget: Feed,
 }
 
 impl Engine {
@@ -82,6 +86,9 @@ impl Engine {
         // When the last plan asked to plan again (a push cooldown or the grace after a stop
         // ends then).
         let mut wake_up: Option<Instant> = None;
+        // The budget the last plan used; a new one from the meter asks for a plan.
+        let mut planned_budget = self.budget.state.borrow().budget_bps;
+        let mut budget_moved = false;
         loop {
             let wake = [debounce_until, wake_up]
                 .into_iter()
@@ -93,6 +100,13 @@ impl Engine {
                 Some(sent) = self.pushed.recv() => {
                     memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
                 }
+                Ok(()) = self.budget.state.changed() => {
+                    let now_bps = self.budget.state.borrow_and_update().budget_bps;
+                    if now_bps != planned_budget {
+                        budget_moved = true;
+                        debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                    }
+                }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
                     if let Some(m) = model.as_mut() {
@@ -103,7 +117,10 @@ impl Engine {
                     debounce_until.get_or_insert_with(|| Instant::now() + debounce);
                 }
                 _ = tokio::time::sleep_until(wake) => {
-                    let trigger = if debounce_until.is_some_and(|d| d <= Instant::now()) {
+                    let due = debounce_until.is_some_and(|d| d <= Instant::now());
+                    let trigger = if due && budget_moved && model.is_some() {
+                        "budget"
+                    } else if due {
                         "webhook"
                     } else if model.is_none() {
                         "startup"
@@ -113,6 +130,8 @@ impl Engine {
                         "poll"
                     };
                     debounce_until = None;
+                    budget_moved = false;
+                    planned_budget = self.budget.state.borrow().budget_bps;
                     // Events that arrived meanwhile are part of this recompute.
                     while let Ok(ev) = rx.try_recv() {
                         if let Some(m) = model.as_mut() {
@@ -177,8 +196,21 @@ impl Engine {
             return (ok, None);
         };
         let mut asked = None;
-        match plan_snapshot(m, &self.ledger, memory, now, &self.settings, self.dry_run) {
+        let budget_bps = self.budget.state.borrow().budget_bps;
+        match plan_snapshot(
+            m,
+            &self.ledger,
+            memory,
+            now,
+            budget_bps,
+            &self.settings,
+            self.dry_run,
+        ) {
             Ok(plan) => {
+                let overhead = self.settings.bandwidth.demand.overhead;
+                self.budget
+                    .jellyfin
+                    .send_replace((plan.streaming as f64 * overhead).round() as u64);
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();

@@ -77,12 +77,13 @@ pub async fn run(
     };
     let ledger = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(Metrics::new());
-    metrics.budget_bps.set(settings.budget().budget_bps as i64);
-    let status = Arc::new(Status::new(metrics.clone()));
-
     // The workers stop on their own token so that shutdown can stop intake and writes first,
     // then restore with the same client.
     let workers = CancellationToken::new();
+    let (budget, meter_task) =
+        crate::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
+    let status = Arc::new(Status::new(metrics.clone(), budget.state.clone()));
+
     let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
         client.clone(),
@@ -100,6 +101,7 @@ pub async fn run(
         pushed,
         status: status.clone(),
         dry_run,
+        budget,
     }
     .spawn(workers.clone());
 
@@ -138,6 +140,9 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
     let _ = tokio::time::timeout_at(deadline, engine_task).await;
     let _ = tokio::time::timeout_at(deadline, writer_task).await;
+    if let Some(t) = meter_task {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
 
     let mut out = Shutdown::default();
     if settings.daemon.restore_on_exit && !dry_run {

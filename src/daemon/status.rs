@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::budget::feed::BudgetState;
 use crate::clock::unix_seconds;
 use crate::config::Settings;
 use crate::metrics::{Metrics, ResultLabels};
@@ -34,6 +35,10 @@ pub struct Sample {
     /// What remote streams carried when the plan was made (managed and unmanaged), bits/s.
     pub remote_rate: u64,
     pub claimants: usize,
+    /// The WAN's upload as the meter last measured it, bits/s (with a meter).
+    pub measured: Option<u64>,
+    /// The rest of the house's upload, bits/s (with a meter).
+    pub other: Option<u64>,
 }
 
 /// A recent decision, for the status page.
@@ -78,6 +83,8 @@ pub struct Status {
     started: Instant,
     engine_alive: AtomicBool,
     metrics: Arc<Metrics>,
+    /// The budget in force and what it is made of (`src/budget/feed.rs`).
+    budget: tokio::sync::watch::Receiver<BudgetState>,
     inner: Mutex<Inner>,
 }
 
@@ -91,11 +98,12 @@ pub struct Health {
 }
 
 impl Status {
-    pub fn new(metrics: Arc<Metrics>) -> Status {
+    pub fn new(metrics: Arc<Metrics>, budget: tokio::sync::watch::Receiver<BudgetState>) -> Status {
         Status {
             started: Instant::now(),
             engine_alive: AtomicBool::new(false),
             metrics,
+            budget,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -157,6 +165,7 @@ impl Status {
         self.metrics.record_plan(&plan);
         let t = unix_seconds(SystemTime::now());
         let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
+        let meter = self.budget.borrow().meter.clone();
         let mut inner = lock(&self.inner);
         if inner.history.len() == HISTORY {
             inner.history.pop_front();
@@ -167,6 +176,8 @@ impl Status {
             held: plan.held,
             remote_rate: plan.streaming,
             claimants: plan.claimants(),
+            measured: meter.as_ref().and_then(|m| m.measured_bps),
+            other: meter.as_ref().and_then(|m| m.other_bps),
         });
         if inner.recent.len() == RECENT {
             inner.recent.pop_front();
@@ -224,7 +235,8 @@ impl Status {
         StateView {
             mode: settings.daemon.mode.as_str(),
             dry_run: settings.daemon.dry_run,
-            budget_bps: settings.budget().budget_bps,
+            budget_bps: self.budget.borrow().budget_bps,
+            budget: self.budget.borrow().clone(),
             uptime_seconds: self.started.elapsed().as_secs(),
             poll_interval_seconds: settings.daemon.poll_interval().as_secs(),
             poll: PollView {
@@ -266,6 +278,8 @@ pub struct StateView {
     pub mode: &'static str,
     pub dry_run: bool,
     pub budget_bps: u64,
+    /// What the budget is made of: static, or the meter's reading.
+    pub budget: BudgetState,
     pub uptime_seconds: u64,
     pub poll_interval_seconds: u64,
     pub poll: PollView,

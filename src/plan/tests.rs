@@ -127,6 +127,7 @@ fn run_at(
             users,
             server_limit,
             ranges: &ranges,
+            budget_bps: s.budget().budget_bps,
         },
         ledger,
         memory,

@@ -494,6 +494,7 @@ impl World<'_> {
                 users: &users,
                 server_limit: 0,
                 ranges: &ranges,
+                budget_bps: self.settings.budget().budget_bps,
             },
             &self.ledger,
             &self.memory,

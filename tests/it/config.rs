@@ -146,9 +146,21 @@ fn a_missing_config_file_is_a_clear_error() {
 fn configuration_errors_never_quote_a_secret() {
     const SECRET: &str = "4242424242424242";
     let base = |line: &str, section: &str| {
+        let meter = match section {
+            "bandwidth.meter" if line.starts_with("community") => {
+                format!(
+                    "[bandwidth.meter]\nkind = \"snmp\"\ninterface = \"wan\"\nhost = \"r\"\n{line}\n"
+                )
+            }
+            "bandwidth.meter" => format!(
+                "[bandwidth.meter]\nkind = \"openwrt\"\ninterface = \"wan\"\n\
+                 url = \"http://r/ubus\"\nusername = \"u\"\n{line}\n"
+            ),
+            _ => String::new(),
+        };
         format!(
             "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\n{}\n[bandwidth]\ntotal_upload_mbps = 100\n\
-             [daemon]\n{}\n",
+             [daemon]\n{}\n{meter}",
             if section == "jellyfin" {
                 line
             } else {
@@ -158,7 +170,7 @@ fn configuration_errors_never_quote_a_secret() {
         )
     };
     for key in jellydemon::config::SECRET_KEYS {
-        let (section, name) = key.split_once('.').unwrap();
+        let (section, name) = key.rsplit_once('.').unwrap();
         for line in [
             format!("{name} = {SECRET}x"),         // not quoted: a syntax error
             format!("{name} = {SECRET}"),          // a number, not a string

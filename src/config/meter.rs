@@ -1,0 +1,312 @@
+//! `[bandwidth.meter]`: where the WAN's upload byte counter is read, and how the budget follows
+//! it (the rules are in `src/budget/estimate.rs`).
+
+use std::time::Duration;
+
+use figment::value::magic::RelativePathBuf;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{ConfigError, invalid, mbps_to_bps, secret_from};
+
+/// Which meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterKind {
+    /// SNMP v2c `ifHCOutOctets` of the interface named `interface` (`ifName`).
+    Snmp,
+    /// OpenWrt's rpcd over HTTP (`/ubus`): `network.interface.<interface>` status, then the
+    /// device's `statistics.tx_bytes`.
+    Openwrt,
+    /// `/sys/class/net/<interface>/statistics/tx_bytes`, when jellydemon runs on the gateway.
+    Interface,
+}
+
+impl MeterKind {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeterKind::Snmp => "snmp",
+            MeterKind::Openwrt => "openwrt",
+            MeterKind::Interface => "interface",
+        }
+    }
+}
+
+/// `[bandwidth.meter]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterSettings {
+    /// `snmp`, `openwrt` or `interface`.
+    pub kind: MeterKind,
+    /// The WAN interface: its `ifName` (snmp), the logical interface such as `wan` (openwrt),
+    /// or the network device such as `eth0` or `pppoe-wan` (interface).
+    pub interface: String,
+    /// How often the counter is read.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Upper bound for one read (snmp, openwrt).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// snmp: the agent, `host` or `host:port` (port 161 by default).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// snmp: the v2c community (a secret), or `community_file`.
+    #[serde(default)]
+    pub community: Option<SecretString>,
+    /// snmp: a file holding the community.
+    #[serde(default)]
+    pub community_file: Option<RelativePathBuf>,
+    /// openwrt: rpcd's endpoint, e.g. `http://192.168.1.1/ubus`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// openwrt: the rpcd login (see README.md, "A budget that follows the link").
+    #[serde(default)]
+    pub username: Option<String>,
+    /// openwrt: its password (a secret), or `password_file`.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// openwrt: a file holding the password.
+    #[serde(default)]
+    pub password_file: Option<RelativePathBuf>,
+    /// The budget never goes below this, in Mbps (default: a quarter of the static budget).
+    #[serde(default)]
+    pub min_budget_mbps: Option<f64>,
+    /// The budget changes only by at least this much, in Mbps.
+    #[serde(default = "default_step")]
+    pub step_mbps: f64,
+    /// How fast a rise of the other traffic is followed.
+    #[serde(default = "default_rise", with = "humantime_serde")]
+    pub rise: Duration,
+    /// How slowly a fall is followed.
+    #[serde(default = "default_fall", with = "humantime_serde")]
+    pub fall: Duration,
+    /// The window over which the high quantile of the other traffic is taken.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// The quantile, in percent.
+    #[serde(default = "default_quantile")]
+    pub quantile_percent: f64,
+    /// Failed reads in a row before the static budget applies again.
+    #[serde(default = "default_fail_after")]
+    pub fail_after: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_step() -> f64 {
+    2.0
+}
+fn default_rise() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_fall() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_quantile() -> f64 {
+    90.0
+}
+fn default_fail_after() -> u32 {
+    3
+}
+
+impl MeterSettings {
+    /// The SNMP community.
+    pub fn community(&self) -> Result<Option<SecretString>, ConfigError> {
+        secret_from(
+            &self.community,
+            &self.community_file,
+            "bandwidth.meter.community_file",
+        )
+    }
+
+    /// The rpcd password.
+    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
+        secret_from(
+            &self.password,
+            &self.password_file,
+            "bandwidth.meter.password_file",
+        )
+    }
+
+    /// The estimator's parameters for a link of `capacity_mbps` with `reserved_mbps` kept.
+    pub fn params(
+        &self,
+        capacity_mbps: f64,
+        reserved_mbps: f64,
+    ) -> crate::budget::estimate::Params {
+        let capacity_bps = mbps_to_bps(capacity_mbps);
+        let reserve_bps = mbps_to_bps(reserved_mbps);
+        let most = capacity_bps.saturating_sub(reserve_bps);
+        crate::budget::estimate::Params {
+            capacity_bps,
+            reserve_bps,
+            min_budget_bps: self.min_budget_mbps.map_or(most / 4, mbps_to_bps),
+            step_bps: mbps_to_bps(self.step_mbps),
+            rise: self.rise,
+            fall: self.fall,
+            window: self.window,
+            quantile: self.quantile_percent / 100.0,
+            fail_after: self.fail_after,
+        }
+    }
+
+    /// Each kind has what it needs and nothing of another kind's.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let kind = self.kind.as_str();
+        if self.interface.trim().is_empty() {
+            return Err(invalid("bandwidth.meter.interface", "is empty"));
+        }
+        if self.kind == MeterKind::Interface
+            && (self.interface.contains('/') || self.interface.starts_with('.'))
+        {
+            return Err(invalid(
+                "bandwidth.meter.interface",
+                format!("\"{}\" is not a network device name", self.interface),
+            ));
+        }
+        let has = |present: bool, key: &'static str, kinds: &str| {
+            if present && !kinds.split(',').any(|k| k == kind) {
+                Err(invalid(
+                    key,
+                    format!("is for kind = {kinds}, not kind = \"{kind}\""),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        has(self.host.is_some(), "bandwidth.meter.host", "snmp")?;
+        has(
+            self.community.is_some(),
+            "bandwidth.meter.community",
+            "snmp",
+        )?;
+        has(
+            self.community_file.is_some(),
+            "bandwidth.meter.community_file",
+            "snmp",
+        )?;
+        has(self.url.is_some(), "bandwidth.meter.url", "openwrt")?;
+        has(
+            self.username.is_some(),
+            "bandwidth.meter.username",
+            "openwrt",
+        )?;
+        has(
+            self.password.is_some(),
+            "bandwidth.meter.password",
+            "openwrt",
+        )?;
+        has(
+            self.password_file.is_some(),
+            "bandwidth.meter.password_file",
+            "openwrt",
+        )?;
+        let both = |a: bool, b: bool, key: &'static str, what: &str| {
+            if a && b {
+                Err(invalid(key, format!("set either {what}, not both")))
+            } else {
+                Ok(())
+            }
+        };
+        both(
+            self.community.is_some(),
+            self.community_file.is_some(),
+            "bandwidth.meter.community",
+            "community or community_file",
+        )?;
+        both(
+            self.password.is_some(),
+            self.password_file.is_some(),
+            "bandwidth.meter.password",
+            "password or password_file",
+        )?;
+        match self.kind {
+            MeterKind::Snmp => {
+                if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                    return Err(invalid(
+                        "bandwidth.meter.host",
+                        "missing: the SNMP agent, e.g. \"192.168.1.1\"",
+                    ));
+                }
+                if self.community.is_none() && self.community_file.is_none() {
+                    return Err(invalid(
+                        "bandwidth.meter.community",
+                        "missing: set community or community_file",
+                    ));
+                }
+            }
+            MeterKind::Openwrt => {
+                let url = self.url.as_deref().unwrap_or("");
+                match url::Url::parse(url) {
+                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                    _ => {
+                        return Err(invalid(
+                            "bandwidth.meter.url",
+                            "missing or not an http(s) URL: rpcd's endpoint, e.g. \
+                             \"http://192.168.1.1/ubus\"",
+                        ));
+                    }
+                }
+                if self.username.as_deref().is_none_or(|u| u.is_empty()) {
+                    return Err(invalid("bandwidth.meter.username", "missing"));
+                }
+                if self.password.is_none() && self.password_file.is_none() {
+                    return Err(invalid(
+                        "bandwidth.meter.password",
+                        "missing: set password or password_file",
+                    ));
+                }
+            }
+            MeterKind::Interface => {}
+        }
+        for (key, d) in [
+            ("bandwidth.meter.interval", self.interval),
+            ("bandwidth.meter.timeout", self.timeout),
+            ("bandwidth.meter.rise", self.rise),
+            ("bandwidth.meter.fall", self.fall),
+            ("bandwidth.meter.window", self.window),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.interval < Duration::from_millis(500) {
+            return Err(invalid(
+                "bandwidth.meter.interval",
+                "must be at least 500ms",
+            ));
+        }
+        if !(self.step_mbps.is_finite() && self.step_mbps >= 0.0) {
+            return Err(invalid(
+                "bandwidth.meter.step_mbps",
+                "must be a number >= 0",
+            ));
+        }
+        if let Some(m) = self.min_budget_mbps
+            && !(m.is_finite() && m > 0.0)
+        {
+            return Err(invalid(
+                "bandwidth.meter.min_budget_mbps",
+                "must be a number > 0",
+            ));
+        }
+        if !(self.quantile_percent > 0.0 && self.quantile_percent <= 100.0) {
+            return Err(invalid(
+                "bandwidth.meter.quantile_percent",
+                "must be above 0 and at most 100",
+            ));
+        }
+        if self.fail_after == 0 {
+            return Err(invalid("bandwidth.meter.fail_after", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
