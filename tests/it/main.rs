@@ -20,6 +20,7 @@ mod fake;
 mod faults;
 mod import_config;
 mod init;
+mod meter;
 mod openapi;
 mod packaging;
 mod reconcile;

@@ -1,0 +1,310 @@
+//! The meters against real and fake parts: the kernel's counters of `lo` and a fixture
+//! directory (`interface`), a fake OpenWrt rpcd that follows rpcd's shapes (`openwrt`: login,
+//! expired sessions, a wrong password, a PPPoE redial), and the daemon whose budget follows
+//! what the fake router measures, falls back to the static budget when the router stops
+//! answering, and comes back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::common::{Harness, KEY, M};
+use jellydemon::budget::meter::{Interface, Openwrt};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
+
+#[tokio::test]
+async fn the_interface_meter_reads_lo_and_a_fixture_directory() {
+    // The real loopback device: its counter grows with traffic sent over it.
+    let mut lo = Interface::at(std::path::Path::new("/sys/class/net"), "lo");
+    let before = lo.read().await.unwrap();
+    assert!(before.wraps_at.is_none() && !before.fresh);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = sock.local_addr().unwrap();
+    for _ in 0..100 {
+        sock.send_to(&[0u8; 1000], to).unwrap();
+    }
+    let after = lo.read().await.unwrap();
+    assert!(
+        after.bytes >= before.bytes + 100_000,
+        "{before:?} -> {after:?}"
+    );
+
+    // A fixture: a counter that restarts (a reboot) reads as it is; the estimator treats the
+    // decrease as a reset (src/budget/estimate.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("wan0").join("statistics");
+    std::fs::create_dir_all(&stats).unwrap();
+    std::fs::write(stats.join("tx_bytes"), "123456789\n").unwrap();
+    let mut wan = Interface::at(dir.path(), "wan0");
+    assert_eq!(wan.read().await.unwrap().bytes, 123_456_789);
+    std::fs::write(stats.join("tx_bytes"), "42\n").unwrap();
+    assert_eq!(wan.read().await.unwrap().bytes, 42);
+    std::fs::write(stats.join("tx_bytes"), "garbage").unwrap();
+    let err = wan.read().await.unwrap_err();
+    assert!(err.contains("does not hold a byte count"), "{err}");
+    let err = Interface::at(dir.path(), "eth9").read().await.unwrap_err();
+    assert!(err.contains("no network device \"eth9\""), "{err}");
+}
+
+/// A fake OpenWrt rpcd: `POST /ubus`, JSON-RPC 2.0, the calls jellydemon makes.
+#[derive(Clone)]
+struct Rpcd {
+    inner: Arc<RpcdInner>,
+}
+
+struct RpcdInner {
+    password: String,
+    /// Sessions handed out; the last one is valid.
+    session: Mutex<Option<String>>,
+    logins: AtomicU64,
+    /// The WAN's layer-3 device ("pppoe-wan"; a redial makes it another).
+    l3_device: Mutex<String>,
+    /// bits/s sent on the WAN now; the counter follows it in real time.
+    rate_bps: AtomicU64,
+    counter: Mutex<(f64, Instant)>,
+    /// Answer HTTP 500 to everything.
+    down: AtomicBool,
+}
+
+impl Rpcd {
+    fn new(password: &str) -> Rpcd {
+        Rpcd {
+            inner: Arc::new(RpcdInner {
+                password: password.into(),
+                session: Mutex::new(None),
+                logins: AtomicU64::new(0),
+                l3_device: Mutex::new("pppoe-wan".into()),
+                rate_bps: AtomicU64::new(0),
+                counter: Mutex::new((1e9, Instant::now())),
+                down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    async fn spawn(&self) -> String {
+        let app = axum::Router::new()
+            .route("/ubus", axum::routing::post(ubus))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ubus", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn expire_session(&self) {
+        *self.inner.session.lock().unwrap() = Some("expired-elsewhere".into());
+    }
+
+    /// A PPPoE redial: a new device whose counter starts at 0.
+    fn redial(&self, device: &str) {
+        *self.inner.l3_device.lock().unwrap() = device.into();
+        *self.inner.counter.lock().unwrap() = (0.0, Instant::now());
+    }
+
+    fn tx_bytes(&self) -> u64 {
+        let mut c = self.inner.counter.lock().unwrap();
+        let now = Instant::now();
+        let rate = self.inner.rate_bps.load(Ordering::SeqCst) as f64;
+        c.0 += rate / 8.0 * now.duration_since(c.1).as_secs_f64();
+        c.1 = now;
+        c.0 as u64
+    }
+}
+
+async fn ubus(State(r): State<Rpcd>, Json(body): Json<Value>) -> Response {
+    if r.inner.down.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let p = &body["params"];
+    let (session, object, method, args) = (
+        p[0].as_str().unwrap_or(""),
+        p[1].as_str().unwrap_or(""),
+        p[2].as_str().unwrap_or(""),
+        &p[3],
+    );
+    let reply = |result: Value| Json(json!({"jsonrpc": "2.0", "id": body["id"], "result": result}));
+    if (object, method) == ("session", "login") {
+        assert_eq!(session, "00000000000000000000000000000000");
+        if args["username"] != "jellydemon" || args["password"] != r.inner.password.as_str() {
+            return reply(json!([6])).into_response();
+        }
+        let n = r.inner.logins.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = format!("{n:032x}");
+        *r.inner.session.lock().unwrap() = Some(id.clone());
+        return reply(json!([0, {"ubus_rpc_session": id, "timeout": 300}])).into_response();
+    }
+    if r.inner.session.lock().unwrap().as_deref() != Some(session) {
+        return Json(json!({"jsonrpc": "2.0", "id": body["id"],
+                           "error": {"code": -32002, "message": "Access denied"}}))
+        .into_response();
+    }
+    let dev = r.inner.l3_device.lock().unwrap().clone();
+    match (object, method) {
+        ("network.interface.wan", "status") => {
+            reply(json!([0, {"up": true, "l3_device": dev, "device": "eth1"}])).into_response()
+        }
+        ("network.device", "status") if args["name"] == dev.as_str() => reply(json!([0, {
+            "up": true, "statistics": {"tx_bytes": r.tx_bytes(), "rx_bytes": 5}
+        }]))
+        .into_response(),
+        // ubus: UBUS_STATUS_NOT_FOUND
+        _ => reply(json!([4])).into_response(),
+    }
+}
+
+fn openwrt(url: &str, password: &str) -> Openwrt {
+    Openwrt::new(
+        url,
+        "jellydemon",
+        SecretString::from(password.to_string()),
+        "wan",
+        Duration::from_secs(2),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_openwrt_meter_logs_in_follows_redials_and_says_when_the_password_is_wrong() {
+    let rpcd = Rpcd::new("s3cret-router");
+    rpcd.inner.rate_bps.store(80 * M as u64, Ordering::SeqCst);
+    let url = rpcd.spawn().await;
+    let mut m = openwrt(&url, "s3cret-router");
+    let first = m.read().await.unwrap();
+    assert!(first.fresh, "the first reading is a baseline");
+    assert!(first.bytes >= 1_000_000_000);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = m.read().await.unwrap();
+    assert!(!second.fresh);
+    assert!(second.bytes > first.bytes, "{first:?} {second:?}");
+    assert_eq!(
+        rpcd.inner.logins.load(Ordering::SeqCst),
+        1,
+        "one session, kept"
+    );
+
+    // The session expires: one new login, and the reading goes on.
+    rpcd.expire_session();
+    let third = m.read().await.unwrap();
+    assert!(third.bytes >= second.bytes && !third.fresh);
+    assert_eq!(rpcd.inner.logins.load(Ordering::SeqCst), 2);
+
+    // A PPPoE redial: another device, a counter from 0, marked fresh.
+    rpcd.redial("pppoe-wan2");
+    let fourth = m.read().await.unwrap();
+    assert!(fourth.fresh && fourth.bytes < third.bytes, "{fourth:?}");
+
+    // A wrong password: said plainly, and the password never appears.
+    let err = openwrt(&url, "wrong-password-123")
+        .read()
+        .await
+        .unwrap_err();
+    assert!(err.contains("wrong user name or password"), "{err}");
+    assert!(
+        !err.contains("wrong-password-123") && !err.contains("s3cret"),
+        "{err}"
+    );
+    // Nothing listens: the address and the cause.
+    let err = openwrt("http://127.0.0.1:9/ubus", "x")
+        .read()
+        .await
+        .unwrap_err();
+    assert!(err.contains("rpcd at http://127.0.0.1:9/ubus"), "{err}");
+}
+
+#[tokio::test]
+async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
+    let rpcd = Rpcd::new("s3cret-router");
+    let rpcd_url = rpcd.spawn().await;
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Android TV",
+        Some(Playback::direct("a", Some(8 * M), None)),
+    );
+    // 60 Mbps, 5 reserved: a static budget of 55.
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[bandwidth.meter]\nkind = \"openwrt\"\ninterface = \"wan\"\nurl = \"{rpcd_url}\"\n\
+             username = \"jellydemon\"\npassword = \"s3cret-router\"\ninterval = \"500ms\"\n\
+             rise = \"1s\"\nfall = \"2s\"\nwindow = \"2s\"\nfail_after = 2\nstep_mbps = 1\n"
+        ),
+    )
+    .await;
+    // Only Jellyfin uploads: ~8.8 Mbps (8 x the 1.1 overhead).
+    rpcd.inner.rate_bps.store(9 * M as u64, Ordering::SeqCst);
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"")
+        .await;
+    let s = d
+        .wait_for(|s| {
+            s["budget"]["source"] == "meter"
+                && s["budget"]["meter"]["measured_bps"].as_u64().is_some()
+        })
+        .await;
+    assert_eq!(
+        s["budget_bps"],
+        55 * M,
+        "a quiet house keeps the whole budget: {s:#}"
+    );
+    let before = h.fake.limit(&alice);
+
+    // A 30 Mbps backup starts: the budget leaves room for it, and the limits follow.
+    rpcd.inner.rate_bps.store(39 * M as u64, Ordering::SeqCst);
+    let s = d
+        .wait_for(|s| s["budget_bps"].as_u64().is_some_and(|b| b <= 27 * M as u64))
+        .await;
+    assert!(s["budget_bps"].as_u64().unwrap() >= 24 * M as u64, "{s:#}");
+    assert!(
+        s["budget"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("of other upload"),
+        "{s:#}"
+    );
+    let s = d.wait_for(|s| s["recent"][0]["trigger"] == "budget").await;
+    assert!(h.fake.limit(&alice) < before, "{s:#}");
+    let metrics = d.text("/metrics").await;
+    for name in [
+        "jellydemon_measured_upload_bps",
+        "jellydemon_other_upload_bps",
+        "jellydemon_jellyfin_upload_estimate_bps",
+        "jellydemon_meter_up 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+
+    // The router stops answering: after two failed reads the static budget, said so.
+    rpcd.inner.down.store(true, Ordering::SeqCst);
+    let s = d
+        .wait_for(|s| s["budget"]["source"] == "static, meter down")
+        .await;
+    assert_eq!(s["budget_bps"], 55 * M, "{s:#}");
+    assert!(
+        s["budget"]["meter"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{s:#}"
+    );
+    assert!(d.text("/metrics").await.contains("jellydemon_meter_up 0"));
+
+    // It answers again, the backup is over: measuring again, the whole budget.
+    rpcd.inner.rate_bps.store(9 * M as u64, Ordering::SeqCst);
+    rpcd.inner.down.store(false, Ordering::SeqCst);
+    let s = d
+        .wait_for(|s| s["budget"]["source"] == "meter" && s["budget"]["meter"]["up"] == true)
+        .await;
+    assert!(s["budget_bps"].as_u64().unwrap() >= 53 * M as u64, "{s:#}");
+    d.stop().await;
+}
