@@ -7,3 +7,4 @@
 pub mod estimate;
 pub mod feed;
 pub mod meter;
+pub mod snmp;

@@ -1,5 +1,6 @@
 //! The meters: each reads the WAN's upload byte counter. `interface` reads the kernel's
-//! counter when jellydemon runs on the gateway; `openwrt` asks rpcd over HTTP.
+//! counter when jellydemon runs on the gateway; `openwrt` asks rpcd over HTTP; `snmp` asks an
+//! SNMP agent (`src/budget/snmp.rs`).
 //!
 //! OpenWrt (rpcd's JSON-RPC 2.0 at `POST /ubus`): `session login` with the null session id
 //! (32 zeros), then `network.interface.<wan> status` for its `l3_device` (else `device`),
@@ -34,6 +35,8 @@ pub enum Meter {
     Interface(Interface),
     /// OpenWrt's rpcd.
     Openwrt(Openwrt),
+    /// An SNMP agent.
+    Snmp(super::snmp::Snmp),
 }
 
 impl Meter {
@@ -51,13 +54,13 @@ impl Meter {
                 &m.interface,
                 m.timeout,
             )?),
-            MeterKind::Snmp => {
-                return Err(crate::config::invalid(
-                    "bandwidth.meter.kind",
-                    "\"snmp\" is not available in this build yet: use \"openwrt\" or \
-                     \"interface\"",
-                ));
-            }
+            MeterKind::Snmp => Meter::Snmp(super::snmp::Snmp::new(
+                m.host.as_deref().unwrap_or_default(),
+                m.community()?
+                    .unwrap_or_else(|| SecretString::from(String::new())),
+                &m.interface,
+                m.timeout,
+            )),
         })
     }
 
@@ -66,6 +69,7 @@ impl Meter {
         match self {
             Meter::Interface(m) => m.read().await,
             Meter::Openwrt(m) => m.read().await,
+            Meter::Snmp(m) => m.read().await,
         }
     }
 
@@ -76,6 +80,15 @@ impl Meter {
             Meter::Openwrt(m) => match &m.device {
                 Some(d) => format!("openwrt {} ({d}) at {}", m.interface, m.url),
                 None => format!("openwrt {} at {}", m.interface, m.url),
+            },
+            Meter::Snmp(m) => match m.index() {
+                Some(i) => format!(
+                    "snmp {} (ifIndex {i}{}) at {}",
+                    m.interface(),
+                    if m.only_32_bit() { ", 32-bit" } else { "" },
+                    m.host()
+                ),
+                None => format!("snmp {} at {}", m.interface(), m.host()),
             },
         }
     }
