@@ -7,4 +7,5 @@
 pub mod estimate;
 pub mod feed;
 pub mod meter;
+pub mod schedule;
 pub mod snmp;

@@ -140,6 +140,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         ),
     );
     state(&mut r, &settings.state.file);
+    budget_lines(&mut r, settings).await;
     let key = match settings.api_key() {
         Ok(k) => k,
         Err(e) => {
@@ -336,6 +337,118 @@ pub async fn check(settings: &Settings) -> CheckReport {
         r.push(Level::Warn, w.to_string());
     }
     r
+}
+
+/// The schedule in force and the next change; the meter read twice, with the rate it shows.
+async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
+    match settings.schedule() {
+        Ok(Some(s)) => {
+            let now = jiff::Timestamp::now();
+            let b = &settings.bandwidth;
+            let (t, res, entry) = s.base(now, b.total_upload_mbps, b.reserved_mbps);
+            let zone = match &b.timezone {
+                Some(n) => {
+                    jiff::tz::TimeZone::get(n).unwrap_or_else(|_| jiff::tz::TimeZone::system())
+                }
+                None => jiff::tz::TimeZone::system(),
+            };
+            let tz = zone
+                .iana_name()
+                .unwrap_or("the system's time zone")
+                .to_string();
+            let next = s
+                .next_change(now)
+                .map(|t| format!("; next change {}", zone.to_datetime(t).strftime("%a %H:%M")))
+                .unwrap_or_default();
+            r.push(
+                Level::Ok,
+                format!(
+                    "schedule ({} entries, {tz}): {}{next}",
+                    b.schedule.len(),
+                    match entry {
+                        Some(name) =>
+                            format!("\"{name}\" in force, total {t} Mbps, {res} Mbps reserved"),
+                        None => "no entry in force now".into(),
+                    }
+                ),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => r.push(Level::Fail, e.to_string()),
+    }
+    let Some(m) = &settings.bandwidth.meter else {
+        return;
+    };
+    let mut meter = match crate::budget::meter::Meter::new(m) {
+        Ok(meter) => meter,
+        Err(e) => {
+            r.push(Level::Fail, e.to_string());
+            return;
+        }
+    };
+    let timeout = m.timeout.saturating_mul(3);
+    let first = read_meter(&mut meter, timeout).await;
+    let gap = m.interval.clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    );
+    tokio::time::sleep(gap).await;
+    let second = read_meter(&mut meter, timeout).await;
+    match (first, second) {
+        (Ok((t1, c1)), Ok((t2, c2))) => {
+            let dt = t2.duration_since(t1).as_secs_f64();
+            let delta = match (c2.bytes.checked_sub(c1.bytes), c2.wraps_at) {
+                (Some(d), _) if !c2.fresh => Some(d),
+                (None, Some(modulus)) => Some(c2.bytes + modulus - c1.bytes),
+                _ => None,
+            };
+            match delta {
+                Some(d) if dt > 0.0 => r.push(
+                    Level::Ok,
+                    format!(
+                        "meter {}: {} upload now (read twice, {:.1} s apart)",
+                        meter.describe(),
+                        fmt_mbps((d as f64 * 8.0 / dt).round() as u64),
+                        dt
+                    ),
+                ),
+                _ => r.push(
+                    Level::Warn,
+                    format!(
+                        "meter {}: the counter restarted between two reads; run check again",
+                        meter.describe()
+                    ),
+                ),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => r.push(
+            Level::Fail,
+            format!(
+                "meter {}: {e}. Until it answers, the daemon uses the static budget",
+                meter.describe()
+            ),
+        ),
+    }
+    if m.kind == crate::config::MeterKind::Openwrt {
+        r.push(
+            Level::Warn,
+            "OpenWrt: with (hardware) flow offloading on (Network -> Firewall -> Routing/NAT \
+             Offloading), offloaded traffic bypasses the counters, so the rest of the house's \
+             upload is undercounted: turn offloading off for an accurate budget",
+        );
+    }
+}
+
+/// One reading of the meter, and when it was asked for.
+async fn read_meter(
+    meter: &mut crate::budget::meter::Meter,
+    timeout: std::time::Duration,
+) -> Result<(std::time::Instant, crate::budget::meter::Counter), String> {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(timeout, meter.read()).await {
+        Ok(r) => r.map(|c| (started, c)),
+        Err(_) => Err("no answer in time".to_string()),
+    }
 }
 
 /// The state file reads, its directory can be written in, and whether a daemon uses it now.

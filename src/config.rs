@@ -21,7 +21,7 @@ use crate::ids::{UserId, UserName};
 use crate::network;
 
 mod meter;
-pub use meter::{MeterKind, MeterSettings};
+pub use meter::{MeterKind, MeterSettings, ScheduleEntry};
 
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
 pub const BPS_PER_MBPS: f64 = 1_000_000.0;
@@ -297,6 +297,12 @@ pub struct BandwidthSettings {
     /// `[bandwidth.meter]`: the budget follows the link's measured upload. Absent: static.
     #[serde(default)]
     pub meter: Option<MeterSettings>,
+    /// `[[bandwidth.schedule]]`: times of the week with another total or reserve.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
+    /// The time zone of the schedule (`"Europe/Berlin"`); absent: the system's.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn default_min_per_user() -> f64 {
@@ -832,6 +838,7 @@ impl Settings {
         if let Some(m) = &b.meter {
             m.validate()?;
         }
+        self.schedule()?;
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
         if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
@@ -1034,6 +1041,30 @@ impl Settings {
                 .map(|m| mbps_to_bps(m).min(MAX_JELLYFIN_LIMIT_BPS)),
             step_bps: mbps_to_bps(b.step_mbps),
         }
+    }
+
+    /// The schedule in its time zone, or `None` without `[[bandwidth.schedule]]`.
+    pub fn schedule(&self) -> Result<Option<crate::budget::schedule::Schedule>, ConfigError> {
+        let b = &self.bandwidth;
+        let tz = match &b.timezone {
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+                invalid(
+                    "bandwidth.timezone",
+                    format!("\"{name}\" is not a time zone ({e}); e.g. \"Europe/Berlin\""),
+                )
+            })?,
+            None => jiff::tz::TimeZone::system(),
+        };
+        if b.schedule.is_empty() {
+            return Ok(None);
+        }
+        let windows = b
+            .schedule
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.window(i + 1, b.total_upload_mbps, b.reserved_mbps))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(crate::budget::schedule::Schedule::new(windows, tz)))
     }
 
     /// The alias map's path: `logging.alias_file`, or `aliases.json` beside the state file.

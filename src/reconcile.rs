@@ -119,6 +119,9 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
     /// Nothing was written.
     pub dry_run: bool,
+    /// Where the budget came from, when not simply `total_upload_mbps - reserved_mbps`
+    /// ("schedule \"working hours\"", or that the meter is followed by the daemon only).
+    pub budget_note: Option<String>,
 }
 
 impl PassReport {
@@ -216,12 +219,24 @@ pub async fn reconcile_once(
     dry_run: bool,
 ) -> Result<PassReport, PassError> {
     let fetched = fetch(client, settings).await?;
+    // The schedule was validated when the settings loaded.
+    let (budget_bps, entry) =
+        crate::budget::feed::static_budget_at(settings, jiff::Timestamp::now())
+            .unwrap_or((settings.budget().budget_bps, None));
+    let mut notes: Vec<String> = entry
+        .map(|e| format!("schedule \"{e}\""))
+        .into_iter()
+        .collect();
+    if settings.bandwidth.meter.is_some() {
+        notes.push("static: the meter is followed by the daemon".into());
+    }
+    let budget_note = (!notes.is_empty()).then(|| notes.join("; "));
     let plan = plan_snapshot(
         &fetched,
         ledger,
         &Memory::default(),
         std::time::Duration::ZERO,
-        settings.budget().budget_bps,
+        budget_bps,
         settings,
         dry_run,
     )?;
@@ -255,6 +270,7 @@ pub async fn reconcile_once(
         plan,
         outcomes,
         dry_run,
+        budget_note,
     })
 }
 

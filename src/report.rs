@@ -96,9 +96,14 @@ fn without_ids(cause: &str) -> String {
 pub fn pass_table(report: &PassReport) -> String {
     let p = &report.plan;
     let mut out = format!(
-        "algorithm {}  budget {}  streaming {}  held after pushes {}{}\n",
+        "algorithm {}  budget {}{}  streaming {}  held after pushes {}{}\n",
         p.algorithm,
         fmt_mbps(p.budget),
+        report
+            .budget_note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
         fmt_mbps(p.streaming),
         fmt_mbps(p.held),
         if p.unmanaged_bps > 0 {

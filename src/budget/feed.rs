@@ -12,9 +12,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use jiff::Timestamp;
+
 use super::estimate::{Change, Estimator, Reading, Sample};
 use super::meter::Meter;
-use crate::config::{ConfigError, Settings};
+use super::schedule::Schedule;
+use crate::config::{ConfigError, Settings, mbps_to_bps};
 use crate::metrics::Metrics;
 use crate::plan::fmt_mbps;
 
@@ -79,28 +82,62 @@ impl Feed {
     }
 }
 
-/// Start the feed for `settings`: the static budget, or a task reading the meter until
-/// `shutdown`.
+/// The static budget at `at` (with the schedule's entry in force, if any), bits/s, and the
+/// entry's name: what one-shot commands plan with.
+pub fn static_budget_at(
+    settings: &Settings,
+    at: Timestamp,
+) -> Result<(u64, Option<String>), ConfigError> {
+    let b = &settings.bandwidth;
+    let schedule = settings.schedule()?;
+    let (total, reserved, name) = match &schedule {
+        Some(s) => {
+            let (t, r, n) = s.base(at, b.total_upload_mbps, b.reserved_mbps);
+            (t, r, n.map(str::to_string))
+        }
+        None => (b.total_upload_mbps, b.reserved_mbps, None),
+    };
+    Ok((
+        mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved)),
+        name,
+    ))
+}
+
+/// Start the feed for `settings`: the static budget, or a task reading the meter and following
+/// the schedule until `shutdown`.
 pub fn start(
     settings: &Settings,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(Feed, Option<tokio::task::JoinHandle<()>>), ConfigError> {
-    let static_bps = settings.budget().budget_bps;
-    metrics.budget_bps.set(static_bps as i64);
-    let Some(m) = &settings.bandwidth.meter else {
-        return Ok((Feed::fixed(static_bps), None));
-    };
-    let meter = Meter::new(m)?;
     let b = &settings.bandwidth;
-    let estimator = Estimator::new(m.params(b.total_upload_mbps, b.reserved_mbps));
+    let schedule = settings.schedule()?;
+    let now = Timestamp::now();
+    let (total, reserved, entry) = match &schedule {
+        Some(s) => s.base(now, b.total_upload_mbps, b.reserved_mbps),
+        None => (b.total_upload_mbps, b.reserved_mbps, None),
+    };
+    let static_bps = mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved));
+    metrics.budget_bps.set(static_bps as i64);
+    if b.meter.is_none() && schedule.is_none() {
+        return Ok((Feed::fixed(static_bps), None));
+    }
+    let meter = b.meter.as_ref().map(Meter::new).transpose()?;
+    let estimator = b
+        .meter
+        .as_ref()
+        .map(|m| Estimator::new(m.params(total, reserved)));
     let first = BudgetState {
         budget_bps: static_bps,
         static_bps,
         source: "static",
-        cause: "static until the meter has measured".into(),
-        meter: Some(MeterView {
-            reads: meter.describe(),
+        cause: match (&meter, entry) {
+            (Some(_), _) => "static until the meter has measured".into(),
+            (None, Some(name)) => format!("static, schedule \"{name}\""),
+            (None, None) => "static: total_upload_mbps - reserved_mbps".into(),
+        },
+        meter: meter.as_ref().map(|m| MeterView {
+            reads: m.describe(),
             up: true,
             measured_bps: None,
             jellyfin_bps: 0,
@@ -108,13 +145,19 @@ pub fn start(
             last_error: None,
         }),
     };
+    let entry = entry.map(str::to_string);
     let (state_tx, state) = watch::channel(first);
     let (jellyfin, jellyfin_rx) = watch::channel(0);
+    let m = b.meter.as_ref();
     let task = Task {
         meter,
         estimator,
-        interval: m.interval,
-        read_timeout: m.timeout.saturating_mul(3),
+        schedule,
+        entry,
+        base: (b.total_upload_mbps, b.reserved_mbps),
+        static_bps,
+        interval: m.map_or(Duration::from_secs(3600), |m| m.interval),
+        read_timeout: m.map_or(Duration::from_secs(10), |m| m.timeout.saturating_mul(3)),
         state: state_tx,
         jellyfin: jellyfin_rx,
         metrics,
@@ -131,14 +174,24 @@ pub fn start(
 }
 
 struct Task {
-    meter: Meter,
-    estimator: Estimator,
+    meter: Option<Meter>,
+    estimator: Option<Estimator>,
+    schedule: Option<Schedule>,
+    /// The schedule's entry in force.
+    entry: Option<String>,
+    /// `(total_upload_mbps, reserved_mbps)` of the configuration.
+    base: (f64, f64),
+    /// The static budget now (the schedule's, or the configuration's).
+    static_bps: u64,
     interval: Duration,
     read_timeout: Duration,
     state: watch::Sender<BudgetState>,
     jellyfin: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
 }
+
+/// The longest sleep before the schedule is looked at again (a clock set by hand).
+const SCHEDULE_RECHECK: Duration = Duration::from_secs(600);
 
 impl Task {
     async fn run(mut self, shutdown: CancellationToken) {
@@ -147,15 +200,35 @@ impl Task {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
+            let until_schedule = self
+                .schedule
+                .as_ref()
+                .and_then(|s| s.next_change(Timestamp::now()))
+                .map(|t| {
+                    let ms = t
+                        .as_millisecond()
+                        .saturating_sub(Timestamp::now().as_millisecond());
+                    Duration::from_millis(ms.max(0) as u64 + 1)
+                })
+                .unwrap_or(SCHEDULE_RECHECK)
+                .min(SCHEDULE_RECHECK);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = ticks.tick() => {}
+                _ = tokio::time::sleep(until_schedule), if self.schedule.is_some() => {
+                    self.apply_schedule();
+                    continue;
+                }
+                _ = ticks.tick(), if self.meter.is_some() => {}
             }
+            let (Some(meter), Some(estimator)) = (self.meter.as_mut(), self.estimator.as_mut())
+            else {
+                continue;
+            };
             let read = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                r = tokio::time::timeout(self.read_timeout, self.meter.read()) => r,
+                r = tokio::time::timeout(self.read_timeout, meter.read()) => r,
             };
             let read = read.unwrap_or_else(|_| Err("no answer in time".into()));
             let jellyfin_bps = *self.jellyfin.borrow();
@@ -163,84 +236,132 @@ impl Task {
                 Ok(c) => {
                     self.metrics.meter_reads.get_or_create(&ok()).inc();
                     if failing {
-                        info!(meter = %self.meter.describe(), "the meter answers again");
+                        info!(meter = %meter.describe(), "the meter answers again");
                         failing = false;
                     }
                     if c.fresh {
-                        self.estimator.forget_counter();
+                        estimator.forget_counter();
                     }
                     let s = Sample {
                         at: origin.elapsed(),
                         bytes: c.bytes,
                         wraps_at: c.wraps_at,
                     };
-                    (self.estimator.sample(s, jellyfin_bps), None)
+                    (estimator.sample(s, jellyfin_bps), None)
                 }
                 Err(e) => {
                     self.metrics.meter_reads.get_or_create(&error()).inc();
                     if !failing {
-                        warn!(meter = %self.meter.describe(), "cannot read the meter: {e}");
+                        warn!(meter = %meter.describe(), "cannot read the meter: {e}");
                         failing = true;
                     }
-                    (self.estimator.failed(&e), Some(e))
+                    (estimator.failed(&e), Some(e))
                 }
             };
-            self.publish(change, error);
+            let cause = change.as_ref().map(|c| self.describe(c));
+            self.publish(cause, error);
         }
     }
 
-    /// Record the reading: metrics, a log line for a change, and the state for the engine.
-    fn publish(&mut self, change: Option<Change>, error: Option<String>) {
-        let r: Reading = self.estimator.reading();
-        let m = &self.metrics;
-        m.measured_upload_bps
-            .set(r.measured_bps.unwrap_or(0) as i64);
-        m.jellyfin_upload_estimate_bps.set(r.jellyfin_bps as i64);
-        m.other_upload_bps.set(r.other_bps.unwrap_or(0) as i64);
-        m.meter_up.set(i64::from(r.meter_up));
-        let reads = self.meter.describe();
-        let mut cause = self.state.borrow().cause.clone();
-        if let Some(c) = &change {
-            cause = match c {
-                Change::Measured {
-                    budget_bps,
-                    other_bps,
-                } => format!(
-                    "{} beside {} of other upload in the house",
-                    fmt_mbps(*budget_bps),
-                    fmt_mbps(*other_bps)
-                ),
-                Change::MeterDown { budget_bps, error } => format!(
-                    "static {} while the meter fails ({error})",
-                    fmt_mbps(*budget_bps)
-                ),
-                Change::MeterUp => "the meter answers again; measuring".into(),
-            };
-            match c {
-                Change::MeterDown { .. } => warn!(meter = %reads, "budget: {cause}"),
-                _ => info!(meter = %reads, "budget: {cause}"),
-            }
+    /// A schedule entry began or ended: the new base, logged, and published.
+    fn apply_schedule(&mut self) {
+        let Some(s) = &self.schedule else { return };
+        let (t, r, entry) = s.base(Timestamp::now(), self.base.0, self.base.1);
+        let entry = entry.map(str::to_string);
+        if entry == self.entry {
+            return;
         }
-        let static_bps = self.estimator.params().static_budget();
-        let next = BudgetState {
-            budget_bps: r.budget_bps,
-            static_bps,
-            source: if !r.meter_up {
-                "static, meter down"
-            } else if r.other_bps.is_some() {
-                "meter"
-            } else {
-                "static"
+        let cause = match (&entry, &self.entry) {
+            (Some(now), _) => format!(
+                "schedule \"{now}\" in force: total {} Mbps, {} Mbps reserved",
+                t, r
+            ),
+            (None, Some(was)) => {
+                format!("schedule \"{was}\" ended: total {t} Mbps, {r} Mbps reserved")
+            }
+            (None, None) => return,
+        };
+        self.entry = entry;
+        self.static_bps = mbps_to_bps(t).saturating_sub(mbps_to_bps(r));
+        if let Some(e) = self.estimator.as_mut() {
+            e.set_base(mbps_to_bps(t), mbps_to_bps(r));
+        }
+        info!("budget: {cause}");
+        self.publish(Some(cause), None);
+    }
+
+    fn describe(&self, c: &Change) -> String {
+        let schedule = self
+            .entry
+            .as_ref()
+            .map(|e| format!(" (schedule \"{e}\")"))
+            .unwrap_or_default();
+        let cause = match c {
+            Change::Measured {
+                budget_bps,
+                other_bps,
+            } => format!(
+                "{} beside {} of other upload in the house{schedule}",
+                fmt_mbps(*budget_bps),
+                fmt_mbps(*other_bps)
+            ),
+            Change::MeterDown { budget_bps, error } => format!(
+                "static {} while the meter fails ({error}){schedule}",
+                fmt_mbps(*budget_bps)
+            ),
+            Change::MeterUp => "the meter answers again; measuring".into(),
+        };
+        match c {
+            Change::MeterDown { .. } => warn!("budget: {cause}"),
+            _ => info!("budget: {cause}"),
+        }
+        cause
+    }
+
+    /// Record the state: metrics, and the state for the engine and `/api/state`.
+    fn publish(&mut self, cause: Option<String>, error: Option<String>) {
+        let m = &self.metrics;
+        let cause = cause.unwrap_or_else(|| self.state.borrow().cause.clone());
+        let next = match (&self.meter, &self.estimator) {
+            (Some(meter), Some(e)) => {
+                let r: Reading = e.reading();
+                m.measured_upload_bps
+                    .set(r.measured_bps.unwrap_or(0) as i64);
+                m.jellyfin_upload_estimate_bps.set(r.jellyfin_bps as i64);
+                m.other_upload_bps.set(r.other_bps.unwrap_or(0) as i64);
+                m.meter_up.set(i64::from(r.meter_up));
+                BudgetState {
+                    budget_bps: r.budget_bps,
+                    static_bps: self.static_bps,
+                    source: if !r.meter_up {
+                        "static, meter down"
+                    } else if r.other_bps.is_some() {
+                        "meter"
+                    } else {
+                        "static"
+                    },
+                    cause,
+                    meter: Some(MeterView {
+                        reads: meter.describe(),
+                        up: r.meter_up,
+                        measured_bps: r.measured_bps,
+                        jellyfin_bps: r.jellyfin_bps,
+                        other_bps: r.other_bps,
+                        last_error: error,
+                    }),
+                }
+            }
+            _ => BudgetState {
+                budget_bps: self.static_bps,
+                static_bps: self.static_bps,
+                source: if self.entry.is_some() {
+                    "schedule"
+                } else {
+                    "static"
+                },
+                cause,
+                meter: None,
             },
-            cause,
-            meter: Some(MeterView {
-                reads,
-                up: r.meter_up,
-                measured_bps: r.measured_bps,
-                jellyfin_bps: r.jellyfin_bps,
-                other_bps: r.other_bps,
-                last_error: error,
-            }),
         };
         if next.budget_bps != self.state.borrow().budget_bps {
             m.budget_changes.inc();

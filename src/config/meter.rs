@@ -310,3 +310,73 @@ impl MeterSettings {
         Ok(())
     }
 }
+
+/// `[[bandwidth.schedule]]`: one entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    /// For logs and the status page ("working hours").
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `["mon", "tue"]`, `["weekdays"]`, `["weekends"]`; absent: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// Local start time, `"08:00"`.
+    pub from: String,
+    /// Local end time, `"18:00"` (at or before `from`: the next day).
+    pub to: String,
+    /// `total_upload_mbps` while it is in force.
+    #[serde(default)]
+    pub total_upload_mbps: Option<f64>,
+    /// `reserved_mbps` while it is in force.
+    #[serde(default)]
+    pub reserved_mbps: Option<f64>,
+}
+
+impl ScheduleEntry {
+    /// The entry parsed, `n` its position (from 1) for its default name and messages.
+    pub fn window(
+        &self,
+        n: usize,
+        total: f64,
+        reserved: f64,
+    ) -> Result<crate::budget::schedule::Window, ConfigError> {
+        use crate::budget::schedule::{parse_days, parse_time};
+        let key = "bandwidth.schedule";
+        let at = |what: String| invalid(key, format!("entry {n}: {what}"));
+        let w = crate::budget::schedule::Window {
+            name: self
+                .name
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| format!("schedule entry {n}")),
+            days: parse_days(&self.days).map_err(at)?,
+            from: parse_time(&self.from).map_err(|e| at(format!("from: {e}")))?,
+            to: parse_time(&self.to).map_err(|e| at(format!("to: {e}")))?,
+            total_upload_mbps: self.total_upload_mbps,
+            reserved_mbps: self.reserved_mbps,
+        };
+        if w.total_upload_mbps.is_none() && w.reserved_mbps.is_none() {
+            return Err(at(
+                "sets neither total_upload_mbps nor reserved_mbps, so it changes nothing".into(),
+            ));
+        }
+        let t = w.total_upload_mbps.unwrap_or(total);
+        let r = w.reserved_mbps.unwrap_or(reserved);
+        if !(t.is_finite() && t > 0.0) {
+            return Err(at(format!(
+                "total_upload_mbps must be a number > 0, got {t}"
+            )));
+        }
+        if !(r.is_finite() && r >= 0.0) {
+            return Err(at(format!("reserved_mbps must be a number >= 0, got {r}")));
+        }
+        if mbps_to_bps(t) <= mbps_to_bps(r) {
+            return Err(at(format!(
+                "while it is in force, reserved_mbps ({r}) leaves nothing of total_upload_mbps \
+                 ({t})"
+            )));
+        }
+        Ok(w)
+    }
+}

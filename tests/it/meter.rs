@@ -469,3 +469,124 @@ async fn without_a_64_bit_counter_the_snmp_meter_reads_the_32_bit_one() {
         "wraps, never goes back"
     );
 }
+
+/// `HH:MM:SS` of the wall clock in UTC, `secs` from now.
+fn utc_in(secs: i64) -> String {
+    let t = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(secs))
+        .unwrap();
+    jiff::tz::TimeZone::UTC
+        .to_datetime(t)
+        .strftime("%H:%M:%S")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_schedule_entry_changes_the_budget_when_it_starts_and_ends() {
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Android TV",
+        Some(Playback::direct("a", Some(8 * M), None)),
+    );
+    // Static: 60 - 5 = 55. "calls": 25 reserved for three seconds, starting in two.
+    let (from, to) = (utc_in(2), utc_in(5));
+    let h = Harness::start(
+        fake,
+        &format!(
+            "timezone = \"UTC\"\n[[bandwidth.schedule]]\nname = \"calls\"\nfrom = \"{}\"\n\
+             to = \"{}\"\nreserved_mbps = 25\n",
+            from, to
+        ),
+        "",
+    )
+    .await;
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"")
+        .await;
+    let s = d.state().await;
+    assert_eq!(s["budget_bps"], 55 * M, "{s:#}");
+    let s = d
+        .wait_for(|s| s["budget_bps"] == 35 * M && s["recent"][0]["trigger"] == "budget")
+        .await;
+    assert_eq!(s["budget"]["source"], "schedule", "{s:#}");
+    assert!(
+        s["budget"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("schedule \"calls\" in force"),
+        "{s:#}"
+    );
+    let s = d
+        .wait_for(|s| {
+            s["budget_bps"] == 55 * M && s["budget"]["cause"].as_str().unwrap().contains("ended")
+        })
+        .await;
+    assert_eq!(s["budget"]["source"], "static", "{s:#}");
+    d.stop().await;
+
+    // The one-shot pass and check say which entry is in force.
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let whole_day = text
+        .replace(&format!("from = \"{from}\""), "from = \"00:00\"")
+        .replace(&format!("to = \"{to}\""), "to = \"24:00\"");
+    std::fs::write(&h.config_path, whole_day).unwrap();
+    let (code, out, err) = h.cli(&["reconcile", "--dry-run"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("budget 35 Mbps (schedule \"calls\")"), "{out}");
+    let (code, out, err) = h.cli(&["check"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(
+            "schedule (1 entries, UTC): \"calls\" in force, total 60 Mbps, 25 Mbps reserved"
+        ),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn check_reads_the_meter_twice_and_warns_about_offloading() {
+    let rpcd = Rpcd::new("s3cret-router");
+    rpcd.inner.rate_bps.store(40 * M as u64, Ordering::SeqCst);
+    let url = rpcd.spawn().await;
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[bandwidth.meter]\nkind = \"openwrt\"\ninterface = \"wan\"\nurl = \"{url}\"\n\
+             username = \"jellydemon\"\npassword = \"s3cret-router\"\ninterval = \"1s\"\n"
+        ),
+    )
+    .await;
+    let (code, out, err) = h.cli(&["check"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("meter openwrt wan (pppoe-wan)"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let mbps: f64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(" Mbps").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((36.0..=44.0).contains(&mbps), "{line}");
+    assert!(
+        out.contains("WARN OpenWrt: with (hardware) flow offloading"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret-router") && !err.contains("s3cret-router"));
+
+    // The router down: a failure that says the static budget applies meanwhile.
+    rpcd.inner.down.store(true, Ordering::SeqCst);
+    let (code, out, _) = h.cli(&["check"]).await;
+    assert_eq!(code, 5, "{out}");
+    assert!(
+        out.contains("HTTP 500") && out.contains("the daemon uses the static budget"),
+        "{out}"
+    );
+}
