@@ -68,6 +68,51 @@ fn every_documented_key_is_real_and_its_example_valid() {
     );
 }
 
+/// The example blocks (lines starting with `#   `, from a table header such as
+/// `[bandwidth.meter]` on) each load
+/// when copied under a minimal configuration.
+#[test]
+fn every_example_block_loads() {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in EXAMPLE.lines() {
+        match line.strip_prefix("#   ") {
+            // A block starts with its table header.
+            Some(rest) if rest.starts_with('[') || !current.is_empty() => {
+                current.push_str(rest);
+                current.push('\n');
+            }
+            Some(_) => {}
+            None if !current.is_empty() => blocks.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    assert!(blocks.len() >= 5, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for secret in ["snmp_community", "openwrt_password"] {
+        std::fs::write(dir.path().join(secret), "s3cret\n").unwrap();
+    }
+    for block in blocks {
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n\
+                 [bandwidth]\ntotal_upload_mbps = 100\nreserved_mbps = 10\n{block}"
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        assert!(
+            s.bandwidth.meter.is_some() || !s.bandwidth.schedule.is_empty(),
+            "{block}"
+        );
+        if let Some(m) = &s.bandwidth.meter {
+            jellydemon::budget::meter::Meter::new(m).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+    }
+}
+
 #[test]
 fn every_invalid_config_fails_with_its_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid-configs");
