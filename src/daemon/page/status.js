@@ -67,6 +67,7 @@ async function refreshState() {
   $("bar-held").style.width = pct(held, scale);
   $("bar-rate").style.width = pct(rate, scale);
   $("bar-budget").style.left = pct(budget, scale);
+  $("budget-cause").textContent = s.budget ? `${s.budget.source}: ${s.budget.cause}` : "";
   $("warnings").innerHTML = (d ? d.warnings : []).map((w) => `<p class="warn">⚠ ${esc(w)}</p>`).join("")
     + (s.poll.last_error ? `<p class="warn">⚠ ${esc(s.poll.last_error)}</p>` : "");
   $("claimants").textContent = active.length;
@@ -119,7 +120,8 @@ function drawChart() {
   const W = Math.max(svg.clientWidth || 600, 200), H = 190, left = 64, right = 8, top = 8, bottom = 14;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const t0 = h[0].t, t1 = Math.max(h[h.length - 1].t, t0 + 60);
-  const peak = Math.max(...h.map((p) => Math.max(p.budget, p.held, p.remote_rate))) || 1e6;
+  const peak = Math.max(...h.map((p) => Math.max(p.budget, p.held, p.remote_rate, p.measured ?? 0, p.other ?? 0))) || 1e6;
+  const metered = h.some((p) => p.measured != null);
   const step = niceStep(peak * 1.05);
   const max = Math.ceil(peak * 1.05 / step) * step;
   const x = (t) => left + (W - left - right) * (t - t0) / (t1 - t0);
@@ -136,7 +138,9 @@ function drawChart() {
   svg.innerHTML = axis
     + line("line-budget", (p) => p.budget)
     + line("line-held", (p) => p.held)
+    + (metered ? line("line-measured", (p) => p.measured ?? 0) + line("line-other", (p) => p.other ?? 0) : "")
     + line("line-rate", (p) => p.remote_rate);
+  for (const id of ["legend-measured", "legend-other"]) $(id).hidden = !metered;
   $("chart-range").textContent = `${time(t0)} – ${time(t1)}`;
 }
 
