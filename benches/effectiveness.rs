@@ -5,11 +5,77 @@
 //! pushes and none, for every manager, and prints the tables of `BENCHMARKS.md`: the mean over
 //! the seeds and the worst seed of each figure.
 //!
+//! Then the household table: the same traces beside the house's own upload
+//! (`sim::household`: a daily 30 Mbps backup, video calls, photo uploads) on the 100 Mbps
+//! link, jellydemon with the static budget against jellydemon following a meter.
+//!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
 //! `JD_SIM_SEEDS` (default 5) change the grid.
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager};
+
+/// The household table: link saturation, service, and what the meter costs when the house is
+/// quiet, static budget against the meter.
+fn household(hours: u64, seeds: u64) {
+    println!(
+        "\nbeside the house's own upload (jellydemon equal): mean (worst seed) over {seeds} seeds of {hours} h"
+    );
+    println!(
+        "| users | clients | budget | link full | served / ideal | served while the house is quiet | budget changes / hour | writes / hour |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|");
+    for users in [8usize, 16] {
+        for (clients, label) in [
+            (Clients::HALF_PUSHABLE, "half push"),
+            (Clients::NONE_PUSHABLE, "none push"),
+        ] {
+            let runs: Vec<(Figures, Figures)> = (0..seeds)
+                .map(|s| {
+                    let seed = 0x5EED_0000 + 97 * s + users as u64;
+                    let traces = sim::trace(users, hours, seed, clients);
+                    let loads = sim::household(hours, seed);
+                    let m = Manager::Daemon(Algorithm::Equal);
+                    (
+                        sim::run_household(m, &traces, hours, &loads, false),
+                        sim::run_household(m, &traces, hours, &loads, true),
+                    )
+                })
+                .collect();
+            for (name, pick) in [("static", 0usize), ("meter", 1)] {
+                let figs: Vec<Figures> = runs
+                    .iter()
+                    .map(|r| if pick == 0 { r.0.clone() } else { r.1.clone() })
+                    .collect();
+                let sat = stat(&figs, Figures::saturated_percent, false);
+                let served = stat(&figs, Figures::served_percent, true);
+                // Quiet service relative to the static budget's (100 % for the static row).
+                let quiet: Vec<f64> = runs
+                    .iter()
+                    .zip(&figs)
+                    .map(|((s, _), f)| 100.0 * f.quiet_served / s.quiet_served.max(1.0))
+                    .collect();
+                let quiet_mean = quiet.iter().sum::<f64>() / quiet.len() as f64;
+                let quiet_worst = quiet.iter().copied().fold(f64::INFINITY, f64::min);
+                let changes = stat(&figs, |f| f.budget_changes as f64 / hours as f64, false);
+                let writes = stat(&figs, Figures::writes_per_hour, false);
+                println!(
+                    "| {users} | {label} | {name} | {:.2} % ({:.2}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} ({:.1}) | {:.0} ({:.0}) |",
+                    sat.0,
+                    sat.1,
+                    served.0,
+                    served.1,
+                    quiet_mean,
+                    quiet_worst,
+                    changes.0,
+                    changes.1,
+                    writes.0,
+                    writes.1
+                );
+            }
+        }
+    }
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -37,6 +103,7 @@ fn main() {
     }
     let hours = env("JD_SIM_HOURS", 24);
     let seeds = env("JD_SIM_SEEDS", 5);
+    household(hours, seeds);
     let managers = [
         Manager::None,
         Manager::Poll30,

@@ -276,7 +276,12 @@ async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
     assert!(h.fake.limit(&alice) < before, "{s:#}");
     // The chart's samples carry the measured upload and the rest of the house.
     let history: Value = serde_json::from_str(&d.text("/api/history").await).unwrap();
-    let last = history["samples"].as_array().unwrap().last().unwrap().clone();
+    let last = history["samples"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert!(last["measured"].as_u64().unwrap() > 30 * M as u64, "{last}");
     assert!(last["other"].as_u64().unwrap() > 20 * M as u64, "{last}");
     let metrics = d.text("/metrics").await;
