@@ -4,7 +4,9 @@
 //!
 //! The simulation behaves like Jellyfin: a stream's rate is fixed when it starts, at
 //! `min(source rate, the user's limit at that moment)` for remote clients; every start and stop
-//! is announced to `/hook` the way the Webhook plugin does.
+//! is announced to `/hook` the way the Webhook plugin does. A simulated OpenWrt router
+//! ([`super::router`]) counts what leaves the house: the remote streams and, when the script
+//! says so, a cloud backup; the daemon's budget follows it (`[bandwidth.meter]`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::daemon;
+use crate::network;
 use crate::sim::fake::{FakeJellyfin, Playback};
+use crate::sim::router::FakeRouter;
 
 const API_KEY: &str = "demo0000000000000000000000000000";
 const M: i64 = 1_000_000;
@@ -31,6 +35,11 @@ enum Step {
     },
     Stop {
         user: &'static str,
+    },
+    /// The rest of the house uploads this much from now on.
+    House {
+        what: &'static str,
+        bps: u64,
     },
 }
 
@@ -78,6 +87,10 @@ fn script() -> Vec<Step> {
             video: 14 * M,
             audio: 640_000,
         },
+        House {
+            what: "a 30 Mbps cloud backup starts in the house",
+            bps: 30 * M as u64,
+        },
         Stop { user: "alice" },
         Start {
             user: "dave",
@@ -95,6 +108,10 @@ fn script() -> Vec<Step> {
             what: "the next 4K episode",
             video: 70 * M,
             audio: 4 * M,
+        },
+        House {
+            what: "the backup is done",
+            bps: 0,
         },
         Stop { user: "erin" },
         Stop { user: "carol" },
@@ -124,6 +141,11 @@ pub async fn run(
     }
     let listen = listener.local_addr()?;
     let (jellyfin_url, _, fake_stop) = fake.spawn().await;
+    let router = FakeRouter::new("jellydemon", "demo-router-password");
+    let router_url = router
+        .spawn(fake_stop.clone())
+        .await
+        .context("cannot start the simulated router")?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let settings = Settings::from_toml_str(&format!(
         r#"
@@ -136,6 +158,16 @@ reserved_mbps = 10
 algorithm = "equal"
 [state]
 file = "{}"
+[bandwidth.meter]
+kind = "openwrt"
+interface = "wan"
+url = "{router_url}"
+username = "jellydemon"
+password = "demo-router-password"
+interval = "1s"
+rise = "1s"
+fall = "3s"
+window = "3s"
 [daemon]
 listen = "{listen}"
 poll_interval = "10s"
@@ -145,7 +177,10 @@ debounce = "300ms"
     ))?;
     let addr = listen;
     println!(
-        "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\"."
+        "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\";"
+    );
+    println!(
+        "a simulated router measures the upload, and the budget leaves room for the rest of the house."
     );
     println!("Status page: http://{addr}/   (metrics: /metrics, state: /api/state)");
     println!("Ctrl-C stops it and puts every original limit back.\n");
@@ -170,6 +205,63 @@ debounce = "300ms"
     };
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut sessions: Vec<(&'static str, String)> = Vec::new();
+    let house = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // What leaves the house: the remote streams as they play now, and the house's own upload.
+    let wan = {
+        let (fake, router, house, stop) = (
+            fake.clone(),
+            router.clone(),
+            house.clone(),
+            fake_stop.clone(),
+        );
+        let ranges = network::jellyfin_default_ranges();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let remote: i64 = fake
+                    .sessions()
+                    .iter()
+                    .filter(|s| {
+                        s.remote_end_point
+                            .as_deref()
+                            .and_then(|e| e.parse::<std::net::IpAddr>().ok())
+                            .is_some_and(|ip| !network::is_internal(ip.to_canonical(), &ranges))
+                    })
+                    .filter_map(|s| s.playing.as_ref().map(Playback::wire_rate))
+                    .sum();
+                router.set_rate(
+                    remote.max(0) as u64 + house.load(std::sync::atomic::Ordering::SeqCst),
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // Say when the budget changes, and why.
+    let watcher = {
+        let (http, state_url, stop) = (
+            reqwest::Client::new(),
+            state_url.clone(),
+            daemon_stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            while !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Ok(resp) = http.get(&state_url).send().await else {
+                    continue;
+                };
+                let Ok(s) = resp.json::<serde_json::Value>().await else {
+                    continue;
+                };
+                let cause = s["budget"]["cause"].as_str().map(str::to_string);
+                if cause != last && s["budget"]["source"] != "static" {
+                    if let Some(c) = &cause {
+                        println!("  ↳ budget: {c}");
+                    }
+                }
+                last = cause;
+            }
+        })
+    };
     'outer: loop {
         for s in script() {
             tokio::select! {
@@ -203,6 +295,11 @@ debounce = "300ms"
                     );
                     sessions.push((user, sid.clone()));
                     ("PlaybackStart", user, sid)
+                }
+                Step::House { what, bps } => {
+                    house.store(bps, std::sync::atomic::Ordering::SeqCst);
+                    println!("⌂ {what}");
+                    continue;
                 }
                 Step::Stop { user } => {
                     let Some(pos) = sessions.iter().position(|(u, _)| *u == user) else {
@@ -258,6 +355,7 @@ debounce = "300ms"
     daemon_stop.cancel();
     let out = daemon.await.context("daemon task")??;
     fake_stop.cancel();
+    let _ = tokio::join!(wan, watcher);
     println!(
         "\nDemo over. Originals restored in the simulated server ({} failure(s)).",
         out.restore_failures

@@ -5,8 +5,10 @@
 //! * [`demo`]: `jellydemon demo`, the real daemon against the fake with streamers coming and
 //!   going;
 //! * [`effectiveness`]: the yardstick of the rule that sets limits, the real planner against
-//!   Jellyfin's rate model in simulated time.
+//!   Jellyfin's rate model in simulated time;
+//! * [`router`]: a fake OpenWrt router (rpcd) whose WAN counter the `openwrt` meter reads.
 
 pub mod demo;
 pub mod effectiveness;
 pub mod fake;
+pub mod router;

@@ -1,5 +1,6 @@
-//! `jellydemon demo` runs the real daemon against the simulated Jellyfin, prints the decisions
-//! as they happen, and restores every original when it ends.
+//! `jellydemon demo` runs the real daemon against the simulated Jellyfin and a simulated
+//! router, prints the decisions as they happen (the budget making room for a backup in the
+//! house too), and restores every original when it ends.
 
 #[tokio::test]
 async fn the_demo_runs_prints_decisions_and_restores() {
@@ -11,7 +12,7 @@ async fn the_demo_runs_prints_decisions_and_restores() {
             "--step-secs",
             "0.3",
             "--duration-secs",
-            "5",
+            "7",
         ])
         .env_remove("RUST_LOG")
         .output()
@@ -31,6 +32,9 @@ async fn the_demo_runs_prints_decisions_and_restores() {
         "▶ admin starts",
         "stream pushed down to",
         "headroom beside",
+        // The simulated router sees a backup in the house: the budget makes room for it.
+        "⌂ a 30 Mbps cloud backup starts in the house",
+        "of other upload in the house",
         "Originals restored in the simulated server (0 failure(s))",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");

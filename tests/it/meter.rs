@@ -1,23 +1,20 @@
 //! The meters against real and fake parts: the kernel's counters of `lo` and a fixture
-//! directory (`interface`), a fake OpenWrt rpcd that follows rpcd's shapes (`openwrt`: login,
-//! expired sessions, a wrong password, a PPPoE redial), and the daemon whose budget follows
+//! directory (`interface`), a fake OpenWrt rpcd that follows rpcd's shapes
+//! (`src/sim/router.rs`; `openwrt`: login, expired sessions, a wrong password, a PPPoE
+//! redial), a real SNMP agent (`snmp`), and the daemon whose budget follows
 //! what the fake router measures, falls back to the static budget when the router stops
 //! answering, and comes back.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::common::{Harness, KEY, M};
 use jellydemon::budget::meter::{Interface, Openwrt};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::router::FakeRouter;
 
 #[tokio::test]
 async fn the_interface_meter_reads_lo_and_a_fixture_directory() {
@@ -53,112 +50,6 @@ async fn the_interface_meter_reads_lo_and_a_fixture_directory() {
     assert!(err.contains("no network device \"eth9\""), "{err}");
 }
 
-/// A fake OpenWrt rpcd: `POST /ubus`, JSON-RPC 2.0, the calls jellydemon makes.
-#[derive(Clone)]
-struct Rpcd {
-    inner: Arc<RpcdInner>,
-}
-
-struct RpcdInner {
-    password: String,
-    /// Sessions handed out; the last one is valid.
-    session: Mutex<Option<String>>,
-    logins: AtomicU64,
-    /// The WAN's layer-3 device ("pppoe-wan"; a redial makes it another).
-    l3_device: Mutex<String>,
-    /// bits/s sent on the WAN now; the counter follows it in real time.
-    rate_bps: AtomicU64,
-    counter: Mutex<(f64, Instant)>,
-    /// Answer HTTP 500 to everything.
-    down: AtomicBool,
-}
-
-impl Rpcd {
-    fn new(password: &str) -> Rpcd {
-        Rpcd {
-            inner: Arc::new(RpcdInner {
-                password: password.into(),
-                session: Mutex::new(None),
-                logins: AtomicU64::new(0),
-                l3_device: Mutex::new("pppoe-wan".into()),
-                rate_bps: AtomicU64::new(0),
-                counter: Mutex::new((1e9, Instant::now())),
-                down: AtomicBool::new(false),
-            }),
-        }
-    }
-
-    async fn spawn(&self) -> String {
-        let app = axum::Router::new()
-            .route("/ubus", axum::routing::post(ubus))
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/ubus", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-
-    fn expire_session(&self) {
-        *self.inner.session.lock().unwrap() = Some("expired-elsewhere".into());
-    }
-
-    /// A PPPoE redial: a new device whose counter starts at 0.
-    fn redial(&self, device: &str) {
-        *self.inner.l3_device.lock().unwrap() = device.into();
-        *self.inner.counter.lock().unwrap() = (0.0, Instant::now());
-    }
-
-    fn tx_bytes(&self) -> u64 {
-        let mut c = self.inner.counter.lock().unwrap();
-        let now = Instant::now();
-        let rate = self.inner.rate_bps.load(Ordering::SeqCst) as f64;
-        c.0 += rate / 8.0 * now.duration_since(c.1).as_secs_f64();
-        c.1 = now;
-        c.0 as u64
-    }
-}
-
-async fn ubus(State(r): State<Rpcd>, Json(body): Json<Value>) -> Response {
-    if r.inner.down.load(Ordering::SeqCst) {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    let p = &body["params"];
-    let (session, object, method, args) = (
-        p[0].as_str().unwrap_or(""),
-        p[1].as_str().unwrap_or(""),
-        p[2].as_str().unwrap_or(""),
-        &p[3],
-    );
-    let reply = |result: Value| Json(json!({"jsonrpc": "2.0", "id": body["id"], "result": result}));
-    if (object, method) == ("session", "login") {
-        assert_eq!(session, "00000000000000000000000000000000");
-        if args["username"] != "jellydemon" || args["password"] != r.inner.password.as_str() {
-            return reply(json!([6])).into_response();
-        }
-        let n = r.inner.logins.fetch_add(1, Ordering::SeqCst) + 1;
-        let id = format!("{n:032x}");
-        *r.inner.session.lock().unwrap() = Some(id.clone());
-        return reply(json!([0, {"ubus_rpc_session": id, "timeout": 300}])).into_response();
-    }
-    if r.inner.session.lock().unwrap().as_deref() != Some(session) {
-        return Json(json!({"jsonrpc": "2.0", "id": body["id"],
-                           "error": {"code": -32002, "message": "Access denied"}}))
-        .into_response();
-    }
-    let dev = r.inner.l3_device.lock().unwrap().clone();
-    match (object, method) {
-        ("network.interface.wan", "status") => {
-            reply(json!([0, {"up": true, "l3_device": dev, "device": "eth1"}])).into_response()
-        }
-        ("network.device", "status") if args["name"] == dev.as_str() => reply(json!([0, {
-            "up": true, "statistics": {"tx_bytes": r.tx_bytes(), "rx_bytes": 5}
-        }]))
-        .into_response(),
-        // ubus: UBUS_STATUS_NOT_FOUND
-        _ => reply(json!([4])).into_response(),
-    }
-}
-
 fn openwrt(url: &str, password: &str) -> Openwrt {
     Openwrt::new(
         url,
@@ -172,9 +63,9 @@ fn openwrt(url: &str, password: &str) -> Openwrt {
 
 #[tokio::test]
 async fn the_openwrt_meter_logs_in_follows_redials_and_says_when_the_password_is_wrong() {
-    let rpcd = Rpcd::new("s3cret-router");
-    rpcd.inner.rate_bps.store(80 * M as u64, Ordering::SeqCst);
-    let url = rpcd.spawn().await;
+    let rpcd = FakeRouter::new("jellydemon", "s3cret-router");
+    rpcd.set_rate(80 * M as u64);
+    let url = rpcd.spawn(CancellationToken::new()).await.unwrap();
     let mut m = openwrt(&url, "s3cret-router");
     let first = m.read().await.unwrap();
     assert!(first.fresh, "the first reading is a baseline");
@@ -183,17 +74,13 @@ async fn the_openwrt_meter_logs_in_follows_redials_and_says_when_the_password_is
     let second = m.read().await.unwrap();
     assert!(!second.fresh);
     assert!(second.bytes > first.bytes, "{first:?} {second:?}");
-    assert_eq!(
-        rpcd.inner.logins.load(Ordering::SeqCst),
-        1,
-        "one session, kept"
-    );
+    assert_eq!(rpcd.logins(), 1, "one session, kept");
 
     // The session expires: one new login, and the reading goes on.
     rpcd.expire_session();
     let third = m.read().await.unwrap();
     assert!(third.bytes >= second.bytes && !third.fresh);
-    assert_eq!(rpcd.inner.logins.load(Ordering::SeqCst), 2);
+    assert_eq!(rpcd.logins(), 2);
 
     // A PPPoE redial: another device, a counter from 0, marked fresh.
     rpcd.redial("pppoe-wan2");
@@ -220,8 +107,8 @@ async fn the_openwrt_meter_logs_in_follows_redials_and_says_when_the_password_is
 
 #[tokio::test]
 async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
-    let rpcd = Rpcd::new("s3cret-router");
-    let rpcd_url = rpcd.spawn().await;
+    let rpcd = FakeRouter::new("jellydemon", "s3cret-router");
+    let rpcd_url = rpcd.spawn(CancellationToken::new()).await.unwrap();
     let fake = FakeJellyfin::new(KEY);
     let alice = fake.add_user("alice", |_| {});
     fake.add_session(
@@ -242,7 +129,7 @@ async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
     )
     .await;
     // Only Jellyfin uploads: ~8.8 Mbps (8 x the 1.1 overhead).
-    rpcd.inner.rate_bps.store(9 * M as u64, Ordering::SeqCst);
+    rpcd.set_rate(9 * M as u64);
     let d = h
         .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"")
         .await;
@@ -260,7 +147,7 @@ async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
     let before = h.fake.limit(&alice);
 
     // A 30 Mbps backup starts: the budget leaves room for it, and the limits follow.
-    rpcd.inner.rate_bps.store(39 * M as u64, Ordering::SeqCst);
+    rpcd.set_rate(39 * M as u64);
     let s = d
         .wait_for(|s| s["budget_bps"].as_u64().is_some_and(|b| b <= 27 * M as u64))
         .await;
@@ -295,7 +182,7 @@ async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
     }
 
     // The router stops answering: after two failed reads the static budget, said so.
-    rpcd.inner.down.store(true, Ordering::SeqCst);
+    rpcd.set_down(true);
     let s = d
         .wait_for(|s| s["budget"]["source"] == "static, meter down")
         .await;
@@ -310,8 +197,8 @@ async fn the_daemon_budget_follows_the_router_and_falls_back_when_it_fails() {
     assert!(d.text("/metrics").await.contains("jellydemon_meter_up 0"));
 
     // It answers again, the backup is over: measuring again, the whole budget.
-    rpcd.inner.rate_bps.store(9 * M as u64, Ordering::SeqCst);
-    rpcd.inner.down.store(false, Ordering::SeqCst);
+    rpcd.set_rate(9 * M as u64);
+    rpcd.set_down(false);
     let s = d
         .wait_for(|s| s["budget"]["source"] == "meter" && s["budget"]["meter"]["up"] == true)
         .await;
@@ -558,9 +445,9 @@ async fn a_schedule_entry_changes_the_budget_when_it_starts_and_ends() {
 
 #[tokio::test]
 async fn check_reads_the_meter_twice_and_warns_about_offloading() {
-    let rpcd = Rpcd::new("s3cret-router");
-    rpcd.inner.rate_bps.store(40 * M as u64, Ordering::SeqCst);
-    let url = rpcd.spawn().await;
+    let rpcd = FakeRouter::new("jellydemon", "s3cret-router");
+    rpcd.set_rate(40 * M as u64);
+    let url = rpcd.spawn(CancellationToken::new()).await.unwrap();
     let fake = FakeJellyfin::new(KEY);
     fake.add_user("alice", |_| {});
     let h = Harness::start(
@@ -592,7 +479,7 @@ async fn check_reads_the_meter_twice_and_warns_about_offloading() {
     assert!(!out.contains("s3cret-router") && !err.contains("s3cret-router"));
 
     // The router down: a failure that says the static budget applies meanwhile.
-    rpcd.inner.down.store(true, Ordering::SeqCst);
+    rpcd.set_down(true);
     let (code, out, _) = h.cli(&["check"]).await;
     assert_eq!(code, 5, "{out}");
     assert!(
