@@ -1,8 +1,8 @@
-//! The SNMP meter (v2c): the WAN's `ifHCOutOctets` (1.3.6.1.2.1.31.1.1.1.10.<ifIndex>, a
+//! The SNMP meter (v2c): the WAN's `ifHCOutOctets` (`1.3.6.1.2.1.31.1.1.1.10.<ifIndex>`, a
 //! Counter64), the ifIndex found by walking `ifName` (1.3.6.1.2.1.31.1.1.1.1) for the configured
 //! name at the start and again after any failure (ifIndex can move when the router reboots).
 //! Only when the agent has no 64-bit counter for the interface does it read the 32-bit
-//! `ifOutOctets` (1.3.6.1.2.1.2.2.1.16.<ifIndex>), which wraps (at 1 Gbps, every 34 s: poll
+//! `ifOutOctets` (`1.3.6.1.2.1.2.2.1.16.<ifIndex>`), which wraps (at 1 Gbps, every 34 s: poll
 //! well within that). Every request runs under the timeout; the community is a secret.
 
 use std::time::Duration;

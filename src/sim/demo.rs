@@ -253,10 +253,11 @@ debounce = "300ms"
                     continue;
                 };
                 let cause = s["budget"]["cause"].as_str().map(str::to_string);
-                if cause != last && s["budget"]["source"] != "static" {
-                    if let Some(c) = &cause {
-                        println!("  ↳ budget: {c}");
-                    }
+                if cause != last
+                    && s["budget"]["source"] != "static"
+                    && let Some(c) = &cause
+                {
+                    println!("  ↳ budget: {c}");
                 }
                 last = cause;
             }
