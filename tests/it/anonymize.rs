@@ -11,6 +11,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SECRET: &str = "very-secret-webhook-token-42";
 const ENV_KEY: &str = "fedcba9876543210fedcba9876543210";
+/// The meter's rpcd password (a fake router runs in the first test).
+const ROUTER_PASSWORD: &str = "router-secret-pw-77";
 
 /// Remote users with awkward names and addresses, each streaming, plus a LAN user and one
 /// whose endpoint does not parse.
@@ -82,7 +84,12 @@ fn people() -> People {
 impl People {
     /// Everything personal or secret that must not appear.
     fn forbidden(&self) -> Vec<String> {
-        let mut forbidden: Vec<String> = vec![KEY.into(), ENV_KEY.into(), SECRET.into()];
+        let mut forbidden: Vec<String> = vec![
+            KEY.into(),
+            ENV_KEY.into(),
+            SECRET.into(),
+            ROUTER_PASSWORD.into(),
+        ];
         forbidden.extend(self.names.iter().map(|n| n.to_string()));
         forbidden.extend([
             "Local Lucy".into(),
@@ -137,6 +144,13 @@ async fn nothing_personal_or_secret_leaks_when_anonymizing() {
         weird,
     } = people();
     let (url, _addr, _token) = fake.spawn().await;
+    // A meter at a fake router, signing in with a password that must never show.
+    let router = jellydemon::sim::router::FakeRouter::new("jellydemon", ROUTER_PASSWORD);
+    router.set_rate(20_000_000);
+    let router_url = router
+        .spawn(tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("jellydemon.log");
     let config = dir.path().join("config.toml");
@@ -150,6 +164,13 @@ api_key = "{KEY}"
 [bandwidth]
 total_upload_mbps = 60
 reserved_mbps = 5
+[bandwidth.meter]
+kind = "openwrt"
+interface = "wan"
+url = "{router_url}"
+username = "jellydemon"
+password = "{ROUTER_PASSWORD}"
+interval = "500ms"
 [state]
 file = "{}"
 [daemon]
@@ -270,6 +291,8 @@ anonymize = true
         "JELLYDEMON_JELLYFIN__API_KEY=(removed)",
         "api_key = \"(removed)\"",
         "webhook_token = \"(removed)\"",
+        "password = \"(removed)\"",
+        "meter openwrt wan (pppoe-wan)",
     ] {
         assert!(
             report.contains(part),
