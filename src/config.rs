@@ -21,7 +21,9 @@ use crate::ids::{UserId, UserName};
 use crate::network;
 
 mod meter;
+mod notify;
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry};
+pub use notify::{EventKind, NotifyKind, NotifyTarget};
 
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
 pub const BPS_PER_MBPS: f64 = 1_000_000.0;
@@ -80,6 +82,9 @@ pub struct Settings {
     /// Where logs go, and whether they are anonymized.
     #[serde(default)]
     pub logging: LoggingSettings,
+    /// `[[notify]]`: where notifications go.
+    #[serde(default)]
+    pub notify: Vec<NotifyTarget>,
 }
 
 /// Log line format.
@@ -536,6 +541,22 @@ pub struct DaemonSettings {
     /// originals does not wait for them.
     #[serde(default = "default_http_drain", with = "humantime_serde")]
     pub http_drain: Duration,
+    /// A notification for the same event is not sent again within this time.
+    #[serde(default = "default_notify_cooldown", with = "humantime_serde")]
+    pub notify_cooldown: Duration,
+    /// Jellyfin unreachable (or refusing the key) this long is notified.
+    #[serde(default = "default_notify_after", with = "humantime_serde")]
+    pub notify_unreachable_after: Duration,
+    /// Policy writes failing this long is notified.
+    #[serde(default = "default_notify_after", with = "humantime_serde")]
+    pub notify_writes_failing_after: Duration,
+}
+
+fn default_notify_cooldown() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_notify_after() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 fn default_listen() -> std::net::SocketAddr {
@@ -661,6 +682,9 @@ impl Default for DaemonSettings {
             http_request_timeout: default_http_request_timeout(),
             http_max_connections: default_http_max_connections(),
             http_drain: default_http_drain(),
+            notify_cooldown: default_notify_cooldown(),
+            notify_unreachable_after: default_notify_after(),
+            notify_writes_failing_after: default_notify_after(),
         }
     }
 }
@@ -839,6 +863,7 @@ impl Settings {
             m.validate()?;
         }
         self.schedule()?;
+        notify::validate_all(&self.notify)?;
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
         if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
@@ -1208,9 +1233,7 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
                 format!("missing key `{full}`{source}")
             }
             // A wrong type on a secret's key: the message would quote the secret.
-            figment::error::Kind::InvalidType(_, expected)
-                if SECRET_KEYS.contains(&key.as_str()) =>
-            {
+            figment::error::Kind::InvalidType(_, expected) if is_secret_path(&key) => {
                 format!(
                     "invalid value for `{key}`{source}: expected {} (the value is not shown: it \
                      is a secret)",
@@ -1316,6 +1339,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A key whose value is a secret: one of [`SECRET_KEYS`], or a notification target's URL,
+/// topic, token, password, Apprise URLs or webhook headers (`notify.0.topic`).
+fn is_secret_path(key: &str) -> bool {
+    SECRET_KEYS.contains(&key)
+        || key.strip_prefix("notify.").is_some_and(|rest| {
+            rest.split('.')
+                .any(|seg| ["url", "topic", "token", "password", "urls", "headers"].contains(&seg))
+        })
 }
 
 /// The keys whose values are secrets: no error message quotes them.

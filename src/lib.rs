@@ -47,6 +47,7 @@ pub mod jellyfin;
 pub mod ledger;
 pub(crate) mod metrics;
 pub mod network;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod report;

@@ -38,6 +38,14 @@ pub struct DirectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// The target's name (never its URL).
+    pub target: String,
+    /// delivered, failed or dropped.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// ok or error.
     pub result: String,
@@ -72,6 +80,7 @@ pub struct Metrics {
     pub meter_up: Gauge,
     pub meter_reads: Family<ResultLabels, Counter>,
     pub budget_changes: Counter,
+    pub notifications: Family<NotifyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,6 +118,7 @@ impl Metrics {
             meter_up: Gauge::default(),
             meter_reads: Family::default(),
             budget_changes: Counter::default(),
+            notifications: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -228,11 +238,26 @@ impl Metrics {
             m.meter_reads.clone(),
         );
         r.register(
+            "notifications",
+            "Notifications per target by result (delivered, failed after 3 tries, dropped)",
+            m.notifications.clone(),
+        );
+        r.register(
             "budget_changes",
             "Changes of the budget (the meter, a schedule)",
             m.budget_changes.clone(),
         );
         m
+    }
+
+    /// Count one notification at `target` with `result`.
+    pub fn notification(&self, target: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotifyLabels {
+                target: target.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Count one `/hook` request.

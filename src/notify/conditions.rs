@@ -1,0 +1,560 @@
+//! When to tell the admin. Pure: observations from the daemon in (a plan, a read of Jellyfin,
+//! a write, the shutdown's restore), notices out.
+//!
+//! Conditions are edge-triggered: a notice when one starts and one when it clears, never
+//! while it lasts. Jellyfin unreachable and writes failing start only after they have lasted
+//! a threshold. A condition that starts again within the cooldown of its last notice is not
+//! notified (nor is its clearing), so a flapping link does not flood a phone. One-off events
+//! (a limit changed by hand, originals not restored, start and stop) are sent as they come.
+//! Names in observations are already shown as the daemon shows them (aliases when
+//! anonymizing).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::EventKind;
+use crate::plan::fmt_mbps;
+
+/// How a notice reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// A condition cleared.
+    Success,
+    /// Something needs attention.
+    Warning,
+    /// Something failed.
+    Failure,
+}
+
+impl Severity {
+    /// As sent (Apprise's `type`, the webhook's `severity`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Success => "success",
+            Severity::Warning => "warning",
+            Severity::Failure => "failure",
+        }
+    }
+}
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    /// What happened.
+    pub event: EventKind,
+    /// How it reads.
+    pub severity: Severity,
+    /// A short title.
+    pub title: String,
+    /// What happened and what to do, in plain words.
+    pub message: String,
+    /// The condition cleared (the notice that says so).
+    pub cleared: bool,
+    /// The figures behind it, for webhooks.
+    pub data: serde_json::Value,
+}
+
+/// What the daemon saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A plan was made.
+    Plan {
+        /// The floors exceed the budget: (remote streamers, floor, budget), bits/s.
+        overload: Option<(usize, u64, u64)>,
+        /// Streams that ignore limits: (user, device, rate bits/s).
+        uncontrolled: Vec<(String, String, u64)>,
+        /// Limits changed by hand: (user, old original, new original), bits/s.
+        hand_changes: Vec<(String, i64, i64)>,
+    },
+    /// A read of Jellyfin: the error, if it failed.
+    Poll(Option<String>),
+    /// A policy write: the error, if it failed.
+    Write(Option<String>),
+    /// The shutdown's restore left `users` originals in `state_file`.
+    RestoreFailed {
+        /// How many.
+        users: usize,
+        /// Where they are kept.
+        state_file: String,
+    },
+    /// The daemon started.
+    Started,
+    /// The daemon is stopping.
+    Stopped,
+}
+
+/// A condition that starts after lasting `after`.
+#[derive(Debug, Default)]
+struct Lasting {
+    since: Option<Duration>,
+    error: Option<String>,
+    notified: bool,
+}
+
+/// The state between observations.
+#[derive(Debug)]
+pub struct Conditions {
+    cooldown: Duration,
+    unreachable_after: Duration,
+    writes_after: Duration,
+    overload: bool,
+    overload_notified: bool,
+    unreachable: Lasting,
+    writes: Lasting,
+    /// Users whose client ignores limits now, and whether that was notified.
+    uncontrolled: BTreeMap<String, bool>,
+    /// When a condition's start was last notified: (event, key).
+    last_start: BTreeMap<(EventKind, String), Duration>,
+}
+
+impl Conditions {
+    /// With the cooldown and the two thresholds.
+    pub fn new(cooldown: Duration, unreachable_after: Duration, writes_after: Duration) -> Self {
+        Conditions {
+            cooldown,
+            unreachable_after,
+            writes_after,
+            overload: false,
+            overload_notified: false,
+            unreachable: Lasting::default(),
+            writes: Lasting::default(),
+            uncontrolled: BTreeMap::new(),
+            last_start: BTreeMap::new(),
+        }
+    }
+
+    /// The conditions in force now, for the status page: (event, key).
+    pub fn active(&self) -> Vec<(EventKind, String)> {
+        let mut out = Vec::new();
+        if self.overload {
+            out.push((EventKind::Overload, String::new()));
+        }
+        if self.unreachable.notified {
+            out.push((EventKind::JellyfinUnreachable, String::new()));
+        }
+        if self.writes.notified {
+            out.push((EventKind::WritesFailing, String::new()));
+        }
+        out.extend(
+            self.uncontrolled
+                .keys()
+                .map(|u| (EventKind::IgnoresLimits, u.clone())),
+        );
+        out
+    }
+
+    /// Whether a start of `(event, key)` may be notified at `now`; if so, noted.
+    fn may_start(&mut self, event: EventKind, key: &str, now: Duration) -> bool {
+        let k = (event, key.to_string());
+        match self.last_start.get(&k) {
+            Some(&at) if now.saturating_sub(at) < self.cooldown => false,
+            _ => {
+                self.last_start.insert(k, now);
+                true
+            }
+        }
+    }
+
+    /// Take in what the daemon saw at `now` (a monotonic clock); returns the notices.
+    pub fn observe(&mut self, obs: Observation, now: Duration) -> Vec<Notice> {
+        let mut out = Vec::new();
+        match obs {
+            Observation::Plan {
+                overload,
+                uncontrolled,
+                hand_changes,
+            } => {
+                self.plan_overload(overload, now, &mut out);
+                self.plan_uncontrolled(uncontrolled, now, &mut out);
+                for (user, old, new) in hand_changes {
+                    out.push(Notice {
+                        event: EventKind::LimitChangedByHand,
+                        severity: Severity::Info,
+                        title: format!("{user}'s limit was changed by hand"),
+                        message: format!(
+                            "An admin set {user}'s internet streaming limit to {} (it was {}). \
+                             jellydemon takes it as {user}'s own limit from now on and puts it \
+                             back on stop.",
+                            limit(new),
+                            limit(old)
+                        ),
+                        cleared: false,
+                        data: serde_json::json!({"user": user, "old_bps": old, "new_bps": new}),
+                    });
+                }
+            }
+            Observation::Poll(error) => {
+                let after = self.unreachable_after;
+                if let Some(n) = lasting(
+                    &mut self.unreachable,
+                    error,
+                    now,
+                    after,
+                    EventKind::JellyfinUnreachable,
+                ) {
+                    self.emit(n, now, &mut out);
+                }
+            }
+            Observation::Write(error) => {
+                let after = self.writes_after;
+                if let Some(n) = lasting(
+                    &mut self.writes,
+                    error,
+                    now,
+                    after,
+                    EventKind::WritesFailing,
+                ) {
+                    self.emit(n, now, &mut out);
+                }
+            }
+            Observation::RestoreFailed { users, state_file } => out.push(Notice {
+                event: EventKind::RestoreFailed,
+                severity: Severity::Failure,
+                title: "Original limits not restored".into(),
+                message: format!(
+                    "jellydemon stopped but could not put back the original limit of {users} \
+                     user(s). They are kept in {state_file}: run `jellydemon restore` once \
+                     Jellyfin is reachable."
+                ),
+                cleared: false,
+                data: serde_json::json!({"users": users, "state_file": state_file}),
+            }),
+            Observation::Started => out.push(Notice {
+                event: EventKind::Started,
+                severity: Severity::Info,
+                title: "jellydemon started".into(),
+                message: "jellydemon is managing the remote users' bitrate limits.".into(),
+                cleared: false,
+                data: serde_json::json!({}),
+            }),
+            Observation::Stopped => out.push(Notice {
+                event: EventKind::Stopped,
+                severity: Severity::Info,
+                title: "jellydemon stopped".into(),
+                message: "jellydemon stopped and is putting every original limit back.".into(),
+                cleared: false,
+                data: serde_json::json!({}),
+            }),
+        }
+        out
+    }
+
+    /// A lasting condition's notice: a start passes the cooldown; a clear is sent only when
+    /// its start was (`lasting` returns it only then).
+    fn emit(&mut self, n: Notice, now: Duration, out: &mut Vec<Notice>) {
+        if n.cleared || self.may_start(n.event, "", now) {
+            out.push(n);
+        } else {
+            // Not notified: its clearing is not either.
+            match n.event {
+                EventKind::JellyfinUnreachable => self.unreachable.notified = false,
+                EventKind::WritesFailing => self.writes.notified = false,
+                _ => {}
+            }
+        }
+    }
+
+    fn plan_overload(
+        &mut self,
+        overload: Option<(usize, u64, u64)>,
+        now: Duration,
+        out: &mut Vec<Notice>,
+    ) {
+        match (overload, self.overload) {
+            (Some((users, floor, budget)), false) => {
+                self.overload = true;
+                self.overload_notified = self.may_start(EventKind::Overload, "", now);
+                if self.overload_notified {
+                    out.push(Notice {
+                        event: EventKind::Overload,
+                        severity: Severity::Warning,
+                        title: "Upload overloaded".into(),
+                        message: format!(
+                            "{users} remote streamers need at least {} each, more than the {} \
+                             budget: every stream is held at that floor and may buffer. Raise \
+                             total_upload_mbps if the link allows it, or lower \
+                             min_per_user_mbps.",
+                            fmt_mbps(floor),
+                            fmt_mbps(budget)
+                        ),
+                        cleared: false,
+                        data: serde_json::json!({"users": users, "floor_bps": floor, "budget_bps": budget}),
+                    });
+                }
+            }
+            (None, true) => {
+                self.overload = false;
+                if std::mem::take(&mut self.overload_notified) {
+                    out.push(Notice {
+                        event: EventKind::Overload,
+                        severity: Severity::Success,
+                        title: "Upload no longer overloaded".into(),
+                        message: "The remote streams fit the budget again.".into(),
+                        cleared: true,
+                        data: serde_json::json!({}),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn plan_uncontrolled(
+        &mut self,
+        now_list: Vec<(String, String, u64)>,
+        now: Duration,
+        out: &mut Vec<Notice>,
+    ) {
+        let present: BTreeSet<String> = now_list.iter().map(|(u, _, _)| u.clone()).collect();
+        for (user, device, rate) in now_list {
+            if self.uncontrolled.contains_key(&user) {
+                continue;
+            }
+            let notified = self.may_start(EventKind::IgnoresLimits, &user, now);
+            if notified {
+                out.push(Notice {
+                    event: EventKind::IgnoresLimits,
+                    severity: Severity::Warning,
+                    title: format!("{user}'s client ignores limits"),
+                    message: format!(
+                        "{user} plays on {device} at {}, above the limit jellydemon set: the \
+                         client ignores limits, so the stream is counted at its real rate and \
+                         the others get less. Ask {user} to lower the quality in the client, \
+                         or to use the Jellyfin app.",
+                        fmt_mbps(rate)
+                    ),
+                    cleared: false,
+                    data: serde_json::json!({"user": user, "device": device, "rate_bps": rate}),
+                });
+            }
+            self.uncontrolled.insert(user, notified);
+        }
+        let gone: Vec<String> = self
+            .uncontrolled
+            .keys()
+            .filter(|u| !present.contains(*u))
+            .cloned()
+            .collect();
+        for user in gone {
+            if self.uncontrolled.remove(&user) == Some(true) {
+                out.push(Notice {
+                    event: EventKind::IgnoresLimits,
+                    severity: Severity::Success,
+                    title: format!("{user}'s stream is under control again"),
+                    message: format!(
+                        "No stream of {user} plays above its limit any more (it ended, or the \
+                         client now follows the limit)."
+                    ),
+                    cleared: true,
+                    data: serde_json::json!({"user": user}),
+                });
+            }
+        }
+    }
+}
+
+/// A lasting condition after one observation: a start once it has lasted `after`, a clear
+/// when it ends after a start.
+fn lasting(
+    c: &mut Lasting,
+    error: Option<String>,
+    now: Duration,
+    after: Duration,
+    event: EventKind,
+) -> Option<Notice> {
+    let (what, fix, back) = match event {
+        EventKind::JellyfinUnreachable => (
+            "Jellyfin cannot be read",
+            "Limits are not being updated. Check that Jellyfin runs and that the API key is \
+             still valid: `jellydemon check` says what is wrong.",
+            "Jellyfin can be read again",
+        ),
+        _ => (
+            "Policy writes are failing",
+            "New limits are not being applied. `jellydemon check` and the log say why.",
+            "Policy writes succeed again",
+        ),
+    };
+    match error {
+        Some(e) => {
+            let since = *c.since.get_or_insert(now);
+            c.error = Some(e.clone());
+            let lasted = now.saturating_sub(since);
+            if !c.notified && lasted >= after {
+                c.notified = true;
+                return Some(Notice {
+                    event,
+                    severity: Severity::Warning,
+                    title: what.into(),
+                    message: format!(
+                        "{what} for {} min: {e}. {fix}",
+                        lasted.as_secs().div_ceil(60)
+                    ),
+                    cleared: false,
+                    data: serde_json::json!({"error": e, "for_seconds": lasted.as_secs()}),
+                });
+            }
+            None
+        }
+        None => {
+            let was = std::mem::take(c);
+            was.notified.then(|| Notice {
+                event,
+                severity: Severity::Success,
+                title: back.into(),
+                message: format!("{back}."),
+                cleared: true,
+                data: serde_json::json!({}),
+            })
+        }
+    }
+}
+
+fn limit(bps: i64) -> String {
+    if bps <= 0 {
+        "0 (the server's default)".into()
+    } else {
+        fmt_mbps(bps as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn conditions() -> Conditions {
+        Conditions::new(30 * MIN, 10 * MIN, 10 * MIN)
+    }
+
+    fn plan(overload: bool, uncontrolled: &[&str]) -> Observation {
+        Observation::Plan {
+            overload: overload.then_some((9, 2_000_000, 15_000_000)),
+            uncontrolled: uncontrolled
+                .iter()
+                .map(|u| (u.to_string(), "Infuse on Apple TV".to_string(), 40_000_000))
+                .collect(),
+            hand_changes: vec![],
+        }
+    }
+
+    fn kinds(n: &[Notice]) -> Vec<(EventKind, bool)> {
+        n.iter().map(|n| (n.event, n.cleared)).collect()
+    }
+
+    #[test]
+    fn a_condition_is_notified_once_when_it_starts_and_once_when_it_clears() {
+        let mut c = conditions();
+        assert_eq!(
+            kinds(&c.observe(plan(true, &[]), MIN)),
+            [(EventKind::Overload, false)]
+        );
+        assert!(
+            c.observe(plan(true, &[]), 2 * MIN).is_empty(),
+            "not while it lasts"
+        );
+        assert_eq!(
+            kinds(&c.observe(plan(false, &[]), 3 * MIN)),
+            [(EventKind::Overload, true)]
+        );
+        assert!(c.observe(plan(false, &[]), 4 * MIN).is_empty());
+        // Again within the cooldown: neither its start nor its end.
+        assert!(c.observe(plan(true, &[]), 5 * MIN).is_empty());
+        assert!(c.observe(plan(false, &[]), 6 * MIN).is_empty());
+        // After the cooldown: both.
+        assert_eq!(c.observe(plan(true, &[]), 40 * MIN).len(), 1);
+        let n = c.observe(plan(false, &[]), 41 * MIN);
+        assert_eq!(n[0].severity, Severity::Success);
+    }
+
+    #[test]
+    fn unreachable_is_notified_only_after_the_threshold() {
+        let mut c = conditions();
+        let err = || Observation::Poll(Some("HTTP 503".into()));
+        for m in 0..10 {
+            assert!(c.observe(err(), m * MIN).is_empty(), "minute {m}");
+        }
+        let n = c.observe(err(), 10 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::JellyfinUnreachable, false)]);
+        assert!(
+            n[0].message.contains("for 10 min: HTTP 503"),
+            "{}",
+            n[0].message
+        );
+        assert!(n[0].message.contains("jellydemon check"));
+        assert!(c.observe(err(), 11 * MIN).is_empty());
+        assert_eq!(
+            kinds(&c.observe(Observation::Poll(None), 12 * MIN)),
+            [(EventKind::JellyfinUnreachable, true)]
+        );
+        // A short outage is never notified, nor its end.
+        assert!(c.observe(err(), 50 * MIN).is_empty());
+        assert!(c.observe(Observation::Poll(None), 51 * MIN).is_empty());
+        assert_eq!(c.active(), []);
+    }
+
+    #[test]
+    fn writes_failing_and_clients_ignoring_limits_are_edges_too() {
+        let mut c = conditions();
+        assert!(
+            c.observe(Observation::Write(Some("HTTP 500".into())), MIN)
+                .is_empty()
+        );
+        let n = c.observe(Observation::Write(Some("HTTP 500".into())), 11 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::WritesFailing, false)]);
+        assert_eq!(c.active(), [(EventKind::WritesFailing, String::new())]);
+
+        let n = c.observe(plan(false, &["User-001", "User-002"]), 12 * MIN);
+        assert_eq!(n.len(), 2);
+        assert!(
+            n[0].message.contains("Infuse on Apple TV at 40 Mbps"),
+            "{}",
+            n[0].message
+        );
+        assert!(
+            c.observe(plan(false, &["User-001", "User-002"]), 13 * MIN)
+                .is_empty()
+        );
+        let n = c.observe(plan(false, &["User-002"]), 14 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::IgnoresLimits, true)]);
+        assert!(n[0].title.contains("User-001"));
+    }
+
+    #[test]
+    fn one_off_events_say_what_to_do() {
+        let mut c = conditions();
+        let n = c.observe(
+            Observation::Plan {
+                overload: None,
+                uncontrolled: vec![],
+                hand_changes: vec![("User-003".into(), 0, 8_000_000)],
+            },
+            MIN,
+        );
+        assert_eq!(n[0].event, EventKind::LimitChangedByHand);
+        assert!(
+            n[0].message
+                .contains("to 8 Mbps (it was 0 (the server's default))")
+        );
+        let n = c.observe(
+            Observation::RestoreFailed {
+                users: 2,
+                state_file: "/var/lib/jellydemon/state.json".into(),
+            },
+            MIN,
+        );
+        assert_eq!(n[0].severity, Severity::Failure);
+        assert!(n[0].message.contains("jellydemon restore"));
+        assert_eq!(
+            c.observe(Observation::Started, MIN)[0].event,
+            EventKind::Started
+        );
+    }
+}
