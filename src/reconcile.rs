@@ -141,10 +141,21 @@ impl PassReport {
     }
 }
 
+/// A limit an admin changed by hand, now the user's original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandChange {
+    /// The user.
+    pub user: UserName,
+    /// The original before, bits/s (0 = server default).
+    pub old_original: i64,
+    /// The value set by hand, the new original.
+    pub new_original: i64,
+}
+
 /// Take note of limits changed by hand: such a value becomes the user's new original.
-/// Returns whether the ledger changed.
-pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
-    let mut changed = false;
+/// Returns the changes (the ledger changed when there are any).
+pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> Vec<HandChange> {
+    let mut changes = Vec::new();
     for u in users {
         if let Observed::HandChanged { old_original } =
             ledger.observe(&u.id, &u.display_name(), u.remote_limit())
@@ -155,10 +166,14 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> bool {
                 new_original = u.remote_limit(),
                 "limit was changed by hand; taking it as the user's new original"
             );
-            changed = true;
+            changes.push(HandChange {
+                user: u.display_name(),
+                old_original,
+                new_original: u.remote_limit(),
+            });
         }
     }
-    changed
+    changes
 }
 
 /// Compute the plan for a snapshot: note hand changes in the ledger (saved unless `dry_run`),
@@ -173,9 +188,10 @@ pub fn plan_snapshot(
     budget_bps: u64,
     settings: &Settings,
     dry_run: bool,
-) -> Result<Plan, PassError> {
+) -> Result<(Plan, Vec<HandChange>), PassError> {
     let mut l = lock(ledger);
-    if observe_hand_changes(&mut l, &fetched.users) && !dry_run {
+    let hand_changes = observe_hand_changes(&mut l, &fetched.users);
+    if !hand_changes.is_empty() && !dry_run {
         l.save()?;
     }
     let plan = plan::plan(
@@ -207,7 +223,7 @@ pub fn plan_snapshot(
         decisions = %plan.summary(),
         "planned"
     );
-    Ok(plan)
+    Ok((plan, hand_changes))
 }
 
 /// One pass: fetch, plan, write, push. With `dry_run` nothing is written, not even the ledger,
@@ -231,7 +247,7 @@ pub async fn reconcile_once(
         notes.push("static: the meter is followed by the daemon".into());
     }
     let budget_note = (!notes.is_empty()).then(|| notes.join("; "));
-    let plan = plan_snapshot(
+    let (plan, _) = plan_snapshot(
         &fetched,
         ledger,
         &Memory::default(),

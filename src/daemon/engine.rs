@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::ids::SessionId;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
+use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
 use crate::webhook::{EventKind, HookEvent};
@@ -62,6 +63,8 @@ pub struct Engine {
     /// The budget in force (static, or the meter's), and where Jellyfin's remote streams go
     /// after each plan for the meter's estimate of the rest of the house.
     pub budget: Feed,
+    /// Where reads and plans are reported for notifications.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Engine {
@@ -175,6 +178,9 @@ impl Engine {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
         let ok = result.is_ok();
+        self.notifier.observe(Observation::Poll(
+            result.as_ref().err().map(|e| e.to_string()),
+        ));
         self.status.record_poll(
             started.elapsed(),
             result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -206,7 +212,8 @@ impl Engine {
             &self.settings,
             self.dry_run,
         ) {
-            Ok(plan) => {
+            Ok((plan, hand_changes)) => {
+                self.notifier.observe(observation(&plan, &hand_changes));
                 let overhead = self.settings.bandwidth.demand.overhead;
                 self.budget
                     .jellyfin
@@ -231,6 +238,38 @@ impl Engine {
             Err(e) => warn!("cannot plan: {e}"),
         }
         (ok, asked)
+    }
+}
+
+/// What a plan means for notifications: overload, clients ignoring limits, hand changes;
+/// names as the daemon shows them (aliases when anonymizing).
+fn observation(plan: &crate::plan::Plan, hand: &[crate::reconcile::HandChange]) -> Observation {
+    use crate::plan::Warning;
+    let mut overload = None;
+    let mut uncontrolled = Vec::new();
+    for w in &plan.warnings {
+        match w {
+            Warning::Overload {
+                users,
+                floor,
+                budget,
+            } => overload = Some((*users, *floor, *budget)),
+            Warning::Uncontrolled {
+                user_name,
+                device,
+                rate,
+                ..
+            } => uncontrolled.push((user_name.to_string(), device.to_string(), *rate)),
+            _ => {}
+        }
+    }
+    Observation::Plan {
+        overload,
+        uncontrolled,
+        hand_changes: hand
+            .iter()
+            .map(|h| (h.user.to_string(), h.old_original, h.new_original))
+            .collect(),
     }
 }
 

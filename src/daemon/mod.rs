@@ -27,6 +27,7 @@ use crate::config::{ConfigError, Settings};
 use crate::jellyfin::{Client, JellyfinError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use crate::notify::conditions::Observation;
 use crate::reconcile::{self, RestoreOutcome};
 
 use engine::Engine;
@@ -82,7 +83,16 @@ pub async fn run(
     let workers = CancellationToken::new();
     let (budget, meter_task) =
         crate::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
-    let status = Arc::new(Status::new(metrics.clone(), budget.state.clone()));
+    // Closed after the restore, so that "stopped" and a failed restore are still sent.
+    let notify_close = CancellationToken::new();
+    let (notifier, notify_task) =
+        crate::notify::start(&settings, metrics.clone(), notify_close.clone())?;
+    notifier.observe(Observation::Started);
+    let status = Arc::new(Status::new(
+        metrics.clone(),
+        budget.state.clone(),
+        notifier.clone(),
+    ));
 
     let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
@@ -91,6 +101,7 @@ pub async fn run(
         settings.daemon.max_writes_per_second,
         pushed_tx,
         metrics.clone(),
+        notifier.clone(),
         workers.clone(),
     );
     let (engine, engine_task) = Engine {
@@ -102,6 +113,7 @@ pub async fn run(
         status: status.clone(),
         dry_run,
         budget,
+        notifier: notifier.clone(),
     }
     .spawn(workers.clone());
 
@@ -134,6 +146,7 @@ pub async fn run(
 
     shutdown.cancelled().await;
     info!("shutting down");
+    notifier.observe(Observation::Stopped);
     // The listener stops accepting and drains its connections for at most `http_drain`, on its
     // own: the restore below does not wait for any client.
     workers.cancel();
@@ -168,12 +181,23 @@ pub async fn run(
             }
         }
         if out.restore_failures > 0 || out.restore_timed_out {
+            notifier.observe(Observation::RestoreFailed {
+                users: out.restore_failures,
+                state_file: settings.state.file.display().to_string(),
+            });
             warn!(
                 left = out.restore_failures,
                 state_file = %settings.state.file.display(),
                 "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
             );
         }
+    }
+    // What is queued for the targets goes out, within what is left of the deadline (at
+    // least two seconds, so that a failed restore can still be told).
+    notify_close.cancel();
+    if let Some(t) = notify_task {
+        let until = deadline.max(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+        let _ = tokio::time::timeout_at(until, t).await;
     }
     // Bounded by the drain: the listener drops whatever is still open then.
     match server.await {

@@ -85,6 +85,8 @@ pub struct Status {
     metrics: Arc<Metrics>,
     /// The budget in force and what it is made of (`src/budget/feed.rs`).
     budget: tokio::sync::watch::Receiver<BudgetState>,
+    /// Notification targets, conditions in force, last notifications.
+    notifier: crate::notify::Notifier,
     inner: Mutex<Inner>,
 }
 
@@ -98,12 +100,17 @@ pub struct Health {
 }
 
 impl Status {
-    pub fn new(metrics: Arc<Metrics>, budget: tokio::sync::watch::Receiver<BudgetState>) -> Status {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        budget: tokio::sync::watch::Receiver<BudgetState>,
+        notifier: crate::notify::Notifier,
+    ) -> Status {
         Status {
             started: Instant::now(),
             engine_alive: AtomicBool::new(false),
             metrics,
             budget,
+            notifier,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -237,6 +244,7 @@ impl Status {
             dry_run: settings.daemon.dry_run,
             budget_bps: self.budget.borrow().budget_bps,
             budget: self.budget.borrow().clone(),
+            notifications: self.notifier.view(),
             uptime_seconds: self.started.elapsed().as_secs(),
             poll_interval_seconds: settings.daemon.poll_interval().as_secs(),
             poll: PollView {
@@ -280,6 +288,8 @@ pub struct StateView {
     pub budget_bps: u64,
     /// What the budget is made of: static, or the meter's reading.
     pub budget: BudgetState,
+    /// Notification targets, the conditions in force, the last notifications.
+    pub notifications: crate::notify::NotifyView,
     pub uptime_seconds: u64,
     pub poll_interval_seconds: u64,
     pub poll: PollView,

@@ -84,13 +84,16 @@ pub fn spawn(
     max_per_second: u32,
     pushed: mpsc::UnboundedSender<PushSent>,
     metrics: Arc<Metrics>,
+    notifier: crate::notify::Notifier,
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let limiter = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
     ));
-    let task = tokio::spawn(run(client, ledger, limiter, pushed, rx, metrics, shutdown));
+    let task = tokio::spawn(run(
+        client, ledger, limiter, pushed, rx, metrics, notifier, shutdown,
+    ));
     (WriterHandle { tx }, task)
 }
 
@@ -101,6 +104,7 @@ async fn run(
     pushed: mpsc::UnboundedSender<PushSent>,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
     stats: Arc<Metrics>,
+    notifier: crate::notify::Notifier,
     shutdown: CancellationToken,
 ) {
     let mut pending: HashMap<UserId, Pending> = HashMap::new();
@@ -156,6 +160,14 @@ async fn run(
                 // Only pushes: the limit is in place already.
                 WriteOutcome::AlreadySet
             };
+            if d.needs_write() {
+                notifier.observe(crate::notify::conditions::Observation::Write(
+                    match &outcome {
+                        WriteOutcome::Failed(e) => Some(e.clone()),
+                        _ => None,
+                    },
+                ));
+            }
             match outcome {
                 WriteOutcome::Failed(e) => {
                     stats.policy_write_failures.inc();
