@@ -91,22 +91,35 @@ pub fn spawn(
     let limiter = RateLimiter::direct(Quota::per_second(
         NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
     ));
-    let task = tokio::spawn(run(
-        client, ledger, limiter, pushed, rx, metrics, notifier, shutdown,
-    ));
+    let out = Reports {
+        pushed,
+        stats: metrics,
+        notifier,
+    };
+    let task = tokio::spawn(run(client, ledger, limiter, rx, out, shutdown));
     (WriterHandle { tx }, task)
+}
+
+/// Where the writer reports: pushes sent (for the engine's memory), metrics, notifications.
+struct Reports {
+    pushed: mpsc::UnboundedSender<PushSent>,
+    stats: Arc<Metrics>,
+    notifier: crate::notify::Notifier,
 }
 
 async fn run(
     client: Client,
     ledger: Arc<Mutex<Ledger>>,
     limiter: DefaultDirectRateLimiter,
-    pushed: mpsc::UnboundedSender<PushSent>,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
-    stats: Arc<Metrics>,
-    notifier: crate::notify::Notifier,
+    out: Reports,
     shutdown: CancellationToken,
 ) {
+    let Reports {
+        pushed,
+        stats,
+        notifier,
+    } = out;
     let mut pending: HashMap<UserId, Pending> = HashMap::new();
     loop {
         stats.pending_writes.set(pending.len() as i64);
