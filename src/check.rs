@@ -141,6 +141,34 @@ pub async fn check(settings: &Settings) -> CheckReport {
     );
     state(&mut r, &settings.state.file);
     budget_lines(&mut r, settings).await;
+    for t in &settings.notify {
+        match crate::notify::target::Resolved::new(t) {
+            Ok(_) => {
+                let events: Vec<&str> = [
+                    crate::config::EventKind::DEFAULT.as_slice(),
+                    &[
+                        crate::config::EventKind::Started,
+                        crate::config::EventKind::Stopped,
+                    ],
+                ]
+                .concat()
+                .into_iter()
+                .filter(|e| t.wants(*e))
+                .map(|e| e.as_str())
+                .collect();
+                r.push(
+                    Level::Ok,
+                    format!(
+                        "notify {} ({}): {} (nothing sent; `jellydemon notify --test` sends a test)",
+                        t.display_name(),
+                        t.kind.as_str(),
+                        events.join(", ")
+                    ),
+                );
+            }
+            Err(e) => r.push(Level::Fail, format!("notify {}: {e}", t.display_name())),
+        }
+    }
     let key = match settings.api_key() {
         Ok(k) => k,
         Err(e) => {

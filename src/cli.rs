@@ -199,6 +199,17 @@ pub enum Command {
         #[arg(long)]
         address: Option<std::net::SocketAddr>,
     },
+    /// Send a test message to each notification target ([[notify]]) and say what each
+    /// answered: exit 0 when every one took it, 1 when one did not.
+    Notify {
+        /// Send the test message (the only action so far; required, so that a bare `notify`
+        /// sends nothing by surprise).
+        #[arg(long, required = true)]
+        test: bool,
+        /// Only the target with this name.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Ask the running daemon whether it is healthy (GET /healthz on daemon.listen): exit 0
     /// when it is, 1 when not. For container health checks; needs no shell or curl.
     Healthcheck {
@@ -503,6 +514,29 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             init(&opts, level).await
         }
         Command::ImportConfig { file, force } => import_config(&file, &cli.config, force),
+        Command::Notify { test: _, target } => {
+            let settings = load(&cli.config, level, false)?;
+            let results = crate::notify::send_test(&settings, target.as_deref())
+                .await
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::CONFIG)
+                })?;
+            let mut failed = 0;
+            for (name, r) in &results {
+                match r {
+                    Ok(a) => println!("ok   {name}: {a}"),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL {name}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(ExitCode::from(exit::FAILURE));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report {
             output,
             log,

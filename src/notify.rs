@@ -302,3 +302,57 @@ fn record(view: &Arc<Mutex<NotifyView>>, target: &str, n: &Notice, result: Strin
         result,
     });
 }
+
+/// `jellydemon notify --test`: one test message to each target (or the one named), one try
+/// each; what each answered.
+pub async fn send_test(
+    settings: &Settings,
+    only: Option<&str>,
+) -> Result<Vec<(String, Result<String, String>)>, ConfigError> {
+    let targets: Vec<&crate::config::NotifyTarget> = settings
+        .notify
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.display_name() == n))
+        .collect();
+    if targets.is_empty() {
+        return Err(crate::config::invalid(
+            "notify",
+            match only {
+                Some(n) => format!(
+                    "no target named \"{n}\" (targets: {})",
+                    settings
+                        .notify
+                        .iter()
+                        .map(|t| t.display_name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "no [[notify]] target is configured".into(),
+            },
+        ));
+    }
+    let http = reqwest::Client::new();
+    let notice = Notice {
+        event: EventKind::Test,
+        severity: conditions::Severity::Info,
+        title: "jellydemon test notification".into(),
+        message: "If you read this, jellydemon can reach you here.".into(),
+        cleared: false,
+        data: serde_json::json!({}),
+    };
+    let mut out = Vec::new();
+    for t in targets {
+        let r = Resolved::new(t)?;
+        let req = target::request(&r, &notice, SystemTime::now());
+        let answer = match target::send(&http, &req, r.timeout).await {
+            Sent::Ok(code) => Ok(format!("delivered (HTTP {code})")),
+            Sent::RetryAfter(d) => Err(format!(
+                "rate limited (429): try again in {:.0} s",
+                d.as_secs_f64()
+            )),
+            Sent::Failed(e) => Err(e),
+        };
+        out.push((format!("{} ({})", r.name, r.kind.as_str()), answer));
+    }
+    Ok(out)
+}

@@ -21,6 +21,7 @@ mod faults;
 mod import_config;
 mod init;
 mod meter;
+mod notify;
 mod openapi;
 mod packaging;
 mod reconcile;

@@ -1,0 +1,401 @@
+//! Notifications against local receivers (one per kind, bound to port 0) that record the exact
+//! requests and can answer errors, 429 with `retry_after`, or hang: `notify --test` reaches
+//! every kind with its shape; in the daemon an overload is notified once when it starts and
+//! once when it clears, the default events leave out start and stop, and a target that hangs
+//! delays neither another target nor a webhook-triggered write; a limit changed by hand names
+//! the user as an alias when anonymizing; no secret reaches the logs.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::common::{Harness, KEY, M, event, eventually};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
+
+/// How a receiver answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// 200 (204 when `no_content`).
+    Ok,
+    /// 429 with `retry_after` the first time, then 204.
+    RateLimitedOnce,
+    /// Never answers.
+    Hang,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    mode: Mode,
+    no_content: bool,
+    seen: Arc<Mutex<Vec<(String, HeaderMap, Value)>>>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Receiver {
+    async fn start(mode: Mode, no_content: bool) -> (Receiver, String) {
+        let r = Receiver {
+            mode,
+            no_content,
+            seen: Arc::default(),
+            calls: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (r, url)
+    }
+
+    fn seen(&self) -> Vec<(String, HeaderMap, Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn titles(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|(_, _, b)| b["title"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let n = r.calls.fetch_add(1, Ordering::SeqCst);
+    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    r.seen
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), headers, json));
+    match r.mode {
+        Mode::Hang => std::future::pending::<Response>().await,
+        Mode::RateLimitedOnce if n == 0 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"message": "You are being rate limited.", "retry_after": 0.3, "global": false})),
+        )
+            .into_response(),
+        _ if r.no_content => StatusCode::NO_CONTENT.into_response(),
+        _ => axum::Json(json!({"id": 1})).into_response(),
+    }
+}
+
+fn header(h: &HeaderMap, name: &str) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn notify_test_reaches_every_kind_with_its_shape() {
+    let (ntfy, ntfy_url) = Receiver::start(Mode::Ok, false).await;
+    let (gotify, gotify_url) = Receiver::start(Mode::Ok, false).await;
+    let (discord, discord_url) = Receiver::start(Mode::RateLimitedOnce, true).await;
+    let (apprise, apprise_url) = Receiver::start(Mode::Ok, false).await;
+    let (hook, hook_url) = Receiver::start(Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            r#"
+[[notify]]
+name = "phone"
+kind = "ntfy"
+url = "{ntfy_url}"
+topic = "jd-secret-topic"
+token = "tk_secret_token"
+[[notify]]
+kind = "gotify"
+url = "{gotify_url}"
+token = "GotifyAppSecret"
+[[notify]]
+kind = "discord"
+url = "{discord_url}/api/webhooks/123/discord-secret"
+[[notify]]
+kind = "apprise"
+url = "{apprise_url}"
+urls = ["tgram://bot-secret/chat"]
+[[notify]]
+name = "home assistant"
+kind = "webhook"
+url = "{hook_url}/api/webhook/ha-secret"
+headers = {{ Authorization = "Bearer ha-secret-token" }}
+"#
+        ),
+    )
+    .await;
+    let (code, out, err) = h.cli(&["notify", "--test"]).await;
+    // Discord answered 429 to its one try: reported, not hidden.
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("ok   phone (ntfy): delivered (HTTP 200)"),
+        "{out}"
+    );
+    assert!(out.contains("ok   gotify (gotify): delivered"), "{out}");
+    assert!(
+        out.contains("FAIL discord (discord): rate limited (429)"),
+        "{out}"
+    );
+    assert!(out.contains("ok   apprise (apprise): delivered"), "{out}");
+    assert!(
+        out.contains("ok   home assistant (webhook): delivered"),
+        "{out}"
+    );
+    // Its second try goes through.
+    let (code, out, _) = h.cli(&["notify", "--test", "--target", "discord"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("delivered (HTTP 204)"), "{out}");
+    let (code, _, err) = h.cli(&["notify", "--test", "--target", "pager"]).await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains(
+            "no target named \"pager\" (targets: phone, gotify, discord, apprise, home assistant)"
+        ),
+        "{err}"
+    );
+    for secret in [
+        "jd-secret-topic",
+        "tk_secret_token",
+        "GotifyAppSecret",
+        "discord-secret",
+        "bot-secret",
+        "ha-secret",
+    ] {
+        assert!(!out.contains(secret) && !err.contains(secret), "{secret}");
+    }
+
+    let (path, headers, body) = ntfy.seen()[0].clone();
+    assert_eq!(path, "/");
+    assert_eq!(header(&headers, "authorization"), "Bearer tk_secret_token");
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    assert_eq!(body["topic"], "jd-secret-topic");
+    assert_eq!(body["title"], "jellydemon test notification");
+    assert!(body["message"].is_string() && body["priority"].is_number() && body["tags"].is_array());
+
+    let (path, headers, body) = gotify.seen()[0].clone();
+    assert_eq!(path, "/message");
+    assert_eq!(header(&headers, "x-gotify-key"), "GotifyAppSecret");
+    assert!((0..=10).contains(&body["priority"].as_i64().unwrap()));
+
+    let (path, _, body) = discord.seen()[0].clone();
+    assert_eq!(path, "/api/webhooks/123/discord-secret");
+    let embed = &body["embeds"][0];
+    assert_eq!(embed["title"], "jellydemon test notification");
+    assert!(embed["description"].as_str().unwrap().chars().count() <= 4096);
+    assert!(embed["color"].is_number());
+
+    let (path, _, body) = apprise.seen()[0].clone();
+    assert_eq!(path, "/notify/");
+    assert_eq!(body["urls"], "tgram://bot-secret/chat");
+    assert_eq!(body["type"], "info");
+    assert!(body["body"].is_string());
+
+    let (path, headers, body) = hook.seen()[0].clone();
+    assert_eq!(path, "/api/webhook/ha-secret");
+    assert_eq!(header(&headers, "authorization"), "Bearer ha-secret-token");
+    assert_eq!(body["event"], "test");
+    for k in ["severity", "title", "message", "time", "data"] {
+        assert!(!body[k].is_null(), "{k}: {body}");
+    }
+
+    // check validates them without sending anything.
+    let before: usize = [&ntfy, &gotify, &discord, &apprise, &hook]
+        .iter()
+        .map(|r| r.seen().len())
+        .sum();
+    let (code, out, _) = h.cli(&["check"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok   notify phone (ntfy): overload, jellyfin_unreachable"),
+        "{out}"
+    );
+    let after: usize = [&ntfy, &gotify, &discord, &apprise, &hook]
+        .iter()
+        .map(|r| r.seen().len())
+        .sum();
+    assert_eq!(before, after, "check sends nothing");
+}
+
+#[tokio::test]
+async fn an_overload_is_told_once_each_way_and_a_hanging_target_delays_nothing() {
+    let (good, good_url) = Receiver::start(Mode::Ok, false).await;
+    let (_stuck, stuck_url) = Receiver::start(Mode::Hang, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let mut streams = Vec::new();
+    for (i, name) in ["ann", "ben", "cat", "dan"].iter().enumerate() {
+        let id = fake.add_user(name, |_| {});
+        let s = fake.add_session(
+            Some(&id),
+            Some(&format!("203.0.113.{}", 10 + i)),
+            "Jellyfin Android TV",
+            Some(Playback::direct("x", Some(4 * M), None)),
+        );
+        streams.push((id, s));
+    }
+    let spare = fake.add_user("eve", |_| {});
+    // 10 - 5 = a 5 Mbps budget; four streamers at a 2 Mbps floor: overloaded.
+    let h = Harness::with_budget(
+        fake,
+        10,
+        5,
+        "",
+        &format!(
+            "[[notify]]\nname = \"stuck\"\nkind = \"webhook\"\nurl = \"{stuck_url}\"\ntimeout = \"60s\"\n\
+             [[notify]]\nname = \"good\"\nkind = \"webhook\"\nurl = \"{good_url}\"\n"
+        ),
+    )
+    .await;
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"\nshutdown_timeout = \"3s\"")
+        .await;
+    eventually("the overload notice", || {
+        good.titles().iter().any(|t| t == "Upload overloaded")
+    })
+    .await;
+    let first = good.seen();
+    assert_eq!(
+        first.len(),
+        1,
+        "one notice, and not \"started\" (off by default): {:?}",
+        good.titles()
+    );
+    assert_eq!(first[0].2["event"], "overload");
+    assert_eq!(first[0].2["severity"], "warning");
+    assert!(
+        first[0].2["message"]
+            .as_str()
+            .unwrap()
+            .contains("min_per_user_mbps")
+    );
+    let s = d.state().await;
+    assert_eq!(
+        s["notifications"]["active"][0]["event"], "overload",
+        "{s:#}"
+    );
+
+    // The stuck target holds its request; a webhook-triggered write is not delayed by it.
+    let before = h.fake.limit(&spare);
+    let s4 = h
+        .fake
+        .add_session(Some(&spare), Some("203.0.113.50"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s4, Playback::direct("y", Some(3 * M), None));
+    d.hook(&event("PlaybackStart", &spare, &s4)).await;
+    eventually(
+        "eve's limit is rewritten while the stuck target hangs",
+        || h.fake.limit(&spare) != before,
+    )
+    .await;
+
+    // Still overloaded after more plans: nothing more. Three stop: it clears, told once.
+    for (id, s) in &streams[..3] {
+        h.fake.stop_playback(s);
+        d.hook(&event("PlaybackStop", id, s)).await;
+    }
+    h.fake.stop_playback(&s4);
+    d.hook(&event("PlaybackStop", &spare, &s4)).await;
+    eventually("the clearing notice", || {
+        good.titles()
+            .iter()
+            .any(|t| t == "✓ Upload no longer overloaded")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let titles = good.titles();
+    assert_eq!(
+        titles,
+        ["Upload overloaded", "✓ Upload no longer overloaded"],
+        "{titles:?}"
+    );
+    let s = d.state().await;
+    let recent = &s["notifications"]["recent"];
+    assert!(
+        recent
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["target"] == "good" && r["result"] == "delivered"),
+        "{s:#}"
+    );
+
+    // Stopping is not held up by the stuck target beyond the deadline.
+    let started = std::time::Instant::now();
+    d.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
+    let (good, good_url) = Receiver::start(Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let id = fake.add_user("Zoë Secretname", |_| {});
+    let s = fake.add_session(
+        Some(&id),
+        Some("203.0.113.9"),
+        "Jellyfin Web",
+        Some(Playback::direct("x", Some(8 * M), None)),
+    );
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[logging]\nanonymize = true\n[[notify]]\nkind = \"webhook\"\nurl = \"{good_url}\"\n\
+             events = [\"limit_changed_by_hand\", \"started\"]\n"
+        ),
+    )
+    .await;
+    // The in-process daemon shares this test binary's anonymizer only if one is installed;
+    // the real binary is what users run, so run it.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&h.config_path)
+        .arg("run")
+        .env("JELLYDEMON_DAEMON__LISTEN", "127.0.0.1:0")
+        .env("JELLYDEMON_DAEMON__POLL_INTERVAL", "1s")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("started", || {
+        good.titles().iter().any(|t| t == "jellydemon started")
+    })
+    .await;
+    eventually("the limit written", || h.fake.limit(&id) > 0).await;
+    h.fake.set_limit_by_hand(&id, 7 * M);
+    eventually("the hand change notice", || good.seen().len() >= 2).await;
+    let (_, _, body) = good.seen()[1].clone();
+    assert_eq!(body["event"], "limit_changed_by_hand");
+    let text = body.to_string();
+    assert!(text.contains("User-0"), "{text}");
+    assert!(
+        !text.contains("Secretname") && !text.contains(&id),
+        "{text}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("to 7 Mbps"),
+        "{text}"
+    );
+    let _ = s;
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !log.contains(&good_url),
+        "the webhook URL is a secret: {log}"
+    );
+}
