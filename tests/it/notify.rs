@@ -357,7 +357,7 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
     .await;
     // The in-process daemon shares this test binary's anonymizer only if one is installed;
     // the real binary is what users run, so run it.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
         .arg("--config")
         .arg(&h.config_path)
         .arg("run")
