@@ -87,10 +87,21 @@ fn every_example_block_loads() {
             None => {}
         }
     }
-    assert!(blocks.len() >= 5, "{blocks:?}");
+    if !current.is_empty() {
+        blocks.push(current);
+    }
+    assert!(blocks.len() >= 10, "{blocks:?}");
     let dir = tempfile::tempdir().unwrap();
-    for secret in ["snmp_community", "openwrt_password"] {
+    for secret in [
+        "snmp_community",
+        "openwrt_password",
+        "ntfy_topic",
+        "gotify_token",
+    ] {
         std::fs::write(dir.path().join(secret), "s3cret\n").unwrap();
+    }
+    for url in ["discord_webhook_url", "ha_webhook_url"] {
+        std::fs::write(dir.path().join(url), "https://example.org/hook/s3cret\n").unwrap();
     }
     for block in blocks {
         let path = dir.path().join("config.toml");
@@ -104,9 +115,12 @@ fn every_example_block_loads() {
         .unwrap();
         let s = Settings::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
         assert!(
-            s.bandwidth.meter.is_some() || !s.bandwidth.schedule.is_empty(),
+            s.bandwidth.meter.is_some() || !s.bandwidth.schedule.is_empty() || !s.notify.is_empty(),
             "{block}"
         );
+        for t in &s.notify {
+            jellydemon::notify::target::Resolved::new(t).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
         if let Some(m) = &s.bandwidth.meter {
             jellydemon::budget::meter::Meter::new(m).unwrap_or_else(|e| panic!("{e}\n{block}"));
         }

@@ -93,6 +93,16 @@ async function refreshState() {
   rows($("local"), d ? d.local_streams : [],
       (l) => `<tr><td>${esc(l.user ?? "–")}</td><td>${esc(l.device)}</td><td class="num">${mbps(l.rate_bps)}${l.paused ? " (paused)" : ""}</td></tr>`,
       "none");
+  const nt = s.notifications;
+  $("notify-card").hidden = !nt || !nt.targets.length;
+  if (nt && nt.targets.length) {
+    $("notify-active").textContent = (nt.active.length
+      ? "in force: " + nt.active.map((a) => a.about ? `${a.event} (${a.about})` : a.event).join(", ")
+      : "nothing in force") + " · targets: " + nt.targets.join(", ");
+    $("notify-recent").innerHTML = nt.recent.length ? nt.recent.map((r) =>
+        `<li><time>${time(r.t)}</time><b>${esc(r.target)}</b> · ${esc(r.title)} · ${esc(r.result)}</li>`).join("")
+      : `<li class="empty">nothing sent yet</li>`;
+  }
   $("recent").innerHTML = s.recent.length ? recentItems(s.recent)
       : `<li class="empty">no decision yet</li>`;
 }
