@@ -199,7 +199,7 @@ pub enum Command {
         #[arg(long)]
         address: Option<std::net::SocketAddr>,
     },
-    /// Send a test message to each notification target ([[notify]]) and say what each
+    /// Send a test message to each notification target (`[[notify]]`) and say what each
     /// answered: exit 0 when every one took it, 1 when one did not.
     Notify {
         /// Send the test message (the only action so far; required, so that a bare `notify`
