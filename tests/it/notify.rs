@@ -399,3 +399,53 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
         "the webhook URL is a secret: {log}"
     );
 }
+
+#[tokio::test]
+async fn originals_not_restored_are_told_before_the_daemon_exits() {
+    let (good, good_url) = Receiver::start(Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let id = fake.add_user("ann", |_| {});
+    let s = fake.add_session(
+        Some(&id),
+        Some("203.0.113.9"),
+        "Jellyfin Web",
+        Some(Playback::direct("x", Some(8 * M), None)),
+    );
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{good_url}\"\n\
+             events = [\"restore_failed\", \"stopped\"]\n"
+        ),
+    )
+    .await;
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"\nshutdown_timeout = \"2s\"")
+        .await;
+    eventually("the limit written", || h.fake.limit(&id) > 0).await;
+    // Jellyfin refuses every write from now on: the restore fails.
+    h.fake.fail_all(500);
+    let out = d.stop().await;
+    assert!(out.restore_failures > 0, "{out:?}");
+    // Delivered by the time the daemon has returned.
+    let titles = good.titles();
+    assert!(
+        titles.contains(&"jellydemon stopped".to_string()),
+        "{titles:?}"
+    );
+    let (_, _, body) = good
+        .seen()
+        .into_iter()
+        .find(|(_, _, b)| b["event"] == "restore_failed")
+        .unwrap_or_else(|| panic!("{titles:?}"));
+    assert_eq!(body["severity"], "failure");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("jellydemon restore"),
+        "{body}"
+    );
+    let _ = s;
+}
