@@ -369,7 +369,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
 
 /// The schedule in force and the next change; the meter read twice, with the rate it shows.
 async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
-    match settings.schedule() {
+    match crate::budget::schedule::from_settings(settings) {
         Ok(Some(s)) => {
             let now = jiff::Timestamp::now();
             let b = &settings.bandwidth;

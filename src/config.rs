@@ -22,7 +22,7 @@ use crate::network;
 
 mod meter;
 mod notify;
-pub use meter::{MeterKind, MeterSettings, ScheduleEntry};
+pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
 
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
@@ -862,7 +862,7 @@ impl Settings {
         if let Some(m) = &b.meter {
             m.validate()?;
         }
-        self.schedule()?;
+        self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
@@ -1068,8 +1068,11 @@ impl Settings {
         }
     }
 
-    /// The schedule in its time zone, or `None` without `[[bandwidth.schedule]]`.
-    pub fn schedule(&self) -> Result<Option<crate::budget::schedule::Schedule>, ConfigError> {
+    /// The schedule's entries parsed and its time zone, or `None` without
+    /// `[[bandwidth.schedule]]` (`src/budget/schedule.rs` follows them).
+    pub fn schedule_windows(
+        &self,
+    ) -> Result<Option<(Vec<Window>, jiff::tz::TimeZone)>, ConfigError> {
         let b = &self.bandwidth;
         let tz = match &b.timezone {
             Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
@@ -1089,7 +1092,7 @@ impl Settings {
             .enumerate()
             .map(|(i, e)| e.window(i + 1, b.total_upload_mbps, b.reserved_mbps))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(crate::budget::schedule::Schedule::new(windows, tz)))
+        Ok(Some((windows, tz)))
     }
 
     /// The alias map's path: `logging.alias_file`, or `aliases.json` beside the state file.

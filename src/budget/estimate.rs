@@ -46,6 +46,26 @@ pub struct Params {
 }
 
 impl Params {
+    /// The parameters of `[bandwidth.meter]` for a link of `capacity_mbps` with
+    /// `reserved_mbps` kept.
+    pub fn new(m: &crate::config::MeterSettings, capacity_mbps: f64, reserved_mbps: f64) -> Params {
+        use crate::config::mbps_to_bps;
+        let capacity_bps = mbps_to_bps(capacity_mbps);
+        let reserve_bps = mbps_to_bps(reserved_mbps);
+        let most = capacity_bps.saturating_sub(reserve_bps);
+        Params {
+            capacity_bps,
+            reserve_bps,
+            min_budget_bps: m.min_budget_mbps.map_or(most / 4, mbps_to_bps),
+            step_bps: mbps_to_bps(m.step_mbps),
+            rise: m.rise,
+            fall: m.fall,
+            window: m.window,
+            quantile: m.quantile_percent / 100.0,
+            fail_after: m.fail_after,
+        }
+    }
+
     /// `capacity − reserve`: the static budget, and the most the meter ever allows.
     pub fn static_budget(&self) -> u64 {
         self.capacity_bps.saturating_sub(self.reserve_bps)
@@ -62,6 +82,17 @@ pub struct Sample {
     /// The counter's modulus when it wraps (2^32 for SNMP's `ifOutOctets`); `None` for a
     /// 64-bit counter, where a decrease is a reset.
     pub wraps_at: Option<u64>,
+}
+
+/// One reading of a meter's counter (`src/budget/meter.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    /// Bytes sent on the WAN since the counter started.
+    pub bytes: u64,
+    /// The modulus when the counter wraps (a 32-bit counter); `None` for 64 bits.
+    pub wraps_at: Option<u64>,
+    /// Not comparable with the previous reading (another device, a new baseline).
+    pub fresh: bool,
 }
 
 /// What the estimator knows now.

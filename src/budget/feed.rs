@@ -89,7 +89,7 @@ pub fn static_budget_at(
     at: Timestamp,
 ) -> Result<(u64, Option<String>), ConfigError> {
     let b = &settings.bandwidth;
-    let schedule = settings.schedule()?;
+    let schedule = super::schedule::from_settings(settings)?;
     let (total, reserved, name) = match &schedule {
         Some(s) => {
             let (t, r, n) = s.base(at, b.total_upload_mbps, b.reserved_mbps);
@@ -111,7 +111,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<(Feed, Option<tokio::task::JoinHandle<()>>), ConfigError> {
     let b = &settings.bandwidth;
-    let schedule = settings.schedule()?;
+    let schedule = super::schedule::from_settings(settings)?;
     let now = Timestamp::now();
     let (total, reserved, entry) = match &schedule {
         Some(s) => s.base(now, b.total_upload_mbps, b.reserved_mbps),
@@ -126,7 +126,7 @@ pub fn start(
     let estimator = b
         .meter
         .as_ref()
-        .map(|m| Estimator::new(m.params(total, reserved)));
+        .map(|m| Estimator::new(super::estimate::Params::new(m, total, reserved)));
     let first = BudgetState {
         budget_bps: static_bps,
         static_bps,

@@ -17,16 +17,7 @@ use serde_json::{Value, json};
 
 use crate::config::{ConfigError, MeterKind, MeterSettings};
 
-/// One reading of a counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    /// Bytes sent on the WAN since the counter started.
-    pub bytes: u64,
-    /// The modulus when the counter wraps (a 32-bit counter); `None` for 64 bits.
-    pub wraps_at: Option<u64>,
-    /// Not comparable with the previous reading (another device, a new baseline).
-    pub fresh: bool,
-}
+pub use super::estimate::Counter;
 
 /// A meter.
 #[derive(Debug)]

@@ -11,34 +11,10 @@
 //! 06:00), and belongs to the day it starts on. The first entry in force wins.
 
 use jiff::Timestamp;
-use jiff::civil::{Date, DateTime, Time, Weekday};
+use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 
-/// One entry, parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    /// Its name, for logs ("working hours"; else "schedule entry N").
-    pub name: String,
-    /// Monday first.
-    pub days: [bool; 7],
-    /// When it starts, local time.
-    pub from: Time,
-    /// When it ends, local time (at or before `from`: the next day).
-    pub to: Time,
-    /// `total_upload_mbps` while it is in force.
-    pub total_upload_mbps: Option<f64>,
-    /// `reserved_mbps` while it is in force.
-    pub reserved_mbps: Option<f64>,
-}
-
-impl Window {
-    fn on(&self, day: Weekday) -> bool {
-        self.days[day.to_monday_zero_offset() as usize]
-    }
-    fn wraps(&self) -> bool {
-        self.to <= self.from
-    }
-}
+pub use crate::config::{Window, parse_days, parse_time};
 
 /// The schedule in a time zone.
 #[derive(Debug, Clone)]
@@ -124,80 +100,23 @@ impl Schedule {
     }
 }
 
+/// The schedule of `settings`, or `None` without `[[bandwidth.schedule]]`.
+pub fn from_settings(
+    settings: &crate::config::Settings,
+) -> Result<Option<Schedule>, crate::config::ConfigError> {
+    Ok(settings
+        .schedule_windows()?
+        .map(|(windows, tz)| Schedule::new(windows, tz)))
+}
+
 fn add_days(d: Date, n: i64) -> Option<Date> {
     d.checked_add(jiff::Span::new().days(n)).ok()
-}
-
-/// `"mon"`, `"Monday"`, … and the groups `"weekdays"`, `"weekends"`, `"daily"`.
-pub fn parse_days(names: &[String]) -> Result<[bool; 7], String> {
-    if names.is_empty() {
-        return Ok([true; 7]);
-    }
-    let mut days = [false; 7];
-    for n in names {
-        let n = n.trim().to_ascii_lowercase();
-        let set: &[usize] = match n.as_str() {
-            "daily" | "every day" | "all" => &[0, 1, 2, 3, 4, 5, 6],
-            "weekdays" => &[0, 1, 2, 3, 4],
-            "weekends" | "weekend" => &[5, 6],
-            _ => {
-                let i = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-                    .iter()
-                    .position(|d| n.len() >= 3 && n.starts_with(d))
-                    .filter(|&i| {
-                        let full = [
-                            "monday",
-                            "tuesday",
-                            "wednesday",
-                            "thursday",
-                            "friday",
-                            "saturday",
-                            "sunday",
-                        ][i];
-                        full.starts_with(&n) || n == "tues" || n == "thur" || n == "thurs"
-                    })
-                    .ok_or_else(|| {
-                        format!(
-                            "\"{n}\" is not a day: use mon, tue, wed, thu, fri, sat, sun, \
-                             weekdays, weekends or daily"
-                        )
-                    })?;
-                days[i] = true;
-                continue;
-            }
-        };
-        for &i in set {
-            days[i] = true;
-        }
-    }
-    Ok(days)
-}
-
-/// `"08:00"`, `"8:30"`, `"23:59"`, `"24:00"` (the end of the day, as 00:00 of the next), or
-/// with seconds, `"08:00:30"`.
-pub fn parse_time(s: &str) -> Result<Time, String> {
-    let bad = || format!("\"{s}\" is not a time of day such as \"08:00\" or \"22:30\"");
-    let parts: Vec<&str> = s.trim().split(':').collect();
-    let num = |p: &str| -> Result<i8, String> {
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        p.parse().map_err(|_| bad())
-    };
-    let (h, m, sec) = match parts.as_slice() {
-        [h, m] => (num(h)?, num(m)?, 0),
-        [h, m, sec] => (num(h)?, num(m)?, num(sec)?),
-        _ => return Err(bad()),
-    };
-    if (h, m, sec) == (24, 0, 0) {
-        return Ok(Time::midnight());
-    }
-    Time::new(h, m, sec, 0).map_err(|_| bad())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::civil::Time;
 
     fn window(days: &[&str], from: &str, to: &str) -> Window {
         Window {

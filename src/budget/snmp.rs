@@ -10,7 +10,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use snmp2::{AsyncSession, Oid, Value};
 
-use super::meter::Counter;
+use super::estimate::Counter;
 
 /// `ifName`.
 const IF_NAME: &[u64] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1];

@@ -1,4 +1,4 @@
-//! `[bandwidth.meter]`: where the WAN's upload byte counter is read, and how the budget follows
+//! `[bandwidth.meter]` and `[[bandwidth.schedule]]`: where the WAN's upload byte counter is read, how the budget follows
 //! it (the rules are in `src/budget/estimate.rs`).
 
 use std::time::Duration;
@@ -6,6 +6,8 @@ use std::time::Duration;
 use figment::value::magic::RelativePathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use jiff::civil::{Time, Weekday};
 
 use super::{ConfigError, invalid, mbps_to_bps, secret_from};
 
@@ -134,28 +136,6 @@ impl MeterSettings {
             &self.password_file,
             "bandwidth.meter.password_file",
         )
-    }
-
-    /// The estimator's parameters for a link of `capacity_mbps` with `reserved_mbps` kept.
-    pub fn params(
-        &self,
-        capacity_mbps: f64,
-        reserved_mbps: f64,
-    ) -> crate::budget::estimate::Params {
-        let capacity_bps = mbps_to_bps(capacity_mbps);
-        let reserve_bps = mbps_to_bps(reserved_mbps);
-        let most = capacity_bps.saturating_sub(reserve_bps);
-        crate::budget::estimate::Params {
-            capacity_bps,
-            reserve_bps,
-            min_budget_bps: self.min_budget_mbps.map_or(most / 4, mbps_to_bps),
-            step_bps: mbps_to_bps(self.step_mbps),
-            rise: self.rise,
-            fall: self.fall,
-            window: self.window,
-            quantile: self.quantile_percent / 100.0,
-            fail_after: self.fail_after,
-        }
     }
 
     /// Each kind has what it needs and nothing of another kind's.
@@ -335,16 +315,10 @@ pub struct ScheduleEntry {
 
 impl ScheduleEntry {
     /// The entry parsed, `n` its position (from 1) for its default name and messages.
-    pub fn window(
-        &self,
-        n: usize,
-        total: f64,
-        reserved: f64,
-    ) -> Result<crate::budget::schedule::Window, ConfigError> {
-        use crate::budget::schedule::{parse_days, parse_time};
+    pub fn window(&self, n: usize, total: f64, reserved: f64) -> Result<Window, ConfigError> {
         let key = "bandwidth.schedule";
         let at = |what: String| invalid(key, format!("entry {n}: {what}"));
-        let w = crate::budget::schedule::Window {
+        let w = Window {
             name: self
                 .name
                 .clone()
@@ -379,4 +353,99 @@ impl ScheduleEntry {
         }
         Ok(w)
     }
+}
+
+/// One entry, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Its name, for logs ("working hours"; else "schedule entry N").
+    pub name: String,
+    /// Monday first.
+    pub days: [bool; 7],
+    /// When it starts, local time.
+    pub from: Time,
+    /// When it ends, local time (at or before `from`: the next day).
+    pub to: Time,
+    /// `total_upload_mbps` while it is in force.
+    pub total_upload_mbps: Option<f64>,
+    /// `reserved_mbps` while it is in force.
+    pub reserved_mbps: Option<f64>,
+}
+
+impl Window {
+    /// In force on `day` (the day a range starts).
+    pub fn on(&self, day: Weekday) -> bool {
+        self.days[day.to_monday_zero_offset() as usize]
+    }
+    /// Runs past midnight.
+    pub fn wraps(&self) -> bool {
+        self.to <= self.from
+    }
+}
+
+/// `"mon"`, `"Monday"`, … and the groups `"weekdays"`, `"weekends"`, `"daily"`.
+pub fn parse_days(names: &[String]) -> Result<[bool; 7], String> {
+    if names.is_empty() {
+        return Ok([true; 7]);
+    }
+    let mut days = [false; 7];
+    for n in names {
+        let n = n.trim().to_ascii_lowercase();
+        let set: &[usize] = match n.as_str() {
+            "daily" | "every day" | "all" => &[0, 1, 2, 3, 4, 5, 6],
+            "weekdays" => &[0, 1, 2, 3, 4],
+            "weekends" | "weekend" => &[5, 6],
+            _ => {
+                let i = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                    .iter()
+                    .position(|d| n.len() >= 3 && n.starts_with(d))
+                    .filter(|&i| {
+                        let full = [
+                            "monday",
+                            "tuesday",
+                            "wednesday",
+                            "thursday",
+                            "friday",
+                            "saturday",
+                            "sunday",
+                        ][i];
+                        full.starts_with(&n) || n == "tues" || n == "thur" || n == "thurs"
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "\"{n}\" is not a day: use mon, tue, wed, thu, fri, sat, sun, \
+                             weekdays, weekends or daily"
+                        )
+                    })?;
+                days[i] = true;
+                continue;
+            }
+        };
+        for &i in set {
+            days[i] = true;
+        }
+    }
+    Ok(days)
+}
+
+/// `"08:00"`, `"8:30"`, `"23:59"`, `"24:00"` (the end of the day, as 00:00 of the next), or
+/// with seconds, `"08:00:30"`.
+pub fn parse_time(s: &str) -> Result<Time, String> {
+    let bad = || format!("\"{s}\" is not a time of day such as \"08:00\" or \"22:30\"");
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let num = |p: &str| -> Result<i8, String> {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        p.parse().map_err(|_| bad())
+    };
+    let (h, m, sec) = match parts.as_slice() {
+        [h, m] => (num(h)?, num(m)?, 0),
+        [h, m, sec] => (num(h)?, num(m)?, num(sec)?),
+        _ => return Err(bad()),
+    };
+    if (h, m, sec) == (24, 0, 0) {
+        return Ok(Time::midnight());
+    }
+    Time::new(h, m, sec, 0).map_err(|_| bad())
 }

@@ -449,7 +449,7 @@ pub fn run_household(
         .expect("a meter");
         let b = &w.settings.bandwidth;
         w.estimator = Some(crate::budget::estimate::Estimator::new(
-            m.params(b.total_upload_mbps, b.reserved_mbps),
+            crate::budget::estimate::Params::new(&m, b.total_upload_mbps, b.reserved_mbps),
         ));
     }
     let horizon = hours * 3600 * 1000;
