@@ -59,8 +59,18 @@ pub fn redact_config(text: &str) -> String {
 }
 
 fn redact_table(table: &mut toml::Table) {
+    // A notification target's URL (a Discord or webhook URL is a secret), Apprise URLs and
+    // webhook headers.
+    let notify = table
+        .get("kind")
+        .and_then(toml::Value::as_str)
+        .is_some_and(|k| ["ntfy", "gotify", "discord", "apprise", "webhook"].contains(&k));
     for (k, v) in table.iter_mut() {
-        redact_value(k, v);
+        if notify && ["url", "urls", "headers"].contains(&k.as_str()) {
+            *v = toml::Value::String(REMOVED.into());
+        } else {
+            redact_value(k, v);
+        }
     }
 }
 
@@ -528,6 +538,13 @@ status_token = "status-secret"
 [[notify]]
 kind = "ntfy"
 topic = "my-private-topic"
+[[notify]]
+kind = "discord"
+url = "https://discord.com/api/webhooks/1/discord-secret"
+[[notify]]
+kind = "webhook"
+url = "https://ha.example/x"
+headers = { Authorization = "Bearer ha-secret" }
 "#;
         let out = redact_config(text);
         for secret in [
@@ -536,6 +553,8 @@ topic = "my-private-topic"
             "status-secret",
             "hunter2",
             "my-private-topic",
+            "discord-secret",
+            "ha-secret",
         ] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }

@@ -89,6 +89,7 @@ impl People {
             ENV_KEY.into(),
             SECRET.into(),
             ROUTER_PASSWORD.into(),
+            "notify-secret-path".into(),
         ];
         forbidden.extend(self.names.iter().map(|n| n.to_string()));
         forbidden.extend([
@@ -151,6 +152,8 @@ async fn nothing_personal_or_secret_leaks_when_anonymizing() {
         .spawn(tokio_util::sync::CancellationToken::new())
         .await
         .unwrap();
+    // A notification target that records what it is sent.
+    let (notes, notes_url) = crate::notify::Receiver::start(crate::notify::Mode::Ok, false).await;
     let dir = tempfile::tempdir().unwrap();
     let log_file = dir.path().join("jellydemon.log");
     let config = dir.path().join("config.toml");
@@ -185,6 +188,10 @@ anonymize = true
 "#,
             dir.path().join("state.json").display(),
             log_file.display()
+        ) + &format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{notes_url}/notify-secret-path\"\n\
+             events = [\"limit_changed_by_hand\", \"started\", \"stopped\", \"overload\", \
+             \"ignores_limits\"]\n"
         ),
     )
     .unwrap();
@@ -249,6 +256,24 @@ anonymize = true
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
+    // An admin changes the first user's limit by hand; the next plan notices and tells.
+    fake.set_limit_by_hand(&ids[0], 5_000_000);
+    http.post(format!("{base}/hook"))
+        .header("X-Jellydemon-Token", SECRET)
+        .body(
+            serde_json::json!({"NotificationType": "PlaybackStart", "UserId": ids[1], "Id": sessions[1]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    crate::common::eventually("the hand change is notified", || {
+        notes
+            .seen()
+            .iter()
+            .any(|(_, _, b)| b["event"] == "limit_changed_by_hand")
+    })
+    .await;
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -293,6 +318,7 @@ anonymize = true
         "webhook_token = \"(removed)\"",
         "password = \"(removed)\"",
         "meter openwrt wan (pppoe-wan)",
+        "ok   notify webhook (webhook)",
     ] {
         assert!(
             report.contains(part),
@@ -333,6 +359,15 @@ anonymize = true
         ("metrics", metrics),
         ("api/state", state),
         ("report", report),
+        (
+            "notifications",
+            notes
+                .seen()
+                .iter()
+                .map(|(_, _, b)| b.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
     ];
     for (what, text) in &outputs {
         if !what.ends_with("stderr") || *what == "daemon stderr" {

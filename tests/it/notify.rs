@@ -19,7 +19,7 @@ use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 /// How a receiver answers.
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     /// 200 (204 when `no_content`).
     Ok,
     /// 429 with `retry_after` the first time, then 204.
@@ -28,8 +28,9 @@ enum Mode {
     Hang,
 }
 
+/// A local notification receiver that records what it gets (also used by the leak test).
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     mode: Mode,
     no_content: bool,
     seen: Arc<Mutex<Vec<(String, HeaderMap, Value)>>>,
@@ -37,7 +38,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(mode: Mode, no_content: bool) -> (Receiver, String) {
+    pub(crate) async fn start(mode: Mode, no_content: bool) -> (Receiver, String) {
         let r = Receiver {
             mode,
             no_content,
@@ -53,7 +54,7 @@ impl Receiver {
         (r, url)
     }
 
-    fn seen(&self) -> Vec<(String, HeaderMap, Value)> {
+    pub(crate) fn seen(&self) -> Vec<(String, HeaderMap, Value)> {
         self.seen.lock().unwrap().clone()
     }
 
