@@ -378,6 +378,7 @@ mod tests {
                 result: "ok".into(),
             })
             .inc();
+        m.notification("phone", "delivered");
         let exported = m.encode();
         let mut used = 0;
         for panel in dash["panels"].as_array().unwrap() {
