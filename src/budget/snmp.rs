@@ -220,16 +220,7 @@ impl Snmp {
     async fn get(&mut self, oid: &Oid<'_>) -> Result<Got, String> {
         let (host, timeout) = (self.host.clone(), self.timeout);
         let s = self.session()?;
-        let pdu = tokio::time::timeout(timeout, s.get(oid))
-            .await
-            .map_err(|_| format!("SNMP agent {host}: no answer within bandwidth.meter.timeout"))?
-            .map_err(|e| snmp_error(&host, &e))?;
-        if pdu.error_status != 0 {
-            return Err(format!(
-                "SNMP agent {host}: error status {}",
-                pdu.error_status
-            ));
-        }
+        let pdu = answer(&host, tokio::time::timeout(timeout, s.get(oid)).await)?;
         let mut varbinds = pdu.varbinds;
         Ok(match varbinds.next() {
             Some((_, Value::Counter64(v))) => Got::Counter64(v),
@@ -245,16 +236,7 @@ impl Snmp {
     async fn getnext(&mut self, oid: &Oid<'_>) -> Result<(Oid<'static>, Option<String>), String> {
         let (host, timeout) = (self.host.clone(), self.timeout);
         let s = self.session()?;
-        let pdu = tokio::time::timeout(timeout, s.getnext(oid))
-            .await
-            .map_err(|_| format!("SNMP agent {host}: no answer within bandwidth.meter.timeout"))?
-            .map_err(|e| snmp_error(&host, &e))?;
-        if pdu.error_status != 0 {
-            return Err(format!(
-                "SNMP agent {host}: error status {}",
-                pdu.error_status
-            ));
-        }
+        let pdu = answer(&host, tokio::time::timeout(timeout, s.getnext(oid)).await)?;
         let mut varbinds = pdu.varbinds;
         match varbinds.next() {
             Some((next, value)) => {
@@ -267,6 +249,23 @@ impl Snmp {
             None => Err(format!("SNMP agent {host}: an empty answer")),
         }
     }
+}
+
+/// The agent's answer to one request made under the timeout, or what went wrong in words.
+fn answer<'a>(
+    host: &str,
+    r: Result<Result<snmp2::Pdu<'a>, snmp2::Error>, tokio::time::error::Elapsed>,
+) -> Result<snmp2::Pdu<'a>, String> {
+    let pdu = r
+        .map_err(|_| format!("SNMP agent {host}: no answer within bandwidth.meter.timeout"))?
+        .map_err(|e| snmp_error(host, &e))?;
+    if pdu.error_status != 0 {
+        return Err(format!(
+            "SNMP agent {host}: error status {}",
+            pdu.error_status
+        ));
+    }
+    Ok(pdu)
 }
 
 /// An error of the SNMP library, in words.
