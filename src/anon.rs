@@ -77,26 +77,20 @@ impl Anonymizer {
     /// Load the map from `path` (missing: empty). A corrupt map is moved aside to
     /// `<path>.corrupt` and a fresh one started: aliases change, nothing else is lost.
     pub fn load(path: &Path) -> Result<Anonymizer, String> {
-        let map = match fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    let aside = path.with_extension("json.corrupt");
-                    fs::rename(path, &aside).map_err(|e| {
-                        format!(
-                            "alias map {} is corrupt and cannot be moved aside: {e}",
-                            path.display()
-                        )
-                    })?;
-                    tracing::warn!(
-                        "alias map was corrupt ({e}); moved to {} and starting a new one",
-                        aside.display()
-                    );
-                    AliasMap::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AliasMap::default(),
-            Err(e) => return Err(format!("cannot read alias map {}: {e}", path.display())),
+        let map = match read_map(path) {
+            Ok(m) => m,
+            Err(MapError::Read(e)) => return Err(e),
+            Err(MapError::Corrupt(e)) => {
+                let aside = path.with_extension("json.corrupt");
+                fs::rename(path, &aside).map_err(|e| {
+                    format!(
+                        "alias map {} is corrupt and cannot be moved aside: {e}",
+                        path.display()
+                    )
+                })?;
+                tracing::warn!("{e}; moved to {} and starting a new one", aside.display());
+                AliasMap::default()
+            }
         };
         Ok(Anonymizer {
             map: Mutex::new(map),
@@ -107,19 +101,9 @@ impl Anonymizer {
     /// The saved aliases, for reading only: nothing is ever written (not even a corrupt map
     /// moved aside). A map that cannot be read gives an empty one, and the reason.
     pub fn read_only(path: &Path) -> (Anonymizer, Option<String>) {
-        let (map, problem) = match fs::read(path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(m) => (m, None),
-                Err(e) => (
-                    AliasMap::default(),
-                    Some(format!("alias map {} is corrupt: {e}", path.display())),
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (AliasMap::default(), None),
-            Err(e) => (
-                AliasMap::default(),
-                Some(format!("cannot read alias map {}: {e}", path.display())),
-            ),
+        let (map, problem) = match read_map(path) {
+            Ok(m) => (m, None),
+            Err(MapError::Read(e) | MapError::Corrupt(e)) => (AliasMap::default(), Some(e)),
         };
         let a = Anonymizer {
             map: Mutex::new(map),
@@ -239,6 +223,28 @@ fn boundary_ok(text: &str, start: usize, len: usize) -> bool {
     let after = text[start + len..].chars().next();
     let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
     !word(before) && !word(after)
+}
+
+/// Why a saved alias map could not be used.
+enum MapError {
+    /// It cannot be read.
+    Read(String),
+    /// It does not parse.
+    Corrupt(String),
+}
+
+/// The map saved at `path`; a missing file is an empty map.
+fn read_map(path: &Path) -> Result<AliasMap, MapError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            MapError::Corrupt(format!("alias map {} is corrupt: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AliasMap::default()),
+        Err(e) => Err(MapError::Read(format!(
+            "cannot read alias map {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The alias family of a value: "User", "External-IP", "192.168.xxx", … ("" = keep as is).

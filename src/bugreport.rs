@@ -393,9 +393,14 @@ fn section(out: &mut String, title: &str) {
 /// Every user and session Jellyfin lists gets its alias first, so that the scrub finds them
 /// in log lines; then `check` and a dry-run pass.
 async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anonymizer) {
-    if let Ok(key) = settings.api_key()
-        && let Ok(client) = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)
-    {
+    let client = settings
+        .api_key()
+        .map_err(|e| e.to_string())
+        .and_then(|key| {
+            Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)
+                .map_err(|e| e.to_string())
+        });
+    if let Ok(client) = &client {
         if let Ok(users) = client.users().await {
             for u in &users {
                 anonymizer.alias(Kind::UserId, u.id.as_str());
@@ -430,23 +435,14 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
         );
         Ledger::in_memory()
     });
-    match settings
-        .api_key()
-        .map(|key| Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout))
-    {
-        Ok(Ok(client)) => {
-            match crate::reconcile::reconcile_once(&client, settings, &Mutex::new(ledger), true)
-                .await
-            {
-                Ok(pass) => out.push_str(&crate::report::pass_table(&pass)),
-                Err(e) => {
-                    let _ = writeln!(out, "(no pass: {e})");
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            let _ = writeln!(out, "(no pass: {e})");
-        }
+    let pass = match &client {
+        Ok(client) => crate::reconcile::reconcile_once(client, settings, &Mutex::new(ledger), true)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    match pass {
+        Ok(pass) => out.push_str(&crate::report::pass_table(&pass)),
         Err(e) => {
             let _ = writeln!(out, "(no pass: {e})");
         }

@@ -144,18 +144,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
     for t in &settings.notify {
         match crate::notify::target::Resolved::new(t) {
             Ok(_) => {
-                let events: Vec<&str> = [
-                    crate::config::EventKind::DEFAULT.as_slice(),
-                    &[
-                        crate::config::EventKind::Started,
-                        crate::config::EventKind::Stopped,
-                    ],
-                ]
-                .concat()
-                .into_iter()
-                .filter(|e| t.wants(*e))
-                .map(|e| e.as_str())
-                .collect();
+                let events: Vec<&str> = t.subscribed().iter().map(|e| e.as_str()).collect();
                 r.push(
                     Level::Ok,
                     format!(
@@ -374,12 +363,7 @@ async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
             let now = jiff::Timestamp::now();
             let b = &settings.bandwidth;
             let (t, res, entry) = s.base(now, b.total_upload_mbps, b.reserved_mbps);
-            let zone = match &b.timezone {
-                Some(n) => {
-                    jiff::tz::TimeZone::get(n).unwrap_or_else(|_| jiff::tz::TimeZone::system())
-                }
-                None => jiff::tz::TimeZone::system(),
-            };
+            let zone = s.time_zone();
             let tz = zone
                 .iana_name()
                 .unwrap_or("the system's time zone")

@@ -121,17 +121,7 @@ pub fn start(
     let targets: Vec<(Resolved, Vec<EventKind>)> = settings
         .notify
         .iter()
-        .map(|t| {
-            let wants = [
-                EventKind::DEFAULT.as_slice(),
-                &[EventKind::Started, EventKind::Stopped],
-            ]
-            .concat()
-            .into_iter()
-            .filter(|e| t.wants(*e))
-            .collect();
-            Resolved::new(t).map(|r| (r, wants))
-        })
+        .map(|t| Resolved::new(t).map(|r| (r, t.subscribed())))
         .collect::<Result<_, _>>()?;
     let view = Arc::new(Mutex::new(NotifyView {
         targets: targets.iter().map(|(t, _)| t.name.clone()).collect(),

@@ -164,22 +164,16 @@ impl Estimator {
         &self.params
     }
 
-    /// New capacity and reserve (a schedule entry began or ended). The budget is clamped to
-    /// them at the next sample; with the meter down it is the new static budget at once.
-    pub fn set_base(&mut self, capacity_bps: u64, reserve_bps: u64) -> Option<Change> {
+    /// New capacity and reserve (a schedule entry began or ended): the budget is
+    /// recomputed from the other traffic measured so far, or is the new static budget while
+    /// nothing has been measured or the meter is down.
+    pub fn set_base(&mut self, capacity_bps: u64, reserve_bps: u64) {
         self.params.capacity_bps = capacity_bps;
         self.params.reserve_bps = reserve_bps;
-        if !self.reading.meter_up || self.reading.other_bps.is_none() {
-            self.reading.budget_bps = self.params.static_budget();
-            return None;
-        }
-        let other = self.reading.other_bps.unwrap_or(0);
-        let budget = self.budget_for(other);
-        self.reading.budget_bps = budget;
-        Some(Change::Measured {
-            budget_bps: budget,
-            other_bps: other,
-        })
+        self.reading.budget_bps = match self.reading.other_bps {
+            Some(other) if self.reading.meter_up => self.budget_for(other),
+            _ => self.params.static_budget(),
+        };
     }
 
     /// What the estimator knows now.

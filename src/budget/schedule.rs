@@ -29,9 +29,9 @@ impl Schedule {
         Schedule { windows, tz }
     }
 
-    /// No entries.
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+    /// The time zone its times are in.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
     }
 
     /// The entry in force at `at`, if any (the first that matches).

@@ -168,6 +168,15 @@ impl NotifyTarget {
             }
     }
 
+    /// The events it gets, in a fixed order (`test` aside).
+    pub fn subscribed(&self) -> Vec<EventKind> {
+        EventKind::DEFAULT
+            .into_iter()
+            .chain([EventKind::Started, EventKind::Stopped])
+            .filter(|e| self.wants(*e))
+            .collect()
+    }
+
     /// The URL (from `url` or `url_file`).
     pub fn url(&self) -> Result<Option<SecretString>, ConfigError> {
         secret_from(&self.url, &self.url_file, "notify.url_file")

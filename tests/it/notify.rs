@@ -341,7 +341,7 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
     let (good, good_url) = Receiver::start(Mode::Ok, false).await;
     let fake = FakeJellyfin::new(KEY);
     let id = fake.add_user("Zoë Secretname", |_| {});
-    let s = fake.add_session(
+    fake.add_session(
         Some(&id),
         Some("203.0.113.9"),
         "Jellyfin Web",
@@ -388,7 +388,6 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
         body["message"].as_str().unwrap().contains("to 7 Mbps"),
         "{text}"
     );
-    let _ = s;
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().unwrap().to_string()])
         .status()
@@ -406,7 +405,7 @@ async fn originals_not_restored_are_told_before_the_daemon_exits() {
     let (good, good_url) = Receiver::start(Mode::Ok, false).await;
     let fake = FakeJellyfin::new(KEY);
     let id = fake.add_user("ann", |_| {});
-    let s = fake.add_session(
+    fake.add_session(
         Some(&id),
         Some("203.0.113.9"),
         "Jellyfin Web",
@@ -448,5 +447,4 @@ async fn originals_not_restored_are_told_before_the_daemon_exits() {
             .contains("jellydemon restore"),
         "{body}"
     );
-    let _ = s;
 }
