@@ -120,7 +120,16 @@ pub enum Command {
     /// rights, the sessions and how each is classified, proxy and LAN set-up problems.
     Check,
     /// Put every user's original limit back and empty the state file.
-    Restore,
+    ///
+    /// Each user is tried again until the timeout. A limit jellydemon sent that Jellyfin never
+    /// answered (the process was killed while it waited) may still be applied: such a user is
+    /// read again only once that can no longer happen (twice jellyfin.timeout after it was
+    /// sent), so the restore may wait that long.
+    Restore {
+        /// How long to keep trying; the users not restored by then stay in the state file.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        timeout: std::time::Duration,
+    },
     /// See it work without a server: the real daemon against a built-in simulated Jellyfin with
     /// scripted remote and local streamers joining and leaving. Prints what happens and serves
     /// the status page. Needs no configuration file.
@@ -610,14 +619,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             print!("{}", a.scrub(&text));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore => {
+        Command::Restore { timeout } => {
             let settings = load(&cli.config, level, false)?;
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings, false)?);
-            let results = reconcile::restore(&client, &ledger).await.map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(exit::STATE)
-            })?;
+            let deadline = tokio::time::Instant::now() + timeout;
+            let results = reconcile::restore(&client, &ledger, deadline)
+                .await
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    ExitCode::from(exit::STATE)
+                })?;
             print!("{}", report::restore_table(&results));
             let failed = results
                 .iter()

@@ -10,6 +10,15 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch, now (the ledger's times for writes in flight, which
+/// outlive the process).
+pub fn unix_millis_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The wait before try number `attempt` after `attempt` failures (1 = after the first):
 /// `base`, then doubling, at most `max`. With `jitter`, up to ±20 % around it (still at most
 /// `max`), so several daemons (or restarts) do not retry in lockstep.

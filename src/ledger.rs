@@ -7,6 +7,12 @@
 //!   written before it are kept: after a crash at any point, or when a snapshot read just before
 //!   a write is compared afterwards, the value Jellyfin holds is the original or one of those,
 //!   and all are recognized, so a value jellydemon set is never mistaken for an original;
+//! * every write is also recorded as *in flight* until Jellyfin answers it. A write nobody saw
+//!   answered (the process was killed, the request timed out or was dropped at shutdown) may
+//!   still be applied by Jellyfin later, so it stays in flight until the time it was given to
+//!   land (see [`crate::write::landing_window`]); a user leaves the ledger
+//!   ([`Ledger::forget`]) only when none of its writes is in flight, so the read that showed
+//!   the original cannot be overtaken by a write of ours landing late;
 //! * a value that is none of those was set by an admin by hand, and becomes the new original;
 //! * the file is replaced atomically (temp file, fsync, rename, fsync of the directory) and is
 //!   readable by its owner only;
@@ -29,7 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{UserId, UserName};
 
-const VERSION: u32 = 1;
+/// The state file's format. Version 2 adds each entry's `in_flight` writes; version 1 files
+/// (none in flight) are read as they are.
+const VERSION: u32 = 2;
+const READABLE: [u32; 2] = [1, 2];
 
 /// How many of its own recent values jellydemon remembers per user.
 const RECENT: usize = 8;
@@ -46,11 +55,43 @@ pub struct Entry {
     /// recorded before its request is sent.
     #[serde(default)]
     pub ours: Vec<i64>,
+    /// Writes sent (or about to be) that Jellyfin has not answered yet: each may still land
+    /// until its time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlight>,
 }
+
+/// A write of ours that Jellyfin has not answered: it may still be applied until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InFlight {
+    /// The value sent (bits/s).
+    pub value: i64,
+    /// Until when it may still land (Unix time in milliseconds).
+    pub until_ms: u64,
+    /// Which write this is, within this process; 0 for one read from the file (a process
+    /// before this one sent it, and only its time can settle it).
+    #[serde(skip)]
+    ticket: u64,
+}
+
+/// The receipt of [`Ledger::record_intent`], given back to [`Ledger::settle`] once Jellyfin
+/// has answered that write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "settle the write once Jellyfin has answered it"]
+pub struct Ticket(u64);
 
 impl Entry {
     fn is_ours(&self, value: i64) -> bool {
-        self.ours.contains(&value)
+        self.ours.contains(&value) || self.in_flight.iter().any(|w| w.value == value)
+    }
+    /// Until when (Unix ms) a write of ours may still land, if one may after `now_ms`.
+    fn landing_until(&self, now_ms: u64) -> Option<u64> {
+        self.in_flight
+            .iter()
+            .map(|w| w.until_ms)
+            .filter(|&t| t > now_ms)
+            .max()
     }
     /// The last value jellydemon set out to write.
     pub fn written(&self) -> Option<i64> {
@@ -143,6 +184,8 @@ pub struct Ledger {
     users: BTreeMap<UserId, Entry>,
     /// The open lock file while this ledger is the writer ([`Ledger::open_exclusive`]).
     _lock: Option<fs::File>,
+    /// The last [`Ticket`] given out.
+    tickets: u64,
 }
 
 impl Ledger {
@@ -162,6 +205,7 @@ impl Ledger {
             path: path.to_path_buf(),
             users,
             _lock: None,
+            tickets: 0,
         })
     }
 
@@ -181,6 +225,7 @@ impl Ledger {
             path: PathBuf::new(),
             users: BTreeMap::new(),
             _lock: None,
+            tickets: 0,
         }
     }
 
@@ -235,24 +280,64 @@ impl Ledger {
         }
     }
 
-    /// Record that `new` is about to be written for `user`, whose value is `current` now.
-    /// The first time, `current` is recorded as the original. Persist before sending.
-    pub fn record_intent(&mut self, user: &UserId, name: &UserName, current: i64, new: i64) {
+    /// Record that `new` is about to be written for `user`, whose value is `current` now, and
+    /// that the write may land until `until_ms` (Unix ms) unless Jellyfin answers it first
+    /// ([`Ledger::settle`]). The first time, `current` is recorded as the original. Persist
+    /// before sending.
+    pub fn record_intent(
+        &mut self,
+        user: &UserId,
+        name: &UserName,
+        current: i64,
+        new: i64,
+        until_ms: u64,
+    ) -> Ticket {
         let e = self.users.entry(user.clone()).or_insert_with(|| Entry {
             name: name.as_str().to_string(),
             original: current,
             ours: Vec::new(),
+            in_flight: Vec::new(),
         });
         e.ours.retain(|v| *v != new);
         e.ours.push(new);
         if e.ours.len() > RECENT {
             e.ours.remove(0);
         }
+        self.tickets += 1;
+        e.in_flight.push(InFlight {
+            value: new,
+            until_ms,
+            ticket: self.tickets,
+        });
+        Ticket(self.tickets)
     }
 
-    /// Drop a user (restored, or no longer present). Persist afterwards.
-    pub fn forget(&mut self, user: &UserId) -> Option<Entry> {
-        self.users.remove(user)
+    /// Jellyfin answered the write of `ticket` (whatever it answered): it can no longer land
+    /// later. Writes whose time has passed are dropped as well. Persist afterwards.
+    pub fn settle(&mut self, user: &UserId, ticket: Ticket, now_ms: u64) {
+        if let Some(e) = self.users.get_mut(user) {
+            e.in_flight
+                .retain(|w| w.ticket != ticket.0 && w.until_ms > now_ms);
+        }
+    }
+
+    /// Until when (Unix ms) a write of ours to `user` may still land, when one may after
+    /// `now_ms`: the read that decides whether the user holds the original must come later.
+    pub fn landing_until(&self, user: &UserId, now_ms: u64) -> Option<u64> {
+        self.users.get(user)?.landing_until(now_ms)
+    }
+
+    /// Drop a user (restored, or no longer present), unless a write of ours to it may still
+    /// land after `now_ms`: then the user stays, and `false` says so. Persist afterwards.
+    pub fn forget(&mut self, user: &UserId, now_ms: u64) -> bool {
+        match self.users.get(user) {
+            Some(e) if e.landing_until(now_ms).is_some() => false,
+            Some(_) => {
+                self.users.remove(user);
+                true
+            }
+            None => true,
+        }
     }
 
     /// Write the ledger atomically: temp file in the same directory, fsync, rename, fsync dir.
@@ -387,9 +472,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<UserId, Entry>, LedgerErr
         return Err(corrupt("the file is empty".into()));
     }
     let file: StateFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if file.version != VERSION {
+    if !READABLE.contains(&file.version) {
         return Err(corrupt(format!(
-            "version {} is not supported (expected {VERSION})",
+            "version {} is not supported (this jellydemon reads versions 1 and {VERSION}; \
+             a newer one wrote it?)",
             file.version
         )));
     }
@@ -421,7 +507,7 @@ mod tests {
     fn missing_file_is_empty_and_roundtrips() {
         let (dir, mut l) = ledger();
         assert!(l.is_empty());
-        l.record_intent(&id("u1"), &name("alice"), 0, 20_000_000);
+        let _ = l.record_intent(&id("u1"), &name("alice"), 0, 20_000_000, 0);
         l.save().unwrap();
         let back = Ledger::open(&dir.path().join("state.json")).unwrap();
         assert_eq!(back.original(&id("u1")), Some(0));
@@ -433,8 +519,8 @@ mod tests {
     #[test]
     fn our_own_values_are_never_taken_for_originals() {
         let (_d, mut l) = ledger();
-        l.record_intent(&id("u"), &name("a"), 8_000_000, 5_000_000);
-        l.record_intent(&id("u"), &name("a"), 5_000_000, 4_000_000);
+        let _ = l.record_intent(&id("u"), &name("a"), 8_000_000, 5_000_000, 0);
+        let _ = l.record_intent(&id("u"), &name("a"), 5_000_000, 4_000_000, 0);
         // A crash before the second request arrived leaves 5 Mbps in Jellyfin: ours.
         assert_eq!(l.observe(&id("u"), &name("a"), 5_000_000), Observed::Ours);
         assert_eq!(l.observe(&id("u"), &name("a"), 4_000_000), Observed::Ours);
@@ -449,7 +535,7 @@ mod tests {
     fn only_the_recent_values_are_remembered() {
         let (_d, mut l) = ledger();
         for v in 1..=20 {
-            l.record_intent(&id("u"), &name("a"), 0, v);
+            let _ = l.record_intent(&id("u"), &name("a"), 0, v, 0);
         }
         assert_eq!(l.get(&id("u")).unwrap().ours.len(), RECENT);
         assert_eq!(l.observe(&id("u"), &name("a"), 20), Observed::Ours);
@@ -460,7 +546,8 @@ mod tests {
     #[test]
     fn a_hand_change_becomes_the_new_original() {
         let (_d, mut l) = ledger();
-        l.record_intent(&id("u"), &name("a"), 0, 5_000_000);
+        let t = l.record_intent(&id("u"), &name("a"), 0, 5_000_000, 0);
+        l.settle(&id("u"), t, 0); // answered
         assert_eq!(
             l.observe(&id("u"), &name("a"), 3_000_000),
             Observed::HandChanged { old_original: 0 }
@@ -472,6 +559,59 @@ mod tests {
                 old_original: 3_000_000
             }
         );
+    }
+
+    #[test]
+    fn a_write_in_flight_keeps_the_user_until_it_is_answered_or_its_time_is_over() {
+        let (dir, mut l) = ledger();
+        let t = l.record_intent(&id("u"), &name("a"), 20_000_000, 17_000_000, 5_000);
+        // Jellyfin still shows the original, but the write may land: the user stays.
+        assert_eq!(l.landing_until(&id("u"), 1_000), Some(5_000));
+        assert!(!l.forget(&id("u"), 1_000));
+        // A process after this one reads the write from the file: only its time settles it.
+        l.save().unwrap();
+        let mut after_crash = Ledger::open(&dir.path().join("state.json")).unwrap();
+        assert_eq!(after_crash.landing_until(&id("u"), 4_999), Some(5_000));
+        assert_eq!(
+            after_crash.observe(&id("u"), &name("a"), 17_000_000),
+            Observed::Ours,
+            "the late write is recognized"
+        );
+        assert!(after_crash.forget(&id("u"), 5_000));
+        // Answered: settled at once.
+        l.settle(&id("u"), t, 1_000);
+        assert_eq!(l.landing_until(&id("u"), 1_000), None);
+        assert!(l.forget(&id("u"), 1_000));
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn settling_one_write_leaves_an_earlier_unanswered_one_in_flight() {
+        let (_d, mut l) = ledger();
+        let _timed_out = l.record_intent(&id("u"), &name("a"), 0, 5_000_000, 9_000);
+        let answered = l.record_intent(&id("u"), &name("a"), 0, 4_000_000, 9_500);
+        l.settle(&id("u"), answered, 2_000);
+        assert_eq!(l.landing_until(&id("u"), 2_000), Some(9_000));
+        // A hand change keeps the writes in flight: one landing later is still ours.
+        assert!(matches!(
+            l.observe(&id("u"), &name("a"), 3_000_000),
+            Observed::HandChanged { .. }
+        ));
+        assert_eq!(l.observe(&id("u"), &name("a"), 5_000_000), Observed::Ours);
+    }
+
+    #[test]
+    fn a_version_1_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(
+            &path,
+            r#"{"version":1,"users":{"u":{"name":"a","original":0,"ours":[5]}}}"#,
+        )
+        .unwrap();
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.original(&id("u")), Some(0));
+        assert_eq!(l.landing_until(&id("u"), 0), None);
     }
 
     #[test]

@@ -397,6 +397,15 @@ pub fn fmt_mbps(bps: u64) -> String {
     format!("{s} Mbps")
 }
 
+/// A limit as Jellyfin means it: 0 is "server default", not "unlimited".
+pub fn fmt_limit(bps: i64) -> String {
+    if bps <= 0 {
+        "0 (server default)".to_string()
+    } else {
+        fmt_mbps(bps as u64)
+    }
+}
+
 /// Which cap bounds a user's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CeilingSource {

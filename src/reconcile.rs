@@ -15,7 +15,7 @@ use crate::ids::{UserId, UserName};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
-use crate::plan::{self, Decision, Memory, Plan, Push, Snapshot, fmt_mbps};
+use crate::plan::{self, Decision, Memory, Plan, Push, Snapshot, fmt_limit, fmt_mbps};
 use crate::write::{WriteOutcome, apply, push};
 
 pub use crate::sync::lock;
@@ -311,71 +311,157 @@ pub enum RestoreOutcome {
     },
     /// The user no longer exists in Jellyfin.
     UserGone,
-    /// The request failed; the user stays in the ledger.
+    /// Not restored by the deadline (the last error says why); the user stays in the ledger.
     Failed(String),
 }
 
-/// Put every original back and empty the ledger (entries that fail stay for the next try).
+impl std::fmt::Display for RestoreOutcome {
+    /// "18.5 Mbps -> 0 (server default)", in the units the admin sets limits in.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreOutcome::Restored { from, to } => {
+                write!(f, "{} -> {}", fmt_limit(*from), fmt_limit(*to))
+            }
+            RestoreOutcome::AlreadyOriginal(v) => {
+                write!(f, "already at its original, {}", fmt_limit(*v))
+            }
+            RestoreOutcome::KeptHandChange { value, original } => write!(
+                f,
+                "kept {} set by hand (the original was {})",
+                fmt_limit(*value),
+                fmt_limit(*original)
+            ),
+            RestoreOutcome::UserGone => f.write_str("the user no longer exists"),
+            RestoreOutcome::Failed(e) => write!(f, "FAILED: {e}"),
+        }
+    }
+}
+
+/// How many users are restored at once: enough to put hundreds back within a shutdown's
+/// seconds, few enough not to swamp Jellyfin.
+const RESTORE_CONCURRENCY: usize = 8;
+
+/// Put every original back and empty the ledger, retrying each user until `deadline`;
+/// the users not restored by then stay in the ledger for the next try. A user leaves the
+/// ledger only on a read made after every write of ours to it was answered or can no longer
+/// land ([`crate::write::landing_window`]): until then the restore waits (within the
+/// deadline). Users are restored a few at a time ([`RESTORE_CONCURRENCY`]).
 pub async fn restore(
     client: &Client,
     ledger: &Mutex<Ledger>,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<(UserName, RestoreOutcome)>, LedgerError> {
+    use futures_util::StreamExt;
     let ids: Vec<(UserId, UserName)> = lock(ledger)
         .entries()
         .map(|(id, e)| (id.clone(), UserName::new(&e.name)))
         .collect();
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, name) in ids {
-        let outcome = restore_one(client, ledger, &id, &name).await;
-        if !matches!(outcome, RestoreOutcome::Failed(_)) {
-            let mut l = lock(ledger);
-            l.forget(&id);
-            l.save()?;
-        }
-        match &outcome {
-            RestoreOutcome::Failed(e) => {
-                warn!(user = %name, "restore failed: {e}")
-            }
-            o => {
-                info!(user = %name, outcome = ?o, "restored")
-            }
-        }
-        out.push((name, outcome));
-    }
-    Ok(out)
+    let mut out: Vec<(usize, UserName, RestoreOutcome)> =
+        futures_util::stream::iter(ids.into_iter().enumerate())
+            .map(|(i, (id, name))| async move {
+                let outcome = restore_until(client, ledger, &id, &name, deadline).await;
+                match &outcome {
+                    RestoreOutcome::Failed(e) => warn!(user = %name, "restore failed: {e}"),
+                    o => info!(user = %name, outcome = %o, "restored"),
+                }
+                (i, name, outcome)
+            })
+            .buffer_unordered(RESTORE_CONCURRENCY)
+            .collect()
+            .await;
+    // The saves after each user may have failed (they are retried here): the last word.
+    lock(ledger).save()?;
+    out.sort_by_key(|(i, _, _)| *i);
+    Ok(out.into_iter().map(|(_, n, o)| (n, o)).collect())
 }
 
-async fn restore_one(
+/// One user's restore, tried again (with a backoff) until it is done or `deadline` passes.
+async fn restore_until(
     client: &Client,
     ledger: &Mutex<Ledger>,
     id: &UserId,
     name: &UserName,
+    deadline: tokio::time::Instant,
 ) -> RestoreOutcome {
+    let mut attempt = 0;
+    loop {
+        let now_ms = crate::clock::unix_millis_now();
+        let landing = lock(ledger).landing_until(id, now_ms);
+        let (wait, error) = match landing {
+            // A write of ours may still land: the read that decides must come after it.
+            Some(until) => (
+                std::time::Duration::from_millis(until - now_ms),
+                "a limit jellydemon sent was never answered by Jellyfin and may still be \
+                 applied; the user stays in the state file until that can no longer happen"
+                    .to_string(),
+            ),
+            None => match restore_once(client, ledger, id, name).await {
+                Ok(outcome) => {
+                    let mut l = lock(ledger);
+                    if l.forget(id, crate::clock::unix_millis_now()) {
+                        if let Err(e) = l.save() {
+                            warn!("{e}");
+                        }
+                        return outcome;
+                    }
+                    continue; // a write of ours went out meanwhile: wait for it
+                }
+                Err(e) => {
+                    attempt += 1;
+                    (
+                        crate::clock::backoff(
+                            attempt,
+                            std::time::Duration::from_millis(250),
+                            std::time::Duration::from_secs(5),
+                            true,
+                        ),
+                        e,
+                    )
+                }
+            },
+        };
+        if tokio::time::Instant::now() + wait > deadline {
+            return RestoreOutcome::Failed(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Read the user and put its original back when it holds a value of ours. `Err` is worth
+/// another try.
+async fn restore_once(
+    client: &Client,
+    ledger: &Mutex<Ledger>,
+    id: &UserId,
+    name: &UserName,
+) -> Result<RestoreOutcome, String> {
     let user = match client.user(id).await {
         Ok(u) => u,
-        Err(e) if e.kind == ErrorKind::NotFound => return RestoreOutcome::UserGone,
-        Err(e) => return RestoreOutcome::Failed(e.to_string()),
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(RestoreOutcome::UserGone),
+        Err(e) => return Err(e.to_string()),
     };
     let current = user.remote_limit();
     let (observed, original) = {
         let mut l = lock(ledger);
-        let original = l.original(id).expect("listed from the ledger");
+        let Some(original) = l.original(id) else {
+            return Ok(RestoreOutcome::AlreadyOriginal(current));
+        };
         (l.observe(id, name, current), original)
     };
     match observed {
-        Observed::Original => RestoreOutcome::AlreadyOriginal(original),
-        Observed::HandChanged { old_original } => RestoreOutcome::KeptHandChange {
+        Observed::Original => Ok(RestoreOutcome::AlreadyOriginal(original)),
+        Observed::HandChanged { old_original } => Ok(RestoreOutcome::KeptHandChange {
             value: current,
             original: old_original,
-        },
-        Observed::Ours | Observed::Untracked => {
-            match client.write_remote_limit(&user, original).await {
-                Ok(()) => RestoreOutcome::Restored {
-                    from: current,
-                    to: original,
-                },
-                Err(e) => RestoreOutcome::Failed(e.to_string()),
-            }
-        }
+        }),
+        // Writing the original needs no record in flight: landing late, it is the original.
+        Observed::Ours | Observed::Untracked => client
+            .write_remote_limit(&user, original)
+            .await
+            .map(|()| RestoreOutcome::Restored {
+                from: current,
+                to: original,
+            })
+            .map_err(|e| e.to_string()),
     }
 }

@@ -5,14 +5,7 @@ use crate::plan::{Role, fmt_mbps};
 use crate::reconcile::{PassReport, RestoreOutcome};
 use crate::write::WriteOutcome;
 
-/// A limit as Jellyfin means it: 0 is "server default", not "unlimited".
-pub fn fmt_limit(bps: i64) -> String {
-    if bps <= 0 {
-        "0 (server default)".to_string()
-    } else {
-        fmt_mbps(bps as u64)
-    }
-}
+pub use crate::plan::fmt_limit;
 
 /// Left-aligned columns separated by two spaces.
 fn render(rows: &[Vec<String>]) -> String {

@@ -2,12 +2,18 @@
 //! user again, record the original and the intent in the ledger (synced to disk), post the
 //! policy with only `RemoteClientBitrateLimit` changed; and the `SetMaxStreamingBitrate` pushes
 //! that follow once the limit is in place.
+//!
+//! A write Jellyfin did not answer may still be applied later: it stays in flight in the
+//! ledger until its [`landing_window`] is over, so no user leaves the ledger while a write of
+//! ours could still overwrite the original.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::jellyfin::Client;
+use crate::clock::unix_millis_now;
+use crate::jellyfin::{Client, JellyfinError};
 use crate::ledger::{Ledger, Observed};
 use crate::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
 use crate::sync::lock;
@@ -25,6 +31,47 @@ pub enum WriteOutcome {
     Failed(String),
 }
 
+/// How long after it was sent an unanswered write may still be applied by Jellyfin: twice the
+/// client's timeout. The client gives up after one timeout; Jellyfin handles a request whose
+/// client has gone until it is done, so a write is given as long again to land.
+pub fn landing_window(client: &Client) -> Duration {
+    client.timeout().saturating_mul(2)
+}
+
+/// The time (Unix ms) until which a write sent now may land.
+pub fn landing_deadline(client: &Client) -> u64 {
+    unix_millis_now().saturating_add(landing_window(client).as_millis() as u64)
+}
+
+/// Post `limit` for `user` (read just before) and settle the ledger's record of the write
+/// (`ticket`) once Jellyfin has answered, whatever it answered; a write left unanswered stays
+/// in flight until its time is over. Forgets the user afterwards when `forget` and the write
+/// succeeded (and no other write of ours may still land).
+pub async fn post_and_settle(
+    client: &Client,
+    ledger: &Mutex<Ledger>,
+    user: &crate::jellyfin::User,
+    limit: i64,
+    ticket: crate::ledger::Ticket,
+    forget: bool,
+) -> Result<(), JellyfinError> {
+    let result = client.write_remote_limit(user, limit).await;
+    let answered = result.as_ref().err().is_none_or(|e| !e.may_still_land());
+    if answered {
+        let mut l = lock(ledger);
+        let now = unix_millis_now();
+        l.settle(&user.id, ticket, now);
+        if forget && result.is_ok() {
+            l.forget(&user.id, now);
+        }
+        // Not fatal: a write left in flight in the file only makes a later restore wait.
+        if let Err(e) = l.save() {
+            warn!("{e}");
+        }
+    }
+    result
+}
+
 /// Write one decision: read the user again, record the original and the intent in the ledger
 /// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
 pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
@@ -36,7 +83,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
     if current == d.target {
         return WriteOutcome::AlreadySet;
     }
-    {
+    let ticket = {
         let mut l = lock(ledger);
         // The value may have moved since the snapshot because one of our own earlier writes
         // landed meanwhile; the decision still stands then. Only a change by hand (which also
@@ -52,15 +99,23 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
                  decides with it as the new original"
             ));
         }
-        l.record_intent(&d.user_id, &d.user_name, current, d.target);
+        let ticket = l.record_intent(
+            &d.user_id,
+            &d.user_name,
+            current,
+            d.target,
+            landing_deadline(client),
+        );
         if let Err(e) = l.save() {
             return failed(
                 d,
                 format!("not written, the ledger could not be saved: {e}"),
             );
         }
-    }
-    match client.write_remote_limit(&user, d.target).await {
+        ticket
+    };
+    let release = d.role == Role::Release;
+    match post_and_settle(client, ledger, &user, d.target, ticket, release).await {
         Ok(()) => {
             info!(
                 user = %d.user_name,
@@ -69,13 +124,6 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
                 reason = %d.reason,
                 "limit written"
             );
-            if d.role == Role::Release {
-                let mut l = lock(ledger);
-                l.forget(&d.user_id);
-                if let Err(e) = l.save() {
-                    warn!("{e}");
-                }
-            }
             WriteOutcome::Written
         }
         Err(e) => failed(d, e.to_string()),

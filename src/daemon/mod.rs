@@ -159,7 +159,9 @@ pub async fn run(
 
     let mut out = Shutdown::default();
     if settings.daemon.restore_on_exit && !dry_run {
-        match tokio::time::timeout_at(deadline, reconcile::restore(&client, &ledger)).await {
+        // The restore keeps trying until the deadline by itself; the outer bound is a guard.
+        let guard = deadline + std::time::Duration::from_secs(1);
+        match tokio::time::timeout_at(guard, reconcile::restore(&client, &ledger, deadline)).await {
             Ok(Ok(results)) => {
                 out.restore_failures = results
                     .iter()

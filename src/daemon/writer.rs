@@ -76,8 +76,8 @@ fn rank(d: &Decision) -> u8 {
     }
 }
 
-/// Start the writer task. It stops when `shutdown` is cancelled, dropping what is pending
-/// (the ledger still holds every original).
+/// Start the writer task. It stops when `shutdown` is cancelled, once the write in flight (if
+/// any) is answered, dropping what is pending (the ledger still holds every original).
 pub fn spawn(
     client: Client,
     ledger: Arc<Mutex<Ledger>>,
@@ -164,11 +164,10 @@ async fn run(
             };
             let d = p.decision.clone();
             let outcome = if d.needs_write() {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return,
-                    o = apply(&client, &ledger, &d) => o,
-                }
+                // Not dropped at shutdown: a write cut off in flight may still be applied by
+                // Jellyfin, and the restore would have to wait for it. Its answer comes
+                // within the client's timeout.
+                apply(&client, &ledger, &d).await
             } else {
                 // Only pushes: the limit is in place already.
                 WriteOutcome::AlreadySet

@@ -93,6 +93,13 @@ fn shown_path(path: &str) -> String {
 }
 
 impl JellyfinError {
+    /// Whether the request may have reached Jellyfin and be applied later though no answer
+    /// came back (a timeout, a connection lost after sending). A status answer, or a
+    /// connection that was never made, settles it.
+    pub fn may_still_land(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout | ErrorKind::Other)
+    }
+
     /// The HTTP status, when the server answered with an error.
     pub fn status(&self) -> Option<u16> {
         match self.kind {
@@ -111,6 +118,8 @@ pub struct Client {
     http: reqwest::Client,
     /// Base URL without a trailing slash, e.g. `https://media.example/jellyfin`.
     base: String,
+    /// Each request's timeout.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -160,7 +169,13 @@ impl Client {
         Ok(Client {
             http,
             base: base_url.trim_end_matches('/').to_string(),
+            timeout,
         })
+    }
+
+    /// The timeout of each request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The base URL, without a trailing slash.

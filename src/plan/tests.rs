@@ -431,7 +431,7 @@ fn the_ledger_original_is_the_ceiling_not_the_value_we_wrote() {
     let s = settings("", "");
     // alice's original was 0; jellydemon wrote 45 Mbps earlier. Alone now, she can go to 90.
     let mut ledger = Ledger::in_memory();
-    ledger.record_intent(&uid("alice"), &"alice".into(), 0, 45 * M);
+    let _ = ledger.record_intent(&uid("alice"), &"alice".into(), 0, 45 * M, 0);
     let users = [user("alice", 45 * M, false)];
     let sessions = [session(Some("alice"), "203.0.113.5", direct(8 * M))];
     let p = run_with(&sessions, &users, 0, &s, &ledger);
@@ -460,7 +460,7 @@ fn disabled_and_no_remote_access_users_are_not_managed_and_ledger_users_are_rele
     let mut lan_only = user("lan", 5 * M, false);
     lan_only.policy.as_mut().unwrap()["EnableRemoteAccess"] = json!(false);
     let mut ledger = Ledger::in_memory();
-    ledger.record_intent(&uid("lan"), &"lan".into(), 8 * M, 5 * M);
+    let _ = ledger.record_intent(&uid("lan"), &"lan".into(), 8 * M, 5 * M, 0);
     let p = run_with(&[], &[disabled, lan_only], 0, &s, &ledger);
     assert!(p.decisions.iter().all(|d| d.user_name != "dis"));
     assert_eq!(role(&p, "lan"), Role::Release);
@@ -556,8 +556,8 @@ fn hysteresis_keeps_a_close_value_but_never_past_the_headroom() {
     // Computed 81 each (see above). alice holds 80 (kept: close, and lower); bob holds 83,
     // close but more than the 82 free beside alice's stream: lowered to 81.
     let mut ledger = Ledger::in_memory();
-    ledger.record_intent(&uid("alice"), &"alice".into(), 0, 80 * M);
-    ledger.record_intent(&uid("bob"), &"bob".into(), 0, 83 * M);
+    let _ = ledger.record_intent(&uid("alice"), &"alice".into(), 0, 80 * M, 0);
+    let _ = ledger.record_intent(&uid("bob"), &"bob".into(), 0, 83 * M, 0);
     let users = [user("alice", 80 * M, false), user("bob", 83 * M, false)];
     let sessions = [
         session(Some("alice"), "203.0.113.5", direct(8 * M)),
@@ -568,7 +568,7 @@ fn hysteresis_keeps_a_close_value_but_never_past_the_headroom() {
     assert!(decision(&p, "alice").reason.starts_with("kept"));
     assert_eq!(target(&p, "bob"), 81 * M);
 
-    ledger.record_intent(&uid("bob"), &"bob".into(), 83 * M, 82 * M);
+    let _ = ledger.record_intent(&uid("bob"), &"bob".into(), 83 * M, 82 * M, 0);
     let users = [user("alice", 80 * M, false), user("bob", 82 * M, false)];
     let p = run_with(&sessions, &users, 0, &s, &ledger);
     assert_eq!(target(&p, "bob"), 82 * M, "82 fits beside alice's 8");
@@ -579,7 +579,7 @@ fn a_client_that_ignores_limits_is_found_and_counted_at_its_rate() {
     let s = settings("", "");
     // jellydemon held alice at 20 Mbps at most lately, yet her client plays 60 directly.
     let mut ledger = Ledger::in_memory();
-    ledger.record_intent(&uid("alice"), &"alice".into(), 0, 20 * M);
+    let _ = ledger.record_intent(&uid("alice"), &"alice".into(), 0, 20 * M, 0);
     let users = [user("alice", 20 * M, false), user("bob", 0, false)];
     let sessions = [pushable(session(
         Some("alice"),

@@ -568,12 +568,15 @@ impl World<'_> {
     fn write(&mut self, u: usize, target: i64) {
         if self.limits[u] != target {
             let id = user_id(u);
-            self.ledger.record_intent(
+            // The simulated Jellyfin answers at once: the write is settled as it is made.
+            let ticket = self.ledger.record_intent(
                 &id,
                 &UserName::new(&self.traces[u].name),
                 self.limits[u],
                 target,
+                0,
             );
+            self.ledger.settle(&id, ticket, 0);
             self.limits[u] = target;
             self.fig.writes += 1;
         }

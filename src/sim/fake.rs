@@ -204,6 +204,13 @@ struct Inner {
     requests: Vec<Recorded>,
     faults: Vec<(Fault, usize)>,
     next_id: u64,
+    /// Policy writes are held this long (a range, picked per request) before they are applied
+    /// and answered; see [`FakeJellyfin::apply_writes_late`].
+    write_delay: Option<(Duration, Duration)>,
+    /// A generator for those delays.
+    delay_seed: u64,
+    /// Policy writes received and not applied yet.
+    writes_in_flight: usize,
 }
 
 /// A cheap-to-clone handle on the fake server's state.
@@ -246,6 +253,9 @@ impl FakeJellyfin {
                 requests: Vec::new(),
                 faults: Vec::new(),
                 next_id: 1,
+                write_delay: None,
+                delay_seed: 0x9E37_79B9_7F4A_7C15,
+                writes_in_flight: 0,
             })),
         }
     }
@@ -457,6 +467,19 @@ impl FakeJellyfin {
             skip: 0,
             kind: FaultKind::Status(status),
         });
+    }
+
+    /// Hold each `POST /Users/{id}/Policy` for a delay between `min` and `max` before applying
+    /// and answering it, as a busy Jellyfin does. The write is applied when its time comes
+    /// even if the client has gone meanwhile (a server finishes a request whose client went
+    /// away): the write jellydemon sent in flight lands late. `None`: at once again.
+    pub fn apply_writes_late(&self, delay: Option<(Duration, Duration)>) {
+        self.lock().write_delay = delay;
+    }
+
+    /// Policy writes received and not applied yet (with [`FakeJellyfin::apply_writes_late`]).
+    pub fn writes_in_flight(&self) -> usize {
+        self.lock().writes_in_flight
     }
 
     /// Every request behaves again.
@@ -864,6 +887,46 @@ fn validation_problem(field: &str) -> Response {
 }
 
 async fn handle(State(fake): State<FakeJellyfin>, req: Request) -> Response {
+    let is_policy_write =
+        req.method() == Method::POST && req.uri().path().to_ascii_lowercase().ends_with("/policy");
+    let delay = is_policy_write.then(|| fake.next_write_delay()).flatten();
+    let Some(delay) = delay else {
+        return answer(fake, req).await;
+    };
+    // The body is read first (a client that went away leaves it behind, received), then the
+    // rest runs in a task of its own, so that a client going away does not stop the write.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 4 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    fake.lock().writes_in_flight += 1;
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let response = answer(fake.clone(), req).await;
+        fake.lock().writes_in_flight -= 1;
+        response
+    });
+    task.await
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, ""))
+}
+
+impl FakeJellyfin {
+    /// The delay for the next late policy write, when they are late.
+    fn next_write_delay(&self) -> Option<Duration> {
+        let mut g = self.lock();
+        let (min, max) = g.write_delay?;
+        let mut x = g.delay_seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        g.delay_seed = x;
+        let span = max.saturating_sub(min).as_millis() as u64;
+        Some(min + Duration::from_millis(x % (span + 1)))
+    }
+}
+
+async fn answer(fake: FakeJellyfin, req: Request) -> Response {
     let method = req.method().clone();
     let uri: Uri = req.uri().clone();
     let headers = req.headers().clone();

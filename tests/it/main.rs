@@ -20,6 +20,7 @@ mod fake;
 mod faults;
 mod import_config;
 mod init;
+mod late_writes;
 mod meter;
 mod notify;
 mod openapi;

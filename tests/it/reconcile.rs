@@ -282,10 +282,11 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     let (h, m) = mixed("", "").await;
     let ledger = std::sync::Mutex::new(h.ledger());
     // Snapshot said alice is at 0; meanwhile jellydemon itself wrote 30 Mbps.
-    ledger
-        .lock()
-        .unwrap()
-        .record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M);
+    let _ =
+        ledger
+            .lock()
+            .unwrap()
+            .record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M, 0);
     h.fake.set_limit_by_hand(&m.alice, 30 * M);
     let d = Decision {
         user_id: UserId::new(&m.alice),
