@@ -1,5 +1,7 @@
-//! Validation of JSON against the official Jellyfin OpenAPI specs in
-//! `../shared/jellyfin/openapi/` (override the folder with `JD_TEST_OPENAPI_DIR`).
+//! Validation of JSON against the official Jellyfin OpenAPI specs, as carried in
+//! `tests/fixtures/openapi/`: each spec cut down by `tests/fixtures/openapi/compact.py` to the
+//! operations the tests validate and the schemas they reach, unchanged (`JD_TEST_OPENAPI_DIR`
+//! points at another folder, e.g. the whole specs).
 //!
 //! The specs are OpenAPI 3.0, whose schema dialect differs from JSON Schema in two ways that
 //! matter here, so each spec is converted once: `nullable: true` becomes a `null` alternative,
@@ -18,9 +20,7 @@ pub const VERSIONS: [&str; 4] = ["10.9.11", "10.10.7", "10.11.11", "12.0.0"];
 fn dir() -> PathBuf {
     std::env::var_os("JD_TEST_OPENAPI_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/jellyfin/openapi")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi"))
 }
 
 pub struct Spec {
@@ -33,23 +33,33 @@ pub struct Spec {
 pub fn spec(version: &str) -> &'static Spec {
     static SPECS: OnceLock<Mutex<HashMap<String, &'static Spec>>> = OnceLock::new();
     let map = SPECS.get_or_init(Default::default);
-    let mut g = map.lock().unwrap();
-    g.entry(version.to_string()).or_insert_with(|| {
-        let path = dir().join(format!("jellyfin-openapi-{version}.json"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read the OpenAPI spec {} ({e}); set JD_TEST_OPENAPI_DIR",
-                path.display()
-            )
-        });
-        let mut root: Value = serde_json::from_str(&text).unwrap();
-        convert(&mut root);
-        Box::leak(Box::new(Spec {
-            version: version.to_string(),
-            root,
-            validators: Mutex::new(HashMap::new()),
-        }))
-    })
+    if let Some(spec) = lock(map).get(version) {
+        return spec;
+    }
+    // Loaded without the lock held: a spec that cannot be read fails the test that wants it,
+    // with its own message, and leaves the others' lock unpoisoned.
+    let path = dir().join(format!("jellyfin-openapi-{version}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the OpenAPI spec {} ({e}); regenerate it with \
+             tests/fixtures/openapi/compact.py, or set JD_TEST_OPENAPI_DIR",
+            path.display()
+        )
+    });
+    let mut root: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the OpenAPI spec {} is not JSON: {e}", path.display()));
+    convert(&mut root);
+    let loaded: &'static Spec = Box::leak(Box::new(Spec {
+        version: version.to_string(),
+        root,
+        validators: Mutex::new(HashMap::new()),
+    }));
+    lock(map).entry(version.to_string()).or_insert(loaded)
+}
+
+/// A test that failed while holding one of these locks left nothing half-done in it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn convert(v: &mut Value) {
@@ -76,7 +86,7 @@ fn convert(v: &mut Value) {
 
 impl Spec {
     fn validator(&self, key: &str, schema: Value) -> Arc<jsonschema::Validator> {
-        let mut g = self.validators.lock().unwrap();
+        let mut g = lock(&self.validators);
         g.entry(key.to_string())
             .or_insert_with(|| {
                 let mut doc = match schema {
