@@ -191,7 +191,7 @@ impl Engine {
                 false
             }
             Err(e) => {
-                warn!(trigger, "cannot read Jellyfin: {e}");
+                warn!(trigger, "{e}");
                 if model.is_none() {
                     return (false, None);
                 }

@@ -297,7 +297,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Alive when the engine runs and the last successful read of Jellyfin is recent enough
-/// (`daemon.unhealthy_after`); during start-up the grace period is the same.
+/// (`daemon.unhealthy_after`); unhealthy until Jellyfin was first reached.
 async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let limit = s.settings.daemon.unhealthy_after;
     let h = s.status.health(limit);
@@ -306,6 +306,7 @@ async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let body = json!({
         "status": if h.healthy { "ok" } else { "unhealthy" },
         "engine_alive": h.engine_alive,
+        "jellyfin_reached": h.age.is_some(),
         "last_successful_poll_age_seconds": h.age.map(|a| a.as_secs_f64()),
         "last_poll_error": error,
         "unhealthy_after_seconds": limit.as_secs(),

@@ -204,15 +204,14 @@ impl Status {
     }
 
     /// Alive when the engine runs and the last successful read of Jellyfin is younger than
-    /// `unhealthy_after`; during start-up the grace period is the same.
+    /// `unhealthy_after`. Not before Jellyfin was first reached: a daemon that has never
+    /// managed anything is not healthy (a container's `HEALTHCHECK --start-period` covers
+    /// the first poll).
     pub fn health(&self, unhealthy_after: Duration) -> Health {
         let engine_alive = self.engine_alive.load(Ordering::SeqCst);
         let inner = lock(&self.inner);
         let age = inner.poll.last_ok.map(|t| t.elapsed());
-        let fresh = match age {
-            Some(a) => a <= unhealthy_after,
-            None => self.started.elapsed() <= unhealthy_after,
-        };
+        let fresh = age.is_some_and(|a| a <= unhealthy_after);
         Health {
             healthy: engine_alive && fresh,
             engine_alive,

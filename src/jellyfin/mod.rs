@@ -50,7 +50,8 @@ pub enum ErrorKind {
 pub struct JellyfinError {
     /// The request's method.
     pub method: Method,
-    /// Its path (ids shown as aliases when anonymizing).
+    /// Its URL without credentials, or its path when no request was made (ids shown as
+    /// aliases when anonymizing).
     pub path: String,
     /// What kind of failure.
     pub kind: ErrorKind,
@@ -118,6 +119,8 @@ pub struct Client {
     http: reqwest::Client,
     /// Base URL without a trailing slash, e.g. `https://media.example/jellyfin`.
     base: String,
+    /// The same without a user name or password, for errors.
+    shown_base: String,
     /// Each request's timeout.
     timeout: Duration,
 }
@@ -166,9 +169,11 @@ impl Client {
                 kind: ErrorKind::Other,
                 detail: format!("cannot build the HTTP client: {e}"),
             })?;
+        let base = base_url.trim_end_matches('/').to_string();
         Ok(Client {
             http,
-            base: base_url.trim_end_matches('/').to_string(),
+            shown_base: without_credentials(&base),
+            base,
             timeout,
         })
     }
@@ -190,6 +195,7 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<reqwest::Response, JellyfinError> {
         let url = format!("{}{}", self.base, path);
+        let shown = format!("{}{}", self.shown_base, path);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(body) = body {
             req = req.json(body);
@@ -197,24 +203,25 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| transport_error(method.clone(), path, &e))?;
+            .map_err(|e| transport_error(method.clone(), &shown, &e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        Err(status_error(method, path, status, &text))
+        Err(status_error(method, &shown, status, &text))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, JellyfinError> {
         let resp = self.send(Method::GET, path, None).await?;
+        let shown = format!("{}{}", self.shown_base, path);
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| transport_error(Method::GET, path, &e))?;
+            .map_err(|e| transport_error(Method::GET, &shown, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| JellyfinError {
             method: Method::GET,
-            path: path.to_string(),
+            path: shown,
             kind: ErrorKind::Decode,
             detail: format!(
                 "the answer is not the JSON Jellyfin sends ({e}); body starts with: {}",
@@ -317,6 +324,18 @@ pub fn with_remote_limit(policy: Option<&Value>, limit: i64) -> Option<Value> {
         .as_object_mut()?
         .insert("RemoteClientBitrateLimit".into(), Value::from(limit));
     Some(policy)
+}
+
+/// `url` with any user name and password taken out.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -423,6 +442,19 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("supersecretkey"));
         assert_eq!(c.base_url(), "http://127.0.0.1:1");
+    }
+
+    #[tokio::test]
+    async fn an_error_names_the_url_without_credentials() {
+        let c = Client::new(
+            "http://admin:hunter2@127.0.0.1:1/jf",
+            &SecretString::from("k".to_string()),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = c.users().await.unwrap_err().to_string();
+        assert!(e.starts_with("GET http://127.0.0.1:1/jf/Users: "), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("admin"), "{e}");
     }
 
     #[test]

@@ -201,3 +201,177 @@ async fn the_image_manages_limits_as_a_non_root_user_and_restores_them_on_stop()
     );
     assert!(logs().contains("restored"), "{}", logs());
 }
+
+/// The README's `podman run` line (the continuation lines joined), split into arguments.
+fn readme_run_args() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("\npodman run ")
+        .expect("the README has a podman run example");
+    let mut line = String::new();
+    for l in readme[start + 1..].lines() {
+        match l.strip_suffix('\\') {
+            Some(part) => line.push_str(part),
+            None => {
+                line.push_str(l);
+                break;
+            }
+        }
+    }
+    line.split_whitespace()
+        .skip(2)
+        .map(str::to_string)
+        .collect()
+}
+
+// Multi-threaded: the engine's commands block a thread while the fake Jellyfin must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_reaches_the_jellyfin_of_the_host() {
+    let Some(image) = image() else { return };
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("bob", |_| {});
+    let s = fake.add_session(Some(&alice), Some("203.0.113.7"), "Jellyfin Web", None);
+    fake.start_playback(&s, Playback::direct("a film", Some(30 * M), None));
+    let originals = limits_now(&fake);
+    let (url, _, _stop_fake) = fake.spawn().await;
+
+    // The folder as the README writes it: `init` against Jellyfin on this host's loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("jellydemon");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let init = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(folder.join("config.toml"))
+        .args(["init", "--url", &url, "--upload-mbps", "30", "--webhooks"])
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    // `sudo chown -R 65532 ./jellydemon`
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        std::os::unix::fs::chown(entry.unwrap().path(), Some(65532), None).unwrap();
+    }
+    std::os::unix::fs::chown(&folder, Some(65532), None).unwrap();
+
+    // The README's line, with this test's folder, port, names and image.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let name = format!("jellydemon-readme-{}-{}", std::process::id(), free_port());
+    let volume = format!("{name}-state");
+    let mut args: Vec<String> = readme_run_args()
+        .into_iter()
+        .map(|a| {
+            a.replace("./jellydemon:", &format!("{}:", folder.display()))
+                .replace("127.0.0.1:8098", &listen)
+                .replace("jellydemon-state:", &format!("{volume}:"))
+                .replace("localhost/jellydemon:latest", &image)
+        })
+        .collect();
+    let at = args.iter().position(|a| a == "--name").expect("--name") + 1;
+    args[at] = name.clone();
+    assert!(args.contains(&"--network".to_string()), "{args:?}");
+    let mut run = vec!["run"];
+    run.extend(args.iter().map(String::as_str));
+    let started = engine(&run);
+    assert!(started.status.success(), "{}", text(&started));
+    let container = Container(name);
+    struct Volume(String);
+    impl Drop for Volume {
+        fn drop(&mut self) {
+            let _ = engine(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+    let _volume = Volume(volume);
+    let logs = || text(&engine(&["logs", &container.0]));
+
+    // It reaches the host's Jellyfin at 127.0.0.1 and manages the limits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.limit(&bob) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no limit written\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = engine(&["healthcheck", "run", &container.0]);
+    assert!(health.status.success(), "{}\n{}", text(&health), logs());
+    // The Webhook plugin on this host reaches it where the README says.
+    let hook = reqwest::Client::new()
+        .post(format!("http://{listen}/hook"))
+        .header(
+            "X-Jellydemon-Token",
+            std::fs::read_to_string(folder.join("webhook_token"))
+                .unwrap()
+                .trim(),
+        )
+        .body(crate::common::event("PlaybackStart", &alice, &s))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 202);
+
+    let stop = engine(&["stop", "-t", "30", &container.0]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert_originals(&fake, &originals);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_fails_while_jellyfin_was_never_reached() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    // Nothing listens there.
+    std::fs::write(
+        etc.join("config.toml"),
+        format!(
+            "[jellyfin]\nurl = \"http://127.0.0.1:{}\"\napi_key = \"{KEY}\"\n\
+             [bandwidth]\ntotal_upload_mbps = 30\n[daemon]\nmode = \"reconcile-only\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(etc.join("config.toml"), Some(65532), None).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let name = format!(
+        "jellydemon-unreached-{}-{}",
+        std::process::id(),
+        free_port()
+    );
+    let run = engine(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-v",
+        &format!("{}:/etc/jellydemon:ro", etc.display()),
+        "-e",
+        &format!("JELLYDEMON_DAEMON__LISTEN={listen}"),
+        &image,
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let container = Container(name);
+    // Serving (the health check gets an answer), yet not healthy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("http://{listen}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = engine(&["healthcheck", "run", &container.0]);
+    assert!(!health.status.success(), "{}", text(&health));
+    let logs = text(&engine(&["logs", &container.0]));
+    assert!(
+        logs.contains("http://127.0.0.1:"),
+        "the log names the URL:\n{logs}"
+    );
+}

@@ -672,3 +672,54 @@ async fn a_busy_port_is_exit_7_for_run_and_demo() {
     }
     assert!(h.fake.policy_posts().is_empty(), "run wrote nothing");
 }
+
+#[tokio::test]
+async fn healthz_fails_until_jellyfin_is_first_reached() {
+    let (h, _alice, bob) = two_users().await;
+    h.fake.fail_all(503);
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let settings = jellydemon::config::Settings::from_toml_str(&format!(
+        "{text}\n[daemon]\npoll_interval = \"1s\"\nrestore_on_exit = false\n"
+    ))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(jellydemon::daemon::run(
+        std::sync::Arc::new(settings),
+        listener,
+        shutdown.clone(),
+    ));
+    let healthz = || async {
+        let r = reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap();
+        let code = r.status();
+        (code, r.json::<serde_json::Value>().await.unwrap())
+    };
+    // Failing polls from the start: unhealthy at once, not after a grace period.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, body) = healthz().await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["jellyfin_reached"], false);
+        if h.fake.count(&Method::GET, "/Sessions") > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never polled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let probe = jellydemon::healthcheck::probe(addr, std::time::Duration::from_secs(2)).await;
+    assert!(probe.is_err(), "{probe:?}");
+    // Reached: healthy.
+    h.fake.clear_faults();
+    eventually("bob written", || h.fake.limit(&bob) != 0).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while healthz().await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(healthz().await.1["jellyfin_reached"], true);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
