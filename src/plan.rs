@@ -950,20 +950,6 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
         a.bounds,
         others,
     );
-    for (s, (held, direction)) in a.streams.iter().zip(&h.held[i]) {
-        if let Some(d) = direction {
-            let source = if s.source == Some(*held) {
-                ", its source rate"
-            } else {
-                ""
-            };
-            reason = format!(
-                "{reason}; stream pushed {} to {}{source}",
-                d.label(),
-                fmt_mbps(*held)
-            );
-        }
-    }
     if let Some(cur) = kept(a.current, target, a.bounds, hysteresis)
         .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
     {
@@ -977,29 +963,59 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
     if k > 1 {
         reason = format!("{reason}, for each of {k} streams");
     }
+    let limit = target;
     let streams: Vec<StreamRef> = a
         .streams
         .iter()
         .zip(&a.watched)
         .zip(&h.held[i])
-        .map(|((s, w), &(held, direction))| StreamRef {
-            session_id: s.session_id.clone(),
-            item_id: s.item_id.clone(),
-            device: s.device.clone(),
-            source: s.source,
-            rate: s.rate,
-            supports_push: s.supports_push,
-            held,
+        .map(|((s, w), &(held, direction))| {
             // The client re-negotiates at most the bitrate sent (and keeps it as its own
-            // maximum), so it carries exactly the held rate.
-            push: direction.map(|direction| Push {
-                direction,
-                bitrate: held,
-            }),
-            uncontrolled: w.uncontrolled,
-            start_bound: w.start_bound,
+            // maximum) under its user's new limit, so it carries the smaller of the two: a
+            // push above the limit would restart the stream at the limit. A push that would
+            // not change what it carries is not sent.
+            let carried = if direction.is_some() {
+                held.min(limit)
+            } else {
+                held
+            };
+            let push = direction
+                .filter(|d| match d {
+                    Direction::Down => carried < w.rate,
+                    Direction::Up => carried > w.rate,
+                })
+                .map(|direction| Push {
+                    direction,
+                    bitrate: carried,
+                });
+            StreamRef {
+                session_id: s.session_id.clone(),
+                item_id: s.item_id.clone(),
+                device: s.device.clone(),
+                source: s.source,
+                rate: s.rate,
+                supports_push: s.supports_push,
+                held: if push.is_some() { carried } else { held },
+                push,
+                uncontrolled: w.uncontrolled,
+                start_bound: w.start_bound,
+            }
         })
         .collect();
+    for s in &streams {
+        if let Some(p) = s.push {
+            let source = if s.source == Some(p.bitrate) {
+                ", its source rate"
+            } else {
+                ""
+            };
+            reason = format!(
+                "{reason}; stream pushed {} to {}{source}",
+                p.direction.label(),
+                fmt_mbps(p.bitrate)
+            );
+        }
+    }
     let mut endpoints: Vec<ClientAddr> = a.streams.iter().map(|s| s.ip).collect();
     endpoints.sort_unstable();
     endpoints.dedup();

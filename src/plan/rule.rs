@@ -196,26 +196,29 @@ pub fn worth_raising(from: u64, to: u64, threshold_percent: f64) -> bool {
 /// is left of the budget (after `held_elsewhere` and the fixed streams) by weighted max-min
 /// water-filling, each at most its cap, or at most its rate when that is higher (a push
 /// interrupts a stream, so one above its share is pushed down only when the budget needs it).
-/// A stream whose share is below its rate is pushed down; one whose share is
-/// `threshold_percent` above its rate is pushed up; any other keeps its rate, which leaves the
-/// difference to the rest (repeated until nothing changes: each round only pins streams, so it
-/// ends within one round per stream).
+/// A stream whose share is below its rate is pushed down, and then to at most its cap: the
+/// client re-negotiates under its user's new limit, which is at most the user's share, so a
+/// push above the cap would carry the cap anyway (and look like room the stream could be
+/// pushed up into); one whose share is `threshold_percent` above its rate is pushed up; any
+/// other keeps its rate, which leaves the difference to the rest (repeated until nothing
+/// changes: each round only pins streams, so it ends within one round per stream).
 pub fn held_rates(
     streams: &[Running],
     budget: u64,
     held_elsewhere: u64,
     threshold_percent: f64,
 ) -> Vec<(u64, Option<Direction>)> {
-    let mut pinned: Vec<bool> = streams.iter().map(|s| !s.down).collect();
+    // What each pinned stream carries, and whether a push gets it there.
+    let mut pinned: Vec<Option<(u64, Option<Direction>)>> = streams
+        .iter()
+        .map(|s| (!s.down).then_some((s.rate, None)))
+        .collect();
     loop {
-        let fixed: u64 = streams
-            .iter()
-            .zip(&pinned)
-            .filter(|(_, p)| **p)
-            .map(|(s, _)| s.rate)
-            .sum();
+        let fixed: u64 = pinned.iter().flatten().map(|(h, _)| h).sum();
         let left = budget.saturating_sub(held_elsewhere + fixed);
-        let free: Vec<usize> = (0..streams.len()).filter(|i| !pinned[*i]).collect();
+        let free: Vec<usize> = (0..streams.len())
+            .filter(|i| pinned[*i].is_none())
+            .collect();
         let claimants: Vec<Claimant> = free
             .iter()
             .map(|&i| {
@@ -234,9 +237,8 @@ pub fn held_rates(
         let mut changed = false;
         for (&i, &t) in free.iter().zip(&shares) {
             let s = &streams[i];
-            let keeps = t >= s.rate && !(s.up && worth_raising(s.rate, t, threshold_percent));
-            if keeps {
-                pinned[i] = true;
+            if t >= s.rate && !(s.up && worth_raising(s.rate, t, threshold_percent)) {
+                pinned[i] = Some((s.rate, None));
                 changed = true;
             }
         }
@@ -260,14 +262,26 @@ pub fn held_rates(
                     .map(|&j| streams[j].floor.min(streams[j].cap.max(streams[j].rate)))
                     .sum();
                 if streams[i].rate + rest_floors <= left {
-                    pinned[i] = true;
+                    pinned[i] = Some((streams[i].rate, None));
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            // Pushed down, a stream carries at most its cap: what it would have had above
+            // goes back to the others.
+            for (&i, &t) in free.iter().zip(&shares) {
+                let s = &streams[i];
+                let cap = s.cap.max(s.floor.min(s.rate));
+                if t < s.rate && t > cap {
+                    pinned[i] = Some((cap, Some(Direction::Down)));
                     changed = true;
                 }
             }
         }
         if !changed {
             let mut out: Vec<(u64, Option<Direction>)> =
-                streams.iter().map(|s| (s.rate, None)).collect();
+                pinned.iter().map(|p| p.unwrap_or((0, None))).collect();
             for (&i, &t) in free.iter().zip(&shares) {
                 let direction = if t < streams[i].rate {
                     Direction::Down
@@ -425,6 +439,37 @@ mod tests {
         cooling.up = false;
         let out = held_rates(&[cooling, r(20 * M, 24 * M, true)], 90 * M, 0, 25.0);
         assert_eq!(out, vec![(5 * M, None), (20 * M, None)]);
+    }
+
+    #[test]
+    fn a_stream_pushed_down_carries_at_most_its_cap() {
+        // 60 on a 55 link beside a fixed 4: the budget would let it keep 51, but its user's
+        // share is 25.5, and a pushed client re-negotiates under its user's limit. Pushed to
+        // 51 it would carry 25.5 anyway, and look like room to push it up into.
+        let out = held_rates(
+            &[r(60 * M, 25_500_000, true), r(4 * M, 4 * M, false)],
+            55 * M,
+            0,
+            25.0,
+        );
+        assert_eq!(
+            out,
+            vec![(25_500_000, Some(Direction::Down)), (4 * M, None)]
+        );
+        // What it leaves goes to a stream that can take it.
+        let out = held_rates(
+            &[r(60 * M, 20 * M, true), r(10 * M, 40 * M, true)],
+            55 * M,
+            0,
+            25.0,
+        );
+        assert_eq!(
+            out,
+            vec![
+                (20 * M, Some(Direction::Down)),
+                (35 * M, Some(Direction::Up))
+            ]
+        );
     }
 
     #[test]

@@ -298,17 +298,18 @@ fn a_stream_above_its_share_is_pushed_down_only_when_the_budget_needs_it() {
     assert_eq!(stream(&p, "alice").push, None);
     assert_eq!(p.held, 80 * M as u64);
     // bob started a 40 Mbps item at 40 beside it (the remux counted at its share when his
-    // join share was set): the remux is pushed down to make room.
+    // join share was set): the remux is pushed down to make room, to her new limit (her
+    // share beside bob's demand), since her client re-negotiates under it: a push to the
+    // 50 the budget would leave her would carry 46 all the same.
     let p = run(
         &[remux, session(Some("bob"), "198.51.100.9", direct(40 * M))],
         &users,
         0,
         &s,
     );
-    assert_eq!(pushed(&p, "alice"), Some((Direction::Down, 50 * M)));
-    // Her next item gets her share beside bob's demand.
+    assert_eq!(pushed(&p, "alice"), Some((Direction::Down, 46 * M)));
     assert_eq!(target(&p, "alice"), 46 * M);
-    assert_eq!(p.held, 90 * M as u64);
+    assert_eq!(p.held, 86 * M as u64);
 }
 
 #[test]
@@ -631,7 +632,7 @@ fn a_stream_still_above_the_bitrate_it_was_pushed_to_ignores_pushes() {
     );
     assert_eq!(stream(&p, "alice").push, None);
     assert_eq!(stream(&p, "alice").uncontrolled, None);
-    assert_eq!(p.held, 90 * M as u64);
+    assert_eq!(p.held, 86 * M as u64);
     // Long after, still at 70: its client ignores pushes.
     let p = run_at(
         &sessions,

@@ -323,3 +323,62 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
         Some(7 * M)
     );
 }
+
+/// The `SetMaxStreamingBitrate` bitrates sent so far, with their session.
+fn pushes(fake: &FakeJellyfin) -> Vec<(String, i64)> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == axum::http::Method::POST && r.status == 204)
+        .filter_map(|r| {
+            let lower = r.path.to_ascii_lowercase();
+            let session = lower.strip_prefix("/sessions/")?.strip_suffix("/command")?;
+            let bitrate = r.body.as_ref()?["Arguments"]["Bitrate"]
+                .as_str()?
+                .parse()
+                .ok()?;
+            Some((session.to_string(), bitrate))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_push_never_goes_above_the_new_limit_and_fresh_passes_do_not_repeat_it() {
+    use jellydemon::sim::fake::Playback;
+    let fake = FakeJellyfin::new(crate::common::KEY);
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("bob", |_| {});
+    // A remux on a client that takes pushes, and a 40 Mbps stream on one that does not.
+    let remux = fake.add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    fake.start_playback(&remux, Playback::direct("Remux", Some(70 * M), None));
+    let tv = fake.add_session(
+        Some(&bob),
+        Some("198.51.100.9"),
+        "Jellyfin Android TV",
+        None,
+    );
+    fake.start_playback(&tv, Playback::direct("Film", Some(40 * M), None));
+    let h = Harness::with_budget(fake, 95, 5, "", "").await;
+
+    let (code, out, err) = h.cli(&["reconcile"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sent = pushes(&h.fake);
+    assert_eq!(sent.len(), 1, "{sent:?}\n{out}");
+    let limit = h.fake.limit(&alice);
+    assert_eq!(
+        sent[0],
+        (remux.clone(), limit),
+        "pushed to her new limit\n{out}"
+    );
+    assert_eq!(h.fake.stream_rate(&alice), limit);
+    assert!(
+        out.contains(&format!("pushed down to {}", limit / M)),
+        "{out}"
+    );
+
+    // Fresh processes find the stream at the rate they would push it to: no restart.
+    for _ in 0..2 {
+        let (code, out, err) = h.cli(&["reconcile"]).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(pushes(&h.fake).len(), 1, "pushed again:\n{out}");
+    }
+}
