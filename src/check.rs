@@ -288,8 +288,8 @@ pub async fn check(settings: &Settings) -> CheckReport {
             budget_bps: settings.budget().budget_bps,
         },
         &ledger,
-        &plan::Memory::default(),
-        std::time::Duration::ZERO,
+        &crate::reconcile::load_memory(settings),
+        plan::memory::CLOCK_START,
         settings,
     );
     r.push(

@@ -1106,6 +1106,15 @@ impl Settings {
         })
     }
 
+    /// What the planner remembers between processes: `memory.json` beside the state file.
+    pub fn memory_file(&self) -> PathBuf {
+        self.state
+            .file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("memory.json")
+    }
+
     /// The API key, read from `api_key` or `api_key_file`.
     pub fn api_key(&self) -> Result<SecretString, ConfigError> {
         if let Some(key) = &self.jellyfin.api_key {

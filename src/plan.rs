@@ -108,7 +108,7 @@ pub struct Push {
 }
 
 /// Why a stream is taken for one whose client ignores limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Uncontrolled {
     /// It started above the highest limit its user can have had then.
     StartedAbove {

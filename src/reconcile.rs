@@ -99,6 +99,44 @@ pub async fn fetch(client: &Client, settings: &Settings) -> Result<Fetched, Pass
     })
 }
 
+/// What the previous process remembered (`memory.json` beside the state file), on a clock at
+/// [`plan::memory::CLOCK_START`]; empty when there is none. The memory only steers the plan
+/// (which clients take pushes, the recent load, the last pushes), so a file that cannot be
+/// read is logged and left for the next save to replace.
+pub fn load_memory(settings: &Settings) -> Memory {
+    let path = settings.memory_file();
+    let saved = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(saved) => saved,
+            Err(e) => {
+                warn!(file = %path.display(), "ignoring the planner's memory: {e}");
+                return Memory::default();
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::default(),
+        Err(e) => {
+            warn!(file = %path.display(), "ignoring the planner's memory: {e}");
+            return Memory::default();
+        }
+    };
+    Memory::restored(
+        saved,
+        plan::memory::CLOCK_START,
+        crate::clock::unix_millis_now(),
+    )
+}
+
+/// Save `memory` (at `now` on its clock) for the next process; a failure is logged.
+pub fn save_memory(settings: &Settings, memory: &Memory, now: std::time::Duration) {
+    let saved = memory.saved(now, crate::clock::unix_millis_now());
+    let mut json = serde_json::to_vec(&saved).expect("memory serializes");
+    json.push(b'\n');
+    let path = settings.memory_file();
+    if let Err(e) = crate::files::write_private(&path, &json) {
+        warn!(file = %path.display(), "cannot save the planner's memory: {e}");
+    }
+}
+
 /// The decision and what became of it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -247,15 +285,15 @@ pub async fn reconcile_once(
         notes.push("static: the meter is followed by the daemon".into());
     }
     let budget_note = (!notes.is_empty()).then(|| notes.join("; "));
+    // What the daemon (or the pass) before this one remembered: the same decisions as it.
+    let mut memory = load_memory(settings);
+    let now = plan::memory::CLOCK_START;
     let (plan, _) = plan_snapshot(
-        &fetched,
-        ledger,
-        &Memory::default(),
-        std::time::Duration::ZERO,
-        budget_bps,
-        settings,
-        dry_run,
+        &fetched, ledger, &memory, now, budget_bps, settings, dry_run,
     )?;
+    if !dry_run {
+        memory.observe(&plan, now);
+    }
     let mut outcomes = Vec::with_capacity(plan.decisions.len());
     for d in &plan.decisions {
         let write = if !d.needs_write() || dry_run {
@@ -273,7 +311,11 @@ pub async fn reconcile_once(
             )
         {
             for (s, p) in d.pushes() {
-                pushes.push((p, push(client, d, s, p).await));
+                let sent = push(client, d, s, p).await;
+                if sent.is_ok() {
+                    memory.record_push(&s.session_id, now, p.bitrate);
+                }
+                pushes.push((p, sent));
             }
         }
         outcomes.push(Outcome {
@@ -281,6 +323,9 @@ pub async fn reconcile_once(
             write,
             pushes,
         });
+    }
+    if !dry_run {
+        save_memory(settings, &memory, now);
     }
     Ok(PassReport {
         plan,

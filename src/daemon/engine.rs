@@ -26,6 +26,7 @@ use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
+use crate::plan::memory::CLOCK_START;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
 use crate::webhook::{EventKind, HookEvent};
 
@@ -80,9 +81,12 @@ impl Engine {
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Fetched> = None;
-        // The memory's clock runs from the engine's start.
+        // The memory's clock runs from the engine's start, at CLOCK_START (so that times
+        // restored from the process before fit on it); it starts from what that process
+        // remembered.
         let origin = Instant::now();
-        let mut memory = Memory::default();
+        let clock = |at: Instant| CLOCK_START + at.saturating_duration_since(origin);
+        let mut memory = crate::reconcile::load_memory(&self.settings);
         let mut debounce_until: Option<Instant> = None;
         // Reconcile right away at start.
         let mut next_poll = Instant::now();
@@ -101,7 +105,7 @@ impl Engine {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(sent) = self.pushed.recv() => {
-                    memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
+                    memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
                 }
                 Ok(()) = self.budget.state.changed() => {
                     let now_bps = self.budget.state.borrow_and_update().budget_bps;
@@ -142,15 +146,17 @@ impl Engine {
                         }
                     }
                     while let Ok(sent) = self.pushed.try_recv() {
-                        memory.record_push(&sent.session_id, sent.at.saturating_duration_since(origin), sent.bitrate);
+                        memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
                     }
-                    let now = origin.elapsed();
+                    let now = clock(Instant::now());
                     let (ok, asked) = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
                         r = self.refresh(&mut model, &mut memory, now, trigger) => r,
                     };
-                    wake_up = asked.map(|at| origin + at).filter(|at| *at > Instant::now());
+                    wake_up = asked
+                        .map(|at| origin + at.saturating_sub(CLOCK_START))
+                        .filter(|at| *at > Instant::now());
                     next_poll = Instant::now() + if ok {
                         interval
                     } else {
@@ -160,6 +166,13 @@ impl Engine {
                     };
                 }
             }
+        }
+        // The pushes reported since the last plan are part of what the next process needs.
+        while let Ok(sent) = self.pushed.try_recv() {
+            memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+        }
+        if !self.dry_run {
+            crate::reconcile::save_memory(&self.settings, &memory, clock(Instant::now()));
         }
         self.status.engine_running(false);
         debug!("engine stopped");
@@ -220,6 +233,9 @@ impl Engine {
                     .send_replace((plan.streaming as f64 * overhead).round() as u64);
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
+                if !self.dry_run {
+                    crate::reconcile::save_memory(&self.settings, memory, now);
+                }
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
                     trigger,

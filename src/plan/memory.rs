@@ -4,13 +4,28 @@
 //!
 //! The engine owns one [`Memory`], passes it to every plan, updates it from the plan
 //! ([`Memory::observe`]) and from every push the writer reports ([`Memory::record_push`]).
-//! One-shot commands (`reconcile --once`, `check`) plan with an empty memory.
+//!
+//! The memory outlives the process: the daemon and `reconcile` save it ([`Memory::saved`],
+//! `memory.json` beside the state file) after they plan, and every process that plans (the
+//! daemon at start, `reconcile`, `check`, `report`) starts from it ([`Memory::restored`]).
+//! So a fresh process knows which users' clients take pushes, the recent load, and when each
+//! stream was last pushed, and decides as the daemon before it would have, instead of
+//! pushing a stream again or giving an idle user another share.
+//!
+//! Its clock (`now` in the plans) is a [`Duration`] that starts at [`CLOCK_START`] when the
+//! process starts, so that times restored from before the start stay on it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::{Plan, Role, Uncontrolled};
 use crate::ids::{SessionId, UserId};
+
+/// Where a process's plan clock starts: far enough from zero that every time a restored
+/// memory needs (the load window, push cooldowns, the grace after a stop) fits before it.
+pub const CLOCK_START: Duration = Duration::from_secs(6 * 3600);
 
 /// One running remote stream, as remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +68,42 @@ pub struct Memory {
 
 /// How far back [`Memory::mean_claimants`] looks.
 pub const LOAD_WINDOW: Duration = Duration::from_secs(2 * 3600);
+
+/// A [`Memory`] as saved, its times as Unix milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Saved {
+    /// When it was saved.
+    saved_ms: u64,
+    #[serde(default)]
+    streams: BTreeMap<String, SavedStream>,
+    #[serde(default)]
+    users: BTreeMap<String, SavedUser>,
+    #[serde(default)]
+    last_stop_ms: Option<u64>,
+    /// (when, remote users streaming from then on).
+    #[serde(default)]
+    load: Vec<(u64, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedStream {
+    item: String,
+    start_bound: Option<u64>,
+    /// (when, bitrate).
+    last_push: Option<(u64, u64)>,
+    pushes: u32,
+    uncontrolled: Option<Uncontrolled>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedUser {
+    seen: i64,
+    target: i64,
+    pushable: Option<bool>,
+}
 
 impl Memory {
     /// The memo of `session` if it still plays `item`.
@@ -162,5 +213,137 @@ impl Memory {
     /// Remote items seen starting since this memory was created.
     pub fn item_starts(&self) -> u64 {
         self.item_starts
+    }
+
+    /// This memory to save, at `now` on its clock, which is `now_ms` in Unix milliseconds.
+    pub fn saved(&self, now: Duration, now_ms: u64) -> Saved {
+        let wall = |t: Duration| now_ms.saturating_sub(now.saturating_sub(t).as_millis() as u64);
+        Saved {
+            saved_ms: now_ms,
+            streams: self
+                .streams
+                .iter()
+                .map(|(id, m)| {
+                    let s = SavedStream {
+                        item: m.item.clone(),
+                        start_bound: m.start_bound,
+                        last_push: m.last_push.map(|(at, b)| (wall(at), b)),
+                        pushes: m.pushes,
+                        uncontrolled: m.uncontrolled,
+                    };
+                    (id.as_str().to_string(), s)
+                })
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|(id, u)| {
+                    let s = SavedUser {
+                        seen: u.seen,
+                        target: u.target,
+                        pushable: u.pushable,
+                    };
+                    (id.as_str().to_string(), s)
+                })
+                .collect(),
+            last_stop_ms: self.last_stop.map(wall),
+            load: self.load.iter().map(|&(t, n)| (wall(t), n)).collect(),
+        }
+    }
+
+    /// A memory from `saved`, on a clock at `now` (at least [`CLOCK_START`]) which is
+    /// `now_ms` in Unix milliseconds. What is older than the clock can hold is left out; a
+    /// stream memo is only a hint (the plan checks the session still plays its item).
+    pub fn restored(saved: Saved, now: Duration, now_ms: u64) -> Memory {
+        let clock = |t_ms: u64| {
+            let age = Duration::from_millis(now_ms.saturating_sub(t_ms));
+            now.checked_sub(age)
+        };
+        Memory {
+            streams: saved
+                .streams
+                .into_iter()
+                .map(|(id, s)| {
+                    let m = StreamMemo {
+                        item: s.item,
+                        start_bound: s.start_bound,
+                        last_push: s.last_push.and_then(|(t, b)| clock(t).map(|at| (at, b))),
+                        pushes: s.pushes,
+                        uncontrolled: s.uncontrolled,
+                    };
+                    (SessionId::new(id), m)
+                })
+                .collect(),
+            users: saved
+                .users
+                .into_iter()
+                .map(|(id, u)| {
+                    let m = UserMemo {
+                        seen: u.seen,
+                        target: u.target,
+                        pushable: u.pushable,
+                    };
+                    (UserId::new(id), m)
+                })
+                .collect(),
+            item_starts: 0,
+            last_stop: saved.last_stop_ms.and_then(clock),
+            load: saved
+                .load
+                .into_iter()
+                .filter_map(|(t, n)| clock(t).map(|at| (at, n)))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_memory_comes_back_on_another_clock() {
+        let mut m = Memory::default();
+        let t0 = CLOCK_START + Duration::from_secs(100);
+        m.load.push_back((t0, 3));
+        m.load.push_back((t0 + Duration::from_secs(600), 1));
+        m.last_stop = Some(t0 + Duration::from_secs(500));
+        m.users.insert(
+            UserId::new("u"),
+            UserMemo {
+                seen: 1,
+                target: 2,
+                pushable: Some(true),
+            },
+        );
+        m.streams.insert(
+            SessionId::new("s"),
+            StreamMemo {
+                item: "i".into(),
+                start_bound: Some(5),
+                last_push: Some((t0 + Duration::from_secs(550), 7)),
+                pushes: 1,
+                uncontrolled: None,
+            },
+        );
+        let now = t0 + Duration::from_secs(900);
+        let saved = m.saved(now, 10_000_000);
+        let text = serde_json::to_string(&saved).unwrap();
+        let back: Saved = serde_json::from_str(&text).unwrap();
+        // A process started 60 s after the save.
+        let r = Memory::restored(back, CLOCK_START, 10_060_000);
+        let shift = |t: Duration| t - (now + Duration::from_secs(60) - CLOCK_START);
+        assert_eq!(r.last_stop, Some(shift(t0 + Duration::from_secs(500))));
+        assert_eq!(r.user_pushable(&UserId::new("u")), Some(true));
+        assert_eq!(r.recent_limit(&UserId::new("u"), 0), Some(2));
+        let s = r.stream(&SessionId::new("s"), "i").unwrap();
+        assert_eq!(s.last_push, Some((shift(t0 + Duration::from_secs(550)), 7)));
+        assert_eq!(
+            r.mean_claimants(CLOCK_START),
+            m.mean_claimants(now + Duration::from_secs(60))
+        );
+        // Older than the clock holds: left out.
+        let r = Memory::restored(saved, CLOCK_START, 10_000_000 + 7 * 3600 * 1000);
+        assert!(r.load.is_empty() && r.last_stop.is_none());
     }
 }

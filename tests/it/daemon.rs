@@ -723,3 +723,57 @@ async fn healthz_fails_until_jellyfin_is_first_reached() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_dry_run_beside_the_daemon_decides_as_the_daemon_does() {
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    let erin = fake.add_user("erin", |_| {});
+    let _bob = fake.add_user("bob", |_| {});
+    let tv = fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Android TV",
+        None,
+    );
+    fake.start_playback(&tv, Playback::direct("Film", Some(12 * M), None));
+    // erin watched an episode on the web client (it takes pushes), then stopped.
+    let web = fake.add_session(Some(&erin), Some("198.51.100.7"), "Jellyfin Web", None);
+    fake.start_playback(&web, Playback::direct("Episode", Some(10 * M), None));
+    let h = Harness::start(fake, "", "").await;
+    let d = h
+        .daemon("poll_interval = \"1s\"\ndebounce = \"20ms\"\nrestore_on_exit = false")
+        .await;
+    eventually("erin managed", || h.fake.limit(&erin) != 0).await;
+    h.fake.stop_playback(&web);
+    assert_eq!(
+        d.hook(&event("PlaybackStop", &erin, &web)).await.status(),
+        StatusCode::ACCEPTED
+    );
+    // Settled: two polls without a write.
+    let settled = |st: &serde_json::Value| st["poll"]["polls"].as_u64().unwrap_or(0);
+    let mut last = (h.fake.policy_posts().len(), settled(&d.state().await));
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = (h.fake.policy_posts().len(), settled(&d.state().await));
+        if now.0 == last.0 && now.1 >= last.1 + 2 {
+            break;
+        }
+        if now.0 != last.0 {
+            last = now;
+        }
+    }
+    let erin_limit = h.fake.limit(&erin);
+    let (code, out, err) = h.cli(&["reconcile", "--dry-run"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("erin "))
+        .unwrap_or_else(|| panic!("no row for erin:\n{out}"));
+    let shown = jellydemon::plan::fmt_mbps(erin_limit as u64);
+    assert!(
+        row.matches(&shown).count() == 2,
+        "the daemon holds erin at {shown}, the dry run says:\n{out}"
+    );
+    d.stop().await;
+}
