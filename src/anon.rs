@@ -216,6 +216,42 @@ impl Anonymizer {
     }
 }
 
+impl Anonymizer {
+    /// `text` with every alias in the map replaced by what it stands for, escaped
+    /// ([`crate::escape::escape_controls`]): for the owner's own terminal (the tables of
+    /// `check`, `reconcile` and `restore`), while what gets shared (logs, `report`) keeps the
+    /// aliases. Longest alias first, on word boundaries, so `User-001` never matches inside
+    /// `User-0010`.
+    pub fn reveal(&self, text: &str) -> String {
+        let mut pairs = self.pairs();
+        pairs.retain(|(o, a)| !o.is_empty() && !a.is_empty() && o != a);
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.1.len()));
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        'outer: while i < text.len() {
+            for (orig, alias) in &pairs {
+                if text[i..].starts_with(alias.as_str()) && boundary_ok(text, i, alias.len()) {
+                    out.push_str(&crate::escape::escape_controls(orig));
+                    i += alias.len();
+                    continue 'outer;
+                }
+            }
+            let c = text[i..].chars().next().expect("char boundary");
+            out.push(c);
+            i += c.len_utf8();
+        }
+        out
+    }
+}
+
+/// [`Anonymizer::reveal`] with the process-wide map; `text` as it is when not anonymizing.
+pub fn reveal(text: &str) -> String {
+    match global() {
+        Some(a) => a.reveal(text),
+        None => text.to_string(),
+    }
+}
+
 /// A match must not be glued to letters, digits, `_` or `-` on either side (so "Al" in "Alice"
 /// is not replaced when only "Al" is known, and "User" in the alias "User-001" is left alone).
 fn boundary_ok(text: &str, start: usize, len: usize) -> bool {
@@ -342,6 +378,20 @@ mod tests {
         let a = Anonymizer::load(&path).unwrap();
         assert_eq!(a.alias(Kind::UserName, "x"), "User-001");
         assert!(dir.path().join("aliases.json.corrupt").exists());
+    }
+
+    #[test]
+    fn reveal_gives_the_owner_the_names_back_escaped() {
+        let a = Anonymizer::in_memory();
+        for i in 1..=10 {
+            a.alias(Kind::UserName, &format!("user{i}"));
+        }
+        a.alias(Kind::UserName, "eve\u{1b}[2J");
+        a.alias(Kind::Ip, "192.168.1.20");
+        assert_eq!(
+            a.reveal("User-001, User-010 (User-0100) at 192.168.xxx.1; User-011 ok"),
+            "user1, user10 (User-0100) at 192.168.1.20; eve\\u{1b}[2J ok"
+        );
     }
 
     #[test]

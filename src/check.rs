@@ -476,13 +476,26 @@ fn state(r: &mut CheckReport, path: &std::path::Path) {
         Ok(l) => l,
         Err(e) => return fail(r, e),
     };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     r.push(
         Level::Ok,
-        format!(
-            "state file {}: {} user(s) with a recorded original; its directory is writable",
-            path.display(),
-            l.len()
-        ),
+        if dir.exists() {
+            format!(
+                "state file {}: {} user(s) with a recorded original; its directory is writable",
+                path.display(),
+                l.len()
+            )
+        } else {
+            format!(
+                "state file {}: not there yet; its directory {} does not exist and can be \
+                 created (the first run creates it)",
+                path.display(),
+                dir.display()
+            )
+        },
     );
     if let Some(holder) = ledger::in_use(path) {
         r.push(

@@ -275,6 +275,24 @@ fn load(path: &std::path::Path, default_level: &str, dry_run: bool) -> Result<Se
     Ok(settings)
 }
 
+/// The settings, for a command that writes nothing: the anonymizer (when on) keeps the
+/// aliases it makes up in memory.
+fn load_read_only(path: &std::path::Path, default_level: &str) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    let dry_run = settings.daemon.dry_run;
+    settings.daemon.dry_run = true;
+    let logging = crate::telemetry::init(Some(&settings), default_level);
+    settings.daemon.dry_run = dry_run;
+    logging.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    Ok(settings)
+}
+
 fn client(settings: &Settings) -> Result<Client, ExitCode> {
     let key = settings.api_key().map_err(|e| {
         eprintln!("error: {e}");
@@ -358,7 +376,7 @@ async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, Exit
     );
     let settings = load(&w.config, level, false)?;
     let report = check::check(&settings).await;
-    print!("{report}");
+    print!("{}", crate::anon::reveal(&report.to_string()));
     if report.failed() {
         Err(ExitCode::from(exit::JELLYFIN))
     } else {
@@ -439,7 +457,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             let ledger = Mutex::new(open_ledger(&settings, dry_run)?);
             match reconcile::reconcile_once(&client, &settings, &ledger, dry_run).await {
                 Ok(report) => {
-                    print!("{}", report::pass_table(&report));
+                    // The owner's terminal shows names; the logs keep the aliases.
+                    print!("{}", crate::anon::reveal(&report::pass_table(&report)));
                     if report.failed_writes() > 0 {
                         eprintln!("error: {} write(s) failed", report.failed_writes());
                         return Err(ExitCode::from(exit::WRITE_FAILED));
@@ -460,9 +479,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Check => {
-            let settings = load(&cli.config, level, false)?;
+            // A check writes nothing: not even the aliases it shows.
+            let settings = load_read_only(&cli.config, level)?;
             let report = check::check(&settings).await;
-            print!("{report}");
+            print!("{}", crate::anon::reveal(&report.to_string()));
             if report.state_failed() {
                 Err(ExitCode::from(exit::STATE))
             } else if report.failed() {
@@ -630,7 +650,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                     eprintln!("error: {e}");
                     ExitCode::from(exit::STATE)
                 })?;
-            print!("{}", report::restore_table(&results));
+            print!("{}", crate::anon::reveal(&report::restore_table(&results)));
             let failed = results
                 .iter()
                 .filter(|(_, o)| matches!(o, reconcile::RestoreOutcome::Failed(_)))

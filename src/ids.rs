@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Deserializer};
 
 use crate::anon::{self, Anonymizer, Kind};
+pub use crate::escape::escape_controls;
 
 /// Jellyfin writes GUIDs as 32 lowercase hex digits; templates render them with dashes and
 /// some clients with braces or upper case. Strip dashes and braces, lowercase and trim, so every
@@ -30,9 +31,16 @@ pub fn normalize_guid(id: &str) -> String {
         .to_string()
 }
 
-/// Show a personal value of `kind`: its alias when anonymization is on, else itself.
+/// Show a personal value of `kind`: its alias when anonymization is on, else itself with its
+/// control and bidirectional-override characters escaped ([`escape_controls`]): a client
+/// chooses its own device name, and a name that moves the cursor or reverses the text must
+/// not forge lines in a terminal or a log.
 fn show(f: &mut fmt::Formatter<'_>, kind: Kind, value: &str) -> fmt::Result {
-    f.write_str(&shown_by(anon::global().map(|a| &**a), kind, value))
+    f.write_str(&escape_controls(&shown_by(
+        anon::global().map(|a| &**a),
+        kind,
+        value,
+    )))
 }
 
 /// What `anonymizer` (if any) shows for `value`.

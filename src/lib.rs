@@ -7,8 +7,9 @@
 //! listed before it:
 //!
 //! 1. helpers: `sync` (locking), `files` (atomic owner-only writes), `clock` (unix time,
-//!    backoff); `anon` (the alias map) and [`ids`] (user, session and device ids and names,
-//!    client addresses: typed, normalized once, shown as their alias when anonymizing);
+//!    backoff), [`escape`] (outside text made safe to print); `anon` (the alias map) and
+//!    [`ids`] (user, session and device ids and names, client addresses: typed, normalized
+//!    once, shown as their alias when anonymizing, escaped);
 //! 2. the outside world, parsed: [`network`] (who is remote), [`jellyfin`] (the client and
 //!    DTOs, lossless policy read-modify-write), [`ledger`] (the originals, in the state file),
 //!    [`webhook`] (the plugin's bodies), then [`config`] (validated at load, secrets
@@ -38,6 +39,7 @@ pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub mod daemon;
+pub mod escape;
 pub(crate) mod files;
 pub mod healthcheck;
 pub mod ids;

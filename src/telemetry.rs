@@ -17,6 +17,7 @@ use tracing_subscriber::{Layer, fmt};
 
 use crate::anon::{self, Anonymizer};
 use crate::config::{LogFormat, Settings};
+use crate::ids::escape_controls;
 use crate::sync::lock;
 
 /// Install the global subscriber (and the anonymizer). `settings` is `None` when the
@@ -124,24 +125,6 @@ impl tracing::field::Visit for EscapingVisitor<'_, '_> {
             write!(self.writer, "{sep}{}={value}", field.name())
         };
     }
-}
-
-/// Control characters as escapes; everything else, other scripts included, as is.
-pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// A log file that is rotated when it would grow beyond `max_bytes`: `file` becomes `file.1`,

@@ -409,6 +409,13 @@ impl FakeJellyfin {
             .unwrap_or(0)
     }
 
+    /// Rename a session's device (a client chooses its own device name).
+    pub fn rename_device(&self, session_id: &str, name: &str) {
+        if let Some(s) = self.lock().sessions.iter_mut().find(|s| s.id == session_id) {
+            s.device_name = name.to_string();
+        }
+    }
+
     /// Change a user's limit as an admin would in the dashboard.
     pub fn set_limit_by_hand(&self, id: &str, bps: i64) {
         if let Some(u) = self.lock().users.iter_mut().find(|u| u.id == id) {
