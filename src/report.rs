@@ -132,7 +132,15 @@ pub fn pass_table(report: &PassReport) -> String {
                 streams.to_string(),
                 rate_cell(d),
             ),
-            Role::Idle => ("idle".into(), "0".into(), "-".into()),
+            // Not streaming as the plan counts it; a paused remote stream still shows.
+            Role::Idle => match paused_remote(p, &d.user_id) {
+                Some((ip, rate)) => (
+                    format!("{ip} (paused)"),
+                    "0".into(),
+                    rate.map_or_else(|| "-".into(), |r| format!("{} (paused)", fmt_mbps(r))),
+                ),
+                None => ("idle".into(), "0".into(), "-".into()),
+            },
             Role::Release => ("unmanaged".into(), "-".into(), "-".into()),
         };
         let mut action = match (&o.write, d.needs_write(), report.dry_run) {
@@ -187,6 +195,22 @@ pub fn pass_table(report: &PassReport) -> String {
         out.push_str("dry run: nothing was written\n");
     }
     out
+}
+
+/// A paused remote session of `user` that the plan does not count (`count_paused` is off):
+/// its address and rate, so the table says "paused" where `check` does.
+fn paused_remote(
+    p: &crate::plan::Plan,
+    user: &crate::ids::UserId,
+) -> Option<(crate::ids::ClientAddr, Option<u64>)> {
+    p.sessions.iter().find_map(|v| match v.location {
+        crate::network::Location::Remote(ip)
+            if v.paused && !v.counted && v.user_id.as_ref() == Some(user) =>
+        {
+            Some((ip, v.rate.map(|r| r.bps())))
+        }
+        _ => None,
+    })
 }
 
 /// The RATE cell: the streams' current rate, and what ignores limits.

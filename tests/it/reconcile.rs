@@ -382,3 +382,17 @@ async fn a_push_never_goes_above_the_new_limit_and_fresh_passes_do_not_repeat_it
         assert_eq!(pushes(&h.fake).len(), 1, "pushed again:\n{out}");
     }
 }
+
+#[tokio::test]
+async fn a_paused_stream_shows_as_paused_as_check_says() {
+    let (h, _m) = mixed("", "").await;
+    let (code, out, err) = h.cli(&["reconcile", "--dry-run"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let dave = out.lines().find(|l| l.starts_with("dave ")).unwrap();
+    assert!(
+        dave.contains("203.0.113.9 (paused)") && dave.contains("10.64 Mbps (paused)"),
+        "{out}"
+    );
+    let (_, check, _) = h.cli(&["check"]).await;
+    assert!(check.contains("paused, 10.64 Mbps"), "{check}");
+}
