@@ -44,7 +44,8 @@ pub mod exit {
 /// (Policy.RemoteClientBitrateLimit). The original limit of every user it changes is kept in a
 /// state file and put back by `jellydemon restore`.
 ///
-/// Start with `jellydemon check`, then `jellydemon reconcile --once --dry-run` to see what it
+/// Start with `jellydemon init` (it writes a configuration and checks it), or `jellydemon
+/// demo` to see it work without a server; then `jellydemon reconcile --dry-run` shows what it
 /// would do.
 #[derive(Debug, Parser)]
 #[command(name = "jellydemon", version, about, long_about, after_help = EXIT_CODES)]
@@ -184,6 +185,10 @@ pub enum Command {
     ImportConfig {
         /// The Python JellyDemon's config.yml.
         file: PathBuf,
+        /// Read the API key from this file instead of config.yml's jellyfin.api_key (which
+        /// may then be missing or the example's placeholder).
+        #[arg(long)]
+        api_key_file: Option<PathBuf>,
         /// Overwrite config.toml and api_key if they exist.
         #[arg(long)]
         force: bool,
@@ -387,6 +392,7 @@ async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, Exit
 /// `import-config`: convert, write config.toml and the secrets' files, print the notes.
 fn import_config(
     file: &std::path::Path,
+    key_file: Option<&std::path::Path>,
     config: &std::path::Path,
     force: bool,
 ) -> Result<ExitCode, ExitCode> {
@@ -396,7 +402,19 @@ fn import_config(
     };
     let text = std::fs::read_to_string(file)
         .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-    let c = crate::import::convert(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let key = match key_file {
+        Some(k) => {
+            let key = std::fs::read_to_string(k)
+                .map_err(|e| fail(format!("cannot read the API key from {}: {e}", k.display())))?;
+            if key.trim().is_empty() {
+                return Err(fail(format!("{} is empty", k.display())));
+            }
+            Some(secrecy::SecretString::from(key.trim().to_string()))
+        }
+        None => None,
+    };
+    let c = crate::import::convert_with_key(&text, key)
+        .map_err(|e| fail(format!("{}: {e}", file.display())))?;
     let w = crate::import::write(&c, config, force).map_err(fail)?;
     println!("{} -> {}", file.display(), w.config.display());
     for (from, to) in &c.notes {
@@ -542,7 +560,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             };
             init(&opts, level).await
         }
-        Command::ImportConfig { file, force } => import_config(&file, &cli.config, force),
+        Command::ImportConfig {
+            file,
+            api_key_file,
+            force,
+        } => import_config(&file, api_key_file.as_deref(), &cli.config, force),
         Command::Notify { test: _, target } => {
             let settings = load(&cli.config, level, false)?;
             let results = crate::notify::send_test(&settings, target.as_deref())

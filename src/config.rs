@@ -36,7 +36,10 @@ pub const MAX_JELLYFIN_LIMIT_BPS: u64 = i32::MAX as u64;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file does not exist.
-    #[error("config file {0} not found (pass --config PATH or set JELLYDEMON_CONFIG)")]
+    #[error(
+        "config file {0} not found: `jellydemon init` writes one (it asks for Jellyfin's URL, \
+         an API key and your upload speed), or pass --config PATH or set JELLYDEMON_CONFIG"
+    )]
     NotFound(PathBuf),
     /// The file is not valid TOML, a key is unknown, or a value has the wrong type.
     /// The message says which, never quoting a secret.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::config::toml_string as toml_str;
@@ -208,6 +208,22 @@ fn size_bytes(text: &str) -> Option<u64> {
 
 /// Convert the Python JellyDemon's `config.yml`.
 pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
+    convert_with_key(yaml, None)
+}
+
+/// Whether an API key is an example's placeholder ("your_api_key_here", "<api key>",
+/// "changeme"), not a key.
+fn is_placeholder(key: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase().replace('-', "_");
+    k.contains("your_api_key")
+        || k.contains("api_key_here")
+        || k.starts_with("your_")
+        || (k.starts_with('<') && k.ends_with('>'))
+        || ["changeme", "change_me", "xxx", "api_key", "key"].contains(&k.as_str())
+}
+
+/// [`convert`], with `key` (from `--api-key-file`) instead of the file's `jellyfin.api_key`.
+pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Conversion, ImportError> {
     let docs = YamlLoader::load_from_str(yaml).map_err(|e| ImportError::Syntax(e.to_string()))?;
     let root = match docs.first() {
         Some(Yaml::Hash(h)) => h,
@@ -256,11 +272,26 @@ pub fn convert(yaml: &str) -> Result<Conversion, ImportError> {
         }
     };
     let https = j.boolean("use_https")?.unwrap_or(false);
-    let key = j.string("api_key")?.filter(|k| !k.trim().is_empty());
-    let key = key.ok_or(ImportError::Missing {
-        key: "jellyfin.api_key",
-        why: "jellydemon needs an API key (Jellyfin: Dashboard -> API Keys)",
-    })?;
+    let in_file = j.string("api_key")?.filter(|k| !k.trim().is_empty());
+    let key = match key {
+        Some(k) => k.expose_secret().trim().to_string(),
+        None => {
+            let k = in_file.ok_or(ImportError::Missing {
+                key: "jellyfin.api_key",
+                why: "jellydemon needs an API key (Jellyfin: Dashboard -> API Keys); put it \
+                      there or pass --api-key-file FILE",
+            })?;
+            if is_placeholder(&k) {
+                return Err(ImportError::Invalid {
+                    key: "jellyfin.api_key".into(),
+                    problem: "is the example's placeholder, not a key: put your Jellyfin API \
+                              key there (Dashboard -> API Keys), or pass --api-key-file FILE"
+                        .into(),
+                });
+            }
+            k
+        }
+    };
     j.done()?;
     let host_in_url = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]") // an IPv6 address
@@ -657,10 +688,7 @@ pub fn write(c: &Conversion, config: &std::path::Path, force: bool) -> Result<Wr
         crate::files::write_private(path, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    put(
-        &w.api_key,
-        &format!("{}\n", secrecy::ExposeSecret::expose_secret(&c.api_key)),
-    )?;
+    put(&w.api_key, &format!("{}\n", c.api_key.expose_secret()))?;
     put(&w.webhook_token, &format!("{token}\n"))?;
     put(&w.config, &c.toml)?;
     std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o644))
@@ -671,16 +699,23 @@ pub fn write(c: &Conversion, config: &std::path::Path, force: bool) -> Result<Wr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     /// The Python project's config.example.yml, as published.
     const EXAMPLE: &str = include_str!("../tests/python-jellydemon/config.example.yml");
 
     #[test]
     fn the_published_example_converts_to_a_valid_configuration() {
-        let c = convert(EXAMPLE).unwrap();
-        assert_eq!(c.api_key.expose_secret(), "your_api_key_here");
-        assert!(!c.toml.contains("your_api_key_here"), "{}", c.toml);
+        // Its key is a placeholder: refused, unless a key is given.
+        let err = convert(EXAMPLE).unwrap_err().to_string();
+        assert!(
+            err.contains("`jellyfin.api_key`") && err.contains("placeholder"),
+            "{err}"
+        );
+        assert!(!err.contains("your_api_key_here"), "{err}");
+        let key = SecretString::from("0123456789abcdef".to_string());
+        let c = convert_with_key(EXAMPLE, Some(key)).unwrap();
+        assert_eq!(c.api_key.expose_secret(), "0123456789abcdef");
+        assert!(!c.toml.contains("0123456789abcdef"), "{}", c.toml);
         let s = crate::config::Settings::from_toml_str(&c.toml)
             .unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
         assert_eq!(s.jellyfin.url, "http://localhost:8096");

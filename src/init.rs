@@ -298,10 +298,19 @@ async fn jellyfin_url<R: BufRead, W: Write>(
     }
 }
 
+/// `host:port` as `http://host:port`: a URL typed without its scheme means plain HTTP.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 /// The URL as it will be written (no trailing slash) and "name, version" when it answers as
 /// Jellyfin.
 async fn probe(url: &str) -> Result<(String, String), String> {
-    let url = url.trim().trim_end_matches('/').to_string();
+    let url = with_scheme(url.trim().trim_end_matches('/'));
     let parsed = url::Url::parse(&url).map_err(|e| format!("{url} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("{url}: use http:// or https://"));

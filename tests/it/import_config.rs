@@ -103,22 +103,24 @@ async fn the_published_example_becomes_a_configuration_that_check_accepts() {
 async fn a_file_it_cannot_convert_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("out").join("config.toml");
+    // The example with a key (its placeholder is refused first; see below).
+    let example = EXAMPLE.replace("your_api_key_here", "k-0123456789abcdef");
     for (name, text, expected) in [
         ("missing.yml", None, "cannot read"),
         ("empty.yml", Some(""), "the file is empty"),
         (
             "unknown.yml",
-            Some(&*EXAMPLE.replace("daemon:\n", "daemon:\n  spike: 3\n")),
+            Some(&*example.replace("daemon:\n", "daemon:\n  spike: 3\n")),
             "unknown key `daemon.spike`",
         ),
         (
             "type.yml",
-            Some(&*EXAMPLE.replace("total_upload_mbps: 100.0", "total_upload_mbps: fast")),
+            Some(&*example.replace("total_upload_mbps: 100.0", "total_upload_mbps: fast")),
             "`bandwidth.total_upload_mbps`: expected a number",
         ),
         (
             "no-section.yml",
-            Some(&*EXAMPLE.replace("jellyfin:", "jelyfin:")),
+            Some(&*example.replace("jellyfin:", "jelyfin:")),
             "unknown key `jelyfin`",
         ),
     ] {
@@ -132,7 +134,7 @@ async fn a_file_it_cannot_convert_writes_nothing() {
         assert!(err.contains(expected), "{name}: {err}");
         assert!(err.contains("nothing was written"), "{name}: {err}");
         assert!(
-            !err.contains("your_api_key_here"),
+            !err.contains("k-0123456789abcdef"),
             "{name}: the key is never quoted: {err}"
         );
         assert!(
@@ -140,4 +142,52 @@ async fn a_file_it_cannot_convert_writes_nothing() {
             "{name}: nothing written"
         );
     }
+}
+
+#[tokio::test]
+async fn the_examples_placeholder_key_is_refused_unless_a_key_file_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("out").join("config.toml");
+    let yml = dir.path().join("config.yml");
+    std::fs::write(&yml, EXAMPLE).unwrap();
+    let yml_arg = yml.display().to_string();
+    let (code, out, err) = run(&config, &["import-config", &yml_arg], &[]).await;
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(
+        err.contains("`jellyfin.api_key`") && err.contains("placeholder"),
+        "{err}"
+    );
+    assert!(err.contains("--api-key-file"), "{err}");
+    assert!(!config.parent().unwrap().exists(), "nothing written");
+
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let (code, out, err) = run(
+        &config,
+        &[
+            "import-config",
+            &yml_arg,
+            "--api-key-file",
+            &key_file.display().to_string(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let written = config.parent().unwrap().join("api_key");
+    assert_eq!(std::fs::read_to_string(written).unwrap().trim(), KEY);
+}
+
+#[tokio::test]
+async fn a_new_user_is_pointed_at_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(&dir.path().join("none.toml"), &["--help"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("jellydemon init"), "{out}");
+    let (code, _, err) = run(&dir.path().join("none.toml"), &["check"], &[]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("not found") && err.contains("jellydemon init"),
+        "{err}"
+    );
 }

@@ -187,3 +187,25 @@ async fn nothing_is_written_without_every_answer_or_when_jellyfin_refuses() {
     let (code, _, err) = init(&s.config, &["--upload-mbps", "-3"], "").await;
     assert_eq!(code, 2, "{err}");
 }
+
+#[tokio::test]
+async fn a_url_without_its_scheme_means_http() {
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let bare = s.url.trim_start_matches("http://").to_string();
+    let args = [
+        "--url",
+        &bare,
+        "--api-key-file",
+        &key_file,
+        "--upload-mbps",
+        "40",
+        "--no-webhooks",
+        "--state-file",
+        &s.state,
+    ];
+    let (code, out, err) = init(&s.config, &args, "").await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let settings = Settings::load(&s.config).unwrap();
+    assert_eq!(settings.jellyfin.url, s.url);
+}
