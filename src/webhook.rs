@@ -89,6 +89,12 @@ pub enum HookError {
     /// No `NotificationType`: not a notification.
     #[error("missing NotificationType")]
     MissingType,
+    /// A playback start or stop that does not say whose it is.
+    #[error(
+        "{0} without a UserId: the limits are per user, so the event must name one (the \
+         template in webhook-templates/ sends it as \"UserId\")"
+    )]
+    MissingUser(&'static str),
     /// A field has a value of the wrong shape.
     #[error("field {field}: {problem}")]
     BadField {
@@ -142,9 +148,14 @@ pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
             }
         }
     };
-    let user_id = guid(&["UserId"], "UserId")?
-        .map(UserId::new)
-        .filter(|id| !id.is_nil());
+    let user_id = guid(&["UserId"], "UserId")?.map(UserId::new);
+    match (&kind, &user_id) {
+        (EventKind::PlaybackStart, None) => return Err(HookError::MissingUser("PlaybackStart")),
+        (EventKind::PlaybackStop, None) => return Err(HookError::MissingUser("PlaybackStop")),
+        _ => {}
+    }
+    // The all-zero id: a session without a user (nothing to manage).
+    let user_id = user_id.filter(|id| !id.is_nil());
     let is_paused = match get(&["IsPaused"]) {
         None => None,
         Some(v) => Some(as_bool(v).ok_or_else(|| HookError::BadField {
@@ -155,10 +166,18 @@ pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
     let int = |names: &[&str], label: &'static str| -> Result<Option<i64>, HookError> {
         match get(names) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => as_int(v).map(Some).ok_or_else(|| HookError::BadField {
-                field: label,
-                problem: format!("{v} is not an integer"),
-            }),
+            Some(v) => match as_int(v) {
+                // Jellyfin's bitrates are int32: anything else is not one of its events.
+                Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(Some(n)),
+                Some(n) => Err(HookError::BadField {
+                    field: label,
+                    problem: format!("{n} is not a bitrate (0 to {} bits/s)", i32::MAX),
+                }),
+                None => Err(HookError::BadField {
+                    field: label,
+                    problem: format!("{v} is not an integer"),
+                }),
+            },
         }
     };
     Ok(HookEvent {
@@ -328,8 +347,9 @@ mod tests {
 
     #[test]
     fn empty_template_variables_count_as_absent() {
-        let e = parse(br#"{"NotificationType":"PlaybackStart","UserId":"","RemoteEndPoint":" "}"#)
-            .unwrap();
+        let e =
+            parse(br#"{"NotificationType":"PlaybackProgress","UserId":"","RemoteEndPoint":" "}"#)
+                .unwrap();
         assert_eq!(e.user_id, None);
         assert_eq!(e.remote_end_point, None);
         let e = parse(br#"{"NotificationType":"PlaybackStart","UserId":"00000000-0000-0000-0000-000000000000"}"#).unwrap();
@@ -349,8 +369,38 @@ mod tests {
         assert_eq!(parse(b"{\"UserId\":\"x\"}"), Err(HookError::MissingType));
         let err = parse(br#"{"NotificationType":"PlaybackStart","UserId":"bob"}"#).unwrap_err();
         assert_eq!(err.to_string(), "field UserId: \"bob\" is not a GUID");
-        let err = parse(br#"{"NotificationType":"PlaybackStart","IsPaused":"maybe"}"#).unwrap_err();
+        let user = r#""UserId":"4f1c4f1c4f1c4f1c4f1c4f1c4f1c4f1c""#;
+        let err = parse(
+            format!(r#"{{"NotificationType":"PlaybackStart",{user},"IsPaused":"maybe"}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("field IsPaused"), "{err}");
+        // A start or stop that names no user cannot be acted on.
+        for kind in ["PlaybackStart", "PlaybackStop"] {
+            for body in [
+                format!(r#"{{"NotificationType":"{kind}"}}"#),
+                format!(r#"{{"NotificationType":"{kind}","UserId":""}}"#),
+            ] {
+                let err = parse(body.as_bytes()).unwrap_err();
+                assert_eq!(
+                    err,
+                    HookError::MissingUser(if kind == "PlaybackStart" {
+                        "PlaybackStart"
+                    } else {
+                        "PlaybackStop"
+                    })
+                );
+                assert!(err.to_string().contains("without a UserId"), "{err}");
+            }
+        }
+        // Bitrates are Jellyfin's int32: a forged huge one is refused, not summed.
+        for v in [i64::MAX.to_string(), "-5".into(), "2147483648".into()] {
+            let body =
+                format!(r#"{{"NotificationType":"PlaybackStart",{user},"Video_0_BitRate":{v}}}"#);
+            let err = parse(body.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("is not a bitrate"), "{v}: {err}");
+        }
     }
 
     proptest! {

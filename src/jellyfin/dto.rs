@@ -143,7 +143,7 @@ impl Session {
     /// would stream without a limit, whatever limit is in force.
     pub fn source_rate(&self) -> Option<u64> {
         let streams = &self.now_playing_item.as_ref()?.media_streams;
-        let rate = |s: &MediaStream| s.bit_rate.filter(|b| *b > 0).map(|b| b as u64);
+        let rate = |s: &MediaStream| s.bit_rate.filter(|b| *b > 0).map(bounded);
         let of_type = |t: &'static str| {
             streams.iter().filter(move |s| {
                 s.stream_type
@@ -160,7 +160,7 @@ impl Session {
             .and_then(rate);
         match (video, audio) {
             (None, None) => None,
-            (v, a) => Some(v.unwrap_or(0) + a.unwrap_or(0)),
+            (v, a) => Some(v.unwrap_or(0).saturating_add(a.unwrap_or(0))),
         }
     }
     /// The stream's current rate: the transcode's output bitrate while transcoding (bounded by
@@ -173,7 +173,7 @@ impl Session {
             .and_then(|t| t.bitrate)
             .filter(|b| *b > 0)
         {
-            return Some(RateSource::Transcode(b as u64));
+            return Some(RateSource::Transcode(bounded(b)));
         }
         self.source_rate().map(RateSource::MediaStreams)
     }
@@ -267,4 +267,10 @@ pub struct TranscodingInfo {
     pub bitrate: Option<i64>,
     /// The video codec transcoded to.
     pub video_codec: Option<String>,
+}
+
+/// A bitrate Jellyfin reports, at most what its `int32` fields can hold: a rate from a
+/// forged webhook or a broken server cannot overflow the sums of a plan.
+fn bounded(bps: i64) -> u64 {
+    bps.clamp(0, i64::from(i32::MAX)) as u64
 }

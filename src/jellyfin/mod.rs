@@ -477,5 +477,17 @@ mod tests {
         let none: Session =
             serde_json::from_value(json!({"Id": "x", "NowPlayingItem": {}})).unwrap();
         assert_eq!(none.stream_rate(), None);
+        // Rates beyond Jellyfin's int32 are bounded: their sum cannot overflow.
+        let huge: Session = serde_json::from_value(json!({
+            "Id": "x",
+            "NowPlayingItem": {"MediaStreams": [
+                {"Type": "Video", "BitRate": i64::MAX}, {"Type": "Audio", "BitRate": i64::MAX}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            huge.stream_rate(),
+            Some(RateSource::MediaStreams(2 * i32::MAX as u64))
+        );
     }
 }

@@ -271,6 +271,16 @@ async fn the_hook_checks_the_secret_the_size_and_the_body() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let msg: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(msg["error"], "missing NotificationType");
+    let bad = d.hook("{\"NotificationType\":\"PlaybackStart\"}").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let msg: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        msg["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("PlaybackStart without a UserId"),
+        "{msg}"
+    );
 
     let other = d.hook("{\"NotificationType\": \"ItemAdded\"}").await;
     assert_eq!(other.status(), StatusCode::ACCEPTED);
@@ -287,7 +297,7 @@ async fn the_hook_checks_the_secret_the_size_and_the_body() {
 
     let st = d.state().await;
     assert_eq!(st["events"]["unauthorized"], 2);
-    assert_eq!(st["events"]["rejected"], 2);
+    assert_eq!(st["events"]["rejected"], 3);
     d.stop().await;
 }
 
