@@ -64,13 +64,13 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// A fixed budget (no meter), e.g. for tests.
-    pub fn fixed(budget_bps: u64) -> Feed {
+    /// A fixed budget (no meter, no schedule), `cause` saying where it comes from.
+    pub fn fixed(budget_bps: u64, cause: String) -> Feed {
         let (fixed, state) = watch::channel(BudgetState {
             budget_bps,
             static_bps: budget_bps,
             source: "static",
-            cause: "static: total_upload_mbps - reserved_mbps".into(),
+            cause,
             meter: None,
         });
         let (jellyfin, _) = watch::channel(0);
@@ -103,6 +103,21 @@ pub fn static_budget_at(
     ))
 }
 
+/// "100 Mbps of upload less 10 Mbps kept free": where a configured budget comes from, in
+/// words (the page and `report` show it).
+fn configured(total_mbps: f64, reserved_mbps: f64) -> String {
+    let (total, reserved) = (mbps_to_bps(total_mbps), mbps_to_bps(reserved_mbps));
+    if reserved == 0 {
+        format!("{} of upload, all of it for the streams", fmt_mbps(total))
+    } else {
+        format!(
+            "{} of upload less {} kept free",
+            fmt_mbps(total),
+            fmt_mbps(reserved)
+        )
+    }
+}
+
 /// Start the feed for `settings`: the static budget, or a task reading the meter and following
 /// the schedule until `shutdown`.
 pub fn start(
@@ -120,7 +135,7 @@ pub fn start(
     let static_bps = mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved));
     metrics.budget_bps.set(static_bps as i64);
     if b.meter.is_none() && schedule.is_none() {
-        return Ok((Feed::fixed(static_bps), None));
+        return Ok((Feed::fixed(static_bps, configured(total, reserved)), None));
     }
     let meter = b.meter.as_ref().map(Meter::new).transpose()?;
     let estimator = b
@@ -132,9 +147,15 @@ pub fn start(
         static_bps,
         source: "static",
         cause: match (&meter, entry) {
-            (Some(_), _) => "static until the meter has measured".into(),
-            (None, Some(name)) => format!("static, schedule \"{name}\""),
-            (None, None) => "static: total_upload_mbps - reserved_mbps".into(),
+            (Some(_), _) => format!(
+                "{} until the meter has measured",
+                configured(total, reserved)
+            ),
+            (None, Some(name)) => format!(
+                "{}, as the schedule \"{name}\" says",
+                configured(total, reserved)
+            ),
+            (None, None) => configured(total, reserved),
         },
         meter: meter.as_ref().map(|m| MeterView {
             reads: m.describe(),
@@ -306,7 +327,7 @@ impl Task {
                 fmt_mbps(*other_bps)
             ),
             Change::MeterDown { budget_bps, error } => format!(
-                "static {} while the meter fails ({error}){schedule}",
+                "{}, the configured budget, while the meter fails ({error}){schedule}",
                 fmt_mbps(*budget_bps)
             ),
             Change::MeterUp => "the meter answers again; measuring".into(),

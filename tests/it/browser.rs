@@ -107,6 +107,24 @@ async fn the_status_page_shows_the_state_in_a_browser() {
         assert!(found, "{needle:?} not on the page:\n{dom}");
     }
     assert!(dom.contains("remote streamer"));
+    // Where the budget comes from, in words.
+    assert!(
+        dom.contains("60 Mbps of upload less 5 Mbps kept free") && !dom.contains("static:"),
+        "{dom}"
+    );
+    // On a phone the From column folds under the user's name.
+    assert!(dom.contains("from 2001:db8::10"), "{dom}");
+    // The chart's series can be hidden, and its window chosen.
+    for id in ["legend-budget", "legend-held", "legend-rate"] {
+        assert!(
+            dom.contains(&format!("id=\"{id}\" aria-pressed=\"true\"")),
+            "{id}: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("data-seconds=\"3600\" aria-pressed=\"true\""),
+        "{dom}"
+    );
     assert!(
         !dom.contains("no decision yet"),
         "decisions are listed:\n{dom}"

@@ -67,7 +67,7 @@ async function refreshState() {
   $("bar-held").style.width = pct(held, scale);
   $("bar-rate").style.width = pct(rate, scale);
   $("bar-budget").style.left = pct(budget, scale);
-  $("budget-cause").textContent = s.budget ? `${s.budget.source}: ${s.budget.cause}` : "";
+  $("budget-cause").textContent = s.budget ? s.budget.cause : "";
   $("warnings").innerHTML = (d ? d.warnings : []).map((w) => `<p class="warn">⚠ ${esc(w)}</p>`).join("")
     + (s.poll.last_error ? `<p class="warn">⚠ ${esc(s.poll.last_error)}</p>` : "");
   $("claimants").textContent = active.length;
@@ -84,7 +84,7 @@ async function refreshState() {
   $("ev-rejected").textContent = s.events.rejected + s.events.unauthorized;
   $("poll-age").textContent = s.poll.last_ok_age_seconds == null ? "never" : Math.round(s.poll.last_ok_age_seconds) + " s ago";
   $("algorithm").textContent = d ? d.algorithm : "–";
-  rows($("remote"), active, (u) => `<tr><td><b>${esc(u.user)}</b><div class="reason">${esc(u.reason)}</div></td>
+  rows($("remote"), active, (u) => `<tr><td><b>${esc(u.user)}</b><div class="reason show-s">from ${esc(u.endpoints.join(", "))}</div><div class="reason">${esc(u.reason)}</div></td>
       <td class="hide-s">${esc(u.endpoints.join(", "))}</td><td class="num">${u.streams}</td>
       <td class="num">${mbps(u.stream_rate_bps)}${streamNotes(u)}</td><td class="num"><b>${limit(u.limit_bps)}</b></td></tr>`,
       "nobody streams from outside");
@@ -120,18 +120,59 @@ async function refreshChart() {
   drawChart();
 }
 
-// Drawn at the SVG's own pixel size (text is not stretched). Every line stays visible when
-// two coincide: the budget is a wide pale band behind, the held line narrower on it, the
-// streaming rate thinnest on top.
+// The chart's series, widest first so every line stays visible where two coincide. Each can
+// be hidden from its legend entry; the choice and the window are kept in this browser.
+const SERIES = [
+  {key: "budget", cls: "line-budget", v: (p) => p.budget},
+  {key: "held", cls: "line-held", v: (p) => p.held},
+  {key: "measured", cls: "line-measured", v: (p) => p.measured ?? 0, metered: true},
+  {key: "other", cls: "line-other", v: (p) => p.other ?? 0, metered: true},
+  {key: "rate", cls: "line-rate", v: (p) => p.remote_rate},
+];
+const saved = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
+const hidden = new Set(saved("jd-hidden", []));
+let windowSeconds = saved("jd-window", 3600);
+
+// At most one point per `bucket` seconds: each series keeps its highest value of the bucket,
+// so a short peak still shows and a busy hour is not a dense sawtooth.
+function thin(h, bucket) {
+  if (bucket <= 0) return h;
+  const out = [];
+  for (const p of h) {
+    const last = out[out.length - 1];
+    if (last && Math.floor(p.t / bucket) === Math.floor(last.t / bucket)) {
+      for (const k of ["budget", "held", "remote_rate", "measured", "other"]) {
+        if (p[k] != null) last[k] = Math.max(last[k] ?? 0, p[k]);
+      }
+    } else {
+      out.push({...p});
+    }
+  }
+  return out;
+}
+
+// Drawn at the SVG's own pixel size (text is not stretched), over the chosen window.
 function drawChart() {
-  const h = history;
   const svg = $("chart");
-  if (!h.length) { svg.innerHTML = ""; return; }
+  const end = history.length ? history[history.length - 1].t : 0;
+  const inWindow = windowSeconds > 0 ? history.filter((p) => p.t >= end - windowSeconds) : history;
   const W = Math.max(svg.clientWidth || 600, 200), H = 190, left = 64, right = 8, top = 8, bottom = 14;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const t0 = h[0].t, t1 = Math.max(h[h.length - 1].t, t0 + 60);
-  const peak = Math.max(...h.map((p) => Math.max(p.budget, p.held, p.remote_rate, p.measured ?? 0, p.other ?? 0))) || 1e6;
+  const span = inWindow.length ? Math.max(end - inWindow[0].t, 60) : 60;
+  const h = thin(inWindow, span / ((W - left - right) / 3));
+  for (const b of document.querySelectorAll("#chart-window button")) {
+    b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === windowSeconds));
+  }
   const metered = h.some((p) => p.measured != null);
+  for (const s of SERIES) {
+    const el = $("legend-" + s.key);
+    el.hidden = s.metered && !metered;
+    el.setAttribute("aria-pressed", String(!hidden.has(s.key)));
+  }
+  if (!h.length) { svg.innerHTML = ""; $("chart-range").textContent = ""; return; }
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const shown = SERIES.filter((s) => !hidden.has(s.key) && (!s.metered || metered));
+  const t0 = h[0].t, t1 = Math.max(h[h.length - 1].t, t0 + 60);
+  const peak = Math.max(0, ...h.flatMap((p) => shown.map((s) => s.v(p)))) || 1e6;
   const step = niceStep(peak * 1.05);
   const max = Math.ceil(peak * 1.05 / step) * step;
   const x = (t) => left + (W - left - right) * (t - t0) / (t1 - t0);
@@ -144,14 +185,23 @@ function drawChart() {
   // Step lines: a value holds until the next sample.
   const path = (f) => h.map((p, i) => (i ? `H${x(p.t).toFixed(1)}V` : `M${x(p.t).toFixed(1)},`) + y(f(p)).toFixed(1)).join("")
       + `H${x(t1).toFixed(1)}`;
-  const line = (cls, f) => `<path class="${cls}" d="${path(f)}"/>`;
-  svg.innerHTML = axis
-    + line("line-budget", (p) => p.budget)
-    + line("line-held", (p) => p.held)
-    + (metered ? line("line-measured", (p) => p.measured ?? 0) + line("line-other", (p) => p.other ?? 0) : "")
-    + line("line-rate", (p) => p.remote_rate);
-  for (const id of ["legend-measured", "legend-other"]) $(id).hidden = !metered;
+  svg.innerHTML = axis + shown.map((s) => `<path class="${s.cls}" d="${path(s.v)}"/>`).join("");
   $("chart-range").textContent = `${time(t0)} – ${time(t1)}`;
+}
+
+for (const s of SERIES) {
+  $("legend-" + s.key).addEventListener("click", () => {
+    if (hidden.has(s.key)) hidden.delete(s.key); else hidden.add(s.key);
+    localStorage.setItem("jd-hidden", JSON.stringify([...hidden]));
+    drawChart();
+  });
+}
+for (const b of document.querySelectorAll("#chart-window button")) {
+  b.addEventListener("click", () => {
+    windowSeconds = Number(b.dataset.seconds);
+    localStorage.setItem("jd-window", JSON.stringify(windowSeconds));
+    drawChart();
+  });
 }
 
 refreshState(); refreshChart();
