@@ -140,6 +140,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         ),
     );
     state(&mut r, &settings.state.file);
+    open_files(&mut r, settings.daemon.http_max_connections);
     budget_lines(&mut r, settings).await;
     for t in &settings.notify {
         match crate::notify::target::Resolved::new(t) {
@@ -460,6 +461,27 @@ async fn read_meter(
     match tokio::time::timeout(timeout, meter.read()).await {
         Ok(r) => r.map(|c| (started, c)),
         Err(_) => Err("no answer in time".to_string()),
+    }
+}
+
+/// Whether the open-file limit (as a daemon started from here would have it) leaves room for
+/// `daemon.http_max_connections` beside the files the daemon needs itself.
+fn open_files(r: &mut CheckReport, configured: usize) {
+    let Some(limit) = crate::fds::hard_limit() else {
+        return;
+    };
+    let cap = crate::fds::cap_for(limit, configured);
+    if cap < configured {
+        r.push(
+            Level::Warn,
+            format!(
+                "the open-file limit here is {limit}: a daemon started from here serves at \
+                 most {cap} connections (daemon.http_max_connections = {configured}) and keeps \
+                 {} files for the state file, Jellyfin and the restore; raise it (LimitNOFILE= \
+                 in the service, ulimit -n, the container's --ulimit nofile)",
+                crate::fds::FDS_RESERVED
+            ),
+        );
     }
 }
 

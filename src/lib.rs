@@ -7,7 +7,8 @@
 //! listed before it:
 //!
 //! 1. helpers: `sync` (locking), `files` (atomic owner-only writes), `clock` (unix time,
-//!    backoff), [`escape`] (outside text made safe to print); `anon` (the alias map) and
+//!    backoff), [`escape`] (outside text made safe to print), [`fds`] (the open-file limit
+//!    and the connection cap under it); `anon` (the alias map) and
 //!    [`ids`] (user, session and device ids and names, client addresses: typed, normalized
 //!    once, shown as their alias when anonymizing, escaped);
 //! 2. the outside world, parsed: [`network`] (who is remote), [`jellyfin`] (the client and
@@ -40,6 +41,7 @@ pub(crate) mod clock;
 pub mod config;
 pub mod daemon;
 pub mod escape;
+pub mod fds;
 pub(crate) mod files;
 pub mod healthcheck;
 pub mod ids;

@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -55,13 +54,13 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// The one router of the daemon.
 pub fn router(state: AppState) -> Router {
-    let limit = state.settings.daemon.max_hook_body_bytes;
     // What a person or Prometheus reads: under an allowed Host, with the status secret.
     let pages = Router::new()
         .route("/", get(status_page))
         .route("/status.css", get(status_css))
         .route("/status.js", get(status_js))
-        .route("/login", post(login))
+        // A sign-in form is a few dozen bytes.
+        .route("/login", post(login).layer(DefaultBodyLimit::max(4 * 1024)))
         .route("/api/state", get(api_state))
         .route("/api/history", get(api_history))
         .route("/metrics", get(metrics))
@@ -73,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];
     let mut app = Router::new()
-        .route("/hook", post(hook).layer(DefaultBodyLimit::max(limit)))
+        .route("/hook", post(hook))
         .route("/healthz", get(healthz))
         .merge(pages)
         .with_state(state);
@@ -187,12 +186,11 @@ async fn login(
     }
 }
 
-async fn hook(
-    State(s): State<AppState>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST /hook`. The secret is checked on the headers, before any of the body is read: a
+/// client without it costs one header parse, however slowly it would send a body.
+async fn hook(State(s): State<AppState>, Peer(peer): Peer, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let m = &s.metrics;
     if s.settings.daemon.mode == Mode::ReconcileOnly {
         return error(
@@ -219,6 +217,21 @@ async fn hook(
             "missing or wrong secret: send it in the X-Jellydemon-Token header",
         );
     }
+    let limit = s.settings.daemon.max_hook_body_bytes;
+    let body = match read_body(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(status) => {
+            m.event("invalid", "rejected");
+            return if status == StatusCode::PAYLOAD_TOO_LARGE {
+                error(
+                    status,
+                    format!("the body is larger than daemon.max_hook_body_bytes ({limit} bytes)"),
+                )
+            } else {
+                error(status, "the body could not be read")
+            };
+        }
+    };
     let event = match webhook::parse(&body) {
         Ok(e) => e,
         Err(e) => {
@@ -248,6 +261,33 @@ async fn hook(
         axum::Json(json!({"status": "accepted"})),
     )
         .into_response()
+}
+
+/// The body, at most `limit` bytes: 413 as soon as `Content-Length` or what arrived says it
+/// is larger, 400 when the client breaks off.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Vec<u8>, StatusCode> {
+    use futures_util::StreamExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
+        if out.len() + chunk.len() > limit {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// `GET /`: the status page (no CDN: it works offline), which polls `/api/state`.

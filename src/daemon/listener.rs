@@ -5,17 +5,19 @@
 //!   hyper also starts while a kept-alive connection waits for its next request: a client that
 //!   trickles headers or idles is closed;
 //! * a timeout on every request, body included (`daemon.http_request_timeout`, 408);
-//! * at most `daemon.http_max_connections` connections: at the limit the oldest connection
-//!   with no request in progress (idle, or still sending headers) is closed to make room, so a
-//!   flood of idle connections cannot lock out `/hook` or `/healthz`; when every connection is
-//!   busy, a new one is closed at once. File descriptors stay far from the limit, so the
-//!   ledger and the Jellyfin client keep working;
+//! * at most `daemon.http_max_connections` connections, and never more than the open-file
+//!   limit leaves after what the daemon needs itself ([`crate::fds::connection_cap`]): at the limit the
+//!   oldest connection with no request in progress (idle, or still sending headers) is closed
+//!   to make room, else the oldest still sending a request body, so a flood of idle or
+//!   trickling connections cannot lock out `/hook` or `/healthz`; when every connection is
+//!   busy answering, a new one is closed at once. File descriptors stay clear of the limit,
+//!   so the ledger, the Jellyfin client and the restore keep working;
 //! * on shutdown, accepting stops, open connections are asked to finish and get at most
 //!   `daemon.http_drain`, then are dropped.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +46,9 @@ pub struct Limits {
 struct Tracked {
     /// Requests being answered on it now.
     in_flight: Arc<AtomicUsize>,
+    /// Its request's body is still arriving: a client that trickles a body holds a request in
+    /// flight without costing it anything, so it is closed to make room like an idle one.
+    receiving: Arc<AtomicBool>,
     /// Cancelled to close it.
     close: CancellationToken,
 }
@@ -59,13 +64,17 @@ impl Connections {
         lock(&self.open).len()
     }
 
-    /// Close the oldest connection with no request in progress. False when every connection
-    /// is busy.
+    /// Close the oldest connection with no request in progress, else the oldest still
+    /// receiving a request body. False when every connection is busy answering.
     fn evict_oldest_idle(&self) -> bool {
         let mut open = lock(&self.open);
         let oldest = open
             .iter()
             .find(|(_, t)| t.in_flight.load(Ordering::SeqCst) == 0)
+            .or_else(|| {
+                open.iter()
+                    .find(|(_, t)| t.receiving.load(Ordering::SeqCst))
+            })
             .map(|(id, _)| *id);
         match oldest.and_then(|id| open.remove(&id)) {
             Some(t) => {
@@ -90,6 +99,38 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request body that says when it has all arrived (see [`Tracked::receiving`]).
+struct Watched {
+    inner: Incoming,
+    receiving: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_))))
+            || self.inner.is_end_stream()
+        {
+            self.receiving.store(false, Ordering::SeqCst);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -136,11 +177,13 @@ pub async fn serve(
         next_id += 1;
         let id = next_id;
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let receiving = Arc::new(AtomicBool::new(false));
         let close = CancellationToken::new();
         lock(&connections.open).insert(
             id,
             Tracked {
                 in_flight: in_flight.clone(),
+                receiving: receiving.clone(),
                 close: close.clone(),
             },
         );
@@ -151,7 +194,13 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let guard = InFlight::enter(&in_flight);
                 req.extensions_mut().insert(ConnectInfo(peer));
-                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                receiving.store(
+                    !hyper::body::Body::is_end_stream(req.body()),
+                    Ordering::SeqCst,
+                );
+                let receiving = receiving.clone();
+                let req = req.map(|inner| axum::body::Body::new(Watched { inner, receiving }));
+                let call = app.clone().oneshot(req);
                 async move {
                     let response = call.await;
                     drop(guard);

@@ -129,10 +129,15 @@ pub async fn run(
         status,
         metrics,
     });
+    let (max_connections, low_fds) =
+        crate::fds::connection_cap(settings.daemon.http_max_connections);
+    if let Some(note) = low_fds {
+        warn!("{note}");
+    }
     let limits = listener::Limits {
         header_timeout: settings.daemon.http_header_timeout,
         request_timeout: settings.daemon.http_request_timeout,
-        max_connections: settings.daemon.http_max_connections,
+        max_connections,
         drain: settings.daemon.http_drain,
     };
     let server = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));

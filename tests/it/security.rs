@@ -441,3 +441,113 @@ async fn the_state_and_alias_files_are_private_and_a_dry_run_writes_none() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test]
+async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_daemon() {
+    allow_open_files(2_000);
+    let fake = FakeJellyfin::new(KEY);
+    let (alice, bob) = household(&fake);
+    let carol = fake.add_user("carol", |_| {});
+    let originals = crate::common::limits_now(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let token = "0123456789abcdef0123";
+    // The default connection cap (256) under a limit of 256 open files: the daemon must fit
+    // its connections under the limit itself. Idle and half-sent requests are not timed out
+    // during the test.
+    let (mut child, addr) = spawn(
+        &h,
+        &format!(
+            "http_header_timeout = \"60s\"\nhttp_request_timeout = \"60s\"\n\
+             webhook_token = \"{token}\"\nshutdown_timeout = \"10s\""
+        ),
+        Some(256),
+    )
+    .await;
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
+
+    let mut held: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    for i in 0..300 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        // Half of them with the secret, so their body is waited for; all trickle one byte.
+        let secret = if i % 2 == 0 {
+            format!("X-Jellydemon-Token: {token}\r\n")
+        } else {
+            String::new()
+        };
+        let _ = c.write_all(
+            format!("POST /hook HTTP/1.1\r\nHost: x\r\n{secret}Content-Length: 60000\r\n\r\n{{")
+                .as_bytes(),
+        );
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let http = reqwest::Client::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await
+    .expect("healthz answers")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let s = h
+        .fake
+        .add_session(Some(&carol), Some("198.51.100.3"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Show", Some(8 * M), None));
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.post(format!("http://{addr}/hook"))
+            .header("X-Jellydemon-Token", token)
+            .body(crate::common::event("PlaybackStart", &carol, &s))
+            .send(),
+    )
+    .await
+    .expect("/hook answers")
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually("carol's limit written", || h.fake.limit(&carol) == 46 * M).await;
+    assert!(
+        h.ledger().original(&UserId::new(&carol)).is_some(),
+        "the ledger was written"
+    );
+
+    // The restore at SIGTERM has the files it needs, with every connection still open.
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the shutdown timeout")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "every original restored");
+    crate::common::assert_originals(&h.fake, &originals);
+    assert!(h.ledger().is_empty());
+    let _ = alice;
+    drop(held);
+}
+
+#[tokio::test]
+async fn check_says_when_the_open_file_limit_is_low() {
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&h.config_path)
+        .arg("check")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("the open-file limit here is 256")
+            && text.contains("serves at most 192 connections"),
+        "{text}"
+    );
+}
