@@ -163,8 +163,21 @@ impl Anonymizer {
     /// known by a new alias. One left-to-right pass, longest match first, so an alias is never
     /// rewritten again.
     pub fn scrub(&self, text: &str) -> String {
-        let mut pairs = self.pairs();
-        pairs.retain(|(o, _)| !o.is_empty());
+        // Each value as it may have been written: as is, escaped for a terminal or a text
+        // log, and escaped inside a JSON string (quotes, backslashes, controls).
+        let mut pairs: Vec<(String, String)> = self
+            .pairs()
+            .into_iter()
+            .filter(|(o, _)| !o.is_empty())
+            .flat_map(|(o, a)| {
+                let json = serde_json::to_string(&o).unwrap_or_default();
+                let json = json[1..json.len().saturating_sub(1).max(1)].to_string();
+                let shown = crate::escape::escape_controls(&o).into_owned();
+                [(o, a.clone()), (shown, a.clone()), (json, a)]
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
         pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         let mut out = String::with_capacity(text.len());
         let mut i = 0;
@@ -406,6 +419,16 @@ mod tests {
         );
         // Scrubbing the output again changes nothing: aliases are not aliased.
         assert_eq!(a.scrub(&out), out);
+        // A value escaped for JSON or a terminal is found too.
+        a.alias(Kind::UserName, "Bob \"the\" Builder");
+        a.alias(Kind::UserName, "CORP\\alice");
+        a.alias(Kind::Device, "TV\u{1b}[1m");
+        assert_eq!(
+            a.scrub(
+                r#"{"user":"Bob \"the\" Builder","u2":"CORP\\alice","d":"TV\u001b[1m"} TV\u{1b}[1m"#
+            ),
+            r#"{"user":"User-003","u2":"User-004","d":"Device-001"} Device-001"#
+        );
         // Networks are configuration, kept; an address beside one is not.
         assert_eq!(
             a.scrub("ranges 10.0.0.0/8, 2001:db8::/32 from 198.51.100.9/ ok"),

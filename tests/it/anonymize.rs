@@ -517,3 +517,54 @@ file = "{}"
     // Reading never wrote an alias map.
     assert!(!dir.path().join("aliases.json").exists());
 }
+
+/// Names that JSON and the terminal escape: the running daemon's decisions, embedded in the
+/// report as JSON, name them escaped, and the report still shows none of them.
+#[tokio::test]
+async fn a_bug_report_finds_names_however_they_were_escaped() {
+    let fake = FakeJellyfin::new(KEY);
+    let names = [
+        "Bob \"the\" Builder",
+        "CORP\\alice",
+        "tab\tand\u{1b}[1mbold",
+    ];
+    let mut devices = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let id = fake.add_user(name, |_| {});
+        let s = fake.add_session(
+            Some(&id),
+            Some(&format!("203.0.113.{}", i + 40)),
+            "Jellyfin Web",
+            None,
+        );
+        let device = format!("{name}'s \"TV\" \\ {i}");
+        fake.rename_device(&s, &device);
+        devices.push(device);
+        fake.start_playback(&s, Playback::direct("x", Some(8 * M), None));
+    }
+    let h = crate::common::Harness::start(fake, "", "").await;
+    let d = h.daemon("").await;
+    d.wait_for(|s| {
+        s["last_decision"]["users"]
+            .as_array()
+            .is_some_and(|u| u.len() == 3)
+    })
+    .await;
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let (code, out, err) = h
+        .cli(&["report", "--output", "-", "--address", &addr])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("last decision, in full"),
+        "the daemon's part is in it:\n{out}"
+    );
+    for v in names.iter().map(|n| n.to_string()).chain(devices) {
+        let json = serde_json::to_string(&v).unwrap();
+        let escaped = jellydemon::escape::escape_controls(&v).into_owned();
+        for form in [v.as_str(), json.trim_matches('"'), escaped.as_str()] {
+            assert!(!out.contains(form), "the report shows {form:?}:\n{out}");
+        }
+    }
+    d.stop().await;
+}
