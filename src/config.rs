@@ -703,7 +703,7 @@ impl DaemonSettings {
 
     /// The webhook secret from `webhook_token` or `webhook_token_file`, if any.
     pub fn webhook_token(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(
+        token_from(
             &self.webhook_token,
             &self.webhook_token_file,
             "daemon.webhook_token_file",
@@ -713,7 +713,7 @@ impl DaemonSettings {
     /// The secret for the read-only endpoints: `status_token` (or its file), else the webhook
     /// secret.
     pub fn status_token(&self) -> Result<Option<SecretString>, ConfigError> {
-        match secret_from(
+        match token_from(
             &self.status_token,
             &self.status_token_file,
             "daemon.status_token_file",
@@ -750,6 +750,36 @@ fn secret_from(
         return Err(invalid(file_key, format!("{} is empty", path.display())));
     }
     Ok(Some(SecretString::from(t.to_owned())))
+}
+
+/// The fewest characters a webhook or status secret may have, inline or in its file.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// [`secret_from`] for a secret that guards an endpoint: a file's too must be at least
+/// [`MIN_TOKEN_LEN`] characters (as an inline one is, checked at load).
+fn token_from(
+    inline: &Option<SecretString>,
+    file: &Option<RelativePathBuf>,
+    file_key: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    let t = secret_from(inline, file, file_key)?;
+    if inline.is_none()
+        && t.as_ref()
+            .is_some_and(|t| t.expose_secret().len() < MIN_TOKEN_LEN)
+    {
+        return Err(short_token(file_key));
+    }
+    Ok(t)
+}
+
+fn short_token(file_key: &'static str) -> ConfigError {
+    invalid(
+        file_key,
+        format!(
+            "the secret in it must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand \
+             -hex 16`)"
+        ),
+    )
 }
 
 /// The values the allocation works with, in integer bits per second.
@@ -933,7 +963,7 @@ impl Settings {
         }
         if d.webhook_token
             .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
         {
             return Err(invalid(
                 "daemon.webhook_token",
@@ -954,6 +984,19 @@ impl Settings {
                 ),
             ));
         }
+        // A token file that can be read now is checked now (one that cannot is reported
+        // where it is used, e.g. by `check` run as another user).
+        for (file, key) in [
+            (&d.webhook_token_file, "daemon.webhook_token_file"),
+            (&d.status_token_file, "daemon.status_token_file"),
+        ] {
+            if let Some(f) = file
+                && let Ok(text) = std::fs::read_to_string(f.relative())
+                && (1..MIN_TOKEN_LEN).contains(&text.trim().len())
+            {
+                return Err(short_token(key));
+            }
+        }
         if d.status_token.is_some() && d.status_token_file.is_some() {
             return Err(invalid(
                 "daemon.status_token",
@@ -962,7 +1005,7 @@ impl Settings {
         }
         if d.status_token
             .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < 16)
+            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
         {
             return Err(invalid(
                 "daemon.status_token",

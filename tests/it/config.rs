@@ -188,6 +188,30 @@ fn api_key_file_is_read_and_trimmed_and_errors_name_the_key() {
 }
 
 #[test]
+fn a_short_webhook_secret_is_refused_in_a_file_as_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("webhook_token");
+    std::fs::write(&token, "abc\n").unwrap();
+    let toml = format!(
+        "[jellyfin]\nurl = \"http://h\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = 10\n\
+         [daemon]\nlisten = \"0.0.0.0:8098\"\nwebhook_token_file = \"{}\"\n",
+        token.display()
+    );
+    let err = Settings::from_toml_str(&toml).unwrap_err().to_string();
+    assert!(
+        err.contains("daemon.webhook_token_file") && err.contains("at least 16"),
+        "{err}"
+    );
+    assert!(!err.contains("abc"), "{err}");
+    // Made short after the load: refused where it is used.
+    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    let s = Settings::from_toml_str(&toml).unwrap();
+    std::fs::write(&token, "abc\n").unwrap();
+    let err = s.daemon.webhook_token().unwrap_err().to_string();
+    assert!(err.contains("at least 16"), "{err}");
+}
+
+#[test]
 fn a_missing_config_file_is_a_clear_error() {
     let err = Settings::load(Path::new("/nonexistent/jellydemon.toml"))
         .unwrap_err()
