@@ -9,7 +9,12 @@
 //! * Those pages answer only under an allowed `Host`: an IP address, `localhost`, this
 //!   machine's name or `daemon.allowed_hosts`. A DNS-rebinding page names its own host.
 //! * Failed authentications are logged at warn with the peer's address, at most once a minute,
-//!   with how many there were.
+//!   with how many there were. Sign-in attempts are rate-limited per address
+//!   ([`SIGN_IN_BURST`] at once, then one every [`SIGN_IN_EVERY`]), so the secret cannot be
+//!   guessed at the speed of the network.
+//! * The sign-in form and sign-out take only same-origin posts (a page elsewhere cannot sign
+//!   a browser in or out); the cookie is `Secure` when the page was reached over HTTPS (the
+//!   request says so, or the proxy in front does with `X-Forwarded-Proto`).
 //!
 //! Secrets are compared in constant time and never logged.
 
@@ -40,6 +45,21 @@ const SESSION_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// At most one log line about failed authentications per this period.
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// Sign-in attempts one address may make at once.
+pub const SIGN_IN_BURST: u32 = 5;
+
+/// Then one attempt per this period.
+pub const SIGN_IN_EVERY: Duration = Duration::from_secs(6);
+
+/// Addresses remembered by the sign-in limiter before the idle ones are dropped.
+const SIGN_IN_PEERS: usize = 4096;
+
+type PeerLimiter = governor::RateLimiter<
+    IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+    governor::clock::DefaultClock,
+>;
+
 /// The access rules of one daemon.
 pub struct Access {
     status_token: Option<SecretString>,
@@ -47,6 +67,7 @@ pub struct Access {
     hosts: Vec<String>,
     sessions: Mutex<VecDeque<String>>,
     failures: Mutex<Failures>,
+    sign_ins: PeerLimiter,
 }
 
 #[derive(Default)]
@@ -74,6 +95,11 @@ impl Access {
             hosts,
             sessions: Mutex::new(VecDeque::new()),
             failures: Mutex::new(Failures::default()),
+            sign_ins: governor::RateLimiter::keyed(
+                governor::Quota::with_period(SIGN_IN_EVERY)
+                    .expect("a period")
+                    .allow_burst(std::num::NonZeroU32::new(SIGN_IN_BURST).expect("> 0")),
+            ),
         })
     }
 
@@ -108,9 +134,22 @@ impl Access {
         })
     }
 
+    /// Whether `peer` may try to sign in now; `Err` with how long it must wait.
+    pub fn may_try_sign_in(&self, peer: Option<SocketAddr>) -> Result<(), Duration> {
+        let ip = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+        if self.sign_ins.len() > SIGN_IN_PEERS {
+            self.sign_ins.retain_recent();
+        }
+        self.sign_ins.check_key(&ip).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+
     /// Check a secret typed into the sign-in form; on success, the `Set-Cookie` value of a new
-    /// session.
-    pub fn sign_in(&self, presented: &str) -> Option<String> {
+    /// session (`Secure` when the page is served over HTTPS).
+    pub fn sign_in(&self, presented: &str, secure: bool) -> Option<String> {
         let secret = self.status_token.as_ref()?;
         if !same(presented.trim(), secret.expose_secret()) {
             return None;
@@ -124,9 +163,22 @@ impl Access {
         }
         sessions.push_back(id.clone());
         Some(format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-            SESSION_MAX_AGE.as_secs()
+            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+            SESSION_MAX_AGE.as_secs(),
+            if secure { "; Secure" } else { "" }
         ))
+    }
+
+    /// Forget the session the request's cookie names (if any), and the `Set-Cookie` value
+    /// that removes it from the browser.
+    pub fn sign_out(&self, headers: &HeaderMap, secure: bool) -> String {
+        if let Some(session) = cookie(headers, COOKIE) {
+            lock(&self.sessions).retain(|known| !same(session, known));
+        }
+        format!(
+            "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+            if secure { "; Secure" } else { "" }
+        )
     }
 
     /// Note a failed authentication; logs at most once a minute, with the count since.
@@ -145,6 +197,38 @@ impl Access {
             f.last_logged = Some(now);
         }
     }
+}
+
+/// The request reached this page over HTTPS: a proxy in front says so with
+/// `X-Forwarded-Proto: https` (or `Forwarded: proto=https`), or the browser's `Origin` is
+/// an `https://` one.
+pub fn over_https(headers: &HeaderMap) -> bool {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
+    header("x-forwarded-proto").is_some_and(|p| p.split(',').next().map(str::trim) == Some("https"))
+        || header("forwarded").is_some_and(|f| f.contains("proto=https"))
+        || header("origin").is_some_and(|o| o.starts_with("https://"))
+}
+
+/// A form post from this site: no `Origin` (not a browser), or one whose host is the
+/// request's `Host`; and not marked cross-site by the browser (`Sec-Fetch-Site`).
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if get("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
+        return false;
+    }
+    let Some(origin) = get("origin") else {
+        return true;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    get("host").is_some_and(|host| origin_host.eq_ignore_ascii_case(host.trim()))
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme in any case).
@@ -251,8 +335,8 @@ mod tests {
     #[test]
     fn signing_in_sets_a_session_cookie() {
         let a = Access::new(&settings(PUBLIC)).unwrap();
-        assert_eq!(a.sign_in("wrong"), None);
-        let set = a.sign_in(" status-secret-0123456789\n").unwrap();
+        assert_eq!(a.sign_in("wrong", false), None);
+        let set = a.sign_in(" status-secret-0123456789\n", false).unwrap();
         assert!(set.contains("HttpOnly; SameSite=Strict"), "{set}");
         let id = set.split(';').next().unwrap();
         assert!(a.may_read(&headers(&[("cookie", &format!("theme=dark; {id}"))])));

@@ -29,7 +29,7 @@ use crate::config::{Mode, Settings};
 use crate::metrics::Metrics;
 use crate::webhook;
 
-use super::access::{Access, webhook_secret_matches};
+use super::access::{Access, over_https, same_origin, webhook_secret_matches};
 use super::engine::EngineHandle;
 use super::status::Status;
 
@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status.js", get(status_js))
         // A sign-in form is a few dozen bytes.
         .route("/login", post(login).layer(DefaultBodyLimit::max(4 * 1024)))
+        .route("/logout", post(logout))
         .route("/api/state", get(api_state))
         .route("/api/history", get(api_history))
         .route("/metrics", get(metrics))
@@ -71,11 +72,17 @@ pub fn router(state: AppState) -> Router {
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];
+    let request_timeout = state.settings.daemon.http_request_timeout;
     let mut app = Router::new()
         .route("/hook", post(hook))
         .route("/healthz", get(healthz))
         .merge(pages)
-        .with_state(state);
+        .with_state(state)
+        // Inside the header layers, so that a 408 carries them too.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ));
     for (name, value) in headers {
         app = app.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -117,7 +124,10 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
             "this host name is not served here: add it to daemon.allowed_hosts",
         );
     }
-    let open = matches!(req.uri().path(), "/status.css" | "/status.js" | "/login");
+    let open = matches!(
+        req.uri().path(),
+        "/status.css" | "/status.js" | "/login" | "/logout"
+    );
     if open || s.access.may_read(req.headers()) {
         return next.run(req).await;
     }
@@ -165,9 +175,30 @@ struct SignIn {
 async fn login(
     State(s): State<AppState>,
     Peer(peer): Peer,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
-    match s.access.sign_in(&form.token) {
+    if !same_origin(&headers) {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            Some("Sign in from this page, not from another site."),
+        );
+    }
+    if let Err(wait) = s.access.may_try_sign_in(peer) {
+        s.access.failed("sign-in (too many tries)", peer);
+        let mut r = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many tries from your address: wait {} s.",
+                wait.as_secs().max(1)
+            )),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    match s.access.sign_in(&form.token, over_https(&headers)) {
         Some(cookie) => (
             StatusCode::SEE_OTHER,
             [
@@ -184,6 +215,26 @@ async fn login(
             )
         }
     }
+}
+
+/// `POST /logout`: forget the session and remove the cookie, then back to the page (the
+/// sign-in form where one is needed).
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "sign out from this page, not from another site",
+        );
+    }
+    let cookie = s.access.sign_out(&headers, over_https(&headers));
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "./".to_string()),
+        ],
+    )
+        .into_response()
 }
 
 /// `POST /hook`. The secret is checked on the headers, before any of the body is read: a

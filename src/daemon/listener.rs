@@ -4,7 +4,8 @@
 //! * hyper's HTTP/1 server with a header-read timeout (`daemon.http_header_timeout`), which
 //!   hyper also starts while a kept-alive connection waits for its next request: a client that
 //!   trickles headers or idles is closed;
-//! * a timeout on every request, body included (`daemon.http_request_timeout`, 408);
+//! * a timeout on every request, body included (`daemon.http_request_timeout`, 408: set in
+//!   `http.rs`'s router, so the answer carries the security headers);
 //! * at most `daemon.http_max_connections` connections, and never more than the open-file
 //!   limit leaves after what the daemon needs itself ([`crate::fds::connection_cap`]): at the limit the
 //!   oldest connection with no request in progress (idle, or still sending headers) is closed
@@ -37,7 +38,6 @@ use crate::sync::lock;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_timeout: Duration,
-    pub request_timeout: Duration,
     pub max_connections: usize,
     pub drain: Duration,
 }
@@ -142,10 +142,6 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
     let connections = Arc::new(Connections::default());
     let draining = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -136,7 +136,6 @@ pub async fn run(
     }
     let limits = listener::Limits {
         header_timeout: settings.daemon.http_header_timeout,
-        request_timeout: settings.daemon.http_request_timeout,
         max_connections,
         drain: settings.daemon.http_drain,
     };

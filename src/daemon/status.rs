@@ -240,6 +240,7 @@ impl Status {
         let item_starts = m.item_starts.get();
         StateView {
             mode: settings.daemon.mode.as_str(),
+            sign_in_required: settings.daemon.status_protected(),
             dry_run: settings.daemon.dry_run,
             budget_bps: self.budget.borrow().budget_bps,
             budget: self.budget.borrow().clone(),
@@ -284,6 +285,8 @@ impl Status {
 pub struct StateView {
     pub mode: &'static str,
     pub dry_run: bool,
+    /// The page needs the status secret (so it offers to sign out).
+    pub sign_in_required: bool,
     pub budget_bps: u64,
     /// What the budget is made of: static, or the meter's reading.
     pub budget: BudgetState,

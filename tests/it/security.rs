@@ -551,3 +551,106 @@ async fn check_says_when_the_open_file_limit_is_low() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn sign_in_is_throttled_same_origin_secure_behind_https_and_can_be_undone() {
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let d = h
+        .daemon("listen = \"0.0.0.0:8098\"\nhttp_request_timeout = \"1s\"")
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let secret = crate::common::HOOK_TOKEN;
+    let host = d.url.trim_start_matches("http://").to_string();
+    let login = |token: &str| {
+        http.post(format!("{}/login", d.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+    };
+
+    // A page elsewhere cannot sign a browser in.
+    let r = login(secret)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    // Behind an HTTPS proxy, from the page itself: the cookie is Secure.
+    let r = login(secret)
+        .header("origin", format!("https://{host}"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let state = |session: String| {
+        http.get(format!("{}/api/state", d.url))
+            .header("cookie", session)
+            .send()
+    };
+    assert_eq!(state(session.clone()).await.unwrap().status(), 200);
+    // Signing out forgets the session.
+    let r = http
+        .post(format!("{}/logout", d.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(state(session).await.unwrap().status(), 401);
+
+    // Guessing: a few tries, then 429 with Retry-After, even for the right secret.
+    let mut codes = Vec::new();
+    for _ in 0..40 {
+        codes.push(login("wrong-guess").send().await.unwrap().status().as_u16());
+    }
+    assert!(
+        codes.iter().filter(|&&c| c == 401).count() <= 5,
+        "{codes:?}"
+    );
+    assert_eq!(codes.last(), Some(&429), "{codes:?}");
+    let r = login(secret).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+
+    // A request that times out (408) carries the security headers too.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(host.parse::<SocketAddr>().unwrap())
+        .await
+        .unwrap();
+    c.write_all(
+        format!(
+            "POST /hook HTTP/1.1\r\nHost: x\r\nX-Jellydemon-Token: {secret}\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    for h in [
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+        "content-security-policy:",
+    ] {
+        assert!(lower.contains(h), "{h}: {answer}");
+    }
+    d.stop().await;
+}

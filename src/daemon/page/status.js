@@ -52,6 +52,7 @@ async function refreshState() {
   $("health").textContent = h ? "healthy" : "unhealthy";
   $("health").className = "pill " + (h ? "ok" : "bad");
   $("mode").textContent = s.mode + (s.dry_run ? " · dry run" : "");
+  $("signout").hidden = !s.sign_in_required;
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   const d = s.last_decision;
   const users = d ? d.users : [];
