@@ -389,6 +389,7 @@ fn lock(path: &Path) -> Result<fs::File, LedgerError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(crate::files::no_follow())
         .open(lock_path(path))
         .map_err(dir_error)?;
     // A few tries: `check` looking at the lock holds it for an instant.

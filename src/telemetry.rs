@@ -4,7 +4,7 @@
 //! `logging.level`, else the command's default. Installs the anonymizer when
 //! `logging.anonymize` is set.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -148,7 +148,7 @@ impl RotatingFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = crate::files::open_private_append(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
             inner: Arc::new(Mutex::new(Rotating {
@@ -183,10 +183,7 @@ impl Rotating {
             }
             fs::rename(&self.path, numbered(&self.path, 1))?;
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = crate::files::open_private_append(&self.path)?;
         self.size = 0;
         Ok(())
     }

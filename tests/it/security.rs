@@ -398,7 +398,15 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
 async fn run_with_umask_000(h: &Harness, args: &[&str]) -> i32 {
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     let path = h.dir.path().join("anon.toml");
-    std::fs::write(&path, format!("{text}\n[logging]\nanonymize = true\n")).unwrap();
+    let log = h.dir.path().join("jellydemon.log");
+    std::fs::write(
+        &path,
+        format!(
+            "{text}\n[logging]\nanonymize = true\nfile = \"{}\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
     tokio::process::Command::new("sh")
         .arg("-c")
         .arg("umask 000 && exec \"$0\" \"$@\"")
@@ -430,7 +438,8 @@ async fn the_state_and_alias_files_are_private_and_a_dry_run_writes_none() {
     assert!(!aliases.exists(), "a dry run wrote the alias map");
 
     assert_eq!(run_with_umask_000(&h, &["reconcile", "--once"]).await, 0);
-    for file in [&h.state_path, &aliases] {
+    let log = h.dir.path().join("jellydemon.log");
+    for file in [&h.state_path, &aliases, &log] {
         let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
     }
@@ -653,4 +662,46 @@ async fn sign_in_is_throttled_same_origin_secure_behind_https_and_can_be_undone(
         assert!(lower.contains(h), "{h}: {answer}");
     }
     d.stop().await;
+}
+
+#[tokio::test]
+async fn symlinks_planted_in_the_state_directory_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let fake = FakeJellyfin::new(KEY);
+    household(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let victim = h.dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    // The lock file: the command refuses instead of writing through it.
+    let lock = h.dir.path().join("state.json.lock");
+    symlink(&victim, &lock).unwrap();
+    let (code, out, err) = h.cli(&["reconcile"]).await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(err.contains("state directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    std::fs::remove_file(&lock).unwrap();
+    // The log file: refused with a clear error.
+    let log = h.dir.path().join("jellydemon.log");
+    symlink(&victim, &log).unwrap();
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let cfg = h.dir.path().join("log.toml");
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[logging]\nfile = \"{}\"\n", log.display()),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("reconcile")
+        .output()
+        .await
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot open log file"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // Temp file names are random (src/files.rs tests a planted one).
 }
