@@ -171,9 +171,11 @@ pub fn request(t: &Resolved, n: &Notice, time: SystemTime) -> Request {
             url: t.url.clone(),
             headers: Vec::new(),
             body: json!({
+                // Names in the text are shown as written, never as links or mentions.
+                "allowed_mentions": {"parse": []},
                 "embeds": [{
-                    "title": cut(&title, 256),
-                    "description": cut(&n.message, 4096),
+                    "title": cut(&markdown_escaped(&title), 256),
+                    "description": cut(&markdown_escaped(&n.message), 4096),
                     "color": match n.severity {
                         Severity::Failure => 0xF2_5F5C,
                         Severity::Warning => 0xF5_B93D,
@@ -267,6 +269,35 @@ pub async fn send(http: &reqwest::Client, r: &Request, timeout: Duration) -> Sen
     Sent::Failed(format!("HTTP {status}"))
 }
 
+/// `text` with Discord's markdown characters escaped, so a user or device name such as
+/// `[free](https://evil.example)` or `**x**` shows as written, not as a link or in bold.
+fn markdown_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if matches!(
+            c,
+            '\\' | '*'
+                | '_'
+                | '~'
+                | '`'
+                | '|'
+                | '>'
+                | '<'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '#'
+                | '-'
+                | '@'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +364,11 @@ mod tests {
         );
         let embed = &r.body["embeds"][0];
         assert_eq!(embed["description"].as_str().unwrap().chars().count(), 4096);
+        assert_eq!(r.body["allowed_mentions"]["parse"], json!([]));
+        assert_eq!(
+            markdown_escaped("[free](https://evil.example) **x** @everyone"),
+            "\\[free\\]\\(https://evil.example\\) \\*\\*x\\*\\* \\@everyone"
+        );
         assert!(embed["fields"][0]["value"].as_str().unwrap().len() <= 1024);
 
         let r = request(
