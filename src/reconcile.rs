@@ -215,11 +215,18 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> Vec<HandChan
 }
 
 /// Compute the plan for a snapshot: note hand changes in the ledger (saved unless `dry_run`),
-/// then plan with the daemon's `memory` at `now` (one-shot passes give an empty one) and the
-/// budget in force (`settings.budget()`'s, or the meter's). Shared by [`reconcile_once`] and the
-/// daemon's engine.
+/// then plan with the daemon's `memory` at `now` and the budget in force
+/// (`settings.budget()`'s, or the meter's). Shared by [`reconcile_once`] and the daemon's
+/// engine.
+///
+/// `fresh`: the snapshot's users were read just now. A stale one (the engine's model while
+/// Jellyfin cannot be read) shows limits from before our latest writes: a value that has
+/// left the ledger's recent ones would look changed by hand and become a false original, so
+/// hand changes are only taken from a fresh read.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_snapshot(
     fetched: &Fetched,
+    fresh: bool,
     ledger: &Mutex<Ledger>,
     memory: &Memory,
     now: std::time::Duration,
@@ -228,7 +235,11 @@ pub fn plan_snapshot(
     dry_run: bool,
 ) -> Result<(Plan, Vec<HandChange>), PassError> {
     let mut l = lock(ledger);
-    let hand_changes = observe_hand_changes(&mut l, &fetched.users);
+    let hand_changes = if fresh {
+        observe_hand_changes(&mut l, &fetched.users)
+    } else {
+        Vec::new()
+    };
     if !hand_changes.is_empty() && !dry_run {
         l.save()?;
     }
@@ -289,7 +300,7 @@ pub async fn reconcile_once(
     let mut memory = load_memory(settings);
     let now = plan::memory::CLOCK_START;
     let (plan, _) = plan_snapshot(
-        &fetched, ledger, &memory, now, budget_bps, settings, dry_run,
+        &fetched, true, ledger, &memory, now, budget_bps, settings, dry_run,
     )?;
     if !dry_run {
         memory.observe(&plan, now);

@@ -218,6 +218,7 @@ impl Engine {
         let budget_bps = self.budget.state.borrow().budget_bps;
         match plan_snapshot(
             m,
+            !stale,
             &self.ledger,
             memory,
             now,

@@ -293,3 +293,78 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
     assert_eq!(child.wait().await.unwrap().code(), Some(0));
     assert_originals(&h.fake, &originals);
 }
+
+#[tokio::test]
+async fn a_stale_model_never_records_a_hand_change() {
+    use jellydemon::ids::UserId;
+    use jellydemon::sim::fake::{Fault, FaultKind};
+    let fake = FakeJellyfin::new(KEY);
+    let bob = fake.add_user("bob", |p| {
+        p.insert("RemoteClientBitrateLimit".into(), serde_json::json!(20 * M));
+    });
+    let users: Vec<String> = (0..10)
+        .map(|i| fake.add_user(&format!("u{i}"), |_| {}))
+        .collect();
+    // A 30 Mbps budget: bob's own 20 Mbps cap is lowered while others stream.
+    let first = fake.add_session(Some(&users[0]), Some("203.0.113.19"), "Jellyfin Web", None);
+    fake.start_playback(&first, Playback::direct("x", Some(20 * M), None));
+    let h = Harness::with_budget(fake, 35, 5, "", "").await;
+    let d = h
+        .daemon("poll_interval = \"1s\"\ndebounce = \"20ms\"\nrestore_on_exit = false")
+        .await;
+    eventually("bob managed", || h.fake.limit(&bob) != 20 * M).await;
+    // /Sessions fails from now on: the users the engine read last go stale while it writes
+    // bob a new join share for every number of streams the webhooks tell of.
+    h.fake.add_fault(Fault {
+        method: None,
+        path_prefix: Some("/sessions".into()),
+        skip: 0,
+        kind: FaultKind::Status(500),
+    });
+    let sessions: Vec<String> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            h.fake.add_session(
+                Some(u),
+                Some(&format!("203.0.113.{}", i + 40)),
+                "Jellyfin Web",
+                None,
+            )
+        })
+        .collect();
+    for n in 1..sessions.len() {
+        for (i, (u, s)) in users.iter().zip(&sessions).take(n).enumerate() {
+            let body = serde_json::json!({
+                "NotificationType": "PlaybackStart",
+                "UserId": u,
+                "Id": s,
+                "RemoteEndPoint": format!("203.0.113.{}", i + 40),
+                "Video_0_BitRate": 3 * M,
+            });
+            d.hook(&body.to_string()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let ledger = h.ledger();
+        assert_eq!(
+            ledger.original(&UserId::new(&bob)),
+            Some(20 * M),
+            "{n} streams: bob's original"
+        );
+    }
+    let bob_writes: Vec<i64> = h
+        .fake
+        .policy_posts()
+        .iter()
+        .filter(|(id, _)| *id == bob)
+        .map(|(_, p)| p["RemoteClientBitrateLimit"].as_i64().unwrap())
+        .collect();
+    assert!(!bob_writes.is_empty());
+    let st = d.state().await;
+    assert_eq!(
+        st["notifications"]["recent"],
+        serde_json::json!([]),
+        "{st:#}"
+    );
+    d.stop().await;
+}

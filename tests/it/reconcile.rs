@@ -396,3 +396,44 @@ async fn a_paused_stream_shows_as_paused_as_check_says() {
     let (_, check, _) = h.cli(&["check"]).await;
     assert!(check.contains("paused, 10.64 Mbps"), "{check}");
 }
+
+#[tokio::test]
+async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change() {
+    use jellydemon::plan::Memory;
+    use jellydemon::reconcile::{fetch, plan_snapshot};
+    let (h, m) = mixed("", "").await;
+    h.fake.set_limit_by_hand(&m.bob, 30 * M);
+    let settings = h.settings();
+    let ledger = std::sync::Mutex::new(h.ledger());
+    reconcile_once(&h.client(), &settings, &ledger, false)
+        .await
+        .unwrap();
+    let bob = UserId::new(&m.bob);
+    assert_eq!(ledger.lock().unwrap().original(&bob), Some(30 * M));
+    // The engine's model, read now; then Jellyfin cannot be read while jellydemon writes
+    // bob nine other limits (his value in the model leaves the ledger's recent ones).
+    let stale = fetch(&h.client(), &settings).await.unwrap();
+    for i in 1..=9 {
+        let _ = ledger.lock().unwrap().record_intent(
+            &bob,
+            &"bob".into(),
+            (2 + i) * M + 123,
+            (3 + i) * M + 123,
+            0,
+        );
+        h.fake.set_limit_by_hand(&m.bob, (3 + i) * M + 123);
+    }
+    let (_, hand) = plan_snapshot(
+        &stale,
+        false,
+        &ledger,
+        &Memory::default(),
+        jellydemon::plan::memory::CLOCK_START,
+        settings.budget().budget_bps,
+        &settings,
+        false,
+    )
+    .unwrap();
+    assert!(hand.is_empty(), "{hand:?}");
+    assert_eq!(ledger.lock().unwrap().original(&bob), Some(30 * M));
+}
