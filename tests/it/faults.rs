@@ -217,25 +217,9 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         ),
     )
     .unwrap();
-    let spawn = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("run")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
-    // A small deterministic generator for kill points and stream changes.
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let spawn = || crate::common::spawn_run(&cfg);
+    let mut rng = crate::common::Rng(0x9E3779B97F4A7C15);
+    let mut next = move || rng.next();
     let mut sessions: Vec<String> = Vec::new();
     // 20 rounds in CI; a longer run: JD_TEST_KILL_ROUNDS=200 cargo test --test faults storm
     let rounds: usize = std::env::var("JD_TEST_KILL_ROUNDS")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::{Harness, KEY, M, assert_originals, limits_now};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use rustix::process::{Pid, Signal, kill_process};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 fn signal(child: &Child, sig: Signal) {
     let pid = Pid::from_raw(child.id().expect("running") as i32).expect("a pid");
@@ -53,24 +53,9 @@ async fn no_original_is_lost_to_a_write_applied_late() {
         + "\n[daemon]\nlisten = \"127.0.0.1:0\"\ndebounce = \"20ms\"\npoll_interval = \"1s\"\n\
            max_writes_per_second = 40\nshutdown_timeout = \"20s\"\n";
     std::fs::write(&h.config_path, cfg).unwrap();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-            .arg("--config")
-            .arg(&h.config_path)
-            .arg("run")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let spawn = || crate::common::spawn_run(&h.config_path);
+    let mut rng = crate::common::Rng(0x2545F4914F6CDD1D);
+    let mut next = move || rng.next();
     let mut sessions: Vec<String> = Vec::new();
     // 6 rounds in CI; a longer run: JD_TEST_LATE_ROUNDS=60 cargo test --test it late
     let rounds: usize = std::env::var("JD_TEST_LATE_ROUNDS")

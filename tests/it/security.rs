@@ -85,6 +85,47 @@ fn sigterm(child: &tokio::process::Child) {
     );
 }
 
+/// With the listener under attack, `/healthz` still answers, and a webhook telling that
+/// `carol` started a stream gets her limit and the ledger written.
+async fn still_serves_health_and_a_webhook(
+    h: &Harness,
+    addr: SocketAddr,
+    token: &str,
+    carol: &str,
+) {
+    let http = reqwest::Client::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await
+    .expect("healthz answers")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let s = h
+        .fake
+        .add_session(Some(carol), Some("198.51.100.3"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Show", Some(8 * M), None));
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http.post(format!("http://{addr}/hook"))
+            .header("X-Jellydemon-Token", token)
+            .body(crate::common::event("PlaybackStart", carol, &s))
+            .send(),
+    )
+    .await
+    .expect("/hook answers")
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    // Her next item may take what alice's 8.8 Mbps demand leaves: 46.
+    eventually("carol's limit written", || h.fake.limit(carol) == 46 * M).await;
+    assert!(
+        h.ledger().original(&UserId::new(carol)).is_some(),
+        "the ledger was written"
+    );
+}
+
 /// Raise this process's soft open-file limit (to the hard one) so it can hold `n` sockets.
 fn allow_open_files(n: u64) {
     use rustix::process::{Resource, getrlimit, setrlimit};
@@ -155,40 +196,7 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // /healthz still answers.
-    let http = reqwest::Client::new();
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        http.get(format!("http://{addr}/healthz")).send(),
-    )
-    .await
-    .expect("healthz answers")
-    .unwrap();
-    assert_eq!(r.status(), 200);
-
-    // A webhook is acted on: carol starts a stream, her limit and the ledger are written.
-    let s = h
-        .fake
-        .add_session(Some(&carol), Some("198.51.100.3"), "Jellyfin Web", None);
-    h.fake
-        .start_playback(&s, Playback::direct("Show", Some(8 * M), None));
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        http.post(format!("http://{addr}/hook"))
-            .header("X-Jellydemon-Token", "0123456789abcdef0123")
-            .body(crate::common::event("PlaybackStart", &carol, &s))
-            .send(),
-    )
-    .await
-    .expect("/hook answers")
-    .unwrap();
-    assert_eq!(r.status(), 202);
-    // Her next item may take what alice's 8.8 Mbps demand leaves: 46.
-    eventually("carol's limit written", || h.fake.limit(&carol) == 46 * M).await;
-    assert!(
-        h.ledger().original(&UserId::new(&carol)).is_some(),
-        "the ledger was written"
-    );
+    still_serves_health_and_a_webhook(&h, addr, "0123456789abcdef0123", &carol).await;
     let _ = alice;
     drop(idle);
     sigterm(&child);
@@ -493,36 +501,7 @@ async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let http = reqwest::Client::new();
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        http.get(format!("http://{addr}/healthz")).send(),
-    )
-    .await
-    .expect("healthz answers")
-    .unwrap();
-    assert_eq!(r.status(), 200);
-    let s = h
-        .fake
-        .add_session(Some(&carol), Some("198.51.100.3"), "Jellyfin Web", None);
-    h.fake
-        .start_playback(&s, Playback::direct("Show", Some(8 * M), None));
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        http.post(format!("http://{addr}/hook"))
-            .header("X-Jellydemon-Token", token)
-            .body(crate::common::event("PlaybackStart", &carol, &s))
-            .send(),
-    )
-    .await
-    .expect("/hook answers")
-    .unwrap();
-    assert_eq!(r.status(), 202);
-    eventually("carol's limit written", || h.fake.limit(&carol) == 46 * M).await;
-    assert!(
-        h.ledger().original(&UserId::new(&carol)).is_some(),
-        "the ledger was written"
-    );
+    still_serves_health_and_a_webhook(&h, addr, token, &carol).await;
 
     // The restore at SIGTERM has the files it needs, with every connection still open.
     sigterm(&child);

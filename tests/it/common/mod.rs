@@ -355,3 +355,30 @@ pub fn assert_originals(fake: &FakeJellyfin, originals: &[(String, i64)]) {
         );
     }
 }
+
+/// A small deterministic generator (xorshift64) for kill points and stream changes, so a
+/// failing round can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `jellydemon --config <config> run` as a child with its output dropped, killed if the
+/// test ends first.
+pub fn spawn_run(config: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
