@@ -401,7 +401,7 @@ const RESTORE_CONCURRENCY: usize = 8;
 /// the users not restored by then stay in the ledger for the next try. A user leaves the
 /// ledger only on a read made after every write of ours to it was answered or can no longer
 /// land ([`crate::write::landing_window`]): until then the restore waits (within the
-/// deadline). Users are restored a few at a time ([`RESTORE_CONCURRENCY`]).
+/// deadline). Users are restored eight at a time.
 pub async fn restore(
     client: &Client,
     ledger: &Mutex<Ledger>,
