@@ -234,9 +234,6 @@ impl Engine {
                     .send_replace((plan.streaming as f64 * overhead).round() as u64);
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
-                if !self.dry_run {
-                    crate::reconcile::save_memory(&self.settings, memory, now);
-                }
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
                     trigger,
@@ -247,6 +244,8 @@ impl Engine {
                 );
                 if !self.dry_run {
                     self.writer.submit(plan.decisions.clone());
+                    // After the writes are on their way: the save is not on their path.
+                    crate::reconcile::save_memory(&self.settings, memory, now);
                 }
                 asked = plan.wake_at;
                 self.status

@@ -297,7 +297,8 @@ async fn the_hook_checks_the_secret_the_size_and_the_body() {
 
     let st = d.state().await;
     assert_eq!(st["events"]["unauthorized"], 2);
-    assert_eq!(st["events"]["rejected"], 3);
+    // The malformed ones and the oversized one.
+    assert_eq!(st["events"]["rejected"], 4);
     d.stop().await;
 }
 
