@@ -167,3 +167,64 @@ async fn a_corrupt_state_file_stops_everything_and_is_left_alone() {
     assert!(h.fake.policy_posts().is_empty());
     crate::common::assert_originals(&h.fake, &originals);
 }
+
+#[tokio::test]
+async fn the_restore_keeps_trying_until_its_deadline() {
+    let (h, _m, originals) = mixed("").await;
+    pass(&h).await;
+    // Every write fails for a while (Jellyfin restarting), then works again.
+    h.fake.add_fault(Fault {
+        method: Some(Method::POST),
+        path_prefix: Some("/users/".into()),
+        skip: 0,
+        kind: FaultKind::Status(500),
+    });
+    let fake = h.fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        fake.clear_faults();
+    });
+    let ledger = std::sync::Mutex::new(h.ledger());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let results = restore(&h.client(), &ledger, deadline).await.unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|(_, o)| !matches!(o, RestoreOutcome::Failed(_))),
+        "{results:?}"
+    );
+    crate::common::assert_originals(&h.fake, &originals);
+    assert!(ledger.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn four_hundred_users_are_restored_within_the_shutdown_deadline() {
+    let fake = FakeJellyfin::new(crate::common::KEY);
+    let ids: Vec<String> = (0..400)
+        .map(|i| fake.add_user(&format!("user{i:03}"), |_| {}))
+        .collect();
+    let h = Harness::start(fake, "", "").await;
+    // Each at a limit jellydemon wrote, its original 0.
+    let mut ledger = h.ledger();
+    for id in &ids {
+        let _ = ledger.record_intent(&UserId::new(id), &"u".into(), 0, 9 * M, 0);
+        h.fake.set_limit_by_hand(id, 9 * M);
+    }
+    ledger.save().unwrap();
+    let ledger = std::sync::Mutex::new(ledger);
+    // The daemon's default shutdown_timeout.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let results = restore(&h.client(), &ledger, deadline).await.unwrap();
+    assert_eq!(results.len(), 400);
+    assert!(
+        results
+            .iter()
+            .all(|(_, o)| matches!(o, RestoreOutcome::Restored { .. })),
+        "{:?}",
+        results
+            .iter()
+            .find(|(_, o)| !matches!(o, RestoreOutcome::Restored { .. }))
+    );
+    assert!(ids.iter().all(|id| h.fake.limit(id) == 0));
+    assert!(ledger.lock().unwrap().is_empty());
+}
