@@ -75,9 +75,25 @@ pub async fn post_and_settle(
 /// Write one decision: read the user again, record the original and the intent in the ledger
 /// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
 pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
-    let user = match client.user(&d.user_id).await {
-        Ok(u) => u,
-        Err(e) => return failed(d, e.to_string()),
+    apply_unless(client, ledger, d, std::future::pending()).await
+}
+
+/// [`apply`], given up while the user is read when `stop` completes first: nothing has been
+/// sent then. Once the policy is on its way it is never given up (a write cut off in flight
+/// may still be applied, and the restore would have to wait for it).
+pub async fn apply_unless(
+    client: &Client,
+    ledger: &Mutex<Ledger>,
+    d: &Decision,
+    stop: impl std::future::Future<Output = ()>,
+) -> WriteOutcome {
+    let user = tokio::select! {
+        biased;
+        _ = stop => return WriteOutcome::Skipped("stopping".into()),
+        read = client.user(&d.user_id) => match read {
+            Ok(u) => u,
+            Err(e) => return failed(d, e.to_string()),
+        },
     };
     let current = user.remote_limit();
     if current == d.target {

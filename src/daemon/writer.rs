@@ -27,7 +27,7 @@ use crate::jellyfin::Client;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
-use crate::write::{WriteOutcome, apply, push};
+use crate::write::{WriteOutcome, apply_unless, push};
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -164,10 +164,10 @@ async fn run(
             };
             let d = p.decision.clone();
             let outcome = if d.needs_write() {
-                // Not dropped at shutdown: a write cut off in flight may still be applied by
-                // Jellyfin, and the restore would have to wait for it. Its answer comes
-                // within the client's timeout.
-                apply(&client, &ledger, &d).await
+                // At shutdown only the read before the write is given up: a write cut off in
+                // flight may still be applied by Jellyfin, and the restore would have to wait
+                // for it. Its answer comes within the client's timeout.
+                apply_unless(&client, &ledger, &d, shutdown.cancelled()).await
             } else {
                 // Only pushes: the limit is in place already.
                 WriteOutcome::AlreadySet
