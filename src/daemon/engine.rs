@@ -42,6 +42,9 @@ pub struct EngineHandle {
 /// Room for bursts; beyond it events are dropped (counted) and the poll repairs.
 const QUEUE: usize = 4096;
 
+/// How often at most the planner's memory is saved while the engine runs.
+const MEMORY_SAVE_EVERY: Duration = Duration::from_secs(5);
+
 impl EngineHandle {
     /// Hand a start/stop event to the engine without waiting. Returns false if the queue is
     /// full (the engine is stuck); the caller counts it and the next poll repairs.
@@ -87,6 +90,7 @@ impl Engine {
         let origin = Instant::now();
         let clock = |at: Instant| CLOCK_START + at.saturating_duration_since(origin);
         let mut memory = crate::reconcile::load_memory(&self.settings);
+        let mut last_saved: Option<Instant> = None;
         let mut debounce_until: Option<Instant> = None;
         // Reconcile right away at start.
         let mut next_poll = Instant::now();
@@ -157,6 +161,13 @@ impl Engine {
                     wake_up = asked
                         .map(|at| origin + at.saturating_sub(CLOCK_START))
                         .filter(|at| *at > Instant::now());
+                    // For the next process; at most every MEMORY_SAVE_EVERY (and at the stop),
+                    // so that a burst of plans does not mean a burst of fsyncs beside the
+                    // writer's.
+                    if !self.dry_run && last_saved.is_none_or(|t| t.elapsed() >= MEMORY_SAVE_EVERY) {
+                        crate::reconcile::save_memory(&self.settings, &memory, now);
+                        last_saved = Some(Instant::now());
+                    }
                     next_poll = Instant::now() + if ok {
                         interval
                     } else {
@@ -244,8 +255,6 @@ impl Engine {
                 );
                 if !self.dry_run {
                     self.writer.submit(plan.decisions.clone());
-                    // After the writes are on their way: the save is not on their path.
-                    crate::reconcile::save_memory(&self.settings, memory, now);
                 }
                 asked = plan.wake_at;
                 self.status
