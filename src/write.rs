@@ -47,7 +47,7 @@ pub fn landing_deadline(client: &Client) -> u64 {
 /// (`ticket`) once Jellyfin has answered, whatever it answered; a write left unanswered stays
 /// in flight until its time is over. Forgets the user afterwards when `forget` and the write
 /// succeeded (and no other write of ours may still land).
-pub async fn post_and_settle(
+async fn post_and_settle(
     client: &Client,
     ledger: &Mutex<Ledger>,
     user: &crate::jellyfin::User,
