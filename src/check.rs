@@ -498,10 +498,7 @@ fn state(r: &mut CheckReport, path: &std::path::Path) {
         Ok(l) => l,
         Err(e) => return fail(r, e),
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+    let dir = ledger::directory(path);
     r.push(
         Level::Ok,
         if dir.exists() {

@@ -273,29 +273,26 @@ fn load(path: &std::path::Path, default_level: &str, dry_run: bool) -> Result<Se
         ExitCode::from(exit::CONFIG)
     })?;
     settings.daemon.dry_run |= dry_run;
-    crate::telemetry::init(Some(&settings), default_level).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
+    init_logging(&settings, default_level, !settings.daemon.dry_run)?;
     Ok(settings)
 }
 
 /// The settings, for a command that writes nothing: the anonymizer (when on) keeps the
 /// aliases it makes up in memory.
 fn load_read_only(path: &std::path::Path, default_level: &str) -> Result<Settings, ExitCode> {
-    let mut settings = Settings::load(path).map_err(|e| {
+    let settings = Settings::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::CONFIG)
     })?;
-    let dry_run = settings.daemon.dry_run;
-    settings.daemon.dry_run = true;
-    let logging = crate::telemetry::init(Some(&settings), default_level);
-    settings.daemon.dry_run = dry_run;
-    logging.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
+    init_logging(&settings, default_level, false)?;
     Ok(settings)
+}
+
+fn init_logging(settings: &Settings, default_level: &str, writes: bool) -> Result<(), ExitCode> {
+    crate::telemetry::init(Some(settings), default_level, writes).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })
 }
 
 fn client(settings: &Settings) -> Result<Client, ExitCode> {
@@ -515,7 +512,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             step_secs,
             duration_secs,
         } => {
-            let _ = crate::telemetry::init(None, level);
+            let _ = crate::telemetry::init(None, level, false);
             let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
             let shutdown = CancellationToken::new();
             tokio::spawn(watch_signals(shutdown.clone()));
@@ -594,7 +591,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             lines,
             address,
         } => {
-            let _ = crate::telemetry::init(None, "warn");
+            let _ = crate::telemetry::init(None, "warn", false);
             let opts = crate::bugreport::Options {
                 config: cli.config.clone(),
                 log,

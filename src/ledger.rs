@@ -367,7 +367,8 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn directory(path: &Path) -> &Path {
+/// The directory the state file at `path` lives in (`.` for a bare file name).
+pub fn directory(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

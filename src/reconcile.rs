@@ -105,16 +105,13 @@ pub async fn fetch(client: &Client, settings: &Settings) -> Result<Fetched, Pass
 /// read is logged and left for the next save to replace.
 pub fn load_memory(settings: &Settings) -> Memory {
     let path = settings.memory_file();
-    let saved = match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(saved) => saved,
-            Err(e) => {
-                warn!(file = %path.display(), "ignoring the planner's memory: {e}");
-                return Memory::default();
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Memory::default(),
-        Err(e) => {
+    let read = std::fs::read(&path).map_err(|e| (e.kind(), e.to_string()));
+    let saved = match read.and_then(|b| {
+        serde_json::from_slice(&b).map_err(|e| (std::io::ErrorKind::InvalidData, e.to_string()))
+    }) {
+        Ok(saved) => saved,
+        Err((std::io::ErrorKind::NotFound, _)) => return Memory::default(),
+        Err((_, e)) => {
             warn!(file = %path.display(), "ignoring the planner's memory: {e}");
             return Memory::default();
         }

@@ -21,18 +21,19 @@ use crate::ids::escape_controls;
 use crate::sync::lock;
 
 /// Install the global subscriber (and the anonymizer). `settings` is `None` when the
-/// configuration could not be loaded; logging then goes to stderr at `default_level`.
-pub fn init(settings: Option<&Settings>, default_level: &str) -> Result<(), String> {
+/// configuration could not be loaded; logging then goes to stderr at `default_level`. A
+/// command that writes nothing (a dry run, `check`) passes `writes: false`: the aliases it
+/// makes up stay in memory.
+pub fn init(settings: Option<&Settings>, default_level: &str, writes: bool) -> Result<(), String> {
     let logging = settings.map(|s| &s.logging);
     if let Some(s) = settings
         && s.logging.anonymize
     {
         let aliases = Anonymizer::load(&s.alias_file())?;
-        // A dry run keeps the aliases it makes up in memory: it writes no file.
-        anon::install(if s.daemon.dry_run {
-            aliases.in_memory_only()
-        } else {
+        anon::install(if writes {
             aliases
+        } else {
+            aliases.in_memory_only()
         });
     }
     let level = logging
