@@ -20,8 +20,13 @@ use serde::Deserialize;
 use crate::ids::{UserId, UserName};
 use crate::network;
 
+mod downloader;
 mod meter;
 mod notify;
+pub use downloader::{
+    DownloaderKind, DownloaderPriority, DownloaderSettings, DownloadersPolicy,
+    names as downloader_names,
+};
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
 
@@ -88,6 +93,9 @@ pub struct Settings {
     /// `[[notify]]`: where notifications go.
     #[serde(default)]
     pub notify: Vec<NotifyTarget>,
+    /// `[[downloader]]`: the torrent clients seeding on the same link.
+    #[serde(default)]
+    pub downloader: Vec<DownloaderSettings>,
 }
 
 /// Log line format.
@@ -308,6 +316,9 @@ pub struct BandwidthSettings {
     /// `[[bandwidth.schedule]]`: times of the week with another total or reserve.
     #[serde(default)]
     pub schedule: Vec<ScheduleEntry>,
+    /// `[bandwidth.downloaders]`: how the `[[downloader]]` clients share the link.
+    #[serde(default)]
+    pub downloaders: DownloadersPolicy,
     /// The time zone of the schedule (`"Europe/Berlin"`); absent: the system's.
     #[serde(default)]
     pub timezone: Option<String>,
@@ -897,6 +908,8 @@ impl Settings {
         }
         self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
+        downloader::validate_all(&self.downloader)?;
+        self.bandwidth.downloaders.validate()?;
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
         if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
@@ -1407,6 +1420,9 @@ fn is_secret_path(key: &str) -> bool {
             rest.split('.')
                 .any(|seg| ["url", "topic", "token", "password", "urls", "headers"].contains(&seg))
         })
+        || key
+            .strip_prefix("downloader.")
+            .is_some_and(|rest| rest.split('.').any(|seg| seg == "password"))
 }
 
 /// The keys whose values are secrets: no error message quotes them.

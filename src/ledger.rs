@@ -35,10 +35,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{UserId, UserName};
 
-/// The state file's format. Version 2 adds each entry's `in_flight` writes; version 1 files
-/// (none in flight) are read as they are.
-const VERSION: u32 = 2;
-const READABLE: [u32; 2] = [1, 2];
+/// The state file's format. Version 2 adds each entry's `in_flight` writes, version 3 the
+/// torrent clients' settings (`downloaders`); older files are read as they are.
+const VERSION: u32 = 3;
+const READABLE: [u32; 3] = [1, 2, 3];
 
 /// How many of its own recent values jellydemon remembers per user.
 const RECENT: usize = 8;
@@ -82,6 +82,46 @@ pub struct InFlight {
 pub struct Ticket(u64);
 
 impl Entry {
+    fn new(name: &str, original: i64) -> Entry {
+        Entry {
+            name: name.to_string(),
+            original,
+            ours: Vec::new(),
+            in_flight: Vec::new(),
+        }
+    }
+    fn observe(&mut self, name: &str, current: i64) -> Observed {
+        if !name.is_empty() {
+            self.name = name.to_string();
+        }
+        if current == self.original {
+            Observed::Original
+        } else if self.is_ours(current) {
+            Observed::Ours
+        } else {
+            let old_original = self.original;
+            self.original = current;
+            self.ours.clear();
+            Observed::HandChanged { old_original }
+        }
+    }
+    fn intend(&mut self, new: i64, until_ms: u64, ticket: u64) -> Ticket {
+        self.ours.retain(|v| *v != new);
+        self.ours.push(new);
+        if self.ours.len() > RECENT {
+            self.ours.remove(0);
+        }
+        self.in_flight.push(InFlight {
+            value: new,
+            until_ms,
+            ticket,
+        });
+        Ticket(ticket)
+    }
+    fn settle(&mut self, ticket: Ticket, now_ms: u64) {
+        self.in_flight
+            .retain(|w| w.ticket != ticket.0 && w.until_ms > now_ms);
+    }
     fn is_ours(&self, value: i64) -> bool {
         self.ours.contains(&value) || self.in_flight.iter().any(|w| w.value == value)
     }
@@ -104,6 +144,9 @@ impl Entry {
 struct StateFile {
     version: u32,
     users: BTreeMap<String, Entry>,
+    /// The torrent clients' settings, by `"<downloader>/<field>"` (version 3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    downloaders: BTreeMap<String, Entry>,
 }
 
 /// Why the state file could not be used.
@@ -182,6 +225,8 @@ pub enum Observed {
 pub struct Ledger {
     path: PathBuf,
     users: BTreeMap<UserId, Entry>,
+    /// The torrent clients' settings, by `"<downloader>/<field>"`.
+    settings: BTreeMap<String, Entry>,
     /// The open lock file while this ledger is the writer ([`Ledger::open_exclusive`]).
     _lock: Option<fs::File>,
     /// The last [`Ticket`] given out.
@@ -191,9 +236,9 @@ pub struct Ledger {
 impl Ledger {
     /// Read the ledger at `path`; a missing file is an empty ledger.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
-        let users = match fs::read(path) {
+        let (users, settings) = match fs::read(path) {
             Ok(bytes) => parse(path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(source) => {
                 return Err(LedgerError::Read {
                     path: path.to_path_buf(),
@@ -204,6 +249,7 @@ impl Ledger {
         Ok(Ledger {
             path: path.to_path_buf(),
             users,
+            settings,
             _lock: None,
             tickets: 0,
         })
@@ -224,6 +270,7 @@ impl Ledger {
         Ledger {
             path: PathBuf::new(),
             users: BTreeMap::new(),
+            settings: BTreeMap::new(),
             _lock: None,
             tickets: 0,
         }
@@ -262,21 +309,9 @@ impl Ledger {
     /// Compare a user's current value with the ledger. A hand-made change becomes the new
     /// original (in memory; call [`Ledger::save`] to persist).
     pub fn observe(&mut self, user: &UserId, name: &UserName, current: i64) -> Observed {
-        let Some(e) = self.users.get_mut(user) else {
-            return Observed::Untracked;
-        };
-        if !name.is_empty() {
-            e.name = name.as_str().to_string();
-        }
-        if current == e.original {
-            Observed::Original
-        } else if e.is_ours(current) {
-            Observed::Ours
-        } else {
-            let old_original = e.original;
-            e.original = current;
-            e.ours.clear();
-            Observed::HandChanged { old_original }
+        match self.users.get_mut(user) {
+            Some(e) => e.observe(name.as_str(), current),
+            None => Observed::Untracked,
         }
     }
 
@@ -292,32 +327,19 @@ impl Ledger {
         new: i64,
         until_ms: u64,
     ) -> Ticket {
-        let e = self.users.entry(user.clone()).or_insert_with(|| Entry {
-            name: name.as_str().to_string(),
-            original: current,
-            ours: Vec::new(),
-            in_flight: Vec::new(),
-        });
-        e.ours.retain(|v| *v != new);
-        e.ours.push(new);
-        if e.ours.len() > RECENT {
-            e.ours.remove(0);
-        }
         self.tickets += 1;
-        e.in_flight.push(InFlight {
-            value: new,
-            until_ms,
-            ticket: self.tickets,
-        });
-        Ticket(self.tickets)
+        let e = self
+            .users
+            .entry(user.clone())
+            .or_insert_with(|| Entry::new(name.as_str(), current));
+        e.intend(new, until_ms, self.tickets)
     }
 
     /// Jellyfin answered the write of `ticket` (whatever it answered): it can no longer land
     /// later. Writes whose time has passed are dropped as well. Persist afterwards.
     pub fn settle(&mut self, user: &UserId, ticket: Ticket, now_ms: u64) {
         if let Some(e) = self.users.get_mut(user) {
-            e.in_flight
-                .retain(|w| w.ticket != ticket.0 && w.until_ms > now_ms);
+            e.settle(ticket, now_ms);
         }
     }
 
@@ -330,14 +352,56 @@ impl Ledger {
     /// Drop a user (restored, or no longer present), unless a write of ours to it may still
     /// land after `now_ms`: then the user stays, and `false` says so. Persist afterwards.
     pub fn forget(&mut self, user: &UserId, now_ms: u64) -> bool {
-        match self.users.get(user) {
-            Some(e) if e.landing_until(now_ms).is_some() => false,
-            Some(_) => {
-                self.users.remove(user);
-                true
-            }
-            None => true,
+        forget(&mut self.users, user, now_ms)
+    }
+
+    /// A torrent client's setting (`"<downloader>/<field>"`, `src/downloader.rs`), by the same
+    /// rules as a user's limit: [`Ledger::observe`].
+    pub fn observe_setting(&mut self, key: &str, downloader: &str, current: i64) -> Observed {
+        match self.settings.get_mut(key) {
+            Some(e) => e.observe(downloader, current),
+            None => Observed::Untracked,
         }
+    }
+
+    /// [`Ledger::record_intent`] for a torrent client's setting.
+    pub fn record_setting_intent(
+        &mut self,
+        key: &str,
+        downloader: &str,
+        current: i64,
+        new: i64,
+        until_ms: u64,
+    ) -> Ticket {
+        self.tickets += 1;
+        let e = self
+            .settings
+            .entry(key.to_string())
+            .or_insert_with(|| Entry::new(downloader, current));
+        e.intend(new, until_ms, self.tickets)
+    }
+
+    /// [`Ledger::settle`] for a torrent client's setting.
+    pub fn settle_setting(&mut self, key: &str, ticket: Ticket, now_ms: u64) {
+        if let Some(e) = self.settings.get_mut(key) {
+            e.settle(ticket, now_ms);
+        }
+    }
+
+    /// [`Ledger::forget`] for a torrent client's setting.
+    pub fn forget_setting(&mut self, key: &str, now_ms: u64) -> bool {
+        forget(&mut self.settings, key, now_ms)
+    }
+
+    /// What the ledger knows about a torrent client's setting.
+    pub fn setting(&self, key: &str) -> Option<&Entry> {
+        self.settings.get(key)
+    }
+
+    /// Every torrent client's setting jellydemon changed, with its entry (`name` is the
+    /// downloader's).
+    pub fn settings(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.settings.iter().map(|(k, e)| (k.as_str(), e))
     }
 
     /// Write the ledger atomically: temp file in the same directory, fsync, rename, fsync dir.
@@ -350,6 +414,7 @@ impl Ledger {
                 .iter()
                 .map(|(id, e)| (id.as_str().to_string(), e.clone()))
                 .collect(),
+            downloaders: self.settings.clone(),
         };
         let mut json = serde_json::to_vec_pretty(&file).expect("ledger serializes");
         json.push(b'\n');
@@ -357,6 +422,22 @@ impl Ledger {
             path: self.path.clone(),
             source,
         })
+    }
+}
+
+/// Drop `key`'s entry unless a write of ours may still land after `now_ms`.
+fn forget<K, Q>(map: &mut BTreeMap<Q, Entry>, key: &K, now_ms: u64) -> bool
+where
+    K: Ord + ?Sized,
+    Q: Ord + std::borrow::Borrow<K>,
+{
+    match map.get(key) {
+        Some(e) if e.landing_until(now_ms).is_some() => false,
+        Some(_) => {
+            map.remove(key);
+            true
+        }
+        None => true,
     }
 }
 
@@ -465,7 +546,10 @@ pub fn check_writable(path: &Path) -> Result<(), LedgerError> {
         })
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<UserId, Entry>, LedgerError> {
+/// The users' entries, and the torrent clients' settings'.
+type Parsed = (BTreeMap<UserId, Entry>, BTreeMap<String, Entry>);
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, LedgerError> {
     let corrupt = |detail: String| LedgerError::Corrupt {
         path: path.to_path_buf(),
         detail,
@@ -476,16 +560,17 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<BTreeMap<UserId, Entry>, LedgerErr
     let file: StateFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     if !READABLE.contains(&file.version) {
         return Err(corrupt(format!(
-            "version {} is not supported (this jellydemon reads versions 1 and {VERSION}; \
+            "version {} is not supported (this jellydemon reads versions 1 to {VERSION}; \
              a newer one wrote it?)",
             file.version
         )));
     }
-    Ok(file
+    let users = file
         .users
         .into_iter()
         .map(|(id, e)| (UserId::new(id), e))
-        .collect())
+        .collect();
+    Ok((users, file.downloaders))
 }
 
 #[cfg(test)]
@@ -650,5 +735,51 @@ mod tests {
         // A directory where the file should be cannot be read as a file.
         let err = Ledger::open(dir.path()).unwrap_err();
         assert!(matches!(err, LedgerError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_torrent_clients_settings_are_kept_like_a_users_limit() {
+        let (dir, mut l) = ledger();
+        let key = "qbittorrent/up_limit";
+        assert_eq!(
+            l.observe_setting(key, "qbittorrent", 0),
+            Observed::Untracked
+        );
+        let t = l.record_setting_intent(key, "qbittorrent", 0, 1_249_280, u64::MAX);
+        l.save().unwrap();
+        // Killed before the answer: the next process knows the original and that the write
+        // may still land.
+        let mut back = Ledger::open(&dir.path().join("state.json")).unwrap();
+        assert_eq!(back.setting(key).unwrap().original, 0);
+        assert_eq!(
+            back.observe_setting(key, "qbittorrent", 1_249_280),
+            Observed::Ours
+        );
+        assert!(!back.forget_setting(key, 0), "a write may still land");
+        l.settle_setting(key, t, 1);
+        assert!(l.forget_setting(key, 1));
+        // A value set by hand in the client's UI becomes the original.
+        let _ = back.record_setting_intent(key, "qbittorrent", 1_249_280, 2_048_000, 0);
+        assert_eq!(
+            back.observe_setting(key, "qbittorrent", 512_000),
+            Observed::HandChanged { old_original: 0 }
+        );
+        assert_eq!(back.setting(key).unwrap().original, 512_000);
+        assert!(back.is_empty(), "no user is tracked");
+        assert_eq!(back.settings().count(), 1);
+    }
+
+    #[test]
+    fn a_version_2_file_reads_without_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(
+            &path,
+            r#"{"version":2,"users":{"u1":{"name":"alice","original":0,"ours":[5]}}}"#,
+        )
+        .unwrap();
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.original(&id("u1")), Some(0));
+        assert_eq!(l.settings().count(), 0);
     }
 }

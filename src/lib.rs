@@ -40,6 +40,7 @@ pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub mod daemon;
+pub mod downloader;
 pub mod escape;
 pub mod fds;
 pub(crate) mod files;

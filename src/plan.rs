@@ -319,6 +319,8 @@ pub struct Plan {
     pub budget: u64,
     /// Current rate of remote streams of users jellydemon does not manage.
     pub unmanaged_bps: u64,
+    /// The torrent clients' part (`[[downloader]]`), when there are any.
+    pub downloaders: Option<DownloaderShare>,
     /// `Σ h`: what the remote streams will carry after this plan's pushes.
     pub held: u64,
     /// What the remote streams carry now (unknown rates count 0).
@@ -386,6 +388,95 @@ impl Plan {
     /// Pushes this plan sends.
     pub fn push_count(&self) -> usize {
         self.streams().filter(|(_, s)| s.push.is_some()).count()
+    }
+}
+
+/// What the torrent clients together may upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloaderShare {
+    /// Their combined upload limit, bits/s: what the remote streams leave, never below
+    /// `kept`.
+    pub limit: u64,
+    /// What the streams leave them whatever they need: `min_mbps` (`priority = "streams"`)
+    /// or their weighted share (`"share"`).
+    pub kept: u64,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+/// Step 3, the torrent clients' part (`None` without `[[downloader]]`): what they keep out of
+/// `available` whatever the remote streams need. `streams`: `min_mbps`; `share`: their
+/// share as one claimant of weight `weight` in the water-filling beside the active users
+/// (who count at their weights only with `algorithm = "priority"`).
+fn kept_for_downloaders(
+    settings: &Settings,
+    claimants: &[Claimant],
+    available: u64,
+) -> Option<u64> {
+    use crate::config::DownloaderPriority;
+    if settings.downloader.is_empty() {
+        return None;
+    }
+    let policy = &settings.bandwidth.downloaders;
+    let min = policy.min_bps().min(available);
+    Some(match policy.priority {
+        DownloaderPriority::Streams => min,
+        DownloaderPriority::Share => {
+            let weighted = settings.bandwidth.algorithm == Algorithm::Priority;
+            let mut all: Vec<Claimant> = claimants
+                .iter()
+                .map(|c| Claimant {
+                    weight_milli: if weighted { c.weight_milli } else { 1000 },
+                    ..*c
+                })
+                .collect();
+            all.push(Claimant {
+                weight_milli: allocate::weight_milli(policy.weight),
+                floor: min,
+                ceiling: u64::MAX / 4,
+                demand: u64::MAX / 4,
+            });
+            let a = allocate::fair_by_demand(Algorithm::Priority, &all, available);
+            a.shares
+                .last()
+                .copied()
+                .unwrap_or(min)
+                .clamp(min, available)
+        }
+    })
+}
+
+/// The torrent clients' combined limit: the budget less what the remote streams hold after
+/// this plan, never below what they keep.
+fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> DownloaderShare {
+    use crate::config::DownloaderPriority;
+    let left = budget.saturating_sub(held);
+    let limit = left.max(kept);
+    let reason = if left >= kept {
+        format!(
+            "what the remote streams leave: {} of {} less {} they hold",
+            fmt_mbps(left),
+            fmt_mbps(budget),
+            fmt_mbps(held)
+        )
+    } else {
+        match settings.bandwidth.downloaders.priority {
+            DownloaderPriority::Streams => format!(
+                "the minimum of {}: the remote streams hold {} of {}",
+                fmt_mbps(kept),
+                fmt_mbps(held),
+                fmt_mbps(budget)
+            ),
+            DownloaderPriority::Share => format!(
+                "their share of {} beside the remote streams",
+                fmt_mbps(budget)
+            ),
+        }
+    };
+    DownloaderShare {
+        limit,
+        kept,
+        reason,
     }
 }
 
@@ -605,9 +696,12 @@ pub fn plan(
         unmanaged_bps,
         streaming,
     } = claimants(&cx, remote_by_user, &mut warnings);
-    let available = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
-    // 3. Fair shares, and the limit for each of a user's streams' next item.
+    // 3. What the torrent clients keep whatever the streams need, then fair shares of the
+    //    rest, and the limit for each of a user's streams' next item.
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
+    let beside = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
+    let kept_for_downloaders = kept_for_downloaders(settings, &claimants, beside);
+    let available = beside.saturating_sub(kept_for_downloaders.unwrap_or(0));
     let fair = rule::fair_shares(algorithm, &claimants, available);
     if fair.overloaded {
         warnings.push(Warning::Overload {
@@ -652,10 +746,13 @@ pub fn plan(
     // 7. Users no longer managed.
     decisions.extend(released(&cx));
 
+    let downloaders = kept_for_downloaders
+        .map(|kept| downloaders_share(settings, kept, cx.budget.budget_bps, held.total));
     Plan {
         algorithm,
         budget: cx.budget.budget_bps,
         unmanaged_bps,
+        downloaders,
         held: held.total,
         streaming,
         overloaded: fair.overloaded,

@@ -780,3 +780,101 @@ fn the_idle_users_in_one_plain_sentence() {
         "2 idle users held at 20 Mbps, 1 at 2 Mbps and 1 at 9 Mbps."
     );
 }
+
+const QBIT: &str = "[[downloader]]\nkind = \"qbittorrent\"\nurl = \"http://127.0.0.1:8080\"\n";
+
+#[test]
+fn without_downloaders_the_plan_has_no_part_for_them() {
+    let s = settings("", "");
+    let users = [user("alice", 0, false)];
+    let p = run(
+        &[session(Some("alice"), "203.0.113.1", direct(10 * M))],
+        &users,
+        0,
+        &s,
+    );
+    assert_eq!(p.downloaders, None);
+}
+
+#[test]
+fn streams_first_the_torrent_clients_get_what_the_streams_leave() {
+    // A budget of 90; alice plays 10 Mbps, bob 30; the clients keep 1 Mbps whatever happens.
+    let s = settings("", QBIT);
+    let users = [
+        user("alice", 0, false),
+        user("bob", 0, false),
+        user("carol", 0, false),
+    ];
+    let sessions = [
+        session(Some("alice"), "203.0.113.1", direct(10 * M)),
+        session(Some("bob"), "203.0.113.2", direct(30 * M)),
+    ];
+    let p = run(&sessions, &users, 0, &s);
+    let d = p.downloaders.clone().expect("a part for the downloaders");
+    assert_eq!(d.kept, 1_000_000);
+    assert_eq!(d.limit, 90_000_000 - p.held);
+    assert_eq!(p.held, 40_000_000, "{p:?}");
+    assert!(
+        d.reason.starts_with("what the remote streams leave"),
+        "{}",
+        d.reason
+    );
+    // The idle user's join share is what a newcomer gets with no seeding beside: the
+    // downloaders yield, keeping only their minimum.
+    let without = run(&sessions, &users, 0, &settings("", ""));
+    let join = |p: &Plan| {
+        p.decisions
+            .iter()
+            .find(|d| d.role == Role::Idle)
+            .unwrap()
+            .target
+    };
+    assert!(join(&p) <= join(&without));
+    assert!(
+        join(&p) >= join(&without) - M,
+        "{} {}",
+        join(&p),
+        join(&without)
+    );
+
+    // Streams that fill the budget (they started above it and cannot be pushed) leave them
+    // their minimum.
+    let heavy = [
+        session(Some("alice"), "203.0.113.1", direct(45 * M)),
+        session(Some("bob"), "203.0.113.2", direct(80 * M)),
+    ];
+    let p = run(&heavy, &users, 0, &s);
+    let d = p.downloaders.expect("a part");
+    assert_eq!(d.limit, 1_000_000, "{d:?} held {}", p.held);
+    assert!(
+        d.reason.starts_with("the minimum of 1 Mbps"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn shared_the_torrent_clients_are_one_weighted_claimant() {
+    let s = settings(
+        "[bandwidth.downloaders]\npriority = \"share\"\nweight = 2.0",
+        QBIT,
+    );
+    let users = [user("alice", 0, false), user("bob", 0, false)];
+    // Both want more than the budget: the clients take two shares of four, 45 Mbps.
+    let sessions = [
+        session(Some("alice"), "203.0.113.1", direct(80 * M)),
+        session(Some("bob"), "203.0.113.2", direct(80 * M)),
+    ];
+    let p = run(&sessions, &users, 0, &s);
+    let d = p.downloaders.clone().expect("a part");
+    assert_eq!(d.kept, 45_000_000, "{d:?}");
+    assert!(d.limit >= 45_000_000);
+    for dec in p.decisions.iter().filter(|d| d.role.is_active()) {
+        assert!(dec.target <= 23 * M, "{}: {}", dec.user_name, dec.target);
+    }
+    // A light stream leaves them the rest.
+    let light = [session(Some("alice"), "203.0.113.1", direct(5 * M))];
+    let p = run(&light, &users, 0, &s);
+    let d = p.downloaders.expect("a part");
+    assert_eq!(d.limit, 90_000_000 - p.held, "{d:?}");
+}
