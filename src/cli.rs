@@ -663,22 +663,38 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             let client = client(&settings)?;
             let ledger = Mutex::new(open_ledger(&settings, false)?);
             let deadline = tokio::time::Instant::now() + timeout;
-            let results = reconcile::restore(&client, &ledger, deadline)
-                .await
-                .map_err(|e| {
-                    eprintln!("error: {e}");
-                    ExitCode::from(exit::STATE)
-                })?;
+            let (results, torrents) = tokio::join!(
+                reconcile::restore(&client, &ledger, deadline),
+                crate::throttle::restore_all(&settings, &ledger, deadline)
+            );
+            let results = results.map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::STATE)
+            })?;
             print!("{}", crate::anon::reveal(&report::restore_table(&results)));
+            print!("{}", report::torrent_restore_table(&torrents));
             let failed = results
                 .iter()
                 .filter(|(_, o)| matches!(o, reconcile::RestoreOutcome::Failed(_)))
                 .count();
-            if failed > 0 {
+            let torrents_failed = torrents
+                .iter()
+                .filter(|(_, r)| matches!(r, crate::throttle::Restored::Failed(_)))
+                .count();
+            if torrents_failed > 0 {
                 eprintln!(
-                    "error: {failed} user(s) could not be restored; they stay in {} for the next try",
+                    "error: {torrents_failed} torrent client(s) could not be restored; their \
+                     originals stay in {} for the next try",
                     settings.state.file.display()
                 );
+            }
+            if failed > 0 || torrents_failed > 0 {
+                if failed > 0 {
+                    eprintln!(
+                        "error: {failed} user(s) could not be restored; they stay in {} for the next try",
+                        settings.state.file.display()
+                    );
+                }
                 return Err(ExitCode::from(exit::WRITE_FAILED));
             }
             Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@
 //! first write.
 
 pub mod qbittorrent;
+pub mod split;
 pub mod transmission;
 
 use std::time::Duration;

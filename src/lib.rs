@@ -60,5 +60,6 @@ pub mod report;
 pub mod sim;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
+pub mod throttle;
 pub mod webhook;
 pub mod write;

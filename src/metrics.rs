@@ -46,6 +46,12 @@ pub struct NotifyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DownloaderLabels {
+    /// The downloader's name.
+    pub downloader: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// ok or error.
     pub result: String,
@@ -81,6 +87,13 @@ pub struct Metrics {
     pub meter_reads: Family<ResultLabels, Counter>,
     pub budget_changes: Counter,
     pub notifications: Family<NotifyLabels, Counter>,
+    pub downloader_limit_bps: Family<DownloaderLabels, Gauge>,
+    pub downloader_upload_bps: Family<DownloaderLabels, Gauge>,
+    pub downloader_target_bps: Family<DownloaderLabels, Gauge>,
+    pub downloader_up: Family<DownloaderLabels, Gauge>,
+    pub downloaders_limit_bps: Gauge,
+    pub downloader_writes: Counter,
+    pub downloader_write_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -119,6 +132,13 @@ impl Metrics {
             meter_reads: Family::default(),
             budget_changes: Counter::default(),
             notifications: Family::default(),
+            downloader_limit_bps: Family::default(),
+            downloader_upload_bps: Family::default(),
+            downloader_target_bps: Family::default(),
+            downloader_up: Family::default(),
+            downloaders_limit_bps: Gauge::default(),
+            downloader_writes: Counter::default(),
+            downloader_write_failures: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -247,7 +267,67 @@ impl Metrics {
             "Changes of the budget (the meter, a schedule)",
             m.budget_changes.clone(),
         );
+        r.register(
+            "downloaders_limit_bps",
+            "The torrent clients' combined upload limit of the last plan (what the remote streams leave), bits/s",
+            m.downloaders_limit_bps.clone(),
+        );
+        r.register(
+            "downloader_limit_bps",
+            "A torrent client's upload limit in force (0: unlimited), bits/s",
+            m.downloader_limit_bps.clone(),
+        );
+        r.register(
+            "downloader_target_bps",
+            "A torrent client's part of the combined limit, bits/s",
+            m.downloader_target_bps.clone(),
+        );
+        r.register(
+            "downloader_upload_bps",
+            "What a torrent client uploads, bits/s",
+            m.downloader_upload_bps.clone(),
+        );
+        r.register(
+            "downloader_up",
+            "1 while a torrent client answers",
+            m.downloader_up.clone(),
+        );
+        r.register(
+            "downloader_writes",
+            "Upload limit writes to the torrent clients",
+            m.downloader_writes.clone(),
+        );
+        r.register(
+            "downloader_write_failures",
+            "Failed upload limit writes to the torrent clients",
+            m.downloader_write_failures.clone(),
+        );
         m
+    }
+
+    /// A torrent client's last read: whether it answers, its limit in force (`None`:
+    /// unlimited), what it uploads and its part of the combined limit, bits/s.
+    pub fn record_downloader(
+        &self,
+        name: &str,
+        up: bool,
+        limit: Option<u64>,
+        upload: Option<u64>,
+        target: Option<u64>,
+    ) {
+        let l = DownloaderLabels {
+            downloader: name.to_string(),
+        };
+        self.downloader_up.get_or_create(&l).set(i64::from(up));
+        self.downloader_limit_bps
+            .get_or_create(&l)
+            .set(limit.unwrap_or(0) as i64);
+        self.downloader_upload_bps
+            .get_or_create(&l)
+            .set(upload.unwrap_or(0) as i64);
+        self.downloader_target_bps
+            .get_or_create(&l)
+            .set(target.unwrap_or(0) as i64);
     }
 
     /// Count one notification at `target` with `result`.

@@ -254,6 +254,38 @@ pub fn restore_table(results: &[(UserName, RestoreOutcome)]) -> String {
     render(&rows) + &causes.render()
 }
 
+/// The torrent clients' restore, one row per client; empty when the ledger held none.
+pub fn torrent_restore_table(results: &[(String, crate::throttle::Restored)]) -> String {
+    use crate::throttle::Restored;
+    if results.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![vec!["TORRENT CLIENT".to_string(), "RESULT".to_string()]];
+    let mut causes = Causes::default();
+    for (name, r) in results {
+        let text = match r {
+            Restored::Done(w) if w.is_empty() => "already at its originals".to_string(),
+            Restored::Done(w) => w
+                .iter()
+                .map(|(f, from, to)| {
+                    format!(
+                        "{f} restored {} -> {}",
+                        crate::downloader::describe(f, *from),
+                        crate::downloader::describe(f, *to)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Restored::Failed(e) => format!("FAILED ({}), kept in the ledger", causes.note(e)),
+        };
+        rows.push(vec![
+            crate::escape::escape_controls(name).into_owned(),
+            text,
+        ]);
+    }
+    render(&rows) + &causes.render()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

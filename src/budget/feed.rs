@@ -59,6 +59,9 @@ pub struct Feed {
     pub state: watch::Receiver<BudgetState>,
     /// Where the engine puts Jellyfin's remote streams after each plan, bits/s.
     pub jellyfin: watch::Sender<u64>,
+    /// Where the torrent clients' upload goes after each read of them, bits/s: with a meter,
+    /// neither it nor the streams count as the rest of the house.
+    pub downloaders: watch::Sender<u64>,
     /// A fixed budget's sender, kept so that the channel stays open (never sends).
     _fixed: Option<watch::Sender<BudgetState>>,
 }
@@ -74,9 +77,11 @@ impl Feed {
             meter: None,
         });
         let (jellyfin, _) = watch::channel(0);
+        let (downloaders, _) = watch::channel(0);
         Feed {
             state,
             jellyfin,
+            downloaders,
             _fixed: Some(fixed),
         }
     }
@@ -169,6 +174,7 @@ pub fn start(
     let entry = entry.map(str::to_string);
     let (state_tx, state) = watch::channel(first);
     let (jellyfin, jellyfin_rx) = watch::channel(0);
+    let (downloaders, downloaders_rx) = watch::channel(0);
     let m = b.meter.as_ref();
     let task = Task {
         meter,
@@ -181,6 +187,7 @@ pub fn start(
         read_timeout: m.map_or(Duration::from_secs(10), |m| m.timeout.saturating_mul(3)),
         state: state_tx,
         jellyfin: jellyfin_rx,
+        downloaders: downloaders_rx,
         metrics,
     };
     let handle = tokio::spawn(task.run(shutdown));
@@ -188,6 +195,7 @@ pub fn start(
         Feed {
             state,
             jellyfin,
+            downloaders,
             _fixed: None,
         },
         Some(handle),
@@ -208,6 +216,7 @@ struct Task {
     read_timeout: Duration,
     state: watch::Sender<BudgetState>,
     jellyfin: watch::Receiver<u64>,
+    downloaders: watch::Receiver<u64>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,6 +262,8 @@ impl Task {
             };
             let read = read.unwrap_or_else(|_| Err("no answer in time".into()));
             let jellyfin_bps = *self.jellyfin.borrow();
+            // What jellydemon manages is not the rest of the house.
+            let managed_bps = jellyfin_bps + *self.downloaders.borrow();
             let (change, error) = match read {
                 Ok(c) => {
                     self.metrics.meter_reads.get_or_create(&ok()).inc();
@@ -268,7 +279,7 @@ impl Task {
                         bytes: c.bytes,
                         wraps_at: c.wraps_at,
                     };
-                    (estimator.sample(s, jellyfin_bps), None)
+                    (estimator.sample(s, managed_bps), None)
                 }
                 Err(e) => {
                     self.metrics.meter_reads.get_or_create(&error()).inc();

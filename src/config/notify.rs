@@ -51,6 +51,8 @@ pub enum EventKind {
     JellyfinUnreachable,
     /// Policy writes keep failing for longer than a threshold.
     WritesFailing,
+    /// A torrent client (`[[downloader]]`) cannot be read or set for longer than a threshold.
+    DownloaderUnreachable,
     /// An admin changed a managed user's limit by hand.
     LimitChangedByHand,
     /// A remote client plays above its limit.
@@ -72,6 +74,7 @@ impl EventKind {
             EventKind::Overload => "overload",
             EventKind::JellyfinUnreachable => "jellyfin_unreachable",
             EventKind::WritesFailing => "writes_failing",
+            EventKind::DownloaderUnreachable => "downloader_unreachable",
             EventKind::LimitChangedByHand => "limit_changed_by_hand",
             EventKind::IgnoresLimits => "ignores_limits",
             EventKind::RestoreFailed => "restore_failed",
@@ -82,10 +85,11 @@ impl EventKind {
     }
 
     /// What a target gets without `events`: every warning, not start and stop.
-    pub const DEFAULT: [EventKind; 6] = [
+    pub const DEFAULT: [EventKind; 7] = [
         EventKind::Overload,
         EventKind::JellyfinUnreachable,
         EventKind::WritesFailing,
+        EventKind::DownloaderUnreachable,
         EventKind::LimitChangedByHand,
         EventKind::IgnoresLimits,
         EventKind::RestoreFailed,

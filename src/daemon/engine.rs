@@ -69,6 +69,9 @@ pub struct Engine {
     pub budget: Feed,
     /// Where reads and plans are reported for notifications.
     pub notifier: crate::notify::Notifier,
+    /// Where the torrent clients' combined limit goes after each plan (and at once, lowered,
+    /// on a remote PlaybackStart), for `src/daemon/seeders.rs`.
+    pub downloaders: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 impl Engine {
@@ -84,6 +87,8 @@ impl Engine {
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Fetched> = None;
+        // The torrent clients' part of the last plan.
+        let mut seeding: Option<crate::plan::DownloaderShare> = None;
         // The memory's clock runs from the engine's start, at CLOCK_START (so that times
         // restored from the process before fit on it); it starts from what that process
         // remembered.
@@ -120,6 +125,9 @@ impl Engine {
                 }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
+                    if let (Some(m), Some(share)) = (model.as_ref(), seeding.as_mut()) {
+                        self.make_room(m, share, &ev);
+                    }
                     if let Some(m) = model.as_mut() {
                         patch(m, &ev);
                     }
@@ -156,7 +164,7 @@ impl Engine {
                     let (ok, asked) = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        r = self.refresh(&mut model, &mut memory, now, trigger) => r,
+                        r = self.refresh(&mut model, &mut memory, now, trigger, &mut seeding) => r,
                     };
                     wake_up = asked
                         .map(|at| origin + at.saturating_sub(CLOCK_START))
@@ -198,6 +206,7 @@ impl Engine {
         memory: &mut Memory,
         now: Duration,
         trigger: &'static str,
+        seeding: &mut Option<crate::plan::DownloaderShare>,
     ) -> (bool, Option<Duration>) {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
@@ -243,6 +252,9 @@ impl Engine {
                 self.budget
                     .jellyfin
                     .send_replace((plan.streaming as f64 * overhead).round() as u64);
+                *seeding = plan.downloaders.clone();
+                self.downloaders
+                    .send_replace(plan.downloaders.as_ref().map(|d| d.limit));
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
@@ -263,6 +275,48 @@ impl Engine {
             Err(e) => warn!("cannot plan: {e}"),
         }
         (ok, asked)
+    }
+}
+
+impl Engine {
+    /// A remote PlaybackStart: the torrent clients make room for the newcomer's stream at
+    /// once, before the debounced plan (their limit bites within a second; the stream's own
+    /// limit only when it starts). The room is what the item needs (its bitrates from the
+    /// event, else `demand.default_mbps`, times the overhead), at most the user's limit.
+    fn make_room(&self, model: &Fetched, share: &mut crate::plan::DownloaderShare, ev: &HookEvent) {
+        if ev.kind != EventKind::PlaybackStart {
+            return;
+        }
+        let remote = matches!(
+            crate::network::classify(ev.remote_end_point.as_deref(), &model.ranges),
+            crate::network::Location::Remote(_)
+        );
+        if !remote {
+            return;
+        }
+        let demand = &self.settings.bandwidth.demand;
+        let source = match ev.video_bitrate.unwrap_or(0) + ev.audio_bitrate.unwrap_or(0) {
+            0 => crate::config::mbps_to_bps(demand.default_mbps),
+            b => b.max(0) as u64,
+        };
+        let limit = ev
+            .user_id
+            .as_ref()
+            .and_then(|id| model.users.iter().find(|u| &u.id == id))
+            .map(|u| u.remote_limit())
+            .filter(|l| *l > 0)
+            .map_or(u64::MAX, |l| l as u64);
+        let room = ((source as f64 * demand.overhead).round() as u64).min(limit);
+        let lowered = share.limit.saturating_sub(room).max(share.kept);
+        if lowered < share.limit {
+            debug!(
+                from = share.limit,
+                to = lowered,
+                "a remote stream starts: the torrent clients make room"
+            );
+            share.limit = lowered;
+            self.downloaders.send_replace(Some(lowered));
+        }
     }
 }
 

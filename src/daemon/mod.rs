@@ -14,6 +14,7 @@ mod access;
 mod engine;
 mod http;
 mod listener;
+mod seeders;
 mod status;
 mod writer;
 
@@ -94,6 +95,20 @@ pub async fn run(
         notifier.clone(),
     ));
 
+    // The torrent clients: the engine's plans give them their combined limit.
+    let (downloaders_tx, downloaders_rx) = tokio::sync::watch::channel(None);
+    let seeders_task = seeders::Seeders {
+        settings: settings.clone(),
+        ledger: ledger.clone(),
+        limit: downloaders_rx,
+        rates: budget.downloaders.clone(),
+        views: status.downloaders(),
+        metrics: metrics.clone(),
+        notifier: notifier.clone(),
+        dry_run,
+    }
+    .spawn(workers.clone())?;
+
     let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
         client.clone(),
@@ -114,6 +129,7 @@ pub async fn run(
         dry_run,
         budget,
         notifier: notifier.clone(),
+        downloaders: downloaders_tx,
     }
     .spawn(workers.clone());
 
@@ -160,12 +176,30 @@ pub async fn run(
     if let Some(t) = meter_task {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
+    // A write to a torrent client in flight is answered (or times out) before the restore.
+    if let Some(t) = seeders_task {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
 
     let mut out = Shutdown::default();
     if settings.daemon.restore_on_exit && !dry_run {
         // The restore keeps trying until the deadline by itself; the outer bound is a guard.
         let guard = deadline + std::time::Duration::from_secs(1);
-        match tokio::time::timeout_at(guard, reconcile::restore(&client, &ledger, deadline)).await {
+        let (jellyfin, torrents) = tokio::join!(
+            tokio::time::timeout_at(guard, reconcile::restore(&client, &ledger, deadline)),
+            tokio::time::timeout_at(
+                guard,
+                crate::throttle::restore_all(&settings, &ledger, deadline)
+            ),
+        );
+        let torrent_failures = match torrents {
+            Ok(results) => results
+                .iter()
+                .filter(|(_, r)| matches!(r, crate::throttle::Restored::Failed(_)))
+                .count(),
+            Err(_) => 1,
+        };
+        match jellyfin {
             Ok(Ok(results)) => {
                 out.restore_failures = results
                     .iter()
@@ -186,6 +220,7 @@ pub async fn run(
                 out.restore_failures = reconcile::lock(&ledger).len();
             }
         }
+        out.restore_failures += torrent_failures;
         if out.restore_failures > 0 || out.restore_timed_out {
             notifier.observe(Observation::RestoreFailed {
                 users: out.restore_failures,

@@ -88,6 +88,8 @@ pub struct Status {
     /// Notification targets, conditions in force, last notifications.
     notifier: crate::notify::Notifier,
     inner: Mutex<Inner>,
+    /// The torrent clients as their task last saw them (`src/daemon/seeders.rs`).
+    downloaders: Arc<Mutex<Vec<super::seeders::DownloaderView>>>,
 }
 
 /// How healthy the daemon is, for `/healthz`.
@@ -112,7 +114,13 @@ impl Status {
             budget,
             notifier,
             inner: Mutex::new(Inner::default()),
+            downloaders: Arc::default(),
         }
+    }
+
+    /// Where the torrent clients' task puts what it sees.
+    pub fn downloaders(&self) -> Arc<Mutex<Vec<super::seeders::DownloaderView>>> {
+        self.downloaders.clone()
     }
 
     /// The engine task started or stopped.
@@ -274,6 +282,11 @@ impl Status {
                     .then(|| (down + up) as f64 / item_starts as f64),
             },
             last_decision: inner.last_plan.as_ref().map(decision_view),
+            downloaders: lock(&self.downloaders).clone(),
+            downloaders_limit_bps: inner
+                .last_plan
+                .as_ref()
+                .and_then(|p| p.plan.downloaders.as_ref().map(|d| d.limit)),
             recent: inner.recent.iter().rev().cloned().collect(),
             version: env!("CARGO_PKG_VERSION"),
         }
@@ -298,6 +311,10 @@ pub struct StateView {
     pub events: EventsView,
     pub writes: WritesView,
     pub last_decision: Option<DecisionView>,
+    /// The torrent clients (`[[downloader]]`).
+    pub downloaders: Vec<super::seeders::DownloaderView>,
+    /// Their combined limit in the last plan, bits/s.
+    pub downloaders_limit_bps: Option<u64>,
     /// Newest first.
     pub recent: Vec<Recent>,
     pub version: &'static str,

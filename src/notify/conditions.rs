@@ -83,6 +83,13 @@ pub enum Observation {
         /// Where they are kept.
         state_file: String,
     },
+    /// A read or write of a torrent client: the error, if it failed.
+    Downloader {
+        /// The downloader's name.
+        name: String,
+        /// What went wrong.
+        error: Option<String>,
+    },
     /// The daemon started.
     Started,
     /// The daemon is stopping.
@@ -107,6 +114,8 @@ pub struct Conditions {
     overload_notified: bool,
     unreachable: Lasting,
     writes: Lasting,
+    /// Each torrent client that fails, by name.
+    downloaders: BTreeMap<String, Lasting>,
     /// Users whose client ignores limits now, and whether that was notified.
     uncontrolled: BTreeMap<String, bool>,
     /// When a condition's start was last notified: (event, key).
@@ -124,6 +133,7 @@ impl Conditions {
             overload_notified: false,
             unreachable: Lasting::default(),
             writes: Lasting::default(),
+            downloaders: BTreeMap::new(),
             uncontrolled: BTreeMap::new(),
             last_start: BTreeMap::new(),
         }
@@ -141,6 +151,12 @@ impl Conditions {
         if self.writes.notified {
             out.push((EventKind::WritesFailing, String::new()));
         }
+        out.extend(
+            self.downloaders
+                .iter()
+                .filter(|(_, c)| c.notified)
+                .map(|(n, _)| (EventKind::DownloaderUnreachable, n.clone())),
+        );
         out.extend(
             self.uncontrolled
                 .keys()
@@ -211,6 +227,28 @@ impl Conditions {
                     EventKind::WritesFailing,
                 ) {
                     self.emit(n, now, &mut out);
+                }
+            }
+            Observation::Downloader { name, error } => {
+                let after = self.unreachable_after;
+                let c = self.downloaders.entry(name.clone()).or_default();
+                if let Some(mut n) = lasting(c, error, now, after, EventKind::DownloaderUnreachable)
+                {
+                    n.title = format!("{name}: {}", n.title);
+                    n.message = format!("{name}: {}", n.message);
+                    n.data["downloader"] = serde_json::json!(name);
+                    if n.cleared || self.may_start(n.event, &name, now) {
+                        out.push(n);
+                    } else if let Some(c) = self.downloaders.get_mut(&name) {
+                        c.notified = false;
+                    }
+                }
+                if self
+                    .downloaders
+                    .get(&name)
+                    .is_some_and(|c| c.since.is_none())
+                {
+                    self.downloaders.remove(&name);
                 }
             }
             Observation::RestoreFailed { users, state_file } => out.push(Notice {
@@ -374,6 +412,12 @@ fn lasting(
             "Limits are not being updated. Check that Jellyfin runs and that the API key is \
              still valid: `jellydemon check` says what is wrong.",
             "Jellyfin can be read again",
+        ),
+        EventKind::DownloaderUnreachable => (
+            "the torrent client cannot be managed",
+            "Its upload limit is not being updated; Jellyfin's limits still are. Check that it \
+             runs and that its login is right: `jellydemon check` says what is wrong.",
+            "the torrent client is managed again",
         ),
         _ => (
             "Policy writes are failing",

@@ -1,0 +1,321 @@
+//! A torrent client's limit set and put back under the ledger's rules (`src/ledger.rs`), as
+//! `src/write.rs` does for Jellyfin's limits: every setting's original is in the state file
+//! before the first write to it, each value is recorded before it is sent, a value that is
+//! neither the original nor one of ours was set by hand in the client and becomes the new
+//! original, and a setting leaves the ledger only once its original is back and no write of
+//! ours may still land.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::clock::unix_millis_now as unix_ms;
+use crate::downloader::{Downloader, DownloaderError, Field, Reading, describe};
+use crate::ledger::{Ledger, Observed};
+
+/// The ledger's key of one of a downloader's settings: `"<downloader>/<field>"`.
+pub fn key(downloader: &str, field: Field) -> String {
+    format!("{downloader}/{field}")
+}
+
+/// A setting changed by hand in the client since jellydemon last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandChange {
+    /// The setting.
+    pub field: Field,
+    /// Its original before.
+    pub old_original: i64,
+    /// The value set by hand: the new original.
+    pub new_original: i64,
+}
+
+/// How long after it was sent an unanswered write may still be applied: twice the client's
+/// timeout.
+pub fn landing_window(timeout: Duration) -> Duration {
+    timeout.saturating_mul(2)
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    crate::sync::lock(ledger)
+}
+
+/// Compare what the client holds with the ledger; hand changes become the new originals (the
+/// ledger is saved when there are any).
+pub fn observe(ledger: &Mutex<Ledger>, name: &str, reading: &Reading) -> Vec<HandChange> {
+    let mut l = lock(ledger);
+    let mut changes = Vec::new();
+    for &(field, value) in &reading.values {
+        if let Observed::HandChanged { old_original } =
+            l.observe_setting(&key(name, field), name, value)
+        {
+            changes.push(HandChange {
+                field,
+                old_original,
+                new_original: value,
+            });
+        }
+    }
+    if !changes.is_empty()
+        && let Err(e) = l.save()
+    {
+        warn!(downloader = name, "{e}");
+    }
+    changes
+}
+
+/// Make the limit in force `limit_bps`: the settings to change are recorded in the ledger
+/// (and the file synced) first, then sent in one request, then settled. Returns whether
+/// anything was sent. A ledger that cannot be saved sends nothing.
+pub async fn apply(
+    client: &mut Downloader,
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    reading: &Reading,
+    limit_bps: u64,
+    timeout: Duration,
+) -> Result<bool, String> {
+    let writes = reading.writes_for(limit_bps);
+    if writes.is_empty() {
+        return Ok(false);
+    }
+    let until = unix_ms() + landing_window(timeout).as_millis() as u64;
+    let tickets: Vec<_> = {
+        let mut l = lock(ledger);
+        let tickets = writes
+            .iter()
+            .map(|&(field, new)| {
+                let current = reading.value(field).unwrap_or(0);
+                let k = key(name, field);
+                (
+                    k.clone(),
+                    l.record_setting_intent(&k, name, current, new, until),
+                )
+            })
+            .collect();
+        l.save().map_err(|e| e.to_string())?;
+        tickets
+    };
+    let result = client.write(&writes).await;
+    {
+        let mut l = lock(ledger);
+        let now = unix_ms();
+        for (k, t) in tickets {
+            l.settle_setting(&k, t, now);
+        }
+        if let Err(e) = l.save() {
+            warn!(downloader = name, "{e}");
+        }
+    }
+    result.map(|()| true).map_err(|e| e.to_string())
+}
+
+/// What putting one downloader's originals back did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// Every setting holds its original again (the ones written: field, from, to).
+    Done(Vec<(Field, i64, i64)>),
+    /// The client could not be reached or refused; the originals stay in the ledger.
+    Failed(String),
+}
+
+/// Put back every original of `name` the ledger holds: read the client, write the settings
+/// that differ (a value set by hand since is left and becomes the original), read again, and
+/// drop the settings that hold their original from the ledger. A write of ours that may still
+/// land keeps its setting in the ledger, and the restore is tried again until `deadline`.
+pub async fn restore(
+    client: &mut Downloader,
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    timeout: Duration,
+    deadline: tokio::time::Instant,
+) -> Restored {
+    let mut written = Vec::new();
+    let mut attempt = 0;
+    loop {
+        match restore_once(client, ledger, name, timeout, &mut written).await {
+            Ok(true) => return Restored::Done(written),
+            Ok(false) | Err(_) if tokio::time::Instant::now() < deadline => {}
+            Ok(false) => {
+                return Restored::Failed("a write of ours may still land: kept".into());
+            }
+            Err(e) => return Restored::Failed(e.to_string()),
+        }
+        attempt += 1;
+        let wait = crate::clock::backoff(
+            attempt,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            true,
+        );
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(wait.min(left)).await;
+    }
+}
+
+/// One pass of [`restore`]: whether every setting of `name` left the ledger.
+async fn restore_once(
+    client: &mut Downloader,
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    timeout: Duration,
+    written: &mut Vec<(Field, i64, i64)>,
+) -> Result<bool, DownloaderError> {
+    let prefix = format!("{name}/");
+    let tracked = || tracked_of(&lock(ledger), &prefix);
+    if tracked().is_empty() {
+        return Ok(true);
+    }
+    let reading = client.read().await?;
+    // Hand changes since our last write are the originals now.
+    for c in observe(ledger, name, &reading) {
+        info!(
+            downloader = name,
+            setting = c.field,
+            "{} was set by hand ({}): kept as the original",
+            c.field,
+            describe(c.field, c.new_original)
+        );
+    }
+    let mut writes: Vec<(Field, i64)> = Vec::new();
+    for (k, original) in tracked() {
+        let field = reading
+            .values
+            .iter()
+            .map(|(f, _)| *f)
+            .find(|f| k == key(name, f));
+        if let Some(f) = field
+            && reading.value(f) != Some(original)
+        {
+            writes.push((f, original));
+        }
+    }
+    if !writes.is_empty() {
+        let until = unix_ms() + landing_window(timeout).as_millis() as u64;
+        let tickets: Vec<_> = {
+            let mut l = lock(ledger);
+            let t = writes
+                .iter()
+                .map(|&(f, v)| {
+                    let k = key(name, f);
+                    let current = reading.value(f).unwrap_or(v);
+                    (
+                        k.clone(),
+                        l.record_setting_intent(&k, name, current, v, until),
+                    )
+                })
+                .collect();
+            if let Err(e) = l.save() {
+                return Err(DownloaderError::Protocol(e.to_string()));
+            }
+            t
+        };
+        let result = client.write(&writes).await;
+        {
+            let mut l = lock(ledger);
+            let now = unix_ms();
+            for (k, t) in tickets {
+                l.settle_setting(&k, t, now);
+            }
+            let _ = l.save();
+        }
+        result?;
+        for &(f, v) in &writes {
+            written.push((f, reading.value(f).unwrap_or(v), v));
+        }
+    }
+    // The settings that hold their original now leave the ledger.
+    let check = client.read().await?;
+    let mut l = lock(ledger);
+    let now = unix_ms();
+    let mut all = true;
+    for (k, original) in tracked_of(&l, &prefix) {
+        let holds = check
+            .values
+            .iter()
+            .any(|(f, v)| k == key(name, f) && *v == original);
+        // A setting the client no longer reports cannot be put back: it stays for a person.
+        if !(holds && l.forget_setting(&k, now)) {
+            all = false;
+        }
+    }
+    if let Err(e) = l.save() {
+        return Err(DownloaderError::Protocol(e.to_string()));
+    }
+    Ok(all)
+}
+
+fn tracked_of(l: &Ledger, prefix: &str) -> Vec<(String, i64)> {
+    l.settings()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, e)| (k.to_string(), e.original))
+        .collect()
+}
+
+/// Put back the originals of every torrent client the ledger holds settings of, eight at a
+/// time, each until `deadline`. A client no longer in `[[downloader]]` cannot be reached: it
+/// fails with what to set by hand.
+pub async fn restore_all(
+    settings: &crate::config::Settings,
+    ledger: &Mutex<Ledger>,
+    deadline: tokio::time::Instant,
+) -> Vec<(String, Restored)> {
+    use futures_util::StreamExt;
+    let names = crate::config::downloader_names(&settings.downloader);
+    let in_ledger: std::collections::BTreeSet<String> = lock(ledger)
+        .settings()
+        .filter_map(|(k, _)| k.split_once('/').map(|(n, _)| n.to_string()))
+        .collect();
+    let mut out = Vec::new();
+    let mut jobs = Vec::new();
+    for name in in_ledger {
+        match names.iter().position(|n| *n == name) {
+            Some(i) => jobs.push((name, i)),
+            None => {
+                let left: Vec<String> = lock(ledger)
+                    .settings()
+                    .filter(|(k, _)| k.starts_with(&format!("{name}/")))
+                    .map(|(k, e)| {
+                        let field = k.split_once('/').map_or(k, |(_, f)| f);
+                        format!("{field} = {}", e.original)
+                    })
+                    .collect();
+                out.push((
+                    name,
+                    Restored::Failed(format!(
+                        "no [[downloader]] of this name any more: add it back, or set {} by \
+                         hand in the client",
+                        left.join(", ")
+                    )),
+                ));
+            }
+        }
+    }
+    let results: Vec<(String, Restored)> = futures_util::stream::iter(jobs)
+        .map(|(name, i)| async move {
+            let d = &settings.downloader[i];
+            let r = match Downloader::new(d) {
+                Ok(mut client) => restore(&mut client, ledger, &name, d.timeout, deadline).await,
+                Err(e) => Restored::Failed(e.to_string()),
+            };
+            match &r {
+                Restored::Done(w) => {
+                    for (f, from, to) in w {
+                        info!(
+                            downloader = %name,
+                            "{f} restored: {} -> {}",
+                            describe(f, *from),
+                            describe(f, *to)
+                        );
+                    }
+                }
+                Restored::Failed(e) => warn!(downloader = %name, "original not restored: {e}"),
+            }
+            (name, r)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    out.extend(results);
+    out
+}
