@@ -32,4 +32,5 @@ mod security;
 mod state_file;
 mod steady;
 mod terminal;
+mod torrent;
 mod webhook_templates;

@@ -2,6 +2,7 @@
 //! file in a temp dir, and validation against the official OpenAPI specs.
 
 pub mod openapi;
+pub mod torrent;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,338 @@
+//! The torrent clients beside Jellyfin, for real (`common/torrent.rs`): jellydemon gives
+//! qBittorrent and Transmission what the remote streams leave, in the setting that bites
+//! (normal or alternative), keeps a change made by hand as the new original, copes with a
+//! wrong password (one failed login per backoff: qBittorrent bans), a client killed and
+//! started again, and puts every original back on stop, by `restore` and after a SIGKILL.
+//!
+//! The budget is 60 - 5 = 55 Mbps; alice streams 20 Mbps from outside, so the clients get
+//! 35 Mbps: 4,375,000 bytes/s, which qBittorrent keeps as 4272 KiB/s and Transmission as
+//! 4375 kB/s.
+
+use std::time::Duration;
+
+use crate::common::torrent::{Kind, PASS, Torrent};
+use crate::common::{Harness, KEY, M};
+use jellydemon::downloader::{Downloader, Mode, Reading};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
+use rustix::process::{Pid, Signal, kill_process};
+
+const QBIT_35: i64 = 4272 * 1024;
+const TRANSMISSION_35: i64 = 4375;
+
+/// The originals the profiles start with (`common/torrent.rs`).
+fn originals(kind: Kind) -> Vec<(&'static str, i64)> {
+    match kind {
+        Kind::Qbittorrent => vec![("up_limit", 100 * 1024), ("alt_up_limit", 20 * 1024)],
+        Kind::Transmission => vec![
+            ("speed-limit-up", 100),
+            ("speed-limit-up-enabled", 0),
+            ("alt-speed-up", 50),
+        ],
+    }
+}
+
+fn limit_35(kind: Kind) -> i64 {
+    match kind {
+        Kind::Qbittorrent => QBIT_35,
+        Kind::Transmission => TRANSMISSION_35,
+    }
+}
+
+fn normal_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Qbittorrent => "up_limit",
+        Kind::Transmission => "speed-limit-up",
+    }
+}
+
+fn alt_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Qbittorrent => "alt_up_limit",
+        Kind::Transmission => "alt-speed-up",
+    }
+}
+
+/// Read until `pred` holds (at most 20 s).
+async fn reading_until(c: &mut Downloader, what: &str, pred: impl Fn(&Reading) -> bool) -> Reading {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.read().await;
+        if let Ok(r) = &r
+            && pred(r)
+        {
+            return r.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}; last read {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fake Jellyfin where alice streams 20 Mbps from outside, and the harness around it with
+/// `torrent`'s `[[downloader]]` logging in with `password`.
+async fn house(torrent: &Torrent, password: &str) -> (Harness, String) {
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Web",
+        Some(Playback::direct("Film", Some(20 * M), None)),
+    );
+    let extra = format!(
+        "{}\n[bandwidth.downloaders]\ninterval = \"1s\"\nwrite_every = \"200ms\"\n",
+        torrent.config(password)
+    );
+    (Harness::start(fake, "", &extra).await, alice)
+}
+
+async fn the_clients_get_what_the_streams_leave_and_their_originals_back(kind: Kind) {
+    let Some(t) = Torrent::start(kind).await else {
+        return;
+    };
+    let mut c = t.client();
+    let before = c.read().await.unwrap();
+    assert_eq!(before.values, originals(kind), "the profile's own values");
+    let (h, _) = house(&t, PASS).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+
+    let r = reading_until(&mut c, "the limit the streams leave", |r| {
+        r.value(normal_field(kind)) == Some(limit_35(kind))
+    })
+    .await;
+    assert_eq!(r.mode, Mode::Normal);
+    assert_eq!(
+        r.limit_bps,
+        Some(limit_35(kind) as u64 * 8 * if kind == Kind::Transmission { 1000 } else { 1 })
+    );
+    let s = d
+        .wait_for(|s| s["downloaders"][0]["limit_bps"].as_u64().is_some())
+        .await;
+    assert_eq!(s["downloaders"][0]["up"], true, "{s:#}");
+    assert_eq!(s["downloaders_limit_bps"], 35_000_000, "{s:#}");
+    let metrics = d.text("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "jellydemon_downloader_up{{downloader=\"{}\"}} 1",
+            kind.name()
+        )),
+        "{metrics}"
+    );
+
+    // The alternative limits switched on in the client: that is the one set now, the mode is
+    // left as the person set it.
+    t.alternative(true).await;
+    reading_until(&mut c, "the alternative limit set", |r| {
+        r.mode == Mode::Alternative && r.value(alt_field(kind)) == Some(limit_35(kind))
+    })
+    .await;
+
+    let stop = d.stop().await;
+    assert_eq!(stop.restore_failures, 0);
+    let after = c.read().await.unwrap();
+    assert_eq!(after.values, originals(kind), "every original back");
+    assert_eq!(after.mode, Mode::Alternative, "the mode is the person's");
+    assert_eq!(
+        h.ledger().settings().count(),
+        0,
+        "nothing left in the ledger"
+    );
+}
+
+#[tokio::test]
+async fn qbittorrent_gets_what_the_streams_leave_and_its_originals_back() {
+    the_clients_get_what_the_streams_leave_and_their_originals_back(Kind::Qbittorrent).await;
+}
+
+#[tokio::test]
+async fn transmission_gets_what_the_streams_leave_and_its_originals_back() {
+    the_clients_get_what_the_streams_leave_and_their_originals_back(Kind::Transmission).await;
+}
+
+#[tokio::test]
+async fn a_limit_set_by_hand_in_the_client_becomes_the_original() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, _) = house(&t, PASS).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    let r = reading_until(&mut c, "the limit set", |r| {
+        r.value("up_limit") == Some(QBIT_35)
+    })
+    .await;
+    // The owner sets 500 KiB/s in qBittorrent's options.
+    c.write(&[("up_limit", 500 * 1024)]).await.unwrap();
+    drop(r);
+    // jellydemon takes it as the original, and sets its own limit again.
+    crate::common::eventually("the new original in the ledger", || {
+        h.ledger()
+            .setting("qbittorrent/up_limit")
+            .is_some_and(|e| e.original == 500 * 1024)
+    })
+    .await;
+    reading_until(&mut c, "the limit set again", |r| {
+        r.value("up_limit") == Some(QBIT_35)
+    })
+    .await;
+    d.stop().await;
+    let after = c.read().await.unwrap();
+    assert_eq!(
+        after.value("up_limit"),
+        Some(500 * 1024),
+        "the hand-set original"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_tried_once_per_backoff_and_jellyfin_is_still_managed() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let (h, alice) = house(&t, "not-the-password").await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    let s = d
+        .wait_for(|s| s["downloaders"][0]["last_error"].is_string())
+        .await;
+    let error = s["downloaders"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("wrong user name or password"), "{error}");
+    assert!(!error.contains("not-the-password"), "{error}");
+    // Jellyfin's limits are managed as ever.
+    crate::common::eventually("alice's limit written", || h.fake.limit(&alice) > 0).await;
+    // Four seconds of polls and plans: one login tried, not one a second.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let failed = t.failed_logins();
+    assert!(
+        (1..=1).contains(&failed),
+        "{failed} failed logins (qBittorrent logs each)"
+    );
+    let mut c = t.client();
+    assert_eq!(c.read().await.unwrap().values, originals(Kind::Qbittorrent));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_killed_and_started_again_is_managed_again() {
+    let Some(mut t) = Torrent::start(Kind::Transmission).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, _) = house(&t, PASS).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    reading_until(&mut c, "the limit set", |r| {
+        r.value("speed-limit-up") == Some(TRANSMISSION_35)
+    })
+    .await;
+    // Killed: its settings file still holds the originals, and it is down for a while.
+    t.kill();
+    d.wait_for(|s| s["downloaders"][0]["up"] == false).await;
+    t.restart().await;
+    let mut c = t.client();
+    reading_until(&mut c, "the limit set again after the restart", |r| {
+        r.value("speed-limit-up") == Some(TRANSMISSION_35)
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(
+        c.read().await.unwrap().values,
+        originals(Kind::Transmission)
+    );
+}
+
+#[tokio::test]
+async fn after_a_sigkill_the_next_start_and_restore_put_the_originals_back() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, _) = house(&t, PASS).await;
+    let cfg = std::fs::read_to_string(&h.config_path).unwrap()
+        + "\n[daemon]\nlisten = \"127.0.0.1:0\"\npoll_interval = \"1s\"\n";
+    std::fs::write(&h.config_path, cfg).unwrap();
+    let mut run = crate::common::spawn_run(&h.config_path);
+    reading_until(&mut c, "the limit set", |r| {
+        r.value("up_limit") == Some(QBIT_35)
+    })
+    .await;
+    let pid = Pid::from_raw(run.id().unwrap() as i32).unwrap();
+    kill_process(pid, Signal::KILL).unwrap();
+    run.wait().await.unwrap();
+    // The limit stays; the ledger knows the original.
+    assert_eq!(c.read().await.unwrap().value("up_limit"), Some(QBIT_35));
+    assert_eq!(
+        h.ledger().setting("qbittorrent/up_limit").unwrap().original,
+        100 * 1024
+    );
+    // The next start manages it as its own, and its stop puts the original back.
+    let mut run = crate::common::spawn_run(&h.config_path);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = Pid::from_raw(run.id().unwrap() as i32).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    assert!(run.wait().await.unwrap().success());
+    assert_eq!(c.read().await.unwrap().values, originals(Kind::Qbittorrent));
+    assert_eq!(h.ledger().settings().count(), 0);
+}
+
+#[tokio::test]
+async fn restore_after_a_kill_between_the_ledger_and_the_client_write() {
+    let Some(t) = Torrent::start(Kind::Transmission).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, _) = house(&t, PASS).await;
+    // What a SIGKILL leaves right after the intent was synced and before the request went
+    // out: the original and the value about to be written, in flight (its time has passed).
+    std::fs::write(
+        &h.state_path,
+        serde_json::json!({
+            "version": 3,
+            "users": {},
+            "downloaders": {
+                "transmission/speed-limit-up": {
+                    "name": "transmission", "original": 100, "ours": [4375],
+                    "in_flight": [{"value": 4375, "until_ms": 1}]
+                },
+                "transmission/speed-limit-up-enabled": {
+                    "name": "transmission", "original": 0, "ours": [1],
+                    "in_flight": [{"value": 1, "until_ms": 1}]
+                }
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already at its originals"), "{out}");
+    assert_eq!(h.ledger().settings().count(), 0);
+    // And when the write did land: restore puts the original back.
+    c.write(&[("speed-limit-up", 4375), ("speed-limit-up-enabled", 1)])
+        .await
+        .unwrap();
+    std::fs::write(
+        &h.state_path,
+        serde_json::json!({
+            "version": 3,
+            "users": {},
+            "downloaders": {
+                "transmission/speed-limit-up": {"name": "transmission", "original": 100, "ours": [4375]},
+                "transmission/speed-limit-up-enabled": {"name": "transmission", "original": 0, "ours": [1]}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("speed-limit-up restored 35 Mbps -> 0.8 Mbps"),
+        "{out}"
+    );
+    assert_eq!(
+        c.read().await.unwrap().values,
+        originals(Kind::Transmission)
+    );
+    assert_eq!(h.ledger().settings().count(), 0);
+}
