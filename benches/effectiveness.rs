@@ -13,7 +13,53 @@
 //! `JD_SIM_SEEDS` (default 5) change the grid.
 
 use jellydemon::config::Algorithm;
-use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager};
+use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
+
+/// The seeder table: a greedy torrent client on the same link, not controlled (today) and
+/// managed as a `[[downloader]]` with each priority, against the same traces with no seeder.
+fn seeder(hours: u64, seeds: u64) {
+    println!(
+        "\nbeside a greedy seeder on the link (jellydemon equal): mean (worst seed) over {seeds} seeds of {hours} h"
+    );
+    println!(
+        "| users | clients | seeder | streams served / with no seeder | seeder sent / what the streams leave | link over capacity |"
+    );
+    println!("|---:|---|---|---:|---:|---:|");
+    for users in [8usize, 16] {
+        for (clients, label) in [
+            (Clients::HALF_PUSHABLE, "half push"),
+            (Clients::NONE_PUSHABLE, "none push"),
+        ] {
+            let traces: Vec<_> = (0..seeds)
+                .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
+                .collect();
+            let m = Manager::Daemon(Algorithm::Equal);
+            let alone: Vec<Figures> = traces
+                .iter()
+                .map(|t| sim::run_seeded(m, t, hours, Seeding::Absent))
+                .collect();
+            for seeding in [Seeding::Uncontrolled, Seeding::Streams, Seeding::Share] {
+                let figs: Vec<Figures> = traces
+                    .iter()
+                    .map(|t| sim::run_seeded(m, t, hours, seeding))
+                    .collect();
+                let ratio: Vec<f64> = figs
+                    .iter()
+                    .zip(&alone)
+                    .map(|(f, a)| 100.0 * f.served / a.served.max(1.0))
+                    .collect();
+                let mean = ratio.iter().sum::<f64>() / ratio.len() as f64;
+                let worst = ratio.iter().copied().fold(f64::INFINITY, f64::min);
+                let sent = stat(&figs, Figures::seeder_percent, true);
+                let over = stat(&figs, Figures::link_over_percent, false);
+                println!(
+                    "| {users} | {label} | {seeding} | {mean:.1} % ({worst:.1}) | {:.1} % ({:.1}) | {:.2} % ({:.2}) |",
+                    sent.0, sent.1, over.0, over.1
+                );
+            }
+        }
+    }
+}
 
 /// The household table: link saturation, service, and what the meter costs when the house is
 /// quiet, static budget against the meter.
@@ -104,6 +150,7 @@ fn main() {
     let hours = env("JD_SIM_HOURS", 24);
     let seeds = env("JD_SIM_SEEDS", 5);
     household(hours, seeds);
+    seeder(hours, seeds);
     let managers = [
         Manager::None,
         Manager::Poll30,

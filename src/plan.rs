@@ -400,6 +400,9 @@ pub struct DownloaderShare {
     /// What the streams leave them whatever they need: `min_mbps` (`priority = "streams"`)
     /// or their weighted share (`"share"`).
     pub kept: u64,
+    /// `min_mbps`: the least they keep even for a moment, when a newcomer's stream starts
+    /// before the next plan shares the budget again.
+    pub min: u64,
     /// Why, in a sentence.
     pub reason: String,
 }
@@ -476,6 +479,7 @@ fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> 
     DownloaderShare {
         limit,
         kept,
+        min: settings.bandwidth.downloaders.min_bps().min(kept),
         reason,
     }
 }
@@ -672,7 +676,7 @@ pub fn plan(
     now: Duration,
     settings: &Settings,
 ) -> Plan {
-    let cx = Context {
+    let mut cx = Context {
         snapshot,
         ledger,
         memory,
@@ -699,9 +703,13 @@ pub fn plan(
     // 3. What the torrent clients keep whatever the streams need, then fair shares of the
     //    rest, and the limit for each of a user's streams' next item.
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
-    let beside = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
-    let kept_for_downloaders = kept_for_downloaders(settings, &claimants, beside);
-    let available = beside.saturating_sub(kept_for_downloaders.unwrap_or(0));
+    let budget = cx.budget.budget_bps;
+    let kept_for_downloaders =
+        kept_for_downloaders(settings, &claimants, budget.saturating_sub(unmanaged_bps));
+    // The streams' budget, in every step from here on (shares, held rates and the headroom
+    // of pushes, the join share), leaves the downloaders what they keep.
+    cx.budget.budget_bps = budget.saturating_sub(kept_for_downloaders.unwrap_or(0));
+    let available = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
     let fair = rule::fair_shares(algorithm, &claimants, available);
     if fair.overloaded {
         warnings.push(Warning::Overload {
@@ -746,11 +754,11 @@ pub fn plan(
     // 7. Users no longer managed.
     decisions.extend(released(&cx));
 
-    let downloaders = kept_for_downloaders
-        .map(|kept| downloaders_share(settings, kept, cx.budget.budget_bps, held.total));
+    let downloaders =
+        kept_for_downloaders.map(|kept| downloaders_share(settings, kept, budget, held.total));
     Plan {
         algorithm,
-        budget: cx.budget.budget_bps,
+        budget,
         unmanaged_bps,
         downloaders,
         held: held.total,

@@ -282,7 +282,9 @@ impl Engine {
     /// A remote PlaybackStart: the torrent clients make room for the newcomer's stream at
     /// once, before the debounced plan (their limit bites within a second; the stream's own
     /// limit only when it starts). The room is what the item needs (its bitrates from the
-    /// event, else `demand.default_mbps`, times the overhead), at most the user's limit.
+    /// event, else `demand.default_mbps`, times the overhead), at most the user's limit; the
+    /// clients keep `min_mbps` (with `priority = "share"` the next plan gives them their
+    /// share of the new count of claimants).
     fn make_room(&self, model: &Fetched, share: &mut crate::plan::DownloaderShare, ev: &HookEvent) {
         if ev.kind != EventKind::PlaybackStart {
             return;
@@ -307,7 +309,7 @@ impl Engine {
             .filter(|l| *l > 0)
             .map_or(u64::MAX, |l| l as u64);
         let room = ((source as f64 * demand.overhead).round() as u64).min(limit);
-        let lowered = share.limit.saturating_sub(room).max(share.kept);
+        let lowered = share.limit.saturating_sub(room).max(share.min);
         if lowered < share.limit {
             debug!(
                 from = share.limit,

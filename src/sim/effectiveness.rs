@@ -276,6 +276,16 @@ pub struct Figures {
     pub quiet_served: f64,
     /// Budget changes of the meter.
     pub budget_changes: u64,
+    /// With a seeder: ∫ what it sent dt (bits).
+    pub seeder_sent: f64,
+    /// With a seeder: ∫ what the remote streams leave of the budget dt (bits), over the whole
+    /// horizon.
+    pub seeder_left: f64,
+    /// With a seeder: the time the link is asked for more than its capacity, over the whole
+    /// horizon.
+    pub link_over_ms: u64,
+    /// The simulated horizon, milliseconds.
+    pub horizon_ms: u64,
 }
 
 impl Figures {
@@ -312,15 +322,73 @@ impl Figures {
     pub fn writes_per_hour(&self) -> f64 {
         self.writes as f64 / self.hours.max(1) as f64
     }
+    /// What the seeder sent as a share of what the remote streams left it, in percent.
+    pub fn seeder_percent(&self) -> f64 {
+        100.0 * self.seeder_sent / self.seeder_left.max(1.0)
+    }
+    /// Share of the whole time the link was asked for more than its capacity, in percent.
+    pub fn link_over_percent(&self) -> f64 {
+        100.0 * self.link_over_ms as f64 / self.horizon_ms.max(1) as f64
+    }
     /// Share of the streamed time with the link full, in percent.
     pub fn saturated_percent(&self) -> f64 {
         100.0 * self.saturated_ms as f64 / self.streamed_ms.max(1) as f64
     }
 }
 
+/// A torrent client seeding on the same link, taking all it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeding {
+    /// No seeder at all.
+    Absent,
+    /// A seeder nobody limits (today without `[[downloader]]`): it takes what TCP gives its
+    /// many connections.
+    Uncontrolled,
+    /// `[[downloader]]` with `priority = "streams"`.
+    Streams,
+    /// `[[downloader]]` with `priority = "share"`.
+    Share,
+}
+
+impl std::fmt::Display for Seeding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Seeding::Absent => "no seeder",
+            Seeding::Uncontrolled => "seeder, not controlled",
+            Seeding::Streams => "seeder, priority streams",
+            Seeding::Share => "seeder, priority share",
+        })
+    }
+}
+
+/// The connections a seeder uploads over: on a full link TCP shares per connection, so a
+/// torrent client with many peers takes several streams' worth.
+const SEEDER_FLOWS: u64 = 8;
+
+/// How long after a PlaybackStart the torrent client's lowered limit bites: the webhook, the
+/// write, the client applying it.
+const ROOM_DELAY_MS: u64 = 300;
+
 /// The settings of a simulated household: 100 Mbps up, 10 reserved (a budget of 90), the
 /// algorithm, and for `priority` the first two users at weight 2.
 pub fn settings(algorithm: Algorithm) -> Settings {
+    settings_seeded(algorithm, Seeding::Absent)
+}
+
+/// [`settings`] with a `[[downloader]]` for [`Seeding::Streams`] and [`Seeding::Share`].
+pub fn settings_seeded(algorithm: Algorithm, seeding: Seeding) -> Settings {
+    let downloader = match seeding {
+        Seeding::Streams | Seeding::Share => format!(
+            "[bandwidth.downloaders]\npriority = \"{}\"\n\
+             [[downloader]]\nkind = \"qbittorrent\"\nurl = \"http://127.0.0.1:8080\"\n",
+            if seeding == Seeding::Share {
+                "share"
+            } else {
+                "streams"
+            }
+        ),
+        _ => String::new(),
+    };
     Settings::from_toml_str(&format!(
         r#"
         [jellyfin]
@@ -332,6 +400,7 @@ pub fn settings(algorithm: Algorithm) -> Settings {
         algorithm = "{algorithm}"
         [bandwidth.priority]
         users = {{ user00 = 2.0, user01 = 2.0 }}
+        {downloader}
         "#
     ))
     .expect("the simulation's settings are valid")
@@ -353,6 +422,8 @@ enum Event {
     LoadOff(usize),
     LoadOn(usize),
     Meter,
+    /// A PlaybackStart's webhook lowers the torrent client's limit.
+    Room(usize),
     Plan,
     Poll,
 }
@@ -376,11 +447,25 @@ struct World<'a> {
     counter: f64,
     /// The meter's estimator, when the budget follows it.
     estimator: Option<crate::budget::estimate::Estimator>,
+    /// The seeder on the link.
+    seeding: Seeding,
+    /// Its limit in force (`None`: unlimited) and the least it keeps (`min_mbps`).
+    seeder_limit: Option<u64>,
+    seeder_kept: u64,
+    /// What it sent in the last interval measured, bits/s (what a meter would see).
+    seeder_rate: u64,
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
 pub fn run(manager: Manager, traces: &[UserTrace], hours: u64) -> Figures {
     run_household(manager, traces, hours, &[], false)
+}
+
+/// Run `manager` over the traces beside a greedy seeder on the same 100 Mbps link
+/// ([`Seeding`]): what it sends is its limit, or what the link leaves when shared per
+/// connection; the remote streams are served what the link gives them.
+pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: Seeding) -> Figures {
+    simulate(manager, traces, hours, &[], false, seeding)
 }
 
 /// How often the simulated meter is read.
@@ -396,11 +481,22 @@ pub fn run_household(
     loads: &[Load],
     meter: bool,
 ) -> Figures {
+    simulate(manager, traces, hours, loads, meter, Seeding::Absent)
+}
+
+fn simulate(
+    manager: Manager,
+    traces: &[UserTrace],
+    hours: u64,
+    loads: &[Load],
+    meter: bool,
+    seeding: Seeding,
+) -> Figures {
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
         _ => Algorithm::Equal,
     };
-    let settings = settings(algorithm);
+    let settings = settings_seeded(algorithm, seeding);
     let budget = settings.budget().budget_bps;
     let weights = traces
         .iter()
@@ -436,6 +532,10 @@ pub fn run_household(
         other: 0,
         counter: 0.0,
         estimator: None,
+        seeding,
+        seeder_limit: None,
+        seeder_kept: 0,
+        seeder_rate: 0,
     };
     w.link = crate::config::mbps_to_bps(w.settings.bandwidth.total_upload_mbps);
     if meter {
@@ -500,6 +600,15 @@ pub fn run_household(
             Event::Start(u, i) => {
                 w.start(u, i);
                 w.fig.item_starts += 1;
+                if matches!(seeding, Seeding::Streams | Seeding::Share)
+                    && matches!(manager, Manager::Daemon(_))
+                {
+                    events.insert((t + ROOM_DELAY_MS, Event::Room(u)), ());
+                }
+            }
+            Event::Room(u) => {
+                w.make_room(u);
+                continue;
             }
             Event::Stop(u) => w.playing[u] = None,
             Event::LoadOn(i) => {
@@ -533,6 +642,7 @@ pub fn run_household(
         }
     }
     w.measure(clock, horizon);
+    w.fig.horizon_ms = horizon;
     w.fig
 }
 
@@ -643,6 +753,10 @@ impl World<'_> {
             &self.settings,
         );
         self.memory.observe(&plan, Duration::from_millis(now));
+        if let Some(d) = &plan.downloaders {
+            self.seeder_limit = Some(d.limit);
+            self.seeder_kept = d.min;
+        }
         let index: HashMap<UserId, usize> =
             (0..self.traces.len()).map(|u| (user_id(u), u)).collect();
         for d in &plan.decisions {
@@ -655,6 +769,61 @@ impl World<'_> {
             }
         }
         plan.wake_at.map(|w| w.as_millis() as u64)
+    }
+
+    /// The daemon's answer to user `u`'s PlaybackStart: the seeder's limit lowered by what the
+    /// item needs (its source times the overhead, at most the user's limit).
+    fn make_room(&mut self, u: usize) {
+        let (Some(limit), Some(p)) = (self.seeder_limit, self.playing[u].as_ref()) else {
+            return;
+        };
+        let overhead = self.settings.bandwidth.demand.overhead;
+        let mut room = (p.source as f64 * overhead).round() as u64;
+        if self.limits[u] > 0 {
+            room = room.min(self.limits[u] as u64);
+        }
+        self.seeder_limit = Some(limit.saturating_sub(room).max(self.seeder_kept));
+    }
+
+    /// What each remote stream and the seeder get on the link now: everyone their demand when
+    /// the link has room, else max-min fair per connection (a stream one, the house one, the
+    /// seeder [`SEEDER_FLOWS`]). Returns the streams' rates (in `self.playing` order of the
+    /// playing users) and the seeder's.
+    fn on_the_link(&self, streams: &[(usize, &Playing)]) -> (Vec<u64>, u64) {
+        let seeder_demand = match (self.seeding, self.seeder_limit) {
+            (Seeding::Absent, _) => return (streams.iter().map(|(_, p)| p.rate).collect(), 0),
+            (_, Some(l)) if self.seeding != Seeding::Uncontrolled => l,
+            _ => self.link,
+        };
+        let total: u64 =
+            streams.iter().map(|(_, p)| p.rate).sum::<u64>() + self.other + seeder_demand;
+        if total <= self.link {
+            return (streams.iter().map(|(_, p)| p.rate).collect(), seeder_demand);
+        }
+        let mut claimants: Vec<Claimant> = streams
+            .iter()
+            .map(|(_, p)| Claimant {
+                weight_milli: 1000,
+                floor: 0,
+                ceiling: p.rate,
+                demand: p.rate,
+            })
+            .collect();
+        claimants.push(Claimant {
+            weight_milli: 1000,
+            floor: 0,
+            ceiling: self.other,
+            demand: self.other,
+        });
+        claimants.push(Claimant {
+            weight_milli: 1000 * SEEDER_FLOWS,
+            floor: 0,
+            ceiling: seeder_demand,
+            demand: seeder_demand,
+        });
+        let a = allocate::allocate(Algorithm::Priority, &claimants, self.link).shares;
+        let seeder = a[a.len() - 1];
+        (a[..streams.len()].to_vec(), seeder)
     }
 
     /// A `/Sessions` entry for what user `u` plays.
@@ -825,14 +994,30 @@ impl World<'_> {
         if dt == 0 {
             return;
         }
-        let remote: u64 = self.playing.iter().flatten().map(|p| p.rate).sum();
-        self.counter += (remote + self.other) as f64 * dt as f64 / 1000.0 / 8.0;
         let streams: Vec<(usize, &Playing)> = self
             .playing
             .iter()
             .enumerate()
             .filter_map(|(u, p)| p.as_ref().map(|p| (u, p)))
             .collect();
+        let (delivered, seeder) = self.on_the_link(&streams);
+        let remote: u64 = delivered.iter().sum();
+        self.counter += (remote + self.other + seeder) as f64 * dt as f64 / 1000.0 / 8.0;
+        self.seeder_rate = seeder;
+        if self.seeding != Seeding::Absent {
+            let wanted: u64 = streams.iter().map(|(_, p)| p.rate).sum::<u64>()
+                + self.other
+                + match (self.seeding, self.seeder_limit) {
+                    (Seeding::Uncontrolled, _) | (_, None) => self.link,
+                    (_, Some(l)) => l,
+                };
+            let f = &mut self.fig;
+            f.seeder_sent += dt as f64 * seeder as f64;
+            f.seeder_left += dt as f64 * self.budget.saturating_sub(remote) as f64;
+            if wanted > self.link {
+                f.link_over_ms += dt;
+            }
+        }
         if streams.is_empty() {
             return;
         }
@@ -869,14 +1054,15 @@ impl World<'_> {
         let ideal = allocate::allocate(Algorithm::Priority, &claimants, self.budget).shares;
         let mut sum = 0.0;
         let mut sq = 0.0;
-        for ((_, p), i) in streams.iter().zip(&ideal) {
+        for (((_, _), i), got) in streams.iter().zip(&ideal).zip(&delivered) {
             let i = (*i).max(1) as f64;
-            f.served += dt as f64 * (p.rate as f64).min(i);
+            let got = *got as f64;
+            f.served += dt as f64 * got.min(i);
             if quiet {
-                f.quiet_served += dt as f64 * (p.rate as f64).min(i);
+                f.quiet_served += dt as f64 * got.min(i);
             }
             f.ideal += dt as f64 * i;
-            let x = p.rate as f64 / i;
+            let x = got / i;
             sum += x;
             sq += x * x;
         }
@@ -1018,5 +1204,38 @@ mod household_tests {
             "a backup a day"
         );
         assert!(a.iter().all(|l| l.start < l.end && l.end <= 48 * 3600));
+    }
+}
+
+#[cfg(test)]
+mod seeder_tests {
+    use super::*;
+
+    /// The targets of `BENCHMARKS.md` for a greedy seeder on the link, on the bench's first
+    /// seed: with `priority = "streams"` the remote streams are served at least 95 % of what
+    /// they get with no seeder at all, the seeder sends at least 90 % of what the streams
+    /// leave, and the link is asked for more than its capacity at most 1 % of the time.
+    /// Uncontrolled (today), the seeder fills the link and the streams lose a third or more.
+    #[test]
+    fn a_seeder_gets_what_the_streams_leave() {
+        for users in [8, 16] {
+            for clients in [Clients::HALF_PUSHABLE, Clients::NONE_PUSHABLE] {
+                let traces = trace(users, 24, 0x5EED_0000 + users as u64, clients);
+                let m = Manager::Daemon(Algorithm::Equal);
+                let alone = run_seeded(m, &traces, 24, Seeding::Absent);
+                let today = run_seeded(m, &traces, 24, Seeding::Uncontrolled);
+                let streams = run_seeded(m, &traces, 24, Seeding::Streams);
+                let case = format!("{users} users, {clients:?}: {streams:?}");
+                assert!(streams.served >= 0.95 * alone.served, "served: {case}");
+                assert!(streams.seeder_percent() >= 90.0, "seeder: {case}");
+                assert!(streams.link_over_percent() <= 1.0, "over: {case}");
+                assert!(today.served <= 0.8 * alone.served, "today: {today:?}");
+                assert!(today.link_over_percent() >= 99.0, "today: {today:?}");
+                // Shared, the seeder is one claimant: it gets more, the streams less.
+                let share = run_seeded(m, &traces, 24, Seeding::Share);
+                assert!(share.seeder_sent > streams.seeder_sent, "share: {share:?}");
+                assert!(share.served >= 0.6 * alone.served, "share: {share:?}");
+            }
+        }
     }
 }
