@@ -97,6 +97,8 @@ fn every_example_block_loads() {
         "openwrt_password",
         "ntfy_topic",
         "gotify_token",
+        "qbittorrent_password",
+        "transmission_password",
     ] {
         std::fs::write(dir.path().join(secret), "s3cret\n").unwrap();
     }
@@ -115,9 +117,16 @@ fn every_example_block_loads() {
         .unwrap();
         let s = Settings::load(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
         assert!(
-            s.bandwidth.meter.is_some() || !s.bandwidth.schedule.is_empty() || !s.notify.is_empty(),
+            s.bandwidth.meter.is_some()
+                || !s.bandwidth.schedule.is_empty()
+                || !s.notify.is_empty()
+                || !s.downloader.is_empty()
+                || block.starts_with("[bandwidth.downloaders]"),
             "{block}"
         );
+        for d in &s.downloader {
+            jellydemon::downloader::Downloader::new(d).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
         for t in &s.notify {
             jellydemon::notify::target::Resolved::new(t).unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
