@@ -142,6 +142,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
     state(&mut r, &settings.state.file);
     open_files(&mut r, settings.daemon.http_max_connections);
     budget_lines(&mut r, settings).await;
+    downloader_lines(&mut r, settings).await;
     for t in &settings.notify {
         match crate::notify::target::Resolved::new(t) {
             Ok(_) => {
@@ -448,6 +449,70 @@ async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
             "OpenWrt: with (hardware) flow offloading on (Network -> Firewall -> Routing/NAT \
              Offloading), offloaded traffic bypasses the counters, so the rest of the house's \
              upload is undercounted: turn offloading off for an accurate budget",
+        );
+    }
+}
+
+/// Each torrent client: logged in (once: qBittorrent bans an address after failed logins),
+/// its version, the limit in force and what it uploads now. Writes nothing.
+async fn downloader_lines(r: &mut CheckReport, settings: &Settings) {
+    let names = crate::config::downloader_names(&settings.downloader);
+    for (d, name) in settings.downloader.iter().zip(names) {
+        let mut client = match crate::downloader::Downloader::new(d) {
+            Ok(c) => c,
+            Err(e) => {
+                r.push(Level::Fail, format!("downloader {name}: {e}"));
+                continue;
+            }
+        };
+        // One login at most: the read only after the version came back.
+        let read = match client.version().await {
+            Ok(v) => client.read().await.map(|r| (v, r)),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok((v, reading)) => {
+                let limit = match reading.limit_bps {
+                    Some(l) => fmt_mbps(l),
+                    None => "unlimited".into(),
+                };
+                let mode = match reading.mode {
+                    crate::downloader::Mode::Normal => "",
+                    crate::downloader::Mode::Alternative => " (alternative limits on)",
+                };
+                r.push(
+                    Level::Ok,
+                    format!(
+                        "downloader {name}: {} {v} at {}, upload limit {limit}{mode}, uploading {} now",
+                        d.kind.as_str(),
+                        client.url(),
+                        fmt_mbps(reading.rate_bps)
+                    ),
+                );
+            }
+            Err(e) => r.push(
+                Level::Fail,
+                format!(
+                    "downloader {name}: {e}. The daemon keeps managing Jellyfin and tries again \
+                     with backoff"
+                ),
+            ),
+        }
+    }
+    if !settings.downloader.is_empty() {
+        let p = &settings.bandwidth.downloaders;
+        r.push(
+            Level::Info,
+            format!(
+                "downloaders: priority {}, at least {} together{}",
+                p.priority.as_str(),
+                fmt_mbps(p.min_bps()),
+                if p.priority == crate::config::DownloaderPriority::Share {
+                    format!(", weight {}", p.weight)
+                } else {
+                    String::new()
+                }
+            ),
         );
     }
 }

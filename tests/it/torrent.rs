@@ -336,3 +336,34 @@ async fn restore_after_a_kill_between_the_ledger_and_the_client_write() {
     );
     assert_eq!(h.ledger().settings().count(), 0);
 }
+
+#[tokio::test]
+async fn check_logs_in_once_and_says_what_it_reads_or_what_is_wrong() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let (h, _) = house(&t, PASS).await;
+    let (code, out, err) = h.cli(&["check"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("downloader qbittorrent: qbittorrent v4.")
+            && out.contains("upload limit 0.82 Mbps, uploading 0 Mbps now"),
+        "{out}"
+    );
+    assert!(
+        out.contains("downloaders: priority streams, at least 1 Mbps together"),
+        "{out}"
+    );
+    assert_eq!(t.failed_logins(), 0);
+
+    let (h, _) = house(&t, "not-the-password").await;
+    let (code, out, err) = h.cli(&["check"]).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(out.contains("wrong user name or password"), "{out}");
+    assert!(!out.contains("not-the-password"), "{out}");
+    assert_eq!(t.failed_logins(), 1, "one login tried");
+    assert_eq!(
+        t.client().read().await.unwrap().values,
+        originals(Kind::Qbittorrent)
+    );
+}
