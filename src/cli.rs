@@ -175,6 +175,18 @@ pub enum Command {
         /// Where the ledger of original limits goes (default /var/lib/jellydemon/state.json).
         #[arg(long)]
         state_file: Option<PathBuf>,
+        /// A torrent client seeding on the link: none, qbittorrent or transmission.
+        #[arg(long)]
+        torrent: Option<String>,
+        /// Its WebUI / RPC URL (default http://127.0.0.1:8080, :9091 for Transmission).
+        #[arg(long)]
+        torrent_url: Option<String>,
+        /// Its user name (empty: no login).
+        #[arg(long)]
+        torrent_username: Option<String>,
+        /// Read its password from this file instead of asking.
+        #[arg(long)]
+        torrent_password_file: Option<PathBuf>,
         /// Overwrite config.toml and the key files if they exist.
         #[arg(long)]
         force: bool,
@@ -543,6 +555,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             no_webhooks,
             listen,
             state_file,
+            torrent,
+            torrent_url,
+            torrent_username,
+            torrent_password_file,
             force,
         } => {
             let opts = crate::init::Options {
@@ -553,6 +569,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 webhooks: (webhooks || no_webhooks).then_some(webhooks),
                 listen,
                 state_file,
+                torrent,
+                torrent_url,
+                torrent_username,
+                torrent_password_file,
                 force,
             };
             init(&opts, level).await

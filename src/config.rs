@@ -755,12 +755,21 @@ fn secret_from(
         return Ok(None);
     };
     let text = std::fs::read_to_string(&path)
+        .or_else(|e| credential(&path).ok_or(e))
         .map_err(|e| invalid(file_key, format!("cannot read {}: {e}", path.display())))?;
     let t = text.trim();
     if t.is_empty() {
         return Err(invalid(file_key, format!("{} is empty", path.display())));
     }
     Ok(Some(SecretString::from(t.to_owned())))
+}
+
+/// A secret file the service cannot read itself, handed to it by systemd as a credential of
+/// the same name (`LoadCredential=qbittorrent_password:/etc/jellydemon/qbittorrent_password`
+/// puts it in `$CREDENTIALS_DIRECTORY`).
+fn credential(path: &Path) -> Option<String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    std::fs::read_to_string(Path::new(&dir).join(path.file_name()?)).ok()
 }
 
 /// The fewest characters a webhook or status secret may have, inline or in its file.

@@ -40,6 +40,14 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// `--state-file`.
     pub state_file: Option<PathBuf>,
+    /// `--torrent`: `none`, `qbittorrent` or `transmission`.
+    pub torrent: Option<String>,
+    /// `--torrent-url`.
+    pub torrent_url: Option<String>,
+    /// `--torrent-username` (empty: no login).
+    pub torrent_username: Option<String>,
+    /// `--torrent-password-file`.
+    pub torrent_password_file: Option<PathBuf>,
     /// Overwrite existing files.
     pub force: bool,
 }
@@ -178,6 +186,21 @@ pub struct Answers {
     pub listen: SocketAddr,
     /// `state.file`, when not the default.
     pub state_file: Option<PathBuf>,
+    /// The torrent client seeding on the link, if any.
+    pub torrent: Option<Torrent>,
+}
+
+/// A torrent client `init` was told about.
+#[derive(Debug)]
+pub struct Torrent {
+    /// `qbittorrent` or `transmission`.
+    pub kind: crate::config::DownloaderKind,
+    /// Its WebUI or RPC URL.
+    pub url: String,
+    /// Its login, if it asks for one.
+    pub username: Option<String>,
+    /// The password (written to `<kind>_password` beside the configuration).
+    pub password: Option<SecretString>,
 }
 
 /// The files `init` wrote.
@@ -241,6 +264,7 @@ pub async fn run<R: BufRead, W: Write>(
     let listen = opts
         .listen
         .unwrap_or_else(|| default_listen(&url, webhooks));
+    let torrent = torrent(opts, prompt).await?;
     let answers = Answers {
         url,
         server,
@@ -249,6 +273,7 @@ pub async fn run<R: BufRead, W: Write>(
         webhooks,
         listen,
         state_file: opts.state_file.clone(),
+        torrent,
     };
 
     let write = |path: &Path, text: &str| {
@@ -260,6 +285,17 @@ pub async fn run<R: BufRead, W: Write>(
     write(&api_key_path, &format!("{}\n", answers.key.expose_secret()))?;
     // The webhook secret also guards the status page off loopback, webhooks or not.
     write(&token_path, &format!("{}\n", new_secret()?))?;
+    if let Some(Torrent {
+        kind,
+        password: Some(p),
+        ..
+    }) = &answers.torrent
+    {
+        write(
+            &dir.join(format!("{}_password", kind.as_str())),
+            &format!("{}\n", p.expose_secret()),
+        )?;
+    }
     write(&opts.config, &render(&answers))?;
     // The configuration holds no secret: readable by the service's user.
     set_mode(&opts.config, 0o644)?;
@@ -269,6 +305,111 @@ pub async fn run<R: BufRead, W: Write>(
         api_key: api_key_path,
         webhook_token: token_path,
     })
+}
+
+/// Whether a torrent client seeds on the link, and how to reach it (from the flags or asked).
+/// It is read once (one login: qBittorrent bans an address after failed logins); a client
+/// that does not answer yet is said so, and written all the same.
+async fn torrent<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<Option<Torrent>, InitError> {
+    use crate::config::DownloaderKind;
+    let kind = loop {
+        let a = match &opts.torrent {
+            Some(k) => k.clone(),
+            None => prompt
+                .ask(
+                    "Does a torrent client seed on this link? none, qbittorrent or transmission",
+                    Some("none"),
+                )
+                .ok_or(InitError::NoAnswer {
+                    question: "whether a torrent client seeds on the link",
+                    flag: "--torrent none|qbittorrent|transmission",
+                })?,
+        };
+        match a.trim().to_ascii_lowercase().as_str() {
+            "none" | "no" | "n" => return Ok(None),
+            "qbittorrent" | "qbit" => break DownloaderKind::Qbittorrent,
+            "transmission" => break DownloaderKind::Transmission,
+            other if opts.torrent.is_some() => {
+                return Err(InitError::Rejected(format!(
+                    "--torrent {other:?}: none, qbittorrent or transmission"
+                )));
+            }
+            _ => prompt.say("  answer none, qbittorrent or transmission"),
+        }
+    };
+    let default_url = match kind {
+        DownloaderKind::Qbittorrent => "http://127.0.0.1:8080",
+        DownloaderKind::Transmission => "http://127.0.0.1:9091",
+    };
+    let url = match &opts.torrent_url {
+        Some(u) => with_scheme(u),
+        None => with_scheme(&prompt.ask("Its WebUI / RPC URL", Some(default_url)).ok_or(
+            InitError::NoAnswer {
+                question: "the torrent client's URL",
+                flag: "--torrent-url",
+            },
+        )?),
+    };
+    let username = match &opts.torrent_username {
+        Some(u) => u.clone(),
+        None => prompt
+            .ask(
+                "Its user name (empty: no login, e.g. localhost bypass)",
+                Some(""),
+            )
+            .ok_or(InitError::NoAnswer {
+                question: "the torrent client's user name",
+                flag: "--torrent-username",
+            })?,
+    };
+    let username = Some(username.trim().to_string()).filter(|u| !u.is_empty());
+    let password =
+        match (&username, &opts.torrent_password_file) {
+            (None, _) => None,
+            (Some(_), Some(file)) => Some(SecretString::from(
+                std::fs::read_to_string(file)
+                    .map_err(|e| InitError::Io(format!("cannot read {}: {e}", file.display())))?
+                    .trim()
+                    .to_string(),
+            )),
+            (Some(_), None) => Some(prompt.ask_secret("Its password").ok_or(
+                InitError::NoAnswer {
+                    question: "the torrent client's password",
+                    flag: "--torrent-password-file",
+                },
+            )?),
+        };
+    let t = Torrent {
+        kind,
+        url,
+        username,
+        password,
+    };
+    let settings = crate::config::DownloaderSettings::for_init(
+        kind,
+        &t.url,
+        t.username.clone(),
+        t.password.clone(),
+    );
+    match crate::downloader::Downloader::new(&settings) {
+        Ok(mut client) => match client.read().await {
+            Ok(r) => prompt.say(&format!(
+                "  {} answers: upload limit {}",
+                kind.as_str(),
+                r.limit_bps
+                    .map_or("unlimited".into(), crate::plan::fmt_mbps)
+            )),
+            Err(e) => prompt.say(&format!(
+                "  cannot read it yet ({e}); it is written all the same: `jellydemon check` says \
+                 what is wrong"
+            )),
+        },
+        Err(e) => return Err(InitError::Rejected(e.to_string())),
+    }
+    Ok(Some(t))
 }
 
 /// The URL, from the flag or asked (offering the local default when it answers); it must
@@ -511,6 +652,21 @@ listen = {listen}
         "# The webhook secret; off loopback, the status page asks for it too.\n\
          webhook_token_file = \"webhook_token\"\n",
     );
+    if let Some(t) = &a.torrent {
+        out.push_str(&format!(
+            "\n# The torrent client seeding on this link: it gets what the remote streams leave,\n\
+             # and its own settings are put back on stop.\n[[downloader]]\nkind = \"{}\"\nurl = {}\n",
+            t.kind.as_str(),
+            toml_str(&t.url)
+        ));
+        if let Some(u) = &t.username {
+            out.push_str(&format!(
+                "username = {}\npassword_file = \"{}_password\"\n",
+                toml_str(u),
+                t.kind.as_str()
+            ));
+        }
+    }
     if let Some(state) = &a.state_file {
         out.push_str(&format!(
             "\n[state]\n# Every user's original limit, to put back.\nfile = {}\n",
@@ -533,6 +689,12 @@ mod tests {
             webhooks,
             listen: ([0, 0, 0, 0], 8098).into(),
             state_file: Some("/srv/jd/state.json".into()),
+            torrent: webhooks.then(|| Torrent {
+                kind: crate::config::DownloaderKind::Qbittorrent,
+                url: "http://127.0.0.1:8080".into(),
+                username: Some("admin".into()),
+                password: Some(SecretString::from("pw".to_string())),
+            }),
         }
     }
 
@@ -548,6 +710,12 @@ mod tests {
             assert_eq!(s.state.file, PathBuf::from("/srv/jd/state.json"));
             assert!(s.daemon.webhook_token_file.is_some(), "always a secret");
             assert!(!text.contains("\"k\""), "no secret in the file");
+            assert_eq!(s.downloader.len(), usize::from(webhooks), "{text}");
+            assert!(!text.contains("\"pw\""), "no secret in the file");
+            if let Some(d) = s.downloader.first() {
+                assert_eq!(d.username.as_deref(), Some("admin"));
+                assert!(d.password_file.is_some());
+            }
         }
     }
 

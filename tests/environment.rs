@@ -112,6 +112,7 @@ fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
         webhooks: true,
         listen: ([127, 0, 0, 1], 8098).into(),
         state_file: None,
+        torrent: None,
     };
     let config = etc.join("config.toml");
     std::fs::write(&config, jellydemon::init::render(&answers)).unwrap();
@@ -199,6 +200,38 @@ fn a_relative_key_file_is_relative_to_the_configuration_file() {
             s.api_key().unwrap().expose_secret(),
             "key-beside-the-config"
         );
+        Ok(())
+    });
+}
+
+/// Under the systemd unit the service's user cannot read a secret file in /etc/jellydemon;
+/// systemd hands it over as a credential of the same name (`LoadCredential=`), and the file
+/// named in the configuration is found there.
+#[test]
+#[allow(clippy::result_large_err)]
+fn a_secret_file_the_service_cannot_read_is_found_among_its_credentials() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "config.toml",
+            &format!(
+                "{MINIMAL}[[downloader]]\nkind = \"qbittorrent\"\nurl = \"http://127.0.0.1:8080\"\n\
+                 username = \"admin\"\npassword_file = \"/etc/jellydemon-nonexistent/qbittorrent_password\"\n"
+            ),
+        )?;
+        let settings = Settings::load(&jail.directory().join("config.toml")).unwrap();
+        let e = settings.downloader[0].password().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read /etc/jellydemon-nonexistent/qbittorrent_password"),
+            "{e}"
+        );
+        std::fs::create_dir(jail.directory().join("credentials")).unwrap();
+        jail.create_file("credentials/qbittorrent_password", "from-systemd\n")?;
+        jail.set_env(
+            "CREDENTIALS_DIRECTORY",
+            jail.directory().join("credentials").display(),
+        );
+        let p = settings.downloader[0].password().unwrap().unwrap();
+        assert_eq!(p.expose_secret(), "from-systemd");
         Ok(())
     });
 }

@@ -180,6 +180,24 @@ impl DownloadersPolicy {
 }
 
 impl DownloaderSettings {
+    /// An entry for a client `jellydemon init` was told about, its password given as is.
+    pub fn for_init(
+        kind: DownloaderKind,
+        url: &str,
+        username: Option<String>,
+        password: Option<SecretString>,
+    ) -> DownloaderSettings {
+        DownloaderSettings {
+            kind,
+            name: None,
+            url: url.to_string(),
+            username,
+            password,
+            password_file: None,
+            timeout: default_timeout(),
+        }
+    }
+
     /// The password, read from its file when given as one.
     pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
         secret_from(

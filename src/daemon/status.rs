@@ -39,6 +39,10 @@ pub struct Sample {
     pub measured: Option<u64>,
     /// The rest of the house's upload, bits/s (with a meter).
     pub other: Option<u64>,
+    /// The torrent clients' combined limit in this plan, bits/s (with `[[downloader]]`).
+    pub downloaders_limit: Option<u64>,
+    /// What they uploaded when last read, bits/s (with `[[downloader]]`).
+    pub downloaders_rate: Option<u64>,
 }
 
 /// A recent decision, for the status page.
@@ -193,6 +197,13 @@ impl Status {
             claimants: plan.claimants(),
             measured: meter.as_ref().and_then(|m| m.measured_bps),
             other: meter.as_ref().and_then(|m| m.other_bps),
+            downloaders_limit: plan.downloaders.as_ref().map(|d| d.limit),
+            downloaders_rate: plan.downloaders.as_ref().map(|_| {
+                lock(&self.downloaders)
+                    .iter()
+                    .filter_map(|d| d.rate_bps)
+                    .sum()
+            }),
         });
         if inner.recent.len() == RECENT {
             inner.recent.pop_front();

@@ -202,3 +202,82 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     }
     d.stop().await;
 }
+
+/// The torrent clients' card and chart lines: a real qBittorrent managed (its limit and what
+/// it sends) beside a Transmission that does not answer (what is wrong).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_shows_the_torrent_clients() {
+    use crate::common::torrent::{Kind, PASS, Torrent};
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("JD_TEST_REQUIRE_BROWSER").is_err(),
+            "chromium is required (JD_TEST_REQUIRE_BROWSER is set) but not installed"
+        );
+        return;
+    };
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Web",
+        Some(jellydemon::sim::fake::Playback::direct(
+            "Film",
+            Some(20 * M),
+            None,
+        )),
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let extra = format!(
+        "{}\n[[downloader]]\nkind = \"transmission\"\nname = \"seedbox\"\n\
+         url = \"http://127.0.0.1:{closed_port}\"\ntimeout = \"1s\"\n\
+         [bandwidth.downloaders]\ninterval = \"1s\"\n",
+        t.config(PASS)
+    );
+    let h = Harness::start(fake, "", &extra).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    d.wait_for(|s| {
+        s["downloaders"][0]["limit_bps"].as_u64() == Some(4272 * 1024 * 8)
+            && s["downloaders"][1]["last_error"].is_string()
+    })
+    .await;
+    // A second plan, so that the chart has two points with the clients' limit.
+    d.wait_for(|s| s["poll"]["recomputes"].as_u64() >= Some(2))
+        .await;
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/", d.url);
+    let p = profile.path().to_path_buf();
+    let out =
+        tokio::task::spawn_blocking(move || headless(&browser, &p, &["--dump-dom".into()], &url))
+            .await
+            .unwrap();
+    let full = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dom = full.split("<script").next().unwrap_or_default().to_string();
+    let card = dom
+        .split("id=\"downloaders-card\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(!card.starts_with(" hidden"), "{card}");
+    for needle in [
+        "together at most 35 Mbps: what the remote streams leave",
+        "<b>qbittorrent</b>",
+        "<b>35 Mbps</b>",
+        "managed",
+        "<b>seedbox</b>",
+        "Connection refused",
+    ] {
+        assert!(card.contains(needle), "{needle:?} not in the card:\n{card}");
+    }
+    let chart = dom.split("id=\"chart\"").nth(1).unwrap_or_default();
+    assert!(chart.contains("class=\"line-seeding\""), "{chart}");
+    assert!(
+        dom.contains("id=\"legend-seeding\" aria-pressed=\"true\">"),
+        "{dom}"
+    );
+    d.stop().await;
+}

@@ -81,6 +81,8 @@ async fn every_answer_as_a_flag_writes_a_working_configuration() {
         "--webhooks",
         "--state-file",
         &s.state,
+        "--torrent",
+        "none",
     ];
     let (code, out, err) = init(&s.config, &args, "").await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -132,7 +134,7 @@ async fn answers_piped_on_standard_input_are_checked_and_asked_again() {
     // A URL that is not Jellyfin, then the right one; a non-admin token, then the key; a
     // speed that is not a number, then one; no webhooks.
     let stdin = format!(
-        "{url}/not-here\n{url}\nuser-token-not-admin\n{KEY}\nfast\n25.5\nn\n",
+        "{url}/not-here\n{url}\nuser-token-not-admin\n{KEY}\nfast\n25.5\nn\nnone\n",
         url = s.url
     );
     let (code, out, err) = init(&s.config, &["--state-file", &s.state], &stdin).await;
@@ -203,9 +205,62 @@ async fn a_url_without_its_scheme_means_http() {
         "--no-webhooks",
         "--state-file",
         &s.state,
+        "--torrent",
+        "none",
     ];
     let (code, out, err) = init(&s.config, &args, "").await;
     assert_eq!(code, 0, "{out}\n{err}");
     let settings = Settings::load(&s.config).unwrap();
     assert_eq!(settings.jellyfin.url, s.url);
+    assert!(settings.downloader.is_empty());
+}
+
+/// The torrent client asked about on standard input: a real qBittorrent, read once, its
+/// password in a file of its own beside the configuration.
+#[tokio::test]
+async fn a_torrent_client_is_asked_for_read_once_and_written() {
+    use crate::common::torrent::{Kind, PASS, Torrent, USER};
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let args = [
+        "--url",
+        &s.url,
+        "--api-key-file",
+        &key_file,
+        "--upload-mbps",
+        "40",
+        "--no-webhooks",
+        "--state-file",
+        &s.state,
+    ];
+    let bare = t.url.trim_start_matches("http://");
+    let stdin = format!("maybe\nqbittorrent\n{bare}\n{USER}\n{PASS}\n");
+    let (code, out, err) = init(&s.config, &args, &stdin).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("answer none, qbittorrent or transmission"),
+        "{err}"
+    );
+    assert!(
+        err.contains("qbittorrent answers: upload limit 0.82 Mbps"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(PASS) && !out.contains(PASS),
+        "the password is never echoed"
+    );
+    let settings = Settings::load(&s.config).unwrap();
+    let d = &settings.downloader[0];
+    assert_eq!(d.url, t.url);
+    assert_eq!(d.username.as_deref(), Some(USER));
+    let file = s.config.parent().unwrap().join("qbittorrent_password");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), PASS);
+    assert_eq!(mode(&file), 0o600);
+    assert!(!std::fs::read_to_string(&s.config).unwrap().contains(PASS));
+    assert_eq!(t.failed_logins(), 0);
+    // The check init runs at its end reads it as well.
+    assert!(out.contains("ok   downloader qbittorrent"), "{out}");
 }

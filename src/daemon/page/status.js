@@ -94,6 +94,16 @@ async function refreshState() {
   rows($("local"), d ? d.local_streams : [],
       (l) => `<tr><td>${esc(l.user ?? "–")}</td><td>${esc(l.device)}</td><td class="num">${mbps(l.rate_bps)}${l.paused ? " (paused)" : ""}</td></tr>`,
       "none");
+  const dl = s.downloaders || [];
+  $("downloaders-card").hidden = !dl.length;
+  if (dl.length) {
+    $("downloaders-limit").textContent = s.downloaders_limit_bps == null ? "no plan yet"
+      : "together at most " + mbps(s.downloaders_limit_bps) + ": what the remote streams leave";
+    rows($("downloaders"), dl, (c) => `<tr><td><b>${esc(c.name)}</b><div class="reason">${esc(c.kind)} at ${esc(c.url)}</div></td>
+        <td class="num">${c.rate_bps == null ? "–" : mbps(c.rate_bps)}</td>
+        <td class="num"><b>${c.up ? (c.limit_bps == null ? "unlimited" : mbps(c.limit_bps)) : "–"}</b>${c.mode === "alternative" ? '<div class="reason">alternative limits on</div>' : ""}</td>
+        <td class="hide-s">${c.up ? "managed" : `<span class="bad-text">${esc(c.last_error || "not read yet")}</span>`}</td></tr>`, "none");
+  }
   const nt = s.notifications;
   $("notify-card").hidden = !nt || !nt.targets.length;
   if (nt && nt.targets.length) {
@@ -128,6 +138,8 @@ const SERIES = [
   {key: "held", cls: "line-held", v: (p) => p.held},
   {key: "measured", cls: "line-measured", v: (p) => p.measured ?? 0, metered: true},
   {key: "other", cls: "line-other", v: (p) => p.other ?? 0, metered: true},
+  {key: "seeding", cls: "line-seeding", v: (p) => p.downloaders_limit ?? 0, seeding: true},
+  {key: "seeded", cls: "line-seeded", v: (p) => p.downloaders_rate ?? 0, seeding: true},
   {key: "rate", cls: "line-rate", v: (p) => p.remote_rate},
 ];
 const saved = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
@@ -142,7 +154,7 @@ function thin(h, bucket) {
   for (const p of h) {
     const last = out[out.length - 1];
     if (last && Math.floor(p.t / bucket) === Math.floor(last.t / bucket)) {
-      for (const k of ["budget", "held", "remote_rate", "measured", "other"]) {
+      for (const k of ["budget", "held", "remote_rate", "measured", "other", "downloaders_limit", "downloaders_rate"]) {
         if (p[k] != null) last[k] = Math.max(last[k] ?? 0, p[k]);
       }
     } else {
@@ -164,14 +176,16 @@ function drawChart() {
     b.setAttribute("aria-pressed", String(Number(b.dataset.seconds) === windowSeconds));
   }
   const metered = h.some((p) => p.measured != null);
+  const seeding = h.some((p) => p.downloaders_limit != null);
+  const absent = (s) => (s.metered && !metered) || (s.seeding && !seeding);
   for (const s of SERIES) {
     const el = $("legend-" + s.key);
-    el.hidden = s.metered && !metered;
+    el.hidden = absent(s);
     el.setAttribute("aria-pressed", String(!hidden.has(s.key)));
   }
   if (!h.length) { svg.innerHTML = ""; $("chart-range").textContent = ""; return; }
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const shown = SERIES.filter((s) => !hidden.has(s.key) && (!s.metered || metered));
+  const shown = SERIES.filter((s) => !hidden.has(s.key) && !absent(s));
   const t0 = h[0].t, t1 = Math.max(h[h.length - 1].t, t0 + 60);
   const peak = Math.max(0, ...h.flatMap((p) => shown.map((s) => s.v(p)))) || 1e6;
   const step = niceStep(peak * 1.05);
