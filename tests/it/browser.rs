@@ -266,7 +266,7 @@ async fn the_status_page_shows_the_torrent_clients() {
     for needle in [
         "together at most 35 Mbps: what the remote streams leave",
         "<b>qbittorrent</b>",
-        "<b>35 Mbps</b>",
+        "<b>35.0 Mbps</b>",
         "managed",
         "<b>seedbox</b>",
         "Connection refused",
