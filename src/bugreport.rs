@@ -235,6 +235,20 @@ pub fn render_daemon_state(state: &serde_json::Value) -> String {
     );
     let _ = writeln!(out, "events: {}", s("events"));
     let _ = writeln!(out, "writes: {}", s("writes"));
+    if let Some(d) = state
+        .get("downloaders")
+        .and_then(|d| d.as_array())
+        .filter(|d| !d.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "torrent clients (together at most {} bit/s):",
+            s("downloaders_limit_bps")
+        );
+        for c in d {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
     let _ = writeln!(out, "recent decisions, newest first:");
     match state.get("recent").and_then(|r| r.as_array()) {
         Some(recent) if !recent.is_empty() => {

@@ -643,6 +643,14 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
             "no equivalent: systemd or the container runtime keeps track of the process".into(),
         );
     }
+    // Not a key of config.yml: the Python daemon manages Jellyfin only.
+    note(
+        "(torrent clients)",
+        "nothing to import: the Python JellyDemon manages no torrent client; one seeding on \
+         the link gets what the remote streams leave with a [[downloader]] entry (README.md, \
+         \"Torrent clients beside Jellyfin\")"
+            .into(),
+    );
     Ok(Conversion {
         toml,
         api_key: SecretString::from(key.trim().to_string()),

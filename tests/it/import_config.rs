@@ -59,6 +59,11 @@ async fn the_published_example_becomes_a_configuration_that_check_accepts() {
     ] {
         assert!(out.contains(key), "no note for {key}:\n{out}");
     }
+    // There is no torrent client to import, and the output says so.
+    assert!(
+        out.contains("nothing to import: the Python JellyDemon manages no torrent client"),
+        "{out}"
+    );
     let key_file = config.parent().unwrap().join("api_key");
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), KEY);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

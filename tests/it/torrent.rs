@@ -367,3 +367,38 @@ async fn check_logs_in_once_and_says_what_it_reads_or_what_is_wrong() {
         originals(Kind::Qbittorrent)
     );
 }
+
+#[tokio::test]
+async fn the_bug_report_shows_the_clients_and_never_their_password() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let (h, _) = house(&t, PASS).await;
+    // The password inline this time, in config.toml itself.
+    let cfg = std::fs::read_to_string(&h.config_path).unwrap();
+    let file_line = cfg
+        .lines()
+        .find(|l| l.starts_with("password_file"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &h.config_path,
+        cfg.replace(&file_line, &format!("password = \"{PASS}\"")),
+    )
+    .unwrap();
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    d.wait_for(|s| s["downloaders"][0]["limit_bps"].as_u64().is_some())
+        .await;
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let (code, out, err) = h
+        .cli(&["report", "--output", "-", "--address", &addr])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("torrent clients (together at most 35000000 bit/s):"),
+        "{out}"
+    );
+    assert!(out.contains("qbittorrent"), "{out}");
+    assert!(!out.contains(PASS) && !err.contains(PASS), "{out}");
+    d.stop().await;
+}
