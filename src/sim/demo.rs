@@ -6,7 +6,9 @@
 //! `min(source rate, the user's limit at that moment)` for remote clients; every start and stop
 //! is announced to `/hook` the way the Webhook plugin does. A simulated OpenWrt router
 //! ([`super::router`]) counts what leaves the house: the remote streams and, when the script
-//! says so, a cloud backup; the daemon's budget follows it (`[bandwidth.meter]`).
+//! says so, a cloud backup; the daemon's budget follows it (`[bandwidth.meter]`). A simulated
+//! qBittorrent ([`super::seeder`]) seeds beside, uploading all it is allowed: it gets what
+//! the remote streams leave (`[[downloader]]`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::daemon;
 use crate::network;
 use crate::sim::fake::{FakeJellyfin, Playback};
 use crate::sim::router::FakeRouter;
+use crate::sim::seeder::FakeSeeder;
 
 const API_KEY: &str = "demo0000000000000000000000000000";
 const M: i64 = 1_000_000;
@@ -146,6 +149,11 @@ pub async fn run(
         .spawn(fake_stop.clone())
         .await
         .context("cannot start the simulated router")?;
+    let seeder = FakeSeeder::new();
+    let seeder_url = seeder
+        .spawn(fake_stop.clone())
+        .await
+        .context("cannot start the simulated torrent client")?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let settings = Settings::from_toml_str(&format!(
         r#"
@@ -168,6 +176,12 @@ interval = "1s"
 rise = "1s"
 fall = "3s"
 window = "3s"
+[bandwidth.downloaders]
+interval = "1s"
+[[downloader]]
+kind = "qbittorrent"
+name = "seeder"
+url = "{seeder_url}"
 [daemon]
 listen = "{listen}"
 poll_interval = "10s"
@@ -180,7 +194,10 @@ debounce = "300ms"
         "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\";"
     );
     println!(
-        "a simulated router measures the upload, and the budget leaves room for the rest of the house."
+        "a simulated router measures the upload, and the budget leaves room for the rest of the house;"
+    );
+    println!(
+        "a simulated qBittorrent seeds all it is allowed, and gets what the remote streams leave."
     );
     println!("Status page: http://{addr}/   (metrics: /metrics, state: /api/state)");
     println!("Ctrl-C stops it and puts every original limit back.\n");
@@ -208,10 +225,11 @@ debounce = "300ms"
     let house = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // What leaves the house: the remote streams as they play now, and the house's own upload.
     let wan = {
-        let (fake, router, house, stop) = (
+        let (fake, router, house, seeder, stop) = (
             fake.clone(),
             router.clone(),
             house.clone(),
+            seeder.clone(),
             fake_stop.clone(),
         );
         let ranges = network::jellyfin_default_ranges();
@@ -228,9 +246,10 @@ debounce = "300ms"
                     })
                     .filter_map(|s| s.playing.as_ref().map(Playback::wire_rate))
                     .sum();
-                router.set_rate(
-                    remote.max(0) as u64 + house.load(std::sync::atomic::Ordering::SeqCst),
-                );
+                // The 100 Mbps link: the seeder gets the room the streams and the house leave.
+                let others = remote.max(0) as u64 + house.load(std::sync::atomic::Ordering::SeqCst);
+                seeder.set_room(100_000_000u64.saturating_sub(others));
+                router.set_rate(others + seeder.rate_bps());
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -244,6 +263,7 @@ debounce = "300ms"
         );
         tokio::spawn(async move {
             let mut last: Option<String> = None;
+            let mut seeding: Option<u64> = None;
             while !stop.is_cancelled() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let Ok(resp) = http.get(&state_url).send().await else {
@@ -260,6 +280,16 @@ debounce = "300ms"
                     println!("  ↳ budget: {c}");
                 }
                 last = cause;
+                let limit = s["downloaders"][0]["limit_bps"].as_u64();
+                if limit.is_some() && limit != seeding {
+                    let mbps = |b: Option<u64>| b.map_or("–".into(), crate::plan::fmt_mbps);
+                    println!(
+                        "  ↳ seeder: limit {}, uploading {}",
+                        mbps(limit),
+                        mbps(s["downloaders"][0]["rate_bps"].as_u64())
+                    );
+                    seeding = limit;
+                }
             }
         })
     };
@@ -358,7 +388,13 @@ debounce = "300ms"
     fake_stop.cancel();
     let _ = tokio::join!(wan, watcher);
     println!(
-        "\nDemo over. Originals restored in the simulated server ({} failure(s)).",
+        "\nDemo over. Originals restored in the simulated server and the torrent client \
+         (upload limit {}; {} failure(s)).",
+        if seeder.up_limit() == 0 {
+            "unlimited again".to_string()
+        } else {
+            format!("{} bytes/s", seeder.up_limit())
+        },
         out.restore_failures
     );
     Ok(())

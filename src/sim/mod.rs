@@ -6,9 +6,11 @@
 //!   going;
 //! * [`effectiveness`]: the yardstick of the rule that sets limits, the real planner against
 //!   Jellyfin's rate model in simulated time;
-//! * [`router`]: a fake OpenWrt router (rpcd) whose WAN counter the `openwrt` meter reads.
+//! * [`router`]: a fake OpenWrt router (rpcd) whose WAN counter the `openwrt` meter reads;
+//! * [`seeder`]: a simulated qBittorrent that uploads all it is allowed.
 
 pub mod demo;
 pub mod effectiveness;
 pub mod fake;
 pub mod router;
+pub mod seeder;

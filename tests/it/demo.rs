@@ -1,6 +1,7 @@
 //! `jellydemon demo` runs the real daemon against the simulated Jellyfin and a simulated
 //! router, prints the decisions as they happen (the budget making room for a backup in the
-//! house too), and restores every original when it ends.
+//! house too, a simulated torrent client given what the streams leave), and restores every
+//! original when it ends.
 
 #[tokio::test]
 async fn the_demo_runs_prints_decisions_and_restores() {
@@ -25,7 +26,10 @@ async fn the_demo_runs_prints_decisions_and_restores() {
         "Status page: http://127.0.0.1:",
         "▶ alice starts",
         "▶ bob starts a 4K remux",
-        "↳ limits: alice: 90 Mbps, fair share 90 Mbps of 90 Mbps among 1.",
+        // The torrent client keeps its 1 Mbps: 89 of the 90 for the streams.
+        "↳ limits: alice: 89 Mbps, fair share 89 Mbps of 89 Mbps among 1.",
+        "a simulated qBittorrent seeds all it is allowed",
+        "↳ seeder: limit ",
         // The remux started at the join share; its web client is raised to the source.
         "stream pushed up to 76 Mbps, its source rate",
         // When the admin starts too, the link is full: the remux is pushed down.
@@ -35,7 +39,8 @@ async fn the_demo_runs_prints_decisions_and_restores() {
         // The simulated router sees a backup in the house: the budget makes room for it.
         "⌂ a 30 Mbps cloud backup starts in the house",
         "of other upload in the house",
-        "Originals restored in the simulated server (0 failure(s))",
+        "Originals restored in the simulated server and the torrent client (upload limit \
+         unlimited again; 0 failure(s))",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
