@@ -7,8 +7,9 @@
 //!   limit, whatever else is going on): a torrent client's limit bites within a second, so
 //!   the streams come first without waiting for a read.
 //! * Writes go through `src/throttle.rs` (the ledger first), governed: a change under
-//!   `step_mbps` is not written unless the client sends more than its new limit, and at most
-//!   one write per `write_every` per client after a burst of 4.
+//!   `step_mbps` or `bandwidth.hysteresis_percent` of the limit is not written unless it
+//!   lowers a client that sends more than its new limit, and at most one write per
+//!   `write_every` per client after a burst of 4.
 //! * A client that is down, refuses the login or answers garbage is said so (log once, the
 //!   page, metrics, a notification) and read again with backoff: 1 s doubling to 5 min, and
 //!   never less than 30 s after a refused login (qBittorrent bans an address after a few).
@@ -238,7 +239,8 @@ impl Seeders {
             let Some(r) = c.reading.clone() else { continue };
             let wanted = r.rounded(part);
             c.target = Some(wanted);
-            if self.dry_run || !worth_writing(r.limit_bps, wanted, r.rate_bps, step) {
+            let hysteresis = self.settings.bandwidth.hysteresis_percent;
+            if self.dry_run || !worth_writing(r.limit_bps, wanted, r.rate_bps, step, hysteresis) {
                 continue;
             }
             let lowering = r.limit_bps.is_none_or(|l| wanted < l);

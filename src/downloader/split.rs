@@ -1,5 +1,6 @@
 //! How the torrent clients' combined limit is split among several clients, and when a
-//! client's limit is worth a write. Pure: no I/O.
+//! client's limit is worth a write (the step and `bandwidth.hysteresis_percent`). Pure: no
+//! I/O.
 
 /// Split `total` (bits/s) among clients by what each uploads now. A client sending at 90 %
 /// of its limit or more counts for half again its limit, so one that has more to send can grow
@@ -31,12 +32,24 @@ pub fn split(total: u64, clients: &[(u64, Option<u64>)]) -> Vec<u64> {
 }
 
 /// Whether a client whose limit in force is `current` (`None`: unlimited) and that sends
-/// `rate` now gets `wanted`: always when it is unlimited, when the change is at least `step`,
-/// or when it sends more than `wanted` right now (the streams first).
-pub fn worth_writing(current: Option<u64>, wanted: u64, rate: u64, step: u64) -> bool {
+/// `rate` now gets `wanted`: always when it is unlimited; when the change is at least `step`
+/// and at least `hysteresis_percent` of `current`; or when it is a lowering and the client
+/// sends more than `wanted` right now (the streams first).
+pub fn worth_writing(
+    current: Option<u64>,
+    wanted: u64,
+    rate: u64,
+    step: u64,
+    hysteresis_percent: f64,
+) -> bool {
     match current {
         None => true,
-        Some(c) => c.abs_diff(wanted) >= step.max(1) || (wanted < c && rate > wanted),
+        Some(c) => {
+            let band = ((c as f64 * hysteresis_percent / 100.0) as u64)
+                .max(step)
+                .max(1);
+            c.abs_diff(wanted) >= band || (wanted < c && rate > wanted)
+        }
     }
 }
 
@@ -69,11 +82,14 @@ mod tests {
 
     #[test]
     fn a_write_is_worth_it_past_the_step_or_when_the_client_sends_too_much() {
-        assert!(worth_writing(None, 10 * M, 0, M));
-        assert!(!worth_writing(Some(10 * M), 10 * M + M / 2, 0, M));
-        assert!(worth_writing(Some(10 * M), 11 * M, 0, M));
+        assert!(worth_writing(None, 10 * M, 0, M, 5.0));
+        assert!(!worth_writing(Some(10 * M), 10 * M + M / 2, 0, M, 5.0));
+        assert!(worth_writing(Some(10 * M), 11 * M, 0, M, 5.0));
+        // Past the step but within 5 % of 60 Mbps: kept.
+        assert!(!worth_writing(Some(60 * M), 62 * M, 0, M, 5.0));
+        assert!(worth_writing(Some(60 * M), 64 * M, 0, M, 5.0));
         // A small lowering under what it sends now is written.
-        assert!(worth_writing(Some(10 * M), 9_600_000, 9_900_000, M));
-        assert!(!worth_writing(Some(10 * M), 9_600_000, 2 * M, M));
+        assert!(worth_writing(Some(10 * M), 9_600_000, 9_900_000, M, 5.0));
+        assert!(!worth_writing(Some(10 * M), 9_600_000, 2 * M, M, 5.0));
     }
 }

@@ -402,3 +402,48 @@ async fn the_bug_report_shows_the_clients_and_never_their_password() {
     assert!(!out.contains(PASS) && !err.contains(PASS), "{out}");
     d.stop().await;
 }
+
+/// A remote PlaybackStart lowers the torrent client at once, before the debounced plan: with
+/// a debounce of 3 s, qBittorrent's limit falls by what bob's 30 Mbps item needs (x 1.1)
+/// within a second of the webhook, and the plan then settles it.
+#[tokio::test]
+async fn a_remote_start_makes_room_in_the_torrent_client_before_the_plan() {
+    let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, _) = house(&t, PASS).await;
+    let bob = h.fake.add_user("bob", |_| {});
+    let d = h.daemon("poll_interval = \"1m\"\ndebounce = \"3s\"").await;
+    reading_until(&mut c, "the limit the streams leave", |r| {
+        r.value("up_limit") == Some(QBIT_35)
+    })
+    .await;
+    let session = h
+        .fake
+        .add_session(Some(&bob), Some("198.51.100.9"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&session, Playback::direct("Film", Some(30 * M), None));
+    let body = serde_json::json!({
+        "NotificationType": "PlaybackStart",
+        "UserId": crate::common::dashed(&bob),
+        "Id": session,
+        "RemoteEndPoint": "198.51.100.9",
+        "Video_0_BitRate": 30 * M,
+    })
+    .to_string();
+    let sent = tokio::time::Instant::now();
+    assert!(d.hook(&body).await.status().is_success());
+    // 35 - 33 = 2 Mbps: 250,000 bytes/s, 244 KiB/s.
+    reading_until(&mut c, "room made for bob", |r| {
+        r.value("up_limit") == Some(244 * 1024)
+    })
+    .await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "before the 3 s debounce: {:?}",
+        sent.elapsed()
+    );
+    d.stop().await;
+    assert_eq!(c.read().await.unwrap().values, originals(Kind::Qbittorrent));
+}
