@@ -9,3 +9,4 @@ pub mod feed;
 pub mod meter;
 pub mod schedule;
 pub mod snmp;
+pub mod sqm;

@@ -45,6 +45,17 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// A failure found before the check ran, as its first line.
+    pub fn fail_first(&mut self, text: impl Into<String>) {
+        self.lines.insert(
+            0,
+            Line {
+                level: Level::Fail,
+                text: text.into(),
+            },
+        );
+    }
+
     fn push(&mut self, level: Level, text: impl Into<String>) {
         self.lines.push(Line {
             level,
@@ -139,6 +150,20 @@ pub async fn check(settings: &Settings) -> CheckReport {
             fmt_mbps(budget.min_per_user_bps),
         ),
     );
+    match &settings.bandwidth.sqm {
+        crate::config::Sqm::Off => {}
+        crate::config::Sqm::Read { queue } => r.push(
+            Level::Ok,
+            format!(
+                "capacity: {} Mbps, the upload rate of the router's {queue} (total_upload_mbps = \"sqm\")",
+                settings.bandwidth.total_upload_mbps
+            ),
+        ),
+        crate::config::Sqm::Unread => r.push(
+            Level::Fail,
+            "capacity: total_upload_mbps = \"sqm\" but the router's SQM rate was not read",
+        ),
+    }
     state(&mut r, &settings.state.file);
     open_files(&mut r, settings.daemon.http_max_connections);
     budget_lines(&mut r, settings).await;

@@ -307,6 +307,14 @@ fn init_logging(settings: &Settings, default_level: &str, writes: bool) -> Resul
     })
 }
 
+/// `total_upload_mbps = "sqm"`: the capacity read from the router before anything plans.
+async fn sqm(settings: &mut Settings) -> Result<(), ExitCode> {
+    crate::budget::sqm::resolve(settings).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
 fn client(settings: &Settings) -> Result<Client, ExitCode> {
     let key = settings.api_key().map_err(|e| {
         eprintln!("error: {e}");
@@ -457,6 +465,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             if reconcile_only {
                 settings.daemon.mode = Mode::ReconcileOnly;
             }
+            sqm(&mut settings).await?;
             let listen = settings.daemon.listen;
             let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                 eprintln!("error: cannot listen on {listen} (daemon.listen): {e}");
@@ -478,7 +487,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             }
         }
         Command::Reconcile { once: _, dry_run } => {
-            let settings = load(&cli.config, level, dry_run)?;
+            let mut settings = load(&cli.config, level, dry_run)?;
+            sqm(&mut settings).await?;
             let client = client(&settings)?;
             let dry_run = dry_run || settings.daemon.dry_run;
             let ledger = Mutex::new(open_ledger(&settings, dry_run)?);
@@ -507,8 +517,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         }
         Command::Check => {
             // A check writes nothing: not even the aliases it shows.
-            let settings = load_read_only(&cli.config, level)?;
-            let report = check::check(&settings).await;
+            let mut settings = load_read_only(&cli.config, level)?;
+            let sqm = crate::budget::sqm::resolve(&mut settings).await.err();
+            let mut report = check::check(&settings).await;
+            if let Some(e) = sqm {
+                // The Unread line check adds says the rest.
+                report.fail_first(e.to_string());
+            }
             print!("{}", crate::anon::reveal(&report.to_string()));
             if report.state_failed() {
                 Err(ExitCode::from(exit::STATE))

@@ -30,6 +30,24 @@ pub use downloader::{
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
 
+/// Where `total_upload_mbps` comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Sqm {
+    /// The number in the file.
+    #[default]
+    Off,
+    /// `"sqm"`, not read yet: nothing may plan with the stand-in number.
+    Unread,
+    /// `"sqm"`, read from the router.
+    Read {
+        /// What was read ("queue eth1 on pppoe-wan").
+        queue: String,
+    },
+}
+
+/// The stand-in `total_upload_mbps` while SQM's rate is not read.
+const SQM_UNREAD_MBPS: f64 = 1e6;
+
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
 pub const BPS_PER_MBPS: f64 = 1_000_000.0;
 
@@ -279,8 +297,12 @@ impl std::fmt::Display for Algorithm {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandwidthSettings {
-    /// The upload capacity of the link, in Mbps.
+    /// The upload capacity of the link, in Mbps (`"sqm"` in the file: read from the router's
+    /// SQM queue, see [`BandwidthSettings::sqm`]).
     pub total_upload_mbps: f64,
+    /// Whether the capacity comes from the router's SQM queue, and whether it was read.
+    #[serde(skip)]
+    pub sqm: Sqm,
     /// Kept free for everything else in the house (backups, calls), in Mbps.
     #[serde(default)]
     pub reserved_mbps: f64,
@@ -853,9 +875,42 @@ impl Settings {
 
     fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
         one_of_each_pair(&figment)?;
-        let settings: Settings = figment.extract().map_err(describe_figment_error)?;
+        // `total_upload_mbps = "sqm"`: the capacity is read from the router's SQM queue
+        // (`src/budget/sqm.rs`); until then the number is a stand-in nothing may plan with.
+        let sqm = figment
+            .find_value("bandwidth.total_upload_mbps")
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.trim().eq_ignore_ascii_case("sqm")))
+            .unwrap_or(false);
+        let figment = if sqm {
+            figment.merge(("bandwidth.total_upload_mbps", SQM_UNREAD_MBPS))
+        } else {
+            figment
+        };
+        let mut settings: Settings = figment.extract().map_err(describe_figment_error)?;
+        if sqm {
+            settings.bandwidth.sqm = Sqm::Unread;
+        }
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The capacity read from the router's SQM queue (`total_upload_mbps = "sqm"`), in Mbps,
+    /// with what was read ("queue eth1 on pppoe-wan").
+    pub fn set_sqm_capacity(&mut self, mbps: f64, queue: String) -> Result<(), ConfigError> {
+        let b = &mut self.bandwidth;
+        if !mbps.is_finite() || mbps <= b.reserved_mbps {
+            return Err(invalid(
+                "bandwidth.total_upload_mbps",
+                format!(
+                    "SQM's upload rate ({mbps} Mbps, {queue}) is not above reserved_mbps ({})",
+                    b.reserved_mbps
+                ),
+            ));
+        }
+        b.total_upload_mbps = mbps;
+        b.sqm = Sqm::Read { queue };
+        Ok(())
     }
 
     /// Check every value; the error names the key.
@@ -919,6 +974,14 @@ impl Settings {
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
         self.bandwidth.downloaders.validate()?;
+        if b.sqm != Sqm::Off && b.meter.as_ref().map(|m| m.kind) != Some(MeterKind::Openwrt) {
+            return Err(invalid(
+                "bandwidth.total_upload_mbps",
+                "\"sqm\" reads the upload rate of the router's SQM queue through rpcd: it needs \
+                 [bandwidth.meter] kind = \"openwrt\" (README.md, \"A budget that follows the \
+                 link\")",
+            ));
+        }
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
         non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
         if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {

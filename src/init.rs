@@ -318,15 +318,15 @@ async fn torrent<R: BufRead, W: Write>(
     let kind = loop {
         let a = match &opts.torrent {
             Some(k) => k.clone(),
-            None => prompt
-                .ask(
-                    "Does a torrent client seed on this link? none, qbittorrent or transmission",
-                    Some("none"),
-                )
-                .ok_or(InitError::NoAnswer {
-                    question: "whether a torrent client seeds on the link",
-                    flag: "--torrent none|qbittorrent|transmission",
-                })?,
+            // An optional question: input that ends here (a script that answered the rest
+            // with flags) means none.
+            None => match prompt.ask(
+                "Does a torrent client seed on this link? none, qbittorrent or transmission",
+                Some("none"),
+            ) {
+                Some(a) => a,
+                None => return Ok(None),
+            },
         };
         match a.trim().to_ascii_lowercase().as_str() {
             "none" | "no" | "n" => return Ok(None),

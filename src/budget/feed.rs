@@ -185,6 +185,9 @@ pub fn start(
         static_bps,
         interval: m.map_or(Duration::from_secs(3600), |m| m.interval),
         read_timeout: m.map_or(Duration::from_secs(10), |m| m.timeout.saturating_mul(3)),
+        sqm_every: (b.sqm != crate::config::Sqm::Off)
+            .then(|| m.map(|m| m.sqm_interval))
+            .flatten(),
         state: state_tx,
         jellyfin: jellyfin_rx,
         downloaders: downloaders_rx,
@@ -214,6 +217,8 @@ struct Task {
     static_bps: u64,
     interval: Duration,
     read_timeout: Duration,
+    /// With `total_upload_mbps = "sqm"`: how often the router's SQM rate is read again.
+    sqm_every: Option<Duration>,
     state: watch::Sender<BudgetState>,
     jellyfin: watch::Receiver<u64>,
     downloaders: watch::Receiver<u64>,
@@ -229,6 +234,7 @@ impl Task {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut sqm_next = self.sqm_every.map(|d| Instant::now() + d);
         loop {
             let until_schedule = self
                 .schedule
@@ -247,6 +253,15 @@ impl Task {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(until_schedule), if self.schedule.is_some() => {
                     self.apply_schedule();
+                    continue;
+                }
+                _ = tokio::time::sleep_until(sqm_next.unwrap_or_else(Instant::now)), if sqm_next.is_some() => {
+                    sqm_next = self.sqm_every.map(|d| Instant::now() + d);
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        () = self.reread_sqm() => {}
+                    }
                     continue;
                 }
                 _ = ticks.tick(), if self.meter.is_some() => {}
@@ -293,6 +308,45 @@ impl Task {
             let cause = change.as_ref().map(|c| self.describe(c));
             self.publish(cause, error);
         }
+    }
+
+    /// `total_upload_mbps = "sqm"`: read the router's SQM rate again and follow a change
+    /// (a failed read keeps the rate known, said in the log).
+    async fn reread_sqm(&mut self) {
+        let Some(Meter::Openwrt(o)) = self.meter.as_mut() else {
+            return;
+        };
+        let read = tokio::time::timeout(self.read_timeout, super::sqm::read(o))
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".into()));
+        let (mbps, queue) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(
+                    "cannot read the router's SQM rate again ({e}); keeping {} Mbps",
+                    self.base.0
+                );
+                return;
+            }
+        };
+        if (mbps - self.base.0).abs() < 0.001 || mbps <= self.base.1 {
+            return;
+        }
+        self.base.0 = mbps;
+        let (t, r) = match &self.schedule {
+            Some(s) => {
+                let (t, r, _) = s.base(Timestamp::now(), self.base.0, self.base.1);
+                (t, r)
+            }
+            None => self.base,
+        };
+        self.static_bps = mbps_to_bps(t).saturating_sub(mbps_to_bps(r));
+        if let Some(e) = self.estimator.as_mut() {
+            e.set_base(mbps_to_bps(t), mbps_to_bps(r));
+        }
+        let cause = format!("the router's {queue} shapes the upload to {mbps} Mbps now");
+        info!("budget: {cause}");
+        self.publish(Some(cause), None);
     }
 
     /// A schedule entry began or ended: the new base, logged, and published.

@@ -321,6 +321,25 @@ impl Openwrt {
     }
 }
 
+impl Openwrt {
+    /// The WAN's layer-3 device and `uci get` of the `sqm` configuration: what
+    /// [`super::sqm::pick`] chooses the queue from. rpcd's ACL must grant `uci get` and the
+    /// `sqm` config (README.md, "A budget that follows the link").
+    pub async fn sqm_config(&mut self) -> Result<(Option<String>, Value), String> {
+        let object = format!("network.interface.{}", self.interface);
+        let status = self.session_call(&object, "status", json!({})).await?;
+        let device = ["l3_device", "device"]
+            .iter()
+            .find_map(|k| status.get(*k).and_then(Value::as_str))
+            .map(str::to_string);
+        let values = self
+            .session_call("uci", "get", json!({ "config": "sqm" }))
+            .await
+            .map_err(|e| format!("cannot read the sqm configuration: {e}"))?;
+        Ok((device, values))
+    }
+}
+
 /// What went wrong with a request, in a few words: the innermost cause ("Connection
 /// refused"), or that nothing answered in time.
 fn cause(e: &reqwest::Error) -> String {

@@ -93,6 +93,10 @@ pub struct MeterSettings {
     /// Failed reads in a row before the static budget applies again.
     #[serde(default = "default_fail_after")]
     pub fail_after: u32,
+    /// openwrt, with `total_upload_mbps = "sqm"`: how often the SQM queue's upload rate is
+    /// read again.
+    #[serde(default = "default_sqm_interval", with = "humantime_serde")]
+    pub sqm_interval: Duration,
 }
 
 fn default_interval() -> Duration {
@@ -118,6 +122,9 @@ fn default_quantile() -> f64 {
 }
 fn default_fail_after() -> u32 {
     3
+}
+fn default_sqm_interval() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl MeterSettings {

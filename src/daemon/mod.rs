@@ -68,6 +68,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Shutdown, DaemonError> {
     let dry_run = settings.daemon.dry_run;
+    if settings.bandwidth.sqm == crate::config::Sqm::Unread {
+        return Err(DaemonError::Config(crate::config::invalid(
+            "bandwidth.total_upload_mbps",
+            "\"sqm\": the router's SQM rate must be read before the daemon starts \
+             (crate::budget::sqm::resolve)",
+        )));
+    }
     let key = settings.api_key()?;
     let client = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
     let token = settings.daemon.webhook_token()?.map(Arc::new);

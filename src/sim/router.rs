@@ -1,7 +1,7 @@
 //! A fake OpenWrt router: rpcd's JSON-RPC 2.0 at `POST /ubus`, the calls the `openwrt` meter
 //! makes (`src/budget/meter.rs`). Its WAN counter grows in real time at a rate the caller sets;
-//! it can expire the session, redial (a new device whose counter starts at 0) and stop
-//! answering. For the tests and the demo.
+//! it can expire the session, redial (a new device whose counter starts at 0), stop answering,
+//! and shape the upload with SQM (`uci get` of the `sqm` config). For the tests and the demo.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ struct Inner {
     counter: Mutex<(f64, Instant)>,
     /// Answer HTTP 500 to everything.
     down: AtomicBool,
+    /// The enabled SQM queue's upload rate on the WAN device, kbit/s (`/etc/config/sqm`).
+    sqm_upload_kbit: Mutex<Option<u64>>,
 }
 
 impl FakeRouter {
@@ -51,6 +53,7 @@ impl FakeRouter {
                 rate_bps: AtomicU64::new(0),
                 counter: Mutex::new((1e9, Instant::now())),
                 down: AtomicBool::new(false),
+                sqm_upload_kbit: Mutex::new(None),
             }),
         }
     }
@@ -90,6 +93,11 @@ impl FakeRouter {
     pub fn redial(&self, device: &str) {
         *lock(&self.inner.l3_device) = device.into();
         *lock(&self.inner.counter) = (0.0, Instant::now());
+    }
+
+    /// SQM shapes the WAN's upload to this many kbit/s from now on (`None`: no sqm config).
+    pub fn set_sqm(&self, upload_kbit: Option<u64>) {
+        *lock(&self.inner.sqm_upload_kbit) = upload_kbit;
     }
 
     /// Logins so far.
@@ -146,6 +154,17 @@ async fn ubus(State(r): State<FakeRouter>, Json(body): Json<Value>) -> Response 
             "up": true, "statistics": {"tx_bytes": r.advance(), "rx_bytes": 5}
         }]))
         .into_response(),
+        ("uci", "get") if args["config"] == "sqm" => match *lock(&r.inner.sqm_upload_kbit) {
+            Some(kbit) => reply(json!([0, {"values": {
+                "eth1": {".anonymous": false, ".type": "queue", ".name": "eth1",
+                         "enabled": "1", "interface": dev, "download": "250000",
+                         "upload": kbit.to_string(), "qdisc": "cake"},
+                "guest": {".anonymous": false, ".type": "queue", ".name": "guest",
+                          "enabled": "0", "interface": "br-guest", "upload": "5000"}
+            }}]))
+            .into_response(),
+            None => reply(json!([4])).into_response(),
+        },
         // UBUS_STATUS_NOT_FOUND
         _ => reply(json!([4])).into_response(),
     }

@@ -487,3 +487,68 @@ async fn check_reads_the_meter_twice_and_warns_about_offloading() {
         "{out}"
     );
 }
+
+/// `total_upload_mbps = "sqm"`: the capacity is the upload rate the router's SQM queue shapes
+/// to (40 Mbps, 5 reserved: a budget of 35), `check` says so, the daemon follows a change of
+/// it, and without an SQM configuration the commands say why they cannot start.
+#[tokio::test]
+async fn the_capacity_is_the_rate_the_routers_sqm_shapes_to() {
+    let rpcd = FakeRouter::new("jellydemon", "s3cret-router");
+    rpcd.set_rate(9 * M as u64);
+    rpcd.set_sqm(Some(40_000));
+    let url = rpcd.spawn(CancellationToken::new()).await.unwrap();
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[bandwidth.meter]\nkind = \"openwrt\"\ninterface = \"wan\"\nurl = \"{url}\"\n\
+             username = \"jellydemon\"\npassword = \"s3cret-router\"\ninterval = \"500ms\"\n\
+             sqm_interval = \"1s\"\n"
+        ),
+    )
+    .await;
+    let cfg = std::fs::read_to_string(&h.config_path)
+        .unwrap()
+        .replace("total_upload_mbps = 60", "total_upload_mbps = \"sqm\"");
+    std::fs::write(&h.config_path, &cfg).unwrap();
+    let (code, out, err) = h.cli(&["check"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(
+            "capacity: 40 Mbps, the upload rate of the router's SQM queue eth1 on pppoe-wan"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("budget 35 Mbps"), "{out}");
+
+    let d = h.daemon("poll_interval = \"1h\"").await;
+    let s = d.state().await;
+    assert_eq!(s["budget"]["static_bps"], 35 * M, "{s:#}");
+    // The owner raises SQM's rate on the router: the daemon follows within sqm_interval.
+    rpcd.set_sqm(Some(50_000));
+    d.wait_for(|s| s["budget"]["static_bps"].as_u64() == Some(45 * M as u64))
+        .await;
+    d.stop().await;
+
+    // No SQM on the router: nothing plans with a made-up capacity.
+    rpcd.set_sqm(None);
+    let (code, out, _) = h.cli(&["check"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("cannot read the router's SQM queue"), "{out}");
+    let (code, _, err) = h.cli(&["reconcile", "--once", "--dry-run"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot read the router's SQM queue"), "{err}");
+
+    // "sqm" needs the openwrt meter.
+    let e = jellydemon::config::Settings::from_toml_str(
+        "[jellyfin]\nurl = \"http://h\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = \"sqm\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("needs [bandwidth.meter] kind = \"openwrt\""),
+        "{e}"
+    );
+}

@@ -218,10 +218,14 @@ impl Harness {
     /// for its start-up pass to finish.
     pub async fn daemon(&self, daemon: &str) -> Daemon {
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let settings = Settings::from_toml_str(&format!(
+        let mut settings = Settings::from_toml_str(&format!(
             "{text}\n[daemon]\nwebhook_token = \"{HOOK_TOKEN}\"\n{daemon}\n"
         ))
         .unwrap();
+        // As `jellydemon run` does: SQM's rate read before anything plans.
+        jellydemon::budget::sqm::resolve(&mut settings)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
