@@ -974,12 +974,17 @@ impl Settings {
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
         self.bandwidth.downloaders.validate()?;
-        if b.sqm != Sqm::Off && b.meter.as_ref().map(|m| m.kind) != Some(MeterKind::Openwrt) {
+        if b.sqm != Sqm::Off
+            && !matches!(
+                b.meter.as_ref().map(|m| m.kind),
+                Some(MeterKind::Openwrt | MeterKind::Interface)
+            )
+        {
             return Err(invalid(
                 "bandwidth.total_upload_mbps",
-                "\"sqm\" reads the upload rate of the router's SQM queue through rpcd: it needs \
-                 [bandwidth.meter] kind = \"openwrt\" (README.md, \"A budget that follows the \
-                 link\")",
+                "\"sqm\" reads the rate the router shapes to: it needs [bandwidth.meter] kind = \
+                 \"openwrt\" (SQM through rpcd) or \"interface\" (the cake qdisc of this \
+                 gateway's device) (README.md, \"A budget that follows the link\")",
             ));
         }
         positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;

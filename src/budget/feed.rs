@@ -313,12 +313,10 @@ impl Task {
     /// `total_upload_mbps = "sqm"`: read the router's SQM rate again and follow a change
     /// (a failed read keeps the rate known, said in the log).
     async fn reread_sqm(&mut self) {
-        let Some(Meter::Openwrt(o)) = self.meter.as_mut() else {
+        let Some(meter) = self.meter.as_mut() else {
             return;
         };
-        let read = tokio::time::timeout(self.read_timeout, super::sqm::read(o))
-            .await
-            .unwrap_or_else(|_| Err("no answer in time".into()));
+        let read = super::sqm::read_meter(meter, self.read_timeout).await;
         let (mbps, queue) = match read {
             Ok(r) => r,
             Err(e) => {

@@ -101,6 +101,11 @@ impl Interface {
         }
     }
 
+    /// The network device.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
     /// Read it.
     pub async fn read(&mut self) -> Result<Counter, String> {
         let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {

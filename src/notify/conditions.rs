@@ -601,4 +601,39 @@ mod tests {
             EventKind::Started
         );
     }
+
+    #[test]
+    fn a_torrent_client_that_keeps_failing_is_notified_by_name_after_the_threshold() {
+        let mut c = conditions();
+        let down = |n: &str| Observation::Downloader {
+            name: n.into(),
+            error: Some("Connection refused".into()),
+        };
+        let up = |n: &str| Observation::Downloader {
+            name: n.into(),
+            error: None,
+        };
+        assert!(c.observe(down("seedbox"), MIN).is_empty(), "not at once");
+        assert!(c.observe(up("qbittorrent"), MIN).is_empty());
+        let n = c.observe(down("seedbox"), 12 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::DownloaderUnreachable, false)]);
+        assert!(n[0].title.starts_with("seedbox: "), "{}", n[0].title);
+        assert!(
+            n[0].message.contains("Connection refused"),
+            "{}",
+            n[0].message
+        );
+        assert_eq!(n[0].data["downloader"], "seedbox");
+        assert_eq!(
+            c.active(),
+            [(EventKind::DownloaderUnreachable, "seedbox".to_string())]
+        );
+        // Another client failing is its own condition; the first clears by itself.
+        assert!(c.observe(down("qbittorrent"), 13 * MIN).is_empty());
+        assert_eq!(
+            kinds(&c.observe(up("seedbox"), 14 * MIN)),
+            [(EventKind::DownloaderUnreachable, true)]
+        );
+        assert!(c.active().is_empty());
+    }
 }

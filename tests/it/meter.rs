@@ -552,3 +552,123 @@ async fn the_capacity_is_the_rate_the_routers_sqm_shapes_to() {
         "{e}"
     );
 }
+
+/// On the gateway itself (`interface` meter), `"sqm"` is the bandwidth of the device's cake
+/// qdisc, as `tc qdisc show` prints it (a stand-in `tc` on the PATH of the command: this
+/// machine's own loopback is not shaped).
+#[tokio::test]
+async fn on_the_gateway_the_capacity_is_the_cake_qdiscs_bandwidth() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = FakeJellyfin::new(KEY);
+    fake.add_user("alice", |_| {});
+    let h = Harness::start(
+        fake,
+        "",
+        "[bandwidth.meter]\nkind = \"interface\"\ninterface = \"lo\"\n",
+    )
+    .await;
+    let cfg = std::fs::read_to_string(&h.config_path)
+        .unwrap()
+        .replace("total_upload_mbps = 60", "total_upload_mbps = \"sqm\"");
+    std::fs::write(&h.config_path, &cfg).unwrap();
+    let bin = h.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let tc = bin.join("tc");
+    std::fs::write(
+        &tc,
+        "#!/bin/sh\n[ \"$*\" = \"qdisc show dev lo\" ] || exit 2\n\
+         echo 'qdisc cake 8001: root refcnt 2 bandwidth 38Mbit diffserv3 triple-isolate nonat nowash no-ack-filter split-gso rtt 100ms raw overhead 0'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&tc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+        .arg("--config")
+        .arg(&h.config_path)
+        .arg("check")
+        .env("PATH", &path)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("capacity: 38 Mbps, the upload rate of the router's cake qdisc on lo"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("budget 33 Mbps"), "{stdout}");
+}
+
+/// With a meter, what the torrent clients upload is theirs, not the rest of the house's: a
+/// seeder sending ~47 Mbps beside alice's stream leaves the budget where a quiet house has it
+/// (without this the meter would take the seeding for other traffic and shrink the streams'
+/// budget to its floor).
+#[tokio::test]
+async fn the_torrent_clients_upload_is_not_the_rest_of_the_house() {
+    use jellydemon::sim::seeder::FakeSeeder;
+    let stop = CancellationToken::new();
+    let rpcd = FakeRouter::new("jellydemon", "s3cret-router");
+    let rpcd_url = rpcd.spawn(stop.clone()).await.unwrap();
+    let seeder = FakeSeeder::new();
+    let seeder_url = seeder.spawn(stop.clone()).await.unwrap();
+    // The 60 Mbps link: alice's 8 Mbps (x 1.1 on the wire, as jellydemon estimates it) and
+    // the seeder in the room left.
+    let wan = {
+        let (rpcd, seeder, stop) = (rpcd.clone(), seeder.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                seeder.set_room(60_000_000 - 8_800_000);
+                rpcd.set_rate(8_800_000 + seeder.rate_bps());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Android TV",
+        Some(Playback::direct("a", Some(8 * M), None)),
+    );
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[bandwidth.meter]\nkind = \"openwrt\"\ninterface = \"wan\"\nurl = \"{rpcd_url}\"\n\
+             username = \"jellydemon\"\npassword = \"s3cret-router\"\ninterval = \"500ms\"\n\
+             rise = \"1s\"\nfall = \"2s\"\nwindow = \"2s\"\nstep_mbps = 1\n\
+             [bandwidth.downloaders]\ninterval = \"500ms\"\n\
+             [[downloader]]\nkind = \"qbittorrent\"\nurl = \"{seeder_url}\"\n"
+        ),
+    )
+    .await;
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1s\"")
+        .await;
+    d.wait_for(|s| {
+        s["downloaders"][0]["rate_bps"]
+            .as_u64()
+            .is_some_and(|r| r > 40 * M as u64)
+    })
+    .await;
+    // Several meter readings while it seeds.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let s = d.state().await;
+    assert!(
+        s["budget_bps"].as_u64().unwrap() >= 52 * M as u64,
+        "the seeding is not the house's: {s:#}"
+    );
+    assert!(
+        s["budget"]["meter"]["other_bps"].as_u64().unwrap() <= 3 * M as u64,
+        "{s:#}"
+    );
+    d.stop().await;
+    stop.cancel();
+    let _ = wan.await;
+    assert_eq!(seeder.up_limit(), 0, "its original (unlimited) back");
+}
