@@ -272,14 +272,11 @@ pub async fn restore_all(
         match names.iter().position(|n| *n == name) {
             Some(i) => jobs.push((name, i)),
             None => {
-                let left: Vec<String> = lock(ledger)
-                    .settings()
-                    .filter(|(k, _)| k.starts_with(&format!("{name}/")))
-                    .map(|(k, e)| {
-                        let field = k.split_once('/').map_or(k, |(_, f)| f);
-                        format!("{field} = {}", e.original)
-                    })
-                    .collect();
+                let left = orphans(settings, &lock(ledger))
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| f)
+                    .unwrap_or_default();
                 out.push((
                     name,
                     Restored::Failed(format!(
@@ -317,5 +314,27 @@ pub async fn restore_all(
         .collect()
         .await;
     out.extend(results);
+    out
+}
+
+/// The torrent clients the ledger holds originals of that `[[downloader]]` no longer names
+/// (renamed or removed): each with its settings' originals (`field = value`), which nobody
+/// will put back unless it is named again or they are set by hand.
+pub fn orphans(settings: &crate::config::Settings, ledger: &Ledger) -> Vec<(String, Vec<String>)> {
+    let names = crate::config::downloader_names(&settings.downloader);
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (k, e) in ledger.settings() {
+        let Some((name, field)) = k.split_once('/') else {
+            continue;
+        };
+        if names.iter().any(|n| n == name) {
+            continue;
+        }
+        let line = format!("{field} = {}", e.original);
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, fields)) => fields.push(line),
+            None => out.push((name.to_string(), vec![line])),
+        }
+    }
     out
 }

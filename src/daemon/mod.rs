@@ -84,6 +84,14 @@ pub async fn run(
     } else {
         Ledger::open_exclusive(&settings.state.file)?
     };
+    for (name, fields) in crate::throttle::orphans(&settings, &ledger) {
+        warn!(
+            downloader = %name,
+            "the state file holds originals of a torrent client no [[downloader]] names any \
+             more ({}): name it again so that they are put back, or set them by hand",
+            fields.join(", ")
+        );
+    }
     let ledger = Arc::new(Mutex::new(ledger));
     let metrics = Arc::new(Metrics::new());
     // The workers stop on their own token so that shutdown can stop intake and writes first,

@@ -447,3 +447,86 @@ async fn a_remote_start_makes_room_in_the_torrent_client_before_the_plan() {
     d.stop().await;
     assert_eq!(c.read().await.unwrap().values, originals(Kind::Qbittorrent));
 }
+
+/// A torrent client renamed or removed from the configuration: its originals stay in the
+/// state file, and `restore` says which to set by hand (it cannot reach a client it no
+/// longer knows).
+#[tokio::test]
+async fn originals_of_a_client_no_longer_configured_are_kept_and_named() {
+    let fake = FakeJellyfin::new(crate::common::KEY);
+    let h = Harness::start(fake, "", "").await;
+    std::fs::write(
+        &h.state_path,
+        serde_json::json!({
+            "version": 3,
+            "users": {},
+            "downloaders": {
+                "seedbox/up_limit": {"name": "seedbox", "original": 102400, "ours": [4374528]}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = h.cli(&["restore"]).await;
+    assert_eq!(code, 6, "{out}{err}");
+    assert!(
+        out.contains("no [[downloader]] of this name any more")
+            && out.contains("up_limit = 102400"),
+        "{out}"
+    );
+    assert!(
+        err.contains("1 torrent client(s) could not be restored"),
+        "{err}"
+    );
+    assert_eq!(h.ledger().settings().count(), 1, "kept for the next try");
+}
+
+/// Two clients on the link share what the streams leave: together at most 35 Mbps, each
+/// limited, each given its originals back.
+#[tokio::test]
+async fn two_clients_share_what_the_streams_leave() {
+    let (Some(q), Some(t)) = (
+        Torrent::start(Kind::Qbittorrent).await,
+        Torrent::start(Kind::Transmission).await,
+    ) else {
+        return;
+    };
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Web",
+        Some(Playback::direct("Film", Some(20 * M), None)),
+    );
+    let extra = format!(
+        "{}\n{}\n[bandwidth.downloaders]\ninterval = \"1s\"\n",
+        q.config(PASS),
+        t.config(PASS)
+    );
+    let h = Harness::start(fake, "", &extra).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    let s = d
+        .wait_for(|s| {
+            let l = |i: usize| s["downloaders"][i]["limit_bps"].as_u64();
+            l(0).is_some_and(|a| a < 35_000_000) && l(1).is_some_and(|b| b < 35_000_000)
+        })
+        .await;
+    let limits: Vec<u64> = (0..2)
+        .map(|i| s["downloaders"][i]["limit_bps"].as_u64().unwrap())
+        .collect();
+    assert!(limits.iter().sum::<u64>() <= 35_000_000, "{limits:?}");
+    assert!(
+        limits.iter().all(|l| *l >= 4_000_000),
+        "an even part at least: {limits:?}"
+    );
+    d.stop().await;
+    assert_eq!(
+        q.client().read().await.unwrap().values,
+        originals(Kind::Qbittorrent)
+    );
+    assert_eq!(
+        t.client().read().await.unwrap().values,
+        originals(Kind::Transmission)
+    );
+}
