@@ -12,19 +12,22 @@
 //!    [`ids`] (user, session and device ids and names, client addresses: typed, normalized
 //!    once, shown as their alias when anonymizing, escaped);
 //! 2. the outside world, parsed: [`network`] (who is remote), [`jellyfin`] (the client and
-//!    DTOs, lossless policy read-modify-write), [`ledger`] (the originals, in the state file),
-//!    [`webhook`] (the plugin's bodies), then [`config`] (validated at load, secrets
-//!    redacted);
+//!    DTOs, lossless policy read-modify-write), [`ledger`] (the originals, Jellyfin's and the
+//!    torrent clients', in the state file), [`webhook`] (the plugin's bodies), then
+//!    [`config`] (validated at load, secrets redacted) and `downloader` (the torrent
+//!    clients, qBittorrent and Transmission, each read and set in the setting that bites);
 //! 3. the pure core: [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
 //!    plans); `telemetry` and `metrics` beside them;
 //! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent
-//!    first, and its pushes), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
+//!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
+//!    ledger's rules), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
 //!    (tables), [`check`]; and the commands for a new user: [`init`] (a first
 //!    configuration), [`import`] (from the Python JellyDemon's config.yml), [`bugreport`]
 //!    (`jellydemon report`), [`healthcheck`] (a container's health check);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
-//!    writer, all recording into status; the restoring shutdown;
+//!    writer, and the torrent clients' task (seeders), all recording into status; the
+//!    restoring shutdown;
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
 //!    effectiveness yardstick, apart from the daemon;
 //! 7. [`cli`]: the command line and its exit codes; `main.rs` only calls it.
