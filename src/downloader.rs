@@ -233,19 +233,24 @@ pub fn describe(field: Field, value: i64) -> String {
     }
 }
 
-/// What went wrong with a request, in a few words: the innermost cause ("Connection
-/// refused"), or that nothing answered in time.
-pub(crate) fn cause(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "no answer within downloader.timeout".into();
+/// The most of an answer read (qBittorrent's preferences are ~10 KB).
+const MAX_ANSWER: usize = 1 << 20;
+
+/// An answer's text, at most [`MAX_ANSWER`] bytes.
+async fn capped(mut resp: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| cause(&e))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("an answer over {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
     }
-    let mut last = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        last = s.to_string();
-        src = s.source();
-    }
-    last
+    String::from_utf8(body).map_err(|_| "an answer that is not UTF-8".to_string())
+}
+
+/// What went wrong with a request, in a few words.
+fn cause(e: &reqwest::Error) -> String {
+    crate::escape::request_error(e, "downloader.timeout")
 }
 
 #[cfg(test)]

@@ -1,9 +1,24 @@
 //! Text from outside (user, client and device names, titles, webhook fields) made safe to
 //! print: control characters and the bidirectional controls become visible escapes, so a
 //! name cannot move the cursor, forge a line or reverse the text around it in a terminal or a
-//! log.
+//! log. Also the few words an HTTP error of a meter or a torrent client is shown as.
 
 use std::borrow::Cow;
+
+/// What went wrong with an HTTP request to a meter or a torrent client, in a few words: the
+/// innermost cause ("Connection refused"), or that nothing answered within `timeout_key`.
+pub fn request_error(e: &reqwest::Error, timeout_key: &str) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {timeout_key}");
+    }
+    let mut last = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    last
+}
 
 /// Characters that change how the text around them is shown: the bidirectional embeddings,
 /// overrides, isolates and marks (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C).

@@ -65,8 +65,9 @@ pub fn observe(ledger: &Mutex<Ledger>, name: &str, reading: &Reading) -> Vec<Han
 }
 
 /// Make the limit in force `limit_bps`: the settings to change are recorded in the ledger
-/// (and the file synced) first, then sent in one request, then settled. Returns whether
-/// anything was sent. A ledger that cannot be saved sends nothing.
+/// (and the file synced) first, then sent in one request, then settled. Returns the settings
+/// sent (none when the client holds the limit already). A ledger that cannot be saved sends
+/// nothing.
 pub async fn apply(
     client: &mut Downloader,
     ledger: &Mutex<Ledger>,
@@ -74,40 +75,50 @@ pub async fn apply(
     reading: &Reading,
     limit_bps: u64,
     timeout: Duration,
-) -> Result<bool, String> {
+) -> Result<Vec<(Field, i64)>, String> {
     let writes = reading.writes_for(limit_bps);
-    if writes.is_empty() {
-        return Ok(false);
+    if !writes.is_empty() {
+        send(client, ledger, name, reading, &writes, timeout).await?;
     }
+    Ok(writes)
+}
+
+/// Send `writes` in one request under the ledger's rules: each value recorded as intended
+/// (the original, the first time, from `reading`) and the file synced before the request,
+/// every write settled once it is answered. A ledger that cannot be saved sends nothing.
+async fn send(
+    client: &mut Downloader,
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    reading: &Reading,
+    writes: &[(Field, i64)],
+    timeout: Duration,
+) -> Result<(), String> {
     let until = unix_ms() + landing_window(timeout).as_millis() as u64;
     let tickets: Vec<_> = {
         let mut l = lock(ledger);
         let tickets = writes
             .iter()
             .map(|&(field, new)| {
-                let current = reading.value(field).unwrap_or(0);
+                let current = reading.value(field).unwrap_or(new);
                 let k = key(name, field);
-                (
-                    k.clone(),
-                    l.record_setting_intent(&k, name, current, new, until),
-                )
+                let t = l.record_setting_intent(&k, name, current, new, until);
+                (k, t)
             })
             .collect();
         l.save().map_err(|e| e.to_string())?;
         tickets
     };
-    let result = client.write(&writes).await;
-    {
-        let mut l = lock(ledger);
-        let now = unix_ms();
-        for (k, t) in tickets {
-            l.settle_setting(&k, t, now);
-        }
-        if let Err(e) = l.save() {
-            warn!(downloader = name, "{e}");
-        }
+    let result = client.write(writes).await;
+    let mut l = lock(ledger);
+    let now = unix_ms();
+    for (k, t) in tickets {
+        l.settle_setting(&k, t, now);
     }
-    result.map(|()| true).map_err(|e| e.to_string())
+    if let Err(e) = l.save() {
+        warn!(downloader = name, "{e}");
+    }
+    result.map_err(|e| e.to_string())
 }
 
 /// What putting one downloader's originals back did.
@@ -191,35 +202,9 @@ async fn restore_once(
         }
     }
     if !writes.is_empty() {
-        let until = unix_ms() + landing_window(timeout).as_millis() as u64;
-        let tickets: Vec<_> = {
-            let mut l = lock(ledger);
-            let t = writes
-                .iter()
-                .map(|&(f, v)| {
-                    let k = key(name, f);
-                    let current = reading.value(f).unwrap_or(v);
-                    (
-                        k.clone(),
-                        l.record_setting_intent(&k, name, current, v, until),
-                    )
-                })
-                .collect();
-            if let Err(e) = l.save() {
-                return Err(DownloaderError::Protocol(e.to_string()));
-            }
-            t
-        };
-        let result = client.write(&writes).await;
-        {
-            let mut l = lock(ledger);
-            let now = unix_ms();
-            for (k, t) in tickets {
-                l.settle_setting(&k, t, now);
-            }
-            let _ = l.save();
-        }
-        result?;
+        send(client, ledger, name, &reading, &writes, timeout)
+            .await
+            .map_err(DownloaderError::Protocol)?;
         for &(f, v) in &writes {
             written.push((f, reading.value(f).unwrap_or(v), v));
         }

@@ -100,8 +100,9 @@ pub struct Counter {
 pub struct Reading {
     /// The last measured upload rate, bits/s.
     pub measured_bps: Option<u64>,
-    /// Jellyfin's remote streams as estimated when it was measured.
-    pub jellyfin_bps: u64,
+    /// What jellydemon manages (Jellyfin's remote streams as estimated, and the torrent
+    /// clients' upload) when it was measured: not the rest of the house.
+    pub managed_bps: u64,
     /// Other traffic, smoothed and taken at the quantile.
     pub other_bps: Option<u64>,
     /// The budget in force.
@@ -181,9 +182,10 @@ impl Estimator {
         self.reading
     }
 
-    /// A reading of the counter, with Jellyfin's remote streams as the engine last estimated
-    /// them. Returns a change of the budget, if any.
-    pub fn sample(&mut self, s: Sample, jellyfin_bps: u64) -> Option<Change> {
+    /// A reading of the counter, with what jellydemon manages beside it (Jellyfin's remote
+    /// streams as the engine last estimated them, the torrent clients' upload). Returns a
+    /// change of the budget, if any.
+    pub fn sample(&mut self, s: Sample, managed_bps: u64) -> Option<Change> {
         let prev = self.last.replace(s);
         let recovering = !self.reading.meter_up;
         let after_failure = self.failures > 0;
@@ -208,7 +210,7 @@ impl Estimator {
             return None; // a glitch
         }
         let measured = rate.round() as u64;
-        let other = measured.saturating_sub(jellyfin_bps) as f64;
+        let other = measured.saturating_sub(managed_bps) as f64;
         let smoothed = match self.smoothed {
             None => other,
             Some((_, prev)) => {
@@ -232,7 +234,7 @@ impl Estimator {
         }
         let other_q = quantile(self.window.iter().map(|&(_, v)| v), self.params.quantile);
         self.reading.measured_bps = Some(measured);
-        self.reading.jellyfin_bps = jellyfin_bps;
+        self.reading.managed_bps = managed_bps;
         self.reading.other_bps = Some(other_q);
         let budget = self.budget_for(other_q);
         if budget.abs_diff(self.reading.budget_bps) >= self.params.step_bps.max(1) {

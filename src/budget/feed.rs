@@ -47,6 +47,8 @@ pub struct MeterView {
     pub measured_bps: Option<u64>,
     /// Jellyfin's remote streams as estimated then, bits/s.
     pub jellyfin_bps: u64,
+    /// The torrent clients' upload then, bits/s.
+    pub downloaders_bps: u64,
     /// The rest of the house, smoothed, bits/s.
     pub other_bps: Option<u64>,
     /// The last failure, while it fails.
@@ -167,6 +169,7 @@ pub fn start(
             up: true,
             measured_bps: None,
             jellyfin_bps: 0,
+            downloaders_bps: 0,
             other_bps: None,
             last_error: None,
         }),
@@ -191,6 +194,7 @@ pub fn start(
         state: state_tx,
         jellyfin: jellyfin_rx,
         downloaders: downloaders_rx,
+        sampled: (0, 0),
         metrics,
     };
     let handle = tokio::spawn(task.run(shutdown));
@@ -222,6 +226,8 @@ struct Task {
     state: watch::Sender<BudgetState>,
     jellyfin: watch::Receiver<u64>,
     downloaders: watch::Receiver<u64>,
+    /// Jellyfin's and the torrent clients' upload at the last successful read, bits/s.
+    sampled: (u64, u64),
     metrics: Arc<Metrics>,
 }
 
@@ -276,9 +282,7 @@ impl Task {
                 r = tokio::time::timeout(self.read_timeout, meter.read()) => r,
             };
             let read = read.unwrap_or_else(|_| Err("no answer in time".into()));
-            let jellyfin_bps = *self.jellyfin.borrow();
-            // What jellydemon manages is not the rest of the house.
-            let managed_bps = jellyfin_bps + *self.downloaders.borrow();
+            let sampled = (*self.jellyfin.borrow(), *self.downloaders.borrow());
             let (change, error) = match read {
                 Ok(c) => {
                     self.metrics.meter_reads.get_or_create(&ok()).inc();
@@ -294,7 +298,9 @@ impl Task {
                         bytes: c.bytes,
                         wraps_at: c.wraps_at,
                     };
-                    (estimator.sample(s, managed_bps), None)
+                    // What jellydemon manages is not the rest of the house.
+                    self.sampled = sampled;
+                    (estimator.sample(s, sampled.0 + sampled.1), None)
                 }
                 Err(e) => {
                     self.metrics.meter_reads.get_or_create(&error()).inc();
@@ -411,7 +417,7 @@ impl Task {
                 let r: Reading = e.reading();
                 m.measured_upload_bps
                     .set(r.measured_bps.unwrap_or(0) as i64);
-                m.jellyfin_upload_estimate_bps.set(r.jellyfin_bps as i64);
+                m.jellyfin_upload_estimate_bps.set(self.sampled.0 as i64);
                 m.other_upload_bps.set(r.other_bps.unwrap_or(0) as i64);
                 m.meter_up.set(i64::from(r.meter_up));
                 BudgetState {
@@ -429,7 +435,8 @@ impl Task {
                         reads: meter.describe(),
                         up: r.meter_up,
                         measured_bps: r.measured_bps,
-                        jellyfin_bps: r.jellyfin_bps,
+                        jellyfin_bps: self.sampled.0,
+                        downloaders_bps: self.sampled.1,
                         other_bps: r.other_bps,
                         last_error: error,
                     }),

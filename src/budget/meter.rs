@@ -345,17 +345,7 @@ impl Openwrt {
     }
 }
 
-/// What went wrong with a request, in a few words: the innermost cause ("Connection
-/// refused"), or that nothing answered in time.
+/// What went wrong with a request, in a few words.
 fn cause(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "no answer within bandwidth.meter.timeout".into();
-    }
-    let mut last = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        last = s.to_string();
-        src = s.source();
-    }
-    last
+    crate::escape::request_error(e, "bandwidth.meter.timeout")
 }

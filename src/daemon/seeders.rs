@@ -264,7 +264,7 @@ impl Seeders {
             )
             .await
             {
-                Ok(true) => {
+                Ok(sent) if !sent.is_empty() => {
                     self.metrics.downloader_writes.inc();
                     info!(
                         downloader = %c.name,
@@ -273,7 +273,7 @@ impl Seeders {
                         crate::plan::fmt_mbps(wanted)
                     );
                     let mut r = r;
-                    for (f, v) in r.writes_for(wanted) {
+                    for (f, v) in sent {
                         if let Some(slot) = r.values.iter_mut().find(|(g, _)| *g == f) {
                             slot.1 = v;
                         }
@@ -281,7 +281,7 @@ impl Seeders {
                     r.limit_bps = Some(wanted);
                     c.reading = Some(r);
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => {
                     self.metrics.downloader_write_failures.inc();
                     self.failed(

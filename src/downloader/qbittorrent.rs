@@ -25,9 +25,6 @@ pub const UP_LIMIT: Field = "up_limit";
 /// The alternative upload limit, bytes/s.
 pub const ALT_UP_LIMIT: Field = "alt_up_limit";
 
-/// The most of an answer read (the preferences are ~10 KB).
-const MAX_ANSWER: usize = 1 << 20;
-
 /// A qBittorrent WebUI.
 pub struct Qbittorrent {
     http: reqwest::Client,
@@ -95,7 +92,7 @@ impl Qbittorrent {
                     .and_then(|kv| kv.trim().strip_prefix("SID="))
                     .map(str::to_string)
             });
-        let body = capped(resp).await.unwrap_or_default();
+        let body = super::capped(resp).await.unwrap_or_default();
         if status == reqwest::StatusCode::FORBIDDEN {
             return Err(DownloaderError::LoginRefused(format!(
                 "qBittorrent at {} refuses logins from this address: it is banned after too \
@@ -184,7 +181,7 @@ impl Qbittorrent {
                     self.base
                 )));
             }
-            return capped(resp).await.map_err(|e| {
+            return super::capped(resp).await.map_err(|e| {
                 DownloaderError::Protocol(format!("qBittorrent at {}, {path}: {e}", self.base))
             });
         }
@@ -258,16 +255,4 @@ impl Qbittorrent {
         let v = self.call("/api/v2/app/version", None).await?;
         Ok(crate::escape::escape_controls(v.trim()).into_owned())
     }
-}
-
-/// An answer's text, at most [`MAX_ANSWER`] bytes.
-pub(super) async fn capped(mut resp: reqwest::Response) -> Result<String, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| super::cause(&e))? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(format!("an answer over {MAX_ANSWER} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    String::from_utf8(body).map_err(|_| "an answer that is not UTF-8".to_string())
 }

@@ -135,7 +135,7 @@ impl Transmission {
                     self.url
                 )));
             }
-            let text = super::qbittorrent::capped(resp).await.map_err(|e| {
+            let text = super::capped(resp).await.map_err(|e| {
                 DownloaderError::Protocol(format!("Transmission at {}: {e}", self.url))
             })?;
             let v: Value = serde_json::from_str(&text).map_err(|_| self.garbage(method))?;

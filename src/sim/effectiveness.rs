@@ -452,8 +452,6 @@ struct World<'a> {
     /// Its limit in force (`None`: unlimited) and the least it keeps (`min_mbps`).
     seeder_limit: Option<u64>,
     seeder_kept: u64,
-    /// What it sent in the last interval measured, bits/s (what a meter would see).
-    seeder_rate: u64,
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
@@ -535,7 +533,6 @@ fn simulate(
         seeding,
         seeder_limit: None,
         seeder_kept: 0,
-        seeder_rate: 0,
     };
     w.link = crate::config::mbps_to_bps(w.settings.bandwidth.total_upload_mbps);
     if meter {
@@ -1003,7 +1000,6 @@ impl World<'_> {
         let (delivered, seeder) = self.on_the_link(&streams);
         let remote: u64 = delivered.iter().sum();
         self.counter += (remote + self.other + seeder) as f64 * dt as f64 / 1000.0 / 8.0;
-        self.seeder_rate = seeder;
         if self.seeding != Seeding::Absent {
             let wanted: u64 = streams.iter().map(|(_, p)| p.rate).sum::<u64>()
                 + self.other

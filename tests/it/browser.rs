@@ -218,18 +218,6 @@ async fn the_status_page_shows_the_torrent_clients() {
     let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
         return;
     };
-    let fake = FakeJellyfin::new(KEY);
-    let alice = fake.add_user("alice", |_| {});
-    fake.add_session(
-        Some(&alice),
-        Some("203.0.113.5"),
-        "Jellyfin Web",
-        Some(jellydemon::sim::fake::Playback::direct(
-            "Film",
-            Some(20 * M),
-            None,
-        )),
-    );
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -239,7 +227,7 @@ async fn the_status_page_shows_the_torrent_clients() {
          [bandwidth.downloaders]\ninterval = \"1s\"\n",
         t.config(PASS)
     );
-    let h = Harness::start(fake, "", &extra).await;
+    let (h, _) = crate::common::torrent::streaming_house(&extra).await;
     let d = h.daemon("poll_interval = \"1s\"").await;
     d.wait_for(|s| {
         s["downloaders"][0]["limit_bps"].as_u64() == Some(4272 * 1024 * 8)

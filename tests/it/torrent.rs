@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use crate::common::torrent::{Kind, PASS, Torrent};
-use crate::common::{Harness, KEY, M};
+use crate::common::torrent::{Kind, PASS, Torrent, streaming_house};
+use crate::common::{Harness, M};
 use jellydemon::downloader::{Downloader, Mode, Reading};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use rustix::process::{Pid, Signal, kill_process};
@@ -73,19 +73,11 @@ async fn reading_until(c: &mut Downloader, what: &str, pred: impl Fn(&Reading) -
 /// A fake Jellyfin where alice streams 20 Mbps from outside, and the harness around it with
 /// `torrent`'s `[[downloader]]` logging in with `password`.
 async fn house(torrent: &Torrent, password: &str) -> (Harness, String) {
-    let fake = FakeJellyfin::new(KEY);
-    let alice = fake.add_user("alice", |_| {});
-    fake.add_session(
-        Some(&alice),
-        Some("203.0.113.5"),
-        "Jellyfin Web",
-        Some(Playback::direct("Film", Some(20 * M), None)),
-    );
-    let extra = format!(
+    streaming_house(&format!(
         "{}\n[bandwidth.downloaders]\ninterval = \"1s\"\nwrite_every = \"200ms\"\n",
         torrent.config(password)
-    );
-    (Harness::start(fake, "", &extra).await, alice)
+    ))
+    .await
 }
 
 async fn the_clients_get_what_the_streams_leave_and_their_originals_back(kind: Kind) {
@@ -491,20 +483,12 @@ async fn two_clients_share_what_the_streams_leave() {
     ) else {
         return;
     };
-    let fake = FakeJellyfin::new(KEY);
-    let alice = fake.add_user("alice", |_| {});
-    fake.add_session(
-        Some(&alice),
-        Some("203.0.113.5"),
-        "Jellyfin Web",
-        Some(Playback::direct("Film", Some(20 * M), None)),
-    );
-    let extra = format!(
+    let (h, _) = streaming_house(&format!(
         "{}\n{}\n[bandwidth.downloaders]\ninterval = \"1s\"\n",
         q.config(PASS),
         t.config(PASS)
-    );
-    let h = Harness::start(fake, "", &extra).await;
+    ))
+    .await;
     let d = h.daemon("poll_interval = \"1s\"").await;
     let s = d
         .wait_for(|s| {

@@ -14,6 +14,22 @@ use std::time::Duration;
 use base64::Engine as _;
 use jellydemon::downloader::Downloader;
 
+/// A fake Jellyfin where alice streams 20 Mbps from outside, and the harness around it with
+/// `downloaders` (`[[downloader]]` entries and the like) at the end of its configuration;
+/// returns alice's id too.
+pub async fn streaming_house(downloaders: &str) -> (super::Harness, String) {
+    use jellydemon::sim::fake::{FakeJellyfin, Playback};
+    let fake = FakeJellyfin::new(super::KEY);
+    let alice = fake.add_user("alice", |_| {});
+    fake.add_session(
+        Some(&alice),
+        Some("203.0.113.5"),
+        "Jellyfin Web",
+        Some(Playback::direct("Film", Some(20 * super::M), None)),
+    );
+    (super::Harness::start(fake, "", downloaders).await, alice)
+}
+
 /// The WebUI/RPC login the clients are given.
 pub const USER: &str = "jd";
 pub const PASS: &str = "seeding-secret-0123";
