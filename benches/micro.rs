@@ -104,6 +104,7 @@ fn bench_plan(c: &mut Criterion) {
                             server_limit: 0,
                             ranges: &ranges,
                             budget_bps: settings.budget().budget_bps,
+                            overrides: &jellydemon::control::Overrides::NONE,
                         }),
                         &ledger,
                         &memory,

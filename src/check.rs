@@ -306,6 +306,20 @@ pub async fn check(settings: &Settings) -> CheckReport {
     };
     // An unreadable state file was reported above; plan with no originals then.
     let ledger = Ledger::open(&settings.state.file).unwrap_or_else(|_| Ledger::in_memory());
+    // The running daemon's overrides shape its plan; check only reads them.
+    let overrides = match crate::control::load(&settings.overrides_file(), false) {
+        Ok(o) => o,
+        Err(e) => {
+            r.push(Level::Warn, e);
+            crate::control::Overrides::default()
+        }
+    };
+    if overrides.paused() {
+        r.push(
+            Level::Warn,
+            "the daemon is paused (every original put back): `jellydemon resume` ends it",
+        );
+    }
     let plan = plan::plan(
         &Snapshot {
             sessions: &sessions,
@@ -313,6 +327,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
             server_limit,
             ranges: &ranges,
             budget_bps: settings.budget().budget_bps,
+            overrides: &overrides,
         },
         &ledger,
         &crate::reconcile::load_memory(settings),

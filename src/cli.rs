@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Mode, Settings};
+use crate::control::Action;
 use crate::daemon::{self, DaemonError};
 use crate::jellyfin::Client;
 use crate::ledger::Ledger;
@@ -35,6 +36,8 @@ pub mod exit {
     pub const WRITE_FAILED: u8 = 6;
     /// The daemon cannot listen on `daemon.listen`.
     pub const LISTEN: u8 = 7;
+    /// The running daemon cannot be reached, or refused the action.
+    pub const DAEMON: u8 = 8;
 }
 
 /// Keeps each remote Jellyfin user's bitrate limit at a fair share of your upload link.
@@ -89,7 +92,7 @@ impl Cli {
 const EXIT_CODES: &str = "Exit codes: 0 ok, 1 internal error (healthcheck: not healthy), \
 2 bad command line, 3 configuration error, \
 4 state file error, 5 Jellyfin unreachable or refused, 6 a write or restore failed, \
-7 cannot listen on daemon.listen.";
+7 cannot listen on daemon.listen, 8 the running daemon cannot be reached or refused.";
 
 /// What to do (`run` when none is given).
 #[derive(Debug, Clone, Subcommand)]
@@ -250,6 +253,93 @@ pub enum Command {
     /// standard output, replacing every name, id and address in the saved alias map (and any
     /// other IP address) by its alias. Example: jellydemon anonymize < old.log > shared.log
     Anonymize,
+    /// Pause the running daemon: every original limit (Jellyfin's and the torrent clients')
+    /// is put back now and held until `resume`, across restarts.
+    Pause {
+        /// For how long ("2h", "30m"); default: until `resume`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// End a pause: limits are managed again at once.
+    Resume {
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// Give one user a fixed limit, whatever the budget.
+    Pin {
+        /// The user's name (any case) or id.
+        user: String,
+        /// The limit, Mbps.
+        mbps: f64,
+        /// For how long; default: until `clear`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// Leave one user alone: the original limit back, never touched until `clear`.
+    Exempt {
+        /// The user's name (any case) or id.
+        user: String,
+        /// For how long; default: until `clear`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// Give one user a weight (with algorithm priority or demand; 1 is everyone's default).
+    Weight {
+        /// The user's name (any case) or id.
+        user: String,
+        /// The weight, above 0, at most 100.
+        weight: f64,
+        /// For how long; default: until `clear`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// Remove one user's pin, exemption or weight.
+    Clear {
+        /// The user's name (any case) or id.
+        user: String,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// Keep part of the budget free (your own upload); 0 removes the reserve.
+    Reserve {
+        /// Mbps kept free.
+        mbps: f64,
+        /// For how long; default: until `reserve 0`.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Option<std::time::Duration>,
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+    /// List the running daemon's overrides (pause, pins, exemptions, weights, reserve), who
+    /// set each and when it ends.
+    Overrides {
+        /// Where the running daemon is.
+        #[command(flatten)]
+        daemon: DaemonAt,
+    },
+}
+
+/// Where the running daemon is, for the commands that talk to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonAt {
+    /// Where the running daemon listens, if not at daemon.listen.
+    #[arg(long)]
+    address: Option<std::net::SocketAddr>,
 }
 
 /// SIGTERM and SIGINT stop the daemon. SIGHUP (config reload) is not supported: the listener,
@@ -275,6 +365,35 @@ async fn watch_signals(shutdown: CancellationToken) {
         }
     }
     shutdown.cancel();
+}
+
+/// Send `action` to the running daemon (or, with none, ask for its overrides) and print what
+/// it says.
+async fn control(
+    cli: &Cli,
+    daemon: DaemonAt,
+    action: Option<Action>,
+) -> Result<ExitCode, ExitCode> {
+    // The configuration only for the address and the secret: no logging set-up, no file
+    // touched.
+    let settings = Settings::load(&cli.config).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::CONFIG)
+    })?;
+    let fail = |e: crate::ctl::CtlError| {
+        eprintln!("error: {e}");
+        ExitCode::from(exit::DAEMON)
+    };
+    let target = crate::ctl::Target::new(&settings, daemon.address).map_err(fail)?;
+    let answer = match &action {
+        Some(a) => target.send(a).await.map_err(fail)?,
+        None => target.state().await.map_err(fail)?,
+    };
+    if let Some(done) = answer.get("done").and_then(serde_json::Value::as_str) {
+        println!("{}", crate::escape::escape_controls(done));
+    }
+    print!("{}", crate::ctl::render_overrides(&answer));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Load the configuration and set up logging (and anonymization) from it. `dry_run` (the
@@ -649,6 +768,32 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pause { for_, daemon } => {
+            control(&cli, daemon, Some(Action::Pause { for_ })).await
+        }
+        Command::Resume { daemon } => control(&cli, daemon, Some(Action::Resume)).await,
+        Command::Pin {
+            user,
+            mbps,
+            for_,
+            daemon,
+        } => control(&cli, daemon, Some(Action::Pin { user, mbps, for_ })).await,
+        Command::Exempt { user, for_, daemon } => {
+            control(&cli, daemon, Some(Action::Exempt { user, for_ })).await
+        }
+        Command::Weight {
+            user,
+            weight,
+            for_,
+            daemon,
+        } => control(&cli, daemon, Some(Action::Weight { user, weight, for_ })).await,
+        Command::Clear { user, daemon } => {
+            control(&cli, daemon, Some(Action::Clear { user })).await
+        }
+        Command::Reserve { mbps, for_, daemon } => {
+            control(&cli, daemon, Some(Action::Reserve { mbps, for_ })).await
+        }
+        Command::Overrides { daemon } => control(&cli, daemon, None).await,
         Command::Healthcheck {
             address,
             timeout_secs,

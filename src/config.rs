@@ -1242,6 +1242,16 @@ impl Settings {
         })
     }
 
+    /// The owner's overrides of the running daemon (`src/control.rs`): `overrides.json`
+    /// beside the state file.
+    pub fn overrides_file(&self) -> PathBuf {
+        self.state
+            .file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("overrides.json")
+    }
+
     /// What the planner remembers between processes: `memory.json` beside the state file.
     pub fn memory_file(&self) -> PathBuf {
         self.state

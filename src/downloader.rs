@@ -220,11 +220,7 @@ impl Downloader {
 
 /// A setting's value for people: "12 Mbps", "unlimited", "on".
 pub fn describe(field: Field, value: i64) -> String {
-    // As `plan::fmt_mbps` shows rates ("0.82 Mbps"), without reaching up into the planner.
-    let bps = |bytes: i64| {
-        let m = format!("{:.2}", (bytes.max(0) as f64) * 8.0 / 1e6);
-        format!("{} Mbps", m.trim_end_matches('0').trim_end_matches('.'))
-    };
+    let bps = |bytes: i64| crate::units::fmt_mbps(bytes.max(0) as u64 * 8);
     match field {
         qbittorrent::UP_LIMIT | qbittorrent::ALT_UP_LIMIT if value <= 0 => "unlimited".into(),
         qbittorrent::UP_LIMIT | qbittorrent::ALT_UP_LIMIT => bps(value),

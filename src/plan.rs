@@ -31,6 +31,7 @@ use ipnet::IpNet;
 
 use crate::allocate::{self, Bound, Claimant};
 use crate::config::{Algorithm, Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::control::{Overrides, UserRule};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::jellyfin::{RateSource, Session, User};
 use crate::ledger::Ledger;
@@ -52,6 +53,9 @@ pub struct Snapshot<'a> {
     /// The budget shared among remote streams, bits/s: `settings.budget()`'s static one, or
     /// what the meter (`src/budget.rs`) leaves beside the rest of the house.
     pub budget_bps: u64,
+    /// The owner's overrides in force (`src/control.rs`): pause, pins, exemptions, weights,
+    /// a reserve taken off the budget.
+    pub overrides: &'a Overrides,
 }
 
 /// What a user is in this plan.
@@ -319,8 +323,12 @@ pub struct Plan {
     pub budget: u64,
     /// Current rate of remote streams of users jellydemon does not manage.
     pub unmanaged_bps: u64,
-    /// The torrent clients' part (`[[downloader]]`), when there are any.
+    /// The torrent clients' part (`[[downloader]]`), when there are any (and not paused).
     pub downloaders: Option<DownloaderShare>,
+    /// The owner paused the daemon: every original is put back.
+    pub paused: bool,
+    /// Bits/s of the budget the owner keeps free (already taken off `budget`).
+    pub reserved: u64,
     /// `Σ h`: what the remote streams will carry after this plan's pushes.
     pub held: u64,
     /// What the remote streams carry now (unknown rates count 0).
@@ -484,13 +492,7 @@ fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> 
     }
 }
 
-/// Format bits/s as Mbps for humans ("22.5 Mbps").
-pub fn fmt_mbps(bps: u64) -> String {
-    let m = bps as f64 / 1e6;
-    let s = format!("{m:.2}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s} Mbps")
-}
+pub use crate::units::fmt_mbps;
 
 /// A limit as Jellyfin means it: 0 is "server default", not "unlimited".
 pub fn fmt_limit(bps: i64) -> String {
@@ -583,9 +585,20 @@ struct Context<'a> {
 impl Context<'_> {
     /// Managed: remote access, not disabled, not excluded.
     fn managed(&self, u: &User) -> bool {
+        let overrides = self.snapshot.overrides;
         !u.is_disabled()
             && u.remote_access()
             && !self.settings.users.is_excluded(&u.id, &u.display_name())
+            && !overrides.paused()
+            && overrides.user(u.id.as_str()) != Some(UserRule::Exempt)
+    }
+
+    /// The limit the owner pinned a managed user at.
+    fn pin(&self, u: &User) -> Option<u64> {
+        match self.snapshot.overrides.user(u.id.as_str()) {
+            Some(UserRule::Pin { bps }) => Some(bps.min(MAX_JELLYFIN_LIMIT_BPS)),
+            _ => None,
+        }
     }
 
     /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
@@ -595,6 +608,9 @@ impl Context<'_> {
     }
 
     fn weight(&self, u: &User) -> u64 {
+        if let Some(UserRule::Weight { weight }) = self.snapshot.overrides.user(u.id.as_str()) {
+            return allocate::weight_milli(weight);
+        }
         let p = &self.settings.bandwidth.priority;
         allocate::weight_milli(p.weight(&u.display_name(), u.is_admin()))
     }
@@ -648,6 +664,8 @@ struct Active<'a> {
 /// Step 2's result.
 struct Claimants<'a> {
     active: Vec<Active<'a>>,
+    /// Users the owner pinned that stream from outside, with their streams.
+    pinned: Vec<(&'a User, Vec<Stream>)>,
     /// What the remote streams of users jellydemon does not manage carry.
     unmanaged_bps: u64,
     /// What all remote streams carry now (unknown rates count 0).
@@ -676,6 +694,7 @@ pub fn plan(
     now: Duration,
     settings: &Settings,
 ) -> Plan {
+    let reserved = snapshot.overrides.reserve_bps().min(snapshot.budget_bps);
     let mut cx = Context {
         snapshot,
         ledger,
@@ -683,7 +702,7 @@ pub fn plan(
         now,
         settings,
         budget: Budget {
-            budget_bps: snapshot.budget_bps,
+            budget_bps: snapshot.budget_bps - reserved,
             ..settings.budget()
         },
         users: snapshot.users.iter().map(|u| (&u.id, u)).collect(),
@@ -697,6 +716,7 @@ pub fn plan(
     // 2. Claimants, and the streams that ignore limits.
     let Claimants {
         active,
+        pinned,
         unmanaged_bps,
         streaming,
     } = claimants(&cx, remote_by_user, &mut warnings);
@@ -704,8 +724,10 @@ pub fn plan(
     //    rest, and the limit for each of a user's streams' next item.
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
     let budget = cx.budget.budget_bps;
+    let paused = snapshot.overrides.paused();
     let kept_for_downloaders =
-        kept_for_downloaders(settings, &claimants, budget.saturating_sub(unmanaged_bps));
+        kept_for_downloaders(settings, &claimants, budget.saturating_sub(unmanaged_bps))
+            .filter(|_| !paused);
     // The streams' budget, in every step from here on (shares, held rates and the headroom
     // of pushes, the join share), leaves the downloaders what they keep.
     cx.budget.budget_bps = budget.saturating_sub(kept_for_downloaders.unwrap_or(0));
@@ -741,6 +763,7 @@ pub fn plan(
             active_decision(&cx, a, i, &held, why)
         })
         .collect();
+    decisions.extend(pinned_decisions(&cx, &pinned));
     decisions.sort_by_key(|d| d.user_name.as_str().to_lowercase());
     // 6. Idle users' join share.
     decisions.extend(idle_decisions(
@@ -761,6 +784,8 @@ pub fn plan(
         budget,
         unmanaged_bps,
         downloaders,
+        paused,
+        reserved,
         held: held.total,
         streaming,
         overloaded: fair.overloaded,
@@ -842,6 +867,7 @@ fn claimants<'a>(
 ) -> Claimants<'a> {
     let mut out = Claimants {
         active: Vec::new(),
+        pinned: Vec::new(),
         unmanaged_bps: 0,
         streaming: 0,
     };
@@ -854,6 +880,15 @@ fn claimants<'a>(
                 .sum::<u64>();
             continue;
         };
+        if let Some(pin) = cx.pin(u) {
+            // Outside the water-filling: the pin is what they may take.
+            out.unmanaged_bps += streams
+                .iter()
+                .map(|s| s.rate.unwrap_or(cx.default_rate()).min(pin))
+                .sum::<u64>();
+            out.pinned.push((u, streams));
+            continue;
+        }
         let current = u.remote_limit();
         let bounds = cx.bounds_of(&uid, current);
         // The highest limit the user can have had when a new item started: from the memory
@@ -1137,6 +1172,52 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
     }
 }
 
+/// The users the owner pinned: their limit is the pin, active or idle; their streams are not
+/// pushed (a pin is the owner's word, not a share to balance).
+fn pinned_decisions(cx: &Context, pinned: &[(&User, Vec<Stream>)]) -> Vec<Decision> {
+    pinned
+        .iter()
+        .filter_map(|(u, streams)| {
+            let pin = cx.pin(u)?;
+            let set = cx.snapshot.overrides.users.get(u.id.as_str())?;
+            let mut endpoints: Vec<ClientAddr> = streams.iter().map(|s| s.ip).collect();
+            endpoints.sort_unstable();
+            endpoints.dedup();
+            Some(Decision {
+                user_id: u.id.clone(),
+                user_name: u.display_name(),
+                role: if streams.is_empty() {
+                    Role::Idle
+                } else {
+                    Role::Active {
+                        streams: streams.len() as u32,
+                    }
+                },
+                endpoints,
+                stream_rate: streams.iter().filter_map(|s| s.rate).sum(),
+                streams: streams
+                    .iter()
+                    .map(|s| StreamRef {
+                        session_id: s.session_id.clone(),
+                        item_id: s.item_id.clone(),
+                        device: s.device.clone(),
+                        source: s.source,
+                        rate: s.rate,
+                        supports_push: s.supports_push,
+                        held: s.rate.unwrap_or(cx.default_rate()).min(pin),
+                        push: None,
+                        uncontrolled: None,
+                        start_bound: None,
+                    })
+                    .collect(),
+                current: u.remote_limit(),
+                target: pin as i64,
+                reason: format!("pinned at {} by {}", fmt_mbps(pin), set.by),
+            })
+        })
+        .collect()
+}
+
 /// Step 6: every idle managed user at the join share, `max(floor, min(fair share with one
 /// more claimant, budget - Σ h))`, beside what the streams will hold once the newcomer is
 /// there (the pushable ones at most at their user's share with one more, since they are
@@ -1200,6 +1281,10 @@ fn idle_decisions(
     for u in sorted_users {
         let uid = &u.id;
         if active_ids.contains(uid) || !cx.managed(u) {
+            continue;
+        }
+        if cx.pin(u).is_some() {
+            idle.extend(pinned_decisions(cx, &[(u, Vec::new())]));
             continue;
         }
         let current = u.remote_limit();

@@ -228,6 +228,7 @@ pub fn plan_snapshot(
     memory: &Memory,
     now: std::time::Duration,
     budget_bps: u64,
+    overrides: &crate::control::Overrides,
     settings: &Settings,
     dry_run: bool,
 ) -> Result<(Plan, Vec<HandChange>), PassError> {
@@ -247,6 +248,7 @@ pub fn plan_snapshot(
             server_limit: fetched.server_limit,
             ranges: &fetched.ranges,
             budget_bps,
+            overrides,
         },
         &l,
         memory,
@@ -296,8 +298,14 @@ pub async fn reconcile_once(
     // What the daemon (or the pass) before this one remembered: the same decisions as it.
     let mut memory = load_memory(settings);
     let now = plan::memory::CLOCK_START;
+    // The daemon's overrides (a pause, pins) hold for a pass too.
+    let overrides =
+        crate::control::load(&settings.overrides_file(), !dry_run).unwrap_or_else(|e| {
+            warn!("{e}");
+            crate::control::Overrides::default()
+        });
     let (plan, _) = plan_snapshot(
-        &fetched, true, ledger, &memory, now, budget_bps, settings, dry_run,
+        &fetched, true, ledger, &memory, now, budget_bps, &overrides, settings, dry_run,
     )?;
     if !dry_run {
         memory.observe(&plan, now);

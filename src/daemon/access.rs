@@ -124,9 +124,47 @@ impl Access {
         let Some(secret) = &self.status_token else {
             return false;
         };
-        if bearer(headers).is_some_and(|t| same(t, secret.expose_secret())) {
-            return true;
+        bearer(headers).is_some_and(|t| same(t, secret.expose_secret())) || self.signed_in(headers)
+    }
+
+    /// Whether this request may change what the daemon does (the control API): the status
+    /// secret always, on loopback too, as `Authorization: Bearer` or a signed-in session;
+    /// and never from another site: a session (which a browser sends by itself) counts only
+    /// with this site's `Origin`. `Ok` says how it came ("page" or "api"); `Err` is the
+    /// status code and why.
+    pub fn may_control(&self, headers: &HeaderMap) -> Result<&'static str, (u16, &'static str)> {
+        let Some(secret) = &self.status_token else {
+            return Err((
+                403,
+                "control needs a secret: set daemon.status_token (or daemon.webhook_token)",
+            ));
+        };
+        if !same_origin(headers) {
+            return Err((
+                403,
+                "changes are made from this page, not from another site",
+            ));
         }
+        if bearer(headers).is_some_and(|t| same(t, secret.expose_secret())) {
+            return Ok("api");
+        }
+        match (self.signed_in(headers), headers.contains_key("origin")) {
+            (true, true) => Ok("page"),
+            (true, false) => Err((403, "a change from the page carries its Origin")),
+            (false, _) => Err((
+                401,
+                "this needs the status secret: Authorization: Bearer <daemon.status_token>, or sign in on the page",
+            )),
+        }
+    }
+
+    /// A status secret is configured (control is possible).
+    pub fn has_secret(&self) -> bool {
+        self.status_token.is_some()
+    }
+
+    /// Whether the request carries a signed-in session.
+    pub fn signed_in(&self, headers: &HeaderMap) -> bool {
         cookie(headers, COOKIE).is_some_and(|session| {
             lock(&self.sessions)
                 .iter()

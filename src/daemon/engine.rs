@@ -14,13 +14,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::budget::feed::Feed;
 use crate::config::Settings;
+use crate::control::{Action, ControlError, Known, Overrides};
 use crate::ids::SessionId;
 use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
@@ -30,13 +31,23 @@ use crate::plan::memory::CLOCK_START;
 use crate::reconcile::{Fetched, fetch, plan_snapshot};
 use crate::webhook::{EventKind, HookEvent};
 
+use super::seeders::Seeding;
 use super::status::Status;
 use super::writer::{PushSent, WriterHandle};
 
-/// What `/hook` sends the engine.
+/// What `/hook` and the control API send the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<HookEvent>,
+    control: mpsc::Sender<ControlRequest>,
+}
+
+/// An owner's action for the engine, and where its answer goes.
+pub struct ControlRequest {
+    pub action: Action,
+    /// "page", "api" or "cli".
+    pub by: String,
+    pub reply: oneshot::Sender<Result<String, ControlError>>,
 }
 
 /// Room for bursts; beyond it events are dropped (counted) and the poll repairs.
@@ -50,6 +61,20 @@ impl EngineHandle {
     /// full (the engine is stuck); the caller counts it and the next poll repairs.
     pub fn offer(&self, event: HookEvent) -> bool {
         self.tx.try_send(event).is_ok()
+    }
+
+    /// Apply an owner's action; the answer says what changed, or why not. The engine plans
+    /// again at once.
+    pub async fn control(&self, action: Action, by: &str) -> Result<String, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ControlRequest {
+            action,
+            by: by.to_string(),
+            reply,
+        };
+        let stopped = || ControlError::Invalid("the daemon is stopping".into());
+        self.control.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -71,19 +96,29 @@ pub struct Engine {
     pub notifier: crate::notify::Notifier,
     /// Where the torrent clients' combined limit goes after each plan (and at once, lowered,
     /// on a remote PlaybackStart), for `src/daemon/seeders.rs`.
-    pub downloaders: tokio::sync::watch::Sender<Option<u64>>,
+    pub downloaders: tokio::sync::watch::Sender<Option<Seeding>>,
+    /// The owner's overrides, as loaded at start; the engine owns them from then on and saves
+    /// every change (`src/control.rs`).
+    pub overrides: Overrides,
 }
 
 impl Engine {
     /// Start the engine task; returns the handle for `/hook`.
     pub fn spawn(self, shutdown: CancellationToken) -> (EngineHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(self.run(rx, shutdown));
-        (EngineHandle { tx }, task)
+        let (control, control_rx) = mpsc::channel(16);
+        let task = tokio::spawn(self.run(rx, control_rx, shutdown));
+        (EngineHandle { tx, control }, task)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<HookEvent>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<HookEvent>,
+        mut control: mpsc::Receiver<ControlRequest>,
+        shutdown: CancellationToken,
+    ) {
         self.status.engine_running(true);
+        self.status.set_overrides(&self.overrides);
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Fetched> = None;
@@ -105,8 +140,15 @@ impl Engine {
         // The budget the last plan used; a new one from the meter asks for a plan.
         let mut planned_budget = self.budget.state.borrow().budget_bps;
         let mut budget_moved = false;
+        // The debounce window was opened by an owner's action.
+        let mut control_trigger = false;
         loop {
-            let wake = [debounce_until, wake_up]
+            // An override that ends asks for a plan then.
+            let expiry = self.overrides.next_expiry().map(|at| {
+                let now = crate::clock::unix_millis_now();
+                Instant::now() + Duration::from_millis(at.saturating_sub(now))
+            });
+            let wake = [debounce_until, wake_up, expiry]
                 .into_iter()
                 .flatten()
                 .fold(next_poll, Instant::min);
@@ -115,6 +157,15 @@ impl Engine {
                 _ = shutdown.cancelled() => break,
                 Some(sent) = self.pushed.recv() => {
                     memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+                }
+                Some(request) = control.recv() => {
+                    let answer = self.control(&request, model.as_ref());
+                    if answer.is_ok() {
+                        // Planned at once: a pause puts the originals back now.
+                        debounce_until = Some(Instant::now());
+                        control_trigger = true;
+                    }
+                    let _ = request.reply.send(answer);
                 }
                 Ok(()) = self.budget.state.changed() => {
                     let now_bps = self.budget.state.borrow_and_update().budget_bps;
@@ -137,8 +188,13 @@ impl Engine {
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let due = debounce_until.is_some_and(|d| d <= Instant::now());
-                    let trigger = if due && budget_moved && model.is_some() {
+                    let expired = self.expire();
+                    let trigger = if due && control_trigger {
+                        "control"
+                    } else if due && budget_moved && model.is_some() {
                         "budget"
+                    } else if expired {
+                        "override ended"
                     } else if due {
                         "webhook"
                     } else if model.is_none() {
@@ -150,6 +206,7 @@ impl Engine {
                     };
                     debounce_until = None;
                     budget_moved = false;
+                    control_trigger = false;
                     planned_budget = self.budget.state.borrow().budget_bps;
                     // Events that arrived meanwhile are part of this recompute.
                     while let Ok(ev) = rx.try_recv() {
@@ -243,6 +300,7 @@ impl Engine {
             memory,
             now,
             budget_bps,
+            &self.overrides,
             &self.settings,
             self.dry_run,
         ) {
@@ -253,8 +311,12 @@ impl Engine {
                     .jellyfin
                     .send_replace((plan.streaming as f64 * overhead).round() as u64);
                 *seeding = plan.downloaders.clone();
-                self.downloaders
-                    .send_replace(plan.downloaders.as_ref().map(|d| d.limit));
+                let to_downloaders = match &plan.downloaders {
+                    _ if plan.paused => Some(Seeding::Release),
+                    Some(d) => Some(Seeding::Limit(d.limit)),
+                    None => None,
+                };
+                self.downloaders.send_replace(to_downloaders);
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
@@ -279,6 +341,66 @@ impl Engine {
 }
 
 impl Engine {
+    /// Apply an owner's action to the overrides and save them; a change that cannot be saved
+    /// is undone (an override that would not survive a restart is refused).
+    fn control(
+        &mut self,
+        request: &ControlRequest,
+        model: Option<&Fetched>,
+    ) -> Result<String, ControlError> {
+        let known: Vec<Known> = model
+            .map(|m| {
+                m.users
+                    .iter()
+                    .map(|u| Known {
+                        id: u.id.as_str(),
+                        name: u.name.as_ref().map_or("", |n| n.as_str()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let before = self.overrides.clone();
+        let now = crate::clock::unix_millis_now();
+        self.overrides.expire(now);
+        let done = self
+            .overrides
+            .apply(&request.action, &request.by, now, &known)
+            .inspect_err(|e| {
+                self.overrides = before.clone();
+                info!(by = %request.by, "refused: {} ({e})", request.action.describe());
+            })?;
+        if !self.dry_run
+            && let Err(e) = crate::control::save(&self.settings.overrides_file(), &self.overrides)
+        {
+            self.overrides = before;
+            warn!("cannot save the overrides: {e}");
+            return Err(ControlError::Invalid(format!(
+                "the overrides cannot be saved ({e}): nothing changed"
+            )));
+        }
+        info!(by = %request.by, "override: {done}");
+        self.status.set_overrides(&self.overrides);
+        Ok(done)
+    }
+
+    /// Drop the overrides that have ended; true when one did.
+    fn expire(&mut self) -> bool {
+        let ended = self.overrides.expire(crate::clock::unix_millis_now());
+        for e in &ended {
+            info!("override: {e}");
+        }
+        if ended.is_empty() {
+            return false;
+        }
+        if !self.dry_run
+            && let Err(e) = crate::control::save(&self.settings.overrides_file(), &self.overrides)
+        {
+            warn!("cannot save the overrides: {e}");
+        }
+        self.status.set_overrides(&self.overrides);
+        true
+    }
+
     /// A remote PlaybackStart: the torrent clients make room for the newcomer's stream at
     /// once, before the debounced plan (their limit bites within a second; the stream's own
     /// limit only when it starts). The room is what the item needs (its bitrates from the
@@ -317,7 +439,7 @@ impl Engine {
                 "a remote stream starts: the torrent clients make room"
             );
             share.limit = lowered;
-            self.downloaders.send_replace(Some(lowered));
+            self.downloaders.send_replace(Some(Seeding::Limit(lowered)));
         }
     }
 }

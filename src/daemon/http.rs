@@ -60,7 +60,17 @@ pub fn router(state: AppState) -> Router {
         .route("/status.css", get(status_css))
         .route("/status.js", get(status_js))
         // A sign-in form is a few dozen bytes.
-        .route("/login", post(login).layer(DefaultBodyLimit::max(4 * 1024)))
+        .route(
+            "/login",
+            get(login_form)
+                .post(login)
+                .layer(DefaultBodyLimit::max(4 * 1024)),
+        )
+        // An action is a few dozen bytes.
+        .route(
+            "/api/control",
+            post(control).layer(DefaultBodyLimit::max(4 * 1024)),
+        )
         .route("/logout", post(logout))
         .route("/api/state", get(api_state))
         .route("/api/history", get(api_history))
@@ -124,9 +134,10 @@ async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response 
             "this host name is not served here: add it to daemon.allowed_hosts",
         );
     }
+    // The control API checks its own, stricter rule (the secret even on loopback).
     let open = matches!(
         req.uri().path(),
-        "/status.css" | "/status.js" | "/login" | "/logout"
+        "/status.css" | "/status.js" | "/login" | "/logout" | "/api/control"
     );
     if open || s.access.may_read(req.headers()) {
         return next.run(req).await;
@@ -214,6 +225,66 @@ async fn login(
                 Some("That is not the status secret."),
             )
         }
+    }
+}
+
+/// `GET /login`: the sign-in form (on loopback the page is open, but control needs a
+/// session).
+async fn login_form() -> Response {
+    login_page(StatusCode::OK, None)
+}
+
+/// `POST /api/control`: an owner's action (`src/control.rs`, a JSON body such as
+/// `{"action": "pause", "for": "2h"}`), applied by the engine, which plans again at once.
+/// Needs the status secret (`Access::may_control`); answers what changed.
+async fn control(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match s.access.may_control(&headers) {
+        Ok(by) => by,
+        Err((code, why)) => {
+            if code == 401 {
+                s.access.failed("control", peer);
+            }
+            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::FORBIDDEN);
+            return error(code, why);
+        }
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the action as JSON (Content-Type: application/json)",
+        );
+    }
+    let action: crate::control::Action = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
+    };
+    // The command line says who it is; the rest is the page or another program.
+    let by = match headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(ua) if by == "api" && ua.starts_with("jellydemon/") => "cli",
+        _ => by,
+    };
+    match s.engine.control(action, by).await {
+        Ok(done) => axum::Json(json!({
+            "done": done,
+            "overrides": s.status.view(&s.settings).overrides,
+        }))
+        .into_response(),
+        Err(e @ crate::control::ControlError::UnknownUser(_)) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
@@ -410,7 +481,12 @@ async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-/// `GET /api/state`: [`Status::view`].
-async fn api_state(State(s): State<AppState>) -> Response {
-    axum::Json(s.status.view(&s.settings)).into_response()
+/// `GET /api/state`: [`Status::view`], with what this request may change.
+async fn api_state(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let mut view = s.status.view(&s.settings);
+    view.control = super::status::ControlView {
+        available: s.access.has_secret(),
+        signed_in: s.access.signed_in(&headers),
+    };
+    axum::Json(view).into_response()
 }

@@ -93,6 +93,18 @@ pub async fn run(
         );
     }
     let ledger = Arc::new(Mutex::new(ledger));
+    // A pause or pin set before the restart holds; a file that cannot be parsed is moved
+    // aside (a dry run leaves it), said loudly, and the daemon runs without overrides.
+    let overrides =
+        crate::control::load(&settings.overrides_file(), !dry_run).unwrap_or_else(|e| {
+            error!("{e}");
+            crate::control::Overrides::default()
+        });
+    if overrides.paused() {
+        warn!(
+            "paused by the owner before the restart: every original stays until `jellydemon resume`"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     // The workers stop on their own token so that shutdown can stop intake and writes first,
     // then restore with the same client.
@@ -145,6 +157,7 @@ pub async fn run(
         budget,
         notifier: notifier.clone(),
         downloaders: downloaders_tx,
+        overrides,
     }
     .spawn(workers.clone());
 

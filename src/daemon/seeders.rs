@@ -14,6 +14,8 @@
 //!   page, metrics, a notification) and read again with backoff: 1 s doubling to 5 min, and
 //!   never less than 30 s after a refused login (qBittorrent bans an address after a few).
 //!   Jellyfin's limits are managed meanwhile as ever.
+//! * While the owner pauses the daemon ([`Seeding::Release`]) every client's originals are
+//!   put back once and nothing is written until the next limit.
 //! * At the stop nothing is dropped half-way: the write in flight is answered or times out;
 //!   the restoring shutdown (`src/daemon/mod.rs`) then puts every original back.
 
@@ -58,6 +60,15 @@ pub struct DownloaderView {
     pub last_error: Option<String>,
 }
 
+/// What the engine's last plan asks of the torrent clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeding {
+    /// Their combined limit, bits/s.
+    Limit(u64),
+    /// Their originals back (the owner paused the daemon).
+    Release,
+}
+
 /// A client with what the task knows about it.
 struct Seeder {
     name: String,
@@ -76,7 +87,7 @@ pub struct Seeders {
     pub settings: Arc<Settings>,
     pub ledger: Arc<Mutex<Ledger>>,
     /// The combined limit of the engine's last plan.
-    pub limit: watch::Receiver<Option<u64>>,
+    pub limit: watch::Receiver<Option<Seeding>>,
     /// Where their upload goes (the meter's estimate of the rest of the house).
     pub rates: watch::Sender<u64>,
     /// Where the page's view goes.
@@ -158,9 +169,13 @@ impl Seeders {
             if shutdown.is_cancelled() {
                 break;
             }
-            let limit = *self.limit.borrow_and_update();
-            if let Some(limit) = limit {
-                self.apply(&mut clients, limit, &shutdown).await;
+            let wanted = *self.limit.borrow_and_update();
+            match wanted {
+                Some(Seeding::Limit(limit)) => self.apply(&mut clients, limit, &shutdown).await,
+                Some(Seeding::Release) if !self.dry_run => {
+                    self.release(&mut clients, &shutdown).await;
+                }
+                _ => {}
             }
             self.publish(&clients);
         }
@@ -218,6 +233,38 @@ impl Seeders {
         // What it read before may no longer hold (restarted, settings changed).
         c.reading = None;
         c.next_read = Instant::now() + wait;
+    }
+
+    /// Put back the originals of every client that still has some in the ledger (once: a
+    /// client released holds none).
+    async fn release(&self, clients: &mut [Seeder], shutdown: &CancellationToken) {
+        for c in clients.iter_mut() {
+            let name = c.name.clone();
+            let held = crate::sync::lock(&self.ledger)
+                .settings()
+                .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == name));
+            if !held {
+                c.target = None;
+                continue;
+            }
+            let deadline = Instant::now() + c.timeout * 2;
+            let restored = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                r = crate::throttle::restore(&mut c.client, &self.ledger, &name, c.timeout, deadline) => r,
+            };
+            match restored {
+                crate::throttle::Restored::Done(written) => {
+                    info!(downloader = %name, settings = written.len(), "paused: the originals are back");
+                    c.target = None;
+                    c.reading = None;
+                    c.next_read = Instant::now();
+                }
+                crate::throttle::Restored::Failed(e) => {
+                    self.failed(c, e, false, self.settings.bandwidth.downloaders.interval);
+                }
+            }
+        }
     }
 
     /// Give the clients their parts of `limit`.

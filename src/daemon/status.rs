@@ -94,6 +94,8 @@ pub struct Status {
     inner: Mutex<Inner>,
     /// The torrent clients as their task last saw them (`src/daemon/seeders.rs`).
     downloaders: Arc<Mutex<Vec<super::seeders::DownloaderView>>>,
+    /// The owner's overrides, as the engine last set them.
+    overrides: Mutex<Vec<OverrideView>>,
 }
 
 /// How healthy the daemon is, for `/healthz`.
@@ -119,7 +121,39 @@ impl Status {
             notifier,
             inner: Mutex::new(Inner::default()),
             downloaders: Arc::default(),
+            overrides: Mutex::default(),
         }
+    }
+
+    /// The overrides in force now (the engine calls this after every change).
+    pub fn set_overrides(&self, o: &crate::control::Overrides) {
+        let mut views = Vec::new();
+        let view =
+            |what: String, user: Option<String>, by: &str, at_ms: u64, until_ms: Option<u64>| {
+                OverrideView {
+                    what,
+                    user,
+                    by: by.to_string(),
+                    at_unix: at_ms / 1000,
+                    until_unix: until_ms.map(|u| u.div_ceil(1000)),
+                }
+            };
+        if let Some(p) = &o.pause {
+            views.push(view("paused".into(), None, &p.by, p.at_ms, p.until_ms));
+        }
+        if let Some(r) = &o.reserve {
+            let what = format!("{} reserved", fmt_mbps(r.value));
+            views.push(view(what, None, &r.by, r.at_ms, r.until_ms));
+        }
+        for s in o.users.values() {
+            // Shown as the daemon shows names (an alias when anonymizing).
+            let user = s
+                .name
+                .as_deref()
+                .map(|n| crate::ids::UserName::new(n).to_string());
+            views.push(view(s.value.describe(), user, &s.by, s.at_ms, s.until_ms));
+        }
+        *lock(&self.overrides) = views;
     }
 
     /// Where the torrent clients' task puts what it sees.
@@ -294,6 +328,10 @@ impl Status {
             },
             last_decision: inner.last_plan.as_ref().map(decision_view),
             downloaders: lock(&self.downloaders).clone(),
+            overrides: lock(&self.overrides).clone(),
+            control: ControlView::default(),
+            paused: inner.last_plan.as_ref().is_some_and(|p| p.plan.paused),
+            reserved_bps: inner.last_plan.as_ref().map_or(0, |p| p.plan.reserved),
             downloaders_limit_bps: inner
                 .last_plan
                 .as_ref()
@@ -326,9 +364,40 @@ pub struct StateView {
     pub downloaders: Vec<super::seeders::DownloaderView>,
     /// Their combined limit in the last plan, bits/s.
     pub downloaders_limit_bps: Option<u64>,
+    /// The owner's overrides in force (pause, pins, exemptions, weights, reserve).
+    pub overrides: Vec<OverrideView>,
+    /// What this request may change (set by the handler, which knows the request).
+    pub control: ControlView,
+    /// The last plan was made paused: every original is back.
+    pub paused: bool,
+    /// Bits/s of the budget the owner keeps free in the last plan.
+    pub reserved_bps: u64,
     /// Newest first.
     pub recent: Vec<Recent>,
     pub version: &'static str,
+}
+
+/// Whether the page may offer the owner's controls.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ControlView {
+    /// A status secret is configured (control needs one).
+    pub available: bool,
+    /// This request carries a signed-in session.
+    pub signed_in: bool,
+}
+
+/// One override as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverrideView {
+    /// "paused", "40 Mbps reserved", "pinned at 10 Mbps", "exempt", "weight 2".
+    pub what: String,
+    /// The user it is for (per-user overrides).
+    pub user: Option<String>,
+    /// "page", "api" or "cli".
+    pub by: String,
+    pub at_unix: u64,
+    /// When it ends by itself.
+    pub until_unix: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -378,6 +447,8 @@ pub struct DecisionView {
     pub trigger: &'static str,
     pub from_stale_model: bool,
     pub algorithm: String,
+    /// The budget this plan shared (the owner's reserve taken off), bits/s.
+    pub budget_bps: u64,
     pub streaming_bps: u64,
     pub held_bps: u64,
     pub unmanaged_bps: u64,
@@ -436,6 +507,7 @@ fn decision_view(l: &LastPlan) -> DecisionView {
         trigger: l.trigger,
         from_stale_model: l.from_stale_model,
         algorithm: p.algorithm.to_string(),
+        budget_bps: p.budget,
         streaming_bps: p.streaming,
         held_bps: p.held,
         unmanaged_bps: p.unmanaged_bps,

@@ -128,6 +128,7 @@ fn run_at(
             server_limit,
             ranges: &ranges,
             budget_bps: s.budget().budget_bps,
+            overrides: &crate::control::Overrides::NONE,
         },
         ledger,
         memory,

@@ -743,6 +743,7 @@ impl World<'_> {
                     .estimator
                     .as_ref()
                     .map_or(self.budget, |e| e.reading().budget_bps),
+                overrides: &crate::control::Overrides::NONE,
             },
             &self.ledger,
             &self.memory,

@@ -14,6 +14,7 @@ mod browser;
 mod check;
 mod config;
 mod container;
+mod control;
 mod daemon;
 mod demo;
 mod fake;
