@@ -21,12 +21,14 @@ use crate::ids::{UserId, UserName};
 use crate::network;
 
 mod downloader;
+mod history;
 mod meter;
 mod notify;
 pub use downloader::{
     DownloaderKind, DownloaderPriority, DownloaderSettings, DownloadersPolicy,
     names as downloader_names,
 };
+pub use history::HistorySettings;
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
 
@@ -114,6 +116,9 @@ pub struct Settings {
     /// `[[downloader]]`: the torrent clients seeding on the same link.
     #[serde(default)]
     pub downloader: Vec<DownloaderSettings>,
+    /// `[history]`: what was played and how the link was shared, in SQLite.
+    #[serde(default)]
+    pub history: HistorySettings,
 }
 
 /// Log line format.
@@ -915,6 +920,18 @@ impl Settings {
 
     /// Check every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.history.retention_days == 0 {
+            return Err(invalid(
+                "history.retention_days",
+                "at least 1 (to keep no history, set history.enabled = false)",
+            ));
+        }
+        if self.history.max_mb == 0 {
+            return Err(invalid(
+                "history.max_mb",
+                "at least 1 (to keep no history, set history.enabled = false)",
+            ));
+        }
         let url = url::Url::parse(&self.jellyfin.url).map_err(|e| {
             invalid(
                 "jellyfin.url",

@@ -50,6 +50,7 @@ pub mod escape;
 pub mod fds;
 pub(crate) mod files;
 pub mod healthcheck;
+pub mod history;
 pub mod ids;
 pub mod import;
 pub mod init;

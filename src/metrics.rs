@@ -94,6 +94,9 @@ pub struct Metrics {
     pub downloaders_limit_bps: Gauge,
     pub downloader_writes: Counter,
     pub downloader_write_failures: Counter,
+    /// History rows by result: written, failed (the database refused the batch), dropped
+    /// (the queue was full).
+    pub history_rows: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +142,7 @@ impl Metrics {
             downloaders_limit_bps: Gauge::default(),
             downloader_writes: Counter::default(),
             downloader_write_failures: Counter::default(),
+            history_rows: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -286,6 +290,11 @@ impl Metrics {
             "downloader_upload_bps",
             "What a torrent client uploads, bits/s",
             m.downloader_upload_bps.clone(),
+        );
+        r.register(
+            "history_rows",
+            "Rows for the history database by result (written, failed, dropped)",
+            m.history_rows.clone(),
         );
         r.register(
             "downloader_up",
