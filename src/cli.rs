@@ -325,6 +325,21 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonAt,
     },
+    /// What the history says: per user hours streamed from outside, mean rate, the share of
+    /// play time at the full source bitrate, transcodes and pushes; time over budget per day;
+    /// the busiest hours of the week. Reads the history database ([history]); the daemon
+    /// may keep running.
+    Stats {
+        /// The period, back from now ("24h", "7d", "30d").
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+        since: std::time::Duration,
+        /// Only this user's plays (the link figures stay whole).
+        #[arg(long)]
+        user: Option<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the running daemon's overrides (pause, pins, exemptions, weights, reserve), who
     /// set each and when it ends.
     Overrides {
@@ -794,6 +809,39 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             control(&cli, daemon, Some(Action::Reserve { mbps, for_ })).await
         }
         Command::Overrides { daemon } => control(&cli, daemon, None).await,
+        Command::Stats { since, user, json } => {
+            // Names as the owner knows them: this is the owner's terminal (`report` is the
+            // output to share).
+            let settings = Settings::load(&cli.config).map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::CONFIG)
+            })?;
+            let path = settings.history.path(&settings.state.file);
+            if !settings.history.enabled && !path.exists() {
+                eprintln!("error: the history is off (history.enabled = false)");
+                return Err(ExitCode::from(exit::CONFIG));
+            }
+            let now = crate::clock::unix_millis_now();
+            let from = now.saturating_sub(since.as_millis() as u64);
+            let tz = settings.timezone();
+            match crate::history::stats::load(&path, from, now, user.as_deref(), &tz, 1) {
+                Ok((stats, _)) if json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&stats).expect("serializes")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok((stats, _)) => {
+                    print!("{}", crate::history::stats::render(&stats));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(ExitCode::from(exit::STATE))
+                }
+            }
+        }
         Command::Healthcheck {
             address,
             timeout_secs,

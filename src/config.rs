@@ -1222,6 +1222,16 @@ impl Settings {
     }
 
     /// The schedule's entries parsed and its time zone, or `None` without
+    /// The time zone of schedules and statistics: `bandwidth.timezone` (validated at load),
+    /// else the system's.
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        self.bandwidth
+            .timezone
+            .as_deref()
+            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system)
+    }
+
     /// `[[bandwidth.schedule]]` (`src/budget/schedule.rs` follows them).
     pub fn schedule_windows(
         &self,

@@ -100,6 +100,8 @@ pub struct Engine {
     /// The owner's overrides, as loaded at start; the engine owns them from then on and saves
     /// every change (`src/control.rs`).
     pub overrides: Overrides,
+    /// Where plays, link samples, decisions and the owner's actions go (`src/history.rs`).
+    pub history: crate::history::History,
 }
 
 impl Engine {
@@ -130,6 +132,7 @@ impl Engine {
         let origin = Instant::now();
         let clock = |at: Instant| CLOCK_START + at.saturating_duration_since(origin);
         let mut memory = crate::reconcile::load_memory(&self.settings);
+        let mut recorder = crate::history::Recorder::default();
         let mut last_saved: Option<Instant> = None;
         let mut debounce_until: Option<Instant> = None;
         // Reconcile right away at start.
@@ -157,6 +160,7 @@ impl Engine {
                 _ = shutdown.cancelled() => break,
                 Some(sent) = self.pushed.recv() => {
                     memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+                    recorder.pushed(sent.session_id.as_str());
                 }
                 Some(request) = control.recv() => {
                     let answer = self.control(&request, model.as_ref());
@@ -216,12 +220,13 @@ impl Engine {
                     }
                     while let Ok(sent) = self.pushed.try_recv() {
                         memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+                        recorder.pushed(sent.session_id.as_str());
                     }
                     let now = clock(Instant::now());
                     let (ok, asked) = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        r = self.refresh(&mut model, &mut memory, now, trigger, &mut seeding) => r,
+                        r = self.refresh(&mut model, &mut memory, now, trigger, &mut seeding, &mut recorder) => r,
                     };
                     wake_up = asked
                         .map(|at| origin + at.saturating_sub(CLOCK_START))
@@ -242,6 +247,10 @@ impl Engine {
                     };
                 }
             }
+        }
+        // The plays still open are written as far as they went.
+        for r in recorder.open_plays() {
+            self.history.record(r);
         }
         // The pushes reported since the last plan are part of what the next process needs.
         while let Ok(sent) = self.pushed.try_recv() {
@@ -264,6 +273,7 @@ impl Engine {
         now: Duration,
         trigger: &'static str,
         seeding: &mut Option<crate::plan::DownloaderShare>,
+        recorder: &mut crate::history::Recorder,
     ) -> (bool, Option<Duration>) {
         let started = Instant::now();
         let result = fetch(&self.client, &self.settings).await;
@@ -330,6 +340,16 @@ impl Engine {
                 if !self.dry_run {
                     self.writer.submit(plan.decisions.clone());
                 }
+                let rows = recorder.plan(
+                    crate::clock::unix_millis_now(),
+                    &m.sessions,
+                    &m.users,
+                    &plan,
+                    &self.budget.state.borrow(),
+                );
+                for r in rows {
+                    self.history.record(r);
+                }
                 asked = plan.wake_at;
                 self.status
                     .remember(plan, trigger, stale, memory.item_starts() - starts);
@@ -362,13 +382,26 @@ impl Engine {
         let before = self.overrides.clone();
         let now = crate::clock::unix_millis_now();
         self.overrides.expire(now);
-        let done = self
+        let audit = |result: String| {
+            crate::history::Record::Action(crate::history::Audit {
+                t_ms: now,
+                by: request.by.clone(),
+                action: request.action.describe(),
+                result,
+            })
+        };
+        let done = match self
             .overrides
             .apply(&request.action, &request.by, now, &known)
-            .inspect_err(|e| {
-                self.overrides = before.clone();
+        {
+            Ok(done) => done,
+            Err(e) => {
+                self.overrides = before;
                 info!(by = %request.by, "refused: {} ({e})", request.action.describe());
-            })?;
+                self.history.record(audit(format!("refused: {e}")));
+                return Err(e);
+            }
+        };
         if !self.dry_run
             && let Err(e) = crate::control::save(&self.settings.overrides_file(), &self.overrides)
         {
@@ -379,6 +412,7 @@ impl Engine {
             )));
         }
         info!(by = %request.by, "override: {done}");
+        self.history.record(audit("done".into()));
         self.status.set_overrides(&self.overrides);
         Ok(done)
     }

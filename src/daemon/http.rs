@@ -441,9 +441,55 @@ const STATUS_CSS: &str = include_str!("page/status.css");
 const STATUS_JS: &str = include_str!("page/status.js");
 const LOGIN_PAGE: &str = include_str!("page/login.html");
 
-/// `GET /api/history`: the in-memory samples behind the chart, oldest first.
-async fn api_history(State(s): State<AppState>) -> Response {
-    axum::Json(json!({ "samples": s.status.history() })).into_response()
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    /// "7d", "24h": the figures and chart of that period from the history database.
+    since: Option<String>,
+}
+
+/// `GET /api/history`: the in-memory samples behind the live chart, oldest first; with
+/// `?since=7d`, that period from the history database (`src/history/stats.rs`): per-user
+/// figures, time over budget per day, the week's hours, and a chart series.
+async fn api_history(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<HistoryQuery>,
+) -> Response {
+    let Some(since) = q.since else {
+        return axum::Json(json!({ "samples": s.status.history() })).into_response();
+    };
+    let span = match humantime::parse_duration(since.trim()) {
+        Ok(d) if d <= crate::history::stats::MAX_SPAN => d,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "since is a duration up to 400 days, e.g. 24h or 7d",
+            );
+        }
+    };
+    if !s.settings.history.enabled {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the history is off (history.enabled)",
+        );
+    }
+    let path = s.settings.history.path(&s.settings.state.file);
+    let tz = s.settings.timezone();
+    let now = crate::clock::unix_millis_now();
+    let from = now.saturating_sub(span.as_millis() as u64);
+    let loaded = tokio::task::spawn_blocking(move || {
+        crate::history::stats::load(&path, from, now, None, &tz, 168)
+    })
+    .await;
+    match loaded {
+        Ok(Ok((stats, series))) => {
+            axum::Json(json!({ "stats": stats, "series": series })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the history could not be read",
+        ),
+    }
 }
 
 /// `GET /metrics`: the OpenMetrics text.

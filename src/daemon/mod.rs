@@ -136,6 +136,20 @@ pub async fn run(
     }
     .spawn(workers.clone())?;
 
+    // The history, unless off or a dry run (which writes no file).
+    let (history, history_writer) = if settings.history.enabled && !dry_run {
+        let h = &settings.history;
+        let (history, writer) = crate::history::start(
+            h.path(&settings.state.file),
+            std::time::Duration::from_secs(u64::from(h.retention_days) * 24 * 3600),
+            h.max_bytes(),
+            metrics.clone(),
+        );
+        (history, Some(writer))
+    } else {
+        (crate::history::History::off(metrics.clone()), None)
+    };
+
     let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
         client.clone(),
@@ -158,6 +172,7 @@ pub async fn run(
         notifier: notifier.clone(),
         downloaders: downloaders_tx,
         overrides,
+        history,
     }
     .spawn(workers.clone());
 
@@ -208,6 +223,10 @@ pub async fn run(
     if let Some(t) = seeders_task {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
+
+    // What the engine recorded is written (bounded; the restore does not wait for it).
+    let history_stop =
+        history_writer.map(|w| tokio::spawn(w.stop(std::time::Duration::from_secs(5))));
 
     let mut out = Shutdown::default();
     if settings.daemon.restore_on_exit && !dry_run {
@@ -267,6 +286,9 @@ pub async fn run(
     if let Some(t) = notify_task {
         let until = deadline.max(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
         let _ = tokio::time::timeout_at(until, t).await;
+    }
+    if let Some(t) = history_stop {
+        let _ = t.await;
     }
     // Bounded by the drain: the listener drops whatever is still open then.
     match server.await {

@@ -173,6 +173,56 @@ impl Tracker {
     }
 }
 
+/// What a plan saw of the sessions that play, for [`Tracker::observe`]: each session of
+/// `sessions` with a user and an item, remote when the plan counted it from outside, at the
+/// limit the plan gives its user (else the one Jellyfin holds).
+pub fn seen(
+    sessions: &[crate::jellyfin::Session],
+    users: &[crate::jellyfin::User],
+    plan: &crate::plan::Plan,
+) -> Vec<Seen> {
+    use crate::network::Location;
+    sessions
+        .iter()
+        .filter(|s| s.is_playing() && !s.is_paused())
+        .filter_map(|s| {
+            let user_id = s.user()?;
+            let view = plan.sessions.iter().find(|v| v.session_id == s.id)?;
+            let limit = plan
+                .decisions
+                .iter()
+                .find(|d| &d.user_id == user_id)
+                .map(|d| d.target)
+                .or_else(|| {
+                    users
+                        .iter()
+                        .find(|u| &u.id == user_id)
+                        .map(|u| u.remote_limit())
+                })
+                .unwrap_or(0);
+            Some(Seen {
+                session_id: s.id.as_str().to_string(),
+                item_id: s.item_key(),
+                user_id: user_id.as_str().to_string(),
+                user: s
+                    .user_name
+                    .as_ref()
+                    .map_or_else(String::new, |n| n.as_str().to_string()),
+                client: s.device_label().as_str().to_string(),
+                remote: matches!(view.location, Location::Remote(_)),
+                kind: s
+                    .now_playing_item
+                    .as_ref()
+                    .and_then(|i| i.item_type.clone()),
+                source_bps: s.source_rate(),
+                rate_bps: s.stream_rate().map(|r| r.bps()),
+                transcoded: s.is_transcoding(),
+                limit_bps: limit,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

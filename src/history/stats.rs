@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::{HistoryError, Store};
 
+/// The longest period asked for.
+pub const MAX_SPAN: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
 /// Two samples further apart than this leave a gap (the daemon was not running).
 const MAX_SAMPLE_GAP_MS: u64 = 10 * 60 * 1000;
 
@@ -193,9 +196,11 @@ pub fn summarize(
 
     let mut days: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut week = [[(0f64, 0f64); 24]; 7];
-    for w in samples.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        let dt = b.t_ms.saturating_sub(a.t_ms).min(MAX_SAMPLE_GAP_MS);
+    for (i, a) in samples.iter().enumerate() {
+        // A sample holds until the next one (the last one for no time).
+        let dt = samples
+            .get(i + 1)
+            .map_or(0, |b| b.t_ms.saturating_sub(a.t_ms).min(MAX_SAMPLE_GAP_MS));
         let Ok(t) = jiff::Timestamp::from_millisecond(a.t_ms as i64) else {
             continue;
         };
@@ -373,4 +378,57 @@ mod tests {
         assert!(text.contains("alice"), "{text}");
         assert!(text.contains("Mon 21:00-22:00  60 Mbps"), "{text}");
     }
+}
+
+/// One point of a history chart: the means over a bucket.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Point {
+    /// The bucket's start, unix seconds.
+    pub t: u64,
+    /// Mean budget, bits/s.
+    pub budget: u64,
+    /// Mean remote streaming, bits/s.
+    pub streaming: u64,
+}
+
+/// The samples from `since_ms` to `now_ms` in `buckets` equal buckets (empty ones left out).
+pub fn series(samples: &[SampleRow], since_ms: u64, now_ms: u64, buckets: u64) -> Vec<Point> {
+    let span = now_ms.saturating_sub(since_ms).max(1);
+    let width = span.div_ceil(buckets.max(1)).max(1);
+    let mut acc: BTreeMap<u64, (u128, u128, u128)> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.t_ms >= since_ms) {
+        let b = (s.t_ms - since_ms) / width;
+        let e = acc.entry(b).or_default();
+        e.0 += u128::from(s.budget_bps);
+        e.1 += u128::from(s.streaming_bps);
+        e.2 += 1;
+    }
+    acc.into_iter()
+        .map(|(b, (budget, streaming, n))| Point {
+            t: (since_ms + b * width) / 1000,
+            budget: (budget / n) as u64,
+            streaming: (streaming / n) as u64,
+        })
+        .collect()
+}
+
+/// What `/api/history?since=` and `jellydemon stats` read: the figures, and the chart's
+/// series. A database not made yet is an empty history.
+pub fn load(
+    path: &std::path::Path,
+    since_ms: u64,
+    now_ms: u64,
+    user: Option<&str>,
+    tz: &jiff::tz::TimeZone,
+    buckets: u64,
+) -> Result<(Stats, Vec<Point>), HistoryError> {
+    if !path.exists() {
+        return Ok((summarize(since_ms, &[], &[], tz), Vec::new()));
+    }
+    let store = Store::open_read_only(path)?;
+    let (plays, samples) = query(&store, since_ms, user)?;
+    Ok((
+        summarize(since_ms, &plays, &samples, tz),
+        series(&samples, since_ms, now_ms, buckets),
+    ))
 }

@@ -19,6 +19,7 @@ mod daemon;
 mod demo;
 mod fake;
 mod faults;
+mod history;
 mod import_config;
 mod init;
 mod late_writes;
