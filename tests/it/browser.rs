@@ -81,6 +81,19 @@ async fn the_status_page_shows_the_state_in_a_browser() {
         d.wait_for(|s| s["recent"].as_array().map(Vec::len) >= Some(n))
             .await;
     }
+    // An override (on a user the plan leaves alone anyway): the control card lists it; on
+    // loopback without a session the page offers to sign in to change it.
+    let r = d
+        .http
+        .post(format!("{}/api/control", d.url))
+        .bearer_auth(crate::common::HOOK_TOKEN)
+        .json(&serde_json::json!({"action": "exempt", "user": "guest", "for": "2h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.wait_for(|s| s["overrides"].as_array().map(Vec::len) == Some(1))
+        .await;
     let url = format!("{}/", d.url);
     let profile = tempfile::tempdir().unwrap();
 
@@ -107,6 +120,26 @@ async fn the_status_page_shows_the_state_in_a_browser() {
         assert!(found, "{needle:?} not on the page:\n{dom}");
     }
     assert!(dom.contains("remote streamer"));
+    // The control card: the override, who set it and until when; a sign-in link, no forms.
+    let control = dom.split("id=\"control-card\"").nth(1).unwrap_or_default();
+    let control = control.split("</section>").next().unwrap_or_default();
+    assert!(control.contains("<b>exempt</b> · guest"), "{control}");
+    assert!(control.contains("by api at "), "{control}");
+    assert!(control.contains(", until "), "{control}");
+    assert!(
+        control.contains("id=\"control-signin\"><a href=\"login\">Sign in</a>"),
+        "{control}"
+    );
+    assert!(control.contains("id=\"control-forms\" hidden"), "{control}");
+    // The history view: both charts drawn from the database, the week's hours as a grid.
+    let history = dom.split("id=\"history-card\"").nth(1).unwrap_or_default();
+    let history = history.split("</section>").next().unwrap_or_default();
+    assert!(!history.contains("No history:"), "{history}");
+    assert_eq!(
+        history.matches("class=\"cell\"").count(),
+        7 * 24,
+        "{history}"
+    );
     // Where the budget comes from, in words.
     assert!(
         dom.contains("60 Mbps of upload less 5 Mbps kept free") && !dom.contains("static:"),
@@ -141,7 +174,7 @@ async fn the_status_page_shows_the_state_in_a_browser() {
         "Bob O&#39;Brien: 25 Mbps, fair share 25 Mbps of 55 Mbps among 3; stream pushed up",
         "3 idle users held at 9 Mbps.",
         "<b>startup</b> · 5 changes ·",
-        "2 passes (webhook): nothing to change",
+        "3 passes (control, webhook): nothing to change",
     ] {
         let found = dom.contains(needle) || dom.contains(&needle.replace("&#39;", "'"));
         assert!(found, "{needle:?} not on the page:\n{dom}");

@@ -52,7 +52,8 @@ async function refreshState() {
   $("health").textContent = h ? "healthy" : "unhealthy";
   $("health").className = "pill " + (h ? "ok" : "bad");
   $("mode").textContent = s.mode + (s.dry_run ? " · dry run" : "");
-  $("signout").hidden = !s.sign_in_required;
+  $("signout").hidden = !(s.sign_in_required || s.control.signed_in);
+  showControl(s);
   $("updated").textContent = "updated " + new Date().toLocaleTimeString();
   const d = s.last_decision;
   const users = d ? d.users : [];
@@ -219,7 +220,86 @@ for (const b of document.querySelectorAll("#chart-window button")) {
   });
 }
 
-refreshState(); refreshChart();
+// The owner's controls: POST api/control with the session (the page's own origin).
+function showControl(s) {
+  const c = s.control;
+  $("control-off").hidden = c.available;
+  $("control-signin").hidden = !c.available || c.signed_in;
+  $("control-forms").hidden = !c.signed_in;
+  $("paused-note").textContent = s.paused ? "Paused: every original limit is back until resumed."
+    : (s.reserved_bps ? `${mbps(s.reserved_bps)} of the budget kept free.` : "");
+  $("overrides").innerHTML = s.overrides.length ? s.overrides.map((o) => `<li><b>${esc(o.what)}</b>${o.user ? " · " + esc(o.user) : ""}`
+      + ` <span class="muted">by ${esc(o.by)} at ${time(o.at_unix)}`
+      + (o.until_unix ? `, until ${time(o.until_unix)}` : ", until cleared") + "</span></li>").join("")
+    : `<li class="muted">No override: every user follows the rule.</li>`;
+}
+
+async function control(action) {
+  $("control-error").textContent = "";
+  try {
+    const r = await fetch("api/control", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(action)});
+    if (!r.ok) $("control-error").textContent = (await r.json().catch(() => ({}))).error || r.statusText;
+  } catch (e) { $("control-error").textContent = "the daemon does not answer"; }
+  refreshState();
+}
+const withFor = (a, v) => (v.trim() ? {...a, for: v.trim()} : a);
+$("f-pause").addEventListener("submit", (e) => { e.preventDefault(); control(withFor({action: "pause"}, $("pause-for").value)); });
+$("resume").addEventListener("click", () => control({action: "resume"}));
+$("f-reserve").addEventListener("submit", (e) => {
+  e.preventDefault();
+  control(withFor({action: "reserve", mbps: Number($("reserve-mbps").value)}, $("reserve-for").value));
+});
+$("f-user").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const rule = $("user-rule").value, user = $("user-name").value, v = Number($("user-value").value);
+  const a = rule === "pin" ? {action: "pin", user, mbps: v} : rule === "weight" ? {action: "weight", user, weight: v} : {action: rule, user};
+  control(rule === "clear" ? a : withFor(a, $("user-for").value));
+});
+
+// The history view: the database's day and week, the per-user table, the busiest hours.
+function historyChart(svg, series) {
+  if (!series.length) { svg.innerHTML = `<text x="10" y="20">no history yet</text>`; return; }
+  const max = Math.max(1, ...series.map((p) => Math.max(p.budget, p.streaming))) * 1.1;
+  const t0 = series[0].t, t1 = Math.max(t0 + 1, series[series.length - 1].t);
+  const x = (t) => 30 + 565 * (t - t0) / (t1 - t0), y = (v) => 140 - 130 * v / max;
+  const line = (f) => series.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + "," + y(f(p)).toFixed(1)).join("");
+  svg.innerHTML = `<text x="0" y="14">${esc(mbps(Math.round(max)))}</text>`
+    + `<path class="budget" d="${line((p) => p.budget)}"/><path class="streaming" d="${line((p) => p.streaming)}"/>`;
+}
+
+async function refreshHistory() {
+  let day, week;
+  try {
+    [day, week] = await Promise.all(["24h", "7d"].map(async (since) => {
+      const r = await fetch("api/history?since=" + since, {cache: "no-store"});
+      if (!r.ok) throw new Error((await r.json().catch(() => ({}))).error || r.statusText);
+      return r.json();
+    }));
+  } catch (e) { $("history-note").textContent = "No history: " + e.message; return; }
+  $("history-note").textContent = "";
+  historyChart($("chart-day"), day.series);
+  historyChart($("chart-week"), week.series);
+  rows($("history-users"), week.stats.users, (u) => `<tr><td>${esc(u.user)}</td><td class="num">${u.plays}</td>`
+      + `<td class="num">${u.hours.toFixed(1)}</td><td class="num">${mbps(u.mean_rate_bps)}</td>`
+      + `<td class="num">${u.at_source == null ? "–" : Math.round(100 * u.at_source) + " %"}</td>`
+      + `<td class="num hide-s">${u.transcodes}</td><td class="num hide-s">${u.pushes}</td></tr>`,
+    "No remote play in the last week.");
+  const heat = $("heat"), days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  const max = Math.max(1, ...week.stats.week.flat().map((v) => v || 0));
+  heat.replaceChildren();
+  week.stats.week.forEach((hours, d) => {
+    const label = document.createElement("div"); label.textContent = days[d]; heat.append(label);
+    hours.forEach((v, h) => {
+      const c = document.createElement("div");
+      c.className = "cell"; c.style.opacity = v ? (0.1 + 0.9 * v / max).toFixed(2) : "0.03";
+      c.title = `${days[d]} ${h}:00 ${v == null ? "no data" : mbps(v)}`;
+      heat.append(c);
+    });
+  });
+}
+
+refreshState(); refreshChart(); refreshHistory();
+setInterval(refreshHistory, 60000);
 window.addEventListener("resize", drawChart);
 setInterval(refreshState, 2000);
 setInterval(refreshChart, 10000);
