@@ -327,7 +327,7 @@ pub enum Command {
     },
     /// What the history says: per user hours streamed from outside, mean rate, the share of
     /// play time at the full source bitrate, transcodes and pushes; time over budget per day;
-    /// the busiest hours of the week. Reads the history database ([history]); the daemon
+    /// the busiest hours of the week. Reads the history database (`[history]`); the daemon
     /// may keep running.
     Stats {
         /// The period, back from now ("24h", "7d", "30d").

@@ -7,7 +7,7 @@
 //! listed before it:
 //!
 //! 1. helpers: `sync` (locking), `files` (atomic owner-only writes), `clock` (unix time,
-//!    backoff), [`escape`] (outside text made safe to print), [`fds`] (the open-file limit
+//!    backoff), `units` (bit rates as Mbps), [`escape`] (outside text made safe to print), [`fds`] (the open-file limit
 //!    and the connection cap under it); `anon` (the alias map) and
 //!    [`ids`] (user, session and device ids and names, client addresses: typed, normalized
 //!    once, shown as their alias when anonymizing, escaped);
@@ -16,13 +16,16 @@
 //!    torrent clients', in the state file), [`webhook`] (the plugin's bodies), then
 //!    [`config`] (validated at load, secrets redacted) and `downloader` (the torrent
 //!    clients, qBittorrent and Transmission, each read and set in the setting that bites);
-//! 3. the pure core: [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
+//! 3. the pure core: [`control`] (the owner's overrides: pause, pin, exempt, weight,
+//!    reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
 //!    plans); `telemetry` and `metrics` beside them;
 //! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent
 //!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
 //!    ledger's rules), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
-//!    (tables), [`check`]; and the commands for a new user: [`init`] (a first
+//!    (tables), [`check`], [`history`] (the SQLite database of plays, samples, decisions
+//!    and actions, its writer thread and `stats`), [`ctl`] (the commands that ask the
+//!    running daemon); and the commands for a new user: [`init`] (a first
 //!    configuration), [`import`] (from the Python JellyDemon's config.yml), [`bugreport`]
 //!    (`jellydemon report`), [`healthcheck`] (a container's health check);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->

@@ -351,6 +351,24 @@ impl Engine {
                     self.history.record(r);
                 }
                 asked = plan.wake_at;
+                // Paused (or a user exempt) with originals still out, because a write in
+                // flight when the plan was made landed after it: plan again in a second
+                // until they are back.
+                let out = {
+                    let l = crate::sync::lock(&self.ledger);
+                    if plan.paused {
+                        !l.is_empty()
+                    } else {
+                        self.overrides.users.iter().any(|(id, o)| {
+                            o.value == crate::control::UserRule::Exempt
+                                && l.get(&crate::ids::UserId::new(id)).is_some()
+                        })
+                    }
+                };
+                if out {
+                    let soon = now + Duration::from_secs(1);
+                    asked = Some(asked.map_or(soon, |a| a.min(soon)));
+                }
                 self.status
                     .remember(plan, trigger, stale, memory.item_starts() - starts);
             }

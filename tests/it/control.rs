@@ -296,3 +296,84 @@ async fn the_commands_talk_to_the_running_daemon() {
     assert_eq!(code, 8);
     assert!(err.contains("does not answer"), "{err}");
 }
+
+/// The Home Assistant configuration in README.md, performed as Home Assistant would: the REST
+/// sensors' request and the fields their templates read, the switch's on, state and off
+/// requests.
+#[tokio::test]
+async fn the_documented_home_assistant_requests_work() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("```yaml\n# jellydemon: home assistant\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the Home Assistant block in README.md");
+    let fake = FakeJellyfin::new(KEY);
+    mixed_scenario(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let d = h.daemon("").await;
+    let text = block.replace("http://192.168.1.10:8098", &d.url).replace(
+        "!secret jellydemon_bearer",
+        &format!("\"Bearer {HOOK_TOKEN}\""),
+    );
+    let doc = &YamlLoader::load_from_str(&text).unwrap()[0];
+    let str_of = |y: &Yaml| y.as_str().unwrap().to_string();
+    let headers = |y: &Yaml| -> Vec<(String, String)> {
+        y["headers"]
+            .as_hash()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (str_of(k), str_of(v)))
+            .collect()
+    };
+    let get = |url: String, hs: Vec<(String, String)>| {
+        let mut r = d.http.get(url);
+        for (k, v) in hs {
+            r = r.header(k, v);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    // The fields a template reads, e.g. value_json.last_decision.claimants.
+    let field = |json: &Value, template: &str| -> Value {
+        let path = template
+            .split("value_json.")
+            .nth(1)
+            .unwrap()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .next()
+            .unwrap();
+        path.split('.').fold(json.clone(), |v, k| v[k].clone())
+    };
+
+    let rest = &doc["rest"][0];
+    let state = get(str_of(&rest["resource"]), headers(rest)).await;
+    for sensor in rest["sensor"].as_vec().unwrap() {
+        let v = field(&state, sensor["value_template"].as_str().unwrap());
+        assert!(v.is_number(), "{}: {v}", str_of(&sensor["name"]));
+    }
+    assert_eq!(field(&state, "value_json.budget_bps"), 55 * M);
+
+    let switch = &doc["switch"][0];
+    assert_eq!(str_of(&switch["method"]), "post");
+    let is_on = switch["is_on_template"].as_str().unwrap();
+    for (body, on) in [("body_on", true), ("body_off", false)] {
+        let mut r = d
+            .http
+            .post(str_of(&switch["resource"]))
+            .body(str_of(&switch[body]));
+        for (k, v) in headers(switch) {
+            r = r.header(k, v);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{body}: {}", resp.text().await.unwrap());
+        let state = d.wait_for(|s| field(s, is_on) == Value::Bool(on)).await;
+        let shown = get(str_of(&switch["state_resource"]), headers(switch)).await;
+        assert_eq!(field(&shown, is_on), Value::Bool(on), "{state:#}");
+    }
+    d.stop().await;
+}
