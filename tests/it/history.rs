@@ -63,16 +63,7 @@ async fn plays_samples_and_actions_are_kept_and_summed_up() {
 
     // The page's view of the same file, from the next daemon.
     let d = h.daemon("").await;
-    let r: Value = d
-        .http
-        .get(format!("{}/api/history?since=1h", d.url))
-        .bearer_auth(HOOK_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = serde_json::from_str(&d.text("/api/history?since=1h").await).unwrap();
     assert!(r["stats"]["users"].as_array().unwrap().len() >= 3, "{r:#}");
     assert!(!r["series"].as_array().unwrap().is_empty(), "{r:#}");
     let bad = d
