@@ -7,9 +7,11 @@
 //! never retries) and gives start/stop events to the engine. The once-a-second
 //! `PlaybackProgress` flood is counted and dropped right here: it costs one parse.
 //!
-//! Every response carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+//! Every response carries `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`,
 //! `X-Frame-Options: DENY` and a Content-Security-Policy that allows only this server's own
-//! script and styles (the status page has no inline script or style).
+//! script and styles (the status page has no inline script or style). `same-origin`, not
+//! `no-referrer`: under `no-referrer` a browser sends `Origin: null` with the sign-in form's
+//! POST, which the same-origin check must refuse; no other site ever sees a referrer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,7 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     let headers = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];

@@ -2,7 +2,9 @@
 //! Jellyfin: it shows the budget beside what streams now, each remote user's limit and rate,
 //! idle and local users, the last decisions in plain sentences with passes that changed
 //! nothing collapsed, and a chart with a y-axis in Mbps whose lines all stay visible, in the
-//! dark colour scheme, on a desktop and on a phone-sized screen.
+//! dark colour scheme, on a desktop and on a phone-sized screen; and the owner signing in and
+//! pausing, resuming, pinning and reserving through the page's forms (driven over the
+//! DevTools protocol, `common/cdp.rs`).
 //!
 //! Chromium comes from Debian (`.ci/run` installs it). Without it the test says so and passes,
 //! unless `JD_TEST_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing browser fails.
@@ -301,4 +303,135 @@ async fn the_status_page_shows_the_torrent_clients() {
         "{dom}"
     );
     d.stop().await;
+}
+
+/// The owner runs the house from the page: signs in, pauses (every original is back in
+/// Jellyfin), resumes (the limits are applied again), pins a user, and keeps part of the
+/// budget free for a few seconds, which ends by itself. Every action goes through the page's
+/// own forms and its same-origin session.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_signs_in_and_runs_the_house_from_the_page() {
+    use crate::common::cdp::Browser;
+    use crate::common::{HOOK_TOKEN, assert_originals, eventually, limits_now};
+    let Some(exe) = chromium() else {
+        assert!(
+            std::env::var("JD_TEST_REQUIRE_BROWSER").is_err(),
+            "chromium is required (JD_TEST_REQUIRE_BROWSER is set) but not installed"
+        );
+        return;
+    };
+    let fake = FakeJellyfin::new(KEY);
+    let ids = mixed_scenario(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let originals = limits_now(&h.fake);
+    let d = h.daemon("debounce = \"50ms\"").await;
+    eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
+
+    let mut b = Browser::launch(&exe).await;
+    let tab = b.open(&format!("{}/login", d.url)).await;
+    b.wait_until(
+        &tab,
+        "the sign-in form",
+        "document.readyState === 'complete' && !!document.querySelector('input[name=token]')",
+        "document.documentElement.outerHTML",
+    )
+    .await;
+    b.eval(
+        &tab,
+        &format!(
+            "document.querySelector('input[name=token]').value = '{HOOK_TOKEN}'; \
+             document.querySelector('form').submit()"
+        ),
+    )
+    .await
+    .unwrap();
+    let forms_shown = "location.pathname === '/' && !!document.getElementById('control-forms') \
+                       && !document.getElementById('control-forms').hidden";
+    let card = "location.href + ': ' + (document.getElementById('control-card') || document.body).innerText";
+    b.wait_until(&tab, "the controls once signed in", forms_shown, card)
+        .await;
+
+    // Pause: every original is back, and the page says so.
+    b.eval(&tab, "document.getElementById('pause').click()")
+        .await
+        .unwrap();
+    eventually("every original back", || limits_now(&h.fake) == originals).await;
+    b.wait_until(
+        &tab,
+        "the pause",
+        "document.getElementById('paused-note').textContent.startsWith('Paused') && \
+         document.getElementById('overrides').innerText.includes('paused by page')",
+        card,
+    )
+    .await;
+
+    // Resume: the limits are applied again.
+    b.eval(&tab, "document.getElementById('resume').click()")
+        .await
+        .unwrap();
+    eventually("alice managed again", || h.fake.limit(&ids.alice) == 24 * M).await;
+    b.wait_until(
+        &tab,
+        "no override left",
+        "document.getElementById('overrides').innerText.includes('No override')",
+        card,
+    )
+    .await;
+
+    // Pin alice at 10 Mbps.
+    b.eval(
+        &tab,
+        "document.getElementById('user-name').value = 'alice'; \
+         document.getElementById('user-rule').value = 'pin'; \
+         document.getElementById('user-value').value = '10'; \
+         document.getElementById('user-apply').click()",
+    )
+    .await
+    .unwrap();
+    eventually("alice pinned", || h.fake.limit(&ids.alice) == 10 * M).await;
+    b.wait_until(
+        &tab,
+        "the pin",
+        "document.getElementById('overrides').innerText.includes('pinned at 10 Mbps · alice by page')",
+        card,
+    )
+    .await;
+
+    // Keep 20 Mbps free for 5 seconds: the budget shrinks, then is whole again by itself.
+    b.eval(
+        &tab,
+        "document.getElementById('reserve-mbps').value = '20'; \
+         document.getElementById('reserve-for').value = '5s'; \
+         document.getElementById('reserve').click()",
+    )
+    .await
+    .unwrap();
+    b.wait_until(
+        &tab,
+        "the reserve",
+        "document.getElementById('paused-note').textContent === '20 Mbps of 55 Mbps kept free by the owner.' \
+         && document.getElementById('budget').textContent === '35 Mbps'",
+        card,
+    )
+    .await;
+    b.wait_until(
+        &tab,
+        "the reserve ended",
+        "document.getElementById('paused-note').textContent === '' \
+         && document.getElementById('budget').textContent === '55 Mbps' \
+         && !document.getElementById('overrides').innerText.includes('reserved')",
+        card,
+    )
+    .await;
+    let s = d.state().await;
+    assert_eq!(s["reserved_bps"], 0, "{s:#}");
+    assert_eq!(s["overrides"][0]["by"], "page", "{s:#}");
+    assert!(
+        b.eval(&tab, "document.getElementById('control-error').textContent")
+            .await
+            == Ok(serde_json::json!("")),
+        "the page reported an error"
+    );
+    d.stop().await;
+    assert_originals(&h.fake, &originals);
 }

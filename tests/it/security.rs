@@ -393,7 +393,7 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
         let r = http.get(format!("{}{path}", d.url)).send().await.unwrap();
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(

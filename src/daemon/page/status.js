@@ -58,7 +58,8 @@ async function refreshState() {
   const d = s.last_decision;
   const users = d ? d.users : [];
   const active = users.filter((u) => u.role === "active");
-  const budget = s.budget_bps;
+  // What the streams may use: the link's budget less what the owner keeps free.
+  const budget = Math.max(0, s.budget_bps - s.reserved_bps);
   const rate = d ? d.streaming_bps : 0;
   const held = d ? d.held_bps : 0;
   // The bar's scale is the budget, or what streams when that is more (over budget).
@@ -227,7 +228,7 @@ function showControl(s) {
   $("control-signin").hidden = !c.available || c.signed_in;
   $("control-forms").hidden = !c.signed_in;
   $("paused-note").textContent = s.paused ? "Paused: every original limit is back until resumed."
-    : (s.reserved_bps ? `${mbps(s.reserved_bps)} of the budget kept free.` : "");
+    : (s.reserved_bps ? `${mbps(s.reserved_bps)} of ${mbps(s.budget_bps)} kept free by the owner.` : "");
   $("overrides").innerHTML = s.overrides.length ? s.overrides.map((o) => `<li><b>${esc(o.what)}</b>${o.user ? " · " + esc(o.user) : ""}`
       + ` <span class="muted">by ${esc(o.by)} at ${time(o.at_unix)}`
       + (o.until_unix ? `, until ${time(o.until_unix)}` : ", until cleared") + "</span></li>").join("")

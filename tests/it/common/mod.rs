@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a fake Jellyfin on an ephemeral port, a config
 //! file in a temp dir, and validation against the official OpenAPI specs.
 
+pub mod cdp;
 pub mod openapi;
 pub mod torrent;
 
