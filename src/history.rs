@@ -585,6 +585,12 @@ pub fn start(
     )
 }
 
+/// [`start`] with counters of its own, read by nobody: for a writer outside the daemon (the
+/// history bench measures [`History::record`] with it).
+pub fn start_unobserved(path: PathBuf, retention: Duration, max_bytes: u64) -> (History, Writer) {
+    start(path, retention, max_bytes, Arc::new(Metrics::new()))
+}
+
 /// The writer thread's loop: batches, reopen after failures, hourly pruning.
 fn write_loop(
     path: &Path,

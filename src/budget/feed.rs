@@ -112,7 +112,7 @@ pub fn static_budget_at(
 
 /// "100 Mbps of upload less 10 Mbps kept free": where a configured budget comes from, in
 /// words (the page and `report` show it).
-fn configured(total_mbps: f64, reserved_mbps: f64) -> String {
+pub fn configured(total_mbps: f64, reserved_mbps: f64) -> String {
     let (total, reserved) = (mbps_to_bps(total_mbps), mbps_to_bps(reserved_mbps));
     if reserved == 0 {
         format!("{} of upload, all of it for the streams", fmt_mbps(total))

@@ -452,6 +452,16 @@ struct World<'a> {
     /// Its limit in force (`None`: unlimited) and the least it keeps (`min_mbps`).
     seeder_limit: Option<u64>,
     seeder_kept: u64,
+    /// The history the daemon would write, when asked for ([`run_recorded`]).
+    history: Option<Recording>,
+}
+
+/// The history of a simulated run: the real [`crate::history::Recorder`] fed every plan.
+struct Recording {
+    recorder: crate::history::Recorder,
+    /// Unix milliseconds at simulated time 0.
+    start_ms: u64,
+    rows: Vec<crate::history::Record>,
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
@@ -463,7 +473,7 @@ pub fn run(manager: Manager, traces: &[UserTrace], hours: u64) -> Figures {
 /// ([`Seeding`]): what it sends is its limit, or what the link leaves when shared per
 /// connection; the remote streams are served what the link gives them.
 pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: Seeding) -> Figures {
-    simulate(manager, traces, hours, &[], false, seeding)
+    simulate(manager, traces, hours, &[], false, seeding, None).0
 }
 
 /// How often the simulated meter is read.
@@ -479,7 +489,28 @@ pub fn run_household(
     loads: &[Load],
     meter: bool,
 ) -> Figures {
-    simulate(manager, traces, hours, loads, meter, Seeding::Absent)
+    simulate(manager, traces, hours, loads, meter, Seeding::Absent, None).0
+}
+
+/// Run jellydemon (`algorithm`) over the traces as [`run`] does, and return the history rows
+/// the daemon would have written ([`crate::history::Recorder`] fed every plan, the pushes and,
+/// at the end, the plays still open), timed from `start_ms` (unix milliseconds).
+pub fn run_recorded(
+    algorithm: Algorithm,
+    traces: &[UserTrace],
+    hours: u64,
+    start_ms: u64,
+) -> (Figures, Vec<crate::history::Record>) {
+    let (fig, rows) = simulate(
+        Manager::Daemon(algorithm),
+        traces,
+        hours,
+        &[],
+        false,
+        Seeding::Absent,
+        Some(start_ms),
+    );
+    (fig, rows.unwrap_or_default())
 }
 
 fn simulate(
@@ -489,7 +520,8 @@ fn simulate(
     loads: &[Load],
     meter: bool,
     seeding: Seeding,
-) -> Figures {
+    record_from_ms: Option<u64>,
+) -> (Figures, Option<Vec<crate::history::Record>>) {
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
         _ => Algorithm::Equal,
@@ -533,6 +565,11 @@ fn simulate(
         seeding,
         seeder_limit: None,
         seeder_kept: 0,
+        history: record_from_ms.map(|start_ms| Recording {
+            recorder: crate::history::Recorder::default(),
+            start_ms,
+            rows: Vec::new(),
+        }),
     };
     w.link = crate::config::mbps_to_bps(w.settings.bandwidth.total_upload_mbps);
     if meter {
@@ -640,7 +677,12 @@ fn simulate(
     }
     w.measure(clock, horizon);
     w.fig.horizon_ms = horizon;
-    w.fig
+    let rows = w.history.map(|mut h| {
+        let open = h.recorder.open_plays();
+        h.rows.extend(open);
+        h.rows
+    });
+    (w.fig, rows)
 }
 
 impl World<'_> {
@@ -751,6 +793,20 @@ impl World<'_> {
             &self.settings,
         );
         self.memory.observe(&plan, Duration::from_millis(now));
+        if let Some(h) = &mut self.history {
+            let b = &self.settings.bandwidth;
+            let budget = crate::budget::feed::BudgetState {
+                budget_bps: plan.budget,
+                static_bps: self.budget,
+                source: "static",
+                cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
+                meter: None,
+            };
+            let rows = h
+                .recorder
+                .plan(h.start_ms + now, &sessions, &users, &plan, &budget);
+            h.rows.extend(rows);
+        }
         if let Some(d) = &plan.downloaders {
             self.seeder_limit = Some(d.limit);
             self.seeder_kept = d.min;
@@ -763,6 +819,9 @@ impl World<'_> {
             for (s, p) in d.pushes() {
                 self.memory
                     .record_push(&s.session_id, Duration::from_millis(now), p.bitrate);
+                if let Some(h) = &mut self.history {
+                    h.recorder.pushed(s.session_id.as_str());
+                }
                 self.push(u, p.bitrate);
             }
         }
@@ -1142,6 +1201,47 @@ mod tests {
         let f = run(Manager::Daemon(Algorithm::Equal), &two, 1);
         assert!(f.over_percent() < 1.0, "{f:?}");
         assert!(f.served_percent() > 90.0, "{f:?}");
+    }
+
+    /// The history bench's rows are the daemon's: one play per item that started, every push
+    /// counted against a play, a sample at least every five minutes and a poll, all timed from
+    /// the start.
+    #[test]
+    fn a_recorded_run_keeps_what_the_daemon_would() {
+        use crate::history::{Record, SAMPLE_AT_LEAST};
+        let traces = trace(8, 6, 0x5EED_0008, Clients::HALF_PUSHABLE);
+        let start_ms = 1_793_491_200_000;
+        let (fig, rows) = run_recorded(Algorithm::Equal, &traces, 6, start_ms);
+        let mut plays: HashMap<String, &crate::history::plays::Play> = HashMap::new();
+        let mut samples = Vec::new();
+        for r in &rows {
+            match r {
+                Record::Play(p) => {
+                    plays.insert(p.key.clone(), p);
+                }
+                Record::Sample(s) => samples.push(s.t_ms),
+                Record::Decision(d) => assert!(d.t_ms >= start_ms),
+                Record::Action(_) => panic!("nobody acted"),
+            }
+        }
+        let started = traces
+            .iter()
+            .flat_map(|t| &t.items)
+            .filter(|i| i.start < 6 * 3600)
+            .count();
+        // An item shorter than one plan's reaction is never seen by a plan.
+        assert!(
+            plays.len() <= started && plays.len() >= started * 9 / 10,
+            "{} of {started}",
+            plays.len()
+        );
+        assert!(plays.values().all(|p| p.remote && p.start_ms >= start_ms));
+        let pushes: u64 = plays.values().map(|p| u64::from(p.pushes)).sum();
+        assert_eq!(pushes, fig.pushes);
+        // A quiet link is sampled at the first plan after five minutes: the poll's.
+        let poll = settings(Algorithm::Equal).daemon.poll_interval();
+        let gap = samples.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(gap <= (SAMPLE_AT_LEAST + poll).as_millis() as u64, "{gap}");
     }
 
     #[test]
