@@ -563,18 +563,23 @@ impl Writer {
     }
 }
 
-/// Start the writer for `path`, or a history that keeps nothing when `enabled` is false.
+/// Told after every failure to open or write the database (what failed) and once when it
+/// is written again (`None`): the daemon hands it to the notifications.
+pub type Health = Box<dyn Fn(Option<String>) + Send>;
+
+/// Start the writer for `path`.
 pub fn start(
     path: PathBuf,
     retention: Duration,
     max_bytes: u64,
     metrics: Arc<Metrics>,
+    health: Health,
 ) -> (History, Writer) {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let m = metrics.clone();
     let thread = std::thread::Builder::new()
         .name("history".into())
-        .spawn(move || write_loop(&path, retention, max_bytes, &rx, &m))
+        .spawn(move || write_loop(&path, retention, max_bytes, &rx, &m, &health))
         .expect("a thread");
     (
         History {
@@ -588,7 +593,13 @@ pub fn start(
 /// [`start`] with counters of its own, read by nobody: for a writer outside the daemon (the
 /// history bench measures [`History::record`] with it).
 pub fn start_unobserved(path: PathBuf, retention: Duration, max_bytes: u64) -> (History, Writer) {
-    start(path, retention, max_bytes, Arc::new(Metrics::new()))
+    start(
+        path,
+        retention,
+        max_bytes,
+        Arc::new(Metrics::new()),
+        Box::new(|_| {}),
+    )
 }
 
 /// The writer thread's loop: batches, reopen after failures, hourly pruning.
@@ -598,6 +609,7 @@ fn write_loop(
     max_bytes: u64,
     rx: &Receiver<Msg>,
     metrics: &Metrics,
+    health: &Health,
 ) {
     let mut store: Option<Store> = None;
     let mut next_open = std::time::Instant::now();
@@ -607,7 +619,14 @@ fn write_loop(
         let text = e.to_string();
         if last.as_deref() != Some(&text) {
             warn!("history: {text} (limits are managed as ever)");
-            *last = Some(text);
+        }
+        health(Some(text.clone()));
+        *last = Some(text);
+    };
+    let recovered = |what: &str, last: &mut Option<String>| {
+        if last.take().is_some() {
+            info!(file = %path.display(), "{what}");
+            health(None);
         }
     };
     let mut batch: Vec<Record> = Vec::new();
@@ -634,9 +653,7 @@ fn write_loop(
                     if let Some(note) = note {
                         warn!("history: {note}");
                     }
-                    if last_error.take().is_some() {
-                        info!(file = %path.display(), "history database open again");
-                    }
+                    recovered("history database open again", &mut last_error);
                     store = Some(s);
                 }
                 Err(e) => {
@@ -650,9 +667,7 @@ fn write_loop(
             Some(s) if n > 0 => match s.write(&batch) {
                 Ok(()) => {
                     count(metrics, "written", n);
-                    if last_error.take().is_some() {
-                        info!("history written again");
-                    }
+                    recovered("history written again", &mut last_error);
                 }
                 Err(e) => {
                     count(metrics, "failed", n);
@@ -803,6 +818,7 @@ mod tests {
             Duration::from_secs(3600),
             u64::MAX,
             metrics.clone(),
+            Box::new(|e| assert_eq!(e, None, "no failure")),
         );
         // Recent rows: the first prune (at once) keeps them.
         let now = crate::clock::unix_millis_now();

@@ -53,6 +53,8 @@ pub enum EventKind {
     WritesFailing,
     /// A torrent client (`[[downloader]]`) cannot be read or set for longer than a threshold.
     DownloaderUnreachable,
+    /// The history database cannot be written for longer than a threshold.
+    HistoryFailing,
     /// An admin changed a managed user's limit by hand.
     LimitChangedByHand,
     /// A remote client plays above its limit.
@@ -75,6 +77,7 @@ impl EventKind {
             EventKind::JellyfinUnreachable => "jellyfin_unreachable",
             EventKind::WritesFailing => "writes_failing",
             EventKind::DownloaderUnreachable => "downloader_unreachable",
+            EventKind::HistoryFailing => "history_failing",
             EventKind::LimitChangedByHand => "limit_changed_by_hand",
             EventKind::IgnoresLimits => "ignores_limits",
             EventKind::RestoreFailed => "restore_failed",
@@ -85,11 +88,12 @@ impl EventKind {
     }
 
     /// What a target gets without `events`: every warning, not start and stop.
-    pub const DEFAULT: [EventKind; 7] = [
+    pub const DEFAULT: [EventKind; 8] = [
         EventKind::Overload,
         EventKind::JellyfinUnreachable,
         EventKind::WritesFailing,
         EventKind::DownloaderUnreachable,
+        EventKind::HistoryFailing,
         EventKind::LimitChangedByHand,
         EventKind::IgnoresLimits,
         EventKind::RestoreFailed,

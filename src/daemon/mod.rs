@@ -139,11 +139,13 @@ pub async fn run(
     // The history, unless off or a dry run (which writes no file).
     let (history, history_writer) = if settings.history.enabled && !dry_run {
         let h = &settings.history;
+        let n = notifier.clone();
         let (history, writer) = crate::history::start(
             h.path(&settings.state.file),
             std::time::Duration::from_secs(u64::from(h.retention_days) * 24 * 3600),
             h.max_bytes(),
             metrics.clone(),
+            Box::new(move |error| n.observe(Observation::History(error))),
         );
         (history, Some(writer))
     } else {

@@ -90,6 +90,8 @@ pub enum Observation {
         /// What went wrong.
         error: Option<String>,
     },
+    /// A batch of history rows (or opening the database): the error, if it failed.
+    History(Option<String>),
     /// The daemon started.
     Started,
     /// The daemon is stopping.
@@ -114,6 +116,8 @@ pub struct Conditions {
     overload_notified: bool,
     unreachable: Lasting,
     writes: Lasting,
+    /// The history database (a threshold like the writes').
+    history: Lasting,
     /// Each torrent client that fails, by name.
     downloaders: BTreeMap<String, Lasting>,
     /// Users whose client ignores limits now, and whether that was notified.
@@ -133,6 +137,7 @@ impl Conditions {
             overload_notified: false,
             unreachable: Lasting::default(),
             writes: Lasting::default(),
+            history: Lasting::default(),
             downloaders: BTreeMap::new(),
             uncontrolled: BTreeMap::new(),
             last_start: BTreeMap::new(),
@@ -150,6 +155,9 @@ impl Conditions {
         }
         if self.writes.notified {
             out.push((EventKind::WritesFailing, String::new()));
+        }
+        if self.history.notified {
+            out.push((EventKind::HistoryFailing, String::new()));
         }
         out.extend(
             self.downloaders
@@ -229,6 +237,18 @@ impl Conditions {
                     self.emit(n, now, &mut out);
                 }
             }
+            Observation::History(error) => {
+                let after = self.writes_after;
+                if let Some(n) = lasting(
+                    &mut self.history,
+                    error,
+                    now,
+                    after,
+                    EventKind::HistoryFailing,
+                ) {
+                    self.emit(n, now, &mut out);
+                }
+            }
             Observation::Downloader { name, error } => {
                 let after = self.unreachable_after;
                 let c = self.downloaders.entry(name.clone()).or_default();
@@ -293,6 +313,7 @@ impl Conditions {
             match n.event {
                 EventKind::JellyfinUnreachable => self.unreachable.notified = false,
                 EventKind::WritesFailing => self.writes.notified = false,
+                EventKind::HistoryFailing => self.history.notified = false,
                 _ => {}
             }
         }
@@ -418,6 +439,13 @@ fn lasting(
             "Its upload limit is not being updated; Jellyfin's limits still are. Check that it \
              runs and that its login is right: `jellydemon check` says what is wrong.",
             "the torrent client is managed again",
+        ),
+        EventKind::HistoryFailing => (
+            "The history cannot be written",
+            "Limits are managed as ever; what happens now is missing from `jellydemon stats` \
+             and the page's history. Check the disk and the file's permissions (the log says \
+             which file).",
+            "The history is written again",
         ),
         _ => (
             "Policy writes are failing",
@@ -569,6 +597,26 @@ mod tests {
         let n = c.observe(plan(false, &["User-002"]), 14 * MIN);
         assert_eq!(kinds(&n), [(EventKind::IgnoresLimits, true)]);
         assert!(n[0].title.contains("User-001"));
+    }
+
+    #[test]
+    fn a_history_that_cannot_be_written_is_notified_after_the_writes_threshold() {
+        let mut c = conditions();
+        let full = || Observation::History(Some("database or disk is full".into()));
+        assert!(c.observe(full(), MIN).is_empty());
+        let n = c.observe(full(), 11 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::HistoryFailing, false)]);
+        assert!(
+            n[0].message.contains("database or disk is full")
+                && n[0].message.contains("Limits are managed as ever"),
+            "{}",
+            n[0].message
+        );
+        assert_eq!(c.active(), [(EventKind::HistoryFailing, String::new())]);
+        assert!(c.observe(full(), 12 * MIN).is_empty(), "not while it lasts");
+        let n = c.observe(Observation::History(None), 13 * MIN);
+        assert_eq!(kinds(&n), [(EventKind::HistoryFailing, true)]);
+        assert_eq!(c.active(), []);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::common::{Harness, KEY, M, event, eventually};
+use crate::common::{
+    Harness, KEY, M, assert_originals, event, eventually, limits_now, mixed_scenario,
+};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 /// How a receiver answers.
@@ -445,4 +447,53 @@ async fn originals_not_restored_are_told_before_the_daemon_exits() {
             .contains("jellydemon restore"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_history_that_cannot_be_written_is_told_and_limits_are_managed_as_ever() {
+    let (r, url) = Receiver::start(Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let m = mixed_scenario(&fake);
+    // A directory where the database file should be: SQLite cannot open it.
+    let blocked = tempfile::tempdir().unwrap();
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{url}\"\nevents = [\"history_failing\"]\n\
+             [history]\nfile = \"{}\"\n",
+            blocked.path().display()
+        ),
+    )
+    .await;
+    let originals = limits_now(&h.fake);
+    let d = h.daemon("notify_writes_failing_after = \"0s\"").await;
+    eventually("alice managed", || h.fake.limit(&m.alice) != 0).await;
+    eventually("history_failing notified", || {
+        r.seen()
+            .iter()
+            .any(|(_, _, b)| b["event"] == "history_failing")
+    })
+    .await;
+    let (_, _, body) = r
+        .seen()
+        .into_iter()
+        .find(|(_, _, b)| b["event"] == "history_failing")
+        .unwrap();
+    assert_eq!(body["severity"], "warning");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains(&blocked.path().display().to_string()), "{msg}");
+    assert!(msg.contains("Limits are managed as ever"), "{msg}");
+    let state = d.state().await;
+    assert!(
+        state["notifications"]["active"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["event"] == "history_failing"),
+        "{:#}",
+        state["notifications"]
+    );
+    d.stop().await;
+    assert_originals(&h.fake, &originals);
 }
