@@ -7,21 +7,6 @@ use crate::common::*;
 use jellydemon::sim::fake::FakeJellyfin;
 use serde_json::{Value, json};
 
-impl Daemon {
-    /// `POST /api/control` with the status secret; the status code and the answer.
-    async fn control(&self, action: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/control", self.url))
-            .bearer_auth(HOOK_TOKEN)
-            .json(&action)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-}
-
 fn reason_of<'a>(state: &'a Value, name: &str) -> &'a str {
     state["last_decision"]["users"]
         .as_array()

@@ -143,6 +143,73 @@ async fn transmission_gets_what_the_streams_leave_and_its_originals_back() {
     the_clients_get_what_the_streams_leave_and_their_originals_back(Kind::Transmission).await;
 }
 
+/// The owner's pause (`POST /api/control`) gives the torrent client its originals back, as
+/// it does Jellyfin's users, and leaves the client alone (a change made meanwhile is the
+/// owner's and comes back at stop); resume gives it what the streams leave again.
+async fn a_pause_gives_the_client_its_originals_until_resumed(kind: Kind) {
+    let Some(t) = Torrent::start(kind).await else {
+        return;
+    };
+    let mut c = t.client();
+    let (h, alice) = house(&t, PASS).await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    reading_until(&mut c, "the limit the streams leave", |r| {
+        r.value(normal_field(kind)) == Some(limit_35(kind))
+    })
+    .await;
+
+    let (code, answer) = d.control(serde_json::json!({"action": "pause"})).await;
+    assert_eq!(code, 200, "{answer}");
+    reading_until(&mut c, "the originals back while paused", |r| {
+        r.values == originals(kind)
+    })
+    .await;
+    crate::common::eventually("alice's original back", || h.fake.limit(&alice) == 0).await;
+    d.wait_for(|s| s["paused"] == true).await;
+    // Held: the owner changes the client while paused; the daemon reads it (its view shows
+    // the new limit) and leaves it alone.
+    let (by_hand, by_hand_bps): (Vec<(&str, i64)>, u64) = match kind {
+        Kind::Qbittorrent => (vec![("up_limit", 300 * 1024)], 300 * 1024 * 8),
+        Kind::Transmission => (
+            vec![("speed-limit-up", 300), ("speed-limit-up-enabled", 1)],
+            300 * 8000,
+        ),
+    };
+    c.write(&by_hand).await.unwrap();
+    let changed: Vec<(&str, i64)> = originals(kind)
+        .into_iter()
+        .map(|(f, v)| (f, by_hand.iter().find(|(g, _)| *g == f).map_or(v, |b| b.1)))
+        .collect();
+    d.wait_for(|s| s["downloaders"][0]["limit_bps"] == by_hand_bps)
+        .await;
+    assert_eq!(
+        c.read().await.unwrap().values,
+        changed,
+        "left alone while paused"
+    );
+
+    let (code, _) = d.control(serde_json::json!({"action": "resume"})).await;
+    assert_eq!(code, 200);
+    reading_until(&mut c, "the limit again after resume", |r| {
+        r.value(normal_field(kind)) == Some(limit_35(kind))
+    })
+    .await;
+    let stop = d.stop().await;
+    assert_eq!(stop.restore_failures, 0);
+    // What the owner set while paused is the original now.
+    assert_eq!(c.read().await.unwrap().values, changed);
+}
+
+#[tokio::test]
+async fn a_pause_gives_qbittorrent_its_originals_until_resumed() {
+    a_pause_gives_the_client_its_originals_until_resumed(Kind::Qbittorrent).await;
+}
+
+#[tokio::test]
+async fn a_pause_gives_transmission_its_originals_until_resumed() {
+    a_pause_gives_the_client_its_originals_until_resumed(Kind::Transmission).await;
+}
+
 #[tokio::test]
 async fn a_limit_set_by_hand_in_the_client_becomes_the_original() {
     let Some(t) = Torrent::start(Kind::Qbittorrent).await else {

@@ -289,6 +289,22 @@ impl Daemon {
             .unwrap()
     }
 
+    /// `POST /api/control` with the status secret; the status code and the answer.
+    pub async fn control(&self, action: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/control", self.url))
+            .bearer_auth(HOOK_TOKEN)
+            .json(&action)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// POST a body to `/hook` with the secret.
     pub async fn hook(&self, body: &str) -> reqwest::Response {
         self.http
