@@ -1,7 +1,7 @@
 //! `jellydemon report`: one text file to attach to a bug report, written locally and never
 //! uploaded. It holds the version, what `check` says, the configuration with every secret
-//! removed, what a pass would do now, the running daemon's last decisions and recent log
-//! lines.
+//! removed, the owner's overrides (pause, pins, exemptions, weights, reserve), what a pass
+//! would do now, the running daemon's overrides and last decisions, and recent log lines.
 //!
 //! The whole bundle is anonymized whatever `logging.anonymize` says: names, ids and addresses
 //! become the aliases of the saved alias map (the same as in anonymized logs), and every user
@@ -233,6 +233,23 @@ pub fn render_daemon_state(state: &serde_json::Value) -> String {
         poll("consecutive_failures"),
         poll("last_error"),
     );
+    if let Some(o) = state.get("overrides").and_then(|o| o.as_array()) {
+        let _ = write!(
+            out,
+            "the owner's overrides:{}",
+            if o.is_empty() {
+                " none\n".to_string()
+            } else {
+                format!(
+                    "\n{}",
+                    crate::ctl::render_overrides(&serde_json::json!({ "overrides": o }))
+                        .lines()
+                        .map(|l| format!("  {l}\n"))
+                        .collect::<String>()
+                )
+            }
+        );
+    }
     let _ = writeln!(out, "events: {}", s("events"));
     let _ = writeln!(out, "writes: {}", s("writes"));
     if let Some(d) = state
@@ -441,6 +458,8 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
     section(out, "check");
     out.push_str(&crate::check::check(settings).await.to_string());
 
+    overrides_part(out, settings, anonymizer);
+
     section(out, "what a pass would do now (dry run, nothing written)");
     let ledger = Ledger::open(&settings.state.file).unwrap_or_else(|e| {
         let _ = writeln!(
@@ -459,6 +478,29 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
         Ok(pass) => out.push_str(&crate::report::pass_table(&pass)),
         Err(e) => {
             let _ = writeln!(out, "(no pass: {e})");
+        }
+    }
+}
+
+/// The owner's overrides as saved beside the state file: they shape the running daemon's
+/// plans and the pass below. Their names get aliases even when Jellyfin cannot be read.
+fn overrides_part(out: &mut String, settings: &Settings, anonymizer: &Anonymizer) {
+    let path = settings.overrides_file();
+    section(out, &format!("the owner's overrides ({})", path.display()));
+    match crate::control::load(&path, false) {
+        Ok(o) => {
+            for s in o.users.values() {
+                if let Some(n) = &s.name {
+                    anonymizer.alias(Kind::UserName, n);
+                }
+            }
+            let views = o.views();
+            out.push_str(&crate::ctl::render_overrides(
+                &serde_json::json!({ "overrides": views }),
+            ));
+        }
+        Err(e) => {
+            let _ = writeln!(out, "({e})");
         }
     }
 }
@@ -638,6 +680,8 @@ headers = { Authorization = "Bearer ha-secret" }
             "poll": {"polls": 3, "recomputes": 4, "last_ok_age_seconds": 12.3,
                      "consecutive_failures": 0, "last_error": null},
             "events": {"PlaybackStart": 2}, "writes": {"written": 1},
+            "overrides": [{"what": "pinned at 10 Mbps", "user": "User-002", "by": "page",
+                           "at_unix": 0, "until_unix": null}],
             "recent": [{"t": 0, "trigger": "webhook", "changes": 1, "summary": "User-001 -> 20 Mbps"}],
             "last_decision": {"users": []}
         });
@@ -650,6 +694,12 @@ headers = { Authorization = "Bearer ha-secret" }
             "{text}"
         );
         assert!(text.contains("\"users\": []"), "{text}");
+        assert!(
+            text.contains(
+                "the owner's overrides:\n  pinned at 10 Mbps: User-002 (by page, until cleared)\n"
+            ),
+            "{text}"
+        );
         assert!(render_daemon_state(&serde_json::json!({})).contains("(none yet)"));
     }
 }

@@ -47,13 +47,28 @@ pub struct Overrides {
     pub reserve: Option<Set<u64>>,
 }
 
+/// One override as it is shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct View {
+    /// "paused", "40 Mbps reserved", "pinned at 10 Mbps", "exempt", "weight 2".
+    pub what: String,
+    /// The user it is for (per-user overrides).
+    pub user: Option<String>,
+    /// "page", "api" or "cli".
+    pub by: String,
+    /// When it was set, unix seconds.
+    pub at_unix: u64,
+    /// When it ends by itself, unix seconds.
+    pub until_unix: Option<u64>,
+}
+
 /// One override and who set it when, until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Set<T> {
     /// What is overridden.
     pub value: T,
-    /// Who set it ("page from 192.0.2.4", "cli from 127.0.0.1").
+    /// Who set it: "page", "api" or "cli".
     pub by: String,
     /// When, unix milliseconds.
     pub at_ms: u64,
@@ -245,6 +260,37 @@ impl Overrides {
     /// Bits/s of the budget kept free.
     pub fn reserve_bps(&self) -> u64 {
         self.reserve.as_ref().map_or(0, |r| r.value)
+    }
+
+    /// Each override as the page, `/api/state`, `overrides` and `report` show it: the pause,
+    /// the reserve, then per user (names as the daemon shows them: aliases when anonymizing).
+    pub fn views(&self) -> Vec<View> {
+        let view =
+            |what: String, user: Option<String>, by: &str, at_ms: u64, until_ms: Option<u64>| {
+                View {
+                    what,
+                    user,
+                    by: by.to_string(),
+                    at_unix: at_ms / 1000,
+                    until_unix: until_ms.map(|u| u.div_ceil(1000)),
+                }
+            };
+        let mut views = Vec::new();
+        if let Some(p) = &self.pause {
+            views.push(view("paused".into(), None, &p.by, p.at_ms, p.until_ms));
+        }
+        if let Some(r) = &self.reserve {
+            let what = format!("{} reserved", crate::units::fmt_mbps(r.value));
+            views.push(view(what, None, &r.by, r.at_ms, r.until_ms));
+        }
+        for s in self.users.values() {
+            let user = s
+                .name
+                .as_deref()
+                .map(|n| crate::ids::UserName::new(n).to_string());
+            views.push(view(s.value.describe(), user, &s.by, s.at_ms, s.until_ms));
+        }
+        views
     }
 
     /// Nothing overridden.

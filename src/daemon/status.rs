@@ -95,7 +95,7 @@ pub struct Status {
     /// The torrent clients as their task last saw them (`src/daemon/seeders.rs`).
     downloaders: Arc<Mutex<Vec<super::seeders::DownloaderView>>>,
     /// The owner's overrides, as the engine last set them.
-    overrides: Mutex<Vec<OverrideView>>,
+    overrides: Mutex<Vec<crate::control::View>>,
 }
 
 /// How healthy the daemon is, for `/healthz`.
@@ -127,33 +127,7 @@ impl Status {
 
     /// The overrides in force now (the engine calls this after every change).
     pub fn set_overrides(&self, o: &crate::control::Overrides) {
-        let mut views = Vec::new();
-        let view =
-            |what: String, user: Option<String>, by: &str, at_ms: u64, until_ms: Option<u64>| {
-                OverrideView {
-                    what,
-                    user,
-                    by: by.to_string(),
-                    at_unix: at_ms / 1000,
-                    until_unix: until_ms.map(|u| u.div_ceil(1000)),
-                }
-            };
-        if let Some(p) = &o.pause {
-            views.push(view("paused".into(), None, &p.by, p.at_ms, p.until_ms));
-        }
-        if let Some(r) = &o.reserve {
-            let what = format!("{} reserved", fmt_mbps(r.value));
-            views.push(view(what, None, &r.by, r.at_ms, r.until_ms));
-        }
-        for s in o.users.values() {
-            // Shown as the daemon shows names (an alias when anonymizing).
-            let user = s
-                .name
-                .as_deref()
-                .map(|n| crate::ids::UserName::new(n).to_string());
-            views.push(view(s.value.describe(), user, &s.by, s.at_ms, s.until_ms));
-        }
-        *lock(&self.overrides) = views;
+        *lock(&self.overrides) = o.views();
     }
 
     /// Where the torrent clients' task puts what it sees.
@@ -365,7 +339,7 @@ pub struct StateView {
     /// Their combined limit in the last plan, bits/s.
     pub downloaders_limit_bps: Option<u64>,
     /// The owner's overrides in force (pause, pins, exemptions, weights, reserve).
-    pub overrides: Vec<OverrideView>,
+    pub overrides: Vec<crate::control::View>,
     /// What this request may change (set by the handler, which knows the request).
     pub control: ControlView,
     /// The last plan was made paused: every original is back.
@@ -384,20 +358,6 @@ pub struct ControlView {
     pub available: bool,
     /// This request carries a signed-in session.
     pub signed_in: bool,
-}
-
-/// One override as the page shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct OverrideView {
-    /// "paused", "40 Mbps reserved", "pinned at 10 Mbps", "exempt", "weight 2".
-    pub what: String,
-    /// The user it is for (per-user overrides).
-    pub user: Option<String>,
-    /// "page", "api" or "cli".
-    pub by: String,
-    pub at_unix: u64,
-    /// When it ends by itself.
-    pub until_unix: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]

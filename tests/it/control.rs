@@ -362,3 +362,59 @@ async fn the_documented_home_assistant_requests_work() {
     }
     d.stop().await;
 }
+
+/// The overrides saved by the daemon hold for the commands that plan without it: a pass of
+/// `reconcile --once` honours a pin and a pause, `check` says the daemon is paused, and
+/// `report` lists the overrides with the names aliased.
+#[tokio::test]
+async fn reconcile_check_and_report_honour_the_saved_overrides() {
+    let fake = FakeJellyfin::new(KEY);
+    let m = mixed_scenario(&fake);
+    let h = Harness::start(fake, "", "").await;
+    let originals = limits_now(&h.fake);
+    let d = h.daemon("").await;
+    let (code, answer) = d
+        .control(json!({"action": "pin", "user": "alice", "mbps": 7}))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let (code, _) = d
+        .control(json!({"action": "reserve", "mbps": 5, "for": "1h"}))
+        .await;
+    assert_eq!(code, 200);
+    d.stop().await;
+    assert_originals(&h.fake, &originals);
+
+    let (code, out, err) = h.cli(&["reconcile", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(h.fake.limit(&m.alice), 7 * M, "the pin holds: {out}");
+    let (_, report, err) = h.cli(&["report", "--output", "-"]).await;
+    let section = report
+        .split("## the owner's overrides")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{report}{err}"));
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    assert!(
+        section.contains("5 Mbps reserved (by api, until "),
+        "{section}"
+    );
+    assert!(section.contains("pinned at 7 Mbps: User-"), "{section}");
+    assert!(!report.contains("alice"), "names aliased: {report}");
+    h.cli(&["restore"]).await;
+    assert_originals(&h.fake, &originals);
+
+    // A pause: the pass writes nothing, check says so.
+    let d = h.daemon("").await;
+    let (code, _) = d.control(json!({"action": "pause"})).await;
+    assert_eq!(code, 200);
+    d.stop().await;
+    let (code, out, err) = h.cli(&["reconcile", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_originals(&h.fake, &originals);
+    let (_, out, _) = h.cli(&["check"]).await;
+    assert!(out.contains("the daemon is paused"), "{out}");
+    let (_, report, _) = h.cli(&["report", "--output", "-"]).await;
+    assert!(
+        report.contains("paused (by api, until cleared)"),
+        "{report}"
+    );
+}
