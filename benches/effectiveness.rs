@@ -9,8 +9,12 @@
 //! (`sim::household`: a daily 30 Mbps backup, video calls, photo uploads) on the 100 Mbps
 //! link, jellydemon with the static budget against jellydemon following a meter.
 //!
+//! And the transcode table: the play time jellydemon's limits put into video transcodes, and
+//! the stalls on a server that transcodes 1 or 2 videos in real time.
+//!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
-//! `JD_SIM_SEEDS` (default 5) change the grid.
+//! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the transcode
+//! table alone.
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
@@ -123,6 +127,43 @@ fn household(hours: u64, seeds: u64) {
     }
 }
 
+/// The transcode table: how much play time jellydemon's limits put into video transcodes,
+/// and how long the viewers would stall on a server that runs 1 or 2 in real time
+/// (`Figures::stall_percent`). The planner does not know the capacity (yet): one run serves
+/// both columns.
+fn transcodes(hours: u64, seeds: u64) {
+    println!(
+        "\nvideo transcodes and the stalls beyond the server's capacity: mean (worst seed) over {seeds} seeds of {hours} h"
+    );
+    println!(
+        "| users | clients | manager | play time transcoded | stalled, capacity 1 | stalled, capacity 2 | served / ideal | Jain |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|");
+    for users in [8usize, 16] {
+        for (clients, label) in [
+            (Clients::HALF_PUSHABLE, "half push"),
+            (Clients::NONE_PUSHABLE, "none push"),
+        ] {
+            let traces: Vec<_> = (0..seeds)
+                .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
+                .collect();
+            // `demand` sets the same rates as `equal` on these traces (only its writes differ).
+            for m in [Manager::None, Manager::Daemon(Algorithm::Equal)] {
+                let figs: Vec<Figures> = traces.iter().map(|t| sim::run(m, t, hours)).collect();
+                let tr = stat(&figs, Figures::transcoded_percent, false);
+                let s1 = stat(&figs, |f| f.stall_percent(1), false);
+                let s2 = stat(&figs, |f| f.stall_percent(2), false);
+                let served = stat(&figs, Figures::served_percent, true);
+                let jain = stat(&figs, Figures::jain, true);
+                println!(
+                    "| {users} | {label} | {m} | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.3} ({:.3}) |",
+                    tr.0, tr.1, s1.0, s1.1, s2.0, s2.1, served.0, served.1, jain.0, jain.1
+                );
+            }
+        }
+    }
+}
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -149,6 +190,10 @@ fn main() {
     }
     let hours = env("JD_SIM_HOURS", 24);
     let seeds = env("JD_SIM_SEEDS", 5);
+    transcodes(hours, seeds);
+    if std::env::var_os("JD_SIM_TRANSCODES_ONLY").is_some() {
+        return;
+    }
     household(hours, seeds);
     seeder(hours, seeds);
     let managers = [

@@ -286,7 +286,16 @@ pub struct Figures {
     pub link_over_ms: u64,
     /// The simulated horizon, milliseconds.
     pub horizon_ms: u64,
+    /// ∫ number of remote streams dt: the play time, stream-milliseconds.
+    pub play_ms: u64,
+    /// `transcodes_ms[n]`: the time with `n` video transcodes running at once (a video
+    /// stream whose rate is below its source is transcoded, [`VIDEO_MIN_BPS`]).
+    pub transcodes_ms: Vec<u64>,
 }
+
+/// A source above this is video (the trace's audio plays at 0.32 Mbps): below its source it
+/// is a video transcode.
+pub const VIDEO_MIN_BPS: u64 = 2 * M;
 
 impl Figures {
     /// Share of the streamed time over budget, in percent.
@@ -333,6 +342,30 @@ impl Figures {
     /// Share of the streamed time with the link full, in percent.
     pub fn saturated_percent(&self) -> f64 {
         100.0 * self.saturated_ms as f64 / self.streamed_ms.max(1) as f64
+    }
+    /// Share of the play time spent in a video transcode, in percent.
+    pub fn transcoded_percent(&self) -> f64 {
+        let t: u64 = self
+            .transcodes_ms
+            .iter()
+            .enumerate()
+            .map(|(n, ms)| n as u64 * ms)
+            .sum();
+        100.0 * t as f64 / self.play_ms.max(1) as f64
+    }
+    /// Share of the play time the viewers stall on a server that transcodes `capacity` videos
+    /// in real time, in percent. With `n > capacity` transcodes at once each runs at
+    /// `capacity / n` of real time, so each viewer waits `1 - capacity / n` of the time:
+    /// together `n - capacity` stream-milliseconds per millisecond.
+    pub fn stall_percent(&self, capacity: u32) -> f64 {
+        let c = u64::from(capacity);
+        let stalled: u64 = self
+            .transcodes_ms
+            .iter()
+            .enumerate()
+            .map(|(n, ms)| (n as u64).saturating_sub(c) * ms)
+            .sum();
+        100.0 * stalled as f64 / self.play_ms.max(1) as f64
     }
 }
 
@@ -1081,8 +1114,17 @@ impl World<'_> {
         let total: f64 = streams.iter().map(|(_, p)| p.rate as f64).sum();
         let quiet = self.other == 0;
         let saturated = total + self.other as f64 > self.link as f64 * 1.001;
+        let transcodes = streams
+            .iter()
+            .filter(|(_, p)| p.source > VIDEO_MIN_BPS && p.rate < p.source)
+            .count();
         let f = &mut self.fig;
         f.streamed_ms += dt;
+        f.play_ms += dt * streams.len() as u64;
+        if f.transcodes_ms.len() <= transcodes {
+            f.transcodes_ms.resize(transcodes + 1, 0);
+        }
+        f.transcodes_ms[transcodes] += dt;
         if saturated {
             f.saturated_ms += dt;
         }
@@ -1201,6 +1243,40 @@ mod tests {
         let f = run(Manager::Daemon(Algorithm::Equal), &two, 1);
         assert!(f.over_percent() < 1.0, "{f:?}");
         assert!(f.served_percent() > 90.0, "{f:?}");
+    }
+
+    /// A stream below its source transcodes; beyond the capacity the transcodes share the
+    /// server and their viewers wait.
+    #[test]
+    fn transcodes_beyond_the_capacity_stall_their_viewers() {
+        let f = Figures {
+            play_ms: 3000,
+            transcodes_ms: vec![0, 1000, 1000],
+            ..Figures::default()
+        };
+        assert!((f.transcoded_percent() - 100.0).abs() < 1e-9);
+        assert!((f.stall_percent(1) - 100.0 / 3.0).abs() < 1e-9);
+        assert_eq!(f.stall_percent(2), 0.0);
+        // Two 70 Mbps remuxes over a 90 Mbps budget: no manager, both play the source.
+        let one = |name: &str| UserTrace {
+            name: name.into(),
+            client: ClientKind::Pushable,
+            items: vec![Item {
+                start: 0,
+                end: 3600,
+                source: 70 * M,
+            }],
+        };
+        let two = vec![one("a"), one("b")];
+        let f = run(Manager::None, &two, 1);
+        assert_eq!(f.play_ms, 2 * 3_600_000);
+        assert_eq!(f.transcoded_percent(), 0.0);
+        // jellydemon pushes both to 45 Mbps: two transcodes, half the time waiting on a
+        // server that runs one.
+        let f = run(Manager::Daemon(Algorithm::Equal), &two, 1);
+        assert!(f.transcoded_percent() > 99.0, "{f:?}");
+        assert!((f.stall_percent(1) - 50.0).abs() < 1.0, "{f:?}");
+        assert!(f.stall_percent(2) < 1e-9, "{f:?}");
     }
 
     /// The history bench's rows are the daemon's: one play per item that started, every push
