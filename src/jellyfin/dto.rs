@@ -31,6 +31,24 @@ pub struct ServerConfiguration {
     pub remote_client_bitrate_limit: i64,
 }
 
+/// `GET /System/Configuration/encoding` (the parts we read): how Jellyfin transcodes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EncodingOptions {
+    /// `none` (10.10 and later) or empty (10.9) for software, else `vaapi`, `qsv`, `nvenc`, …
+    pub hardware_acceleration_type: Option<String>,
+}
+
+impl EncodingOptions {
+    /// The hardware acceleration configured, lower-cased; `None`: software.
+    pub fn hardware(&self) -> Option<String> {
+        self.hardware_acceleration_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|h| !h.is_empty() && h != "none")
+    }
+}
+
 /// `GET /System/Configuration/network` (the parts we read).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -136,6 +154,41 @@ impl Session {
     /// Jellyfin transcodes the stream.
     pub fn is_transcoding(&self) -> bool {
         self.transcoding_info.is_some()
+    }
+    /// Jellyfin encodes the video (not a remux, not an audio-only transcode, not music): the
+    /// kind of transcode that costs the server.
+    pub fn transcodes_video(&self) -> bool {
+        self.transcoding_info
+            .as_ref()
+            .is_some_and(TranscodingInfo::encodes_video)
+            && self.source_video().is_some()
+    }
+    /// The source's video stream, when the item has one.
+    pub fn source_video(&self) -> Option<&MediaStream> {
+        self.now_playing_item
+            .as_ref()?
+            .media_streams
+            .iter()
+            .find(|s| {
+                s.stream_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("Video"))
+            })
+    }
+    /// A video transcode that runs slower than its source plays (`Framerate` below the
+    /// source's `RealFrameRate`, by more than 5 %): the server cannot keep up. `None` when
+    /// Jellyfin reports either figure not.
+    pub fn transcode_behind(&self) -> Option<bool> {
+        if !self.transcodes_video() {
+            return Some(false);
+        }
+        let fps = self
+            .transcoding_info
+            .as_ref()?
+            .framerate
+            .filter(|f| *f > 0.0)?;
+        let source = self.source_video()?.real_frame_rate.filter(|f| *f > 0.0)?;
+        Some(fps < source * 0.95)
     }
     /// The bitrate of what the session plays, as stored in the library: the video stream plus
     /// the selected audio stream (`PlayState.AudioStreamIndex`, else the default audio track,
@@ -245,6 +298,12 @@ pub struct MediaStream {
     pub index: Option<i32>,
     /// The item's default track of its type.
     pub is_default: bool,
+    /// A video stream's width, pixels.
+    pub width: Option<i32>,
+    /// A video stream's height, pixels.
+    pub height: Option<i32>,
+    /// A video stream's frames per second.
+    pub real_frame_rate: Option<f32>,
 }
 
 /// `Session.PlayState`.
@@ -259,7 +318,9 @@ pub struct PlayState {
     pub audio_stream_index: Option<i32>,
 }
 
-/// `Session.TranscodingInfo`: present while Jellyfin transcodes.
+/// `Session.TranscodingInfo`: present while Jellyfin transcodes (or remuxes). Every field is
+/// in the specs of 10.9 to 12.0 (`tests/fixtures/openapi/`); `HardwareAccelerationType`
+/// reads `VAAPI` in 10.9 and `vaapi` (or `none`) from 10.10 on.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TranscodingInfo {
@@ -267,6 +328,45 @@ pub struct TranscodingInfo {
     pub bitrate: Option<i64>,
     /// The video codec transcoded to.
     pub video_codec: Option<String>,
+    /// The video is copied, not encoded (a remux or an audio-only transcode).
+    pub is_video_direct: Option<bool>,
+    /// Why Jellyfin transcodes (`ContainerBitrateExceedsLimit`, `VideoCodecNotSupported`, …).
+    pub transcode_reasons: Vec<String>,
+    /// The output's width, pixels.
+    pub width: Option<i32>,
+    /// The output's height, pixels.
+    pub height: Option<i32>,
+    /// The encoder's hardware acceleration (`vaapi`, `qsv`, `nvenc`, …; `none` or absent:
+    /// software).
+    pub hardware_acceleration_type: Option<String>,
+    /// The frames per second the transcode runs at now.
+    pub framerate: Option<f32>,
+}
+
+impl TranscodingInfo {
+    /// The video is encoded (not copied): the expensive kind of transcode. Jellyfin that
+    /// omits `IsVideoDirect` is taken at its word that it transcodes.
+    pub fn encodes_video(&self) -> bool {
+        self.is_video_direct != Some(true)
+    }
+
+    /// Among the reasons, a bitrate over a limit: the kind jellydemon's limits cause.
+    pub fn for_bitrate(&self) -> bool {
+        self.transcode_reasons.iter().any(|r| {
+            matches!(
+                r.as_str(),
+                "ContainerBitrateExceedsLimit" | "VideoBitrateNotSupported"
+            )
+        })
+    }
+
+    /// Hardware acceleration in use, lower-cased; `None` for software.
+    pub fn hardware(&self) -> Option<String> {
+        self.hardware_acceleration_type
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|h| !h.is_empty() && h != "none")
+    }
 }
 
 /// A bitrate Jellyfin reports, at most what its `int32` fields can hold: a rate from a

@@ -255,6 +255,11 @@ impl Client {
         self.get("/System/Configuration/network").await
     }
 
+    /// `GET /System/Configuration/encoding`: how the server transcodes.
+    pub async fn encoding_configuration(&self) -> Result<EncodingOptions, JellyfinError> {
+        self.get("/System/Configuration/encoding").await
+    }
+
     /// `GET /Sessions`: every session, playing or not.
     pub async fn sessions(&self) -> Result<Vec<Session>, JellyfinError> {
         self.get("/Sessions").await
@@ -429,6 +434,56 @@ mod tests {
         );
         assert!(with_remote_limit(None, 1).is_none());
         assert!(with_remote_limit(Some(&json!([])), 1).is_none());
+    }
+
+    /// What a transcode costs, read from `/Sessions` as 10.9 and 10.10+ write it.
+    #[test]
+    fn video_transcodes_and_their_speed_are_read() {
+        let session = |transcoding: serde_json::Value| -> Session {
+            serde_json::from_value(json!({
+                "Id": "s",
+                "NowPlayingItem": {"Id": "i", "MediaStreams": [
+                    {"Type": "Video", "BitRate": 70_000_000, "Height": 2160, "Width": 3840,
+                     "RealFrameRate": 23.976},
+                    {"Type": "Audio", "BitRate": 640_000, "Index": 1}
+                ]},
+                "PlayState": {"PlayMethod": "Transcode"},
+                "TranscodingInfo": transcoding
+            }))
+            .unwrap()
+        };
+        let slow = session(json!({
+            "Bitrate": 18_000_000, "IsVideoDirect": false, "Framerate": 14.5, "Width": 1920,
+            "Height": 1080, "HardwareAccelerationType": "none",
+            "TranscodeReasons": ["ContainerBitrateExceedsLimit"]
+        }));
+        assert!(slow.transcodes_video());
+        assert_eq!(slow.transcode_behind(), Some(true));
+        let t = slow.transcoding_info.as_ref().unwrap();
+        assert!(t.for_bitrate());
+        assert_eq!(t.hardware(), None, "none is software");
+        assert_eq!(slow.source_video().unwrap().height, Some(2160));
+        let fast = session(json!({"IsVideoDirect": false, "Framerate": 95.0,
+                                  "HardwareAccelerationType": "VAAPI",
+                                  "TranscodeReasons": ["AudioCodecNotSupported"]}));
+        assert_eq!(fast.transcode_behind(), Some(false));
+        assert_eq!(
+            fast.transcoding_info
+                .as_ref()
+                .unwrap()
+                .hardware()
+                .as_deref(),
+            Some("vaapi")
+        );
+        assert!(!fast.transcoding_info.as_ref().unwrap().for_bitrate());
+        // A remux copies the video: no encode.
+        let remux = session(json!({"IsVideoDirect": true, "Bitrate": 71_000_000}));
+        assert!(remux.is_transcoding() && !remux.transcodes_video());
+        // No frame rate reported: unknown.
+        assert_eq!(
+            session(json!({"IsVideoDirect": false})).transcode_behind(),
+            None
+        );
     }
 
     #[test]

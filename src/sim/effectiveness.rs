@@ -947,7 +947,9 @@ impl World<'_> {
             play_state: Some(PlayState::default()),
             transcoding_info: (p.rate < p.source).then_some(TranscodingInfo {
                 bitrate: Some(p.rate as i64),
-                video_codec: None,
+                is_video_direct: Some(p.source <= VIDEO_MIN_BPS),
+                transcode_reasons: vec!["ContainerBitrateExceedsLimit".into()],
+                ..TranscodingInfo::default()
             }),
             supported_commands: if pushable {
                 vec![PUSH_COMMAND.to_string()]

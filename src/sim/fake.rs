@@ -121,6 +121,9 @@ pub struct Playback {
     pub limit_at_start: i64,
     /// Transcoded because of a bitrate cap (not, say, a codec the client lacks).
     pub capped: bool,
+    /// The frames per second a transcode runs at (the source's 23.976 when the server keeps
+    /// up; less on a server that cannot transcode it in real time).
+    pub transcode_framerate: f32,
 }
 
 impl Playback {
@@ -137,6 +140,7 @@ impl Playback {
             play_method: "DirectPlay".into(),
             limit_at_start: 0,
             capped: false,
+            transcode_framerate: SOURCE_FPS,
         }
     }
     /// A transcoded item: source rates plus the output bitrate.
@@ -148,6 +152,12 @@ impl Playback {
             capped: true,
             ..Playback::direct(name, Some(source_bitrate), Some(640_000))
         }
+    }
+    /// The same, its transcode running at `fps` (below the source's 23.976: slower than real
+    /// time).
+    pub fn at_framerate(mut self, fps: f32) -> Playback {
+        self.transcode_framerate = fps;
+        self
     }
     /// The same, paused.
     pub fn paused(mut self) -> Playback {
@@ -199,6 +209,9 @@ struct Inner {
     base_path: String,
     server_config: Value,
     network_config: Value,
+    /// `EncodingOptions.HardwareAccelerationType` as 10.10 and later write it (`none`,
+    /// `vaapi`, `qsv`, …).
+    hardware_acceleration: String,
     users: Vec<FakeUser>,
     sessions: Vec<FakeSession>,
     requests: Vec<Recorded>,
@@ -248,6 +261,7 @@ impl FakeJellyfin {
                 base_path: String::new(),
                 server_config: default_server_config(),
                 network_config: default_network_config(),
+                hardware_acceleration: "none".into(),
                 users: Vec::new(),
                 sessions: Vec::new(),
                 requests: Vec::new(),
@@ -285,6 +299,11 @@ impl FakeJellyfin {
     /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
     pub fn set_server_limit(&self, bps: i64) {
         self.lock().server_config["RemoteClientBitrateLimit"] = json!(bps);
+    }
+    /// The transcoding hardware acceleration (Dashboard > Playback > Transcoding): `none`,
+    /// `vaapi`, `qsv`, `nvenc`, … as 10.10 and later name them.
+    pub fn set_hardware_acceleration(&self, kind: &str) {
+        self.lock().hardware_acceleration = kind.to_ascii_lowercase();
     }
     /// Jellyfin's `LocalNetworkSubnets` (empty: its default LAN ranges).
     pub fn set_local_subnets(&self, subnets: &[&str]) {
@@ -548,6 +567,44 @@ fn negotiate(p: &mut Playback, cap: Option<i64>) {
     }
 }
 
+/// The frames per second of the fake's video sources.
+pub const SOURCE_FPS: f32 = 23.976;
+
+/// `TranscodingInfo.HardwareAccelerationType` for the configured acceleration: 10.9 names the
+/// encoder (`VAAPI`, `VideoToolBox`, … and nothing for software), 10.10 and later use the
+/// configuration's lower-case names, `none` included.
+fn transcoding_hardware(version: &str, kind: &str) -> Option<String> {
+    if !version_before(version, (10, 10)) {
+        return Some(kind.to_string());
+    }
+    match kind {
+        "none" | "" => None,
+        "videotoolbox" => Some("VideoToolBox".into()),
+        k => Some(k.to_ascii_uppercase()),
+    }
+}
+
+/// `GET /System/Configuration/encoding`: the transcoding settings (10.9 writes an empty
+/// `HardwareAccelerationType` for software, later versions `none`).
+fn encoding_config(g: &Inner) -> Value {
+    let hw = if version_before(&g.version, (10, 10)) && g.hardware_acceleration == "none" {
+        String::new()
+    } else {
+        g.hardware_acceleration.clone()
+    };
+    json!({
+        "EncodingThreadCount": -1,
+        "TranscodingTempPath": "/cache/transcodes",
+        "EnableThrottling": false,
+        "ThrottleDelaySeconds": 180,
+        "HardwareAccelerationType": hw,
+        "EnableHardwareEncoding": hw != "none" && !hw.is_empty(),
+        "AllowHevcEncoding": false,
+        "AllowAv1Encoding": false,
+        "HardwareDecodingCodecs": ["h264", "vc1"]
+    })
+}
+
 fn version_before(version: &str, (major, minor): (u32, u32)) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (major, minor)
@@ -791,7 +848,8 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
         ps.insert("PlayMethod".into(), json!(p.play_method));
         let mut streams = Vec::new();
         let mut video = json!({"Codec": "hevc", "Type": "Video", "Index": 0, "IsDefault": true,
-                               "IsExternal": false, "Height": 2160, "Width": 3840});
+                               "IsExternal": false, "Height": 2160, "Width": 3840,
+                               "RealFrameRate": SOURCE_FPS});
         if let Some(b) = p.video_bitrate {
             video["BitRate"] = json!(b);
         }
@@ -826,21 +884,23 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
             }),
         );
         if let Some(b) = p.transcode_bitrate {
-            o.insert(
-                "TranscodingInfo".into(),
-                json!({
-                    "AudioCodec": "aac",
-                    "VideoCodec": "h264",
-                    "Container": "ts",
-                    "IsVideoDirect": false,
-                    "IsAudioDirect": false,
-                    "Bitrate": b,
-                    "Width": 1920,
-                    "Height": 1080,
-                    "AudioChannels": 2,
-                    "TranscodeReasons": ["ContainerBitrateExceedsLimit"]
-                }),
-            );
+            let mut info = json!({
+                "AudioCodec": "aac",
+                "VideoCodec": "h264",
+                "Container": "ts",
+                "IsVideoDirect": false,
+                "IsAudioDirect": false,
+                "Bitrate": b,
+                "Framerate": p.transcode_framerate,
+                "Width": 1920,
+                "Height": 1080,
+                "AudioChannels": 2,
+                "TranscodeReasons": ["ContainerBitrateExceedsLimit"]
+            });
+            if let Some(hw) = transcoding_hardware(&g.version, &g.hardware_acceleration) {
+                info["HardwareAccelerationType"] = json!(hw);
+            }
+            o.insert("TranscodingInfo".into(), info);
         }
     }
     v
@@ -1087,6 +1147,9 @@ fn route(
         }
         (&Method::GET, ["system", "configuration", "network"]) => {
             json_response(g.network_config.clone())
+        }
+        (&Method::GET, ["system", "configuration", "encoding"]) => {
+            json_response(encoding_config(&g))
         }
         (&Method::GET, ["sessions"]) => {
             let list: Vec<Value> = g.sessions.iter().map(|s| session_dto(&g, s)).collect();

@@ -25,6 +25,7 @@ async fn scenario(version: &str) -> (Harness, crate::common::Mixed) {
     let fake = FakeJellyfin::new(KEY);
     fake.set_version(version);
     fake.set_server_limit(30 * M);
+    fake.set_hardware_acceleration("vaapi");
     let ids = mixed_scenario(&fake);
     (Harness::start(fake, "", "").await, ids)
 }
@@ -53,6 +54,17 @@ async fn fake_responses_validate_against_every_spec() {
         spec.assert_schema(
             "NetworkConfiguration",
             &get(&h, "/System/Configuration/network").await,
+        );
+        spec.assert_schema(
+            "EncodingOptions",
+            &get(&h, "/System/Configuration/encoding").await,
+        );
+        // Software transcoding too: `none` is no 10.9 encoder name.
+        h.fake.set_hardware_acceleration("none");
+        spec.assert_response("GET", "/Sessions", &get(&h, "/Sessions").await);
+        spec.assert_schema(
+            "EncodingOptions",
+            &get(&h, "/System/Configuration/encoding").await,
         );
     }
 }
