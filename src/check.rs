@@ -1,7 +1,8 @@
 //! `jellydemon check`: configuration, reachability, version, API key valid and admin, the
 //! sessions and how they are classified, and the two classic set-up mistakes (a reverse proxy
-//! hiding client addresses, and jellydemon disagreeing with Jellyfin about who is local).
-//! Every failure is one line that says what to do.
+//! hiding client addresses, and jellydemon disagreeing with Jellyfin about who is local), how
+//! Jellyfin transcodes and which remote transcode cannot keep up. Every failure is one line
+//! that says what to do.
 
 use std::fmt;
 
@@ -395,7 +396,81 @@ pub async fn check(settings: &Settings) -> CheckReport {
     for w in &plan.warnings {
         r.push(Level::Warn, w.to_string());
     }
+    transcoding_lines(
+        &mut r,
+        client.encoding_configuration().await,
+        &plan,
+        &sessions,
+    );
     r
+}
+
+/// How the server transcodes (`/System/Configuration/encoding`) and the video transcodes of
+/// remote streams now, with those that run slower than their source plays (the server cannot
+/// keep up: the viewer stalls). A limit below an item's source makes Jellyfin transcode it.
+fn transcoding_lines(
+    r: &mut CheckReport,
+    encoding: Result<crate::jellyfin::EncodingOptions, JellyfinError>,
+    plan: &plan::Plan,
+    sessions: &[crate::jellyfin::Session],
+) {
+    match encoding.map(|e| e.hardware()) {
+        Ok(Some(hw)) => r.push(
+            Level::Ok,
+            format!("Jellyfin transcodes with {hw} hardware acceleration"),
+        ),
+        Ok(None) => r.push(
+            Level::Info,
+            "Jellyfin transcodes in software (no hardware acceleration set): a 4K video \
+             transcode may run slower than real time, and a limit below an item's source \
+             bitrate makes Jellyfin transcode it",
+        ),
+        Err(e) => r.push(
+            Level::Info,
+            format!("the transcoding settings cannot be read: {e}"),
+        ),
+    }
+    let remote: Vec<&crate::jellyfin::Session> = sessions
+        .iter()
+        .filter(|s| {
+            s.transcodes_video()
+                && plan
+                    .sessions
+                    .iter()
+                    .any(|v| v.session_id == s.id && v.location.is_remote())
+        })
+        .collect();
+    if remote.is_empty() {
+        return;
+    }
+    r.push(
+        Level::Info,
+        format!("{} remote video transcode(s) now", remote.len()),
+    );
+    for s in remote {
+        if s.transcode_behind() == Some(true) {
+            let fps = s
+                .transcoding_info
+                .as_ref()
+                .and_then(|t| t.framerate)
+                .unwrap_or(0.0);
+            let source = s
+                .source_video()
+                .and_then(|v| v.real_frame_rate)
+                .unwrap_or(0.0);
+            r.push(
+                Level::Warn,
+                format!(
+                    "{} on {}: the transcode runs at {fps:.1} fps, its source plays at \
+                     {source:.1}: the server cannot keep up and the viewer stalls",
+                    s.user_name
+                        .as_ref()
+                        .map_or_else(|| "(no user)".to_string(), |n| n.to_string()),
+                    s.device_label()
+                ),
+            );
+        }
+    }
 }
 
 /// The schedule in force and the next change; the meter read twice, with the rate it shows.

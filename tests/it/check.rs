@@ -182,3 +182,43 @@ async fn a_proxy_and_a_lan_disagreement_are_flagged() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn check_says_how_jellyfin_transcodes_and_which_transcode_cannot_keep_up() {
+    let fake = FakeJellyfin::new(KEY);
+    let ann = fake.add_user("ann", |_| {});
+    let ben = fake.add_user("ben", |_| {});
+    // A 4K remux held to 18 Mbps, transcoded at 11 fps; a 1080p transcode that keeps up.
+    fake.add_session(
+        Some(&ann),
+        Some("203.0.113.20"),
+        "Jellyfin Web",
+        Some(Playback::transcode("Remux", 70 * M, 18 * M).at_framerate(11.0)),
+    );
+    fake.add_session(
+        Some(&ben),
+        Some("203.0.113.21"),
+        "Jellyfin Android TV",
+        Some(Playback::transcode("Episode", 10 * M, 6 * M)),
+    );
+    let h = Harness::start(fake, "", "").await;
+    let report = check(&h.settings()).await;
+    let text = report.to_string();
+    assert!(text.contains("Jellyfin transcodes in software"), "{text}");
+    assert!(text.contains("2 remote video transcode(s) now"), "{text}");
+    let w = warns(&report);
+    let behind: Vec<&String> = w.iter().filter(|l| l.contains("cannot keep up")).collect();
+    assert_eq!(behind.len(), 1, "{w:?}");
+    assert!(
+        behind[0].starts_with("ann on Jellyfin Web") && behind[0].contains("11.0 fps"),
+        "{behind:?}"
+    );
+    assert!(fails(&report).is_empty(), "{text}");
+
+    h.fake.set_hardware_acceleration("qsv");
+    let text = check(&h.settings()).await.to_string();
+    assert!(
+        text.contains("Jellyfin transcodes with qsv hardware acceleration"),
+        "{text}"
+    );
+}
