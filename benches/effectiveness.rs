@@ -30,13 +30,8 @@ fn seeder(hours: u64, seeds: u64) {
     );
     println!("|---:|---|---|---:|---:|---:|");
     for users in [8usize, 16] {
-        for (clients, label) in [
-            (Clients::HALF_PUSHABLE, "half push"),
-            (Clients::NONE_PUSHABLE, "none push"),
-        ] {
-            let traces: Vec<_> = (0..seeds)
-                .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
-                .collect();
+        for (clients, label) in CLIENTS {
+            let traces = traces(users, hours, seeds, clients);
             let m = Manager::Daemon(Algorithm::Equal);
             let alone: Vec<Figures> = traces
                 .iter()
@@ -76,10 +71,7 @@ fn household(hours: u64, seeds: u64) {
     );
     println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for users in [8usize, 16] {
-        for (clients, label) in [
-            (Clients::HALF_PUSHABLE, "half push"),
-            (Clients::NONE_PUSHABLE, "none push"),
-        ] {
+        for (clients, label) in CLIENTS {
             let runs: Vec<(Figures, Figures)> = (0..seeds)
                 .map(|s| {
                     let seed = 0x5EED_0000 + 97 * s + users as u64;
@@ -140,13 +132,8 @@ fn transcodes(hours: u64, seeds: u64) {
     );
     println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for users in [8usize, 16] {
-        for (clients, label) in [
-            (Clients::HALF_PUSHABLE, "half push"),
-            (Clients::NONE_PUSHABLE, "none push"),
-        ] {
-            let traces: Vec<_> = (0..seeds)
-                .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
-                .collect();
+        for (clients, label) in CLIENTS {
+            let traces = traces(users, hours, seeds, clients);
             // `demand` sets the same rates as `equal` on these traces (only its writes differ).
             for m in [Manager::None, Manager::Daemon(Algorithm::Equal)] {
                 let figs: Vec<Figures> = traces.iter().map(|t| sim::run(m, t, hours)).collect();
@@ -162,6 +149,19 @@ fn transcodes(hours: u64, seeds: u64) {
             }
         }
     }
+}
+
+/// The two client mixes of the side tables, with their short labels.
+const CLIENTS: [(Clients, &str); 2] = [
+    (Clients::HALF_PUSHABLE, "half push"),
+    (Clients::NONE_PUSHABLE, "none push"),
+];
+
+/// One trace per seed for `users` users (the seeds of every table).
+fn traces(users: usize, hours: u64, seeds: u64, clients: Clients) -> Vec<Vec<sim::UserTrace>> {
+    (0..seeds)
+        .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
+        .collect()
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -209,9 +209,7 @@ fn main() {
             (Clients::HALF_PUSHABLE, "half the clients accept pushes"),
             (Clients::NONE_PUSHABLE, "no client accepts pushes"),
         ] {
-            let traces: Vec<_> = (0..seeds)
-                .map(|s| sim::trace(users, hours, 0x5EED_0000 + 97 * s + users as u64, clients))
-                .collect();
+            let traces = traces(users, hours, seeds, clients);
             let items: usize = traces
                 .iter()
                 .map(|t| t.iter().map(|u| u.items.len()).sum::<usize>())

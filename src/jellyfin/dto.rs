@@ -42,11 +42,16 @@ pub struct EncodingOptions {
 impl EncodingOptions {
     /// The hardware acceleration configured, lower-cased; `None`: software.
     pub fn hardware(&self) -> Option<String> {
-        self.hardware_acceleration_type
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .filter(|h| !h.is_empty() && h != "none")
+        hardware_name(self.hardware_acceleration_type.as_deref())
     }
+}
+
+/// A `HardwareAccelerationType` lower-cased, `None` for software: empty (10.9's encoding
+/// settings), `none` (10.10 and later) or absent.
+fn hardware_name(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::to_ascii_lowercase)
+        .filter(|h| !h.is_empty() && h != "none")
 }
 
 /// `GET /System/Configuration/network` (the parts we read).
@@ -362,10 +367,7 @@ impl TranscodingInfo {
 
     /// Hardware acceleration in use, lower-cased; `None` for software.
     pub fn hardware(&self) -> Option<String> {
-        self.hardware_acceleration_type
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .filter(|h| !h.is_empty() && h != "none")
+        hardware_name(self.hardware_acceleration_type.as_deref())
     }
 }
 
