@@ -24,6 +24,7 @@ mod downloader;
 mod history;
 mod meter;
 mod notify;
+mod transcoding;
 pub use downloader::{
     DownloaderKind, DownloaderPriority, DownloaderSettings, DownloadersPolicy,
     names as downloader_names,
@@ -31,6 +32,7 @@ pub use downloader::{
 pub use history::HistorySettings;
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
+pub use transcoding::{Capacity, TranscodingSettings};
 
 /// Where `total_upload_mbps` comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +121,9 @@ pub struct Settings {
     /// `[history]`: what was played and how the link was shared, in SQLite.
     #[serde(default)]
     pub history: HistorySettings,
+    /// `[transcoding]`: how many video transcodes the server runs at once.
+    #[serde(default)]
+    pub transcoding: TranscodingSettings,
 }
 
 /// Log line format.
@@ -990,6 +995,7 @@ impl Settings {
         self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
+        self.transcoding.validate()?;
         self.bandwidth.downloaders.validate()?;
         if b.sqm != Sqm::Off
             && !matches!(

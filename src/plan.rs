@@ -23,6 +23,7 @@
 
 pub mod memory;
 pub mod rule;
+pub mod transcode;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
