@@ -31,7 +31,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::allocate::{self, Bound, Claimant};
-use crate::config::{Algorithm, Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::config::{Algorithm, Budget, Capacity, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::control::{Overrides, UserRule};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::jellyfin::{RateSource, Session, User};
@@ -253,6 +253,18 @@ pub enum Warning {
         /// The budget, bits/s.
         budget: u64,
     },
+    /// A user's limit forces a video transcode while the server already transcodes all it
+    /// can (`[transcoding] capacity`): the budget cannot keep enough streams direct.
+    TranscodeBeyondCapacity {
+        /// The user.
+        user_name: UserName,
+        /// The client and device of the stream that transcodes.
+        device: DeviceName,
+        /// The video transcodes under this plan.
+        transcodes: u32,
+        /// What the server runs at once.
+        capacity: Capacity,
+    },
     /// A remote stream whose client ignores limits.
     Uncontrolled {
         /// The stream's user.
@@ -300,6 +312,17 @@ impl std::fmt::Display for Warning {
                 fmt_mbps(*floor),
                 fmt_mbps(*budget)
             ),
+            Warning::TranscodeBeyondCapacity {
+                user_name,
+                device,
+                transcodes,
+                capacity,
+            } => write!(
+                f,
+                "{user_name} on {device}: the limit forces a transcode beyond capacity \
+                 ({transcodes} video transcodes, the server runs {}): its viewers stall",
+                capacity.describe()
+            ),
             Warning::Uncontrolled {
                 user_name,
                 device,
@@ -336,6 +359,9 @@ pub struct Plan {
     pub streaming: u64,
     /// The floors alone exceed the budget.
     pub overloaded: bool,
+    /// The video transcodes against what the server runs at once, with `[transcoding]
+    /// capacity`.
+    pub transcodes: Option<TranscodeLoad>,
     /// When to plan again although nothing happens: a stream held low whose push cooldown
     /// ends then (on the clock of the [`Memory`]).
     pub wake_at: Option<Duration>,
@@ -398,6 +424,125 @@ impl Plan {
     pub fn push_count(&self) -> usize {
         self.streams().filter(|(_, s)| s.push.is_some()).count()
     }
+}
+
+/// The server's video transcodes in a plan, against its `[transcoding] capacity`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TranscodeLoad {
+    /// What the server runs at once.
+    pub capacity: Capacity,
+    /// The video transcodes under this plan's limits (those no limit changes included).
+    pub count: transcode::Count,
+    /// More than the server runs in real time.
+    pub beyond: bool,
+    /// Users given their whole demand so that their streams play direct.
+    pub kept_direct: usize,
+}
+
+/// What the transcode step decided, for the reasons and warnings.
+struct Transcodes {
+    capacity: Capacity,
+    count: transcode::Count,
+    beyond: bool,
+    promoted: Vec<bool>,
+    videos: Vec<Vec<Option<transcode::Video>>>,
+}
+
+impl Transcodes {
+    /// Stream `s` of active user `i` transcodes because its user's limit `target` is below
+    /// its source.
+    fn forced(&self, i: usize, s: usize, target: u64) -> bool {
+        forces_transcode(std::slice::from_ref(&self.videos[i][s]), target)
+    }
+}
+
+/// Step 3b, with `[transcoding] capacity`: when the shares would leave more video transcodes
+/// than the server runs, keep the streams with the smallest demand direct
+/// ([`transcode::keep_direct`]). Returns the shares to plan with (`fair` and `share` as
+/// they are without a capacity).
+fn keep_direct(
+    cx: &Context,
+    active: &[Active],
+    claimants: &[Claimant],
+    available: u64,
+    fair: rule::FairShares,
+    share: Vec<u64>,
+) -> (rule::FairShares, Vec<u64>, Option<Transcodes>) {
+    let Some(capacity) = cx.settings.transcoding.capacity() else {
+        return (fair, share, None);
+    };
+    let daemon = &cx.settings.daemon;
+    let videos: Vec<Vec<Option<transcode::Video>>> = active
+        .iter()
+        .map(|a| {
+            a.streams
+                .iter()
+                .zip(&a.watched)
+                .map(|(s, w)| {
+                    let source = s.source.filter(|_| s.video)?;
+                    let obeys = w.uncontrolled.is_none();
+                    let rises = obeys && s.supports_push && daemon.push.up();
+                    Some(transcode::Video {
+                        source,
+                        uhd: s.uhd,
+                        stuck: s.transcoding && !(rises && s.for_bitrate),
+                        obeys,
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let kept: Vec<u64> = active
+        .iter()
+        .map(|a| {
+            a.streams
+                .iter()
+                .zip(&a.watched)
+                .map(|(s, w)| {
+                    if daemon.push.down() && s.supports_push && w.uncontrolled.is_none() {
+                        a.bounds.floor
+                    } else {
+                        w.rate
+                    }
+                })
+                .sum()
+        })
+        .collect();
+    let ours: std::collections::HashSet<&SessionId> = active
+        .iter()
+        .flat_map(|a| a.streams.iter().map(|s| &s.session_id))
+        .collect();
+    let mut fixed = transcode::Count::default();
+    for s in cx.snapshot.sessions {
+        if s.is_playing() && !s.is_paused() && s.transcodes_video() && !ours.contains(&s.id) {
+            fixed.add(s.source_is_4k());
+        }
+    }
+    let demands: Vec<Vec<u64>> = active.iter().map(|a| a.demands.clone()).collect();
+    let floors: Vec<u64> = active.iter().map(|a| a.bounds.floor).collect();
+    let input = transcode::Input {
+        algorithm: cx.settings.bandwidth.algorithm,
+        claimants,
+        demands: &demands,
+        videos: &videos,
+        floors: &floors,
+        kept: &kept,
+        available,
+        fixed,
+        capacity,
+    };
+    let out = transcode::keep_direct(&input, fair);
+    (
+        out.fair,
+        out.share,
+        Some(Transcodes {
+            capacity,
+            count: out.count,
+            beyond: out.beyond,
+            promoted: out.promoted,
+            videos,
+        }),
+    )
 }
 
 /// What the torrent clients together may upload.
@@ -638,6 +783,14 @@ struct Stream {
     ip: ClientAddr,
     source: Option<u64>,
     rate: Option<u64>,
+    /// The item has a video stream.
+    video: bool,
+    /// Its source is 4K.
+    uhd: bool,
+    /// Jellyfin transcodes its video now.
+    transcoding: bool,
+    /// It would play direct under a limit at its source (the transcode is not for a codec).
+    for_bitrate: bool,
 }
 
 /// What the memory and the ledger say about one running stream.
@@ -746,6 +899,8 @@ pub fn plan(
         .zip(&fair.next_item)
         .map(|(a, s)| rule::per_stream(*s, &a.demands).max(a.bounds.floor))
         .collect();
+    // Within what the server transcodes: the fewest streams below their source.
+    let (fair, share, transcodes) = keep_direct(&cx, &active, &claimants, available, fair, share);
     // 4. Held rates and pushes.
     let held = held(&cx, &active, &share, unmanaged_bps);
     // 5. Active users' limits.
@@ -760,10 +915,24 @@ pub fn plan(
                 claimants: claimants.len(),
                 available,
                 overloaded: fair.overloaded,
+                transcodes: transcodes.as_ref().map(|t| (t, i)),
             };
             active_decision(&cx, a, i, &held, why)
         })
         .collect();
+    if let Some(t) = transcodes.as_ref().filter(|t| t.beyond) {
+        for (i, (a, d)) in active.iter().zip(&decisions).enumerate() {
+            let target = d.target.max(0) as u64;
+            if let Some(s) = (0..a.streams.len()).find(|&s| t.forced(i, s, target)) {
+                warnings.push(Warning::TranscodeBeyondCapacity {
+                    user_name: a.user.display_name(),
+                    device: a.streams[s].device.clone(),
+                    transcodes: t.count.total(),
+                    capacity: t.capacity,
+                });
+            }
+        }
+    }
     decisions.extend(pinned_decisions(&cx, &pinned));
     decisions.sort_by_key(|d| d.user_name.as_str().to_lowercase());
     // 6. Idle users' join share.
@@ -790,6 +959,12 @@ pub fn plan(
         held: held.total,
         streaming,
         overloaded: fair.overloaded,
+        transcodes: transcodes.map(|t| TranscodeLoad {
+            capacity: t.capacity,
+            count: t.count,
+            beyond: t.beyond,
+            kept_direct: t.promoted.iter().filter(|p| **p).count(),
+        }),
         wake_at: held.wake_at,
         decisions,
         sessions,
@@ -826,6 +1001,10 @@ fn classify(
                         ip: *ip,
                         source: s.source_rate(),
                         rate: rate.map(RateSource::bps),
+                        video: s.source_video().is_some(),
+                        uhd: s.source_is_4k(),
+                        transcoding: s.transcodes_video(),
+                        for_bitrate: s.transcode_for_bitrate(),
                     });
                 }
                 Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
@@ -1061,13 +1240,15 @@ fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps: u64) -> H
 }
 
 /// How an active user's share came about, for its reason.
-struct Why {
+struct Why<'a> {
     term: rule::Term,
     bound: Bound,
     share: u64,
     claimants: usize,
     available: u64,
     overloaded: bool,
+    /// With a transcode capacity: the step's result, and this user's index in it.
+    transcodes: Option<(&'a Transcodes, usize)>,
 }
 
 /// Step 5: an active user's limit, `max(floor, min(share, budget - Σ h of the others))`, its
@@ -1082,17 +1263,35 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
     let others = h.counted_total - least;
     let (exact, term) = rule::active_limit(why.share, b, others, a.bounds.floor);
     let pushes = h.held[i].iter().any(|(_, d)| d.is_some());
-    let limit = quantize_keeping(exact, cx.budget.step_bps, a.bounds, most);
+    let mut limit = quantize_keeping(exact, cx.budget.step_bps, a.bounds, most);
+    // With a transcode capacity, neither rounding nor the hysteresis leaves a video below its
+    // source when the exact limit lets it play direct.
+    let videos = why
+        .transcodes
+        .map(|(t, i)| t.videos[i].as_slice())
+        .unwrap_or_default();
+    let direct_at = videos
+        .iter()
+        .flatten()
+        .filter(|v| v.obeys && !v.stuck && v.source <= exact)
+        .map(|v| v.source)
+        .max();
+    if let Some(d) = direct_at
+        && limit < d
+    {
+        limit = exact;
+    }
     let k = a.streams.len() as u64;
     let mut target = limit;
     let mut reason = active_reason(
         cx.settings.bandwidth.algorithm,
-        Why { term, ..why },
+        &Why { term, ..why },
         a.bounds,
         others,
     );
     if let Some(cur) = kept(a.current, target, a.bounds, hysteresis)
         .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
+        .filter(|&c| direct_at.is_none_or(|d| c >= d))
     {
         reason = format!(
             "kept: {} is within {hysteresis}% of the computed {}",
@@ -1103,6 +1302,18 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
     }
     if k > 1 {
         reason = format!("{reason}, for each of {k} streams");
+    }
+    if let Some((t, i)) = why.transcodes {
+        let capacity = t.capacity.describe();
+        if t.promoted[i] && direct_at.is_some() {
+            reason = format!("{reason}; kept direct play: the server transcodes {capacity}");
+        } else if t.beyond && forces_transcode(videos, target) {
+            reason = format!(
+                "{reason}; forces a transcode beyond capacity ({} video transcodes, the server \
+                 runs {capacity})",
+                t.count.total()
+            );
+        }
     }
     let limit = target;
     let streams: Vec<StreamRef> = a
@@ -1171,6 +1382,15 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
         target: target as i64,
         reason,
     }
+}
+
+/// A limit of `target` makes one of these videos transcode (its client obeys, and it does not
+/// transcode anyway).
+fn forces_transcode(videos: &[Option<transcode::Video>], target: u64) -> bool {
+    videos
+        .iter()
+        .flatten()
+        .any(|v| v.obeys && !v.stuck && target < v.source)
 }
 
 /// The users the owner pinned: their limit is the pin, active or idle; their streams are not
@@ -1427,7 +1647,7 @@ fn ceiling_label(source: CeilingSource) -> &'static str {
 }
 
 /// Which term bound an active user's limit, in words.
-fn active_reason(algorithm: Algorithm, why: Why, b: Bounds, held_by_others: u64) -> String {
+fn active_reason(algorithm: Algorithm, why: &Why, b: Bounds, held_by_others: u64) -> String {
     match why.term {
         rule::Term::Headroom => format!(
             "headroom beside {} held by others",

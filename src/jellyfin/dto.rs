@@ -180,6 +180,21 @@ impl Session {
                     .is_some_and(|t| t.eq_ignore_ascii_case("Video"))
             })
     }
+    /// The source's video is 4K (wider than 2560 or taller than 1440 pixels): its transcode
+    /// costs the server more than a 1080p one.
+    pub fn source_is_4k(&self) -> bool {
+        self.source_video().is_some_and(|v| {
+            v.width.is_some_and(|w| w > 2560) || v.height.is_some_and(|h| h > 1440)
+        })
+    }
+    /// The transcode is for a bitrate over a limit (or Jellyfin gives no reason): the source
+    /// plays direct again under a limit at least its bitrate. A codec or container the client
+    /// cannot play transcodes whatever the limit.
+    pub fn transcode_for_bitrate(&self) -> bool {
+        self.transcoding_info
+            .as_ref()
+            .is_none_or(|t| t.transcode_reasons.is_empty() || t.for_bitrate())
+    }
     /// A video transcode that runs slower than its source plays (`Framerate` below the
     /// source's `RealFrameRate`, by more than 5 %): the server cannot keep up. `None` when
     /// Jellyfin reports either figure not.

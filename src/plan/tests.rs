@@ -879,3 +879,139 @@ fn shared_the_torrent_clients_are_one_weighted_claimant() {
     let d = p.downloaders.expect("a part");
     assert_eq!(d.limit, 90_000_000 - p.held, "{d:?}");
 }
+
+const CAPACITY_1: &str = "[transcoding]\ncapacity = 1";
+
+/// Four pushable web clients whose fair shares (about 30 Mbps each beside alice and dave)
+/// leave bob's 35 and carol's 40 Mbps sources transcoding.
+fn two_would_transcode() -> (Vec<User>, Vec<Session>) {
+    let users = ["alice", "bob", "carol", "dave"].map(|n| user(n, 0, false));
+    let sessions = [
+        ("alice", "203.0.113.5", 10),
+        ("bob", "203.0.113.6", 35),
+        ("carol", "203.0.113.7", 40),
+        ("dave", "203.0.113.8", 20),
+    ]
+    .map(|(n, ep, mbps)| pushable(session(Some(n), ep, direct(mbps * M))));
+    (users.to_vec(), sessions.to_vec())
+}
+
+#[test]
+fn without_a_capacity_the_shares_transcode_whatever_the_server_can_do() {
+    let (users, sessions) = two_would_transcode();
+    let p = run(&sessions, &users, 0, &settings("", ""));
+    assert!(target(&p, "bob") < 35 * M, "{:#?}", p.decisions);
+    assert!(target(&p, "carol") < 40 * M);
+    assert_eq!(p.transcodes, None);
+}
+
+#[test]
+fn within_the_capacity_the_smallest_stream_that_would_transcode_is_kept_direct() {
+    let (users, sessions) = two_would_transcode();
+    let p = run(&sessions, &users, 0, &settings("", CAPACITY_1));
+    let bob = decision(&p, "bob");
+    assert!(bob.target >= 35 * M, "{:#?}", p.decisions);
+    assert!(
+        bob.reason
+            .ends_with("; kept direct play: the server transcodes 1 stream at most"),
+        "{}",
+        bob.reason
+    );
+    // carol pays for it, and transcodes: the one the server runs.
+    assert!(target(&p, "carol") < 40 * M);
+    assert!(!decision(&p, "carol").reason.contains("beyond capacity"));
+    let load = p.transcodes.unwrap();
+    assert_eq!(load.count.total(), 1);
+    assert!(!load.beyond);
+    assert_eq!(load.kept_direct, 1);
+    assert!(
+        !p.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::TranscodeBeyondCapacity { .. }))
+    );
+    // What the streams then use (their source, or their limit when it makes them transcode)
+    // fits the 90 Mbps.
+    let used: i64 = [("alice", 10), ("bob", 35), ("carol", 40), ("dave", 20)]
+        .iter()
+        .map(|(n, source)| target(&p, n).min(source * M))
+        .sum();
+    assert!(used <= 90 * M, "{used} {:#?}", p.decisions);
+}
+
+#[test]
+fn what_the_budget_cannot_keep_direct_is_reported_beyond_capacity() {
+    let users = ["alice", "bob", "carol"].map(|n| user(n, 0, false));
+    let sessions = [
+        ("alice", "203.0.113.5", 70),
+        ("bob", "203.0.113.6", 75),
+        ("carol", "203.0.113.7", 80),
+    ]
+    .map(|(n, ep, mbps)| pushable(session(Some(n), ep, direct(mbps * M))));
+    let p = run(&sessions, &users, 0, &settings("", CAPACITY_1));
+    // One remux fits the 90 Mbps beside the others' floors; the other two transcode.
+    assert!(target(&p, "alice") >= 70 * M, "{:#?}", p.decisions);
+    for name in ["bob", "carol"] {
+        let d = decision(&p, name);
+        assert!(d.target < 75 * M);
+        assert!(
+            d.reason.contains(
+                "; forces a transcode beyond capacity (2 video transcodes, the server runs 1 \
+                 stream at most)"
+            ),
+            "{}",
+            d.reason
+        );
+    }
+    let beyond: Vec<String> = p
+        .warnings
+        .iter()
+        .filter(|w| matches!(w, Warning::TranscodeBeyondCapacity { .. }))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(beyond.len(), 2, "{beyond:?}");
+    assert!(beyond[0].contains("its viewers stall"), "{beyond:?}");
+    assert!(p.transcodes.unwrap().beyond);
+}
+
+#[test]
+fn a_local_transcode_takes_the_servers_capacity() {
+    let (users, mut sessions) = two_would_transcode();
+    let mut all = users.clone();
+    all.push(user("erin", 0, false));
+    sessions.push(session(
+        Some("erin"),
+        "192.168.1.20",
+        transcode(20 * M, 8 * M, "local"),
+    ));
+    let p = run(&sessions, &all, 0, &settings("", CAPACITY_1));
+    // The local transcode is the one the server runs: keeping bob direct still leaves carol
+    // beyond it.
+    let load = p.transcodes.unwrap();
+    assert!(load.beyond, "{load:?}");
+    assert_eq!(load.count.total(), 2);
+    assert!(decision(&p, "carol").reason.contains("beyond capacity"));
+}
+
+#[test]
+fn neither_rounding_nor_hysteresis_leaves_a_kept_stream_below_its_source() {
+    let (users, mut sessions) = two_would_transcode();
+    // bob's 35.3 Mbps source transcodes now at his 34.9 Mbps limit; kept direct, the 0.5 Mbps
+    // step would round his limit to 35 and the 5 % hysteresis keep the 34.9: both transcode.
+    sessions[1] = pushable(session(
+        Some("bob"),
+        "203.0.113.6",
+        transcode(35_300_000, 34_900_000, "b"),
+    ));
+    let mut ledger = Ledger::in_memory();
+    let _ = ledger.record_intent(&uid("bob"), &"bob".into(), 0, 34_900_000, 0);
+    let mut users = users;
+    users[1] = user("bob", 34_900_000, false);
+    let s = settings(
+        "",
+        &format!("[bandwidth.demand]\noverhead = 1.0\n{CAPACITY_1}"),
+    );
+    let p = run_with(&sessions, &users, 0, &s, &ledger);
+    let bob = decision(&p, "bob");
+    assert_eq!(bob.target, 35_300_000, "{:#?}", p.decisions);
+    assert!(!bob.reason.starts_with("kept:"), "{}", bob.reason);
+}
