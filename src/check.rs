@@ -430,6 +430,31 @@ fn transcoding_lines(
             format!("the transcoding settings cannot be read: {e}"),
         ),
     }
+    match plan.transcodes {
+        Some(t) => r.push(
+            if t.beyond { Level::Warn } else { Level::Ok },
+            format!(
+                "[transcoding] capacity: the server runs {}; these limits leave {} video \
+                 transcode(s){}{}",
+                t.capacity.describe(),
+                t.count.total(),
+                if t.kept_direct > 0 {
+                    format!(", {} user(s) kept direct play", t.kept_direct)
+                } else {
+                    String::new()
+                },
+                if t.beyond {
+                    ", beyond the capacity"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        None => r.push(
+            Level::Info,
+            "no [transcoding] capacity: limits do not look at what the server can transcode",
+        ),
+    }
     let remote: Vec<&crate::jellyfin::Session> = sessions
         .iter()
         .filter(|s| {

@@ -74,6 +74,10 @@ pub struct Metrics {
     pub pushes: Family<DirectionLabels, Counter>,
     pub item_starts: Counter,
     pub uncontrolled_streams: Gauge,
+    pub video_transcodes: Gauge,
+    pub transcode_capacity: Gauge,
+    pub transcodes_beyond_capacity: Gauge,
+    pub kept_direct_users: Gauge,
     pub pending_writes: Gauge,
     pub webhook_events: Family<EventLabels, Counter>,
     pub polls: Family<ResultLabels, Counter>,
@@ -122,6 +126,10 @@ impl Metrics {
             pushes: Family::default(),
             item_starts: Counter::default(),
             uncontrolled_streams: Gauge::default(),
+            video_transcodes: Gauge::default(),
+            transcode_capacity: Gauge::default(),
+            transcodes_beyond_capacity: Gauge::default(),
+            kept_direct_users: Gauge::default(),
             pending_writes: Gauge::default(),
             webhook_events: Family::default(),
             polls: Family::default(),
@@ -174,6 +182,26 @@ impl Metrics {
             "overloaded",
             "1 when the floors alone exceed the budget",
             m.overloaded.clone(),
+        );
+        r.register(
+            "video_transcodes",
+            "Video transcodes on the server under the last plan's limits, with [transcoding] capacity",
+            m.video_transcodes.clone(),
+        );
+        r.register(
+            "transcode_capacity",
+            "Video transcodes the server runs at once ([transcoding] capacity; 0 when unset)",
+            m.transcode_capacity.clone(),
+        );
+        r.register(
+            "transcodes_beyond_capacity",
+            "1 when the last plan's limits force more video transcodes than the capacity",
+            m.transcodes_beyond_capacity.clone(),
+        );
+        r.register(
+            "kept_direct_users",
+            "Users given their whole demand so their streams play direct within the capacity",
+            m.kept_direct_users.clone(),
         );
         r.register(
             "user_limit_bps",
@@ -419,6 +447,15 @@ impl Metrics {
                 .filter(|(_, s)| s.uncontrolled.is_some())
                 .count() as i64,
         );
+        let t = plan.transcodes;
+        self.video_transcodes
+            .set(t.map_or(0, |t| i64::from(t.count.total())));
+        self.transcode_capacity
+            .set(t.map_or(0, |t| i64::from(t.capacity.hd)));
+        self.transcodes_beyond_capacity
+            .set(t.is_some_and(|t| t.beyond) as i64);
+        self.kept_direct_users
+            .set(t.map_or(0, |t| t.kept_direct as i64));
         self.user_limit_bps.clear();
         self.user_stream_rate_bps.clear();
         for d in plan.decisions.iter().filter(|d| d.role != Role::Release) {

@@ -59,6 +59,8 @@ pub enum EventKind {
     LimitChangedByHand,
     /// A remote client plays above its limit.
     IgnoresLimits,
+    /// The limits force more video transcodes than `[transcoding] capacity`.
+    TranscodesBeyondCapacity,
     /// Originals could not be put back at shutdown.
     RestoreFailed,
     /// The daemon started (off by default).
@@ -80,6 +82,7 @@ impl EventKind {
             EventKind::HistoryFailing => "history_failing",
             EventKind::LimitChangedByHand => "limit_changed_by_hand",
             EventKind::IgnoresLimits => "ignores_limits",
+            EventKind::TranscodesBeyondCapacity => "transcodes_beyond_capacity",
             EventKind::RestoreFailed => "restore_failed",
             EventKind::Started => "started",
             EventKind::Stopped => "stopped",
@@ -88,7 +91,7 @@ impl EventKind {
     }
 
     /// What a target gets without `events`: every warning, not start and stop.
-    pub const DEFAULT: [EventKind; 8] = [
+    pub const DEFAULT: [EventKind; 9] = [
         EventKind::Overload,
         EventKind::JellyfinUnreachable,
         EventKind::WritesFailing,
@@ -96,6 +99,7 @@ impl EventKind {
         EventKind::HistoryFailing,
         EventKind::LimitChangedByHand,
         EventKind::IgnoresLimits,
+        EventKind::TranscodesBeyondCapacity,
         EventKind::RestoreFailed,
     ];
 }

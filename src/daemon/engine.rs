@@ -518,9 +518,27 @@ fn observation(plan: &crate::plan::Plan, hand: &[crate::reconcile::HandChange]) 
             _ => {}
         }
     }
+    let beyond_capacity =
+        plan.transcodes
+            .filter(|t| t.beyond)
+            .map(|t| crate::notify::conditions::BeyondCapacity {
+                transcodes: t.count.total(),
+                capacity: t.capacity.describe(),
+                users: plan
+                    .warnings
+                    .iter()
+                    .filter_map(|w| match w {
+                        Warning::TranscodeBeyondCapacity { user_name, .. } => {
+                            Some(user_name.to_string())
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            });
     Observation::Plan {
         overload,
         uncontrolled,
+        beyond_capacity,
         hand_changes: hand
             .iter()
             .map(|h| (h.user.to_string(), h.old_original, h.new_original))

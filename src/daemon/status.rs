@@ -415,10 +415,27 @@ pub struct DecisionView {
     pub overloaded: bool,
     pub claimants: usize,
     pub uncontrolled_streams: usize,
+    /// The server's video transcodes against `[transcoding] capacity` (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcodes: Option<TranscodesView>,
     pub users: Vec<UserView>,
     pub warnings: Vec<String>,
     pub local_streams: Vec<LocalStreamView>,
     pub summary: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TranscodesView {
+    /// Video transcodes under the plan's limits.
+    pub count: u32,
+    /// Of them, of 4K sources.
+    pub count_4k: u32,
+    /// What the server runs at once, in words ("2 streams at most (1 of 4K)").
+    pub capacity: String,
+    /// The limits force more transcodes than that.
+    pub beyond_capacity: bool,
+    /// Users given their whole demand so their streams play direct.
+    pub kept_direct: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -477,6 +494,13 @@ fn decision_view(l: &LastPlan) -> DecisionView {
             .streams()
             .filter(|(_, s)| s.uncontrolled.is_some())
             .count(),
+        transcodes: p.transcodes.map(|t| TranscodesView {
+            count: t.count.total(),
+            count_4k: t.count.uhd,
+            capacity: t.capacity.describe(),
+            beyond_capacity: t.beyond,
+            kept_direct: t.kept_direct,
+        }),
         users: p
             .decisions
             .iter()

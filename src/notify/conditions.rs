@@ -69,6 +69,8 @@ pub enum Observation {
         overload: Option<(usize, u64, u64)>,
         /// Streams that ignore limits: (user, device, rate bits/s).
         uncontrolled: Vec<(String, String, u64)>,
+        /// The limits force more video transcodes than the server runs.
+        beyond_capacity: Option<BeyondCapacity>,
         /// Limits changed by hand: (user, old original, new original), bits/s.
         hand_changes: Vec<(String, i64, i64)>,
     },
@@ -98,6 +100,17 @@ pub enum Observation {
     Stopped,
 }
 
+/// More video transcodes than `[transcoding] capacity`, as a plan found them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeyondCapacity {
+    /// Video transcodes under the plan.
+    pub transcodes: u32,
+    /// What the server runs, in words ("1 stream at most").
+    pub capacity: String,
+    /// The users whose limit forces a transcode (names as shown).
+    pub users: Vec<String>,
+}
+
 /// A condition that starts after lasting `after`.
 #[derive(Debug, Default)]
 struct Lasting {
@@ -114,6 +127,8 @@ pub struct Conditions {
     writes_after: Duration,
     overload: bool,
     overload_notified: bool,
+    /// Transcodes beyond the capacity now, and whether that was notified.
+    beyond: Option<bool>,
     unreachable: Lasting,
     writes: Lasting,
     /// The history database (a threshold like the writes').
@@ -135,6 +150,7 @@ impl Conditions {
             writes_after,
             overload: false,
             overload_notified: false,
+            beyond: None,
             unreachable: Lasting::default(),
             writes: Lasting::default(),
             history: Lasting::default(),
@@ -149,6 +165,9 @@ impl Conditions {
         let mut out = Vec::new();
         if self.overload {
             out.push((EventKind::Overload, String::new()));
+        }
+        if self.beyond.is_some() {
+            out.push((EventKind::TranscodesBeyondCapacity, String::new()));
         }
         if self.unreachable.notified {
             out.push((EventKind::JellyfinUnreachable, String::new()));
@@ -192,9 +211,11 @@ impl Conditions {
             Observation::Plan {
                 overload,
                 uncontrolled,
+                beyond_capacity,
                 hand_changes,
             } => {
                 self.plan_overload(overload, now, &mut out);
+                self.plan_beyond(beyond_capacity, now, &mut out);
                 self.plan_uncontrolled(uncontrolled, now, &mut out);
                 for (user, old, new) in hand_changes {
                     out.push(Notice {
@@ -364,6 +385,59 @@ impl Conditions {
         }
     }
 
+    fn plan_beyond(
+        &mut self,
+        beyond: Option<BeyondCapacity>,
+        now: Duration,
+        out: &mut Vec<Notice>,
+    ) {
+        let event = EventKind::TranscodesBeyondCapacity;
+        match (beyond, self.beyond) {
+            (Some(b), None) => {
+                let notified = self.may_start(event, "", now);
+                self.beyond = Some(notified);
+                if notified {
+                    let users = b.users.join(", ");
+                    out.push(Notice {
+                        event,
+                        severity: Severity::Warning,
+                        title: "More transcodes than the server runs".into(),
+                        message: format!(
+                            "The budget cannot keep enough streams direct: {} video transcodes \
+                             while the server runs {}, so the viewers of the transcoded \
+                             streams stall (limits below the source of {users}). Raise \
+                             total_upload_mbps if the link allows it, or [transcoding] \
+                             capacity if the server keeps up with more.",
+                            b.transcodes, b.capacity
+                        ),
+                        cleared: false,
+                        data: serde_json::json!({
+                            "transcodes": b.transcodes,
+                            "capacity": b.capacity,
+                            "users": b.users,
+                        }),
+                    });
+                }
+            }
+            (None, Some(notified)) => {
+                self.beyond = None;
+                if notified {
+                    out.push(Notice {
+                        event,
+                        severity: Severity::Success,
+                        title: "Transcodes within the server's capacity again".into(),
+                        message: "The server transcodes no more streams than it runs in real \
+                                  time."
+                            .into(),
+                        cleared: true,
+                        data: serde_json::json!({}),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn plan_uncontrolled(
         &mut self,
         now_list: Vec<(String, String, u64)>,
@@ -513,6 +587,7 @@ mod tests {
                 .iter()
                 .map(|u| (u.to_string(), "Infuse on Apple TV".to_string(), 40_000_000))
                 .collect(),
+            beyond_capacity: None,
             hand_changes: vec![],
         }
     }
@@ -620,12 +695,52 @@ mod tests {
     }
 
     #[test]
+    fn transcodes_beyond_capacity_are_notified_once_until_they_clear() {
+        let beyond = |users: &[&str]| Observation::Plan {
+            overload: None,
+            uncontrolled: vec![],
+            beyond_capacity: (!users.is_empty()).then(|| BeyondCapacity {
+                transcodes: 2,
+                capacity: "1 stream at most".into(),
+                users: users.iter().map(|u| u.to_string()).collect(),
+            }),
+            hand_changes: vec![],
+        };
+        let mut c = conditions();
+        let n = c.observe(beyond(&["bob", "carol"]), MIN);
+        assert_eq!(kinds(&n), [(EventKind::TranscodesBeyondCapacity, false)]);
+        assert!(
+            n[0].message
+                .contains("2 video transcodes while the server runs 1 stream at most"),
+            "{}",
+            n[0].message
+        );
+        assert!(n[0].message.contains("bob, carol"));
+        assert_eq!(n[0].data["transcodes"], 2);
+        // Other users beyond it, later: the same condition, nothing more.
+        assert!(c.observe(beyond(&["carol"]), 2 * MIN).is_empty());
+        assert_eq!(
+            c.active(),
+            [(EventKind::TranscodesBeyondCapacity, String::new())]
+        );
+        assert_eq!(
+            kinds(&c.observe(beyond(&[]), 3 * MIN)),
+            [(EventKind::TranscodesBeyondCapacity, true)]
+        );
+        // Within the cooldown, a new start is not notified, nor its clearing.
+        assert!(c.observe(beyond(&["bob"]), 4 * MIN).is_empty());
+        assert!(c.observe(beyond(&[]), 5 * MIN).is_empty());
+        assert!(c.active().is_empty());
+    }
+
+    #[test]
     fn one_off_events_say_what_to_do() {
         let mut c = conditions();
         let n = c.observe(
             Observation::Plan {
                 overload: None,
                 uncontrolled: vec![],
+                beyond_capacity: None,
                 hand_changes: vec![("User-003".into(), 0, 8_000_000)],
             },
             MIN,

@@ -214,11 +214,47 @@ async fn check_says_how_jellyfin_transcodes_and_which_transcode_cannot_keep_up()
         "{behind:?}"
     );
     assert!(fails(&report).is_empty(), "{text}");
+    assert!(text.contains("no [transcoding] capacity"), "{text}");
 
     h.fake.set_hardware_acceleration("qsv");
     let text = check(&h.settings()).await.to_string();
     assert!(
         text.contains("Jellyfin transcodes with qsv hardware acceleration"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn check_shows_the_capacity_in_force_and_the_limits_that_go_beyond_it() {
+    let fake = FakeJellyfin::new(KEY);
+    let ann = fake.add_user("ann", |_| {});
+    let ben = fake.add_user("ben", |_| {});
+    // The 55 Mbps budget cannot hold ann's 70 Mbps remux, and ben's client transcodes
+    // whatever its limit: two transcodes on a server that runs one.
+    fake.add_session(
+        Some(&ann),
+        Some("203.0.113.20"),
+        "Jellyfin Web",
+        Some(Playback::transcode("Remux", 70 * M, 18 * M)),
+    );
+    fake.add_session(
+        Some(&ben),
+        Some("203.0.113.21"),
+        "Jellyfin Android TV",
+        Some(Playback::transcode("Episode", 10 * M, 6 * M)),
+    );
+    let h = Harness::start(fake, "", "[transcoding]\ncapacity = 1").await;
+    let report = check(&h.settings()).await;
+    let w = warns(&report);
+    assert!(
+        w.iter().any(|l| l
+            == "[transcoding] capacity: the server runs 1 stream at most; these limits leave 2 \
+                video transcode(s), beyond the capacity"),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("ann on ") && l.contains("forces a transcode beyond capacity")),
+        "{w:?}"
     );
 }

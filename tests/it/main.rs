@@ -35,4 +35,5 @@ mod state_file;
 mod steady;
 mod terminal;
 mod torrent;
+mod transcoding;
 mod webhook_templates;

@@ -64,7 +64,7 @@ impl Receiver {
         self.seen.lock().unwrap().clone()
     }
 
-    fn titles(&self) -> Vec<String> {
+    pub(crate) fn titles(&self) -> Vec<String> {
         self.seen()
             .iter()
             .map(|(_, _, b)| b["title"].as_str().unwrap_or_default().to_string())

@@ -1,0 +1,98 @@
+//! `[transcoding] capacity` in the daemon: limits that force more video transcodes than the
+//! server runs are shown in `/api/state` and `/metrics` and notified once when they start and
+//! once when they clear.
+
+use crate::common::{Harness, KEY, M, event, eventually};
+use crate::notify::{Mode, Receiver};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
+
+#[tokio::test]
+async fn transcodes_beyond_capacity_are_shown_counted_and_notified_until_they_clear() {
+    let (good, good_url) = Receiver::start(Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let ann = fake.add_user("ann", |_| {});
+    let ben = fake.add_user("ben", |_| {});
+    // A 55 Mbps budget holds neither remux direct: two limits below their sources, on a
+    // server that transcodes one stream.
+    fake.add_session(
+        Some(&ann),
+        Some("203.0.113.20"),
+        "Jellyfin Web",
+        Some(Playback::direct("Remux", Some(70 * M), None)),
+    );
+    let ben_s = fake.add_session(
+        Some(&ben),
+        Some("203.0.113.21"),
+        "Jellyfin Web",
+        Some(Playback::direct("Film", Some(60 * M), None)),
+    );
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[transcoding]\ncapacity = 1\n[[notify]]\nname = \"good\"\nkind = \"webhook\"\n\
+             url = \"{good_url}\"\n"
+        ),
+    )
+    .await;
+    let d = h
+        .daemon("debounce = \"50ms\"\npoll_interval = \"1h\"\nshutdown_timeout = \"3s\"")
+        .await;
+    eventually("the notice", || {
+        good.titles()
+            .iter()
+            .any(|t| t == "More transcodes than the server runs")
+    })
+    .await;
+    let notice = &good.seen()[0].2;
+    assert_eq!(notice["event"], "transcodes_beyond_capacity");
+    assert_eq!(notice["data"]["transcodes"], 2, "{notice:#}");
+
+    let s = d.state().await;
+    let t = &s["last_decision"]["transcodes"];
+    assert_eq!(t["count"], 2, "{s:#}");
+    assert_eq!(t["capacity"], "1 stream at most");
+    assert_eq!(t["beyond_capacity"], true);
+    assert_eq!(
+        s["notifications"]["active"][0]["event"],
+        "transcodes_beyond_capacity"
+    );
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "jellydemon_video_transcodes 2",
+        "jellydemon_transcode_capacity 1",
+        "jellydemon_transcodes_beyond_capacity 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+
+    // ben stops: ann's transcode is the one the server runs.
+    h.fake.stop_playback(&ben_s);
+    d.hook(&event("PlaybackStop", &ben, &ben_s)).await;
+    eventually("the clearing notice", || {
+        good.titles()
+            .iter()
+            .any(|t| t == "✓ Transcodes within the server's capacity again")
+    })
+    .await;
+    let s = d
+        .wait_for(|s| s["last_decision"]["transcodes"]["beyond_capacity"] == false)
+        .await;
+    assert_eq!(s["last_decision"]["transcodes"]["count"], 1, "{s:#}");
+    assert_eq!(
+        good.titles(),
+        [
+            "More transcodes than the server runs",
+            "✓ Transcodes within the server's capacity again"
+        ]
+    );
+    d.stop().await;
+}
