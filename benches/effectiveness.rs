@@ -10,7 +10,8 @@
 //! link, jellydemon with the static budget against jellydemon following a meter.
 //!
 //! And the transcode table: the play time jellydemon's limits put into video transcodes, and
-//! the stalls on a server that transcodes 1 or 2 videos in real time.
+//! the stalls on a server that transcodes 1 or 2 videos in real time, with jellydemon not
+//! told the capacity and told it (`[transcoding] capacity`).
 //!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
 //! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the transcode
@@ -120,32 +121,47 @@ fn household(hours: u64, seeds: u64) {
 }
 
 /// The transcode table: how much play time jellydemon's limits put into video transcodes,
-/// and how long the viewers would stall on a server that runs 1 or 2 in real time
-/// (`Figures::stall_percent`). The planner does not know the capacity (yet): one run serves
-/// both columns.
+/// and how long the viewers stall on a server that runs 1 or 2 in real time
+/// (`Figures::stall_percent`), with jellydemon not told the capacity and told it
+/// (`[transcoding] capacity`). One run without it serves both capacities.
 fn transcodes(hours: u64, seeds: u64) {
     println!(
         "\nvideo transcodes and the stalls beyond the server's capacity: mean (worst seed) over {seeds} seeds of {hours} h"
     );
     println!(
-        "| users | clients | manager | play time transcoded | stalled, capacity 1 | stalled, capacity 2 | served / ideal | Jain |"
+        "| users | clients | server runs | manager | play time transcoded | stalled | served / ideal | Jain | over budget |"
     );
-    println!("|---:|---|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---|---:|---:|---:|---:|---:|");
     for users in [8usize, 16] {
         for (clients, label) in CLIENTS {
             let traces = traces(users, hours, seeds, clients);
+            let equal = Manager::Daemon(Algorithm::Equal);
             // `demand` sets the same rates as `equal` on these traces (only its writes differ).
-            for m in [Manager::None, Manager::Daemon(Algorithm::Equal)] {
-                let figs: Vec<Figures> = traces.iter().map(|t| sim::run(m, t, hours)).collect();
-                let tr = stat(&figs, Figures::transcoded_percent, false);
-                let s1 = stat(&figs, |f| f.stall_percent(1), false);
-                let s2 = stat(&figs, |f| f.stall_percent(2), false);
-                let served = stat(&figs, Figures::served_percent, true);
-                let jain = stat(&figs, Figures::jain, true);
-                println!(
-                    "| {users} | {label} | {m} | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.3} ({:.3}) |",
-                    tr.0, tr.1, s1.0, s1.1, s2.0, s2.1, served.0, served.1, jain.0, jain.1
-                );
+            let none: Vec<Figures> = traces
+                .iter()
+                .map(|t| sim::run(Manager::None, t, hours))
+                .collect();
+            let untold: Vec<Figures> = traces.iter().map(|t| sim::run(equal, t, hours)).collect();
+            for capacity in [1u32, 2] {
+                let told: Vec<Figures> = traces
+                    .iter()
+                    .map(|t| sim::run_capacity(equal, t, hours, capacity))
+                    .collect();
+                for (manager, figs) in [
+                    ("none".to_string(), &none),
+                    (format!("{equal}"), &untold),
+                    (format!("{equal}, capacity {capacity}"), &told),
+                ] {
+                    let tr = stat(figs, Figures::transcoded_percent, false);
+                    let st = stat(figs, |f| f.stall_percent(capacity), false);
+                    let served = stat(figs, Figures::served_percent, true);
+                    let jain = stat(figs, Figures::jain, true);
+                    let over = stat(figs, Figures::over_percent, false);
+                    println!(
+                        "| {users} | {label} | {capacity} | {manager} | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.1} % ({:.1}) | {:.3} ({:.3}) | {:.3} % ({:.3}) |",
+                        tr.0, tr.1, st.0, st.1, served.0, served.1, jain.0, jain.1, over.0, over.1
+                    );
+                }
             }
         }
     }

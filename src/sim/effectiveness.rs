@@ -370,9 +370,10 @@ impl Figures {
 }
 
 /// A torrent client seeding on the same link, taking all it is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Seeding {
     /// No seeder at all.
+    #[default]
     Absent,
     /// A seeder nobody limits (today without `[[downloader]]`): it takes what TCP gives its
     /// many connections.
@@ -410,6 +411,13 @@ pub fn settings(algorithm: Algorithm) -> Settings {
 
 /// [`settings`] with a `[[downloader]]` for [`Seeding::Streams`] and [`Seeding::Share`].
 pub fn settings_seeded(algorithm: Algorithm, seeding: Seeding) -> Settings {
+    settings_for(algorithm, seeding, None)
+}
+
+/// [`settings_seeded`], with `[transcoding] capacity` when given.
+fn settings_for(algorithm: Algorithm, seeding: Seeding, capacity: Option<u32>) -> Settings {
+    let transcoding =
+        capacity.map_or_else(String::new, |c| format!("[transcoding]\ncapacity = {c}\n"));
     let downloader = match seeding {
         Seeding::Streams | Seeding::Share => format!(
             "[bandwidth.downloaders]\npriority = \"{}\"\n\
@@ -434,6 +442,7 @@ pub fn settings_seeded(algorithm: Algorithm, seeding: Seeding) -> Settings {
         [bandwidth.priority]
         users = {{ user00 = 2.0, user01 = 2.0 }}
         {downloader}
+        {transcoding}
         "#
     ))
     .expect("the simulation's settings are valid")
@@ -497,16 +506,45 @@ struct Recording {
     rows: Vec<crate::history::Record>,
 }
 
+/// What a simulated run has beside the streams.
+#[derive(Default)]
+struct Setup<'a> {
+    /// The house's own upload.
+    loads: &'a [Load],
+    /// jellydemon's budget follows a meter.
+    meter: bool,
+    /// A seeder on the link.
+    seeding: Seeding,
+    /// Record the history from these unix milliseconds.
+    record_from_ms: Option<u64>,
+    /// jellydemon is told `[transcoding] capacity`.
+    capacity: Option<u32>,
+}
+
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
 pub fn run(manager: Manager, traces: &[UserTrace], hours: u64) -> Figures {
     run_household(manager, traces, hours, &[], false)
+}
+
+/// [`run`], with jellydemon told that the server transcodes `capacity` videos in real time
+/// (`[transcoding] capacity`).
+pub fn run_capacity(manager: Manager, traces: &[UserTrace], hours: u64, capacity: u32) -> Figures {
+    let setup = Setup {
+        capacity: Some(capacity),
+        ..Setup::default()
+    };
+    simulate(manager, traces, hours, setup).0
 }
 
 /// Run `manager` over the traces beside a greedy seeder on the same 100 Mbps link
 /// ([`Seeding`]): what it sends is its limit, or what the link leaves when shared per
 /// connection; the remote streams are served what the link gives them.
 pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: Seeding) -> Figures {
-    simulate(manager, traces, hours, &[], false, seeding, None).0
+    let setup = Setup {
+        seeding,
+        ..Setup::default()
+    };
+    simulate(manager, traces, hours, setup).0
 }
 
 /// How often the simulated meter is read.
@@ -522,7 +560,12 @@ pub fn run_household(
     loads: &[Load],
     meter: bool,
 ) -> Figures {
-    simulate(manager, traces, hours, loads, meter, Seeding::Absent, None).0
+    let setup = Setup {
+        loads,
+        meter,
+        ..Setup::default()
+    };
+    simulate(manager, traces, hours, setup).0
 }
 
 /// Run jellydemon (`algorithm`) over the traces as [`run`] does, and return the history rows
@@ -534,15 +577,11 @@ pub fn run_recorded(
     hours: u64,
     start_ms: u64,
 ) -> (Figures, Vec<crate::history::Record>) {
-    let (fig, rows) = simulate(
-        Manager::Daemon(algorithm),
-        traces,
-        hours,
-        &[],
-        false,
-        Seeding::Absent,
-        Some(start_ms),
-    );
+    let setup = Setup {
+        record_from_ms: Some(start_ms),
+        ..Setup::default()
+    };
+    let (fig, rows) = simulate(Manager::Daemon(algorithm), traces, hours, setup);
     (fig, rows.unwrap_or_default())
 }
 
@@ -550,16 +589,20 @@ fn simulate(
     manager: Manager,
     traces: &[UserTrace],
     hours: u64,
-    loads: &[Load],
-    meter: bool,
-    seeding: Seeding,
-    record_from_ms: Option<u64>,
+    setup: Setup,
 ) -> (Figures, Option<Vec<crate::history::Record>>) {
+    let Setup {
+        loads,
+        meter,
+        seeding,
+        record_from_ms,
+        capacity,
+    } = setup;
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
         _ => Algorithm::Equal,
     };
-    let settings = settings_seeded(algorithm, seeding);
+    let settings = settings_for(algorithm, seeding, capacity);
     let budget = settings.budget().budget_bps;
     let weights = traces
         .iter()
