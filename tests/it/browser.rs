@@ -122,6 +122,8 @@ async fn the_status_page_shows_the_state_in_a_browser() {
         assert!(found, "{needle:?} not on the page:\n{dom}");
     }
     assert!(dom.contains("remote streamer"));
+    // No [transcoding] capacity: no transcode counter.
+    assert!(dom.contains("id=\"transcodes-line\" hidden"), "{dom}");
     // The control card: the override, who set it and until when; a sign-in link, no forms.
     let control = dom.split("id=\"control-card\"").nth(1).unwrap_or_default();
     let control = control.split("</section>").next().unwrap_or_default();
@@ -300,6 +302,57 @@ async fn the_status_page_shows_the_torrent_clients() {
     assert!(chart.contains("class=\"line-seeding\""), "{chart}");
     assert!(
         dom.contains("id=\"legend-seeding\" aria-pressed=\"true\">"),
+        "{dom}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_page_shows_transcodes_beyond_the_capacity() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("JD_TEST_REQUIRE_BROWSER").is_err(),
+            "chromium is required (JD_TEST_REQUIRE_BROWSER is set) but not installed"
+        );
+        return;
+    };
+    let fake = FakeJellyfin::new(KEY);
+    // Two remuxes the 55 Mbps budget cannot hold direct, on a server that transcodes one.
+    for (name, ip, source) in [("ann", "203.0.113.20", 70), ("ben", "203.0.113.21", 60)] {
+        let id = fake.add_user(name, |_| {});
+        fake.add_session(
+            Some(&id),
+            Some(ip),
+            "Jellyfin Web",
+            Some(jellydemon::sim::fake::Playback::direct(
+                "Remux",
+                Some(source * M),
+                None,
+            )),
+        );
+    }
+    let h = Harness::start(fake, "", "[transcoding]\ncapacity = 1").await;
+    let d = h.daemon("debounce = \"50ms\"").await;
+    d.wait_for(|s| s["last_decision"]["transcodes"]["beyond_capacity"] == true)
+        .await;
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/", d.url);
+    let p = profile.path().to_path_buf();
+    let out =
+        tokio::task::spawn_blocking(move || headless(&browser, &p, &["--dump-dom".into()], &url))
+            .await
+            .unwrap();
+    let full = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dom = full.split("<script").next().unwrap_or_default().to_string();
+    assert!(
+        dom.contains(
+            "<span id=\"transcodes-line\"> · video transcodes <b id=\"transcodes\" \
+             class=\"bad-text\">2 (the server runs 1 stream at most, beyond it)</b></span>"
+        ),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("the limit forces a transcode beyond capacity"),
         "{dom}"
     );
     d.stop().await;

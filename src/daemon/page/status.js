@@ -81,6 +81,14 @@ async function refreshState() {
   $("pushes-up").textContent = s.writes.pushes.up;
   $("pushes-per-start").textContent = s.writes.pushes_per_item_start == null ? "–" : s.writes.pushes_per_item_start.toFixed(2);
   $("uncontrolled").textContent = d ? d.uncontrolled_streams : "–";
+  // With [transcoding] capacity: the video transcodes the limits leave, against it.
+  const tc = d && d.transcodes;
+  $("transcodes-line").hidden = !tc;
+  if (tc) {
+    $("transcodes").textContent = `${tc.count} (the server runs ${tc.capacity}`
+      + (tc.beyond_capacity ? ", beyond it)" : ")");
+    $("transcodes").className = tc.beyond_capacity ? "bad-text" : "";
+  }
   $("ev-start").textContent = s.events.PlaybackStart;
   $("ev-stop").textContent = s.events.PlaybackStop;
   $("ev-progress").textContent = s.events.PlaybackProgress;
