@@ -191,6 +191,18 @@ pub fn pass_table(report: &PassReport) -> String {
     for w in &p.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
+    if let Some(t) = p.transcodes {
+        out.push_str(&format!(
+            "video transcodes: {} under these limits, the server runs {}{}\n",
+            t.count.total(),
+            t.capacity.describe(),
+            if t.beyond {
+                ": beyond its capacity"
+            } else {
+                ""
+            }
+        ));
+    }
     if report.dry_run {
         out.push_str("dry run: nothing was written\n");
     }
