@@ -19,7 +19,7 @@
 //! 3. the pure core: [`control`] (the owner's overrides: pause, pin, exempt, weight,
 //!    reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
-//!    plans); `telemetry` and `metrics` beside them;
+//!    plans; `plan::transcode` keeps streams direct within `[transcoding] capacity`); `telemetry` and `metrics` beside them;
 //! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent
 //!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
 //!    ledger's rules), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
