@@ -317,20 +317,7 @@ async fn the_status_page_shows_transcodes_beyond_the_capacity() {
         return;
     };
     let fake = FakeJellyfin::new(KEY);
-    // Two remuxes the 55 Mbps budget cannot hold direct, on a server that transcodes one.
-    for (name, ip, source) in [("ann", "203.0.113.20", 70), ("ben", "203.0.113.21", 60)] {
-        let id = fake.add_user(name, |_| {});
-        fake.add_session(
-            Some(&id),
-            Some(ip),
-            "Jellyfin Web",
-            Some(jellydemon::sim::fake::Playback::direct(
-                "Remux",
-                Some(source * M),
-                None,
-            )),
-        );
-    }
+    crate::common::two_remuxes(&fake);
     let h = Harness::start(fake, "", "[transcoding]\ncapacity = 1").await;
     let d = h.daemon("debounce = \"50ms\"").await;
     d.wait_for(|s| s["last_decision"]["transcodes"]["beyond_capacity"] == true)

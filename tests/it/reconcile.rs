@@ -442,20 +442,7 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
 #[tokio::test]
 async fn the_table_says_which_limits_force_a_transcode_beyond_the_capacity() {
     let fake = FakeJellyfin::new(crate::common::KEY);
-    // Two remuxes the 55 Mbps budget cannot hold direct, on a server that transcodes one.
-    for (name, ip, source) in [("ann", "203.0.113.20", 70), ("ben", "203.0.113.21", 60)] {
-        let id = fake.add_user(name, |_| {});
-        fake.add_session(
-            Some(&id),
-            Some(ip),
-            "Jellyfin Web",
-            Some(jellydemon::sim::fake::Playback::direct(
-                "Remux",
-                Some(source * M),
-                None,
-            )),
-        );
-    }
+    crate::common::two_remuxes(&fake);
     let h = Harness::start(fake, "", "[transcoding]\ncapacity = 1").await;
     let table = jellydemon::report::pass_table(&pass(&h, true).await);
     assert!(

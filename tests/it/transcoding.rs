@@ -2,30 +2,15 @@
 //! server runs are shown in `/api/state` and `/metrics` and notified once when they start and
 //! once when they clear.
 
-use crate::common::{Harness, KEY, M, event, eventually};
+use crate::common::{Harness, KEY, event, eventually, two_remuxes};
 use crate::notify::{Mode, Receiver};
-use jellydemon::sim::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::fake::FakeJellyfin;
 
 #[tokio::test]
 async fn transcodes_beyond_capacity_are_shown_counted_and_notified_until_they_clear() {
     let (good, good_url) = Receiver::start(Mode::Ok, false).await;
     let fake = FakeJellyfin::new(KEY);
-    let ann = fake.add_user("ann", |_| {});
-    let ben = fake.add_user("ben", |_| {});
-    // A 55 Mbps budget holds neither remux direct: two limits below their sources, on a
-    // server that transcodes one stream.
-    fake.add_session(
-        Some(&ann),
-        Some("203.0.113.20"),
-        "Jellyfin Web",
-        Some(Playback::direct("Remux", Some(70 * M), None)),
-    );
-    let ben_s = fake.add_session(
-        Some(&ben),
-        Some("203.0.113.21"),
-        "Jellyfin Web",
-        Some(Playback::direct("Film", Some(60 * M), None)),
-    );
+    let [_, (ben, ben_s)] = two_remuxes(&fake);
     let h = Harness::start(
         fake,
         "",

@@ -125,6 +125,27 @@ pub struct Mixed {
     pub guest: String,
 }
 
+/// Two remote users on the web client playing remuxes (ann 70 Mbps, ben 60 Mbps) that the
+/// 55 Mbps budget of [`Harness::start`] cannot hold direct: with `[transcoding] capacity = 1`
+/// their limits force two transcodes on a server that runs one. Returns (user id, session id)
+/// of each.
+pub fn two_remuxes(fake: &FakeJellyfin) -> [(String, String); 2] {
+    [("ann", "203.0.113.20", 70), ("ben", "203.0.113.21", 60)].map(|(name, ip, source)| {
+        let id = fake.add_user(name, |_| {});
+        let s = fake.add_session(
+            Some(&id),
+            Some(ip),
+            "Jellyfin Web",
+            Some(jellydemon::sim::fake::Playback::direct(
+                "Remux",
+                Some(source * M),
+                None,
+            )),
+        );
+        (id, s)
+    })
+}
+
 /// The mixed scenario: an admin with their own cap streaming over IPv6 (transcode),
 /// users at 0 over IPv4 (direct play) and IPv4-mapped IPv6 (transcode), a LAN streamer, a paused
 /// remote stream, an idle user, a user without remote access, and a session with no user.
