@@ -401,6 +401,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         client.encoding_configuration().await,
         &plan,
         &sessions,
+        settings.transcoding.capacity == Some(crate::config::CapacitySetting::Auto),
     );
     r
 }
@@ -413,6 +414,7 @@ fn transcoding_lines(
     encoding: Result<crate::jellyfin::EncodingOptions, JellyfinError>,
     plan: &plan::Plan,
     sessions: &[crate::jellyfin::Session],
+    auto: bool,
 ) {
     match encoding.map(|e| e.hardware()) {
         Ok(Some(hw)) => r.push(
@@ -449,6 +451,11 @@ fn transcoding_lines(
                     ""
                 }
             ),
+        ),
+        None if auto => r.push(
+            Level::Info,
+            "[transcoding] capacity = \"auto\": nothing learned yet (no transcode has run \
+             slower than its source for 30 s), so limits do not look at transcoding yet",
         ),
         None => r.push(
             Level::Info,

@@ -32,7 +32,7 @@ pub use downloader::{
 pub use history::HistorySettings;
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
-pub use transcoding::{Capacity, TranscodingSettings};
+pub use transcoding::{Capacity, CapacitySetting, TranscodingSettings};
 
 /// Where `total_upload_mbps` comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

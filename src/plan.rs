@@ -362,6 +362,8 @@ pub struct Plan {
     /// The video transcodes against what the server runs at once, with `[transcoding]
     /// capacity`.
     pub transcodes: Option<TranscodeLoad>,
+    /// The video transcodes the server runs now (local ones too), for learning its capacity.
+    pub server_transcodes: transcode::Sample,
     /// When to plan again although nothing happens: a stream held low whose push cooldown
     /// ends then (on the clock of the [`Memory`]).
     pub wake_at: Option<Duration>,
@@ -468,7 +470,8 @@ fn keep_direct(
     fair: rule::FairShares,
     share: Vec<u64>,
 ) -> (rule::FairShares, Vec<u64>, Option<Transcodes>) {
-    let Some(capacity) = cx.settings.transcoding.capacity() else {
+    let learned = cx.memory.learned_capacity();
+    let Some(capacity) = cx.settings.transcoding.capacity(learned) else {
         return (fair, share, None);
     };
     let daemon = &cx.settings.daemon;
@@ -543,6 +546,21 @@ fn keep_direct(
             videos,
         }),
     )
+}
+
+/// The video transcodes playing now (not paused), whether one runs slower than its source,
+/// and whether Jellyfin reported the frame rates of all.
+fn server_transcodes(sessions: &[Session]) -> transcode::Sample {
+    let running: Vec<Option<bool>> = sessions
+        .iter()
+        .filter(|s| s.is_playing() && !s.is_paused() && s.transcodes_video())
+        .map(Session::transcode_behind)
+        .collect();
+    transcode::Sample {
+        running: running.len() as u32,
+        behind: running.contains(&Some(true)),
+        measured: running.iter().all(Option::is_some),
+    }
 }
 
 /// What the torrent clients together may upload.
@@ -959,6 +977,7 @@ pub fn plan(
         held: held.total,
         streaming,
         overloaded: fair.overloaded,
+        server_transcodes: server_transcodes(cx.snapshot.sessions),
         transcodes: transcodes.map(|t| TranscodeLoad {
             capacity: t.capacity,
             count: t.count,

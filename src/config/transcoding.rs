@@ -9,11 +9,12 @@ use super::{ConfigError, invalid};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TranscodingSettings {
-    /// How many video transcodes the server sustains at once in real time (a 1080p source).
-    /// Unset: nobody knows, and limits are set without regard to transcoding. 0: the server
-    /// cannot transcode video in real time at all.
+    /// How many video transcodes the server sustains at once in real time (a 1080p source),
+    /// or `"auto"`: learned from the transcodes that fall behind. Unset: nobody knows, and
+    /// limits are set without regard to transcoding. 0: the server cannot transcode video in
+    /// real time at all.
     #[serde(default)]
-    pub capacity: Option<u32>,
+    pub capacity: Option<CapacitySetting>,
     /// How many transcodes of a 4K source it sustains at once (at most `capacity`): one costs
     /// `capacity / capacity_4k` of the server. Unset: a 4K transcode costs what a 1080p one
     /// does.
@@ -21,23 +22,67 @@ pub struct TranscodingSettings {
     pub capacity_4k: Option<u32>,
 }
 
+/// `capacity`: a number, or learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawCapacity")]
+pub enum CapacitySetting {
+    /// This many at once.
+    Streams(u32),
+    /// Learned (`"auto"`).
+    Auto,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCapacity {
+    Number(u32),
+    Word(String),
+}
+
+impl TryFrom<RawCapacity> for CapacitySetting {
+    type Error = String;
+    fn try_from(raw: RawCapacity) -> Result<Self, String> {
+        match raw {
+            RawCapacity::Number(n) => Ok(CapacitySetting::Streams(n)),
+            RawCapacity::Word(w) if w.eq_ignore_ascii_case("auto") => Ok(CapacitySetting::Auto),
+            RawCapacity::Word(w) => Err(format!(
+                "{w:?} is neither a number of transcodes nor \"auto\""
+            )),
+        }
+    }
+}
+
 impl TranscodingSettings {
-    /// The capacity in force, `None` when none is configured.
-    pub fn capacity(&self) -> Option<Capacity> {
-        self.capacity.map(|hd| Capacity {
+    /// The capacity in force, `None` when none is configured or `"auto"` has learned none
+    /// yet (`learned`).
+    pub fn capacity(&self, learned: Option<u32>) -> Option<Capacity> {
+        let hd = match self.capacity? {
+            CapacitySetting::Streams(n) => n,
+            CapacitySetting::Auto => learned?,
+        };
+        Some(Capacity {
             hd,
             uhd: self.capacity_4k.unwrap_or(hd),
         })
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        match (self.capacity, self.capacity_4k) {
-            (None, Some(_)) => Err(invalid(
+        let hd = match self.capacity {
+            Some(CapacitySetting::Streams(n)) => Some(n),
+            _ => None,
+        };
+        match (self.capacity, hd, self.capacity_4k) {
+            (None, _, Some(_)) => Err(invalid(
                 "transcoding.capacity_4k",
                 "needs transcoding.capacity, the number of 1080p transcodes the server runs at \
                  once",
             )),
-            (Some(hd), Some(uhd)) if uhd > hd => Err(invalid(
+            (Some(CapacitySetting::Auto), _, Some(_)) => Err(invalid(
+                "transcoding.capacity_4k",
+                "needs a number as transcoding.capacity: with capacity = \"auto\" every video \
+                 transcode counts alike",
+            )),
+            (_, Some(hd), Some(uhd)) if uhd > hd => Err(invalid(
                 "transcoding.capacity_4k",
                 format!(
                     "{uhd} is more than capacity = {hd}: a 4K transcode costs at least what a \

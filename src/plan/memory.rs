@@ -64,6 +64,8 @@ pub struct Memory {
     last_stop: Option<Duration>,
     /// How many remote users streamed from each plan on, over the last [`LOAD_WINDOW`].
     load: VecDeque<(Duration, usize)>,
+    /// What the server transcodes at once, for `[transcoding] capacity = "auto"`.
+    capacity: super::transcode::Learner,
 }
 
 /// How far back [`Memory::mean_claimants`] looks.
@@ -84,6 +86,9 @@ pub struct Saved {
     /// (when, remote users streaming from then on).
     #[serde(default)]
     load: Vec<(u64, usize)>,
+    /// The video transcodes the server was seen to run at once (`capacity = "auto"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transcode_capacity: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +143,11 @@ impl Memory {
         } else {
             0
         }
+    }
+
+    /// The video transcodes the server runs at once, as learned (`capacity = "auto"`).
+    pub fn learned_capacity(&self) -> Option<u32> {
+        self.capacity.capacity()
     }
 
     /// When a remote item last stopped, as seen by the plans.
@@ -200,6 +210,7 @@ impl Memory {
             self.load.pop_front();
         }
         self.load.push_back((now, plan.claimants()));
+        self.capacity.observe(plan.server_transcodes, now);
     }
 
     /// A push was sent to `session` at `at`.
@@ -248,6 +259,7 @@ impl Memory {
                 .collect(),
             last_stop_ms: self.last_stop.map(wall),
             load: self.load.iter().map(|&(t, n)| (wall(t), n)).collect(),
+            transcode_capacity: self.capacity.capacity(),
         }
     }
 
@@ -293,6 +305,7 @@ impl Memory {
                 .into_iter()
                 .filter_map(|(t, n)| clock(t).map(|at| (at, n)))
                 .collect(),
+            capacity: super::transcode::Learner::knowing(saved.transcode_capacity),
         }
     }
 }
@@ -326,6 +339,7 @@ mod tests {
                 uncontrolled: None,
             },
         );
+        m.capacity = crate::plan::transcode::Learner::knowing(Some(2));
         let now = t0 + Duration::from_secs(900);
         let saved = m.saved(now, 10_000_000);
         let text = serde_json::to_string(&saved).unwrap();
@@ -335,6 +349,7 @@ mod tests {
         let shift = |t: Duration| t - (now + Duration::from_secs(60) - CLOCK_START);
         assert_eq!(r.last_stop, Some(shift(t0 + Duration::from_secs(500))));
         assert_eq!(r.user_pushable(&UserId::new("u")), Some(true));
+        assert_eq!(r.learned_capacity(), Some(2));
         assert_eq!(r.recent_limit(&UserId::new("u"), 0), Some(2));
         let s = r.stream(&SessionId::new("s"), "i").unwrap();
         assert_eq!(s.last_push, Some((shift(t0 + Duration::from_secs(550)), 7)));

@@ -1015,3 +1015,52 @@ fn neither_rounding_nor_hysteresis_leaves_a_kept_stream_below_its_source() {
     assert_eq!(bob.target, 35_300_000, "{:#?}", p.decisions);
     assert!(!bob.reason.starts_with("kept:"), "{}", bob.reason);
 }
+
+#[test]
+fn auto_capacity_is_learned_from_transcodes_that_fall_behind() {
+    let s = settings("", "[transcoding]\ncapacity = \"auto\"");
+    let (users, sessions) = two_would_transcode();
+    let ledger = Ledger::in_memory();
+    let mut memory = Memory::default();
+    // Nothing learned yet: limits as without a capacity.
+    let p = run_at(&sessions, &users, &s, &ledger, &memory, Duration::ZERO, 0);
+    assert_eq!(p.transcodes, None);
+    assert!(target(&p, "bob") < 35 * M);
+    // Two local transcodes at 11 fps of 24 fps sources, for 30 s: the server runs one.
+    let behind = |item: &str| {
+        Some(json!({
+            "NowPlayingItem": {"Id": item, "MediaStreams": [
+                {"Type": "Video", "BitRate": 20 * M, "RealFrameRate": 24.0}
+            ]},
+            "TranscodingInfo": {"Bitrate": 8 * M, "Framerate": 11.0}
+        }))
+    };
+    let mut local_users = users.clone();
+    local_users.extend([user("erin", 0, false), user("frank", 0, false)]);
+    let local = [
+        session(Some("erin"), "192.168.1.20", behind("e")),
+        session(Some("frank"), "192.168.1.21", behind("f")),
+    ];
+    for at in [Duration::from_secs(1), Duration::from_secs(31)] {
+        let p = run_at(&local, &local_users, &s, &ledger, &memory, at, 0);
+        assert_eq!(
+            p.server_transcodes,
+            transcode::Sample {
+                running: 2,
+                behind: true,
+                measured: true
+            }
+        );
+        memory.observe(&p, at);
+    }
+    assert_eq!(memory.learned_capacity(), Some(1));
+    // Then the four streamers: as with capacity = 1.
+    let at = Duration::from_secs(40);
+    let p = run_at(&sessions, &users, &s, &ledger, &memory, at, 0);
+    assert!(target(&p, "bob") >= 35 * M, "{:#?}", p.decisions);
+    assert!(
+        decision(&p, "bob")
+            .reason
+            .ends_with("kept direct play: the server transcodes 1 stream at most")
+    );
+}

@@ -6,6 +6,8 @@
 //! while the budget allows it beside what the others keep and the count goes down. What is
 //! left transcodes beyond the capacity, and says so. Pure: no I/O.
 
+use std::time::Duration;
+
 use crate::allocate::Claimant;
 use crate::config::{Algorithm, Capacity};
 
@@ -227,6 +229,67 @@ pub fn keep_direct(input: &Input, fair: FairShares) -> Outcome {
     best
 }
 
+/// What the server's video transcodes showed in one snapshot: how many ran at once (playing,
+/// not paused) and whether one ran slower than its source plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Video transcodes running.
+    pub running: u32,
+    /// One of them runs slower than real time (Jellyfin's `Framerate` below the source's).
+    pub behind: bool,
+    /// Jellyfin reported the frame rates of all of them.
+    pub measured: bool,
+}
+
+/// How long a transcode must stay behind before it counts: a transcode that starts or seeks
+/// dips for a moment.
+pub const BEHIND_FOR: Duration = Duration::from_secs(30);
+
+/// `[transcoding] capacity = "auto"`: the capacity learned from what the server did. Unknown
+/// until a transcode falls behind for [`BEHIND_FOR`] with `n` running (then `n - 1`), raised
+/// when the server keeps up with more than that, all of them measured. Pure: the clock is
+/// given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Learner {
+    capacity: Option<u32>,
+    /// Since when a transcode is behind, with how many running then.
+    behind_since: Option<(Duration, u32)>,
+}
+
+impl Learner {
+    /// A learner that already knows `capacity` (restored after a restart).
+    pub fn knowing(capacity: Option<u32>) -> Learner {
+        Learner {
+            capacity,
+            behind_since: None,
+        }
+    }
+
+    /// What it learned so far.
+    pub fn capacity(&self) -> Option<u32> {
+        self.capacity
+    }
+
+    /// Take in a snapshot's transcodes at `now`.
+    pub fn observe(&mut self, sample: Sample, now: Duration) {
+        if sample.behind && sample.running > 0 {
+            let (since, _) = *self.behind_since.get_or_insert((now, sample.running));
+            if now.saturating_sub(since) >= BEHIND_FOR {
+                let most = sample.running - 1;
+                self.capacity = Some(self.capacity.map_or(most, |c| c.min(most)));
+            }
+            return;
+        }
+        self.behind_since = None;
+        if sample.measured
+            && let Some(c) = self.capacity
+            && sample.running > c
+        {
+            self.capacity = Some(sample.running);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +438,49 @@ mod tests {
         let out = run(&c, 60 * M, ONE);
         assert_eq!(out.promoted, vec![true, false, true]);
         assert_eq!(out.count.total(), 1);
+    }
+
+    #[test]
+    fn auto_learns_the_capacity_from_transcodes_that_fall_behind_and_raises_it_when_they_keep_up() {
+        let sec = Duration::from_secs;
+        let sample = |running, behind| Sample {
+            running,
+            behind,
+            measured: true,
+        };
+        let mut l = Learner::default();
+        // Keeping up says nothing while no limit is known.
+        l.observe(sample(3, false), sec(0));
+        assert_eq!(l.capacity(), None);
+        // A dip shorter than BEHIND_FOR is not counted.
+        l.observe(sample(3, true), sec(10));
+        l.observe(sample(3, true), sec(30));
+        l.observe(sample(3, false), sec(35));
+        assert_eq!(l.capacity(), None);
+        // Behind for 30 s with 3 running: it runs 2.
+        l.observe(sample(3, true), sec(40));
+        l.observe(sample(3, true), sec(70));
+        assert_eq!(l.capacity(), Some(2));
+        // Later behind with 2: it runs 1.
+        l.observe(sample(2, true), sec(100));
+        l.observe(sample(2, true), sec(130));
+        assert_eq!(l.capacity(), Some(1));
+        // Keeping up with 2, measured: 2 again; unmeasured says nothing.
+        l.observe(
+            Sample {
+                running: 3,
+                behind: false,
+                measured: false,
+            },
+            sec(140),
+        );
+        assert_eq!(l.capacity(), Some(1));
+        l.observe(sample(2, false), sec(150));
+        assert_eq!(l.capacity(), Some(2));
+        // One transcode behind: the server runs none in real time.
+        let mut l = Learner::knowing(Some(2));
+        l.observe(sample(1, true), sec(0));
+        l.observe(sample(1, true), sec(30));
+        assert_eq!(l.capacity(), Some(0));
     }
 }

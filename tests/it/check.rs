@@ -258,3 +258,18 @@ async fn check_shows_the_capacity_in_force_and_the_limits_that_go_beyond_it() {
         "{w:?}"
     );
 }
+
+#[tokio::test]
+async fn check_says_when_auto_has_learned_no_capacity_yet() {
+    let h = Harness::start(
+        FakeJellyfin::new(KEY),
+        "",
+        "[transcoding]\ncapacity = \"auto\"",
+    )
+    .await;
+    let text = check(&h.settings()).await.to_string();
+    assert!(
+        text.contains("[transcoding] capacity = \"auto\": nothing learned yet"),
+        "{text}"
+    );
+}
