@@ -443,9 +443,8 @@ pub struct TranscodeLoad {
 
 /// What the transcode step decided, for the reasons and warnings.
 struct Transcodes {
-    capacity: Capacity,
-    count: transcode::Count,
-    beyond: bool,
+    load: TranscodeLoad,
+    /// Per active user: given its whole demand to play direct.
     promoted: Vec<bool>,
     videos: Vec<Vec<Option<transcode::Video>>>,
 }
@@ -474,52 +473,43 @@ fn keep_direct(
     let Some(capacity) = cx.settings.transcoding.capacity(learned) else {
         return (fair, share, None);
     };
-    let daemon = &cx.settings.daemon;
-    let videos: Vec<Vec<Option<transcode::Video>>> = active
+    let push = cx.settings.daemon.push;
+    // Per active user: the video of each stream, and what its streams hold whatever its
+    // share (the floor of those a push lowers, the rate of the others).
+    let (videos, kept): (Vec<Vec<Option<transcode::Video>>>, Vec<u64>) = active
         .iter()
         .map(|a| {
-            a.streams
+            let mut kept = 0;
+            let videos = a
+                .streams
                 .iter()
                 .zip(&a.watched)
                 .map(|(s, w)| {
-                    let source = s.source.filter(|_| s.video)?;
                     let obeys = w.uncontrolled.is_none();
-                    let rises = obeys && s.supports_push && daemon.push.up();
+                    kept += if push.down() && s.supports_push && obeys {
+                        a.bounds.floor
+                    } else {
+                        w.rate
+                    };
+                    let rises = obeys && s.supports_push && push.up();
                     Some(transcode::Video {
-                        source,
+                        source: s.source.filter(|_| s.video)?,
                         uhd: s.uhd,
                         stuck: s.transcoding && !(rises && s.for_bitrate),
                         obeys,
                     })
                 })
-                .collect()
+                .collect();
+            (videos, kept)
         })
-        .collect();
-    let kept: Vec<u64> = active
-        .iter()
-        .map(|a| {
-            a.streams
-                .iter()
-                .zip(&a.watched)
-                .map(|(s, w)| {
-                    if daemon.push.down() && s.supports_push && w.uncontrolled.is_none() {
-                        a.bounds.floor
-                    } else {
-                        w.rate
-                    }
-                })
-                .sum()
-        })
-        .collect();
+        .unzip();
     let ours: std::collections::HashSet<&SessionId> = active
         .iter()
         .flat_map(|a| a.streams.iter().map(|s| &s.session_id))
         .collect();
     let mut fixed = transcode::Count::default();
-    for s in cx.snapshot.sessions {
-        if s.is_playing() && !s.is_paused() && s.transcodes_video() && !ours.contains(&s.id) {
-            fixed.add(s.source_is_4k());
-        }
+    for s in running_transcodes(cx.snapshot.sessions).filter(|s| !ours.contains(&s.id)) {
+        fixed.add(s.source_is_4k());
     }
     let demands: Vec<Vec<u64>> = active.iter().map(|a| a.demands.clone()).collect();
     let floors: Vec<u64> = active.iter().map(|a| a.bounds.floor).collect();
@@ -539,21 +529,30 @@ fn keep_direct(
         out.fair,
         out.share,
         Some(Transcodes {
-            capacity,
-            count: out.count,
-            beyond: out.beyond,
+            load: TranscodeLoad {
+                capacity,
+                count: out.count,
+                beyond: out.beyond,
+                kept_direct: out.promoted.iter().filter(|p| **p).count(),
+            },
             promoted: out.promoted,
             videos,
         }),
     )
 }
 
-/// The video transcodes playing now (not paused), whether one runs slower than its source,
-/// and whether Jellyfin reported the frame rates of all.
-fn server_transcodes(sessions: &[Session]) -> transcode::Sample {
-    let running: Vec<Option<bool>> = sessions
+/// The sessions whose video Jellyfin transcodes now (playing, not paused): what takes the
+/// server's capacity.
+fn running_transcodes(sessions: &[Session]) -> impl Iterator<Item = &Session> {
+    sessions
         .iter()
         .filter(|s| s.is_playing() && !s.is_paused() && s.transcodes_video())
+}
+
+/// The video transcodes running now, whether one runs slower than its source, and whether
+/// Jellyfin reported the frame rates of all.
+fn server_transcodes(sessions: &[Session]) -> transcode::Sample {
+    let running: Vec<Option<bool>> = running_transcodes(sessions)
         .map(Session::transcode_behind)
         .collect();
     transcode::Sample {
@@ -938,15 +937,15 @@ pub fn plan(
             active_decision(&cx, a, i, &held, why)
         })
         .collect();
-    if let Some(t) = transcodes.as_ref().filter(|t| t.beyond) {
+    if let Some(t) = transcodes.as_ref().filter(|t| t.load.beyond) {
         for (i, (a, d)) in active.iter().zip(&decisions).enumerate() {
             let target = d.target.max(0) as u64;
             if let Some(s) = (0..a.streams.len()).find(|&s| t.forced(i, s, target)) {
                 warnings.push(Warning::TranscodeBeyondCapacity {
                     user_name: a.user.display_name(),
                     device: a.streams[s].device.clone(),
-                    transcodes: t.count.total(),
-                    capacity: t.capacity,
+                    transcodes: t.load.count.total(),
+                    capacity: t.load.capacity,
                 });
             }
         }
@@ -978,12 +977,7 @@ pub fn plan(
         streaming,
         overloaded: fair.overloaded,
         server_transcodes: server_transcodes(cx.snapshot.sessions),
-        transcodes: transcodes.map(|t| TranscodeLoad {
-            capacity: t.capacity,
-            count: t.count,
-            beyond: t.beyond,
-            kept_direct: t.promoted.iter().filter(|p| **p).count(),
-        }),
+        transcodes: transcodes.map(|t| t.load),
         wake_at: held.wake_at,
         decisions,
         sessions,
@@ -1323,14 +1317,14 @@ fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> De
         reason = format!("{reason}, for each of {k} streams");
     }
     if let Some((t, i)) = why.transcodes {
-        let capacity = t.capacity.describe();
+        let capacity = t.load.capacity.describe();
         if t.promoted[i] && direct_at.is_some() {
             reason = format!("{reason}; kept direct play: the server transcodes {capacity}");
-        } else if t.beyond && forces_transcode(videos, target) {
+        } else if t.load.beyond && forces_transcode(videos, target) {
             reason = format!(
                 "{reason}; forces a transcode beyond capacity ({} video transcodes, the server \
                  runs {capacity})",
-                t.count.total()
+                t.load.count.total()
             );
         }
     }

@@ -252,8 +252,8 @@ pub const BEHIND_FOR: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Learner {
     capacity: Option<u32>,
-    /// Since when a transcode is behind, with how many running then.
-    behind_since: Option<(Duration, u32)>,
+    /// Since when a transcode is behind.
+    behind_since: Option<Duration>,
 }
 
 impl Learner {
@@ -273,7 +273,7 @@ impl Learner {
     /// Take in a snapshot's transcodes at `now`.
     pub fn observe(&mut self, sample: Sample, now: Duration) {
         if sample.behind && sample.running > 0 {
-            let (since, _) = *self.behind_since.get_or_insert((now, sample.running));
+            let since = *self.behind_since.get_or_insert(now);
             if now.saturating_sub(since) >= BEHIND_FOR {
                 let most = sample.running - 1;
                 self.capacity = Some(self.capacity.map_or(most, |c| c.min(most)));
