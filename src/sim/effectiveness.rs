@@ -291,6 +291,10 @@ pub struct Figures {
     /// `transcodes_ms[n]`: the time with `n` video transcodes running at once (a video
     /// stream whose rate is below its source is transcoded, [`VIDEO_MIN_BPS`]).
     pub transcodes_ms: Vec<u64>,
+    /// `fewest_transcodes_ms[n]`: the time during which any allocation within the budget
+    /// that gives every stream at least the floor transcodes `n` videos or more
+    /// ([`fewest_transcodes`]): what no manager can go below.
+    pub fewest_transcodes_ms: Vec<u64>,
 }
 
 /// A source above this is video (the trace's audio plays at 0.32 Mbps): below its source it
@@ -367,6 +371,43 @@ impl Figures {
             .sum();
         100.0 * stalled as f64 / self.play_ms.max(1) as f64
     }
+    /// The least [`Figures::stall_percent`] any manager within the budget could reach on
+    /// these traces: the stalls of [`fewest_transcodes`] at each instant.
+    pub fn least_stall_percent(&self, capacity: u32) -> f64 {
+        let c = u64::from(capacity);
+        let stalled: u64 = self
+            .fewest_transcodes_ms
+            .iter()
+            .enumerate()
+            .map(|(n, ms)| (n as u64).saturating_sub(c) * ms)
+            .sum();
+        100.0 * stalled as f64 / self.play_ms.max(1) as f64
+    }
+}
+
+/// The fewest video transcodes any allocation of `budget` needs when the streams play these
+/// `sources` and each gets at least `floor` (or its source, when smaller): the smallest
+/// videos play direct for as long as they fit beside the others' floors, every other video
+/// transcodes. A source above [`VIDEO_MIN_BPS`] is video; the rest play at their source.
+pub fn fewest_transcodes(sources: &[u64], budget: u64, floor: u64) -> usize {
+    let mut videos: Vec<u64> = sources
+        .iter()
+        .copied()
+        .filter(|&s| s > VIDEO_MIN_BPS)
+        .collect();
+    videos.sort_unstable();
+    let others: u64 = sources.iter().filter(|&&s| s <= VIDEO_MIN_BPS).sum();
+    let mut used = others + videos.iter().map(|&s| s.min(floor)).sum::<u64>();
+    let mut direct = 0;
+    for &s in &videos {
+        let more = s - s.min(floor);
+        if used + more > budget {
+            break;
+        }
+        used += more;
+        direct += 1;
+    }
+    videos.len() - direct
 }
 
 /// A torrent client seeding on the same link, taking all it is given.
@@ -474,6 +515,8 @@ struct World<'a> {
     traces: &'a [UserTrace],
     settings: Settings,
     budget: u64,
+    /// The per-user floor (`min_per_user_mbps`).
+    floor: u64,
     limits: Vec<i64>,
     client_max: Vec<Option<u64>>,
     playing: Vec<Option<Playing>>,
@@ -604,6 +647,7 @@ fn simulate(
     };
     let settings = settings_for(algorithm, seeding, capacity);
     let budget = settings.budget().budget_bps;
+    let floor = settings.budget().min_per_user_bps;
     let weights = traces
         .iter()
         .map(|t| match algorithm {
@@ -624,6 +668,7 @@ fn simulate(
         traces,
         settings,
         budget,
+        floor,
         limits: vec![0; n],
         client_max: vec![None; n],
         playing: vec![None; n],
@@ -1170,6 +1215,12 @@ impl World<'_> {
             f.transcodes_ms.resize(transcodes + 1, 0);
         }
         f.transcodes_ms[transcodes] += dt;
+        let sources: Vec<u64> = streams.iter().map(|(_, p)| p.source).collect();
+        let fewest = fewest_transcodes(&sources, self.budget, self.floor);
+        if f.fewest_transcodes_ms.len() <= fewest {
+            f.fewest_transcodes_ms.resize(fewest + 1, 0);
+        }
+        f.fewest_transcodes_ms[fewest] += dt;
         if saturated {
             f.saturated_ms += dt;
         }
@@ -1322,6 +1373,43 @@ mod tests {
         assert!(f.transcoded_percent() > 99.0, "{f:?}");
         assert!((f.stall_percent(1) - 50.0).abs() < 1.0, "{f:?}");
         assert!(f.stall_percent(2) < 1e-9, "{f:?}");
+    }
+
+    /// The bound keeps the smallest videos direct beside the others' floors: what no manager
+    /// within the budget goes below, and what the two remuxes above cannot avoid.
+    #[test]
+    fn the_fewest_transcodes_keep_the_smallest_videos_direct() {
+        // 90 Mbps, floor 2: audio plays at its source; 10 + 40 direct beside the remux's
+        // floor (52.32), the remux cannot be added.
+        let sources = [320_000, 10 * M, 40 * M, 70 * M];
+        assert_eq!(fewest_transcodes(&sources, 90 * M, 2 * M), 1);
+        // Everything fits: nothing needs a transcode.
+        assert_eq!(fewest_transcodes(&[10 * M, 40 * M], 90 * M, 2 * M), 0);
+        // The floors alone fill it: every video transcodes.
+        assert_eq!(fewest_transcodes(&[10 * M; 3], 6 * M, 2 * M), 3);
+        // Two 70 Mbps remuxes over 90: one must transcode, so a server that runs one never
+        // stalls, while jellydemon (without a capacity) splits the link and stalls half.
+        let one = |name: &str| UserTrace {
+            name: name.into(),
+            client: ClientKind::Pushable,
+            items: vec![Item {
+                start: 0,
+                end: 3600,
+                source: 70 * M,
+            }],
+        };
+        let f = run(Manager::Daemon(Algorithm::Equal), &[one("a"), one("b")], 1);
+        assert_eq!(f.fewest_transcodes_ms, vec![0, 3_600_000]);
+        assert_eq!(f.least_stall_percent(1), 0.0);
+        assert!(f.stall_percent(1) > 49.0, "{f:?}");
+        // Told the capacity, it keeps one remux direct and reaches the bound.
+        let told = run_capacity(
+            Manager::Daemon(Algorithm::Equal),
+            &[one("a"), one("b")],
+            1,
+            1,
+        );
+        assert_eq!(told.stall_percent(1), 0.0, "{told:?}");
     }
 
     /// The history bench's rows are the daemon's: one play per item that started, every push
