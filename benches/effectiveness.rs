@@ -14,12 +14,17 @@
 //! told the capacity and told it (`[transcoding] capacity`), beside the least any manager within
 //! the budget could stall on the same traces.
 //!
+//! And the no-push table: what jellydemon serves when no client can be pushed, beside the most
+//! any manager whose streams keep their first rate could serve knowing every item in advance
+//! (`sim::locked`).
+//!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
-//! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the transcode
-//! table alone.
+//! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the no-push
+//! and transcode tables alone.
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
+use jellydemon::sim::locked::locked_served_percent;
 
 /// The seeder table: a greedy torrent client on the same link, not controlled (today) and
 /// managed as a `[[downloader]]` with each priority, against the same traces with no seeder.
@@ -181,6 +186,44 @@ fn transcodes(hours: u64, seeds: u64) {
     }
 }
 
+/// The no-push table: what jellydemon serves when no client can be pushed, beside the most any
+/// manager whose streams keep their first rate could serve on the same traces, knowing every
+/// item in advance (`sim::locked`).
+fn locked(hours: u64, seeds: u64) {
+    println!(
+        "\nno client accepts pushes: jellydemon against the most a manager could serve with every stream keeping its first rate, mean (worst seed) over {seeds} seeds of {hours} h"
+    );
+    println!(
+        "| users | jellydemon equal: served / ideal | Jain | over budget | first rates chosen knowing every item: served / ideal |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for users in [8usize, 16] {
+        let traces = traces(users, hours, seeds, Clients::NONE_PUSHABLE);
+        let figs: Vec<Figures> = traces
+            .iter()
+            .map(|t| sim::run(Manager::Daemon(Algorithm::Equal), t, hours))
+            .collect();
+        let settings = sim::settings(Algorithm::Equal);
+        let b = settings.budget();
+        let bound: Vec<f64> = traces
+            .iter()
+            .map(|t| {
+                locked_served_percent(t, hours, b.budget_bps, b.min_per_user_bps)
+                    .expect("the floors fit the budget")
+            })
+            .collect();
+        let mean = bound.iter().sum::<f64>() / bound.len() as f64;
+        let worst = bound.iter().copied().fold(f64::INFINITY, f64::min);
+        let served = stat(&figs, Figures::served_percent, true);
+        let jain = stat(&figs, Figures::jain, true);
+        let over = stat(&figs, Figures::over_percent, false);
+        println!(
+            "| {users} | {:.1} % ({:.1}) | {:.3} ({:.3}) | {:.2} % ({:.2}) | {mean:.1} % ({worst:.1}) |",
+            served.0, served.1, jain.0, jain.1, over.0, over.1
+        );
+    }
+}
+
 /// The two client mixes of the side tables, with their short labels.
 const CLIENTS: [(Clients, &str); 2] = [
     (Clients::HALF_PUSHABLE, "half push"),
@@ -220,6 +263,7 @@ fn main() {
     }
     let hours = env("JD_SIM_HOURS", 24);
     let seeds = env("JD_SIM_SEEDS", 5);
+    locked(hours, seeds);
     transcodes(hours, seeds);
     if std::env::var_os("JD_SIM_TRANSCODES_ONLY").is_some() {
         return;

@@ -6,11 +6,14 @@
 //!   going;
 //! * [`effectiveness`]: the yardstick of the rule that sets limits, the real planner against
 //!   Jellyfin's rate model in simulated time;
+//! * [`locked`]: the most any manager could serve when streams keep their first rate (a
+//!   linear program over a whole trace), its yardstick without pushes;
 //! * [`router`]: a fake OpenWrt router (rpcd) whose WAN counter the `openwrt` meter reads;
 //! * [`seeder`]: a simulated qBittorrent that uploads all it is allowed.
 
 pub mod demo;
 pub mod effectiveness;
 pub mod fake;
+pub mod locked;
 pub mod router;
 pub mod seeder;
