@@ -24,7 +24,7 @@
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
-use jellydemon::sim::locked::locked_served_percent;
+use jellydemon::sim::locked::{self as sim_locked, locked_bound};
 
 /// The seeder table: a greedy torrent client on the same link, not controlled (today) and
 /// managed as a `[[downloader]]` with each priority, against the same traces with no seeder.
@@ -194,9 +194,9 @@ fn locked(hours: u64, seeds: u64) {
         "\nno client accepts pushes: jellydemon against the most a manager could serve with every stream keeping its first rate, mean (worst seed) over {seeds} seeds of {hours} h"
     );
     println!(
-        "| users | jellydemon equal: served / ideal | Jain | over budget | first rates chosen knowing every item: served / ideal |"
+        "| users | jellydemon equal: served / ideal | Jain | over budget | first rates chosen knowing every item: served / ideal | their Jain |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for users in [8usize, 16] {
         let traces = traces(users, hours, seeds, Clients::NONE_PUSHABLE);
         let figs: Vec<Figures> = traces
@@ -205,21 +205,37 @@ fn locked(hours: u64, seeds: u64) {
             .collect();
         let settings = sim::settings(Algorithm::Equal);
         let b = settings.budget();
-        let bound: Vec<f64> = traces
+        let bounds: Vec<_> = traces
             .iter()
             .map(|t| {
-                locked_served_percent(t, hours, b.budget_bps, b.min_per_user_bps)
+                locked_bound(t, hours, b.budget_bps, b.min_per_user_bps)
                     .expect("the floors fit the budget")
             })
             .collect();
-        let mean = bound.iter().sum::<f64>() / bound.len() as f64;
-        let worst = bound.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean_worst = |f: &dyn Fn(&sim_locked::Bound) -> f64| {
+            let v: Vec<f64> = bounds.iter().map(f).collect();
+            (
+                v.iter().sum::<f64>() / v.len() as f64,
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+            )
+        };
+        let bound_served = mean_worst(&|b| b.served_percent);
+        let bound_jain = mean_worst(&|b| b.jain);
         let served = stat(&figs, Figures::served_percent, true);
         let jain = stat(&figs, Figures::jain, true);
         let over = stat(&figs, Figures::over_percent, false);
         println!(
-            "| {users} | {:.1} % ({:.1}) | {:.3} ({:.3}) | {:.2} % ({:.2}) | {mean:.1} % ({worst:.1}) |",
-            served.0, served.1, jain.0, jain.1, over.0, over.1
+            "| {users} | {:.1} % ({:.1}) | {:.3} ({:.3}) | {:.2} % ({:.2}) | {:.1} % ({:.1}) | {:.3} ({:.3}) |",
+            served.0,
+            served.1,
+            jain.0,
+            jain.1,
+            over.0,
+            over.1,
+            bound_served.0,
+            bound_served.1,
+            bound_jain.0,
+            bound_jain.1
         );
     }
 }

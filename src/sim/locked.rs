@@ -10,7 +10,9 @@
 //! item (its rate), one per item and stretch of time where its ideal is below its source (what
 //! it serves then, at most its rate and its ideal), one budget constraint per stretch. No
 //! manager that decides without the future, nor one whose streams keep their rate, serves
-//! more.
+//! more. The fairness of that choice is measured as the simulation measures it (Jain's index
+//! of rate over ideal, averaged over the time with two streams or more); it is what the
+//! solution that serves the most gets, not the fairest possible.
 
 use microlp::{ComparisonOp, OptimizationDirection, Problem};
 
@@ -22,15 +24,20 @@ use crate::config::Algorithm;
 const MBPS: f64 = 1e6;
 const MINUTE: f64 = 60.0;
 
-/// The most any manager whose streams keep their first rate could serve of the ideal over the
-/// first `hours` of `traces`, in percent; `None` when the floors alone exceed the budget at
-/// some moment, or the solver fails.
-pub fn locked_served_percent(
-    traces: &[UserTrace],
-    hours: u64,
-    budget: u64,
-    floor: u64,
-) -> Option<f64> {
+/// The bound of one trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// The most any manager whose streams keep their first rate could serve of the ideal, in
+    /// percent.
+    pub served_percent: f64,
+    /// Jain's index of the rates that serve it, averaged over the time with two streams or
+    /// more (1 without such time).
+    pub jain: f64,
+}
+
+/// [`Bound`] over the first `hours` of `traces`; `None` when the floors alone exceed the
+/// budget at some moment, or the solver fails.
+pub fn locked_bound(traces: &[UserTrace], hours: u64, budget: u64, floor: u64) -> Option<Bound> {
     let horizon = hours * 3600;
     let items: Vec<(u64, u64, u64)> = traces
         .iter()
@@ -67,7 +74,10 @@ pub fn locked_served_percent(
         stretches.push((dt, running, ideal));
     }
     if ideal_total == 0.0 {
-        return Some(100.0);
+        return Some(Bound {
+            served_percent: 100.0,
+            jain: 1.0,
+        });
     }
     // What an item serves while its ideal is its source is its rate: that goes straight into
     // the rate's own coefficient.
@@ -103,7 +113,27 @@ pub fn locked_served_percent(
         }
     }
     let solution = lp.solve().ok()?;
-    Some(100.0 * solution.objective() / ideal_total)
+    let rate: Vec<f64> = rates.iter().map(|&v| solution[v]).collect();
+    let (mut jain, mut jain_time) = (0.0, 0.0);
+    for (dt, running, ideal) in stretches.iter().filter(|(_, r, _)| r.len() >= 2) {
+        let ratios: Vec<f64> = running
+            .iter()
+            .zip(ideal)
+            .map(|(&i, &x)| rate[i] / (x.max(1) as f64 / MBPS))
+            .collect();
+        let sum: f64 = ratios.iter().sum();
+        let squares: f64 = ratios.iter().map(|q| q * q).sum();
+        jain += dt * sum * sum / (ratios.len() as f64 * squares);
+        jain_time += dt;
+    }
+    Some(Bound {
+        served_percent: 100.0 * solution.objective() / ideal_total,
+        jain: if jain_time > 0.0 {
+            jain / jain_time
+        } else {
+            1.0
+        },
+    })
 }
 
 #[cfg(test)]
@@ -130,8 +160,9 @@ mod tests {
             user("a", &[(0, 3600, 70 * M)]),
             user("b", &[(0, 3600, 70 * M)]),
         ];
-        let p = locked_served_percent(&t, 1, 90 * M, 2 * M).unwrap();
-        assert!((p - 100.0).abs() < 1e-6, "{p}");
+        let b = locked_bound(&t, 1, 90 * M, 2 * M).unwrap();
+        assert!((b.served_percent - 100.0).abs() < 1e-6, "{b:?}");
+        assert!((b.jain - 1.0).abs() < 1e-6, "{b:?}");
     }
 
     #[test]
@@ -143,13 +174,16 @@ mod tests {
             user("a", &[(0, 7200, 80 * M)]),
             user("b", &[(3600, 7200, 80 * M)]),
         ];
-        let p = locked_served_percent(&t, 2, 90 * M, 2 * M).unwrap();
-        assert!((p - 100.0 * 135.0 / 170.0).abs() < 1e-6, "{p}");
+        let b = locked_bound(&t, 2, 90 * M, 2 * M).unwrap();
+        assert!(
+            (b.served_percent - 100.0 * 135.0 / 170.0).abs() < 1e-6,
+            "{b:?}"
+        );
     }
 
     #[test]
     fn floors_that_exceed_the_budget_have_no_bound() {
         let t = [user("a", &[(0, 60, 10 * M)]), user("b", &[(0, 60, 10 * M)])];
-        assert_eq!(locked_served_percent(&t, 1, 3 * M, 2 * M), None);
+        assert_eq!(locked_bound(&t, 1, 3 * M, 2 * M), None);
     }
 }
