@@ -45,13 +45,18 @@ pub struct StreamMemo {
 
 /// A managed user's limit in Jellyfin at the last plan and the limit that plan set out to
 /// write: the limit in force between two plans is one of these or the next plan's reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct UserMemo {
     seen: i64,
     target: i64,
-    /// Whether the user's last remote stream accepted pushes.
-    pushable: Option<bool>,
+    /// Whether each of the user's last [`CLIENT_ITEMS`] remote items played on a client that
+    /// accepted pushes (and obeyed limits), oldest first.
+    clients: VecDeque<bool>,
 }
+
+/// How many of a user's last remote items say which clients the user watches on: a user who
+/// played one of them on a client that cannot be pushed may start the next one there too.
+pub const CLIENT_ITEMS: usize = 10;
 
 /// See the module documentation.
 #[derive(Debug, Clone, Default)]
@@ -107,7 +112,11 @@ struct SavedStream {
 struct SavedUser {
     seen: i64,
     target: i64,
+    /// Whether the last item's client accepted pushes (what versions before `clients` kept).
     pushable: Option<bool>,
+    /// [`UserMemo::clients`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    clients: Vec<bool>,
 }
 
 impl Memory {
@@ -122,9 +131,14 @@ impl Memory {
         self.users.get(user).map(|u| u.seen.max(u.target).max(now))
     }
 
-    /// Whether `user`'s last remote stream accepted pushes (`None`: not seen streaming).
+    /// Whether `user`'s next stream can be expected to accept pushes: every one of its last
+    /// [`CLIENT_ITEMS`] remote items played on a client that did (`None`: not seen streaming).
+    /// A user who watches on a TV that cannot be pushed now and then is treated as one whose
+    /// next stream keeps its first rate: starting low costs a pushable client one push up,
+    /// starting high on the TV holds the rate for the whole item.
     pub fn user_pushable(&self, user: &UserId) -> Option<bool> {
-        self.users.get(user).and_then(|u| u.pushable)
+        let u = self.users.get(user)?;
+        (!u.clients.is_empty()).then(|| u.clients.iter().all(|&p| p))
     }
 
     /// How many remote users streamed at once on average over the last [`LOAD_WINDOW`]
@@ -160,25 +174,27 @@ impl Memory {
     pub fn observe(&mut self, plan: &Plan, now: Duration) {
         let mut streams = HashMap::with_capacity(self.streams.len());
         for d in &plan.decisions {
-            if d.role != Role::Release {
-                let pushable = match d.streams.first() {
-                    Some(s) => Some(s.supports_push && s.uncontrolled.is_none()),
-                    None => self.users.get(&d.user_id).and_then(|u| u.pushable),
-                };
-                self.users.insert(
-                    d.user_id.clone(),
-                    UserMemo {
-                        seen: d.current,
-                        target: d.target,
-                        pushable,
-                    },
-                );
-            }
+            let mut clients = self
+                .users
+                .get(&d.user_id)
+                .map(|u| u.clients.clone())
+                .unwrap_or_default();
             for s in &d.streams {
+                let pushable = s.supports_push && s.uncontrolled.is_none();
                 let memo = match self.streams.remove(&s.session_id) {
-                    Some(m) if m.item == s.item_id => m,
+                    Some(m) if m.item == s.item_id => {
+                        // A client found ignoring limits mid-item takes no pushes either.
+                        if let Some(last) = clients.back_mut() {
+                            *last &= pushable;
+                        }
+                        m
+                    }
                     _ => {
                         self.item_starts += 1;
+                        clients.push_back(pushable);
+                        if clients.len() > CLIENT_ITEMS {
+                            clients.pop_front();
+                        }
                         StreamMemo {
                             item: s.item_id.clone(),
                             start_bound: s.start_bound,
@@ -193,6 +209,16 @@ impl Memory {
                     StreamMemo {
                         uncontrolled: s.uncontrolled,
                         ..memo
+                    },
+                );
+            }
+            if d.role != Role::Release {
+                self.users.insert(
+                    d.user_id.clone(),
+                    UserMemo {
+                        seen: d.current,
+                        target: d.target,
+                        clients,
                     },
                 );
             }
@@ -252,7 +278,8 @@ impl Memory {
                     let s = SavedUser {
                         seen: u.seen,
                         target: u.target,
-                        pushable: u.pushable,
+                        pushable: u.clients.back().copied(),
+                        clients: u.clients.iter().copied().collect(),
                     };
                     (id.as_str().to_string(), s)
                 })
@@ -290,10 +317,16 @@ impl Memory {
                 .users
                 .into_iter()
                 .map(|(id, u)| {
+                    // A file from before `clients` knows the last item's client only.
+                    let clients = if u.clients.is_empty() {
+                        u.pushable.into_iter().collect()
+                    } else {
+                        u.clients.into_iter().collect()
+                    };
                     let m = UserMemo {
                         seen: u.seen,
                         target: u.target,
-                        pushable: u.pushable,
+                        clients,
                     };
                     (UserId::new(id), m)
                 })
@@ -326,7 +359,7 @@ mod tests {
             UserMemo {
                 seen: 1,
                 target: 2,
-                pushable: Some(true),
+                clients: VecDeque::from([false, true]),
             },
         );
         m.streams.insert(
@@ -348,7 +381,9 @@ mod tests {
         let r = Memory::restored(back, CLOCK_START, 10_060_000);
         let shift = |t: Duration| t - (now + Duration::from_secs(60) - CLOCK_START);
         assert_eq!(r.last_stop, Some(shift(t0 + Duration::from_secs(500))));
-        assert_eq!(r.user_pushable(&UserId::new("u")), Some(true));
+        // One of its last items played on a client that takes no pushes.
+        assert_eq!(r.user_pushable(&UserId::new("u")), Some(false));
+        assert_eq!(r.users[&UserId::new("u")].clients, [false, true]);
         assert_eq!(r.learned_capacity(), Some(2));
         assert_eq!(r.recent_limit(&UserId::new("u"), 0), Some(2));
         let s = r.stream(&SessionId::new("s"), "i").unwrap();
@@ -357,6 +392,13 @@ mod tests {
             r.mean_claimants(CLOCK_START),
             m.mean_claimants(now + Duration::from_secs(60))
         );
+        // A file written before `clients` keeps what it knew: the last item's client.
+        let old: Saved = serde_json::from_str(
+            r#"{"saved_ms": 10000000, "users": {"u": {"seen": 1, "target": 2, "pushable": false}}}"#,
+        )
+        .unwrap();
+        let r = Memory::restored(old, CLOCK_START, 10_000_000);
+        assert_eq!(r.user_pushable(&UserId::new("u")), Some(false));
         // Older than the clock holds: left out.
         let r = Memory::restored(saved, CLOCK_START, 10_000_000 + 7 * 3600 * 1000);
         assert!(r.load.is_empty() && r.last_stop.is_none());

@@ -1064,3 +1064,51 @@ fn auto_capacity_is_learned_from_transcodes_that_fall_behind() {
             .ends_with("kept direct play: the server transcodes 1 stream at most")
     );
 }
+
+#[test]
+fn a_user_who_watched_on_a_client_that_cannot_be_pushed_joins_as_one_who_might_again() {
+    let s = settings("", "");
+    let users = [
+        user("alice", 0, false),
+        user("bob", 0, false),
+        user("carol", 0, false),
+        user("dave", 0, false),
+    ];
+    let ledger = Ledger::in_memory();
+    let mut memory = Memory::default();
+    let at = Duration::from_secs;
+    // carol watches an episode on her TV (no pushes), then one in the browser; dave only
+    // ever in the browser.
+    let tv = session(Some("carol"), "203.0.113.20", direct(8 * M));
+    let web = |who: &str, ep: &str| pushable(session(Some(who), ep, direct(8 * M)));
+    for (t, sessions) in [
+        (at(0), vec![tv, web("dave", "203.0.113.30")]),
+        (at(3000), vec![web("carol", "203.0.113.21")]),
+    ] {
+        let p = run_at(&sessions, &users, &s, &ledger, &memory, t, 0);
+        memory.observe(&p, t);
+    }
+    assert_eq!(memory.user_pushable(&uid("carol")), Some(false));
+    assert_eq!(memory.user_pushable(&uid("dave")), Some(true));
+    // Later alice and bob stream. carol's last item took pushes, but her next may be on the
+    // TV again: she gets the share with one more user after her, as one never seen streaming
+    // (the first test: 36 Mbps); dave, whose clients always took pushes, the larger share
+    // a push can still lower.
+    let sessions = [
+        session(Some("alice"), "203.0.113.5", direct(8 * M)),
+        session(Some("bob"), "2001:db8::7", direct(8 * M)),
+    ];
+    let p = run_at(&sessions, &users, &s, &ledger, &memory, at(6000), 0);
+    assert_eq!(target(&p, "carol"), 36 * M);
+    assert!(target(&p, "dave") > 36 * M, "{}", target(&p, "dave"));
+    // Once her last ten items all played in the browser the TV is forgotten: nine more.
+    let more = memory::CLIENT_ITEMS as u64 - 1;
+    for n in 1..=more {
+        let t = at(6000 + 3000 * n);
+        let sessions = [web("carol", &format!("198.51.100.{n}"))];
+        let p = run_at(&sessions, &users, &s, &ledger, &memory, t, 0);
+        memory.observe(&p, t);
+        let expected = Some(n == more);
+        assert_eq!(memory.user_pushable(&uid("carol")), expected, "item {n}");
+    }
+}
