@@ -234,7 +234,7 @@ anonymize = true
         }
     };
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = crate::common::daemon_client();
     for (id, s) in ids.iter().zip(&sessions) {
         let body = serde_json::json!({
             "NotificationType": "PlaybackStart", "UserId": dashed(id), "Id": s,

@@ -93,7 +93,7 @@ async fn still_serves_health_and_a_webhook(
     token: &str,
     carol: &str,
 ) {
-    let http = reqwest::Client::new();
+    let http = crate::common::daemon_client();
     let r = tokio::time::timeout(
         Duration::from_secs(10),
         http.get(format!("http://{addr}/healthz")).send(),
@@ -365,7 +365,7 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
     let (alice, _) = household(&fake);
     let h = Harness::start(fake, "", "").await;
     let d = h.daemon("").await;
-    let http = reqwest::Client::new();
+    let http = crate::common::daemon_client();
     // A page in a browser on this machine: refused, although the listener is loopback.
     let r = http
         .post(format!("{}/hook", d.url))

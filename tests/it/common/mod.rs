@@ -260,7 +260,7 @@ impl Harness {
             url,
             shutdown,
             task,
-            http: reqwest::Client::new(),
+            http: daemon_client(),
         };
         d.wait_for(|s| s["poll"]["polls"].as_u64() >= Some(1)).await;
         d
@@ -342,6 +342,16 @@ impl Daemon {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap()
     }
+}
+
+/// A client for the daemon's HTTP server. The daemon closes a keep-alive connection idle
+/// for `daemon.http_header_timeout` (10 s); a client that reuses one just then has its
+/// request reset. So idle connections are dropped well before that (reqwest keeps them 90 s).
+pub fn daemon_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("a client")
 }
 
 /// Wait (at most 10 s) until `pred` holds.
