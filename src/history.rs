@@ -91,6 +91,9 @@ pub const MIGRATIONS: &[&str] = &[
         result TEXT NOT NULL
     );
     CREATE INDEX actions_t ON actions (t_ms);",
+    // 2: the video transcodes against `[transcoding] capacity` (NULL without one).
+    "ALTER TABLE samples ADD COLUMN video_transcodes INTEGER;
+    ALTER TABLE samples ADD COLUMN beyond_capacity INTEGER;",
 ];
 
 /// The schema version this build writes.
@@ -131,6 +134,10 @@ pub struct Sample {
     pub downloaders_bps: Option<u64>,
     /// Remote users streaming.
     pub claimants: u32,
+    /// With `[transcoding] capacity`: the video transcodes under the plan's limits.
+    pub video_transcodes: Option<u32>,
+    /// With `[transcoding] capacity`: they are more than the server runs in real time.
+    pub beyond_capacity: Option<bool>,
 }
 
 /// A limit written or a stream pushed.
@@ -375,8 +382,9 @@ impl Store {
                 ),
                 Record::Sample(s) => tx.execute(
                     "INSERT OR REPLACE INTO samples (t_ms, budget_bps, cause, streaming_bps,
-                        held_bps, other_bps, downloaders_bps, claimants)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        held_bps, other_bps, downloaders_bps, claimants, video_transcodes,
+                        beyond_capacity)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         s.t_ms as i64,
                         s.budget_bps as i64,
@@ -386,6 +394,8 @@ impl Store {
                         s.other_bps.map(|b| b as i64),
                         s.downloaders_bps.map(|b| b as i64),
                         s.claimants,
+                        s.video_transcodes,
+                        s.beyond_capacity,
                     ],
                 ),
                 Record::Decision(d) => tx.execute(
@@ -710,6 +720,8 @@ mod tests {
             other_bps: None,
             downloaders_bps: Some(5_000_000),
             claimants: 2,
+            video_transcodes: Some(2),
+            beyond_capacity: Some(true),
         })
     }
 
@@ -889,6 +901,8 @@ impl Recorder {
             other_bps: budget.meter.as_ref().and_then(|m| m.other_bps),
             downloaders_bps: plan.downloaders.as_ref().map(|d| d.limit),
             claimants: plan.claimants() as u32,
+            video_transcodes: plan.transcodes.map(|t| t.count.total()),
+            beyond_capacity: plan.transcodes.map(|t| t.beyond),
         };
         let due = match &self.last_sample {
             None => true,

@@ -41,6 +41,8 @@ pub struct SampleRow {
     pub budget_bps: u64,
     /// What the remote streams carried.
     pub streaming_bps: u64,
+    /// With `[transcoding] capacity`: more video transcodes than the server runs.
+    pub beyond_capacity: Option<bool>,
 }
 
 /// One user's figures.
@@ -71,6 +73,9 @@ pub struct DayStats {
     pub over_budget_minutes: f64,
     /// Minutes covered by samples.
     pub covered_minutes: f64,
+    /// Minutes with more video transcodes than `[transcoding] capacity` (`None`: no sample
+    /// of the day knew a capacity).
+    pub beyond_capacity_minutes: Option<f64>,
 }
 
 /// The busiest hours of the week.
@@ -133,7 +138,8 @@ pub fn query(
     let mut samples = store
         .conn()
         .prepare_cached(
-            "SELECT t_ms, budget_bps, streaming_bps FROM samples WHERE t_ms >= ?1 ORDER BY t_ms",
+            "SELECT t_ms, budget_bps, streaming_bps, beyond_capacity FROM samples
+             WHERE t_ms >= ?1 ORDER BY t_ms",
         )
         .map_err(err)?;
     let samples: Vec<SampleRow> = samples
@@ -142,6 +148,7 @@ pub fn query(
                 t_ms: r.get::<_, i64>(0)?.max(0) as u64,
                 budget_bps: r.get::<_, i64>(1)?.max(0) as u64,
                 streaming_bps: r.get::<_, i64>(2)?.max(0) as u64,
+                beyond_capacity: r.get(3)?,
             })
         })
         .map_err(err)?
@@ -194,7 +201,7 @@ pub fn summarize(
         .collect();
     users.sort_by(|a, b| b.hours.total_cmp(&a.hours).then(a.user.cmp(&b.user)));
 
-    let mut days: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut days: BTreeMap<String, (f64, f64, Option<f64>)> = BTreeMap::new();
     let mut week = [[(0f64, 0f64); 24]; 7];
     for (i, a) in samples.iter().enumerate() {
         // A sample holds until the next one (the last one for no time).
@@ -210,6 +217,9 @@ pub fn summarize(
         day.1 += minutes;
         if a.streaming_bps > a.budget_bps {
             day.0 += minutes;
+        }
+        if let Some(beyond) = a.beyond_capacity {
+            *day.2.get_or_insert(0.0) += if beyond { minutes } else { 0.0 };
         }
         let wd = local.weekday().to_monday_zero_offset() as usize;
         let cell = &mut week[wd][local.hour() as usize];
@@ -245,10 +255,11 @@ pub fn summarize(
         users,
         days: days
             .into_iter()
-            .map(|(day, (over, covered))| DayStats {
+            .map(|(day, (over, covered, beyond))| DayStats {
                 day,
                 over_budget_minutes: over,
                 covered_minutes: covered,
+                beyond_capacity_minutes: beyond,
             })
             .collect(),
         week,
@@ -296,11 +307,17 @@ pub fn render(s: &Stats) -> String {
     } else {
         out.push_str("Time over budget per day:\n");
         for d in &s.days {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "  {}  {:>6.1} min of {:.0} min recorded",
                 d.day, d.over_budget_minutes, d.covered_minutes
             );
+            match d.beyond_capacity_minutes {
+                Some(m) => {
+                    let _ = writeln!(out, "; {m:.1} min beyond the transcode capacity");
+                }
+                None => out.push('\n'),
+            }
         }
     }
     if !s.busiest.is_empty() {
@@ -343,13 +360,14 @@ mod tests {
             play("bob", 1, 5_000_000, 1, false),
         ];
         // Monday 2026-11-30 20:00 UTC, one sample a minute for two hours, over the budget
-        // in the second.
+        // in the second, beyond the transcode capacity in its last 20 minutes.
         let start = jiff::Timestamp::from_second(1_796_068_800).unwrap();
         let samples: Vec<SampleRow> = (0..=120)
             .map(|i| SampleRow {
                 t_ms: (start.as_millisecond() + i * 60_000) as u64,
                 budget_bps: 50_000_000,
                 streaming_bps: if i >= 60 { 60_000_000 } else { 30_000_000 },
+                beyond_capacity: Some(i >= 100),
             })
             .collect();
         let s = summarize(0, &plays, &samples, &jiff::tz::TimeZone::UTC);
@@ -364,6 +382,7 @@ mod tests {
         assert_eq!(s.days[0].day, "2026-11-30");
         assert_eq!(s.days[0].over_budget_minutes, 60.0);
         assert_eq!(s.days[0].covered_minutes, 120.0);
+        assert_eq!(s.days[0].beyond_capacity_minutes, Some(20.0));
         assert_eq!(s.week[0][20], Some(30_000_000));
         assert_eq!(s.week[0][21], Some(60_000_000));
         assert_eq!(
@@ -377,6 +396,21 @@ mod tests {
         let text = render(&s);
         assert!(text.contains("alice"), "{text}");
         assert!(text.contains("Mon 21:00-22:00  60 Mbps"), "{text}");
+        assert!(
+            text.contains("60.0 min of 120 min recorded; 20.0 min beyond the transcode capacity"),
+            "{text}"
+        );
+        // Without a capacity nothing is said of it.
+        let unknown: Vec<SampleRow> = samples
+            .iter()
+            .map(|r| SampleRow {
+                beyond_capacity: None,
+                ..*r
+            })
+            .collect();
+        let s = summarize(0, &plays, &unknown, &jiff::tz::TimeZone::UTC);
+        assert_eq!(s.days[0].beyond_capacity_minutes, None);
+        assert!(!render(&s).contains("transcode capacity"));
     }
 }
 

@@ -1,6 +1,6 @@
 //! `[transcoding] capacity` in the daemon: limits that force more video transcodes than the
-//! server runs are shown in `/api/state` and `/metrics` and notified once when they start and
-//! once when they clear.
+//! server runs are shown in `/api/state` and `/metrics`, notified once when they start and
+//! once when they clear, and kept in the history.
 
 use crate::common::{Harness, KEY, event, eventually, two_remuxes};
 use crate::notify::{Mode, Receiver};
@@ -80,4 +80,29 @@ async fn transcodes_beyond_capacity_are_shown_counted_and_notified_until_they_cl
         ]
     );
     d.stop().await;
+
+    // The history keeps it: the samples say how many transcoded and that it was beyond the
+    // capacity, and the daily figures count that time (from a capacity the day knew).
+    let db = rusqlite::Connection::open_with_flags(
+        h.dir.path().join("history.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let beyond: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM samples WHERE beyond_capacity = 1 AND video_transcodes = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(beyond >= 1, "samples beyond the capacity: {beyond}");
+    let (code, out, err) = h.cli(&["stats", "--since", "1h", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        stats["days"][0]["beyond_capacity_minutes"].is_number(),
+        "{stats:#}"
+    );
+    let (_, text, _) = h.cli(&["stats", "--since", "1h"]).await;
+    assert!(text.contains("min beyond the transcode capacity"), "{text}");
 }
