@@ -24,7 +24,7 @@
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
-use jellydemon::sim::locked::{self as sim_locked, locked_bound};
+use jellydemon::sim::locked::locked_bound;
 
 /// The seeder table: a greedy torrent client on the same link, not controlled (today) and
 /// managed as a `[[downloader]]` with each priority, against the same traces with no seeder.
@@ -212,15 +212,8 @@ fn locked(hours: u64, seeds: u64) {
                     .expect("the floors fit the budget")
             })
             .collect();
-        let mean_worst = |f: &dyn Fn(&sim_locked::Bound) -> f64| {
-            let v: Vec<f64> = bounds.iter().map(f).collect();
-            (
-                v.iter().sum::<f64>() / v.len() as f64,
-                v.iter().copied().fold(f64::INFINITY, f64::min),
-            )
-        };
-        let bound_served = mean_worst(&|b| b.served_percent);
-        let bound_jain = mean_worst(&|b| b.jain);
+        let bound_served = stat(&bounds, |b| b.served_percent, true);
+        let bound_jain = stat(&bounds, |b| b.jain, true);
         let served = stat(&figs, Figures::served_percent, true);
         let jain = stat(&figs, Figures::jain, true);
         let over = stat(&figs, Figures::over_percent, false);
@@ -261,7 +254,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 /// Mean and worst of one figure over the seeds.
-fn stat(figs: &[Figures], f: impl Fn(&Figures) -> f64, higher_is_better: bool) -> (f64, f64) {
+fn stat<T>(figs: &[T], f: impl Fn(&T) -> f64, higher_is_better: bool) -> (f64, f64) {
     let values: Vec<f64> = figs.iter().map(f).collect();
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     let worst = if higher_is_better {

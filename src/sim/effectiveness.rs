@@ -362,21 +362,18 @@ impl Figures {
     /// `capacity / n` of real time, so each viewer waits `1 - capacity / n` of the time:
     /// together `n - capacity` stream-milliseconds per millisecond.
     pub fn stall_percent(&self, capacity: u32) -> f64 {
-        let c = u64::from(capacity);
-        let stalled: u64 = self
-            .transcodes_ms
-            .iter()
-            .enumerate()
-            .map(|(n, ms)| (n as u64).saturating_sub(c) * ms)
-            .sum();
-        100.0 * stalled as f64 / self.play_ms.max(1) as f64
+        self.stalls(&self.transcodes_ms, capacity)
     }
     /// The least [`Figures::stall_percent`] any manager within the budget could reach on
     /// these traces: the stalls of [`fewest_transcodes`] at each instant.
     pub fn least_stall_percent(&self, capacity: u32) -> f64 {
+        self.stalls(&self.fewest_transcodes_ms, capacity)
+    }
+    /// The stalls, as a share of the play time, when `time_ms[n]` is the time with `n` video
+    /// transcodes at once.
+    fn stalls(&self, time_ms: &[u64], capacity: u32) -> f64 {
         let c = u64::from(capacity);
-        let stalled: u64 = self
-            .fewest_transcodes_ms
+        let stalled: u64 = time_ms
             .iter()
             .enumerate()
             .map(|(n, ms)| (n as u64).saturating_sub(c) * ms)

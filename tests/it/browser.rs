@@ -49,6 +49,21 @@ fn headless(browser: &Path, profile: &Path, extra: &[String], url: &str) -> std:
         .expect("run chromium")
 }
 
+/// The page at `url` as headless Chromium rendered it (`--dump-dom`), without the script's own
+/// text.
+async fn rendered(browser: &Path, profile: &Path, url: &str) -> String {
+    let (b, p, u) = (
+        browser.to_path_buf(),
+        profile.to_path_buf(),
+        url.to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || headless(&b, &p, &["--dump-dom".into()], &u))
+        .await
+        .unwrap();
+    let full = String::from_utf8_lossy(&out.stdout).into_owned();
+    full.split("<script").next().unwrap_or_default().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_page_shows_the_state_in_a_browser() {
     let Some(browser) = chromium() else {
@@ -99,15 +114,7 @@ async fn the_status_page_shows_the_state_in_a_browser() {
     let url = format!("{}/", d.url);
     let profile = tempfile::tempdir().unwrap();
 
-    let (browser2, profile2, url2) = (browser.clone(), profile.path().to_path_buf(), url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        headless(&browser2, &profile2, &["--dump-dom".into()], &url2)
-    })
-    .await
-    .unwrap();
-    let full = String::from_utf8_lossy(&out.stdout).into_owned();
-    // What the page rendered, without the script's own text.
-    let dom = full.split("<script").next().unwrap_or_default().to_string();
+    let dom = rendered(&browser, profile.path(), &url).await;
     for needle in [
         ">healthy<",
         "55 Mbps",      // the budget
@@ -276,13 +283,7 @@ async fn the_status_page_shows_the_torrent_clients() {
         .await;
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}/", d.url);
-    let p = profile.path().to_path_buf();
-    let out =
-        tokio::task::spawn_blocking(move || headless(&browser, &p, &["--dump-dom".into()], &url))
-            .await
-            .unwrap();
-    let full = String::from_utf8_lossy(&out.stdout).into_owned();
-    let dom = full.split("<script").next().unwrap_or_default().to_string();
+    let dom = rendered(&browser, profile.path(), &url).await;
     let card = dom
         .split("id=\"downloaders-card\"")
         .nth(1)
@@ -324,13 +325,7 @@ async fn the_status_page_shows_transcodes_beyond_the_capacity() {
         .await;
     let profile = tempfile::tempdir().unwrap();
     let url = format!("{}/", d.url);
-    let p = profile.path().to_path_buf();
-    let out =
-        tokio::task::spawn_blocking(move || headless(&browser, &p, &["--dump-dom".into()], &url))
-            .await
-            .unwrap();
-    let full = String::from_utf8_lossy(&out.stdout).into_owned();
-    let dom = full.split("<script").next().unwrap_or_default().to_string();
+    let dom = rendered(&browser, profile.path(), &url).await;
     assert!(
         dom.contains(
             "<span id=\"transcodes-line\"> · video transcodes <b id=\"transcodes\" \

@@ -42,15 +42,7 @@ async fn transcodes_beyond_capacity_are_shown_counted_and_notified_until_they_cl
         s["notifications"]["active"][0]["event"],
         "transcodes_beyond_capacity"
     );
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.text("/metrics").await;
     for line in [
         "jellydemon_video_transcodes 2",
         "jellydemon_transcode_capacity 1",
