@@ -169,6 +169,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
     open_files(&mut r, settings.daemon.http_max_connections);
     budget_lines(&mut r, settings).await;
     downloader_lines(&mut r, settings).await;
+    server_lines(&mut r, settings).await;
     for t in &settings.notify {
         match crate::notify::target::Resolved::new(t) {
             Ok(_) => {
@@ -661,6 +662,60 @@ async fn downloader_lines(r: &mut CheckReport, settings: &Settings) {
                 }
             ),
         );
+    }
+}
+
+/// Each other media server: what it streams outside the house now, and how that counts.
+async fn server_lines(r: &mut CheckReport, settings: &Settings) {
+    let names = crate::config::server_names(&settings.server);
+    for (s, name) in settings.server.iter().zip(names) {
+        let plex = match crate::plex::Plex::new(s) {
+            Ok(p) => p,
+            Err(e) => {
+                r.push(Level::Fail, format!("server {name}: {e}"));
+                continue;
+            }
+        };
+        match plex.remote_streams().await {
+            Ok(streams) => {
+                let total = crate::plex::remote_bps(&streams);
+                let counted = if settings.bandwidth.meter.is_some() {
+                    "the meter measures it with the rest of the house"
+                } else {
+                    "taken off the budget before Jellyfin's streams share it"
+                };
+                r.push(
+                    Level::Ok,
+                    format!(
+                        "server {name}: {} at {}, {} stream{} outside the house, {} ({counted})",
+                        s.kind.as_str(),
+                        plex.url(),
+                        streams.len(),
+                        if streams.len() == 1 { "" } else { "s" },
+                        fmt_mbps(total)
+                    ),
+                );
+                for st in &streams {
+                    r.push(
+                        Level::Info,
+                        format!(
+                            "  {} on {} ({}): {}",
+                            crate::escape::escape_controls(&st.user),
+                            crate::escape::escape_controls(&st.player),
+                            crate::escape::escape_controls(&st.state),
+                            fmt_mbps(st.bandwidth_bps)
+                        ),
+                    );
+                }
+            }
+            Err(e) => r.push(
+                Level::Fail,
+                format!(
+                    "server {name}: {e}. The daemon keeps managing Jellyfin, counts the last                      reading for {} min, and tries again with backoff",
+                    crate::budget::feed::SERVER_STALE_AFTER.as_secs() / 60
+                ),
+            ),
+        }
     }
 }
 

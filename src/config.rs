@@ -24,6 +24,7 @@ mod downloader;
 mod history;
 mod meter;
 mod notify;
+mod server;
 mod transcoding;
 pub use downloader::{
     DownloaderKind, DownloaderPriority, DownloaderSettings, DownloadersPolicy,
@@ -32,6 +33,7 @@ pub use downloader::{
 pub use history::HistorySettings;
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
+pub use server::{ServerKind, ServerSettings, names as server_names};
 pub use transcoding::{Capacity, CapacitySetting, TranscodingSettings};
 
 /// Where `total_upload_mbps` comes from.
@@ -118,6 +120,9 @@ pub struct Settings {
     /// `[[downloader]]`: the torrent clients seeding on the same link.
     #[serde(default)]
     pub downloader: Vec<DownloaderSettings>,
+    /// `[[server]]`: the other media servers streaming on the same link.
+    #[serde(default)]
+    pub server: Vec<ServerSettings>,
     /// `[history]`: what was played and how the link was shared, in SQLite.
     #[serde(default)]
     pub history: HistorySettings,
@@ -995,6 +1000,7 @@ impl Settings {
         self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
+        server::validate_all(&self.server)?;
         self.transcoding.validate()?;
         self.bandwidth.downloaders.validate()?;
         if b.sqm != Sqm::Off
@@ -1543,6 +1549,9 @@ fn is_secret_path(key: &str) -> bool {
         || key
             .strip_prefix("downloader.")
             .is_some_and(|rest| rest.split('.').any(|seg| seg == "password"))
+        || key
+            .strip_prefix("server.")
+            .is_some_and(|rest| rest.split('.').any(|seg| seg == "token"))
 }
 
 /// The keys whose values are secrets: no error message quotes them.

@@ -14,13 +14,15 @@
 //! 2. the outside world, parsed: [`network`] (who is remote), [`jellyfin`] (the client and
 //!    DTOs, lossless policy read-modify-write), [`ledger`] (the originals, Jellyfin's and the
 //!    torrent clients', in the state file), [`webhook`] (the plugin's bodies), then
-//!    [`config`] (validated at load, secrets redacted) and `downloader` (the torrent
-//!    clients, qBittorrent and Transmission, each read and set in the setting that bites);
+//!    [`config`] (validated at load, secrets redacted), `downloader` (the torrent
+//!    clients, qBittorrent and Transmission, each read and set in the setting that bites)
+//!    and [`plex`] (what a Plex server on the same link streams outside the house);
 //! 3. the pure core: [`control`] (the owner's overrides: pause, pin, exempt, weight,
 //!    reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
 //!    plans; `plan::transcode` keeps streams direct within `[transcoding] capacity`); `telemetry` and `metrics` beside them;
-//! 4. the I/O around a plan: [`write`](mod@write) (one decision written, the ledger's intent
+//! 4. the I/O around a plan: [`budget`] (the budget in force: static, scheduled or
+//!    metered, less what other media servers stream), [`write`](mod@write) (one decision written, the ledger's intent
 //!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
 //!    ledger's rules), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
 //!    (tables), [`check`], [`history`] (the SQLite database of plays, samples, decisions
@@ -63,6 +65,7 @@ pub(crate) mod metrics;
 pub mod network;
 pub mod notify;
 pub mod plan;
+pub mod plex;
 pub mod reconcile;
 pub mod report;
 #[cfg(feature = "demo")]

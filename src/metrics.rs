@@ -85,6 +85,7 @@ pub struct Metrics {
     pub last_successful_poll_timestamp: Gauge<f64, AtomicU64>,
     pub recomputes: Counter,
     pub measured_upload_bps: Gauge,
+    pub other_servers_upload_bps: Gauge,
     pub jellyfin_upload_estimate_bps: Gauge,
     pub other_upload_bps: Gauge,
     pub meter_up: Gauge,
@@ -137,6 +138,7 @@ impl Metrics {
             last_successful_poll_timestamp: Gauge::default(),
             recomputes: Counter::default(),
             measured_upload_bps: Gauge::default(),
+            other_servers_upload_bps: Gauge::default(),
             jellyfin_upload_estimate_bps: Gauge::default(),
             other_upload_bps: Gauge::default(),
             meter_up: Gauge::default(),
@@ -268,6 +270,11 @@ impl Metrics {
             "measured_upload_bps",
             "The WAN's upload as the meter last measured it ([bandwidth.meter]), bits/s",
             m.measured_upload_bps.clone(),
+        );
+        r.register(
+            "other_servers_upload_bps",
+            "What the other media servers ([[server]]) stream outside the house, bits/s",
+            m.other_servers_upload_bps.clone(),
         );
         r.register(
             "jellyfin_upload_estimate_bps",

@@ -2,6 +2,13 @@
 //! that reads the meter every `bandwidth.meter.interval`, runs the estimator and publishes
 //! each reading. The engine re-plans when the budget changes, and tells the task what
 //! Jellyfin's remote streams carry (their rates × `demand.overhead`) after each plan.
+//!
+//! The other media servers (`[[server]]`, Plex so far) are read by the same task, each every
+//! `server.interval`: what they stream outside the house is taken off the static budget
+//! (Plex first, Jellyfin's streams share the rest). With a meter it is not taken off again:
+//! the meter measures it as the rest of the house's upload. A server that does not answer
+//! keeps its last reading for [`SERVER_STALE_AFTER`], then counts for nothing, and is read
+//! again with backoff; Jellyfin is managed meanwhile as ever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +41,30 @@ pub struct BudgetState {
     pub cause: String,
     /// The meter, when one is configured.
     pub meter: Option<MeterView>,
+    /// The other media servers (`[[server]]`).
+    pub servers: Vec<ServerView>,
+}
+
+/// One other media server as the page and `/api/state` show it: counts and rates only, no
+/// names of who watches what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerView {
+    /// Its name (`server.name`, or its kind).
+    pub name: String,
+    /// `plex`.
+    pub kind: &'static str,
+    /// Where it is (no token).
+    pub url: String,
+    /// Its last read succeeded.
+    pub up: bool,
+    /// How many streams it sends outside the house (at the last successful read).
+    pub remote_streams: Option<usize>,
+    /// What they carry, bits/s (the bandwidth the server reserved for them).
+    pub remote_bps: Option<u64>,
+    /// Taken off the budget (without a meter; with one the meter measures it).
+    pub counted: bool,
+    /// The last failure, while it fails.
+    pub last_error: Option<String>,
 }
 
 /// The meter's last reading.
@@ -77,6 +108,7 @@ impl Feed {
             source: "static",
             cause,
             meter: None,
+            servers: Vec::new(),
         });
         let (jellyfin, _) = watch::channel(0);
         let (downloaders, _) = watch::channel(0);
@@ -141,9 +173,27 @@ pub fn start(
     };
     let static_bps = mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved));
     metrics.budget_bps.set(static_bps as i64);
-    if b.meter.is_none() && schedule.is_none() {
+    if b.meter.is_none() && schedule.is_none() && settings.server.is_empty() {
         return Ok((Feed::fixed(static_bps, configured(total, reserved)), None));
     }
+    let servers = settings
+        .server
+        .iter()
+        .zip(crate::config::server_names(&settings.server))
+        .map(|(s, name)| {
+            Ok(Server {
+                name,
+                plex: crate::plex::Plex::new(s)?,
+                interval: s.interval,
+                read_timeout: s.timeout.saturating_mul(3),
+                next_read: Instant::now(),
+                failures: 0,
+                last_ok: None,
+                reading: None,
+                last_error: None,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
     let meter = b.meter.as_ref().map(Meter::new).transpose()?;
     let estimator = b
         .meter
@@ -173,8 +223,10 @@ pub fn start(
             other_bps: None,
             last_error: None,
         }),
+        servers: Vec::new(),
     };
     let entry = entry.map(str::to_string);
+    let cause = first.cause.clone();
     let (state_tx, state) = watch::channel(first);
     let (jellyfin, jellyfin_rx) = watch::channel(0);
     let (downloaders, downloaders_rx) = watch::channel(0);
@@ -195,6 +247,8 @@ pub fn start(
         jellyfin: jellyfin_rx,
         downloaders: downloaders_rx,
         sampled: (0, 0),
+        servers,
+        cause,
         metrics,
     };
     let handle = tokio::spawn(task.run(shutdown));
@@ -228,7 +282,87 @@ struct Task {
     downloaders: watch::Receiver<u64>,
     /// Jellyfin's and the torrent clients' upload at the last successful read, bits/s.
     sampled: (u64, u64),
+    /// The other media servers.
+    servers: Vec<Server>,
+    /// The last cause published, before what the other servers stream is said.
+    cause: String,
     metrics: Arc<Metrics>,
+}
+
+/// An other media server and its last reading.
+struct Server {
+    name: String,
+    plex: crate::plex::Plex,
+    interval: Duration,
+    read_timeout: Duration,
+    next_read: Instant,
+    failures: u32,
+    /// When it last answered.
+    last_ok: Option<Instant>,
+    /// Its remote streams at the last successful read: how many, and what they carry.
+    reading: Option<(usize, u64)>,
+    last_error: Option<String>,
+}
+
+/// How long a server that does not answer keeps counting with its last reading (its streams
+/// likely play on); after that it counts for nothing.
+pub const SERVER_STALE_AFTER: Duration = Duration::from_secs(300);
+/// The longest wait before a failing server is read again.
+const SERVER_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Server {
+    /// What it counts for now, bits/s.
+    fn counted_bps(&self) -> u64 {
+        match (self.reading, self.last_ok) {
+            (Some((_, bps)), Some(at)) if at.elapsed() <= SERVER_STALE_AFTER => bps,
+            _ => 0,
+        }
+    }
+
+    fn view(&self, counted: bool) -> ServerView {
+        ServerView {
+            name: self.name.clone(),
+            kind: crate::config::ServerKind::Plex.as_str(),
+            url: crate::config::redact_userinfo(self.plex.url()),
+            up: self.failures == 0 && self.last_ok.is_some(),
+            remote_streams: self.reading.map(|(n, _)| n),
+            remote_bps: self.reading.map(|(_, b)| b),
+            counted,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Read it once (bounded by three of its timeouts); whether what it counts for changed.
+    async fn read(&mut self) -> bool {
+        let before = self.counted_bps();
+        let read = tokio::time::timeout(self.read_timeout, self.plex.remote_streams())
+            .await
+            .unwrap_or_else(|_| Err(format!("Plex at {}: no answer in time", self.plex.url())));
+        match read {
+            Ok(streams) => {
+                if self.failures > 0 {
+                    info!(server = %self.name, "the server answers again");
+                }
+                self.failures = 0;
+                self.last_error = None;
+                self.last_ok = Some(Instant::now());
+                self.reading = Some((streams.len(), crate::plex::remote_bps(&streams)));
+                self.next_read = Instant::now() + self.interval;
+            }
+            Err(e) => {
+                if self.failures == 0 {
+                    warn!(server = %self.name, "cannot read the server: {e}");
+                }
+                self.failures += 1;
+                self.last_error = Some(e);
+                let backoff = Duration::from_secs(1u64 << self.failures.min(9))
+                    .min(SERVER_MAX_BACKOFF)
+                    .max(self.interval);
+                self.next_read = Instant::now() + backoff;
+            }
+        }
+        self.counted_bps() != before || self.failures <= 1
+    }
 }
 
 /// The longest sleep before the schedule is looked at again (a clock set by hand).
@@ -267,6 +401,21 @@ impl Task {
                         biased;
                         _ = shutdown.cancelled() => break,
                         () = self.reread_sqm() => {}
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(self.next_server_read()), if !self.servers.is_empty() => {
+                    let now = Instant::now();
+                    let mut changed = false;
+                    for server in self.servers.iter_mut().filter(|s| s.next_read <= now) {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return,
+                            c = server.read() => changed |= c,
+                        }
+                    }
+                    if changed {
+                        self.publish(None, None);
                     }
                     continue;
                 }
@@ -353,6 +502,35 @@ impl Task {
         self.publish(Some(cause), None);
     }
 
+    /// When the next server is due.
+    fn next_server_read(&self) -> Instant {
+        self.servers
+            .iter()
+            .map(|s| s.next_read)
+            .min()
+            .unwrap_or_else(|| Instant::now() + SCHEDULE_RECHECK)
+    }
+
+    /// What the other servers stream outside the house, bits/s, and the sentence that says
+    /// so ("plex streams 30 Mbps outside the house").
+    fn servers_streaming(&self) -> (u64, Option<String>) {
+        let counted: Vec<(&str, u64)> = self
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.counted_bps()))
+            .filter(|(_, b)| *b > 0)
+            .collect();
+        let total = counted.iter().map(|(_, b)| b).sum();
+        let sentence = (!counted.is_empty()).then(|| {
+            counted
+                .iter()
+                .map(|(n, b)| format!("{n} streams {} outside the house", fmt_mbps(*b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        (total, sentence)
+    }
+
     /// A schedule entry began or ended: the new base, logged, and published.
     fn apply_schedule(&mut self) {
         let Some(s) = &self.schedule else { return };
@@ -410,8 +588,16 @@ impl Task {
 
     /// Record the state: metrics, and the state for the engine and `/api/state`.
     fn publish(&mut self, cause: Option<String>, error: Option<String>) {
+        let (servers_bps, servers_sentence) = self.servers_streaming();
+        let counted = self.meter.is_none();
+        let servers: Vec<ServerView> = self.servers.iter().map(|s| s.view(counted)).collect();
         let m = &self.metrics;
-        let cause = cause.unwrap_or_else(|| self.state.borrow().cause.clone());
+        m.other_servers_upload_bps.set(servers_bps as i64);
+        // The part about the other servers is said afresh each time, after the last cause.
+        if let Some(c) = cause {
+            self.cause = c;
+        }
+        let cause = self.cause.clone();
         let next = match (&self.meter, &self.estimator) {
             (Some(meter), Some(e)) => {
                 let r: Reading = e.reading();
@@ -440,18 +626,26 @@ impl Task {
                         other_bps: r.other_bps,
                         last_error: error,
                     }),
+                    servers,
                 }
             }
             _ => BudgetState {
-                budget_bps: self.static_bps,
+                budget_bps: self.static_bps.saturating_sub(servers_bps),
                 static_bps: self.static_bps,
                 source: if self.entry.is_some() {
                     "schedule"
                 } else {
                     "static"
                 },
-                cause,
+                cause: match servers_sentence {
+                    Some(s) => format!(
+                        "{cause}; {s}, which leaves {}",
+                        fmt_mbps(self.static_bps.saturating_sub(servers_bps))
+                    ),
+                    None => cause,
+                },
                 meter: None,
+                servers,
             },
         };
         if next.budget_bps != self.state.borrow().budget_bps {

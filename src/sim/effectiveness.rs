@@ -919,6 +919,7 @@ impl World<'_> {
                 source: "static",
                 cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
                 meter: None,
+                servers: Vec::new(),
             };
             let rows = h
                 .recorder

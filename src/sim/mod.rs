@@ -8,6 +8,7 @@
 //!   Jellyfin's rate model in simulated time;
 //! * [`locked`]: the most any manager could serve when streams keep their first rate (a
 //!   linear program over a whole trace), its yardstick without pushes;
+//! * [`plex`]: a fake Plex Media Server whose remote streams `[[server]]` reads;
 //! * [`router`]: a fake OpenWrt router (rpcd) whose WAN counter the `openwrt` meter reads;
 //! * [`seeder`]: a simulated qBittorrent that uploads all it is allowed.
 
@@ -15,5 +16,6 @@ pub mod demo;
 pub mod effectiveness;
 pub mod fake;
 pub mod locked;
+pub mod plex;
 pub mod router;
 pub mod seeder;

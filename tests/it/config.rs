@@ -99,6 +99,7 @@ fn every_example_block_loads() {
         "gotify_token",
         "qbittorrent_password",
         "transmission_password",
+        "plex_token",
     ] {
         std::fs::write(dir.path().join(secret), "s3cret\n").unwrap();
     }
@@ -121,11 +122,15 @@ fn every_example_block_loads() {
                 || !s.bandwidth.schedule.is_empty()
                 || !s.notify.is_empty()
                 || !s.downloader.is_empty()
+                || !s.server.is_empty()
                 || block.starts_with("[bandwidth.downloaders]"),
             "{block}"
         );
         for d in &s.downloader {
             jellydemon::downloader::Downloader::new(d).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+        for p in &s.server {
+            jellydemon::plex::Plex::new(p).unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         for t in &s.notify {
             jellydemon::notify::target::Resolved::new(t).unwrap_or_else(|e| panic!("{e}\n{block}"));

@@ -27,6 +27,7 @@ mod meter;
 mod notify;
 mod openapi;
 mod packaging;
+mod plex;
 mod reconcile;
 mod restore;
 mod scenarios;

@@ -1,0 +1,241 @@
+//! `[[server]]`, parsed: the other media servers on the same upload. Only Plex so far: its
+//! remote streams are read and taken off the budget the Jellyfin streams share (the rule is
+//! in `src/budget/feed.rs`; the client in `src/plex.rs`; what Plex really does in
+//! `docs/media-servers.md`). Emby and further Jellyfin servers are not supported yet.
+
+use std::time::Duration;
+
+use figment::value::magic::RelativePathBuf;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{ConfigError, invalid, secret_from};
+
+/// Which media server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// Plex Media Server: its remote streams are counted, its settings left alone.
+    Plex,
+}
+
+impl ServerKind {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Plex => "plex",
+        }
+    }
+}
+
+/// One `[[server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `plex`.
+    pub kind: ServerKind,
+    /// A name of its own, for logs, the page and `/api/state` (default: the kind, numbered
+    /// when there are several).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where it answers (`http://127.0.0.1:32400`).
+    pub url: String,
+    /// Its `X-Plex-Token` (a secret), or `token_file`.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// A file holding the token.
+    #[serde(default)]
+    pub token_file: Option<RelativePathBuf>,
+    /// How often its sessions are read.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Upper bound for one request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl ServerSettings {
+    /// The token, read from its file when given as one.
+    pub fn token(&self) -> Result<SecretString, ConfigError> {
+        secret_from(&self.token, &self.token_file, "server.token_file")?
+            .ok_or_else(|| invalid("server.token", "set token or token_file"))
+    }
+
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            invalid(
+                "server.url",
+                format!("server {i}: {e} (e.g. \"http://127.0.0.1:32400\")"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                "server.url",
+                format!("server {i}: must be an http:// or https:// URL"),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            return Err(invalid(
+                "server.url",
+                format!("server {i}: put the token in token_file, not the URL"),
+            ));
+        }
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "server.token",
+                    format!("server {i}: set either token or token_file, not both"),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "server.token",
+                    format!("server {i}: set token_file (or token) to the server's X-Plex-Token"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.name
+            && (name.trim().is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(invalid(
+                "server.name",
+                format!("server {i}: {name:?} must be 1-64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(invalid(
+                "server.timeout",
+                format!("server {i}: must be more than 0"),
+            ));
+        }
+        if self.interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "server.interval",
+                format!("server {i}: must be at least 1s"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every entry is valid, and the names are unique.
+pub(super) fn validate_all(servers: &[ServerSettings]) -> Result<(), ConfigError> {
+    for (i, s) in servers.iter().enumerate() {
+        s.validate(i + 1)?;
+    }
+    let names = names(servers);
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(invalid(
+                "server.name",
+                format!("two servers are named {n:?}: give each its own name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each entry's name: its own, or its kind (numbered from the second of a kind on).
+pub fn names(servers: &[ServerSettings]) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    servers
+        .iter()
+        .map(|s| match &s.name {
+            Some(n) => n.clone(),
+            None => {
+                let kind = s.kind.as_str();
+                let n = seen.entry(kind).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    kind.to_string()
+                } else {
+                    format!("{kind}-{n}")
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+
+    const MINIMAL: &str = r#"
+        [jellyfin]
+        url = "http://127.0.0.1:8096"
+        api_key = "0123456789abcdef0123456789abcdef"
+        [bandwidth]
+        total_upload_mbps = 100
+    "#;
+
+    fn load(server: &str) -> Result<Settings, String> {
+        Settings::from_toml_str(&format!("{MINIMAL}\n[[server]]\n{server}\n"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_plex_entry_gets_its_defaults_and_hides_its_token() {
+        let s =
+            load("kind = \"plex\"\nurl = \"http://127.0.0.1:32400\"\ntoken = \"plex-secret-42\"")
+                .unwrap();
+        let p = &s.server[0];
+        assert_eq!(p.interval, std::time::Duration::from_secs(10));
+        assert_eq!(p.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(super::names(&s.server), vec!["plex".to_string()]);
+        assert!(!format!("{s:?}").contains("plex-secret-42"));
+    }
+
+    #[test]
+    fn bad_entries_get_clear_errors_that_quote_no_token() {
+        for (entry, expected) in [
+            (
+                "kind = \"emby\"\nurl = \"http://h\"\ntoken = \"t\"",
+                "\"emby\" is not one of \"plex\"",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h:32400\"",
+                "set token_file (or token)",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h\"\ntoken = \"t\"\ntoken_file = \"f\"",
+                "not both",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h/?X-Plex-Token=plex-secret-42\"\ntoken = \"t\"",
+                "not the URL",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"ftp://h\"\ntoken = \"t\"",
+                "http:// or https://",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h\"\ntoken = \"t\"\ninterval = \"100ms\"",
+                "at least 1s",
+            ),
+            ("kind = \"plex\"\nurl = \"http://h\"\ntoken = 42", "server"),
+        ] {
+            let err = load(entry).unwrap_err();
+            assert!(err.contains(expected), "{entry}: {err}");
+            assert!(!err.contains("plex-secret-42"), "{entry}: {err}");
+        }
+        let two = Settings::from_toml_str(&format!(
+            "{MINIMAL}\n[[server]]\nkind = \"plex\"\nurl = \"http://a\"\ntoken = \"t\"\nname = \"x\"\n\
+             [[server]]\nkind = \"plex\"\nurl = \"http://b\"\ntoken = \"t\"\nname = \"x\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(two.contains("two servers are named \"x\""), "{two}");
+    }
+}

@@ -1,0 +1,248 @@
+//! A Plex Media Server on the same upload (`[[server]] kind = "plex"`): what it streams outside
+//! the house, read from `GET /status/sessions` (facts and sources in
+//! `docs/media-servers.md`).
+//!
+//! * `X-Plex-Token` goes in a header, never in the URL; `Accept: application/json`, since
+//!   Plex answers XML otherwise.
+//! * A session is remote when its `Session.location` is not `lan` (`wan`, `cellular`); what
+//!   it carries is `Session.bandwidth`, the kbit/s Plex's streaming brain reserved for it.
+//! * Answers are capped at [`MAX_ANSWER`] bytes; a redirect is never followed (it would take
+//!   the token elsewhere).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ServerSettings};
+
+/// The most of an answer read.
+pub const MAX_ANSWER: usize = 4 << 20;
+
+/// One stream Plex sends outside the house.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteStream {
+    /// The Plex account's name.
+    pub user: String,
+    /// The player's name (`Player.title`), or its product.
+    pub player: String,
+    /// `playing`, `paused` or `buffering`.
+    pub state: String,
+    /// What Plex reserved for it, bits/s.
+    pub bandwidth_bps: u64,
+}
+
+/// A Plex Media Server.
+pub struct Plex {
+    http: reqwest::Client,
+    url: String,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for Plex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plex")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plex {
+    /// The server a `[[server]]` entry describes (reads its token file).
+    pub fn new(s: &ServerSettings) -> Result<Plex, ConfigError> {
+        let http = reqwest::Client::builder()
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| crate::config::invalid("server.url", e.to_string()))?;
+        Ok(Plex {
+            http,
+            url: s.url.trim_end_matches('/').to_string(),
+            token: s.token()?,
+        })
+    }
+
+    /// Where it is.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What it streams outside the house now.
+    pub async fn remote_streams(&self) -> Result<Vec<RemoteStream>, String> {
+        let url = format!("{}/status/sessions", self.url);
+        let mut resp = self
+            .http
+            .get(&url)
+            .header("X-Plex-Token", self.token.expose_secret())
+            .header("X-Plex-Client-Identifier", "jellydemon")
+            .header("X-Plex-Product", "jellydemon")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "Plex at {}: {}",
+                    self.url,
+                    crate::escape::request_error(&e, "server.timeout")
+                )
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "Plex at {} refused the token (server.token_file): use the server owner's \
+                 X-Plex-Token",
+                self.url
+            ));
+        }
+        if !status.is_success() {
+            return Err(format!(
+                "Plex at {} answered /status/sessions with HTTP {status}",
+                self.url
+            ));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("Plex at {}: {e}", self.url))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(format!(
+                    "Plex at {}: an answer over {MAX_ANSWER} bytes",
+                    self.url
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        remote_streams(&body).map_err(|e| format!("Plex at {}: {e}", self.url))
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(rename = "MediaContainer")]
+    container: Container,
+}
+
+#[derive(Deserialize)]
+struct Container {
+    #[serde(rename = "Metadata", default)]
+    metadata: Vec<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(rename = "Session")]
+    session: Option<SessionElement>,
+    #[serde(rename = "User")]
+    user: Option<UserElement>,
+    #[serde(rename = "Player")]
+    player: Option<PlayerElement>,
+}
+
+#[derive(Deserialize)]
+struct SessionElement {
+    location: Option<String>,
+    bandwidth: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct UserElement {
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlayerElement {
+    title: Option<String>,
+    product: Option<String>,
+    state: Option<String>,
+}
+
+/// The remote streams of a `/status/sessions` answer (JSON). A session without a `Session`
+/// element, or with `location = "lan"`, plays inside the house and is left out; one whose
+/// location is unknown counts as remote (what it carries may be on the upload).
+pub fn remote_streams(body: &[u8]) -> Result<Vec<RemoteStream>, String> {
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| format!("an answer that is not Plex's session list ({e})"))?;
+    Ok(answer
+        .container
+        .metadata
+        .into_iter()
+        .filter_map(|m| {
+            let session = m.session?;
+            if session.location.as_deref() == Some("lan") {
+                return None;
+            }
+            // Plex writes numbers as numbers in JSON, but some versions quote them.
+            let kbps = match &session.bandwidth {
+                Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+                Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(0),
+                _ => 0,
+            };
+            let player = m.player.unwrap_or(PlayerElement {
+                title: None,
+                product: None,
+                state: None,
+            });
+            Some(RemoteStream {
+                user: m.user.and_then(|u| u.title).unwrap_or_default(),
+                player: player.title.or(player.product).unwrap_or_default(),
+                state: player.state.unwrap_or_default(),
+                bandwidth_bps: kbps.saturating_mul(1000),
+            })
+        })
+        .collect())
+}
+
+/// What the remote streams carry together, bits/s.
+pub fn remote_bps(streams: &[RemoteStream]) -> u64 {
+    streams.iter().map(|s| s.bandwidth_bps).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sessions_outside_the_house_count_at_the_bandwidth_plex_reserved() {
+        let body = br#"{"MediaContainer":{"size":3,"Metadata":[
+            {"title":"A","User":{"id":"1","title":"ann"},
+             "Player":{"title":"Living Room","state":"playing","local":false},
+             "Session":{"id":"s1","bandwidth":20500,"location":"wan"}},
+            {"title":"B","User":{"id":"2","title":"bob"},
+             "Player":{"product":"Plex for Android","state":"paused","local":false},
+             "Session":{"id":"s2","bandwidth":"4000","location":"cellular"}},
+            {"title":"C","User":{"id":"3","title":"cat"},
+             "Player":{"title":"TV","state":"playing","local":true},
+             "Session":{"id":"s3","bandwidth":80000,"location":"lan"}}
+        ]}}"#;
+        let streams = remote_streams(body).unwrap();
+        assert_eq!(
+            streams,
+            vec![
+                RemoteStream {
+                    user: "ann".into(),
+                    player: "Living Room".into(),
+                    state: "playing".into(),
+                    bandwidth_bps: 20_500_000,
+                },
+                RemoteStream {
+                    user: "bob".into(),
+                    player: "Plex for Android".into(),
+                    state: "paused".into(),
+                    bandwidth_bps: 4_000_000,
+                },
+            ]
+        );
+        assert_eq!(remote_bps(&streams), 24_500_000);
+    }
+
+    #[test]
+    fn an_idle_server_streams_nothing_and_garbage_is_an_error() {
+        assert_eq!(
+            remote_streams(br#"{"MediaContainer":{"size":0}}"#).unwrap(),
+            vec![]
+        );
+        let e = remote_streams(b"<MediaContainer size=\"0\"/>").unwrap_err();
+        assert!(e.contains("not Plex's session list"), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Plex on the same link (`[[server]] kind = "plex"`, `src/budget/feed.rs`), against the fake
+//! Plex (`src/sim/plex.rs`): what Plex streams outside the house (its `wan` and `cellular`
+//! sessions, at the bandwidth it reserved) comes off the budget Jellyfin's users share; a
+//! Plex that fails keeps its last reading; one that never answers, or refuses the token,
+//! leaves Jellyfin managed on the whole budget; the token never shows.
+//!
+//! The budget is 60 - 5 = 55 Mbps; bob is idle, so his limit is the join share: the whole
+//! budget less what Plex streams outside.
+
+use crate::common::{Harness, KEY, M};
+use jellydemon::sim::fake::FakeJellyfin;
+use jellydemon::sim::plex::FakePlex;
+
+const TOKEN: &str = "plex-token-0123456789";
+
+/// A fake Jellyfin with one idle user, bob, and the harness with `[[server]]` at `plex_url`.
+async fn house(plex_url: &str, token: &str) -> (Harness, String) {
+    let fake = FakeJellyfin::new(KEY);
+    let bob = fake.add_user("bob", |_| {});
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"{token}\"\n\
+             interval = \"1s\"\ntimeout = \"1s\"\n"
+        ),
+    )
+    .await;
+    (h, bob)
+}
+
+async fn limit_becomes(h: &Harness, user: &str, bps: i64) {
+    crate::common::eventually(&format!("{user}'s limit becomes {bps}"), || {
+        h.fake.limit(user) == bps
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn what_plex_streams_outside_the_house_comes_off_the_budget() {
+    let plex = FakePlex::new(TOKEN);
+    plex.add_session("anneliese", "wan", 20_000);
+    plex.add_session("catriona", "cellular", 5_000);
+    plex.add_session("dad", "lan", 30_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let (h, bob) = house(&plex_url, TOKEN).await;
+    let d = h.daemon("").await;
+
+    // 20 + 5 Mbps outside (the LAN stream is not on the upload): 30 left for Jellyfin.
+    let s = d.wait_for(|s| s["budget_bps"] == 30 * M).await;
+    let server = &s["budget"]["servers"][0];
+    assert_eq!(server["name"], "plex", "{s:#}");
+    assert_eq!(server["up"], true, "{s:#}");
+    assert_eq!(server["remote_streams"], 2, "{s:#}");
+    assert_eq!(server["remote_bps"], 25 * M, "{s:#}");
+    assert_eq!(server["counted"], true, "{s:#}");
+    let cause = s["budget"]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("plex streams 25 Mbps outside the house, which leaves 30 Mbps"),
+        "{cause}"
+    );
+    limit_becomes(&h, &bob, 30 * M).await;
+    let metrics = d.text("/metrics").await;
+    assert!(
+        metrics.contains("jellydemon_other_servers_upload_bps 25000000"),
+        "{metrics}"
+    );
+    // No name of who watches what on Plex, and never the token.
+    let text = s.to_string();
+    for secret in ["anneliese", "catriona", TOKEN] {
+        assert!(!text.contains(secret), "{secret} in the state: {text}");
+    }
+    assert!(!metrics.contains(TOKEN));
+
+    // Plex's streams end: the whole budget again.
+    plex.clear();
+    d.wait_for(|s| s["budget_bps"] == 55 * M).await;
+    limit_becomes(&h, &bob, 55 * M).await;
+
+    // One starts, then Plex fails: its last reading still counts (its streams likely play on),
+    // said on the page and in the state.
+    plex.add_session("anneliese", "wan", 10_000);
+    d.wait_for(|s| s["budget_bps"] == 45 * M).await;
+    plex.set_failing(true);
+    let s = d
+        .wait_for(|s| s["budget"]["servers"][0]["up"] == false)
+        .await;
+    assert_eq!(s["budget_bps"], 45 * M, "{s:#}");
+    let error = s["budget"]["servers"][0]["last_error"].as_str().unwrap();
+    assert!(error.contains("HTTP 500"), "{error}");
+    assert_eq!(h.fake.limit(&bob), 45 * M);
+
+    // It answers again.
+    plex.set_failing(false);
+    d.wait_for(|s| s["budget"]["servers"][0]["up"] == true && s["budget_bps"] == 45 * M)
+        .await;
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_plex_that_never_answers_or_refuses_the_token_leaves_jellyfin_managed() {
+    // Nothing listens on this port.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (h, bob) = house(&format!("http://127.0.0.1:{port}"), TOKEN).await;
+    let d = h.daemon("").await;
+    limit_becomes(&h, &bob, 55 * M).await;
+    let s = d
+        .wait_for(|s| s["budget"]["servers"][0]["last_error"].is_string())
+        .await;
+    assert_eq!(s["budget"]["servers"][0]["up"], false, "{s:#}");
+    assert_eq!(s["budget_bps"], 55 * M, "{s:#}");
+    d.stop().await;
+
+    // A Plex that refuses the token says which setting to fix.
+    let plex = FakePlex::new(TOKEN);
+    plex.add_session("anneliese", "wan", 20_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let (h, bob) = house(&plex_url, "not-the-token").await;
+    let d = h.daemon("").await;
+    let s = d
+        .wait_for(|s| s["budget"]["servers"][0]["last_error"].is_string())
+        .await;
+    let error = s["budget"]["servers"][0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("refused the token (server.token_file)"),
+        "{error}"
+    );
+    assert!(!error.contains("not-the-token"), "{error}");
+    limit_becomes(&h, &bob, 55 * M).await;
+    assert_eq!(plex.reads(), 0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn check_shows_what_plex_streams_outside_and_how_it_counts() {
+    let plex = FakePlex::new(TOKEN);
+    plex.add_session("anneliese", "wan", 20_000);
+    plex.add_session("dad", "lan", 30_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let (h, _bob) = house(&plex_url, TOKEN).await;
+    let (_, out, err) = h.cli(&["check"]).await;
+    assert!(
+        out.contains(&format!(
+            "server plex: plex at {plex_url}, 1 stream outside the house, 20 Mbps (taken off \
+             the budget before Jellyfin's streams share it)"
+        )),
+        "{out}\n{err}"
+    );
+    assert!(
+        out.contains("anneliese on Player 0 (playing): 20 Mbps"),
+        "{out}"
+    );
+    assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "{out}\n{err}");
+}
