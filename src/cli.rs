@@ -190,6 +190,12 @@ pub enum Command {
         /// Read its password from this file instead of asking.
         #[arg(long)]
         torrent_password_file: Option<PathBuf>,
+        /// A Plex server streaming on the same link: its URL (`none`: there is none).
+        #[arg(long)]
+        plex_url: Option<String>,
+        /// Read the Plex server owner's X-Plex-Token from this file instead of asking.
+        #[arg(long)]
+        plex_token_file: Option<PathBuf>,
         /// Overwrite config.toml and the key files if they exist.
         #[arg(long)]
         force: bool,
@@ -708,6 +714,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             torrent_url,
             torrent_username,
             torrent_password_file,
+            plex_url,
+            plex_token_file,
             force,
         } => {
             let opts = crate::init::Options {
@@ -722,6 +730,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 torrent_url,
                 torrent_username,
                 torrent_password_file,
+                plex_url,
+                plex_token_file,
                 force,
             };
             init(&opts, level).await

@@ -48,6 +48,10 @@ pub struct Options {
     pub torrent_username: Option<String>,
     /// `--torrent-password-file`.
     pub torrent_password_file: Option<PathBuf>,
+    /// `--plex-url` (`none`: no Plex).
+    pub plex_url: Option<String>,
+    /// `--plex-token-file`.
+    pub plex_token_file: Option<PathBuf>,
     /// Overwrite existing files.
     pub force: bool,
 }
@@ -188,6 +192,9 @@ pub struct Answers {
     pub state_file: Option<PathBuf>,
     /// The torrent client seeding on the link, if any.
     pub torrent: Option<Torrent>,
+    /// A Plex server streaming on the link, if any: its URL and token (written to
+    /// `plex_token` beside the configuration).
+    pub plex: Option<(String, SecretString)>,
 }
 
 /// A torrent client `init` was told about.
@@ -265,6 +272,7 @@ pub async fn run<R: BufRead, W: Write>(
         .listen
         .unwrap_or_else(|| default_listen(&url, webhooks));
     let torrent = torrent(opts, prompt).await?;
+    let plex = plex(opts, prompt).await?;
     let answers = Answers {
         url,
         server,
@@ -274,6 +282,7 @@ pub async fn run<R: BufRead, W: Write>(
         listen,
         state_file: opts.state_file.clone(),
         torrent,
+        plex,
     };
 
     let write = |path: &Path, text: &str| {
@@ -294,6 +303,12 @@ pub async fn run<R: BufRead, W: Write>(
         write(
             &dir.join(format!("{}_password", kind.as_str())),
             &format!("{}\n", p.expose_secret()),
+        )?;
+    }
+    if let Some((_, token)) = &answers.plex {
+        write(
+            &dir.join("plex_token"),
+            &format!("{}\n", token.expose_secret()),
         )?;
     }
     write(&opts.config, &render(&answers))?;
@@ -410,6 +425,67 @@ async fn torrent<R: BufRead, W: Write>(
         Err(e) => return Err(InitError::Rejected(e.to_string())),
     }
     Ok(Some(t))
+}
+
+/// Whether a Plex server streams on the link, and how to reach it (from the flags or asked).
+/// Its sessions are read once; a server that does not answer yet is said so, and written all
+/// the same.
+async fn plex<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<Option<(String, SecretString)>, InitError> {
+    let url = match &opts.plex_url {
+        Some(u) => u.clone(),
+        // An optional question: input that ends here means none.
+        None => match prompt.ask(
+            "Does a Plex server stream on this link too? Its URL (empty: none)",
+            Some(""),
+        ) {
+            Some(a) => a,
+            None => return Ok(None),
+        },
+    };
+    let url = url.trim();
+    if url.is_empty() || url.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let url = with_scheme(url);
+    let token = match &opts.plex_token_file {
+        Some(file) => SecretString::from(
+            std::fs::read_to_string(file)
+                .map_err(|e| InitError::Io(format!("cannot read {}: {e}", file.display())))?
+                .trim()
+                .to_string(),
+        ),
+        None => prompt
+            .ask_secret(
+                "Its X-Plex-Token (the server owner's: Plex Web, an item's Get Info, View XML, \
+                 X-Plex-Token in the address)",
+            )
+            .ok_or(InitError::NoAnswer {
+                question: "the Plex server's token",
+                flag: "--plex-token-file",
+            })?,
+    };
+    if token.expose_secret().is_empty() {
+        return Err(InitError::Rejected("the Plex token is empty".into()));
+    }
+    let settings = crate::config::ServerSettings::plex_for_init(&url, token.clone());
+    match crate::plex::Plex::new(&settings) {
+        Ok(p) => match p.remote_streams().await {
+            Ok(streams) => prompt.say(&format!(
+                "  plex answers: {} stream{} outside the house now",
+                streams.len(),
+                if streams.len() == 1 { "" } else { "s" }
+            )),
+            Err(e) => prompt.say(&format!(
+                "  cannot read it yet ({e}); it is written all the same: `jellydemon check` says \
+                 what is wrong"
+            )),
+        },
+        Err(e) => return Err(InitError::Rejected(e.to_string())),
+    }
+    Ok(Some((url, token)))
 }
 
 /// The URL, from the flag or asked (offering the local default when it answers); it must
@@ -667,6 +743,14 @@ listen = {listen}
             ));
         }
     }
+    if let Some((url, _)) = &a.plex {
+        out.push_str(&format!(
+            "\n# The Plex server streaming on this link: what it sends outside the house comes off\n\
+             # the budget first. Its token is in plex_token.\n[[server]]\nkind = \"plex\"\nurl = {}\n\
+             token_file = \"plex_token\"\n",
+            toml_str(url)
+        ));
+    }
     if let Some(state) = &a.state_file {
         out.push_str(&format!(
             "\n[state]\n# Every user's original limit, to put back.\nfile = {}\n",
@@ -695,6 +779,12 @@ mod tests {
                 username: Some("admin".into()),
                 password: Some(SecretString::from("pw".to_string())),
             }),
+            plex: webhooks.then(|| {
+                (
+                    "http://127.0.0.1:32400".to_string(),
+                    SecretString::from("plex-tok".to_string()),
+                )
+            }),
         }
     }
 
@@ -712,6 +802,12 @@ mod tests {
             assert!(!text.contains("\"k\""), "no secret in the file");
             assert_eq!(s.downloader.len(), usize::from(webhooks), "{text}");
             assert!(!text.contains("\"pw\""), "no secret in the file");
+            assert_eq!(s.server.len(), usize::from(webhooks), "{text}");
+            assert!(!text.contains("plex-tok"), "no secret in the file");
+            if let Some(p) = s.server.first() {
+                assert_eq!(p.url, "http://127.0.0.1:32400");
+                assert!(p.token_file.is_some());
+            }
             if let Some(d) = s.downloader.first() {
                 assert_eq!(d.username.as_deref(), Some("admin"));
                 assert!(d.password_file.is_some());

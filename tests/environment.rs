@@ -113,6 +113,7 @@ fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
         listen: ([127, 0, 0, 1], 8098).into(),
         state_file: None,
         torrent: None,
+        plex: None,
     };
     let config = etc.join("config.toml");
     std::fs::write(&config, jellydemon::init::render(&answers)).unwrap();

@@ -62,6 +62,19 @@ fn default_timeout() -> Duration {
 }
 
 impl ServerSettings {
+    /// A Plex entry for a server `jellydemon init` was told about, its token given as is.
+    pub fn plex_for_init(url: &str, token: SecretString) -> ServerSettings {
+        ServerSettings {
+            kind: ServerKind::Plex,
+            name: None,
+            url: url.to_string(),
+            token: Some(token),
+            token_file: None,
+            interval: default_interval(),
+            timeout: default_timeout(),
+        }
+    }
+
     /// The token, read from its file when given as one.
     pub fn token(&self) -> Result<SecretString, ConfigError> {
         secret_from(&self.token, &self.token_file, "server.token_file")?

@@ -264,3 +264,78 @@ async fn a_torrent_client_is_asked_for_read_once_and_written() {
     // The check init runs at its end reads it as well.
     assert!(out.contains("ok   downloader qbittorrent"), "{out}");
 }
+
+/// A Plex server on the same link, asked for on standard input (the fake Plex,
+/// `src/sim/plex.rs`): read once, its token in `plex_token` beside the configuration, never
+/// echoed; the check at the end reads it as well.
+#[tokio::test]
+async fn a_plex_server_is_asked_for_read_once_and_written() {
+    const PLEX_TOKEN: &str = "plex-owner-token-0123";
+    let plex = jellydemon::sim::plex::FakePlex::new(PLEX_TOKEN);
+    plex.add_session("anneliese", "wan", 12_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let args = [
+        "--url",
+        &s.url,
+        "--api-key-file",
+        &key_file,
+        "--upload-mbps",
+        "40",
+        "--no-webhooks",
+        "--state-file",
+        &s.state,
+        "--torrent",
+        "none",
+    ];
+    let bare = plex_url.trim_start_matches("http://");
+    let (code, out, err) = init(&s.config, &args, &format!("{bare}\n{PLEX_TOKEN}\n")).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("plex answers: 1 stream outside the house now"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(PLEX_TOKEN) && !out.contains(PLEX_TOKEN),
+        "the token is never echoed"
+    );
+    let settings = Settings::load(&s.config).unwrap();
+    assert_eq!(settings.server.len(), 1);
+    assert_eq!(settings.server[0].url, plex_url);
+    let file = s.config.parent().unwrap().join("plex_token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), PLEX_TOKEN);
+    assert_eq!(mode(&file), 0o600);
+    assert!(
+        !std::fs::read_to_string(&s.config)
+            .unwrap()
+            .contains(PLEX_TOKEN)
+    );
+    assert!(out.contains("ok   server plex: plex at"), "{out}");
+
+    // As flags; `none` writes no server.
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let (code, out, err) = init(
+        &s.config,
+        &[
+            "--url",
+            &s.url,
+            "--api-key-file",
+            &key_file,
+            "--upload-mbps",
+            "40",
+            "--no-webhooks",
+            "--state-file",
+            &s.state,
+            "--torrent",
+            "none",
+            "--plex-url",
+            "none",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(Settings::load(&s.config).unwrap().server.is_empty());
+}
