@@ -470,3 +470,57 @@ async fn the_owner_signs_in_and_runs_the_house_from_the_page() {
     d.stop().await;
     assert_originals(&h.fake, &originals);
 }
+
+/// The other media servers' card: a Plex (the fake, `src/sim/plex.rs`) taken off the budget
+/// beside one that does not answer (what is wrong), and the budget's cause saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_page_shows_the_other_media_servers() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var("JD_TEST_REQUIRE_BROWSER").is_err(),
+            "chromium is required (JD_TEST_REQUIRE_BROWSER is set) but not installed"
+        );
+        return;
+    };
+    let plex = jellydemon::sim::plex::FakePlex::new("plex-token-page");
+    plex.add_session("anneliese", "wan", 20_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let extra = format!(
+        "[[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"plex-token-page\"\n\
+         interval = \"1s\"\n\
+         [[server]]\nkind = \"plex\"\nname = \"attic\"\nurl = \"http://127.0.0.1:{closed_port}\"\n\
+         token = \"t\"\ntimeout = \"1s\"\n"
+    );
+    let (h, _) = crate::common::torrent::streaming_house(&extra).await;
+    let d = h.daemon("").await;
+    d.wait_for(|s| {
+        s["budget_bps"] == 35 * crate::common::M
+            && s["budget"]["servers"][1]["last_error"].is_string()
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let dom = rendered(&browser, profile.path(), &format!("{}/", d.url)).await;
+    let card = dom.split("id=\"servers-card\"").nth(1).unwrap_or_default();
+    assert!(!card.starts_with(" hidden"), "{card}");
+    for needle in [
+        "<b>plex</b>",
+        "<td class=\"num\">20 Mbps</td>",
+        "taken off the budget",
+        "<b>attic</b>",
+        "Connection refused",
+    ] {
+        assert!(card.contains(needle), "{needle:?} not in the card:\n{card}");
+    }
+    assert!(
+        !card.contains("anneliese"),
+        "no names of who watches: {card}"
+    );
+    assert!(
+        dom.contains("plex streams 20 Mbps outside the house, which leaves 35 Mbps"),
+        "{dom}"
+    );
+    d.stop().await;
+}

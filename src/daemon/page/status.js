@@ -114,6 +114,15 @@ async function refreshState() {
         <td class="num"><b>${c.up ? (c.limit_bps == null ? "unlimited" : mbps(c.limit_bps)) : "–"}</b>${c.mode === "alternative" ? '<div class="reason">alternative limits on</div>' : ""}</td>
         <td class="hide-s">${c.up ? "managed" : `<span class="bad-text">${esc(c.last_error || "not read yet")}</span>`}</td></tr>`, "none");
   }
+  const sv = (s.budget && s.budget.servers) || [];
+  $("servers-card").hidden = !sv.length;
+  if (sv.length) {
+    rows($("servers"), sv, (v) => `<tr><td><b>${esc(v.name)}</b><div class="reason">${esc(v.kind)} at ${esc(v.url)}</div></td>
+        <td class="num">${v.remote_streams == null ? "–" : v.remote_streams}</td>
+        <td class="num">${v.remote_bps == null ? "–" : mbps(v.remote_bps)}</td>
+        <td class="hide-s">${v.up ? (v.counted ? "taken off the budget" : "measured by the meter")
+          : `<span class="bad-text">${esc(v.last_error || "not read yet")}</span>`}</td></tr>`, "none");
+  }
   const nt = s.notifications;
   $("notify-card").hidden = !nt || !nt.targets.length;
   if (nt && nt.targets.length) {
