@@ -95,6 +95,9 @@ pub struct Feed {
     /// Where the torrent clients' upload goes after each read of them, bits/s: with a meter,
     /// neither it nor the streams count as the rest of the house.
     pub downloaders: watch::Sender<u64>,
+    /// Read the other media servers at once (a Plex webhook): at most once a second each,
+    /// never during a failing server's backoff.
+    pub read_servers: Arc<tokio::sync::Notify>,
     /// A fixed budget's sender, kept so that the channel stays open (never sends).
     _fixed: Option<watch::Sender<BudgetState>>,
 }
@@ -116,6 +119,7 @@ impl Feed {
             state,
             jellyfin,
             downloaders,
+            read_servers: Arc::default(),
             _fixed: Some(fixed),
         }
     }
@@ -187,6 +191,7 @@ pub fn start(
                 interval: s.interval,
                 read_timeout: s.timeout.saturating_mul(3),
                 next_read: Instant::now(),
+                last_attempt: None,
                 failures: 0,
                 last_ok: None,
                 reading: None,
@@ -231,6 +236,7 @@ pub fn start(
     let (jellyfin, jellyfin_rx) = watch::channel(0);
     let (downloaders, downloaders_rx) = watch::channel(0);
     let m = b.meter.as_ref();
+    let read_servers = Arc::new(tokio::sync::Notify::new());
     let task = Task {
         meter,
         estimator,
@@ -248,6 +254,7 @@ pub fn start(
         downloaders: downloaders_rx,
         sampled: (0, 0),
         servers,
+        read_servers: read_servers.clone(),
         cause,
         metrics,
     };
@@ -257,6 +264,7 @@ pub fn start(
             state,
             jellyfin,
             downloaders,
+            read_servers,
             _fixed: None,
         },
         Some(handle),
@@ -284,6 +292,8 @@ struct Task {
     sampled: (u64, u64),
     /// The other media servers.
     servers: Vec<Server>,
+    /// Read them at once.
+    read_servers: Arc<tokio::sync::Notify>,
     /// The last cause published, before what the other servers stream is said.
     cause: String,
     metrics: Arc<Metrics>,
@@ -296,6 +306,8 @@ struct Server {
     interval: Duration,
     read_timeout: Duration,
     next_read: Instant,
+    /// When it was last asked.
+    last_attempt: Option<Instant>,
     failures: u32,
     /// When it last answered.
     last_ok: Option<Instant>,
@@ -307,6 +319,8 @@ struct Server {
 /// How long a server that does not answer keeps counting with its last reading (its streams
 /// likely play on); after that it counts for nothing.
 pub const SERVER_STALE_AFTER: Duration = Duration::from_secs(300);
+/// The least time between two reads of a server asked for by webhooks.
+const SERVER_MIN_GAP: Duration = Duration::from_secs(1);
 /// The longest wait before a failing server is read again.
 const SERVER_MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -335,6 +349,7 @@ impl Server {
     /// Read it once (bounded by three of its timeouts); whether what it counts for changed.
     async fn read(&mut self) -> bool {
         let before = self.counted_bps();
+        self.last_attempt = Some(Instant::now());
         let read = tokio::time::timeout(self.read_timeout, self.plex.remote_streams())
             .await
             .unwrap_or_else(|_| Err(format!("Plex at {}: no answer in time", self.plex.url())));
@@ -401,6 +416,14 @@ impl Task {
                         biased;
                         _ = shutdown.cancelled() => break,
                         () = self.reread_sqm() => {}
+                    }
+                    continue;
+                }
+                _ = self.read_servers.notified(), if !self.servers.is_empty() => {
+                    let now = Instant::now();
+                    for s in self.servers.iter_mut().filter(|s| s.failures == 0) {
+                        let soonest = s.last_attempt.map_or(now, |t| t + SERVER_MIN_GAP).max(now);
+                        s.next_read = s.next_read.min(soonest);
                     }
                     continue;
                 }

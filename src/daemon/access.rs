@@ -287,6 +287,14 @@ pub fn webhook_secret_matches(headers: &HeaderMap, secret: &SecretString) -> boo
         .is_some_and(|p| same(p, secret.expose_secret()))
 }
 
+/// The secret in a query string's `token` (a Plex webhook, which cannot send a header).
+pub fn query_secret_matches(query: Option<&str>, secret: &SecretString) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "token" && same(v.trim(), secret.expose_secret()))
+    })
+}
+
 /// Constant-time equality.
 fn same(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))

@@ -47,6 +47,8 @@ pub struct AppState {
     /// What the daemon has done, for `/healthz` and `/api/*`.
     pub status: Arc<Status>,
     pub metrics: Arc<Metrics>,
+    /// Read the Plex servers at once (`None` without `[[server]] kind = "plex"`).
+    pub plex_hook: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The Content-Security-Policy of every response: this server's own script, styles and API,
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
     let request_timeout = state.settings.daemon.http_request_timeout;
     let mut app = Router::new()
         .route("/hook", post(hook))
+        .route("/hook/plex", post(plex_hook))
         .route("/healthz", get(healthz))
         .merge(pages)
         .with_state(state)
@@ -380,6 +383,56 @@ async fn hook(State(s): State<AppState>, Peer(peer): Peer, req: Request) -> Resp
         m.event(kind, "dropped");
         warn!("engine queue full; event dropped, the next poll repairs");
     }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"status": "accepted"})),
+    )
+        .into_response()
+}
+
+/// `POST /hook/plex?token=<the webhook secret>`: a Plex webhook (a Plex Pass feature; Plex
+/// cannot send a header, so the secret comes in the query). The body (multipart, often with a
+/// poster) is not read: what Plex streams is read again from its `/status/sessions` at once,
+/// which says more than the event could, so no client can make this route parse anything.
+async fn plex_hook(
+    State(s): State<AppState>,
+    Peer(peer): Peer,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let m = &s.metrics;
+    if s.settings.daemon.mode == Mode::ReconcileOnly {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks are disabled (daemon.mode = \"reconcile-only\")",
+        );
+    }
+    if headers.contains_key(header::ORIGIN) {
+        m.event("plex", "unauthorized");
+        return error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are not accepted",
+        );
+    }
+    if let Some(token) = &s.token
+        && !super::access::query_secret_matches(query.as_deref(), token)
+    {
+        s.access.failed("webhook", peer);
+        m.event("plex", "unauthorized");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong secret: add ?token=<daemon.webhook_token> to the webhook's URL",
+        );
+    }
+    let Some(read) = &s.plex_hook else {
+        m.event("plex", "rejected");
+        return error(
+            StatusCode::NOT_FOUND,
+            "no [[server]] of kind \"plex\" is configured",
+        );
+    };
+    read.notify_one();
+    m.event("plex", "accepted");
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "accepted"})),

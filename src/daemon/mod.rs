@@ -111,6 +111,11 @@ pub async fn run(
     let workers = CancellationToken::new();
     let (budget, meter_task) =
         crate::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
+    let plex_hook = settings
+        .server
+        .iter()
+        .any(|s| s.kind == crate::config::ServerKind::Plex)
+        .then(|| budget.read_servers.clone());
     // Closed after the restore, so that "stopped" and a failed restore are still sent.
     let notify_close = CancellationToken::new();
     let (notifier, notify_task) =
@@ -189,6 +194,7 @@ pub async fn run(
         engine,
         status,
         metrics,
+        plex_hook,
     });
     let (max_connections, low_fds) =
         crate::fds::connection_cap(settings.daemon.http_max_connections);

@@ -155,3 +155,84 @@ async fn check_shows_what_plex_streams_outside_and_how_it_counts() {
     );
     assert!(!out.contains(TOKEN) && !err.contains(TOKEN), "{out}\n{err}");
 }
+
+/// A Plex webhook (`POST /hook/plex?token=…`, Plex cannot send a header) makes the daemon read
+/// Plex again at once instead of at the next `interval`; its body is never read. Without the
+/// secret, or from a web page, it is refused.
+#[tokio::test]
+async fn a_plex_webhook_reads_plex_again_at_once() {
+    let plex = FakePlex::new(TOKEN);
+    plex.add_session("anneliese", "wan", 20_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let fake = FakeJellyfin::new(KEY);
+    let bob = fake.add_user("bob", |_| {});
+    // Read once at the start, then not for an hour but when a webhook says so.
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"{TOKEN}\"\n\
+             interval = \"1h\"\n"
+        ),
+    )
+    .await;
+    let d = h.daemon("").await;
+    d.wait_for(|s| s["budget_bps"] == 35 * M).await;
+    limit_becomes(&h, &bob, 35 * M).await;
+    plex.clear();
+
+    let post = |url: String| {
+        d.http
+            .post(url)
+            .body("--plex-multipart-boundary\r\n")
+            .send()
+    };
+    let wrong = post(format!("{}/hook/plex?token=nope", d.url))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let none = post(format!("{}/hook/plex", d.url)).await.unwrap();
+    assert_eq!(none.status(), 401);
+    let page = d
+        .http
+        .post(format!(
+            "{}/hook/plex?token={}",
+            d.url,
+            crate::common::HOOK_TOKEN
+        ))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    assert_eq!(plex.reads(), 1, "refused webhooks read nothing");
+
+    let ok = post(format!(
+        "{}/hook/plex?token={}",
+        d.url,
+        crate::common::HOOK_TOKEN
+    ))
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 202);
+    d.wait_for(|s| s["budget_bps"] == 55 * M).await;
+    limit_becomes(&h, &bob, 55 * M).await;
+    assert_eq!(plex.reads(), 2);
+    d.stop().await;
+
+    // Without a Plex server the route says so.
+    let (h, _) = crate::common::torrent::streaming_house("").await;
+    let d = h.daemon("").await;
+    let r = d
+        .http
+        .post(format!(
+            "{}/hook/plex?token={}",
+            d.url,
+            crate::common::HOOK_TOKEN
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    d.stop().await;
+}
