@@ -266,6 +266,24 @@ pub fn render_daemon_state(state: &serde_json::Value) -> String {
             let _ = writeln!(out, "  {c}");
         }
     }
+    if let Some(budget) = state.get("budget") {
+        let _ = writeln!(
+            out,
+            "budget: {} ({})",
+            plain(budget.get("cause")),
+            plain(budget.get("source"))
+        );
+        if let Some(servers) = budget
+            .get("servers")
+            .and_then(|v| v.as_array())
+            .filter(|v| !v.is_empty())
+        {
+            let _ = writeln!(out, "other media servers:");
+            for v in servers {
+                let _ = writeln!(out, "  {v}");
+            }
+        }
+    }
     let _ = writeln!(out, "recent decisions, newest first:");
     match state.get("recent").and_then(|r| r.as_array()) {
         Some(recent) if !recent.is_empty() => {
@@ -683,9 +701,20 @@ headers = { Authorization = "Bearer ha-secret" }
             "overrides": [{"what": "pinned at 10 Mbps", "user": "User-002", "by": "page",
                            "at_unix": 0, "until_unix": null}],
             "recent": [{"t": 0, "trigger": "webhook", "changes": 1, "summary": "User-001 -> 20 Mbps"}],
-            "last_decision": {"users": []}
+            "last_decision": {"users": []},
+            "budget": {"cause": "90 Mbps; plex streams 20 Mbps outside the house, which leaves 70 Mbps",
+                       "source": "static",
+                       "servers": [{"name": "plex", "up": true, "remote_streams": 1}]}
         });
         let text = render_daemon_state(&state);
+        assert!(
+            text.contains("budget: 90 Mbps; plex streams 20 Mbps outside the house, which leaves 70 Mbps (static)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("other media servers:\n  {\"name\":\"plex\""),
+            "{text}"
+        );
         assert!(text.contains("mode webhook, dry run false"), "{text}");
         assert!(text.contains("last error: -"), "{text}");
         assert!(text.contains("last success 12 s ago"), "{text}");
