@@ -695,6 +695,28 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                         fmt_mbps(total)
                     ),
                 );
+                // A total Plex keeps to by itself is worth knowing; jellydemon leaves it alone.
+                match plex.wan_total_limit().await {
+                    Ok(None) => r.push(
+                        Level::Info,
+                        format!(
+                            "  its external network total upload limit ({}) is off",
+                            crate::plex::WAN_TOTAL
+                        ),
+                    ),
+                    Ok(Some(l)) => r.push(
+                        Level::Info,
+                        format!(
+                            "  it keeps its streams outside the house to {} in total ({})",
+                            fmt_mbps(l),
+                            crate::plex::WAN_TOTAL
+                        ),
+                    ),
+                    Err(e) => r.push(
+                        Level::Warn,
+                        format!("  cannot read its upload limit: {e}"),
+                    ),
+                }
                 for st in &streams {
                     r.push(
                         Level::Info,

@@ -68,7 +68,22 @@ impl Plex {
 
     /// What it streams outside the house now.
     pub async fn remote_streams(&self) -> Result<Vec<RemoteStream>, String> {
-        let url = format!("{}/status/sessions", self.url);
+        let body = self.get("/status/sessions").await?;
+        remote_streams(&body).map_err(|e| format!("Plex at {}: {e}", self.url))
+    }
+
+    /// Its `WanTotalMaxUploadRate` ("External network total upload limit", kbit/s) as bits/s;
+    /// `None`: no limit (0).
+    pub async fn wan_total_limit(&self) -> Result<Option<u64>, String> {
+        let body = self.get("/:/prefs").await?;
+        setting(&body, WAN_TOTAL)
+            .map(|kbps| (kbps > 0).then(|| kbps as u64 * 1000))
+            .map_err(|e| format!("Plex at {}: {e}", self.url))
+    }
+
+    /// `GET path`'s body, at most [`MAX_ANSWER`] bytes.
+    async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        let url = format!("{}{path}", self.url);
         let mut resp = self
             .http
             .get(&url)
@@ -95,7 +110,7 @@ impl Plex {
         }
         if !status.is_success() {
             return Err(format!(
-                "Plex at {} answered /status/sessions with HTTP {status}",
+                "Plex at {} answered {path} with HTTP {status}",
                 self.url
             ));
         }
@@ -113,8 +128,47 @@ impl Plex {
             }
             body.extend_from_slice(&chunk);
         }
-        remote_streams(&body).map_err(|e| format!("Plex at {}: {e}", self.url))
+        Ok(body)
     }
+}
+
+/// The preference that caps what Plex sends outside the house in total, kbit/s (0: none).
+pub const WAN_TOTAL: &str = "WanTotalMaxUploadRate";
+
+#[derive(Deserialize)]
+struct Prefs {
+    #[serde(rename = "MediaContainer")]
+    container: PrefsContainer,
+}
+
+#[derive(Deserialize)]
+struct PrefsContainer {
+    #[serde(rename = "Setting", default)]
+    settings: Vec<Setting>,
+}
+
+#[derive(Deserialize)]
+struct Setting {
+    id: String,
+    value: Option<serde_json::Value>,
+}
+
+/// The integer value of the preference `id` in a `/:/prefs` answer (JSON).
+pub fn setting(body: &[u8], id: &str) -> Result<i64, String> {
+    let prefs: Prefs = serde_json::from_slice(body)
+        .map_err(|e| format!("an answer that is not Plex's preferences ({e})"))?;
+    let s = prefs
+        .container
+        .settings
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| format!("no preference {id} (is this a Plex Media Server?)"))?;
+    match s.value {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(t)) => t.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{id} is not a number"))
 }
 
 #[derive(Deserialize)]
@@ -234,6 +288,19 @@ mod tests {
             ]
         );
         assert_eq!(remote_bps(&streams), 24_500_000);
+    }
+
+    #[test]
+    fn the_wan_total_is_read_from_the_preferences() {
+        let body = br#"{"MediaContainer":{"size":2,"Setting":[
+            {"id":"FriendlyName","type":"text","value":"home"},
+            {"id":"WanTotalMaxUploadRate","type":"int","default":0,"value":40000}]}}"#;
+        assert_eq!(setting(body, WAN_TOTAL), Ok(40_000));
+        let quoted =
+            br#"{"MediaContainer":{"Setting":[{"id":"WanTotalMaxUploadRate","value":"0"}]}}"#;
+        assert_eq!(setting(quoted, WAN_TOTAL), Ok(0));
+        let e = setting(br#"{"MediaContainer":{"Setting":[]}}"#, WAN_TOTAL).unwrap_err();
+        assert!(e.contains("no preference WanTotalMaxUploadRate"), "{e}");
     }
 
     #[test]

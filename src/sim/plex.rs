@@ -28,6 +28,8 @@ pub struct PlexSession {
 #[derive(Default)]
 struct Inner {
     sessions: Vec<PlexSession>,
+    /// `WanTotalMaxUploadRate`, kbit/s (0: none).
+    wan_total_kbps: i64,
     failing: bool,
     reads: u64,
 }
@@ -66,6 +68,11 @@ impl FakePlex {
         self.lock().sessions.clear();
     }
 
+    /// Set `WanTotalMaxUploadRate` (kbit/s, 0: none), as the owner would in Plex's settings.
+    pub fn set_wan_total_kbps(&self, kbps: i64) {
+        self.lock().wan_total_kbps = kbps;
+    }
+
     /// Answer 500 to everything (or not).
     pub fn set_failing(&self, failing: bool) {
         self.lock().failing = failing;
@@ -81,8 +88,11 @@ impl FakePlex {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let token = CancellationToken::new();
+        // Plex's preferences live at `/:/prefs`, a literal colon.
         let app = Router::new()
+            .without_v07_checks()
             .route("/status/sessions", get(sessions))
+            .route("/:/prefs", get(prefs))
             .with_state(self.clone());
         let stop = token.clone();
         tokio::spawn(async move {
@@ -92,6 +102,29 @@ impl FakePlex {
         });
         (url, token)
     }
+}
+
+/// `GET /:/prefs`: a few of Plex's preferences, `WanTotalMaxUploadRate` among them.
+async fn prefs(State(fake): State<FakePlex>, headers: HeaderMap) -> Response {
+    if headers.get("X-Plex-Token").and_then(|v| v.to_str().ok()) != Some(fake.token.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let inner = fake.lock();
+    if inner.failing {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    axum::Json(json!({
+        "MediaContainer": { "size": 3, "Setting": [
+            { "id": "FriendlyName", "label": "Friendly name", "type": "text",
+              "default": "", "value": "fake" },
+            { "id": "WanPerStreamMaxUploadRate", "label": "Limit remote stream bitrate",
+              "type": "int", "default": 0, "value": 0 },
+            { "id": "WanTotalMaxUploadRate",
+              "label": "External network total upload limit (kbps)", "type": "int",
+              "default": 0, "value": inner.wan_total_kbps },
+        ]}
+    }))
+    .into_response()
 }
 
 async fn sessions(State(fake): State<FakePlex>, headers: HeaderMap) -> Response {

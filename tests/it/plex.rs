@@ -139,9 +139,16 @@ async fn check_shows_what_plex_streams_outside_and_how_it_counts() {
     let plex = FakePlex::new(TOKEN);
     plex.add_session("anneliese", "wan", 20_000);
     plex.add_session("dad", "lan", 30_000);
+    plex.set_wan_total_kbps(40_000);
     let (plex_url, _stop) = plex.spawn().await;
     let (h, _bob) = house(&plex_url, TOKEN).await;
     let (_, out, err) = h.cli(&["check"]).await;
+    assert!(
+        out.contains(
+            "it keeps its streams outside the house to 40 Mbps in total (WanTotalMaxUploadRate)"
+        ),
+        "{out}"
+    );
     assert!(
         out.contains(&format!(
             "server plex: plex at {plex_url}, 1 stream outside the house, 20 Mbps (taken off \
