@@ -294,6 +294,11 @@ pub async fn reconcile_once(
     if settings.bandwidth.meter.is_some() {
         notes.push("static: the meter is followed by the daemon".into());
     }
+    // What the other media servers stream outside the house comes off it first, as in the
+    // daemon without a meter (a pass has no measurement that would hold it already).
+    let (servers_bps, server_notes) = crate::budget::feed::servers_streaming_once(settings).await;
+    let budget_bps = budget_bps.saturating_sub(servers_bps);
+    notes.extend(server_notes);
     let budget_note = (!notes.is_empty()).then(|| notes.join("; "));
     // What the daemon (or the pass) before this one remembered: the same decisions as it.
     let mut memory = load_memory(settings);

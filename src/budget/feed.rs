@@ -125,6 +125,42 @@ impl Feed {
     }
 }
 
+/// What the other media servers stream outside the house now, read once each (a one-shot
+/// command's view of what the daemon's feed keeps reading): the total, bits/s, and a note
+/// per server ("plex streams 20 Mbps outside the house", or why it could not be read, when it
+/// counts for nothing).
+pub async fn servers_streaming_once(settings: &Settings) -> (u64, Vec<String>) {
+    let mut total = 0;
+    let mut notes = Vec::new();
+    for (s, name) in settings
+        .server
+        .iter()
+        .zip(crate::config::server_names(&settings.server))
+    {
+        let read = match crate::plex::Plex::new(s) {
+            Ok(p) => tokio::time::timeout(s.timeout.saturating_mul(3), p.remote_streams())
+                .await
+                .unwrap_or_else(|_| Err("no answer in time".into())),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(streams) => {
+                let bps = crate::plex::remote_bps(&streams);
+                total += bps;
+                notes.push(format!(
+                    "{name} streams {} outside the house",
+                    fmt_mbps(bps)
+                ));
+            }
+            Err(e) => {
+                warn!(server = %name, "cannot read the server: {e}");
+                notes.push(format!("{name} not read, counted as nothing: {e}"));
+            }
+        }
+    }
+    (total, notes)
+}
+
 /// The static budget at `at` (with the schedule's entry in force, if any), bits/s, and the
 /// entry's name: what one-shot commands plan with.
 pub fn static_budget_at(

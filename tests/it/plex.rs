@@ -134,6 +134,22 @@ async fn a_plex_that_never_answers_or_refuses_the_token_leaves_jellyfin_managed(
     d.stop().await;
 }
 
+/// `reconcile --once` reads Plex once and plans with what it leaves, as the daemon does.
+#[tokio::test]
+async fn a_one_shot_pass_takes_what_plex_streams_outside_off_the_budget() {
+    let plex = FakePlex::new(TOKEN);
+    plex.add_session("anneliese", "wan", 20_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let (h, bob) = house(&plex_url, TOKEN).await;
+    let (code, out, err) = h.cli(&["reconcile", "--once"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(h.fake.limit(&bob), 35 * M, "{out}\n{err}");
+    assert!(
+        out.contains("plex streams 20 Mbps outside the house"),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn check_shows_what_plex_streams_outside_and_how_it_counts() {
     let plex = FakePlex::new(TOKEN);
