@@ -18,9 +18,13 @@
 //! any manager whose streams keep their first rate could serve knowing every item in advance
 //! (`sim::locked`).
 //!
+//! And the two-server table: a quarter of the users watching on a Plex server on the same
+//! link (`sim::run_beside_plex`), its streams taken off the budget first, against all of
+//! them on Jellyfin.
+//!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
 //! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the no-push
-//! and transcode tables alone.
+//! and transcode tables alone, `JD_SIM_PLEX_ONLY=1` the two-server table alone.
 
 use jellydemon::config::Algorithm;
 use jellydemon::sim::effectiveness::{self as sim, Clients, Figures, Manager, Seeding};
@@ -253,6 +257,48 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The two-server table: every fourth user watches on Plex (which plays the source, having no
+/// per-user limit; jellydemon takes what it streams outside the house off the budget first),
+/// against the same traces with every user on Jellyfin.
+fn plex(hours: u64, seeds: u64) {
+    println!(
+        "\na quarter of the users on a Plex server on the same link, mean (worst seed) over {seeds} seeds of {hours} h"
+    );
+    println!("| users | clients | where they watch | served / ideal | Jain | over budget |");
+    println!("|---:|---|---|---:|---:|---:|");
+    for users in [8usize, 16] {
+        for (clients, label) in CLIENTS {
+            let traces = traces(users, hours, seeds, clients);
+            let on_plex: Vec<bool> = (0..users).map(|u| u % 4 == 3).collect();
+            let rows: [(&str, Vec<Figures>); 2] = [
+                (
+                    "all on Jellyfin",
+                    traces
+                        .iter()
+                        .map(|t| sim::run(Manager::Daemon(Algorithm::Equal), t, hours))
+                        .collect(),
+                ),
+                (
+                    "a quarter on Plex",
+                    traces
+                        .iter()
+                        .map(|t| sim::run_beside_plex(Algorithm::Equal, t, hours, &on_plex))
+                        .collect(),
+                ),
+            ];
+            for (place, figs) in rows {
+                let served = stat(&figs, Figures::served_percent, true);
+                let jain = stat(&figs, Figures::jain, true);
+                let over = stat(&figs, Figures::over_percent, false);
+                println!(
+                    "| {users} | {label} | {place} | {:.1} % ({:.1}) | {:.3} ({:.3}) | {:.2} % ({:.2}) |",
+                    served.0, served.1, jain.0, jain.1, over.0, over.1
+                );
+            }
+        }
+    }
+}
+
 /// Mean and worst of one figure over the seeds.
 fn stat<T>(figs: &[T], f: impl Fn(&T) -> f64, higher_is_better: bool) -> (f64, f64) {
     let values: Vec<f64> = figs.iter().map(f).collect();
@@ -272,6 +318,10 @@ fn main() {
     }
     let hours = env("JD_SIM_HOURS", 24);
     let seeds = env("JD_SIM_SEEDS", 5);
+    if std::env::var_os("JD_SIM_PLEX_ONLY").is_some() {
+        plex(hours, seeds);
+        return;
+    }
     locked(hours, seeds);
     transcodes(hours, seeds);
     if std::env::var_os("JD_SIM_TRANSCODES_ONLY").is_some() {
@@ -279,6 +329,7 @@ fn main() {
     }
     household(hours, seeds);
     seeder(hours, seeds);
+    plex(hours, seeds);
     let managers = [
         Manager::None,
         Manager::Poll30,

@@ -536,6 +536,8 @@ struct World<'a> {
     seeder_kept: u64,
     /// The history the daemon would write, when asked for ([`run_recorded`]).
     history: Option<Recording>,
+    /// Users who watch on Plex ([`run_beside_plex`]).
+    plex: Vec<bool>,
 }
 
 /// The history of a simulated run: the real [`crate::history::Recorder`] fed every plan.
@@ -559,6 +561,8 @@ struct Setup<'a> {
     record_from_ms: Option<u64>,
     /// jellydemon is told `[transcoding] capacity`.
     capacity: Option<u32>,
+    /// Which users watch on a Plex server on the same link instead of Jellyfin.
+    plex: &'a [bool],
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
@@ -585,6 +589,24 @@ pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: S
         ..Setup::default()
     };
     simulate(manager, traces, hours, setup).0
+}
+
+/// Run jellydemon over the traces with the users `on_plex` marks watching on a Plex server on
+/// the same link: Plex plays their source (it has no per-user limit), jellydemon sees them
+/// only as what Plex streams outside the house (`[[server]] kind = "plex"`), read at every
+/// plan (a Plex webhook each start and stop), and takes it off the budget first. The figures
+/// count every stream, Plex's too, against the same ideal as [`run`].
+pub fn run_beside_plex(
+    algorithm: Algorithm,
+    traces: &[UserTrace],
+    hours: u64,
+    on_plex: &[bool],
+) -> Figures {
+    let setup = Setup {
+        plex: on_plex,
+        ..Setup::default()
+    };
+    simulate(Manager::Daemon(algorithm), traces, hours, setup).0
 }
 
 /// How often the simulated meter is read.
@@ -637,6 +659,7 @@ fn simulate(
         seeding,
         record_from_ms,
         capacity,
+        plex,
     } = setup;
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
@@ -683,6 +706,9 @@ fn simulate(
         seeding,
         seeder_limit: None,
         seeder_kept: 0,
+        plex: (0..n)
+            .map(|u| plex.get(u).copied().unwrap_or(false))
+            .collect(),
         history: record_from_ms.map(|start_ms| Recording {
             recorder: crate::history::Recorder::default(),
             start_ms,
@@ -808,6 +834,7 @@ impl World<'_> {
     fn start(&mut self, u: usize, i: usize) {
         let source = self.traces[u].items[i].source;
         let rate = match self.traces[u].client {
+            _ if self.plex[u] => source,
             ClientKind::Ignores => source,
             ClientKind::Fixed => self.capped(u, source, None),
             ClientKind::Pushable => self.capped(u, source, self.client_max[u]),
@@ -889,9 +916,18 @@ impl World<'_> {
     /// One plan of the real planner, then its writes and pushes; returns the plan's wake-up.
     fn daemon(&mut self, now: u64) -> Option<u64> {
         let sessions: Vec<Session> = (0..self.playing.len())
+            .filter(|&u| !self.plex[u])
             .filter_map(|u| self.playing[u].as_ref().map(|p| self.session(u, p)))
             .collect();
-        let users: Vec<User> = (0..self.traces.len()).map(|u| self.user(u)).collect();
+        let users: Vec<User> = (0..self.traces.len())
+            .filter(|&u| !self.plex[u])
+            .map(|u| self.user(u))
+            .collect();
+        // What Plex streams outside the house comes off the budget first (src/budget/feed.rs).
+        let on_plex: u64 = (0..self.traces.len())
+            .filter(|&u| self.plex[u])
+            .filter_map(|u| self.playing[u].as_ref().map(|p| p.rate))
+            .sum();
         let ranges = network::jellyfin_default_ranges();
         let plan = plan::plan(
             &Snapshot {
@@ -902,7 +938,8 @@ impl World<'_> {
                 budget_bps: self
                     .estimator
                     .as_ref()
-                    .map_or(self.budget, |e| e.reading().budget_bps),
+                    .map_or(self.budget, |e| e.reading().budget_bps)
+                    .saturating_sub(on_plex),
                 overrides: &crate::control::Overrides::NONE,
             },
             &self.ledger,
