@@ -1000,7 +1000,7 @@ impl Settings {
         self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
-        server::validate_all(&self.server)?;
+        server::validate_all(&self.server, &downloader_names(&self.downloader))?;
         self.transcoding.validate()?;
         self.bandwidth.downloaders.validate()?;
         if b.sqm != Sqm::Off

@@ -81,12 +81,33 @@ impl Plex {
             .map_err(|e| format!("Plex at {}: {e}", self.url))
     }
 
+    /// Its `WanTotalMaxUploadRate` as Plex holds it, kbit/s (0: no limit).
+    pub async fn wan_total_kbps(&self) -> Result<i64, String> {
+        let body = self.get("/:/prefs").await?;
+        setting(&body, WAN_TOTAL).map_err(|e| format!("Plex at {}: {e}", self.url))
+    }
+
+    /// Set its `WanTotalMaxUploadRate`, kbit/s (0: no limit): `PUT /:/prefs?<id>=<value>`.
+    pub async fn set_wan_total_kbps(&self, kbps: i64) -> Result<(), String> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/:/prefs?{WAN_TOTAL}={}", kbps.max(0)),
+        )
+        .await
+        .map(drop)
+    }
+
     /// `GET path`'s body, at most [`MAX_ANSWER`] bytes.
     async fn get(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    /// `method path`'s body, at most [`MAX_ANSWER`] bytes.
+    async fn send(&self, method: reqwest::Method, path: &str) -> Result<Vec<u8>, String> {
         let url = format!("{}{path}", self.url);
         let mut resp = self
             .http
-            .get(&url)
+            .request(method, &url)
             .header("X-Plex-Token", self.token.expose_secret())
             .header("X-Plex-Client-Identifier", "jellydemon")
             .header("X-Plex-Product", "jellydemon")
@@ -134,6 +155,28 @@ impl Plex {
 
 /// The preference that caps what Plex sends outside the house in total, kbit/s (0: none).
 pub const WAN_TOTAL: &str = "WanTotalMaxUploadRate";
+
+/// The ledger's part of a Plex server: its WAN total, in Plex's own kbit/s, is the one setting
+/// jellydemon changes (`src/throttle.rs`).
+impl crate::throttle::Settable for Plex {
+    async fn values(&mut self) -> Result<Vec<(crate::downloader::Field, i64)>, String> {
+        Ok(vec![(WAN_TOTAL, self.wan_total_kbps().await?)])
+    }
+    async fn write(&mut self, values: &[(crate::downloader::Field, i64)]) -> Result<(), String> {
+        for &(field, value) in values {
+            if field != WAN_TOTAL {
+                return Err(format!("Plex has no setting {field} jellydemon writes"));
+            }
+            self.set_wan_total_kbps(value).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `bps` as Plex's WAN total: whole kbit/s, at least 1 (0 would mean no limit).
+pub fn wan_total_kbps(bps: u64) -> i64 {
+    (bps / 1000).clamp(1, i32::MAX as u64) as i64
+}
 
 #[derive(Deserialize)]
 struct Prefs {

@@ -4,15 +4,47 @@
 //! neither the original nor one of ours was set by hand in the client and becomes the new
 //! original, and a setting leaves the ledger only once its original is back and no write of
 //! ours may still land.
+//!
+//! The same rules hold for every [`Settable`]: a torrent client's limits, and a Plex server's
+//! total upload limit outside the house (`src/plex.rs`).
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::clock::unix_millis_now as unix_ms;
-use crate::downloader::{Downloader, DownloaderError, Field, Reading, describe};
+use crate::downloader::{Downloader, Field, Reading, describe};
 use crate::ledger::{Ledger, Observed};
+
+/// Something whose named settings jellydemon changes and puts back: a torrent client, or a
+/// Plex server's total upload limit outside the house.
+pub trait Settable: Send {
+    /// The settings jellydemon may change, as it holds them now (its own units).
+    fn values(&mut self) -> impl Future<Output = Result<Vec<(Field, i64)>, String>> + Send;
+    /// Set these settings, in one request.
+    fn write(&mut self, values: &[(Field, i64)])
+    -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Settable for Downloader {
+    async fn values(&mut self) -> Result<Vec<(Field, i64)>, String> {
+        self.read()
+            .await
+            .map(|r| r.values)
+            .map_err(|e| e.to_string())
+    }
+    async fn write(&mut self, values: &[(Field, i64)]) -> Result<(), String> {
+        Downloader::write(self, values)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn value_of(values: &[(Field, i64)], field: Field) -> Option<i64> {
+    values.iter().find(|(f, _)| *f == field).map(|(_, v)| *v)
+}
 
 /// The ledger's key of one of a downloader's settings: `"<downloader>/<field>"`.
 pub fn key(downloader: &str, field: Field) -> String {
@@ -42,10 +74,10 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
 
 /// Compare what the client holds with the ledger; hand changes become the new originals (the
 /// ledger is saved when there are any).
-pub fn observe(ledger: &Mutex<Ledger>, name: &str, reading: &Reading) -> Vec<HandChange> {
+pub fn observe(ledger: &Mutex<Ledger>, name: &str, values: &[(Field, i64)]) -> Vec<HandChange> {
     let mut l = lock(ledger);
     let mut changes = Vec::new();
-    for &(field, value) in &reading.values {
+    for &(field, value) in values {
         if let Observed::HandChanged { old_original } =
             l.observe_setting(&key(name, field), name, value)
         {
@@ -78,19 +110,36 @@ pub async fn apply(
 ) -> Result<Vec<(Field, i64)>, String> {
     let writes = reading.writes_for(limit_bps);
     if !writes.is_empty() {
-        send(client, ledger, name, reading, &writes, timeout).await?;
+        send(client, ledger, name, &reading.values, &writes, timeout).await?;
     }
     Ok(writes)
+}
+
+/// Set `field` to `value` (one setting, in the client's units) under the ledger's rules, unless
+/// `values` (as read) holds it already: whether it was sent.
+pub async fn set(
+    client: &mut impl Settable,
+    ledger: &Mutex<Ledger>,
+    name: &str,
+    values: &[(Field, i64)],
+    (field, value): (Field, i64),
+    timeout: Duration,
+) -> Result<bool, String> {
+    if value_of(values, field) == Some(value) {
+        return Ok(false);
+    }
+    send(client, ledger, name, values, &[(field, value)], timeout).await?;
+    Ok(true)
 }
 
 /// Send `writes` in one request under the ledger's rules: each value recorded as intended
 /// (the original, the first time, from `reading`) and the file synced before the request,
 /// every write settled once it is answered. A ledger that cannot be saved sends nothing.
 async fn send(
-    client: &mut Downloader,
+    client: &mut impl Settable,
     ledger: &Mutex<Ledger>,
     name: &str,
-    reading: &Reading,
+    values: &[(Field, i64)],
     writes: &[(Field, i64)],
     timeout: Duration,
 ) -> Result<(), String> {
@@ -100,7 +149,7 @@ async fn send(
         let tickets = writes
             .iter()
             .map(|&(field, new)| {
-                let current = reading.value(field).unwrap_or(new);
+                let current = value_of(values, field).unwrap_or(new);
                 let k = key(name, field);
                 let t = l.record_setting_intent(&k, name, current, new, until);
                 (k, t)
@@ -118,7 +167,7 @@ async fn send(
     if let Err(e) = l.save() {
         warn!(downloader = name, "{e}");
     }
-    result.map_err(|e| e.to_string())
+    result
 }
 
 /// What putting one downloader's originals back did.
@@ -135,7 +184,7 @@ pub enum Restored {
 /// drop the settings that hold their original from the ledger. A write of ours that may still
 /// land keeps its setting in the ledger, and the restore is tried again until `deadline`.
 pub async fn restore(
-    client: &mut Downloader,
+    client: &mut impl Settable,
     ledger: &Mutex<Ledger>,
     name: &str,
     timeout: Duration,
@@ -150,7 +199,7 @@ pub async fn restore(
             Ok(false) => {
                 return Restored::Failed("a write of ours may still land: kept".into());
             }
-            Err(e) => return Restored::Failed(e.to_string()),
+            Err(e) => return Restored::Failed(e),
         }
         attempt += 1;
         let wait = crate::clock::backoff(
@@ -166,18 +215,18 @@ pub async fn restore(
 
 /// One pass of [`restore`]: whether every setting of `name` left the ledger.
 async fn restore_once(
-    client: &mut Downloader,
+    client: &mut impl Settable,
     ledger: &Mutex<Ledger>,
     name: &str,
     timeout: Duration,
     written: &mut Vec<(Field, i64, i64)>,
-) -> Result<bool, DownloaderError> {
+) -> Result<bool, String> {
     let prefix = format!("{name}/");
     let tracked = || tracked_of(&lock(ledger), &prefix);
     if tracked().is_empty() {
         return Ok(true);
     }
-    let reading = client.read().await?;
+    let reading = client.values().await?;
     // Hand changes since our last write are the originals now.
     for c in observe(ledger, name, &reading) {
         info!(
@@ -190,33 +239,26 @@ async fn restore_once(
     }
     let mut writes: Vec<(Field, i64)> = Vec::new();
     for (k, original) in tracked() {
-        let field = reading
-            .values
-            .iter()
-            .map(|(f, _)| *f)
-            .find(|f| k == key(name, f));
+        let field = reading.iter().map(|(f, _)| *f).find(|f| k == key(name, f));
         if let Some(f) = field
-            && reading.value(f) != Some(original)
+            && value_of(&reading, f) != Some(original)
         {
             writes.push((f, original));
         }
     }
     if !writes.is_empty() {
-        send(client, ledger, name, &reading, &writes, timeout)
-            .await
-            .map_err(DownloaderError::Protocol)?;
+        send(client, ledger, name, &reading, &writes, timeout).await?;
         for &(f, v) in &writes {
-            written.push((f, reading.value(f).unwrap_or(v), v));
+            written.push((f, value_of(&reading, f).unwrap_or(v), v));
         }
     }
     // The settings that hold their original now leave the ledger.
-    let check = client.read().await?;
+    let check = client.values().await?;
     let mut l = lock(ledger);
     let now = unix_ms();
     let mut all = true;
     for (k, original) in tracked_of(&l, &prefix) {
         let holds = check
-            .values
             .iter()
             .any(|(f, v)| k == key(name, f) && *v == original);
         // A setting the client no longer reports cannot be put back: it stays for a person.
@@ -224,9 +266,7 @@ async fn restore_once(
             all = false;
         }
     }
-    if let Err(e) = l.save() {
-        return Err(DownloaderError::Protocol(e.to_string()));
-    }
+    l.save().map_err(|e| e.to_string())?;
     Ok(all)
 }
 

@@ -1,7 +1,9 @@
 //! `[[server]]`, parsed: the other media servers on the same upload. Only Plex so far: its
-//! remote streams are read and taken off the budget the Jellyfin streams share (the rule is
-//! in `src/budget/feed.rs`; the client in `src/plex.rs`; what Plex really does in
-//! `docs/media-servers.md`). Emby and further Jellyfin servers are not supported yet.
+//! remote streams are read (`src/budget/feed.rs`), and it is one claimant beside Jellyfin's
+//! users whose share becomes its `WanTotalMaxUploadRate` (`src/plan.rs`, written by
+//! `src/daemon/plex_wan.rs`); with `manage_wan_total = false` what it streams is only taken
+//! off the budget. The client is in `src/plex.rs`; what Plex really does in
+//! `docs/media-servers.md`. Emby and further Jellyfin servers are not supported yet.
 
 use std::time::Duration;
 
@@ -52,6 +54,16 @@ pub struct ServerSettings {
     /// Upper bound for one request.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Set the server's total upload limit outside the house (Plex's
+    /// `WanTotalMaxUploadRate`) to its share of the budget, its original kept in the state
+    /// file and put back at the stop; `false`: leave it, and take what it streams off the
+    /// budget.
+    #[serde(default = "yes")]
+    pub manage_wan_total: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_interval() -> Duration {
@@ -72,6 +84,7 @@ impl ServerSettings {
             token_file: None,
             interval: default_interval(),
             timeout: default_timeout(),
+            manage_wan_total: true,
         }
     }
 
@@ -143,8 +156,12 @@ impl ServerSettings {
     }
 }
 
-/// Every entry is valid, and the names are unique.
-pub(super) fn validate_all(servers: &[ServerSettings]) -> Result<(), ConfigError> {
+/// Every entry is valid, and the names are unique, also beside the torrent clients' (the
+/// state file keeps both servers' and clients' originals by name).
+pub(super) fn validate_all(
+    servers: &[ServerSettings],
+    downloaders: &[String],
+) -> Result<(), ConfigError> {
     for (i, s) in servers.iter().enumerate() {
         s.validate(i + 1)?;
     }
@@ -154,6 +171,14 @@ pub(super) fn validate_all(servers: &[ServerSettings]) -> Result<(), ConfigError
             return Err(invalid(
                 "server.name",
                 format!("two servers are named {n:?}: give each its own name"),
+            ));
+        }
+        if downloaders.contains(n) {
+            return Err(invalid(
+                "server.name",
+                format!(
+                    "a server and a [[downloader]] are both named {n:?}: give each its own name"
+                ),
             ));
         }
     }
@@ -207,6 +232,10 @@ mod tests {
         assert_eq!(p.interval, std::time::Duration::from_secs(10));
         assert_eq!(p.timeout, std::time::Duration::from_secs(5));
         assert_eq!(super::names(&s.server), vec!["plex".to_string()]);
+        assert!(
+            p.manage_wan_total,
+            "Plex's WAN total is managed unless said otherwise"
+        );
         assert!(!format!("{s:?}").contains("plex-secret-42"));
     }
 
@@ -250,5 +279,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(two.contains("two servers are named \"x\""), "{two}");
+        // The state file keeps servers' and torrent clients' originals by name.
+        let beside = Settings::from_toml_str(&format!(
+            "{MINIMAL}\n[[server]]\nkind = \"plex\"\nurl = \"http://a\"\ntoken = \"t\"\n\
+             [[downloader]]\nkind = \"qbittorrent\"\nname = \"plex\"\nurl = \"http://b\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            beside.contains("a server and a [[downloader]] are both named \"plex\""),
+            "{beside}"
+        );
     }
 }

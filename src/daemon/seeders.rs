@@ -196,7 +196,7 @@ impl Seeders {
                 let hand = if self.dry_run {
                     Vec::new() // a dry run never writes the state file
                 } else {
-                    crate::throttle::observe(&self.ledger, &c.name, &r)
+                    crate::throttle::observe(&self.ledger, &c.name, &r.values)
                 };
                 for h in hand {
                     info!(

@@ -1,7 +1,8 @@
 //! A fake Plex Media Server for the tests: `GET /status/sessions` as `docs/media-servers.md`
 //! describes it (JSON when asked for, `MediaContainer.Metadata[]` with `Session`, `User` and
-//! `Player`), behind `X-Plex-Token`. Streams are added and removed by the test; the server
-//! can be made to fail.
+//! `Player`), behind `X-Plex-Token`; `GET /:/prefs` and `PUT /:/prefs?<id>=<value>` for its
+//! `WanTotalMaxUploadRate`. Streams are added and removed by the test; the server can be made
+//! to fail.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,8 @@ struct Inner {
     wan_total_kbps: i64,
     failing: bool,
     reads: u64,
+    /// Every `WanTotalMaxUploadRate` written by `PUT /:/prefs`, in order.
+    wan_writes: Vec<i64>,
 }
 
 /// The fake; clones share the same server.
@@ -73,6 +76,16 @@ impl FakePlex {
         self.lock().wan_total_kbps = kbps;
     }
 
+    /// `WanTotalMaxUploadRate` now, kbit/s.
+    pub fn wan_total_kbps(&self) -> i64 {
+        self.lock().wan_total_kbps
+    }
+
+    /// Every `WanTotalMaxUploadRate` written to it, in order.
+    pub fn wan_writes(&self) -> Vec<i64> {
+        self.lock().wan_writes.clone()
+    }
+
     /// Answer 500 to everything (or not).
     pub fn set_failing(&self, failing: bool) {
         self.lock().failing = failing;
@@ -92,7 +105,7 @@ impl FakePlex {
         let app = Router::new()
             .without_v07_checks()
             .route("/status/sessions", get(sessions))
-            .route("/:/prefs", get(prefs))
+            .route("/:/prefs", get(prefs).put(set_prefs))
             .with_state(self.clone());
         let stop = token.clone();
         tokio::spawn(async move {
@@ -125,6 +138,39 @@ async fn prefs(State(fake): State<FakePlex>, headers: HeaderMap) -> Response {
         ]}
     }))
     .into_response()
+}
+
+/// `PUT /:/prefs?WanTotalMaxUploadRate=<kbps>`: 200 with an empty body; a preference it does
+/// not know or a value that is not a whole number is refused with 400.
+async fn set_prefs(
+    State(fake): State<FakePlex>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if headers.get("X-Plex-Token").and_then(|v| v.to_str().ok()) != Some(fake.token.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut inner = fake.lock();
+    if inner.failing {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let query = query.unwrap_or_default();
+    let mut set = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("WanTotalMaxUploadRate", v)) => match v.parse::<i64>() {
+                Ok(v) if v >= 0 => set = Some(v),
+                _ => return StatusCode::BAD_REQUEST.into_response(),
+            },
+            _ => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    let Some(v) = set else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    inner.wan_total_kbps = v;
+    inner.wan_writes.push(v);
+    StatusCode::OK.into_response()
 }
 
 async fn sessions(State(fake): State<FakePlex>, headers: HeaderMap) -> Response {
