@@ -105,6 +105,7 @@ fn bench_plan(c: &mut Criterion) {
                             ranges: &ranges,
                             budget_bps: settings.budget().budget_bps,
                             overrides: &jellydemon::control::Overrides::NONE,
+                            servers: &[],
                         }),
                         &ledger,
                         &memory,

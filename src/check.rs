@@ -330,6 +330,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
             ranges: &ranges,
             budget_bps: settings.budget().budget_bps,
             overrides: &overrides,
+            servers: &[],
         },
         &ledger,
         &crate::reconcile::load_memory(settings),
@@ -679,7 +680,10 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
         match plex.remote_streams().await {
             Ok(streams) => {
                 let total = crate::plex::remote_bps(&streams);
-                let counted = if settings.bandwidth.meter.is_some() {
+                let counted = if s.manage_wan_total {
+                    "one claimant beside Jellyfin's remote users: the daemon sets its share as \
+                     its total upload limit"
+                } else if settings.bandwidth.meter.is_some() {
                     "the meter measures it with the rest of the house"
                 } else {
                     "taken off the budget before Jellyfin's streams share it"
@@ -695,7 +699,7 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                         fmt_mbps(total)
                     ),
                 );
-                // A total Plex keeps to by itself is worth knowing; jellydemon leaves it alone.
+                // The total Plex keeps to now: the owner's, or the daemon's share (managed).
                 match plex.wan_total_limit().await {
                     Ok(None) => r.push(
                         Level::Info,

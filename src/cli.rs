@@ -921,8 +921,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 .count();
             if torrents_failed > 0 {
                 eprintln!(
-                    "error: {torrents_failed} torrent client(s) could not be restored; their \
-                     originals stay in {} for the next try",
+                    "error: {torrents_failed} torrent client(s) or media server(s) could not be \
+                     restored; their originals stay in {} for the next try",
                     settings.state.file.display()
                 );
             }

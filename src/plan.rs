@@ -23,7 +23,10 @@
 
 pub mod memory;
 pub mod rule;
+pub mod servers;
 pub mod transcode;
+
+pub use servers::{ServerClaim, ServerShare};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -57,6 +60,9 @@ pub struct Snapshot<'a> {
     /// The owner's overrides in force (`src/control.rs`): pause, pins, exemptions, weights,
     /// a reserve taken off the budget.
     pub overrides: &'a Overrides,
+    /// The other media servers whose total limit jellydemon sets (`[[server]]
+    /// manage_wan_total`), those read lately.
+    pub servers: &'a [ServerClaim],
 }
 
 /// What a user is in this plan.
@@ -349,6 +355,8 @@ pub struct Plan {
     pub unmanaged_bps: u64,
     /// The torrent clients' part (`[[downloader]]`), when there are any (and not paused).
     pub downloaders: Option<DownloaderShare>,
+    /// The total limits of the other media servers jellydemon manages (none while paused).
+    pub servers: Vec<ServerShare>,
     /// The owner paused the daemon: every original is put back.
     pub paused: bool,
     /// Bits/s of the budget the owner keeps free (already taken off `budget`).
@@ -576,48 +584,6 @@ pub struct DownloaderShare {
     pub min: u64,
     /// Why, in a sentence.
     pub reason: String,
-}
-
-/// Step 3, the torrent clients' part (`None` without `[[downloader]]`): what they keep out of
-/// `available` whatever the remote streams need. `streams`: `min_mbps`; `share`: their
-/// share as one claimant of weight `weight` in the water-filling beside the active users
-/// (who count at their weights only with `algorithm = "priority"`).
-fn kept_for_downloaders(
-    settings: &Settings,
-    claimants: &[Claimant],
-    available: u64,
-) -> Option<u64> {
-    use crate::config::DownloaderPriority;
-    if settings.downloader.is_empty() {
-        return None;
-    }
-    let policy = &settings.bandwidth.downloaders;
-    let min = policy.min_bps().min(available);
-    Some(match policy.priority {
-        DownloaderPriority::Streams => min,
-        DownloaderPriority::Share => {
-            let weighted = settings.bandwidth.algorithm == Algorithm::Priority;
-            let mut all: Vec<Claimant> = claimants
-                .iter()
-                .map(|c| Claimant {
-                    weight_milli: if weighted { c.weight_milli } else { 1000 },
-                    ..*c
-                })
-                .collect();
-            all.push(Claimant {
-                weight_milli: allocate::weight_milli(policy.weight),
-                floor: min,
-                ceiling: u64::MAX / 4,
-                demand: u64::MAX / 4,
-            });
-            let a = allocate::fair_by_demand(Algorithm::Priority, &all, available);
-            a.shares
-                .last()
-                .copied()
-                .unwrap_or(min)
-                .clamp(min, available)
-        }
-    })
 }
 
 /// The torrent clients' combined limit: the budget less what the remote streams hold after
@@ -896,12 +862,21 @@ pub fn plan(
     let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
     let budget = cx.budget.budget_bps;
     let paused = snapshot.overrides.paused();
-    let kept_for_downloaders =
-        kept_for_downloaders(settings, &claimants, budget.saturating_sub(unmanaged_bps))
-            .filter(|_| !paused);
+    let others = servers::others(
+        settings,
+        &claimants,
+        snapshot.servers,
+        budget.saturating_sub(unmanaged_bps),
+    );
+    let kept_for_downloaders = others.downloaders.filter(|_| !paused);
+    let servers_kept = if paused { 0 } else { others.servers_kept() };
+    let servers = if paused { Vec::new() } else { others.servers };
     // The streams' budget, in every step from here on (shares, held rates and the headroom
-    // of pushes, the join share), leaves the downloaders what they keep.
-    cx.budget.budget_bps = budget.saturating_sub(kept_for_downloaders.unwrap_or(0));
+    // of pushes, the join share), leaves the downloaders and the other servers what they
+    // keep.
+    cx.budget.budget_bps = budget
+        .saturating_sub(kept_for_downloaders.unwrap_or(0))
+        .saturating_sub(servers_kept);
     let available = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
     let fair = rule::fair_shares(algorithm, &claimants, available);
     if fair.overloaded {
@@ -971,6 +946,7 @@ pub fn plan(
         budget,
         unmanaged_bps,
         downloaders,
+        servers,
         paused,
         reserved,
         held: held.total,

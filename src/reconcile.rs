@@ -229,6 +229,7 @@ pub fn plan_snapshot(
     now: std::time::Duration,
     budget_bps: u64,
     overrides: &crate::control::Overrides,
+    servers: &[plan::ServerClaim],
     settings: &Settings,
     dry_run: bool,
 ) -> Result<(Plan, Vec<HandChange>), PassError> {
@@ -249,6 +250,7 @@ pub fn plan_snapshot(
             ranges: &fetched.ranges,
             budget_bps,
             overrides,
+            servers,
         },
         &l,
         memory,
@@ -310,7 +312,17 @@ pub async fn reconcile_once(
             crate::control::Overrides::default()
         });
     let (plan, _) = plan_snapshot(
-        &fetched, true, ledger, &memory, now, budget_bps, &overrides, settings, dry_run,
+        &fetched,
+        true,
+        ledger,
+        &memory,
+        now,
+        budget_bps,
+        &overrides,
+        // A pass sets no server's total: what they stream came off the budget above.
+        &[],
+        settings,
+        dry_run,
     )?;
     if !dry_run {
         memory.observe(&plan, now);

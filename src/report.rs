@@ -266,13 +266,14 @@ pub fn restore_table(results: &[(UserName, RestoreOutcome)]) -> String {
     render(&rows) + &causes.render()
 }
 
-/// The torrent clients' restore, one row per client; empty when the ledger held none.
+/// The torrent clients' and media servers' restore, one row each; empty when the ledger held
+/// none.
 pub fn torrent_restore_table(results: &[(String, crate::throttle::Restored)]) -> String {
     use crate::throttle::Restored;
     if results.is_empty() {
         return String::new();
     }
-    let mut rows = vec![vec!["TORRENT CLIENT".to_string(), "RESULT".to_string()]];
+    let mut rows = vec![vec!["CLIENT OR SERVER".to_string(), "RESULT".to_string()]];
     let mut causes = Causes::default();
     for (name, r) in results {
         let text = match r {

@@ -277,9 +277,9 @@ fn tracked_of(l: &Ledger, prefix: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Put back the originals of every torrent client the ledger holds settings of, eight at a
-/// time, each until `deadline`. A client no longer in `[[downloader]]` cannot be reached: it
-/// fails with what to set by hand.
+/// Put back the originals of every torrent client and media server (`[[server]]`) the ledger
+/// holds settings of, eight at a time, each until `deadline`. One no longer configured cannot
+/// be reached: it fails with what to set by hand.
 pub async fn restore_all(
     settings: &crate::config::Settings,
     ledger: &Mutex<Ledger>,
@@ -287,6 +287,7 @@ pub async fn restore_all(
 ) -> Vec<(String, Restored)> {
     use futures_util::StreamExt;
     let names = crate::config::downloader_names(&settings.downloader);
+    let servers = crate::config::server_names(&settings.server);
     let in_ledger: std::collections::BTreeSet<String> = lock(ledger)
         .settings()
         .filter_map(|(k, _)| k.split_once('/').map(|(n, _)| n.to_string()))
@@ -294,31 +295,43 @@ pub async fn restore_all(
     let mut out = Vec::new();
     let mut jobs = Vec::new();
     for name in in_ledger {
-        match names.iter().position(|n| *n == name) {
-            Some(i) => jobs.push((name, i)),
-            None => {
-                let left = orphans(settings, &lock(ledger))
-                    .into_iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, f)| f)
-                    .unwrap_or_default();
-                out.push((
-                    name,
-                    Restored::Failed(format!(
-                        "no [[downloader]] of this name any more: add it back, or set {} by \
-                         hand in the client",
-                        left.join(", ")
-                    )),
-                ));
-            }
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            jobs.push((name, Job::Downloader(i)));
+        } else if let Some(i) = servers.iter().position(|n| *n == name) {
+            jobs.push((name, Job::Server(i)));
+        } else {
+            let left = orphans(settings, &lock(ledger))
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, f)| f)
+                .unwrap_or_default();
+            out.push((
+                name,
+                Restored::Failed(format!(
+                    "no [[downloader]] or [[server]] of this name any more: add it back, \
+                     or set {} by hand in it",
+                    left.join(", ")
+                )),
+            ));
         }
     }
     let results: Vec<(String, Restored)> = futures_util::stream::iter(jobs)
-        .map(|(name, i)| async move {
-            let d = &settings.downloader[i];
-            let r = match Downloader::new(d) {
-                Ok(mut client) => restore(&mut client, ledger, &name, d.timeout, deadline).await,
-                Err(e) => Restored::Failed(e.to_string()),
+        .map(|(name, job)| async move {
+            let r = match job {
+                Job::Downloader(i) => {
+                    let d = &settings.downloader[i];
+                    match Downloader::new(d) {
+                        Ok(mut c) => restore(&mut c, ledger, &name, d.timeout, deadline).await,
+                        Err(e) => Restored::Failed(e.to_string()),
+                    }
+                }
+                Job::Server(i) => {
+                    let s = &settings.server[i];
+                    match crate::plex::Plex::new(s) {
+                        Ok(mut c) => restore(&mut c, ledger, &name, s.timeout, deadline).await,
+                        Err(e) => Restored::Failed(e.to_string()),
+                    }
+                }
             };
             match &r {
                 Restored::Done(w) => {
@@ -342,11 +355,20 @@ pub async fn restore_all(
     out
 }
 
-/// The torrent clients the ledger holds originals of that `[[downloader]]` no longer names
-/// (renamed or removed): each with its settings' originals (`field = value`), which nobody
-/// will put back unless it is named again or they are set by hand.
+/// Which configured entry holds a name's settings.
+#[derive(Clone, Copy)]
+enum Job {
+    Downloader(usize),
+    Server(usize),
+}
+
+/// The torrent clients and media servers the ledger holds originals of that neither
+/// `[[downloader]]` nor `[[server]]` names any more (renamed or removed): each with its
+/// settings' originals (`field = value`), which nobody will put back unless it is named again
+/// or they are set by hand.
 pub fn orphans(settings: &crate::config::Settings, ledger: &Ledger) -> Vec<(String, Vec<String>)> {
-    let names = crate::config::downloader_names(&settings.downloader);
+    let mut names = crate::config::downloader_names(&settings.downloader);
+    names.extend(crate::config::server_names(&settings.server));
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (k, e) in ledger.settings() {
         let Some((name, field)) = k.split_once('/') else {

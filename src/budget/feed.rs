@@ -43,6 +43,10 @@ pub struct BudgetState {
     pub meter: Option<MeterView>,
     /// The other media servers (`[[server]]`).
     pub servers: Vec<ServerView>,
+    /// The servers whose total limit jellydemon sets (`manage_wan_total`) and that answered
+    /// in the last [`SERVER_STALE_AFTER`]: claimants in the plan, not taken off the budget.
+    #[serde(skip)]
+    pub claims: Vec<crate::plan::ServerClaim>,
 }
 
 /// One other media server as the page and `/api/state` show it: counts and rates only, no
@@ -61,8 +65,11 @@ pub struct ServerView {
     pub remote_streams: Option<usize>,
     /// What they carry, bits/s (the bandwidth the server reserved for them).
     pub remote_bps: Option<u64>,
-    /// Taken off the budget (without a meter; with one the meter measures it).
+    /// Taken off the budget (without a meter, when its total is not managed; with one the
+    /// meter measures it).
     pub counted: bool,
+    /// Its total upload limit is set to its share of the budget (`manage_wan_total`).
+    pub managed: bool,
     /// The last failure, while it fails.
     pub last_error: Option<String>,
 }
@@ -112,6 +119,7 @@ impl Feed {
             cause,
             meter: None,
             servers: Vec::new(),
+            claims: Vec::new(),
         });
         let (jellyfin, _) = watch::channel(0);
         let (downloaders, _) = watch::channel(0);
@@ -224,6 +232,7 @@ pub fn start(
             Ok(Server {
                 name,
                 plex: crate::plex::Plex::new(s)?,
+                managed: s.manage_wan_total,
                 interval: s.interval,
                 read_timeout: s.timeout.saturating_mul(3),
                 next_read: Instant::now(),
@@ -265,6 +274,7 @@ pub fn start(
             last_error: None,
         }),
         servers: Vec::new(),
+        claims: Vec::new(),
     };
     let entry = entry.map(str::to_string);
     let cause = first.cause.clone();
@@ -339,6 +349,8 @@ struct Task {
 struct Server {
     name: String,
     plex: crate::plex::Plex,
+    /// Its total limit is one claimant's share (`manage_wan_total`), not taken off the budget.
+    managed: bool,
     interval: Duration,
     read_timeout: Duration,
     next_read: Instant,
@@ -369,7 +381,7 @@ impl Server {
         }
     }
 
-    fn view(&self, counted: bool) -> ServerView {
+    fn view(&self, meter: bool) -> ServerView {
         ServerView {
             name: self.name.clone(),
             kind: crate::config::ServerKind::Plex.as_str(),
@@ -377,7 +389,8 @@ impl Server {
             up: self.failures == 0 && self.last_ok.is_some(),
             remote_streams: self.reading.map(|(n, _)| n),
             remote_bps: self.reading.map(|(_, b)| b),
-            counted,
+            counted: !meter && !self.managed,
+            managed: self.managed,
             last_error: self.last_error.clone(),
         }
     }
@@ -480,6 +493,7 @@ impl Task {
                 }
                 _ = ticks.tick(), if self.meter.is_some() => {}
             }
+            let managed = self.managed_streaming();
             let (Some(meter), Some(estimator)) = (self.meter.as_mut(), self.estimator.as_mut())
             else {
                 continue;
@@ -508,7 +522,8 @@ impl Task {
                     };
                     // What jellydemon manages is not the rest of the house.
                     self.sampled = sampled;
-                    (estimator.sample(s, sampled.0 + sampled.1), None)
+                    let ours = sampled.0 + sampled.1 + managed;
+                    (estimator.sample(s, ours), None)
                 }
                 Err(e) => {
                     self.metrics.meter_reads.get_or_create(&error()).inc();
@@ -576,6 +591,7 @@ impl Task {
         let counted: Vec<(&str, u64)> = self
             .servers
             .iter()
+            .filter(|s| !s.managed)
             .map(|s| (s.name.as_str(), s.counted_bps()))
             .filter(|(_, b)| *b > 0)
             .collect();
@@ -645,13 +661,36 @@ impl Task {
         cause
     }
 
+    /// The managed servers that answered lately, as the plan's claimants.
+    fn claims(&self) -> Vec<crate::plan::ServerClaim> {
+        self.servers
+            .iter()
+            .filter(|s| s.managed && s.last_ok.is_some_and(|at| at.elapsed() <= SERVER_STALE_AFTER))
+            .map(|s| crate::plan::ServerClaim {
+                name: s.name.clone(),
+                streaming_bps: s.counted_bps(),
+            })
+            .collect()
+    }
+
+    /// What the managed servers stream, bits/s: with a meter, not the rest of the house.
+    fn managed_streaming(&self) -> u64 {
+        self.servers
+            .iter()
+            .filter(|s| s.managed)
+            .map(Server::counted_bps)
+            .sum()
+    }
+
     /// Record the state: metrics, and the state for the engine and `/api/state`.
     fn publish(&mut self, cause: Option<String>, error: Option<String>) {
         let (servers_bps, servers_sentence) = self.servers_streaming();
-        let counted = self.meter.is_none();
-        let servers: Vec<ServerView> = self.servers.iter().map(|s| s.view(counted)).collect();
+        let meter = self.meter.is_some();
+        let servers: Vec<ServerView> = self.servers.iter().map(|s| s.view(meter)).collect();
+        let claims = self.claims();
         let m = &self.metrics;
-        m.other_servers_upload_bps.set(servers_bps as i64);
+        m.other_servers_upload_bps
+            .set((servers_bps + self.managed_streaming()) as i64);
         // The part about the other servers is said afresh each time, after the last cause.
         if let Some(c) = cause {
             self.cause = c;
@@ -686,6 +725,7 @@ impl Task {
                         last_error: error,
                     }),
                     servers,
+                    claims,
                 }
             }
             _ => BudgetState {
@@ -705,6 +745,7 @@ impl Task {
                 },
                 meter: None,
                 servers,
+                claims,
             },
         };
         if next.budget_bps != self.state.borrow().budget_bps {

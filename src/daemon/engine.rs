@@ -97,6 +97,9 @@ pub struct Engine {
     /// Where the torrent clients' combined limit goes after each plan (and at once, lowered,
     /// on a remote PlaybackStart), for `src/daemon/seeders.rs`.
     pub downloaders: tokio::sync::watch::Sender<Option<Seeding>>,
+    /// Where the managed media servers' total limits go after each plan, for
+    /// `src/daemon/servers.rs`.
+    pub servers: tokio::sync::watch::Sender<Option<super::servers::ServerLimits>>,
     /// The owner's overrides, as loaded at start; the engine owns them from then on and saves
     /// every change (`src/control.rs`).
     pub overrides: Overrides,
@@ -142,6 +145,8 @@ impl Engine {
         let mut wake_up: Option<Instant> = None;
         // The budget the last plan used; a new one from the meter asks for a plan.
         let mut planned_budget = self.budget.state.borrow().budget_bps;
+        // What the managed media servers streamed then: a change asks for a plan too.
+        let mut planned_claims = self.budget.state.borrow().claims.clone();
         let mut budget_moved = false;
         // The debounce window was opened by an owner's action.
         let mut control_trigger = false;
@@ -172,8 +177,10 @@ impl Engine {
                     let _ = request.reply.send(answer);
                 }
                 Ok(()) = self.budget.state.changed() => {
-                    let now_bps = self.budget.state.borrow_and_update().budget_bps;
-                    if now_bps != planned_budget {
+                    let state = self.budget.state.borrow_and_update();
+                    let moved = state.budget_bps != planned_budget || state.claims != planned_claims;
+                    drop(state);
+                    if moved {
                         budget_moved = true;
                         debounce_until.get_or_insert_with(|| Instant::now() + debounce);
                     }
@@ -212,6 +219,7 @@ impl Engine {
                     budget_moved = false;
                     control_trigger = false;
                     planned_budget = self.budget.state.borrow().budget_bps;
+                    planned_claims = self.budget.state.borrow().claims.clone();
                     // Events that arrived meanwhile are part of this recompute.
                     while let Ok(ev) = rx.try_recv() {
                         if let Some(m) = model.as_mut() {
@@ -302,7 +310,10 @@ impl Engine {
             return (ok, None);
         };
         let mut asked = None;
-        let budget_bps = self.budget.state.borrow().budget_bps;
+        let (budget_bps, claims) = {
+            let b = self.budget.state.borrow();
+            (b.budget_bps, b.claims.clone())
+        };
         match plan_snapshot(
             m,
             !stale,
@@ -311,6 +322,7 @@ impl Engine {
             now,
             budget_bps,
             &self.overrides,
+            &claims,
             &self.settings,
             self.dry_run,
         ) {
@@ -327,6 +339,13 @@ impl Engine {
                     None => None,
                 };
                 self.downloaders.send_replace(to_downloaders);
+                self.servers.send_replace(Some(if plan.paused {
+                    super::servers::ServerLimits::Release
+                } else {
+                    super::servers::ServerLimits::Limits(
+                        plan.servers.iter().map(|s| (s.name.clone(), s.limit)).collect(),
+                    )
+                }));
                 let starts = memory.item_starts();
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();

@@ -15,6 +15,7 @@ mod engine;
 mod http;
 mod listener;
 mod seeders;
+mod servers;
 mod status;
 mod writer;
 
@@ -87,8 +88,9 @@ pub async fn run(
     for (name, fields) in crate::throttle::orphans(&settings, &ledger) {
         warn!(
             downloader = %name,
-            "the state file holds originals of a torrent client no [[downloader]] names any \
-             more ({}): name it again so that they are put back, or set them by hand",
+            "the state file holds originals of a torrent client or media server no \
+             [[downloader]] or [[server]] names any more ({}): name it again so that they are \
+             put back, or set them by hand",
             fields.join(", ")
         );
     }
@@ -140,6 +142,16 @@ pub async fn run(
         dry_run,
     }
     .spawn(workers.clone())?;
+    // The media servers whose total limit is managed: the engine's plans give them theirs.
+    let (servers_tx, servers_rx) = tokio::sync::watch::channel(None);
+    let servers_task = servers::Servers {
+        settings: settings.clone(),
+        ledger: ledger.clone(),
+        limits: servers_rx,
+        views: status.server_limits(),
+        dry_run,
+    }
+    .spawn(workers.clone())?;
 
     // The history, unless off or a dry run (which writes no file).
     let (history, history_writer) = if settings.history.enabled && !dry_run {
@@ -178,6 +190,7 @@ pub async fn run(
         budget,
         notifier: notifier.clone(),
         downloaders: downloaders_tx,
+        servers: servers_tx,
         overrides,
         history,
     }
@@ -229,6 +242,9 @@ pub async fn run(
     }
     // A write to a torrent client in flight is answered (or times out) before the restore.
     if let Some(t) = seeders_task {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
+    if let Some(t) = servers_task {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
 

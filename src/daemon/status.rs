@@ -94,6 +94,9 @@ pub struct Status {
     inner: Mutex<Inner>,
     /// The torrent clients as their task last saw them (`src/daemon/seeders.rs`).
     downloaders: Arc<Mutex<Vec<super::seeders::DownloaderView>>>,
+    /// The managed media servers' total limits as their task last saw them
+    /// (`src/daemon/servers.rs`).
+    server_limits: Arc<Mutex<Vec<super::servers::ServerLimitView>>>,
     /// The owner's overrides, as the engine last set them.
     overrides: Mutex<Vec<crate::control::View>>,
 }
@@ -121,6 +124,7 @@ impl Status {
             notifier,
             inner: Mutex::new(Inner::default()),
             downloaders: Arc::default(),
+            server_limits: Arc::default(),
             overrides: Mutex::default(),
         }
     }
@@ -133,6 +137,11 @@ impl Status {
     /// Where the torrent clients' task puts what it sees.
     pub fn downloaders(&self) -> Arc<Mutex<Vec<super::seeders::DownloaderView>>> {
         self.downloaders.clone()
+    }
+
+    /// Where the media servers' task puts what it sees.
+    pub fn server_limits(&self) -> Arc<Mutex<Vec<super::servers::ServerLimitView>>> {
+        self.server_limits.clone()
     }
 
     /// The engine task started or stopped.
@@ -302,6 +311,12 @@ impl Status {
             },
             last_decision: inner.last_plan.as_ref().map(decision_view),
             downloaders: lock(&self.downloaders).clone(),
+            server_limits: lock(&self.server_limits).clone(),
+            server_shares: inner
+                .last_plan
+                .as_ref()
+                .map(|p| p.plan.servers.clone())
+                .unwrap_or_default(),
             overrides: lock(&self.overrides).clone(),
             control: ControlView::default(),
             paused: inner.last_plan.as_ref().is_some_and(|p| p.plan.paused),
@@ -338,6 +353,10 @@ pub struct StateView {
     pub downloaders: Vec<super::seeders::DownloaderView>,
     /// Their combined limit in the last plan, bits/s.
     pub downloaders_limit_bps: Option<u64>,
+    /// The media servers whose total limit is managed (`manage_wan_total`): what they hold.
+    pub server_limits: Vec<super::servers::ServerLimitView>,
+    /// What the last plan gave them, and why.
+    pub server_shares: Vec<crate::plan::ServerShare>,
     /// The owner's overrides in force (pause, pins, exemptions, weights, reserve).
     pub overrides: Vec<crate::control::View>,
     /// What this request may change (set by the handler, which knows the request).

@@ -129,6 +129,7 @@ fn run_at(
             ranges: &ranges,
             budget_bps: s.budget().budget_bps,
             overrides: &crate::control::Overrides::NONE,
+            servers: &[],
         },
         ledger,
         memory,

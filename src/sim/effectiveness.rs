@@ -941,6 +941,7 @@ impl World<'_> {
                     .map_or(self.budget, |e| e.reading().budget_bps)
                     .saturating_sub(on_plex),
                 overrides: &crate::control::Overrides::NONE,
+                servers: &[],
             },
             &self.ledger,
             &self.memory,
@@ -957,6 +958,7 @@ impl World<'_> {
                 cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
                 meter: None,
                 servers: Vec::new(),
+                claims: Vec::new(),
             };
             let rows = h
                 .recorder

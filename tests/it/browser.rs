@@ -488,17 +488,23 @@ async fn the_status_page_shows_the_other_media_servers() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
+    // A third one, managed: its share becomes its total.
+    let den = jellydemon::sim::plex::FakePlex::new("plex-token-den");
+    let (den_url, _stop_den) = den.spawn().await;
     let extra = format!(
         "[[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"plex-token-page\"\n\
-         interval = \"1s\"\n\
+         interval = \"1s\"\nmanage_wan_total = false\n\
          [[server]]\nkind = \"plex\"\nname = \"attic\"\nurl = \"http://127.0.0.1:{closed_port}\"\n\
-         token = \"t\"\ntimeout = \"1s\"\n"
+         token = \"t\"\ntimeout = \"1s\"\nmanage_wan_total = false\n\
+         [[server]]\nkind = \"plex\"\nname = \"den\"\nurl = \"{den_url}\"\n\
+         token = \"plex-token-den\"\n"
     );
     let (h, _) = crate::common::torrent::streaming_house(&extra).await;
     let d = h.daemon("").await;
     d.wait_for(|s| {
         s["budget_bps"] == 35 * crate::common::M
             && s["budget"]["servers"][1]["last_error"].is_string()
+            && s["server_limits"][0]["limit_bps"] == 17_500_000
     })
     .await;
     let profile = tempfile::tempdir().unwrap();
@@ -511,6 +517,9 @@ async fn the_status_page_shows_the_other_media_servers() {
         "taken off the budget",
         "<b>attic</b>",
         "Connection refused",
+        "<b>den</b>",
+        "total limit 17.5 Mbps",
+        "a newcomer's share of 35 Mbps",
     ] {
         assert!(card.contains(needle), "{needle:?} not in the card:\n{card}");
     }

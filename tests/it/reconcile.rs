@@ -431,6 +431,7 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
         jellydemon::plan::memory::CLOCK_START,
         settings.budget().budget_bps,
         &jellydemon::control::Overrides::NONE,
+        &[],
         &settings,
         false,
     )

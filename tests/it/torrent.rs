@@ -529,12 +529,12 @@ async fn originals_of_a_client_no_longer_configured_are_kept_and_named() {
     let (code, out, err) = h.cli(&["restore"]).await;
     assert_eq!(code, 6, "{out}{err}");
     assert!(
-        out.contains("no [[downloader]] of this name any more")
+        out.contains("no [[downloader]] or [[server]] of this name any more")
             && out.contains("up_limit = 102400"),
         "{out}"
     );
     assert!(
-        err.contains("1 torrent client(s) could not be restored"),
+        err.contains("1 torrent client(s) or media server(s) could not be restored"),
         "{err}"
     );
     assert_eq!(h.ledger().settings().count(), 1, "kept for the next try");

@@ -120,7 +120,7 @@ async function refreshState() {
     rows($("servers"), sv, (v) => `<tr><td><b>${esc(v.name)}</b><div class="reason">${esc(v.kind)} at ${esc(v.url)}</div></td>
         <td class="num">${v.remote_streams == null ? "–" : v.remote_streams}</td>
         <td class="num">${v.remote_bps == null ? "–" : mbps(v.remote_bps)}</td>
-        <td class="hide-s">${v.up ? (v.counted ? "taken off the budget" : "measured by the meter")
+        <td class="hide-s">${v.up ? serverState(v, s)
           : `<span class="bad-text">${esc(v.last_error || "not read yet")}</span>`}</td></tr>`, "none");
   }
   const nt = s.notifications;
@@ -135,6 +135,17 @@ async function refreshState() {
   }
   $("recent").innerHTML = s.recent.length ? recentItems(s.recent)
       : `<li class="empty">no decision yet</li>`;
+}
+
+// How an other media server counts: one claimant whose share is its total limit
+// (managed), taken off the budget, or measured by the meter.
+function serverState(v, s) {
+  if (!v.managed) return v.counted ? "taken off the budget" : "measured by the meter";
+  const l = (s.server_limits || []).find((x) => x.name === v.name);
+  const share = (s.server_shares || []).find((x) => x.name === v.name);
+  if (l && l.last_error) return `<span class="bad-text">${esc(l.last_error)}</span>`;
+  const total = l && l.limit_bps != null ? "total limit " + mbps(l.limit_bps) : "total limit not set yet";
+  return share ? `${total}<div class="reason">${esc(share.reason)}</div>` : total;
 }
 
 // A step of 1, 2 or 5 x 10^k bit/s giving at most 5 gridlines up to `max`.
