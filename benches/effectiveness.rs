@@ -19,7 +19,8 @@
 //! (`sim::locked`).
 //!
 //! And the two-server table: a quarter of the users watching on a Plex server on the same
-//! link (`sim::run_beside_plex`), its streams taken off the budget first, against all of
+//! link (`sim::run_beside_plex`), its streams taken off the budget first or Plex managed as
+//! one claimant whose share becomes its total, against all of
 //! them on Jellyfin.
 //!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
@@ -257,9 +258,10 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The two-server table: every fourth user watches on Plex (which plays the source, having no
-/// per-user limit; jellydemon takes what it streams outside the house off the budget first),
-/// against the same traces with every user on Jellyfin.
+/// The two-server table: every fourth user watches on Plex, which has no per-user limit:
+/// read-only (jellydemon takes what it streams outside the house off the budget first) and
+/// managed (Plex is one claimant whose share becomes its total), against the same traces with
+/// every user on Jellyfin.
 fn plex(hours: u64, seeds: u64) {
     println!(
         "\na quarter of the users on a Plex server on the same link, mean (worst seed) over {seeds} seeds of {hours} h"
@@ -270,7 +272,7 @@ fn plex(hours: u64, seeds: u64) {
         for (clients, label) in CLIENTS {
             let traces = traces(users, hours, seeds, clients);
             let on_plex: Vec<bool> = (0..users).map(|u| u % 4 == 3).collect();
-            let rows: [(&str, Vec<Figures>); 2] = [
+            let rows: [(&str, Vec<Figures>); 3] = [
                 (
                     "all on Jellyfin",
                     traces
@@ -282,7 +284,14 @@ fn plex(hours: u64, seeds: u64) {
                     "a quarter on Plex",
                     traces
                         .iter()
-                        .map(|t| sim::run_beside_plex(Algorithm::Equal, t, hours, &on_plex))
+                        .map(|t| sim::run_beside_plex(Algorithm::Equal, t, hours, &on_plex, false))
+                        .collect(),
+                ),
+                (
+                    "a quarter on Plex, its total managed",
+                    traces
+                        .iter()
+                        .map(|t| sim::run_beside_plex(Algorithm::Equal, t, hours, &on_plex, true))
                         .collect(),
                 ),
             ];

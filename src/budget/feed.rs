@@ -665,7 +665,11 @@ impl Task {
     fn claims(&self) -> Vec<crate::plan::ServerClaim> {
         self.servers
             .iter()
-            .filter(|s| s.managed && s.last_ok.is_some_and(|at| at.elapsed() <= SERVER_STALE_AFTER))
+            .filter(|s| {
+                s.managed
+                    && s.last_ok
+                        .is_some_and(|at| at.elapsed() <= SERVER_STALE_AFTER)
+            })
             .map(|s| crate::plan::ServerClaim {
                 name: s.name.clone(),
                 streaming_bps: s.counted_bps(),

@@ -343,7 +343,10 @@ impl Engine {
                     super::servers::ServerLimits::Release
                 } else {
                     super::servers::ServerLimits::Limits(
-                        plan.servers.iter().map(|s| (s.name.clone(), s.limit)).collect(),
+                        plan.servers
+                            .iter()
+                            .map(|s| (s.name.clone(), s.limit))
+                            .collect(),
                     )
                 }));
                 let starts = memory.item_starts();

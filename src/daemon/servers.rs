@@ -196,8 +196,7 @@ impl Servers {
                     info!(server = %m.name, limit = %crate::downloader::describe(WAN_TOTAL, kbps), "read the server's total upload limit");
                 }
                 if !self.dry_run {
-                    for h in crate::throttle::observe(&self.ledger, &m.name, &[(WAN_TOTAL, kbps)])
-                    {
+                    for h in crate::throttle::observe(&self.ledger, &m.name, &[(WAN_TOTAL, kbps)]) {
                         info!(
                             server = %m.name,
                             "{WAN_TOTAL} was set by hand to {} (was {}): it is the original now",

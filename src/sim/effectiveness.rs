@@ -538,6 +538,9 @@ struct World<'a> {
     history: Option<Recording>,
     /// Users who watch on Plex ([`run_beside_plex`]).
     plex: Vec<bool>,
+    /// Plex's `WanTotalMaxUploadRate` as jellydemon last set it, bits/s (`None`: not
+    /// managed, Plex plays every source).
+    plex_wan: Option<u64>,
 }
 
 /// The history of a simulated run: the real [`crate::history::Recorder`] fed every plan.
@@ -563,6 +566,8 @@ struct Setup<'a> {
     capacity: Option<u32>,
     /// Which users watch on a Plex server on the same link instead of Jellyfin.
     plex: &'a [bool],
+    /// jellydemon sets Plex's total (`manage_wan_total`).
+    plex_managed: bool,
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
@@ -592,18 +597,23 @@ pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: S
 }
 
 /// Run jellydemon over the traces with the users `on_plex` marks watching on a Plex server on
-/// the same link: Plex plays their source (it has no per-user limit), jellydemon sees them
-/// only as what Plex streams outside the house (`[[server]] kind = "plex"`), read at every
-/// plan (a Plex webhook each start and stop), and takes it off the budget first. The figures
-/// count every stream, Plex's too, against the same ideal as [`run`].
+/// the same link, read at every plan (a Plex webhook each start and stop). Plex has no
+/// per-user limit: without `managed` it plays their source and jellydemon takes what it
+/// streams outside the house off the budget first (`manage_wan_total = false`); with it,
+/// Plex is one claimant whose share becomes its total (`src/plan/servers.rs`), and a stream
+/// Plex starts gets its source or what the total leaves beside Plex's other streams (at
+/// least the per-user floor), kept for the whole item. The figures count every stream,
+/// Plex's too, against the same ideal as [`run`].
 pub fn run_beside_plex(
     algorithm: Algorithm,
     traces: &[UserTrace],
     hours: u64,
     on_plex: &[bool],
+    managed: bool,
 ) -> Figures {
     let setup = Setup {
         plex: on_plex,
+        plex_managed: managed,
         ..Setup::default()
     };
     simulate(Manager::Daemon(algorithm), traces, hours, setup).0
@@ -660,6 +670,7 @@ fn simulate(
         record_from_ms,
         capacity,
         plex,
+        plex_managed,
     } = setup;
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
@@ -709,6 +720,8 @@ fn simulate(
         plex: (0..n)
             .map(|u| plex.get(u).copied().unwrap_or(false))
             .collect(),
+        // No limit in Plex until the first plan.
+        plex_wan: plex_managed.then_some(u64::MAX),
         history: record_from_ms.map(|start_ms| Recording {
             recorder: crate::history::Recorder::default(),
             start_ms,
@@ -834,7 +847,7 @@ impl World<'_> {
     fn start(&mut self, u: usize, i: usize) {
         let source = self.traces[u].items[i].source;
         let rate = match self.traces[u].client {
-            _ if self.plex[u] => source,
+            _ if self.plex[u] => self.plex_rate(u, source),
             ClientKind::Ignores => source,
             ClientKind::Fixed => self.capped(u, source, None),
             ClientKind::Pushable => self.capped(u, source, self.client_max[u]),
@@ -844,6 +857,19 @@ impl World<'_> {
             source,
             rate,
         });
+    }
+
+    /// What Plex gives a stream it starts: its source, or what its total leaves beside its
+    /// other streams (at least the per-user floor).
+    fn plex_rate(&self, u: usize, source: u64) -> u64 {
+        let Some(total) = self.plex_wan else {
+            return source;
+        };
+        let others: u64 = (0..self.playing.len())
+            .filter(|&v| v != u && self.plex[v])
+            .filter_map(|v| self.playing[v].as_ref().map(|p| p.rate))
+            .sum();
+        source.min(total.saturating_sub(others).max(self.floor))
     }
 
     /// `min(source, the user's limit, the client's own maximum)`.
@@ -923,11 +949,21 @@ impl World<'_> {
             .filter(|&u| !self.plex[u])
             .map(|u| self.user(u))
             .collect();
-        // What Plex streams outside the house comes off the budget first (src/budget/feed.rs).
+        // What Plex streams outside the house: a claimant's reading when its total is managed,
+        // else taken off the budget first (src/budget/feed.rs).
         let on_plex: u64 = (0..self.traces.len())
             .filter(|&u| self.plex[u])
             .filter_map(|u| self.playing[u].as_ref().map(|p| p.rate))
             .sum();
+        let servers: Vec<plan::ServerClaim> = self
+            .plex_wan
+            .map(|_| plan::ServerClaim {
+                name: "plex".into(),
+                streaming_bps: on_plex,
+            })
+            .into_iter()
+            .collect();
+        let off_budget = if self.plex_wan.is_some() { 0 } else { on_plex };
         let ranges = network::jellyfin_default_ranges();
         let plan = plan::plan(
             &Snapshot {
@@ -939,9 +975,9 @@ impl World<'_> {
                     .estimator
                     .as_ref()
                     .map_or(self.budget, |e| e.reading().budget_bps)
-                    .saturating_sub(on_plex),
+                    .saturating_sub(off_budget),
                 overrides: &crate::control::Overrides::NONE,
-                servers: &[],
+                servers: &servers,
             },
             &self.ledger,
             &self.memory,
@@ -964,6 +1000,9 @@ impl World<'_> {
                 .recorder
                 .plan(h.start_ms + now, &sessions, &users, &plan, &budget);
             h.rows.extend(rows);
+        }
+        if let Some(s) = plan.servers.first() {
+            self.plex_wan = Some(s.limit);
         }
         if let Some(d) = &plan.downloaders {
             self.seeder_limit = Some(d.limit);

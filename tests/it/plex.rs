@@ -313,7 +313,11 @@ async fn plex_is_one_claimant_and_its_share_becomes_its_wan_total() {
     let s = d
         .wait_for(|s| s["server_limits"][0]["limit_bps"] == 27_500_000)
         .await;
-    assert_eq!(s["budget_bps"], 55 * M, "nothing comes off the budget: {s:#}");
+    assert_eq!(
+        s["budget_bps"],
+        55 * M,
+        "nothing comes off the budget: {s:#}"
+    );
     assert_eq!(s["budget"]["servers"][0]["managed"], true, "{s:#}");
     let why = s["server_shares"][0]["reason"].as_str().unwrap();
     assert!(why.contains("a newcomer's share of 55 Mbps"), "{why}");
@@ -381,4 +385,47 @@ async fn jellydemon_restore_puts_plexs_original_total_back() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(plex.wan_total_kbps(), 0, "no limit, as before");
     assert_eq!(wan_total_in_ledger(&h), None);
+
+    let (_, out, err) = h.cli(&["check"]).await;
+    assert!(
+        out.contains("one claimant beside Jellyfin's remote users"),
+        "{out}\n{err}"
+    );
+}
+
+/// The owner's pause gives Plex its original total back and leaves it alone meanwhile;
+/// resume sets its share again.
+#[tokio::test]
+async fn a_pause_gives_plex_its_original_total_until_resumed() {
+    let plex = FakePlex::new(TOKEN);
+    plex.set_wan_total_kbps(80_000);
+    let (plex_url, _stop) = plex.spawn().await;
+    let (h, _bob) = house(&plex_url, TOKEN, "").await;
+    let d = h.daemon("poll_interval = \"1s\"").await;
+    crate::common::eventually("Plex gets its share", || plex.wan_total_kbps() == 55_000).await;
+
+    let (code, answer) = d.control(serde_json::json!({"action": "pause"})).await;
+    assert_eq!(code, 200, "{answer}");
+    crate::common::eventually("the original back while paused", || {
+        plex.wan_total_kbps() == 80_000
+    })
+    .await;
+    crate::common::eventually("the state file lets go of it", || {
+        wan_total_in_ledger(&h).is_none()
+    })
+    .await;
+    let writes = plex.wan_writes().len();
+    d.wait_for(|s| s["paused"] == true && s["poll"]["polls"].as_u64() >= Some(3))
+        .await;
+    assert_eq!(plex.wan_writes().len(), writes, "left alone while paused");
+
+    let (code, _) = d.control(serde_json::json!({"action": "resume"})).await;
+    assert_eq!(code, 200);
+    crate::common::eventually("its share again after resume", || {
+        plex.wan_total_kbps() == 55_000
+    })
+    .await;
+    let stop = d.stop().await;
+    assert_eq!(stop.restore_failures, 0);
+    assert_eq!(plex.wan_total_kbps(), 80_000);
 }
