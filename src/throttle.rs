@@ -72,6 +72,13 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
     crate::sync::lock(ledger)
 }
 
+/// Whether the ledger holds any original of `name`'s settings.
+pub fn holds(ledger: &Mutex<Ledger>, name: &str) -> bool {
+    lock(ledger)
+        .settings()
+        .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == name))
+}
+
 /// Compare what the client holds with the ledger; hand changes become the new originals (the
 /// ledger is saved when there are any).
 pub fn observe(ledger: &Mutex<Ledger>, name: &str, values: &[(Field, i64)]) -> Vec<HandChange> {

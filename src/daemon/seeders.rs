@@ -240,10 +240,7 @@ impl Seeders {
     async fn release(&self, clients: &mut [Seeder], shutdown: &CancellationToken) {
         for c in clients.iter_mut() {
             let name = c.name.clone();
-            let held = crate::sync::lock(&self.ledger)
-                .settings()
-                .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == name));
-            if !held {
+            if !crate::throttle::holds(&self.ledger, &name) {
                 c.target = None;
                 continue;
             }

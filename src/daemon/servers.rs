@@ -5,10 +5,12 @@
 //! * Reads `/:/prefs` every `server.interval`, and before a write when the last read is
 //!   older than that: a value neither the original nor ours was set by hand in Plex and
 //!   becomes the original (`src/throttle.rs`).
-//! * Writes go through `src/throttle.rs` (the original in the state file first), governed: a
-//!   change under `bandwidth.hysteresis_percent` of the limit in force is not written, and at
-//!   most one write per `bandwidth.downloaders.write_every` per server after a burst of 4
-//!   (a lowering waits for the limiter; a raise is dropped and tried at the next plan).
+//! * Writes go through `src/throttle.rs` (the original in the state file first), governed as
+//!   the torrent clients' are (`src/downloader/split.rs`): a change under
+//!   `bandwidth.downloaders.step_mbps` or `bandwidth.hysteresis_percent` of the limit in
+//!   force is not written, and at most one write per `bandwidth.downloaders.write_every` per
+//!   server after a burst of 4 (a lowering waits for the limiter; a raise is dropped and
+//!   tried at the next plan).
 //! * A server that does not answer is said so (log once, the page) and read again with
 //!   backoff, 1 s doubling to 5 min; the others are managed meanwhile.
 //! * While the owner pauses the daemon ([`ServerLimits::Release`]) every original is put
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::downloader::split::worth_writing;
 use crate::ledger::Ledger;
 use crate::plex::{Plex, WAN_TOTAL};
 
@@ -237,7 +240,11 @@ impl Servers {
             self.read(m).await;
         }
         let Some(current) = m.kbps else { return };
-        if !worth_writing(current, wanted, self.settings.bandwidth.hysteresis_percent) {
+        let in_force = (current > 0).then(|| current as u64 * 1000);
+        let step = self.settings.bandwidth.downloaders.step_bps();
+        let hysteresis = self.settings.bandwidth.hysteresis_percent;
+        // What Plex streams is the plan's to weigh: only the size of the move counts here.
+        if !worth_writing(in_force, wanted as u64 * 1000, 0, step, hysteresis) {
             return;
         }
         let lowering = current <= 0 || wanted < current;
@@ -274,11 +281,8 @@ impl Servers {
 
     /// Put one server's original back, when the ledger holds one.
     async fn release(&self, m: &mut Managed) {
-        let held = crate::sync::lock(&self.ledger)
-            .settings()
-            .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == m.name));
         m.target = None;
-        if !held {
+        if !crate::throttle::holds(&self.ledger, &m.name) {
             return;
         }
         let deadline = Instant::now() + m.timeout * 2;
@@ -304,33 +308,5 @@ impl Servers {
                 last_error: m.last_error.clone(),
             })
             .collect();
-    }
-}
-
-/// Whether moving Plex's total from `current` to `wanted` (kbit/s, 0: none) is worth a
-/// write: always from none, else when it moves by more than `hysteresis_percent` of the
-/// limit in force.
-fn worth_writing(current: i64, wanted: i64, hysteresis_percent: f64) -> bool {
-    if current == wanted {
-        return false;
-    }
-    if current <= 0 {
-        return true;
-    }
-    let moved = (wanted - current).unsigned_abs() as f64;
-    moved > current as f64 * hysteresis_percent / 100.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::worth_writing;
-
-    #[test]
-    fn small_moves_are_not_written_and_none_is_always_replaced() {
-        assert!(worth_writing(0, 20_000, 10.0));
-        assert!(!worth_writing(20_000, 20_000, 10.0));
-        assert!(!worth_writing(20_000, 21_000, 10.0));
-        assert!(worth_writing(20_000, 17_000, 10.0));
-        assert!(worth_writing(20_000, 23_000, 10.0));
     }
 }
