@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 
 use crate::anon::{self, Anonymizer, Kind};
 use crate::config::Settings;
-use crate::jellyfin::Client;
+use crate::jellyfin::fleet::Fleet;
 use crate::ledger::Ledger;
 
 /// What replaces a secret.
@@ -442,15 +442,15 @@ fn section(out: &mut String, title: &str) {
 /// Every user and session Jellyfin lists gets its alias first, so that the scrub finds them
 /// in log lines; then `check` and a dry-run pass.
 async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anonymizer) {
-    let client = settings
-        .api_key()
-        .map_err(|e| e.to_string())
-        .and_then(|key| {
-            Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)
-                .map_err(|e| e.to_string())
-        });
-    if let Ok(client) = &client {
-        if let Ok(users) = client.users().await {
+    let client = Fleet::from_settings(settings).map_err(|e| e.to_string());
+    if let Ok(fleet) = &client {
+        let client = fleet.primary();
+        let (members, _) = fleet.read_members().await;
+        let mut users = client.users().await.unwrap_or_default();
+        users.extend(members.users);
+        let mut sessions = client.sessions().await.unwrap_or_default();
+        sessions.extend(members.sessions);
+        {
             for u in &users {
                 anonymizer.alias(Kind::UserId, u.id.as_str());
                 if let Some(n) = &u.name {
@@ -458,7 +458,7 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
                 }
             }
         }
-        if let Ok(sessions) = client.sessions().await {
+        {
             for s in &sessions {
                 anonymizer.alias(Kind::Session, s.id.as_str());
                 if let Some(d) = &s.device_id {

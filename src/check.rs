@@ -669,7 +669,12 @@ async fn downloader_lines(r: &mut CheckReport, settings: &Settings) {
 /// Each other media server: what it streams outside the house now, and how that counts.
 async fn server_lines(r: &mut CheckReport, settings: &Settings) {
     let names = crate::config::server_names(&settings.server);
-    for (s, name) in settings.server.iter().zip(names) {
+    for (s, name) in settings
+        .server
+        .iter()
+        .zip(names)
+        .filter(|(s, _)| s.is_plex())
+    {
         let plex = match crate::plex::Plex::new(s) {
             Ok(p) => p,
             Err(e) => {
@@ -680,7 +685,7 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
         match plex.remote_streams().await {
             Ok(streams) => {
                 let total = crate::plex::remote_bps(&streams);
-                let counted = if s.manage_wan_total {
+                let counted = if s.manages_wan_total() {
                     "one claimant beside Jellyfin's remote users: the daemon sets its share as \
                      its total upload limit"
                 } else if settings.bandwidth.meter.is_some() {

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Mode, Settings};
 use crate::control::Action;
 use crate::daemon::{self, DaemonError};
-use crate::jellyfin::Client;
+use crate::jellyfin::fleet::Fleet;
 use crate::ledger::Ledger;
 use crate::reconcile::{self, PassError};
 use crate::{check, report};
@@ -455,12 +455,9 @@ async fn sqm(settings: &mut Settings) -> Result<(), ExitCode> {
     })
 }
 
-fn client(settings: &Settings) -> Result<Client, ExitCode> {
-    let key = settings.api_key().map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
-    Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout).map_err(|e| {
+/// Every Jellyfin and Emby server the configuration names.
+fn client(settings: &Settings) -> Result<Fleet, ExitCode> {
+    Fleet::from_settings(settings).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(exit::CONFIG)
     })

@@ -500,8 +500,11 @@ fn keep_direct(
                         w.rate
                     };
                     let rises = obeys && s.supports_push && push.up();
+                    // The capacity is the `[jellyfin]` server's: another server's streams
+                    // take none of it.
+                    let here = !crate::jellyfin::fleet::is_member_id(s.session_id.as_str());
                     Some(transcode::Video {
-                        source: s.source.filter(|_| s.video)?,
+                        source: s.source.filter(|_| s.video && here)?,
                         uhd: s.uhd,
                         stuck: s.transcoding && !(rises && s.for_bitrate),
                         obeys,
@@ -549,12 +552,15 @@ fn keep_direct(
     )
 }
 
-/// The sessions whose video Jellyfin transcodes now (playing, not paused): what takes the
-/// server's capacity.
+/// The sessions whose video the `[jellyfin]` server transcodes now (playing, not paused):
+/// what takes its capacity (another `[[server]]`'s transcodes run on that server).
 fn running_transcodes(sessions: &[Session]) -> impl Iterator<Item = &Session> {
-    sessions
-        .iter()
-        .filter(|s| s.is_playing() && !s.is_paused() && s.transcodes_video())
+    sessions.iter().filter(|s| {
+        s.is_playing()
+            && !s.is_paused()
+            && s.transcodes_video()
+            && !crate::jellyfin::fleet::is_member_id(s.id.as_str())
+    })
 }
 
 /// The video transcodes running now, whether one runs slower than its source, and whether
@@ -733,7 +739,17 @@ impl Context<'_> {
     /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
     fn bounds_of(&self, user_id: &UserId, current: i64) -> Bounds {
         let original = self.ledger.original(user_id).unwrap_or(current);
-        bounds(self.settings, original, self.snapshot.server_limit)
+        let server_limit = self
+            .users
+            .get(user_id)
+            .map_or(self.snapshot.server_limit, |u| self.server_limit_of(u));
+        bounds(self.settings, original, server_limit)
+    }
+
+    /// The server-wide limit of the user's server (bits/s, 0 = none): a user of another
+    /// `[[server]]` has its own (`src/jellyfin/fleet.rs`).
+    fn server_limit_of(&self, u: &User) -> i64 {
+        u.server_limit.unwrap_or(self.snapshot.server_limit)
     }
 
     fn weight(&self, u: &User) -> u64 {
@@ -1072,7 +1088,11 @@ fn claimants<'a>(
                     .fold(current.max(e.original), i64::max)
             })
         });
-        let watched: Vec<Watched> = streams.iter().map(|s| watch(cx, s, recent)).collect();
+        let server_limit = cx.server_limit_of(u);
+        let watched: Vec<Watched> = streams
+            .iter()
+            .map(|s| watch(cx, s, recent, server_limit))
+            .collect();
         for (s, w) in streams.iter().zip(&watched) {
             if let Some(why) = w.uncontrolled {
                 warnings.push(Warning::Uncontrolled {
@@ -1107,12 +1127,12 @@ fn claimants<'a>(
 /// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
 /// had lately) says about a stream: does its client ignore limits, is a push on its way, when
 /// does its push cooldown end.
-fn watch(cx: &Context, s: &Stream, recent: Option<i64>) -> Watched {
+fn watch(cx: &Context, s: &Stream, recent: Option<i64>, server_limit: i64) -> Watched {
     let now = cx.now;
     let memo = cx.memory.stream(&s.session_id, &s.item_id);
     let start_bound = match memo {
         Some(m) => m.start_bound,
-        None => recent.and_then(|r| effective(r, cx.snapshot.server_limit)),
+        None => recent.and_then(|r| effective(r, server_limit)),
     };
     let above = |limit: u64| {
         s.rate.is_some_and(|r| {

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::{InternalRanges, Settings};
 use crate::ids::{UserId, UserName};
+use crate::jellyfin::fleet::{Fleet, MemberView};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, Observed};
 use crate::network;
@@ -42,6 +43,46 @@ pub struct Fetched {
     pub server_limit: i64,
     /// The internal ranges in force (configured or imported from Jellyfin).
     pub ranges: Vec<IpNet>,
+    /// The other Jellyfin and Emby servers (`[[server]]`), whose sessions and users are in
+    /// the lists above under their own names (`src/jellyfin/fleet.rs`).
+    pub members: Vec<MemberView>,
+}
+
+impl Fetched {
+    /// Only the members, while the `[jellyfin]` server has not answered yet: the configured
+    /// internal ranges, or Jellyfin's defaults when they are to come from it.
+    pub async fn members_only(fleet: &Fleet, settings: &Settings) -> Fetched {
+        let ranges = match settings.network.internal_ranges() {
+            Ok(InternalRanges::Fixed(nets)) => nets,
+            _ => network::jellyfin_default_ranges(),
+        };
+        let mut f = Fetched {
+            sessions: Vec::new(),
+            users: Vec::new(),
+            server_limit: 0,
+            ranges,
+            members: Vec::new(),
+        };
+        f.refresh_members(fleet).await;
+        f
+    }
+
+    /// Put the members' part of the model in place of what it held: their fresh reads (or
+    /// the last good ones) while the `[jellyfin]` server cannot be read, so that a server
+    /// that is down does not stop the others being managed.
+    pub async fn refresh_members(&mut self, fleet: &Fleet) {
+        if !fleet.has_members() {
+            return;
+        }
+        let (read, views) = fleet.read_members().await;
+        self.sessions
+            .retain(|s| !crate::jellyfin::fleet::is_member_id(s.id.as_str()));
+        self.users
+            .retain(|u| !crate::jellyfin::fleet::is_member_id(u.id.as_str()));
+        self.sessions.extend(read.sessions);
+        self.users.extend(read.users);
+        self.members = views;
+    }
 }
 
 /// The internal ranges in force: the configured list, or Jellyfin's `LocalNetworkSubnets`
@@ -83,19 +124,30 @@ pub fn ranges_from_jellyfin(subnets: &[String]) -> Vec<IpNet> {
     }
 }
 
-/// Read everything a plan needs.
-pub async fn fetch(client: &Client, settings: &Settings) -> Result<Fetched, PassError> {
-    let (sessions, users, config, ranges) = tokio::try_join!(
-        async { client.sessions().await.map_err(PassError::from) },
-        async { client.users().await.map_err(PassError::from) },
-        async { client.server_configuration().await.map_err(PassError::from) },
-        internal_ranges(client, settings),
-    )?;
+/// Read everything a plan needs, from every server at once. Fails when the `[jellyfin]`
+/// server cannot be read; a member that cannot be read is in it by its last good read.
+pub async fn fetch(fleet: &Fleet, settings: &Settings) -> Result<Fetched, PassError> {
+    let client = fleet.primary();
+    let (primary, (members, views)) = tokio::join!(
+        async {
+            tokio::try_join!(
+                async { client.sessions().await.map_err(PassError::from) },
+                async { client.users().await.map_err(PassError::from) },
+                async { client.server_configuration().await.map_err(PassError::from) },
+                internal_ranges(client, settings),
+            )
+        },
+        fleet.read_members(),
+    );
+    let (mut sessions, mut users, config, ranges) = primary?;
+    sessions.extend(members.sessions);
+    users.extend(members.users);
     Ok(Fetched {
         sessions,
         users,
         server_limit: config.remote_client_bitrate_limit,
         ranges,
+        members: views,
     })
 }
 
@@ -279,7 +331,7 @@ pub fn plan_snapshot(
 /// One pass: fetch, plan, write, push. With `dry_run` nothing is written, not even the ledger,
 /// and nothing is pushed.
 pub async fn reconcile_once(
-    client: &Client,
+    client: &Fleet,
     settings: &Settings,
     ledger: &Mutex<Ledger>,
     dry_run: bool,
@@ -425,7 +477,7 @@ const RESTORE_CONCURRENCY: usize = 8;
 /// land ([`crate::write::landing_window`]): until then the restore waits (within the
 /// deadline). Users are restored eight at a time.
 pub async fn restore(
-    client: &Client,
+    client: &Fleet,
     ledger: &Mutex<Ledger>,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<(UserName, RestoreOutcome)>, LedgerError> {
@@ -455,7 +507,7 @@ pub async fn restore(
 
 /// One user's restore, tried again (with a backoff) until it is done or `deadline` passes.
 async fn restore_until(
-    client: &Client,
+    client: &Fleet,
     ledger: &Mutex<Ledger>,
     id: &UserId,
     name: &UserName,
@@ -508,7 +560,7 @@ async fn restore_until(
 /// Read the user and put its original back when it holds a value of ours. `Err` is worth
 /// another try.
 async fn restore_once(
-    client: &Client,
+    client: &Fleet,
     ledger: &Mutex<Ledger>,
     id: &UserId,
     name: &UserName,

@@ -304,7 +304,11 @@ pub async fn restore_all(
     for name in in_ledger {
         if let Some(i) = names.iter().position(|n| *n == name) {
             jobs.push((name, Job::Downloader(i)));
-        } else if let Some(i) = servers.iter().position(|n| *n == name) {
+        } else if let Some(i) = servers
+            .iter()
+            .zip(&settings.server)
+            .position(|(n, s)| *n == name && s.is_plex())
+        {
             jobs.push((name, Job::Server(i)));
         } else {
             let left = orphans(settings, &lock(ledger))
@@ -375,7 +379,13 @@ enum Job {
 /// or they are set by hand.
 pub fn orphans(settings: &crate::config::Settings, ledger: &Ledger) -> Vec<(String, Vec<String>)> {
     let mut names = crate::config::downloader_names(&settings.downloader);
-    names.extend(crate::config::server_names(&settings.server));
+    names.extend(
+        crate::config::server_names(&settings.server)
+            .into_iter()
+            .zip(&settings.server)
+            .filter(|(_, s)| s.is_plex())
+            .map(|(n, _)| n),
+    );
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for (k, e) in ledger.settings() {
         let Some((name, field)) = k.split_once('/') else {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::unix_millis_now;
-use crate::jellyfin::{Client, JellyfinError};
+use crate::jellyfin::JellyfinError;
+use crate::jellyfin::fleet::Fleet;
 use crate::ledger::{Ledger, Observed};
 use crate::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
 use crate::sync::lock;
@@ -32,14 +33,14 @@ pub enum WriteOutcome {
 }
 
 /// How long after it was sent an unanswered write may still be applied by Jellyfin: twice the
-/// client's timeout. The client gives up after one timeout; Jellyfin handles a request whose
+/// longest timeout of the servers' clients. The client gives up after one timeout; Jellyfin handles a request whose
 /// client has gone until it is done, so a write is given as long again to land.
-pub fn landing_window(client: &Client) -> Duration {
+pub fn landing_window(client: &Fleet) -> Duration {
     client.timeout().saturating_mul(2)
 }
 
 /// The time (Unix ms) until which a write sent now may land.
-pub fn landing_deadline(client: &Client) -> u64 {
+pub fn landing_deadline(client: &Fleet) -> u64 {
     unix_millis_now().saturating_add(landing_window(client).as_millis() as u64)
 }
 
@@ -48,7 +49,7 @@ pub fn landing_deadline(client: &Client) -> u64 {
 /// in flight until its time is over. Forgets the user afterwards when `forget` and the write
 /// succeeded (and no other write of ours may still land).
 async fn post_and_settle(
-    client: &Client,
+    client: &Fleet,
     ledger: &Mutex<Ledger>,
     user: &crate::jellyfin::User,
     limit: i64,
@@ -74,7 +75,7 @@ async fn post_and_settle(
 
 /// Write one decision: read the user again, record the original and the intent in the ledger
 /// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
-pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
+pub async fn apply(client: &Fleet, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
     apply_unless(client, ledger, d, std::future::pending()).await
 }
 
@@ -82,7 +83,7 @@ pub async fn apply(client: &Client, ledger: &Mutex<Ledger>, d: &Decision) -> Wri
 /// sent then. Once the policy is on its way it is never given up (a write cut off in flight
 /// may still be applied, and the restore would have to wait for it).
 pub async fn apply_unless(
-    client: &Client,
+    client: &Fleet,
     ledger: &Mutex<Ledger>,
     d: &Decision,
     stop: impl std::future::Future<Output = ()>,
@@ -152,7 +153,7 @@ fn failed(d: &Decision, message: String) -> WriteOutcome {
 }
 
 /// Send one `SetMaxStreamingBitrate` and log it.
-pub async fn push(client: &Client, d: &Decision, s: &StreamRef, p: Push) -> Result<(), String> {
+pub async fn push(client: &Fleet, d: &Decision, s: &StreamRef, p: Push) -> Result<(), String> {
     let direction = p.direction.label();
     match client
         .set_max_streaming_bitrate(&s.session_id, p.bitrate)

@@ -144,6 +144,7 @@ pub async fn servers_streaming_once(settings: &Settings) -> (u64, Vec<String>) {
         .server
         .iter()
         .zip(crate::config::server_names(&settings.server))
+        .filter(|(s, _)| s.is_plex())
     {
         let read = match crate::plex::Plex::new(s) {
             Ok(p) => tokio::time::timeout(s.timeout.saturating_mul(3), p.remote_streams())
@@ -221,18 +222,19 @@ pub fn start(
     };
     let static_bps = mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved));
     metrics.budget_bps.set(static_bps as i64);
-    if b.meter.is_none() && schedule.is_none() && settings.server.is_empty() {
+    if b.meter.is_none() && schedule.is_none() && !settings.server.iter().any(|s| s.is_plex()) {
         return Ok((Feed::fixed(static_bps, configured(total, reserved)), None));
     }
     let servers = settings
         .server
         .iter()
         .zip(crate::config::server_names(&settings.server))
+        .filter(|(s, _)| s.is_plex())
         .map(|(s, name)| {
             Ok(Server {
                 name,
                 plex: crate::plex::Plex::new(s)?,
-                managed: s.manage_wan_total,
+                managed: s.manages_wan_total(),
                 interval: s.interval,
                 read_timeout: s.timeout.saturating_mul(3),
                 next_read: Instant::now(),

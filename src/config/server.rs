@@ -1,9 +1,13 @@
-//! `[[server]]`, parsed: the other media servers on the same upload. Only Plex so far: its
-//! remote streams are read (`src/budget/feed.rs`), and it is one claimant beside Jellyfin's
-//! users whose share becomes its `WanTotalMaxUploadRate` (`src/plan.rs`, written by
-//! `src/daemon/plex_wan.rs`); with `manage_wan_total = false` what it streams is only taken
-//! off the budget. The client is in `src/plex.rs`; what Plex really does in
-//! `docs/media-servers.md`. Emby and further Jellyfin servers are not supported yet.
+//! `[[server]]`, parsed: the other media servers on the same upload.
+//!
+//! * `plex`: its remote streams are read (`src/budget/feed.rs`), and it is one claimant
+//!   beside the users whose share becomes its `WanTotalMaxUploadRate` (`src/plan/servers.rs`,
+//!   written by `src/daemon/servers.rs`); with `manage_wan_total = false` what it streams is
+//!   only taken off the budget. The client is in `src/plex.rs`.
+//! * `jellyfin` and `emby`: managed like the `[jellyfin]` server, each remote user one more
+//!   claimant in the same water-filling, through `src/jellyfin/fleet.rs`.
+//!
+//! What Emby and Plex really do is in `docs/media-servers.md`.
 
 use std::time::Duration;
 
@@ -17,8 +21,12 @@ use super::{ConfigError, invalid, secret_from};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServerKind {
-    /// Plex Media Server: its remote streams are counted, its settings left alone.
+    /// Plex Media Server: one claimant, its WAN total set to its share.
     Plex,
+    /// Another Jellyfin server: its users managed like the `[jellyfin]` server's.
+    Jellyfin,
+    /// Emby Server: its users managed like Jellyfin's (`docs/media-servers.md`).
+    Emby,
 }
 
 impl ServerKind {
@@ -26,6 +34,8 @@ impl ServerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ServerKind::Plex => "plex",
+            ServerKind::Jellyfin => "jellyfin",
+            ServerKind::Emby => "emby",
         }
     }
 }
@@ -34,7 +44,7 @@ impl ServerKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    /// `plex`.
+    /// `plex`, `jellyfin` or `emby`.
     pub kind: ServerKind,
     /// A name of its own, for logs, the page and `/api/state` (default: the kind, numbered
     /// when there are several).
@@ -42,13 +52,20 @@ pub struct ServerSettings {
     pub name: Option<String>,
     /// Where it answers (`http://127.0.0.1:32400`).
     pub url: String,
-    /// Its `X-Plex-Token` (a secret), or `token_file`.
+    /// Plex: its `X-Plex-Token` (a secret), or `token_file`.
     #[serde(default)]
     pub token: Option<SecretString>,
-    /// A file holding the token.
+    /// Plex: a file holding the token.
     #[serde(default)]
     pub token_file: Option<RelativePathBuf>,
-    /// How often its sessions are read.
+    /// Jellyfin and Emby: an administrator's API key (a secret), or `api_key_file`.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Jellyfin and Emby: a file holding the API key.
+    #[serde(default)]
+    pub api_key_file: Option<RelativePathBuf>,
+    /// How often its sessions are read (Jellyfin and Emby: how often a change in what plays
+    /// there is looked for between the daemon's passes).
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Upper bound for one request.
@@ -57,13 +74,9 @@ pub struct ServerSettings {
     /// Set the server's total upload limit outside the house (Plex's
     /// `WanTotalMaxUploadRate`) to its share of the budget, its original kept in the state
     /// file and put back at the stop; `false`: leave it, and take what it streams off the
-    /// budget.
-    #[serde(default = "yes")]
-    pub manage_wan_total: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// budget. Plex only (default `true`).
+    #[serde(default)]
+    pub manage_wan_total: Option<bool>,
 }
 
 fn default_interval() -> Duration {
@@ -84,8 +97,31 @@ impl ServerSettings {
             token_file: None,
             interval: default_interval(),
             timeout: default_timeout(),
-            manage_wan_total: true,
+            api_key: None,
+            api_key_file: None,
+            manage_wan_total: None,
         }
+    }
+
+    /// Plex, its WAN total set to its share (`manage_wan_total`, on unless turned off).
+    pub fn manages_wan_total(&self) -> bool {
+        self.kind == ServerKind::Plex && self.manage_wan_total.unwrap_or(true)
+    }
+
+    /// A Plex server (read for its streams, one claimant).
+    pub fn is_plex(&self) -> bool {
+        self.kind == ServerKind::Plex
+    }
+
+    /// A Jellyfin or Emby server whose users are managed.
+    pub fn manages_users(&self) -> bool {
+        matches!(self.kind, ServerKind::Jellyfin | ServerKind::Emby)
+    }
+
+    /// The API key of a Jellyfin or Emby server, read from its file when given as one.
+    pub fn api_key(&self) -> Result<SecretString, ConfigError> {
+        secret_from(&self.api_key, &self.api_key_file, "server.api_key_file")?
+            .ok_or_else(|| invalid("server.api_key", "set api_key or api_key_file"))
     }
 
     /// The token, read from its file when given as one.
@@ -113,20 +149,10 @@ impl ServerSettings {
                 format!("server {i}: put the token in token_file, not the URL"),
             ));
         }
-        match (&self.token, &self.token_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "server.token",
-                    format!("server {i}: set either token or token_file, not both"),
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "server.token",
-                    format!("server {i}: set token_file (or token) to the server's X-Plex-Token"),
-                ));
-            }
-            _ => {}
+        if self.is_plex() {
+            self.validate_plex(i)?;
+        } else {
+            self.validate_users_server(i)?;
         }
         if let Some(name) = &self.name
             && (name.trim().is_empty()
@@ -153,6 +179,69 @@ impl ServerSettings {
             ));
         }
         Ok(())
+    }
+
+    fn validate_plex(&self, i: usize) -> Result<(), ConfigError> {
+        for (set, key) in [
+            (self.api_key.is_some(), "server.api_key"),
+            (self.api_key_file.is_some(), "server.api_key_file"),
+        ] {
+            if set {
+                let key = key.trim_start_matches("server.");
+                return Err(invalid(
+                    "server.token",
+                    format!("server {i}: Plex takes token_file (or token), not {key}"),
+                ));
+            }
+        }
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => Err(invalid(
+                "server.token",
+                format!("server {i}: set either token or token_file, not both"),
+            )),
+            (None, None) => Err(invalid(
+                "server.token",
+                format!("server {i}: set token_file (or token) to the server's X-Plex-Token"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_users_server(&self, i: usize) -> Result<(), ConfigError> {
+        let kind = self.kind.as_str();
+        for (set, key) in [
+            (self.token.is_some(), "token"),
+            (self.token_file.is_some(), "token_file"),
+        ] {
+            if set {
+                return Err(invalid(
+                    "server.api_key",
+                    format!("server {i}: {kind} takes api_key_file (or api_key), not {key}"),
+                ));
+            }
+        }
+        if self.manage_wan_total.is_some() {
+            return Err(invalid(
+                "server.manage_wan_total",
+                format!(
+                    "server {i}: a setting of Plex only; {kind}'s users are managed one by one"
+                ),
+            ));
+        }
+        match (&self.api_key, &self.api_key_file) {
+            (Some(_), Some(_)) => Err(invalid(
+                "server.api_key",
+                format!("server {i}: set either api_key or api_key_file, not both"),
+            )),
+            (None, None) => Err(invalid(
+                "server.api_key",
+                format!(
+                    "server {i}: set api_key_file (or api_key) to an administrator's API key \
+                     of this {kind} server"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -233,7 +322,7 @@ mod tests {
         assert_eq!(p.timeout, std::time::Duration::from_secs(5));
         assert_eq!(super::names(&s.server), vec!["plex".to_string()]);
         assert!(
-            p.manage_wan_total,
+            p.manages_wan_total(),
             "Plex's WAN total is managed unless said otherwise"
         );
         assert!(!format!("{s:?}").contains("plex-secret-42"));
@@ -243,8 +332,24 @@ mod tests {
     fn bad_entries_get_clear_errors_that_quote_no_token() {
         for (entry, expected) in [
             (
-                "kind = \"emby\"\nurl = \"http://h\"\ntoken = \"t\"",
-                "\"emby\" is not one of \"plex\"",
+                "kind = \"kodi\"\nurl = \"http://h\"\ntoken = \"t\"",
+                "\"kodi\" is not one of \"plex\", \"jellyfin\", \"emby\"",
+            ),
+            (
+                "kind = \"emby\"\nurl = \"http://h\"\ntoken = \"plex-secret-42\"",
+                "emby takes api_key_file (or api_key), not token",
+            ),
+            (
+                "kind = \"jellyfin\"\nurl = \"http://h\"",
+                "set api_key_file (or api_key)",
+            ),
+            (
+                "kind = \"jellyfin\"\nurl = \"http://h\"\napi_key = \"k\"\nmanage_wan_total = false",
+                "a setting of Plex only",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h\"\napi_key = \"plex-secret-42\"",
+                "Plex takes token_file (or token), not api_key",
             ),
             (
                 "kind = \"plex\"\nurl = \"http://h:32400\"",

@@ -23,7 +23,8 @@ use crate::budget::feed::Feed;
 use crate::config::Settings;
 use crate::control::{Action, ControlError, Known, Overrides};
 use crate::ids::SessionId;
-use crate::jellyfin::{Client, MediaStream, NowPlayingItem, PlayState, Session};
+use crate::jellyfin::fleet::Fleet;
+use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::Ledger;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
@@ -80,7 +81,11 @@ impl EngineHandle {
 
 /// Everything the engine task needs.
 pub struct Engine {
-    pub client: Client,
+    /// The `[jellyfin]` server and the other Jellyfin and Emby servers.
+    pub client: Fleet,
+    /// Goes up when what plays on another Jellyfin or Emby server changed
+    /// (`src/daemon/members.rs`); `None` without one.
+    pub members_changed: Option<tokio::sync::watch::Receiver<u64>>,
     pub settings: Arc<Settings>,
     pub ledger: Arc<Mutex<Ledger>>,
     pub writer: WriterHandle,
@@ -150,6 +155,9 @@ impl Engine {
         let mut budget_moved = false;
         // The debounce window was opened by an owner's action.
         let mut control_trigger = false;
+        // ... by a change on another server.
+        let mut member_trigger = false;
+        let mut members_changed = self.members_changed.take();
         loop {
             // An override that ends asks for a plan then.
             let expiry = self.overrides.next_expiry().map(|at| {
@@ -185,6 +193,15 @@ impl Engine {
                         debounce_until.get_or_insert_with(|| Instant::now() + debounce);
                     }
                 }
+                Ok(()) = async {
+                    match members_changed.as_mut() {
+                        Some(r) => r.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    member_trigger = true;
+                    debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
                     if let (Some(m), Some(share)) = (model.as_ref(), seeding.as_mut()) {
@@ -204,6 +221,8 @@ impl Engine {
                         "control"
                     } else if due && budget_moved && model.is_some() {
                         "budget"
+                    } else if due && member_trigger {
+                        "server"
                     } else if expired {
                         "override ended"
                     } else if due {
@@ -218,6 +237,7 @@ impl Engine {
                     debounce_until = None;
                     budget_moved = false;
                     control_trigger = false;
+                    member_trigger = false;
                     planned_budget = self.budget.state.borrow().budget_bps;
                     planned_claims = self.budget.state.borrow().claims.clone();
                     // Events that arrived meanwhile are part of this recompute.
@@ -300,8 +320,14 @@ impl Engine {
             }
             Err(e) => {
                 warn!(trigger, "{e}");
-                if model.is_none() {
-                    return (false, None);
+                match model.as_mut() {
+                    // The other servers are read on their own, so that they are still
+                    // managed while this one is down.
+                    Some(m) => m.refresh_members(&self.client).await,
+                    None if self.client.has_members() => {
+                        *model = Some(Fetched::members_only(&self.client, &self.settings).await)
+                    }
+                    None => return (false, None),
                 }
                 true
             }
@@ -651,6 +677,7 @@ mod tests {
             ],
             users: vec![],
             server_limit: 0,
+            members: vec![],
             ranges: vec![],
         }
     }

@@ -14,6 +14,7 @@ mod access;
 mod engine;
 mod http;
 mod listener;
+mod members;
 mod seeders;
 mod servers;
 mod status;
@@ -26,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ConfigError, Settings};
-use crate::jellyfin::{Client, JellyfinError};
+use crate::jellyfin::JellyfinError;
+use crate::jellyfin::fleet::{Fleet, FleetError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 use crate::notify::conditions::Observation;
@@ -76,8 +78,10 @@ pub async fn run(
              (crate::budget::sqm::resolve)",
         )));
     }
-    let key = settings.api_key()?;
-    let client = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
+    let client = Fleet::from_settings(&settings).map_err(|e| match e {
+        FleetError::Config(e) => DaemonError::Config(e),
+        FleetError::Jellyfin(e) => DaemonError::Jellyfin(e),
+    })?;
     let token = settings.daemon.webhook_token()?.map(Arc::new);
     // The writer's lock, unless a dry run (which never writes the ledger).
     let ledger = if settings.daemon.dry_run {
@@ -179,7 +183,14 @@ pub async fn run(
         notifier.clone(),
         workers.clone(),
     );
+    // The other Jellyfin and Emby servers: a change in what plays there asks for a plan.
+    let (members_changed, members_task) =
+        match members::spawn(client.clone(), &settings, workers.clone()) {
+            Some((rx, task)) => (Some(rx), Some(task)),
+            None => (None, None),
+        };
     let (engine, engine_task) = Engine {
+        members_changed,
         client: client.clone(),
         settings: settings.clone(),
         ledger: ledger.clone(),
@@ -236,6 +247,9 @@ pub async fn run(
     workers.cancel();
     let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
     let _ = tokio::time::timeout_at(deadline, engine_task).await;
+    if let Some(t) = members_task {
+        let _ = tokio::time::timeout_at(deadline, t).await;
+    }
     let _ = tokio::time::timeout_at(deadline, writer_task).await;
     if let Some(t) = meter_task {
         let _ = tokio::time::timeout_at(deadline, t).await;

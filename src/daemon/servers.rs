@@ -103,7 +103,7 @@ impl Servers {
             .server
             .iter()
             .zip(crate::config::server_names(&self.settings.server))
-            .filter(|(s, _)| s.manage_wan_total)
+            .filter(|(s, _)| s.manages_wan_total())
         {
             let quota = Quota::with_period(every)
                 .expect("a period above zero")

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::ids::{SessionId, UserId};
-use crate::jellyfin::Client;
+use crate::jellyfin::fleet::Fleet;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
@@ -79,7 +79,7 @@ fn rank(d: &Decision) -> u8 {
 /// Start the writer task. It stops when `shutdown` is cancelled, once the write in flight (if
 /// any) is answered, dropping what is pending (the ledger still holds every original).
 pub fn spawn(
-    client: Client,
+    client: Fleet,
     ledger: Arc<Mutex<Ledger>>,
     max_per_second: u32,
     pushed: mpsc::UnboundedSender<PushSent>,
@@ -108,7 +108,7 @@ struct Reports {
 }
 
 async fn run(
-    client: Client,
+    client: Fleet,
     ledger: Arc<Mutex<Ledger>>,
     limiter: DefaultDirectRateLimiter,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,

@@ -76,6 +76,19 @@ pub struct User {
     /// The whole policy as received, so that it can be posted back unchanged but for one field.
     #[serde(default)]
     pub policy: Option<Value>,
+    /// The server-wide limit of the server this user is on when that is not the `[jellyfin]`
+    /// one (set by `src/jellyfin/fleet.rs`); `None`: the `[jellyfin]` server's.
+    #[serde(skip)]
+    pub server_limit: Option<i64>,
+}
+
+/// Emby's `GET /Users/Query` answer (`QueryResult_UserDto`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserQueryResult {
+    /// The users of this page (jellydemon asks for all at once).
+    #[serde(default)]
+    pub items: Vec<User>,
 }
 
 impl User {

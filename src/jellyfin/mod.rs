@@ -2,9 +2,13 @@
 //! went wrong (method, path, status, a short excerpt of the body) and never carry the API key.
 //!
 //! Authentication is `Authorization: MediaBrowser Token="<key>"` and nothing else: the legacy
-//! headers and `?api_key=` are refused by Jellyfin 12.
+//! headers and `?api_key=` are refused by Jellyfin 12. The same client talks to Emby
+//! ([`Flavor::Emby`]), whose API differs in the two ways `docs/media-servers.md` records:
+//! the key goes in `X-Emby-Token`, and the users are listed by `GET /Users/Query`.
+//! Several servers on one budget are one [`fleet::Fleet`].
 
 pub mod dto;
+pub mod fleet;
 
 use std::time::Duration;
 
@@ -113,9 +117,22 @@ impl JellyfinError {
     }
 }
 
+/// Which server's dialect of the API a [`Client`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Jellyfin 10.9 and later.
+    Jellyfin,
+    /// Emby Server 4.8 (`docs/media-servers.md`).
+    Emby,
+}
+
+/// How many users' policies an Emby client reads at once when `/Users/Query` leaves them out.
+const POLICY_READS_AT_ONCE: usize = 4;
+
 /// A cheap-to-clone handle (reqwest's client is an `Arc` inside).
 #[derive(Clone)]
 pub struct Client {
+    flavor: Flavor,
     http: reqwest::Client,
     /// Base URL without a trailing slash, e.g. `https://media.example/jellyfin`.
     base: String,
@@ -144,11 +161,27 @@ impl Client {
         api_key: &SecretString,
         timeout: Duration,
     ) -> Result<Client, JellyfinError> {
-        let mut auth = HeaderValue::from_str(&format!(
-            "MediaBrowser Token=\"{}\"",
-            api_key.expose_secret()
-        ))
-        .map_err(|_| JellyfinError {
+        Client::with_flavor(Flavor::Jellyfin, base_url, api_key, timeout)
+    }
+
+    /// A client for a server of `flavor`.
+    pub fn with_flavor(
+        flavor: Flavor,
+        base_url: &str,
+        api_key: &SecretString,
+        timeout: Duration,
+    ) -> Result<Client, JellyfinError> {
+        let (header, value) = match flavor {
+            Flavor::Jellyfin => (
+                AUTHORIZATION,
+                format!("MediaBrowser Token=\"{}\"", api_key.expose_secret()),
+            ),
+            Flavor::Emby => (
+                reqwest::header::HeaderName::from_static("x-emby-token"),
+                api_key.expose_secret().to_string(),
+            ),
+        };
+        let mut auth = HeaderValue::from_str(&value).map_err(|_| JellyfinError {
             method: Method::GET,
             path: String::new(),
             kind: ErrorKind::Other,
@@ -156,7 +189,7 @@ impl Client {
         })?;
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
+        headers.insert(header, auth);
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("jellydemon/", env!("CARGO_PKG_VERSION")))
@@ -171,11 +204,17 @@ impl Client {
             })?;
         let base = base_url.trim_end_matches('/').to_string();
         Ok(Client {
+            flavor,
             http,
             shown_base: without_credentials(&base),
             base,
             timeout,
         })
+    }
+
+    /// Jellyfin or Emby.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     /// The timeout of each request.
@@ -265,9 +304,27 @@ impl Client {
         self.get("/Sessions").await
     }
 
-    /// `GET /Users`: every user with its whole policy.
+    /// Every user with its whole policy: Jellyfin's `GET /Users`; Emby's `GET /Users/Query`
+    /// (its spec has no `GET /Users`), each user whose policy the list leaves out read with
+    /// `GET /Users/{id}`.
     pub async fn users(&self) -> Result<Vec<User>, JellyfinError> {
-        self.get("/Users").await
+        if self.flavor == Flavor::Jellyfin {
+            return self.get("/Users").await;
+        }
+        let listed: UserQueryResult = self.get("/Users/Query").await?;
+        use futures_util::StreamExt;
+        let reads = futures_util::stream::iter(listed.items)
+            .map(|u| async move {
+                if u.policy.is_some() {
+                    Ok(u)
+                } else {
+                    self.user(&u.id).await
+                }
+            })
+            .buffered(POLICY_READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        reads.into_iter().collect()
     }
 
     /// `GET /Users/{id}`: one user with its whole policy.

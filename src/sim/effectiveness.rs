@@ -1136,6 +1136,7 @@ impl World<'_> {
                 "AuthenticationProviderId": "a",
                 "PasswordResetProviderId": "b"
             })),
+            server_limit: None,
         }
     }
 

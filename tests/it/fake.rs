@@ -211,7 +211,7 @@ async fn jellydemon_sends_only_the_authorization_header_and_no_api_key_query() {
         Some(Playback::direct("x", Some(5 * M), None)),
     );
     let ledger = std::sync::Mutex::new(h.ledger());
-    reconcile_once(&h.client(), &h.settings(), &ledger, false)
+    reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
         .await
         .unwrap();
     let requests = h.fake.requests();

@@ -75,7 +75,7 @@ async fn jellydemons_policy_bodies_validate_against_every_spec() {
         let spec = spec(version);
         let (h, _ids) = scenario(version).await;
         let ledger = std::sync::Mutex::new(h.ledger());
-        let report = reconcile_once(&h.client(), &h.settings(), &ledger, false)
+        let report = reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
             .await
             .unwrap();
         assert!(report.writes() > 0);

@@ -37,7 +37,7 @@ fn other_fields(fake: &FakeJellyfin) -> Vec<(String, String)> {
 
 async fn pass(h: &Harness, dry_run: bool) -> jellydemon::reconcile::PassReport {
     let ledger = std::sync::Mutex::new(h.ledger());
-    reconcile_once(&h.client(), &h.settings(), &ledger, dry_run)
+    reconcile_once(&h.fleet(), &h.settings(), &ledger, dry_run)
         .await
         .unwrap()
 }
@@ -299,7 +299,7 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
         target: 20 * M,
         reason: "test".into(),
     };
-    assert_eq!(apply(&h.client(), &ledger, &d).await, WriteOutcome::Written);
+    assert_eq!(apply(&h.fleet(), &ledger, &d).await, WriteOutcome::Written);
     assert_eq!(h.fake.limit(&m.alice), 20 * M);
     assert_eq!(
         ledger.lock().unwrap().original(&UserId::new(&m.alice)),
@@ -314,7 +314,7 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
         ..d
     };
     assert!(matches!(
-        apply(&h.client(), &ledger, &d).await,
+        apply(&h.fleet(), &ledger, &d).await,
         WriteOutcome::Skipped(_)
     ));
     assert_eq!(h.fake.limit(&m.alice), 7 * M);
@@ -405,14 +405,14 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
     h.fake.set_limit_by_hand(&m.bob, 30 * M);
     let settings = h.settings();
     let ledger = std::sync::Mutex::new(h.ledger());
-    reconcile_once(&h.client(), &settings, &ledger, false)
+    reconcile_once(&h.fleet(), &settings, &ledger, false)
         .await
         .unwrap();
     let bob = UserId::new(&m.bob);
     assert_eq!(ledger.lock().unwrap().original(&bob), Some(30 * M));
     // The engine's model, read now; then Jellyfin cannot be read while jellydemon writes
     // bob nine other limits (his value in the model leaves the ledger's recent ones).
-    let stale = fetch(&h.client(), &settings).await.unwrap();
+    let stale = fetch(&h.fleet(), &settings).await.unwrap();
     for i in 1..=9 {
         let _ = ledger.lock().unwrap().record_intent(
             &bob,

@@ -21,7 +21,7 @@ async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
 
 async fn pass(h: &Harness) {
     let ledger = std::sync::Mutex::new(h.ledger());
-    reconcile_once(&h.client(), &h.settings(), &ledger, false)
+    reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
         .await
         .unwrap();
 }
@@ -115,7 +115,7 @@ async fn restore_keeps_a_hand_change_and_drops_deleted_users() {
     h.fake.remove_user(&m.dave);
     let ledger = std::sync::Mutex::new(h.ledger());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let results = restore(&h.client(), &ledger, deadline).await.unwrap();
+    let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();
     let alice = results.iter().find(|(n, _)| n == "alice").unwrap();
     assert_eq!(
         alice.1,
@@ -186,7 +186,7 @@ async fn the_restore_keeps_trying_until_its_deadline() {
     });
     let ledger = std::sync::Mutex::new(h.ledger());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let results = restore(&h.client(), &ledger, deadline).await.unwrap();
+    let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();
     assert!(
         results
             .iter()
@@ -214,7 +214,7 @@ async fn four_hundred_users_are_restored_within_the_shutdown_deadline() {
     let ledger = std::sync::Mutex::new(ledger);
     // The daemon's default shutdown_timeout.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let results = restore(&h.client(), &ledger, deadline).await.unwrap();
+    let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();
     assert_eq!(results.len(), 400);
     assert!(
         results

@@ -25,7 +25,7 @@ async fn repeated_passes_over_a_steady_state_stop_writing() {
     let ledger = std::sync::Mutex::new(h.ledger());
     let mut writes = Vec::new();
     for _ in 0..8 {
-        let r = reconcile_once(&h.client(), &h.settings(), &ledger, false)
+        let r = reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
             .await
             .unwrap();
         let changed: Vec<String> = r

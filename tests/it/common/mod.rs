@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use jellydemon::config::Settings;
 use jellydemon::jellyfin::Client;
+use jellydemon::jellyfin::fleet::Fleet;
 use jellydemon::ledger::Ledger;
 use jellydemon::sim::fake::FakeJellyfin;
 use tokio_util::sync::CancellationToken;
@@ -89,6 +90,11 @@ file = "{}"
     pub fn client(&self) -> Client {
         let s = self.settings();
         Client::new(&s.jellyfin.url, &s.api_key().unwrap(), s.jellyfin.timeout).unwrap()
+    }
+
+    /// The servers the settings name, as the daemon builds them.
+    pub fn fleet(&self) -> Fleet {
+        Fleet::from_settings(&self.settings()).unwrap()
     }
 
     pub fn ledger(&self) -> Ledger {
