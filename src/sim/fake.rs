@@ -31,7 +31,9 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::jellyfin::Flavor;
 use crate::network;
+use crate::sim::emby;
 
 /// The `AuthenticationProviderId` of a user Jellyfin created itself; a policy POST without it is a 400.
 pub const AUTH_PROVIDER: &str =
@@ -202,6 +204,8 @@ pub struct FakeSession {
 
 #[derive(Debug)]
 struct Inner {
+    /// Jellyfin, or Emby's dialect (`src/sim/emby.rs`).
+    flavor: Flavor,
     api_key: String,
     non_admin_keys: Vec<String>,
     version: String,
@@ -254,6 +258,7 @@ impl FakeJellyfin {
     pub fn new(api_key: &str) -> FakeJellyfin {
         FakeJellyfin {
             inner: Arc::new(Mutex::new(Inner {
+                flavor: Flavor::Jellyfin,
                 api_key: api_key.to_string(),
                 non_admin_keys: Vec::new(),
                 version: "10.11.11".into(),
@@ -272,6 +277,24 @@ impl FakeJellyfin {
                 writes_in_flight: 0,
             })),
         }
+    }
+
+    /// A fresh Emby Server (4.8.11.0) that accepts `api_key`, speaking Emby's dialect
+    /// (`src/sim/emby.rs`). Emby serves under `/emby`: [`FakeJellyfin::set_base_path`].
+    pub fn emby(api_key: &str) -> FakeJellyfin {
+        let fake = FakeJellyfin::new(api_key);
+        {
+            let mut g = fake.lock();
+            g.flavor = Flavor::Emby;
+            g.version = emby::VERSION.into();
+            g.server_name = "fakemby".into();
+            g.server_config["ServerName"] = json!("fakemby");
+            g.server_config
+                .as_object_mut()
+                .expect("object")
+                .remove("EnableLegacyAuthorization");
+        }
+        fake
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -313,7 +336,10 @@ impl FakeJellyfin {
     /// Add a user with Jellyfin's usual policy for a new user, then `edit` it. Returns its id.
     pub fn add_user(&self, name: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
         let id = format!("{:032x}", fxhash(&format!("user/{name}")));
-        let mut policy = default_user_policy();
+        let mut policy = match self.lock().flavor {
+            Flavor::Jellyfin => default_user_policy(),
+            Flavor::Emby => emby::default_user_policy(),
+        };
         edit(policy.as_object_mut().expect("object"));
         self.lock().users.push(FakeUser {
             id: id.clone(),
@@ -829,8 +855,8 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
         "SupportedCommands": s.supported_commands
     });
     let o = v.as_object_mut().expect("object");
-    if !version_before(&g.version, (12, 0)) {
-        // Removed in 12.0.
+    if g.flavor == Flavor::Emby || !version_before(&g.version, (12, 0)) {
+        // Removed in Jellyfin 12.0; not Emby's.
         o.remove("NowPlayingQueueFullItems");
     }
     if let Some(ep) = &s.remote_end_point {
@@ -897,7 +923,12 @@ fn session_dto(g: &Inner, s: &FakeSession) -> Value {
                 "AudioChannels": 2,
                 "TranscodeReasons": ["ContainerBitrateExceedsLimit"]
             });
-            if let Some(hw) = transcoding_hardware(&g.version, &g.hardware_acceleration) {
+            if g.flavor == Flavor::Emby {
+                emby::transcoding_info(
+                    info.as_object_mut().expect("object"),
+                    &g.hardware_acceleration,
+                );
+            } else if let Some(hw) = transcoding_hardware(&g.version, &g.hardware_acceleration) {
                 info["HardwareAccelerationType"] = json!(hw);
             }
             o.insert("TranscodingInfo".into(), info);
@@ -1022,7 +1053,14 @@ async fn answer(fake: FakeJellyfin, req: Request) -> Response {
 
     let (response, delay) = match path {
         None => (text(StatusCode::NOT_FOUND, ""), None),
-        Some(p) => route(&fake, &method, &p, &headers, &bytes, body.clone()),
+        Some(p) => route(
+            &fake,
+            &method,
+            &p,
+            (&headers, uri.query()),
+            &bytes,
+            body.clone(),
+        ),
     };
     fake.lock().requests.push(Recorded {
         method,
@@ -1046,13 +1084,17 @@ fn route(
     fake: &FakeJellyfin,
     method: &Method,
     path: &str,
-    headers: &HeaderMap,
+    (headers, query): (&HeaderMap, Option<&str>),
     raw: &[u8],
     body: Option<Value>,
 ) -> (Response, Option<Duration>) {
     let lower = path.trim_end_matches('/').to_ascii_lowercase();
     let segments: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
     let mut g = fake.lock();
+    let product = match g.flavor {
+        Flavor::Jellyfin => "Jellyfin Server",
+        Flavor::Emby => emby::PRODUCT_NAME,
+    };
 
     // Anonymous endpoints.
     match (method, segments.as_slice()) {
@@ -1062,7 +1104,7 @@ fn route(
                     "LocalAddress": "http://127.0.0.1:8096",
                     "ServerName": g.server_name,
                     "Version": g.version,
-                    "ProductName": "Jellyfin Server",
+                    "ProductName": product,
                     "Id": SERVER_ID,
                     "StartupWizardCompleted": true
                 })),
@@ -1070,12 +1112,16 @@ fn route(
             );
         }
         (&Method::GET, ["system", "ping"]) => {
-            return (text(StatusCode::OK, "\"Jellyfin Server\""), None);
+            return (text(StatusCode::OK, &format!("\"{product}\"")), None);
         }
         _ => {}
     }
 
-    let auth = match token(headers) {
+    let presented = match g.flavor {
+        Flavor::Jellyfin => token(headers),
+        Flavor::Emby => emby::token(headers, query),
+    };
+    let auth = match presented {
         Some(t) if t == g.api_key => Auth::Admin,
         Some(t) if g.non_admin_keys.contains(&t) => Auth::NonAdmin,
         _ => Auth::None,
@@ -1116,7 +1162,7 @@ fn route(
             "LocalAddress": "http://127.0.0.1:8096",
             "ServerName": g.server_name,
             "Version": g.version,
-            "ProductName": "Jellyfin Server",
+            "ProductName": product,
             "OperatingSystem": "Linux",
             "Id": SERVER_ID,
             "StartupWizardCompleted": true,
@@ -1145,6 +1191,9 @@ fn route(
             }
             json_response(config)
         }
+        (&Method::GET, ["system", "configuration", "network"]) if g.flavor == Flavor::Emby => {
+            text(StatusCode::NOT_FOUND, "")
+        }
         (&Method::GET, ["system", "configuration", "network"]) => {
             json_response(g.network_config.clone())
         }
@@ -1154,6 +1203,18 @@ fn route(
         (&Method::GET, ["sessions"]) => {
             let list: Vec<Value> = g.sessions.iter().map(|s| session_dto(&g, s)).collect();
             json_response(Value::Array(list))
+        }
+        (&Method::GET, ["users"]) if g.flavor == Flavor::Emby => text(StatusCode::NOT_FOUND, ""),
+        (&Method::GET, ["users", "query"]) if g.flavor == Flavor::Emby => {
+            if !admin {
+                return forbidden();
+            }
+            let items: Vec<Value> = g
+                .users
+                .iter()
+                .map(|u| emby::listed_user(user_dto(u)))
+                .collect();
+            json_response(json!({"Items": items, "TotalRecordCount": g.users.len()}))
         }
         (&Method::GET, ["users"]) => {
             if !admin {
@@ -1218,7 +1279,11 @@ fn post_policy(g: &mut Inner, id: &str, raw: &[u8], body: Option<Value>) -> Resp
         };
         return text(StatusCode::BAD_REQUEST, what);
     };
-    for field in ["AuthenticationProviderId", "PasswordResetProviderId"] {
+    let required: &[&str] = match g.flavor {
+        Flavor::Jellyfin => &["AuthenticationProviderId", "PasswordResetProviderId"],
+        Flavor::Emby => &[],
+    };
+    for &field in required {
         if posted
             .get(field)
             .and_then(Value::as_str)
@@ -1253,7 +1318,10 @@ fn post_policy(g: &mut Inner, id: &str, raw: &[u8], body: Option<Value>) -> Resp
     }
     // Full replacement: every known property takes the posted value or is reset; properties
     // the body adds are kept after them.
-    let template = default_user_policy();
+    let template = match g.flavor {
+        Flavor::Jellyfin => default_user_policy(),
+        Flavor::Emby => emby::default_user_policy(),
+    };
     let template = template.as_object().expect("object");
     let mut out: Map<String, Value> = template
         .iter()

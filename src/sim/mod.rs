@@ -4,6 +4,7 @@
 //!   for the tests, the benches and the demo;
 //! * [`demo`]: `jellydemon demo`, the real daemon against the fake with streamers coming and
 //!   going;
+//! * [`emby`]: the Emby dialect of that fake;
 //! * [`effectiveness`]: the yardstick of the rule that sets limits, the real planner against
 //!   Jellyfin's rate model in simulated time;
 //! * [`locked`]: the most any manager could serve when streams keep their first rate (a
@@ -14,6 +15,7 @@
 
 pub mod demo;
 pub mod effectiveness;
+pub mod emby;
 pub mod fake;
 pub mod locked;
 pub mod plex;

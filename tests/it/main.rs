@@ -32,6 +32,7 @@ mod reconcile;
 mod restore;
 mod scenarios;
 mod security;
+mod servers;
 mod state_file;
 mod steady;
 mod terminal;

@@ -1,0 +1,202 @@
+//! Several media servers on one budget (`[[server]]` of kind `jellyfin`, `emby` and `plex`,
+//! `src/jellyfin/fleet.rs`): two Jellyfin fakes, a fake Emby (`src/sim/emby.rs`) and a fake
+//! Plex (`src/sim/plex.rs`) share the 55 Mbps of the harness.
+//! * every server's remote users are claimants in the same water-filling, and Plex is one
+//!   whose share becomes its `WanTotalMaxUploadRate`: the limits split across the servers;
+//! * a member's user ids carry its name (`emby:…`), its names `@emby`; each limit is written
+//!   to the user's own server, the whole policy kept;
+//! * a server that is down leaves the others managed, the `[jellyfin]` one included;
+//! * the stop puts every original back on every server, Plex's total too.
+
+use crate::common::{Harness, KEY, M, eventually};
+use jellydemon::sim::fake::{FakeJellyfin, Playback};
+use jellydemon::sim::plex::FakePlex;
+
+const KEY2: &str = "second-jellyfin-key-0123456789ab";
+const EMBY_KEY: &str = "emby-key-0123456789abcdef012345";
+const PLEX_TOKEN: &str = "plex-token-0123456789";
+
+/// A remote user on `fake` streaming a 40 Mbps remux from `ip`; their id and the session's.
+fn streamer(fake: &FakeJellyfin, name: &str, ip: &str) -> (String, String) {
+    let id = fake.add_user(name, |_| {});
+    let session = fake.add_session(
+        Some(&id),
+        Some(ip),
+        "Jellyfin Web",
+        Some(Playback::direct("Remux", Some(40 * M), None)),
+    );
+    (id, session)
+}
+
+struct House {
+    h: Harness,
+    second: FakeJellyfin,
+    emby: FakeJellyfin,
+    plex: FakePlex,
+    alice: String,
+    bob: (String, String),
+    carol: (String, String),
+    _stops: Vec<tokio_util::sync::CancellationToken>,
+}
+
+/// alice streams on the `[jellyfin]` server, bob on the second Jellyfin, carol on Emby (served
+/// under `/emby`, her original limit 9 Mbps) and one account on Plex (its total 80 Mbps by
+/// hand).
+async fn house() -> House {
+    let primary = FakeJellyfin::new(KEY);
+    let (alice, _) = streamer(&primary, "alice", "203.0.113.10");
+    let second = FakeJellyfin::new(KEY2);
+    let bob = streamer(&second, "bob", "203.0.113.20");
+    let emby = FakeJellyfin::emby(EMBY_KEY);
+    emby.set_base_path("/emby");
+    let carol = streamer(&emby, "carol", "203.0.113.30");
+    emby.set_limit_by_hand(&carol.0, 9 * M);
+    let plex = FakePlex::new(PLEX_TOKEN);
+    plex.set_wan_total_kbps(80_000);
+    plex.add_session("dora", "wan", 30_000);
+    let (second_url, _, second_stop) = second.spawn().await;
+    let (emby_url, _, emby_stop) = emby.spawn().await;
+    let (plex_url, plex_stop) = plex.spawn().await;
+    let servers = format!(
+        "[[server]]\nkind = \"jellyfin\"\nname = \"den\"\nurl = \"{second_url}\"\n\
+         api_key = \"{KEY2}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+         [[server]]\nkind = \"emby\"\nurl = \"{emby_url}\"\napi_key = \"{EMBY_KEY}\"\n\
+         interval = \"1s\"\ntimeout = \"1s\"\n\
+         [[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"{PLEX_TOKEN}\"\n\
+         interval = \"1s\"\ntimeout = \"1s\"\n"
+    );
+    let h = Harness::start(primary, "", &servers).await;
+    House {
+        h,
+        second,
+        emby,
+        plex,
+        alice,
+        bob,
+        carol,
+        _stops: vec![second_stop, emby_stop, plex_stop],
+    }
+}
+
+impl House {
+    /// Each user's limit and Plex's total, in bits/s.
+    fn limits(&self) -> [i64; 4] {
+        [
+            self.h.fake.limit(&self.alice),
+            self.second.limit(&self.bob.0),
+            self.emby.limit(&self.carol.0),
+            self.plex.wan_total_kbps() * 1000,
+        ]
+    }
+}
+
+#[tokio::test]
+async fn four_servers_share_one_budget_and_get_their_originals_back() {
+    let house = house().await;
+    let d = house.h.daemon("").await;
+
+    // Plex's 30 Mbps stream is kept for it until it follows its new total; the 25 Mbps left
+    // go to the three remote users on three servers alike, Plex's total is its share.
+    let share = 25 * M / 3;
+    eventually("the users share what Plex leaves", || {
+        house.limits()[..3] == [share, share, share]
+    })
+    .await;
+    let s = d
+        .wait_for(|s| s["server_limits"][0]["limit_bps"].is_u64())
+        .await;
+    let plex_share = s["server_shares"][0]["limit"].as_i64().unwrap();
+    assert!(plex_share > share && plex_share <= 30 * M, "{s:#}");
+    eventually("Plex's total becomes its share", || {
+        house.plex.wan_total_kbps() == plex_share / 1000
+    })
+    .await;
+
+    // Each write went to the user's own server, in its own dialect, the whole policy kept.
+    let posts = house.emby.policy_posts();
+    assert!(!posts.is_empty());
+    for (id, policy) in &posts {
+        assert_eq!(id, &house.carol.0);
+        assert_eq!(policy["SimultaneousStreamLimit"], 0, "{policy}");
+        assert!(policy.get("PasswordResetProviderId").is_none(), "{policy}");
+    }
+    assert!(
+        house
+            .emby
+            .requests()
+            .iter()
+            .all(|r| r.status != 401 && r.headers.iter().all(|h| h != "authorization")),
+        "Emby is spoken to with X-Emby-Token"
+    );
+    let posts = house.second.policy_posts();
+    assert!(!posts.is_empty());
+    assert!(posts.iter().all(|(id, _)| id == &house.bob.0));
+    let users = &s["last_decision"]["users"];
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["user"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in ["alice", "bob@den", "carol@emby"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let carol = jellydemon::ids::UserId::new(format!("emby:{}", house.carol.0));
+    assert_eq!(
+        house.h.ledger().original(&carol),
+        Some(9 * M),
+        "Emby's original is kept under the server's name"
+    );
+
+    // Emby goes down and bob stops on the second Jellyfin: the others are managed on
+    // (carol's last read stands in, her stream likely plays on).
+    house.emby.fail_all(500);
+    house.second.stop_playback(&house.bob.1);
+    planned(&d, "bob@den", 0, false).await;
+    eventually("alice gets what bob left", || {
+        house.h.fake.limit(&house.alice) > share
+    })
+    .await;
+
+    // Emby is back and the `[jellyfin]` server goes down: bob plays again, then carol stops,
+    // and bob gets what she left.
+    house.emby.clear_faults();
+    house.h.fake.fail_all(500);
+    house
+        .second
+        .start_playback(&house.bob.1, Playback::direct("Remux", Some(40 * M), None));
+    planned(&d, "bob@den", 1, true).await;
+    let before = house.second.limit(&house.bob.0);
+    house.emby.stop_playback(&house.carol.1);
+    planned(&d, "carol@emby", 0, true).await;
+    eventually(
+        "bob gets what carol left while the [jellyfin] server is down",
+        || house.second.limit(&house.bob.0) > before,
+    )
+    .await;
+
+    // The stop puts every original back, on every server.
+    house.h.fake.clear_faults();
+    d.stop().await;
+    assert_eq!(house.h.fake.limit(&house.alice), 0);
+    assert_eq!(house.second.limit(&house.bob.0), 0);
+    assert_eq!(house.emby.limit(&house.carol.0), 9 * M);
+    assert_eq!(house.plex.wan_total_kbps(), 80_000);
+}
+
+/// Wait for a plan in which `user` has `streams` streams: made on the change on another
+/// server, or, when `stale` (from the last model of the `[jellyfin]` server, which cannot be
+/// read), on that or on the retry of the failed read, whichever comes first.
+async fn planned(d: &crate::common::Daemon, user: &str, streams: u64, stale: bool) {
+    d.wait_for(|s| {
+        let plan = &s["last_decision"];
+        (plan["trigger"] == "server" || stale && plan["trigger"] == "poll")
+            && plan["from_stale_model"] == stale
+            && plan["users"].as_array().is_some_and(|u| {
+                u.iter()
+                    .any(|u| u["user"] == user && u["streams"] == streams)
+            })
+    })
+    .await;
+}
