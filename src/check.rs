@@ -170,6 +170,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
     budget_lines(&mut r, settings).await;
     downloader_lines(&mut r, settings).await;
     server_lines(&mut r, settings).await;
+    member_lines(&mut r, settings).await;
     for t in &settings.notify {
         match crate::notify::target::Resolved::new(t) {
             Ok(_) => {
@@ -721,10 +722,7 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                             crate::plex::WAN_TOTAL
                         ),
                     ),
-                    Err(e) => r.push(
-                        Level::Warn,
-                        format!("  cannot read its upload limit: {e}"),
-                    ),
+                    Err(e) => r.push(Level::Warn, format!("  cannot read its upload limit: {e}")),
                 }
                 for st in &streams {
                     r.push(
@@ -742,8 +740,60 @@ async fn server_lines(r: &mut CheckReport, settings: &Settings) {
             Err(e) => r.push(
                 Level::Fail,
                 format!(
-                    "server {name}: {e}. The daemon keeps managing Jellyfin, counts the last                      reading for {} min, and tries again with backoff",
+                    "server {name}: {e}. The daemon keeps managing Jellyfin, counts the last \
+                     reading for {} min, and tries again with backoff",
                     crate::budget::feed::SERVER_STALE_AFTER.as_secs() / 60
+                ),
+            ),
+        }
+    }
+}
+
+/// Each other Jellyfin or Emby server: whether it answers to its key, its users and what
+/// plays on it now.
+async fn member_lines(r: &mut CheckReport, settings: &Settings) {
+    let names = crate::config::server_names(&settings.server);
+    for (s, name) in settings
+        .server
+        .iter()
+        .zip(names)
+        .filter(|(s, _)| s.manages_users())
+    {
+        let flavor = match s.kind {
+            crate::config::ServerKind::Emby => crate::jellyfin::Flavor::Emby,
+            _ => crate::jellyfin::Flavor::Jellyfin,
+        };
+        let client = match s.api_key().map_err(|e| e.to_string()).and_then(|key| {
+            Client::with_flavor(flavor, &s.url, &key, s.timeout).map_err(|e| e.to_string())
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                r.push(Level::Fail, format!("server {name}: {e}"));
+                continue;
+            }
+        };
+        let read = tokio::try_join!(client.public_info(), client.users(), client.sessions());
+        match read {
+            Ok((info, users, sessions)) => {
+                let playing = sessions.iter().filter(|s| s.is_playing()).count();
+                r.push(
+                    Level::Ok,
+                    format!(
+                        "server {name}: {} {} at {}, {} user{}, {playing} playing (its users \
+                         share the budget, named user@{name})",
+                        info.product_name.as_deref().unwrap_or(s.kind.as_str()),
+                        info.version.as_deref().unwrap_or("(version unknown)"),
+                        client.shown_url(),
+                        users.len(),
+                        if users.len() == 1 { "" } else { "s" },
+                    ),
+                );
+            }
+            Err(e) => r.push(
+                Level::Fail,
+                format!(
+                    "server {name}: {e}. The daemon manages the other servers meanwhile, keeps \
+                     this one's last read, and reads it again at each pass"
                 ),
             ),
         }

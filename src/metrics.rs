@@ -52,6 +52,14 @@ pub struct DownloaderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// The server's name (`[[server]] name`).
+    pub server: String,
+    /// jellyfin or emby.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// ok or error.
     pub result: String,
@@ -96,6 +104,9 @@ pub struct Metrics {
     pub downloader_upload_bps: Family<DownloaderLabels, Gauge>,
     pub downloader_target_bps: Family<DownloaderLabels, Gauge>,
     pub downloader_up: Family<DownloaderLabels, Gauge>,
+    pub media_server_up: Family<ServerLabels, Gauge>,
+    pub media_server_users: Family<ServerLabels, Gauge>,
+    pub media_server_playing: Family<ServerLabels, Gauge>,
     pub downloaders_limit_bps: Gauge,
     pub downloader_writes: Counter,
     pub downloader_write_failures: Counter,
@@ -149,6 +160,9 @@ impl Metrics {
             downloader_upload_bps: Family::default(),
             downloader_target_bps: Family::default(),
             downloader_up: Family::default(),
+            media_server_up: Family::default(),
+            media_server_users: Family::default(),
+            media_server_playing: Family::default(),
             downloaders_limit_bps: Gauge::default(),
             downloader_writes: Counter::default(),
             downloader_write_failures: Counter::default(),
@@ -337,6 +351,21 @@ impl Metrics {
             m.downloader_up.clone(),
         );
         r.register(
+            "media_server_up",
+            "Whether another Jellyfin or Emby server ([[server]]) answered its last read (1) or not (0)",
+            m.media_server_up.clone(),
+        );
+        r.register(
+            "media_server_users",
+            "The users of another Jellyfin or Emby server, as its last good read found them",
+            m.media_server_users.clone(),
+        );
+        r.register(
+            "media_server_playing",
+            "The sessions that play something on another Jellyfin or Emby server, as its last good read found them",
+            m.media_server_playing.clone(),
+        );
+        r.register(
             "downloader_writes",
             "Upload limit writes to the torrent clients",
             m.downloader_writes.clone(),
@@ -372,6 +401,21 @@ impl Metrics {
         self.downloader_target_bps
             .get_or_create(&l)
             .set(target.unwrap_or(0) as i64);
+    }
+
+    /// Another Jellyfin or Emby server as a pass just read it.
+    pub fn record_media_server(&self, m: &crate::jellyfin::fleet::MemberView) {
+        let l = ServerLabels {
+            server: m.name.clone(),
+            kind: m.kind.to_string(),
+        };
+        self.media_server_up.get_or_create(&l).set(i64::from(m.up));
+        self.media_server_users
+            .get_or_create(&l)
+            .set(m.users as i64);
+        self.media_server_playing
+            .get_or_create(&l)
+            .set(m.playing as i64);
     }
 
     /// Count one notification at `target` with `result`.

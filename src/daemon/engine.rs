@@ -335,6 +335,7 @@ impl Engine {
         let Some(m) = model.as_ref() else {
             return (ok, None);
         };
+        self.status.set_media_servers(&m.members);
         let mut asked = None;
         let (budget_bps, claims) = {
             let b = self.budget.state.borrow();

@@ -99,6 +99,8 @@ pub struct Status {
     server_limits: Arc<Mutex<Vec<super::servers::ServerLimitView>>>,
     /// The owner's overrides, as the engine last set them.
     overrides: Mutex<Vec<crate::control::View>>,
+    /// The other Jellyfin and Emby servers as the last pass read them.
+    media_servers: Mutex<Vec<crate::jellyfin::fleet::MemberView>>,
 }
 
 /// How healthy the daemon is, for `/healthz`.
@@ -126,12 +128,22 @@ impl Status {
             downloaders: Arc::default(),
             server_limits: Arc::default(),
             overrides: Mutex::default(),
+            media_servers: Mutex::default(),
         }
     }
 
     /// The overrides in force now (the engine calls this after every change).
     pub fn set_overrides(&self, o: &crate::control::Overrides) {
         *lock(&self.overrides) = o.views();
+    }
+
+    /// The other Jellyfin and Emby servers as a pass just read them (the engine calls this
+    /// after every read).
+    pub fn set_media_servers(&self, members: &[crate::jellyfin::fleet::MemberView]) {
+        for m in members {
+            self.metrics.record_media_server(m);
+        }
+        *lock(&self.media_servers) = members.to_vec();
     }
 
     /// Where the torrent clients' task puts what it sees.
@@ -312,6 +324,7 @@ impl Status {
             last_decision: inner.last_plan.as_ref().map(decision_view),
             downloaders: lock(&self.downloaders).clone(),
             server_limits: lock(&self.server_limits).clone(),
+            media_servers: lock(&self.media_servers).clone(),
             server_shares: inner
                 .last_plan
                 .as_ref()
@@ -355,6 +368,9 @@ pub struct StateView {
     pub downloaders_limit_bps: Option<u64>,
     /// The media servers whose total limit is managed (`manage_wan_total`): what they hold.
     pub server_limits: Vec<super::servers::ServerLimitView>,
+    /// The other Jellyfin and Emby servers (`[[server]]`), whose users are managed beside
+    /// the `[jellyfin]` server's: whether they answer, how many users and streams.
+    pub media_servers: Vec<crate::jellyfin::fleet::MemberView>,
     /// What the last plan gave them, and why.
     pub server_shares: Vec<crate::plan::ServerShare>,
     /// The owner's overrides in force (pause, pins, exemptions, weights, reserve).

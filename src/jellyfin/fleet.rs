@@ -65,14 +65,18 @@ pub struct MemberView {
     pub name: String,
     /// `jellyfin` or `emby`.
     pub kind: &'static str,
+    /// Where it answers (without a user name or password).
+    pub url: String,
+    /// Whether its last read succeeded.
+    pub up: bool,
     /// Its users.
     pub users: usize,
     /// How many of its sessions play something.
     pub playing: usize,
     /// Why the last read failed; the read before stands in for it meanwhile.
-    pub error: Option<String>,
-    /// How old the read in use is, seconds (0 when it was just made).
-    pub read_age_s: u64,
+    pub last_error: Option<String>,
+    /// How old the read in use is, seconds (0 when it was just made; `None`: never read).
+    pub read_age_seconds: Option<u64>,
 }
 
 /// The primary and the members; cheap to clone.
@@ -286,8 +290,8 @@ impl Member {
         };
         let last = crate::sync::lock(&self.last);
         let (read, age) = match last.as_ref() {
-            Some((r, at)) => (Some(r.clone()), at.elapsed().as_secs()),
-            None => (None, 0),
+            Some((r, at)) => (Some(r.clone()), Some(at.elapsed().as_secs())),
+            None => (None, None),
         };
         let view = MemberView {
             name: self.name.clone(),
@@ -296,8 +300,10 @@ impl Member {
             playing: read
                 .as_ref()
                 .map_or(0, |r| r.sessions.iter().filter(|s| s.is_playing()).count()),
-            error,
-            read_age_s: age,
+            url: self.client.shown_url().to_string(),
+            up: error.is_none(),
+            last_error: error,
+            read_age_seconds: age,
         };
         (read, view)
     }

@@ -227,6 +227,11 @@ impl Client {
         &self.base
     }
 
+    /// The base URL without a user name or password, for logs and the page.
+    pub fn shown_url(&self) -> &str {
+        &self.shown_base
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -472,7 +472,8 @@ async fn the_owner_signs_in_and_runs_the_house_from_the_page() {
 }
 
 /// The other media servers' card: a Plex (the fake, `src/sim/plex.rs`) taken off the budget
-/// beside one that does not answer (what is wrong), and the budget's cause saying so.
+/// beside one that does not answer (what is wrong), and the budget's cause saying so; a
+/// managed Plex, and another Jellyfin whose users are managed.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_page_shows_the_other_media_servers() {
     let Some(browser) = chromium() else {
@@ -491,13 +492,19 @@ async fn the_status_page_shows_the_other_media_servers() {
     // A third one, managed: its share becomes its total.
     let den = jellydemon::sim::plex::FakePlex::new("plex-token-den");
     let (den_url, _stop_den) = den.spawn().await;
+    // And another Jellyfin, its one user idle.
+    let loft = jellydemon::sim::fake::FakeJellyfin::new("loft-key-0123456789abcdef012345");
+    loft.add_user("lena", |_| {});
+    let (loft_url, _, _stop_loft) = loft.spawn().await;
     let extra = format!(
         "[[server]]\nkind = \"plex\"\nurl = \"{plex_url}\"\ntoken = \"plex-token-page\"\n\
          interval = \"1s\"\nmanage_wan_total = false\n\
          [[server]]\nkind = \"plex\"\nname = \"attic\"\nurl = \"http://127.0.0.1:{closed_port}\"\n\
          token = \"t\"\ntimeout = \"1s\"\nmanage_wan_total = false\n\
          [[server]]\nkind = \"plex\"\nname = \"den\"\nurl = \"{den_url}\"\n\
-         token = \"plex-token-den\"\n"
+         token = \"plex-token-den\"\n\
+         [[server]]\nkind = \"jellyfin\"\nname = \"loft\"\nurl = \"{loft_url}\"\n\
+         api_key = \"loft-key-0123456789abcdef012345\"\n"
     );
     let (h, _) = crate::common::torrent::streaming_house(&extra).await;
     let d = h.daemon("").await;
@@ -520,6 +527,11 @@ async fn the_status_page_shows_the_other_media_servers() {
         "<b>den</b>",
         "total limit 17.5 Mbps",
         "a newcomer's share of 35 Mbps",
+        "<b>loft</b>",
+        "jellyfin at http://127.0.0.1:",
+        "0 playing",
+        "1 user",
+        "its users share the budget (named user@loft)",
     ] {
         assert!(card.contains(needle), "{needle:?} not in the card:\n{card}");
     }

@@ -149,6 +149,45 @@ async fn four_servers_share_one_budget_and_get_their_originals_back() {
         "Emby's original is kept under the server's name"
     );
 
+    // Each member is shown: in /api/state, /metrics and `check` (with no user's name).
+    let s = d.state().await;
+    let members = s["media_servers"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{s:#}");
+    assert_eq!(members[0]["name"], "den");
+    assert_eq!(members[0]["kind"], "jellyfin");
+    assert_eq!(members[1]["name"], "emby");
+    assert_eq!(members[1]["kind"], "emby");
+    for m in members {
+        assert_eq!(m["up"], true, "{m}");
+        assert_eq!(m["users"], 1, "{m}");
+        assert_eq!(m["playing"], 1, "{m}");
+        assert!(m["last_error"].is_null(), "{m}");
+    }
+    let metrics = d.text("/metrics").await;
+    for line in [
+        "jellydemon_media_server_up{server=\"den\",kind=\"jellyfin\"} 1",
+        "jellydemon_media_server_up{server=\"emby\",kind=\"emby\"} 1",
+        "jellydemon_media_server_playing{server=\"emby\",kind=\"emby\"} 1",
+        "jellydemon_media_server_users{server=\"den\",kind=\"jellyfin\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    let (_, out, _) = house.h.cli(&["check"]).await;
+    assert!(
+        out.contains("server den: Jellyfin Server 10.11.11 at http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("1 user, 1 playing"), "{out}");
+    assert!(
+        out.contains("server emby: Emby Server 4.8.11.0 at http://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("/emby, 1 user, 1 playing"), "{out}");
+    for secret in [KEY2, EMBY_KEY] {
+        assert!(!out.contains(secret) && !metrics.contains(secret));
+        assert!(!s.to_string().contains(secret));
+    }
+
     // Emby goes down and bob stops on the second Jellyfin: the others are managed on
     // (carol's last read stands in, her stream likely plays on).
     house.emby.fail_all(500);
@@ -158,6 +197,19 @@ async fn four_servers_share_one_budget_and_get_their_originals_back() {
         house.h.fake.limit(&house.alice) > share
     })
     .await;
+    let s = d.wait_for(|s| s["media_servers"][1]["up"] == false).await;
+    let emby = &s["media_servers"][1];
+    assert!(
+        emby["last_error"].as_str().unwrap().contains("500"),
+        "{emby}"
+    );
+    assert_eq!(emby["playing"], 1, "its last read stands in: {emby}");
+    let (code, out, _) = house.h.cli(&["check"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("The daemon manages the other servers meanwhile"),
+        "{out}"
+    );
 
     // Emby is back and the `[jellyfin]` server goes down: bob plays again, then carol stops,
     // and bob gets what she left.

@@ -115,13 +115,22 @@ async function refreshState() {
         <td class="hide-s">${c.up ? "managed" : `<span class="bad-text">${esc(c.last_error || "not read yet")}</span>`}</td></tr>`, "none");
   }
   const sv = (s.budget && s.budget.servers) || [];
-  $("servers-card").hidden = !sv.length;
-  if (sv.length) {
-    rows($("servers"), sv, (v) => `<tr><td><b>${esc(v.name)}</b><div class="reason">${esc(v.kind)} at ${esc(v.url)}</div></td>
+  const ms = s.media_servers || [];
+  $("servers-card").hidden = !sv.length && !ms.length;
+  if (sv.length || ms.length) {
+    const plex = sv.map((v) => `<tr><td><b>${esc(v.name)}</b><div class="reason">${esc(v.kind)} at ${esc(v.url)}</div></td>
         <td class="num">${v.remote_streams == null ? "–" : v.remote_streams}</td>
         <td class="num">${v.remote_bps == null ? "–" : mbps(v.remote_bps)}</td>
         <td class="hide-s">${v.up ? serverState(v, s)
-          : `<span class="bad-text">${esc(v.last_error || "not read yet")}</span>`}</td></tr>`, "none");
+          : `<span class="bad-text">${esc(v.last_error || "not read yet")}</span>`}</td></tr>`);
+    // Jellyfin and Emby members: their users are among the users above, named user@server.
+    const members = ms.map((v) => `<tr><td><b>${esc(v.name)}</b><div class="reason">${esc(v.kind)} at ${esc(v.url)}</div></td>
+        <td class="num">${plural(v.playing, "playing", "playing")}</td>
+        <td class="num">${plural(v.users, "user", "users")}</td>
+        <td class="hide-s">${v.up ? "its users share the budget (named user@" + esc(v.name) + ")"
+          : `<span class="bad-text">${esc(v.last_error || "not read yet")}</span>`
+            + (v.read_age_seconds == null ? "" : `<div class="reason">its read of ${v.read_age_seconds} s ago stands in</div>`)}</td></tr>`);
+    $("servers").innerHTML = plex.concat(members).join("");
   }
   const nt = s.notifications;
   $("notify-card").hidden = !nt || !nt.targets.length;
