@@ -100,6 +100,7 @@ fn every_example_block_loads() {
         "qbittorrent_password",
         "transmission_password",
         "plex_token",
+        "emby_api_key",
     ] {
         std::fs::write(dir.path().join(secret), "s3cret\n").unwrap();
     }
@@ -129,8 +130,12 @@ fn every_example_block_loads() {
         for d in &s.downloader {
             jellydemon::downloader::Downloader::new(d).unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
-        for p in &s.server {
+        for p in s.server.iter().filter(|p| p.is_plex()) {
             jellydemon::plex::Plex::new(p).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+        if s.server.iter().any(|p| p.manages_users()) {
+            jellydemon::jellyfin::fleet::Fleet::from_settings(&s)
+                .unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         for t in &s.notify {
             jellydemon::notify::target::Resolved::new(t).unwrap_or_else(|e| panic!("{e}\n{block}"));
