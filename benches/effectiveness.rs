@@ -20,8 +20,8 @@
 //!
 //! And the two-server table: a quarter of the users watching on a Plex server on the same
 //! link (`sim::run_beside_plex`), its streams taken off the budget first or Plex managed as
-//! one claimant whose share becomes its total, against all of
-//! them on Jellyfin.
+//! one claimant whose share becomes its total, or on a second Jellyfin
+//! (`sim::run_beside_second_jellyfin`), against all of them on Jellyfin.
 //!
 //! Run: `cargo bench --bench effectiveness` (about a minute). `JD_SIM_HOURS` (default 24) and
 //! `JD_SIM_SEEDS` (default 5) change the grid; `JD_SIM_TRANSCODES_ONLY=1` prints the no-push
@@ -260,7 +260,8 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// The two-server table: every fourth user watches on Plex, which has no per-user limit:
 /// read-only (jellydemon takes what it streams outside the house off the budget first) and
-/// managed (Plex is one claimant whose share becomes its total), against the same traces with
+/// managed (Plex is one claimant whose share becomes its total), or on a second Jellyfin
+/// (its users managed, its events seen at its next read), against the same traces with
 /// every user on Jellyfin.
 fn plex(hours: u64, seeds: u64) {
     println!(
@@ -272,7 +273,7 @@ fn plex(hours: u64, seeds: u64) {
         for (clients, label) in CLIENTS {
             let traces = traces(users, hours, seeds, clients);
             let on_plex: Vec<bool> = (0..users).map(|u| u % 4 == 3).collect();
-            let rows: [(&str, Vec<Figures>); 3] = [
+            let rows: [(&str, Vec<Figures>); 4] = [
                 (
                     "all on Jellyfin",
                     traces
@@ -292,6 +293,15 @@ fn plex(hours: u64, seeds: u64) {
                     traces
                         .iter()
                         .map(|t| sim::run_beside_plex(Algorithm::Equal, t, hours, &on_plex, true))
+                        .collect(),
+                ),
+                (
+                    "a quarter on a second Jellyfin",
+                    traces
+                        .iter()
+                        .map(|t| {
+                            sim::run_beside_second_jellyfin(Algorithm::Equal, t, hours, &on_plex)
+                        })
                         .collect(),
                 ),
             ];

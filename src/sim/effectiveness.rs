@@ -506,6 +506,8 @@ enum Event {
     Room(usize),
     Plan,
     Poll,
+    /// The daemon reads the second Jellyfin's `/Sessions` (`src/daemon/members.rs`).
+    MemberPoll,
 }
 
 struct World<'a> {
@@ -538,6 +540,8 @@ struct World<'a> {
     history: Option<Recording>,
     /// Users who watch on Plex ([`run_beside_plex`]).
     plex: Vec<bool>,
+    /// Users on a second Jellyfin ([`run_beside_second_jellyfin`]).
+    member: Vec<bool>,
     /// Plex's `WanTotalMaxUploadRate` as jellydemon last set it, bits/s (`None`: not
     /// managed, Plex plays every source).
     plex_wan: Option<u64>,
@@ -568,6 +572,8 @@ struct Setup<'a> {
     plex: &'a [bool],
     /// jellydemon sets Plex's total (`manage_wan_total`).
     plex_managed: bool,
+    /// Which users watch on a second Jellyfin server (`[[server]] kind = "jellyfin"`).
+    member: &'a [bool],
 }
 
 /// Run `manager` over the traces for `hours` simulated hours, the house uploading nothing.
@@ -618,6 +624,28 @@ pub fn run_beside_plex(
     };
     simulate(Manager::Daemon(algorithm), traces, hours, setup).0
 }
+
+/// Run jellydemon over the traces with the users `on_member` marks on a second Jellyfin
+/// server on the same link (`[[server]] kind = "jellyfin"`, `src/jellyfin/fleet.rs`): their
+/// users are claimants beside the first server's, under the same rule, but their playback
+/// events do not reach the webhook: the daemon notices a start or a stop there when it next
+/// reads that server's sessions, every [`MEMBER_INTERVAL_MS`] (`src/daemon/members.rs`), and
+/// plans then. The figures count every stream against the same ideal as [`run`].
+pub fn run_beside_second_jellyfin(
+    algorithm: Algorithm,
+    traces: &[UserTrace],
+    hours: u64,
+    on_member: &[bool],
+) -> Figures {
+    let setup = Setup {
+        member: on_member,
+        ..Setup::default()
+    };
+    simulate(Manager::Daemon(algorithm), traces, hours, setup).0
+}
+
+/// How often the daemon reads a second Jellyfin's sessions (`[[server]] interval`'s default).
+pub const MEMBER_INTERVAL_MS: u64 = 10_000;
 
 /// How often the simulated meter is read.
 const METER_INTERVAL_MS: u64 = 5_000;
@@ -671,6 +699,7 @@ fn simulate(
         capacity,
         plex,
         plex_managed,
+        member,
     } = setup;
     let algorithm = match manager {
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
@@ -720,6 +749,9 @@ fn simulate(
         plex: (0..n)
             .map(|u| plex.get(u).copied().unwrap_or(false))
             .collect(),
+        member: (0..n)
+            .map(|u| member.get(u).copied().unwrap_or(false))
+            .collect(),
         // No limit in Plex until the first plan.
         plex_wan: plex_managed.then_some(u64::MAX),
         history: record_from_ms.map(|start_ms| Recording {
@@ -755,6 +787,15 @@ fn simulate(
         events.insert((l.start * 1000, Event::LoadOn(i)), ());
         events.insert((l.end * 1000, Event::LoadOff(i)), ());
     }
+    if w.member.iter().any(|&m| m) && matches!(manager, Manager::Daemon(_)) {
+        let mut t = 0;
+        while t < horizon {
+            events.insert((t, Event::MemberPoll), ());
+            t += MEMBER_INTERVAL_MS;
+        }
+    }
+    // A start or stop on the second Jellyfin that its next read has not seen yet.
+    let mut member_changed = false;
     if w.estimator.is_some() {
         let mut t = 0;
         while t < horizon {
@@ -787,6 +828,10 @@ fn simulate(
         }
         w.measure(clock, t);
         clock = t;
+        let on_member = match ev {
+            Event::Start(u, _) | Event::Stop(u) => w.member[u],
+            _ => false,
+        };
         match ev {
             Event::Start(u, i) => {
                 w.start(u, i);
@@ -817,6 +862,13 @@ fn simulate(
                 }
                 continue;
             }
+            Event::MemberPoll => {
+                if std::mem::take(&mut member_changed) && plan_at.is_none() {
+                    plan_at = Some(t + reaction);
+                    events.insert((t + reaction, Event::Plan), ());
+                }
+                continue;
+            }
             Event::Plan | Event::Poll => {
                 if ev == Event::Plan {
                     plan_at = None;
@@ -827,7 +879,11 @@ fn simulate(
                 continue;
             }
         }
-        if matches!(manager, Manager::Daemon(_) | Manager::FirstRule(_)) && plan_at.is_none() {
+        if on_member {
+            // No webhook: seen at the next read of that server.
+            member_changed = true;
+        } else if matches!(manager, Manager::Daemon(_) | Manager::FirstRule(_)) && plan_at.is_none()
+        {
             plan_at = Some(t + reaction);
             events.insert((t + reaction, Event::Plan), ());
         }
@@ -887,7 +943,7 @@ impl World<'_> {
     /// Set a user's limit as the writer would (recording the intent first).
     fn write(&mut self, u: usize, target: i64) {
         if self.limits[u] != target {
-            let id = user_id(u);
+            let id = self.user_id(u);
             // The simulated Jellyfin answers at once: the write is settled as it is made.
             let ticket = self.ledger.record_intent(
                 &id,
@@ -1008,8 +1064,9 @@ impl World<'_> {
             self.seeder_limit = Some(d.limit);
             self.seeder_kept = d.min;
         }
-        let index: HashMap<UserId, usize> =
-            (0..self.traces.len()).map(|u| (user_id(u), u)).collect();
+        let index: HashMap<UserId, usize> = (0..self.traces.len())
+            .map(|u| (self.user_id(u), u))
+            .collect();
         for d in &plan.decisions {
             let u = index[&d.user_id];
             self.write(u, d.target);
@@ -1084,9 +1141,9 @@ impl World<'_> {
     fn session(&self, u: usize, p: &Playing) -> Session {
         let pushable = self.traces[u].client == ClientKind::Pushable;
         Session {
-            id: SessionId::new(format!("{:032x}", u + 1)),
-            user_id: Some(user_id(u)),
-            user_name: Some(UserName::new(&self.traces[u].name)),
+            id: SessionId::new(format!("{}{:032x}", self.prefix(u), u + 1)),
+            user_id: Some(self.user_id(u)),
+            user_name: Some(self.user_name(u)),
             remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
             client: Some(
                 if pushable {
@@ -1126,8 +1183,8 @@ impl World<'_> {
 
     fn user(&self, u: usize) -> User {
         User {
-            id: user_id(u),
-            name: Some(UserName::new(&self.traces[u].name)),
+            id: self.user_id(u),
+            name: Some(self.user_name(u)),
             policy: Some(json!({
                 "IsAdministrator": false,
                 "IsDisabled": false,
@@ -1136,8 +1193,28 @@ impl World<'_> {
                 "AuthenticationProviderId": "a",
                 "PasswordResetProviderId": "b"
             })),
-            server_limit: None,
+            // A second server's user carries its server's limit (none here).
+            server_limit: self.member[u].then_some(0),
         }
+    }
+
+    /// The second Jellyfin's users' ids and names are namespaced as `src/jellyfin/fleet.rs`
+    /// does it.
+    fn prefix(&self, u: usize) -> &'static str {
+        if self.member[u] { "den:" } else { "" }
+    }
+
+    fn user_id(&self, u: usize) -> UserId {
+        UserId::new(format!("{}{:032x}", self.prefix(u), 0xa000 + u))
+    }
+
+    fn user_name(&self, u: usize) -> UserName {
+        let name = &self.traces[u].name;
+        UserName::new(if self.member[u] {
+            format!("{name}@den")
+        } else {
+            name.clone()
+        })
     }
 
     /// The first rule, kept for comparison: the active users' limits split the budget
@@ -1344,10 +1421,6 @@ impl World<'_> {
     }
 }
 
-fn user_id(u: usize) -> UserId {
-    UserId::new(format!("{:032x}", 0xa000 + u))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1382,6 +1455,32 @@ mod tests {
                 assert!(
                     now.jain() >= if pushes { 0.94 } else { 0.9 },
                     "fairness: {case}"
+                );
+            }
+        }
+    }
+
+    /// A quarter of the users on a second Jellyfin, whose starts and stops the daemon sees
+    /// at its next read of that server (no webhook): served and over budget as with one server
+    /// (the targets of `BENCHMARKS.md`), on the bench's first seed.
+    #[test]
+    fn a_second_jellyfin_is_served_as_one_server() {
+        for users in [8, 16] {
+            for clients in [Clients::HALF_PUSHABLE, Clients::NONE_PUSHABLE] {
+                let traces = trace(users, 24, 0x5EED_0000 + users as u64, clients);
+                let one = run(Manager::Daemon(Algorithm::Equal), &traces, 24);
+                let on_member: Vec<bool> = (0..users).map(|u| u % 4 == 3).collect();
+                let two = run_beside_second_jellyfin(Algorithm::Equal, &traces, 24, &on_member);
+                let pushes = clients.pushable_every > 0;
+                let case = format!("{users} users, pushes {pushes}: {two:?} against {one:?}");
+                assert!(
+                    two.served_percent() >= one.served_percent() - 1.0,
+                    "served: {case}"
+                );
+                assert!(
+                    two.over_percent() <= one.over_percent() + 0.25
+                        && two.over_percent() <= if pushes { 1.0 } else { 3.0 },
+                    "over budget: {case}"
                 );
             }
         }
