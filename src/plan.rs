@@ -863,9 +863,15 @@ pub fn plan(
     let algorithm = settings.bandwidth.algorithm;
     let mut warnings = Vec::new();
 
-    // 1. Sessions.
-    let (sessions, remote_by_user) =
-        classify(snapshot, settings.bandwidth.count_paused, &mut warnings);
+    // 1. Sessions; a user of another server who is the same person as a `[jellyfin]` user
+    //    claims as that user.
+    let same = same_people(&cx);
+    let (sessions, remote_by_user) = classify(
+        snapshot,
+        settings.bandwidth.count_paused,
+        &same,
+        &mut warnings,
+    );
     // 2. Claimants, and the streams that ignore limits.
     let Claimants {
         active,
@@ -951,7 +957,10 @@ pub fn plan(
         &held,
         available,
         unmanaged_bps,
+        &same,
     ));
+    //    The same people on other servers get the limit of the one they are.
+    decisions = with_same_people(&cx, decisions, &same);
     // 7. Users no longer managed.
     decisions.extend(released(&cx));
 
@@ -982,6 +991,7 @@ pub fn plan(
 fn classify(
     snapshot: &Snapshot,
     count_paused: bool,
+    same: &HashMap<UserId, UserId>,
     warnings: &mut Vec<Warning>,
 ) -> (Vec<SessionView>, BTreeMap<UserId, Vec<Stream>>) {
     let mut views = Vec::with_capacity(snapshot.sessions.len());
@@ -998,19 +1008,23 @@ fn classify(
             match &location {
                 Location::Remote(ip) => {
                     counted = true;
-                    remote_by_user.entry(uid.clone()).or_default().push(Stream {
-                        session_id: s.id.clone(),
-                        item_id: s.item_key(),
-                        device: s.device_label(),
-                        supports_push: s.supports(PUSH_COMMAND),
-                        ip: *ip,
-                        source: s.source_rate(),
-                        rate: rate.map(RateSource::bps),
-                        video: s.source_video().is_some(),
-                        uhd: s.source_is_4k(),
-                        transcoding: s.transcodes_video(),
-                        for_bitrate: s.transcode_for_bitrate(),
-                    });
+                    let claimant = same.get(uid).unwrap_or(uid);
+                    remote_by_user
+                        .entry(claimant.clone())
+                        .or_default()
+                        .push(Stream {
+                            session_id: s.id.clone(),
+                            item_id: s.item_key(),
+                            device: s.device_label(),
+                            supports_push: s.supports(PUSH_COMMAND),
+                            ip: *ip,
+                            source: s.source_rate(),
+                            rate: rate.map(RateSource::bps),
+                            video: s.source_video().is_some(),
+                            uhd: s.source_is_4k(),
+                            transcoding: s.transcodes_video(),
+                            for_bitrate: s.transcode_for_bitrate(),
+                        });
                 }
                 Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
                     session_id: s.id.clone(),
@@ -1464,6 +1478,7 @@ fn idle_decisions(
     h: &Held,
     available: u64,
     unmanaged_bps: u64,
+    same: &HashMap<UserId, UserId>,
 ) -> Vec<Decision> {
     let b = cx.budget.budget_bps;
     let algorithm = cx.settings.bandwidth.algorithm;
@@ -1510,7 +1525,7 @@ fn idle_decisions(
     let mut idle = Vec::new();
     for u in sorted_users {
         let uid = &u.id;
-        if active_ids.contains(uid) || !cx.managed(u) {
+        if active_ids.contains(uid) || !cx.managed(u) || same.contains_key(uid) {
             continue;
         }
         if cx.pin(u).is_some() {
@@ -1598,6 +1613,61 @@ fn released(cx: &Context) -> Vec<Decision> {
             })
         })
         .collect()
+}
+
+/// Each managed user of another server who is the same person as a managed `[jellyfin]`
+/// server user ([`User::same_as`], `match_users_by_name`), with that user's id.
+fn same_people(cx: &Context) -> HashMap<UserId, UserId> {
+    cx.snapshot
+        .users
+        .iter()
+        .filter(|u| cx.managed(u))
+        .filter_map(|u| {
+            let primary = cx.users.get(u.same_as.as_ref()?)?;
+            cx.managed(primary)
+                .then(|| (u.id.clone(), primary.id.clone()))
+        })
+        .collect()
+}
+
+/// The decisions with one more for each of `same`'s users: the limit of the user they are
+/// the same person as, written just before that user's (whose streams, on both servers, it
+/// pushes after both writes).
+fn with_same_people(
+    cx: &Context,
+    decisions: Vec<Decision>,
+    same: &HashMap<UserId, UserId>,
+) -> Vec<Decision> {
+    if same.is_empty() {
+        return decisions;
+    }
+    let mut by_primary: BTreeMap<&UserId, Vec<&User>> = BTreeMap::new();
+    for (member, primary) in same {
+        if let Some(u) = cx.users.get(member) {
+            by_primary.entry(primary).or_default().push(u);
+        }
+    }
+    let mut out = Vec::with_capacity(decisions.len() + same.len());
+    for d in decisions {
+        for u in by_primary.remove(&d.user_id).unwrap_or_default() {
+            out.push(Decision {
+                user_id: u.id.clone(),
+                user_name: u.display_name(),
+                role: Role::Idle,
+                endpoints: Vec::new(),
+                stream_rate: 0,
+                streams: Vec::new(),
+                current: u.remote_limit(),
+                target: d.target,
+                reason: format!(
+                    "the same person as {} (match_users_by_name): {}",
+                    d.user_name, d.reason
+                ),
+            });
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// "1 idle user held at 8.5 Mbps." / "4 idle users held at 20 Mbps and 2 at 90 Mbps."

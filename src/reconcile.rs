@@ -81,6 +81,7 @@ impl Fetched {
             .retain(|u| !crate::jellyfin::fleet::is_member_id(u.id.as_str()));
         self.sessions.extend(read.sessions);
         self.users.extend(read.users);
+        fleet.link_same_users(&mut self.users);
         self.members = views;
     }
 }
@@ -142,6 +143,7 @@ pub async fn fetch(fleet: &Fleet, settings: &Settings) -> Result<Fetched, PassEr
     let (mut sessions, mut users, config, ranges) = primary?;
     sessions.extend(members.sessions);
     users.extend(members.users);
+    fleet.link_same_users(&mut users);
     Ok(Fetched {
         sessions,
         users,

@@ -77,6 +77,11 @@ pub struct ServerSettings {
     /// budget. Plex only (default `true`).
     #[serde(default)]
     pub manage_wan_total: Option<bool>,
+    /// Jellyfin and Emby: a user whose name is a `[jellyfin]` server user's (in any case) is
+    /// the same person, one claimant whose limit is written on both servers (default
+    /// `false`: every user of every server is a claimant of its own).
+    #[serde(default)]
+    pub match_users_by_name: bool,
 }
 
 fn default_interval() -> Duration {
@@ -100,6 +105,7 @@ impl ServerSettings {
             api_key: None,
             api_key_file: None,
             manage_wan_total: None,
+            match_users_by_name: false,
         }
     }
 
@@ -182,6 +188,15 @@ impl ServerSettings {
     }
 
     fn validate_plex(&self, i: usize) -> Result<(), ConfigError> {
+        if self.match_users_by_name {
+            return Err(invalid(
+                "server.match_users_by_name",
+                format!(
+                    "server {i}: a setting of Jellyfin and Emby servers; Plex is one claimant \
+                     whatever its users"
+                ),
+            ));
+        }
         for (set, key) in [
             (self.api_key.is_some(), "server.api_key"),
             (self.api_key_file.is_some(), "server.api_key_file"),
@@ -354,6 +369,10 @@ mod tests {
             (
                 "kind = \"plex\"\nurl = \"http://h:32400\"",
                 "set token_file (or token)",
+            ),
+            (
+                "kind = \"plex\"\nurl = \"http://h\"\ntoken = \"t\"\nmatch_users_by_name = true",
+                "a setting of Jellyfin and Emby servers",
             ),
             (
                 "kind = \"plex\"\nurl = \"http://h\"\ntoken = \"t\"\ntoken_file = \"f\"",

@@ -80,6 +80,11 @@ pub struct User {
     /// one (set by `src/jellyfin/fleet.rs`); `None`: the `[jellyfin]` server's.
     #[serde(skip)]
     pub server_limit: Option<i64>,
+    /// The `[jellyfin]` server's user this one is the same person as, by name
+    /// (`[[server]] match_users_by_name`, set by `src/jellyfin/fleet.rs`): one claimant
+    /// whose limit is written on both servers.
+    #[serde(skip)]
+    pub same_as: Option<UserId>,
 }
 
 /// Emby's `GET /Users/Query` answer (`QueryResult_UserDto`).

@@ -43,6 +43,8 @@ struct Member {
     /// `name` in lower case, then [`SEPARATOR`].
     prefix: String,
     client: Client,
+    /// Its users are the `[jellyfin]` server's of the same name (`match_users_by_name`).
+    match_by_name: bool,
     /// The last good read, and when it was made.
     last: Mutex<Option<(MemberRead, Instant)>>,
 }
@@ -109,12 +111,22 @@ impl Fleet {
 
     /// The primary and each member, by name.
     pub fn new(primary: Client, members: Vec<(String, Client)>) -> Fleet {
+        Fleet::with_members(
+            primary,
+            members.into_iter().map(|(n, c)| (n, c, false)).collect(),
+        )
+    }
+
+    /// The primary and each member: its name, client, and whether its users are matched to
+    /// the primary's by name.
+    fn with_members(primary: Client, members: Vec<(String, Client, bool)>) -> Fleet {
         let members = members
             .into_iter()
-            .map(|(name, client)| Member {
+            .map(|(name, client, match_by_name)| Member {
                 prefix: format!("{}{SEPARATOR}", name.to_lowercase()),
                 name,
                 client,
+                match_by_name,
                 last: Mutex::new(None),
             })
             .collect::<Vec<_>>();
@@ -140,9 +152,9 @@ impl Fleet {
                 _ => Flavor::Jellyfin,
             };
             let client = Client::with_flavor(flavor, &s.url, &s.api_key()?, s.timeout)?;
-            members.push((name, client));
+            members.push((name, client, s.match_users_by_name));
         }
-        Ok(Fleet::new(primary, members))
+        Ok(Fleet::with_members(primary, members))
     }
 
     /// The `[jellyfin]` server.
@@ -225,6 +237,37 @@ impl Fleet {
         client
             .set_max_streaming_bitrate(&SessionId::new(real), bps)
             .await
+    }
+
+    /// Mark each user of a member with `match_users_by_name` whose name is a `[jellyfin]`
+    /// server user's (in any case) as that user's ([`User::same_as`]); `users` holds both
+    /// servers' users, the members' namespaced.
+    pub fn link_same_users(&self, users: &mut [User]) {
+        if !self.members.iter().any(|m| m.match_by_name) {
+            return;
+        }
+        let primary: std::collections::HashMap<String, UserId> = users
+            .iter()
+            .filter(|u| !is_member_id(u.id.as_str()))
+            .filter_map(|u| Some((u.name.as_ref()?.as_str().to_lowercase(), u.id.clone())))
+            .collect();
+        for u in users.iter_mut() {
+            u.same_as = None;
+            let Some(m) = self
+                .members
+                .iter()
+                .find(|m| m.match_by_name && u.id.as_str().starts_with(&m.prefix))
+            else {
+                continue;
+            };
+            let suffix = format!("@{}", m.name);
+            let base = u
+                .name
+                .as_ref()
+                .and_then(|n| n.as_str().strip_suffix(&suffix))
+                .map(str::to_lowercase);
+            u.same_as = base.and_then(|b| primary.get(&b).cloned());
+        }
     }
 
     /// Read every member at once: each one's sessions, users and server-wide limit, its last

@@ -1195,6 +1195,7 @@ impl World<'_> {
             })),
             // A second server's user carries its server's limit (none here).
             server_limit: self.member[u].then_some(0),
+            same_as: None,
         }
     }
 

@@ -252,3 +252,53 @@ async fn planned(d: &crate::common::Daemon, user: &str, streams: u64, stale: boo
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_same_person_on_two_servers_is_one_claimant_with_match_users_by_name() {
+    // alice has an account on both servers and streams on the second one; bob streams on the
+    // `[jellyfin]` one.
+    let primary = FakeJellyfin::new(KEY);
+    let alice = primary.add_user("Alice", |_| {});
+    let (bob, _) = streamer(&primary, "bob", "203.0.113.10");
+    let second = FakeJellyfin::new(KEY2);
+    let (alice_den, _) = streamer(&second, "alice", "203.0.113.20");
+    let (second_url, _, _stop) = second.spawn().await;
+    let servers = format!(
+        "[[server]]\nkind = \"jellyfin\"\nname = \"den\"\nurl = \"{second_url}\"\n\
+         api_key = \"{KEY2}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nmatch_users_by_name = true\n"
+    );
+    let h = Harness::start(primary, "", &servers).await;
+    let d = h.daemon("").await;
+
+    // Two claimants (alice, matched in any case, and bob): 55 Mbps split in two, and alice's
+    // limit written on both servers.
+    let half = 55 * M / 2;
+    let half = half - half % (M / 2);
+    eventually("alice and bob share the budget as two", || {
+        h.fake.limit(&bob) == half && second.limit(&alice_den) == half
+    })
+    .await;
+    eventually("alice's limit is the same on both servers", || {
+        h.fake.limit(&alice) == half
+    })
+    .await;
+    let s = d.state().await;
+    let plan = &s["last_decision"];
+    assert_eq!(plan["claimants"], 2, "{plan:#}");
+    let mirror = plan["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user"] == "alice@den")
+        .unwrap();
+    assert!(
+        mirror["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the same person as Alice"),
+        "{mirror}"
+    );
+    d.stop().await;
+    assert_eq!(h.fake.limit(&alice), 0);
+    assert_eq!(second.limit(&alice_den), 0);
+}
