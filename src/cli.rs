@@ -196,6 +196,13 @@ pub enum Command {
         /// Read the Plex server owner's X-Plex-Token from this file instead of asking.
         #[arg(long)]
         plex_token_file: Option<PathBuf>,
+        /// Another Jellyfin or Emby server streaming on the same link: its URL (`none`: there
+        /// is none).
+        #[arg(long)]
+        server_url: Option<String>,
+        /// Read an administrator's API key of that server from this file instead of asking.
+        #[arg(long)]
+        server_api_key_file: Option<PathBuf>,
         /// Overwrite config.toml and the key files if they exist.
         #[arg(long)]
         force: bool,
@@ -713,6 +720,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             torrent_password_file,
             plex_url,
             plex_token_file,
+            server_url,
+            server_api_key_file,
             force,
         } => {
             let opts = crate::init::Options {
@@ -729,6 +738,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 torrent_password_file,
                 plex_url,
                 plex_token_file,
+                server_url,
+                server_api_key_file,
                 force,
             };
             init(&opts, level).await

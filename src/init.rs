@@ -52,6 +52,10 @@ pub struct Options {
     pub plex_url: Option<String>,
     /// `--plex-token-file`.
     pub plex_token_file: Option<PathBuf>,
+    /// `--server-url`: another Jellyfin or Emby server (`none`: none).
+    pub server_url: Option<String>,
+    /// `--server-api-key-file`.
+    pub server_api_key_file: Option<PathBuf>,
     /// Overwrite existing files.
     pub force: bool,
 }
@@ -195,6 +199,22 @@ pub struct Answers {
     /// A Plex server streaming on the link, if any: its URL and token (written to
     /// `plex_token` beside the configuration).
     pub plex: Option<(String, SecretString)>,
+    /// Another Jellyfin or Emby server streaming on the link, if any (its key written to
+    /// `<kind>_api_key` beside the configuration).
+    pub member: Option<Member>,
+}
+
+/// Another Jellyfin or Emby server `init` was told about.
+#[derive(Debug)]
+pub struct Member {
+    /// `jellyfin` or `emby`.
+    pub kind: crate::config::ServerKind,
+    /// Its URL, with Emby's `/emby` when it answers there.
+    pub url: String,
+    /// Its name and version, for the summary.
+    pub server: String,
+    /// An administrator's API key.
+    pub key: SecretString,
 }
 
 /// A torrent client `init` was told about.
@@ -273,6 +293,7 @@ pub async fn run<R: BufRead, W: Write>(
         .unwrap_or_else(|| default_listen(&url, webhooks));
     let torrent = torrent(opts, prompt).await?;
     let plex = plex(opts, prompt).await?;
+    let member = member(opts, prompt).await?;
     let answers = Answers {
         url,
         server,
@@ -283,6 +304,7 @@ pub async fn run<R: BufRead, W: Write>(
         state_file: opts.state_file.clone(),
         torrent,
         plex,
+        member,
     };
 
     let write = |path: &Path, text: &str| {
@@ -309,6 +331,12 @@ pub async fn run<R: BufRead, W: Write>(
         write(
             &dir.join("plex_token"),
             &format!("{}\n", token.expose_secret()),
+        )?;
+    }
+    if let Some(m) = &answers.member {
+        write(
+            &dir.join(format!("{}_api_key", m.kind.as_str())),
+            &format!("{}\n", m.key.expose_secret()),
         )?;
     }
     write(&opts.config, &render(&answers))?;
@@ -486,6 +514,128 @@ async fn plex<R: BufRead, W: Write>(
         Err(e) => return Err(InitError::Rejected(e.to_string())),
     }
     Ok(Some((url, token)))
+}
+
+/// Whether another Jellyfin or Emby server streams on the link (from the flags or asked):
+/// which one it is comes from its `/System/Info/Public` (Emby's at `/emby` too), and its key
+/// is tried once; one that does not answer yet is written all the same, one that refuses the
+/// key is not.
+async fn member<R: BufRead, W: Write>(
+    opts: &Options,
+    prompt: &mut Prompt<R, W>,
+) -> Result<Option<Member>, InitError> {
+    use crate::config::ServerKind;
+    use crate::jellyfin::Flavor;
+    let url = match &opts.server_url {
+        Some(u) => u.clone(),
+        // An optional question: input that ends here means none.
+        None => match prompt.ask(
+            "Does another Jellyfin or Emby server stream on this link too? Its URL (empty: none)",
+            Some(""),
+        ) {
+            Some(a) => a,
+            None => return Ok(None),
+        },
+    };
+    let url = url.trim().trim_end_matches('/');
+    if url.is_empty() || url.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let url = with_scheme(url);
+    // What answers there: Emby serves its API under /emby.
+    let mut found = None;
+    for candidate in [url.clone(), format!("{url}/emby")] {
+        if let Ok(info) = public_info(&candidate).await {
+            found = Some((candidate, info));
+            break;
+        }
+    }
+    let (url, kind, server) = match found {
+        Some((url, info)) => {
+            let emby = info
+                .product_name
+                .as_deref()
+                .is_some_and(|p| p.to_ascii_lowercase().contains("emby"));
+            let server = format!(
+                "{} {}",
+                info.product_name.as_deref().unwrap_or("Jellyfin Server"),
+                info.version.as_deref().unwrap_or("(version unknown)")
+            );
+            let kind = if emby {
+                ServerKind::Emby
+            } else {
+                ServerKind::Jellyfin
+            };
+            (url, kind, server)
+        }
+        None => {
+            return Err(InitError::Rejected(format!(
+                "{url} does not answer as Jellyfin or Emby (at its root or under /emby)"
+            )));
+        }
+    };
+    let key = match &opts.server_api_key_file {
+        Some(file) => SecretString::from(
+            std::fs::read_to_string(file)
+                .map_err(|e| InitError::Io(format!("cannot read {}: {e}", file.display())))?
+                .trim()
+                .to_string(),
+        ),
+        None => prompt
+            .ask_secret(&format!(
+                "An administrator's API key of that {server} (its dashboard: API Keys)"
+            ))
+            .ok_or(InitError::NoAnswer {
+                question: "the other server's API key",
+                flag: "--server-api-key-file",
+            })?,
+    };
+    if key.expose_secret().is_empty() {
+        return Err(InitError::Rejected(
+            "the other server's API key is empty".into(),
+        ));
+    }
+    let flavor = match kind {
+        ServerKind::Emby => Flavor::Emby,
+        _ => Flavor::Jellyfin,
+    };
+    let client = Client::with_flavor(flavor, &url, &key, Duration::from_secs(5))
+        .map_err(|e| InitError::Rejected(e.to_string()))?;
+    match client.users().await {
+        Ok(users) => prompt.say(&format!(
+            "  {server} answers: {} user{}; their remote streams share the budget, named \
+             user@{}",
+            users.len(),
+            if users.len() == 1 { "" } else { "s" },
+            kind.as_str()
+        )),
+        Err(e) if matches!(e.status(), Some(401 | 403)) => {
+            return Err(InitError::Rejected(format!(
+                "{server} refuses that key ({e}): use an administrator's API key"
+            )));
+        }
+        Err(e) => prompt.say(&format!(
+            "  cannot read its users yet ({e}); it is written all the same: `jellydemon check` \
+             says what is wrong"
+        )),
+    }
+    Ok(Some(Member {
+        kind,
+        url,
+        server,
+        key,
+    }))
+}
+
+/// `/System/Info/Public` of whatever answers at `url`.
+async fn public_info(url: &str) -> Result<crate::jellyfin::PublicSystemInfo, String> {
+    let client = Client::new(
+        url,
+        &SecretString::from(String::new()),
+        Duration::from_secs(5),
+    )
+    .map_err(|e| e.to_string())?;
+    client.public_info().await.map_err(|e| e.to_string())
 }
 
 /// The URL, from the flag or asked (offering the local default when it answers); it must
@@ -745,10 +895,25 @@ listen = {listen}
     }
     if let Some((url, _)) = &a.plex {
         out.push_str(&format!(
-            "\n# The Plex server streaming on this link: what it sends outside the house comes off\n\
-             # the budget first. Its token is in plex_token.\n[[server]]\nkind = \"plex\"\nurl = {}\n\
-             token_file = \"plex_token\"\n",
+            "\n# The Plex server streaming on this link: one claimant beside the users, its share\n\
+             # set as its total upload limit outside the house (put back at the stop; false: leave\n\
+             # Plex's settings alone and take what it streams off the budget). Its token is in\n\
+             # plex_token.\n[[server]]\nkind = \"plex\"\nurl = {}\ntoken_file = \"plex_token\"\n\
+             manage_wan_total = true\n",
             toml_str(url)
+        ));
+    }
+    if let Some(m) = &a.member {
+        out.push_str(&format!(
+            "\n# Another server streaming on this link ({}): its remote users share the budget\n\
+             # with this one's, named user@{}. Its API key is in {}_api_key.\n[[server]]\n\
+             kind = \"{}\"\nurl = {}\napi_key_file = \"{}_api_key\"\n",
+            m.server,
+            m.kind.as_str(),
+            m.kind.as_str(),
+            m.kind.as_str(),
+            toml_str(&m.url),
+            m.kind.as_str()
         ));
     }
     if let Some(state) = &a.state_file {
@@ -785,6 +950,12 @@ mod tests {
                     SecretString::from("plex-tok".to_string()),
                 )
             }),
+            member: webhooks.then(|| Member {
+                kind: crate::config::ServerKind::Emby,
+                url: "http://127.0.0.1:8096/emby".into(),
+                server: "Emby Server 4.8.11.0".into(),
+                key: SecretString::from("emby-k".to_string()),
+            }),
         }
     }
 
@@ -802,11 +973,16 @@ mod tests {
             assert!(!text.contains("\"k\""), "no secret in the file");
             assert_eq!(s.downloader.len(), usize::from(webhooks), "{text}");
             assert!(!text.contains("\"pw\""), "no secret in the file");
-            assert_eq!(s.server.len(), usize::from(webhooks), "{text}");
+            assert_eq!(s.server.len(), 2 * usize::from(webhooks), "{text}");
             assert!(!text.contains("plex-tok"), "no secret in the file");
-            if let Some(p) = s.server.first() {
+            assert!(!text.contains("emby-k"), "no secret in the file");
+            if let [p, e] = s.server.as_slice() {
                 assert_eq!(p.url, "http://127.0.0.1:32400");
                 assert!(p.token_file.is_some());
+                assert!(p.manages_wan_total());
+                assert_eq!(e.kind, crate::config::ServerKind::Emby);
+                assert_eq!(e.url, "http://127.0.0.1:8096/emby");
+                assert!(e.api_key_file.is_some());
             }
             if let Some(d) = s.downloader.first() {
                 assert_eq!(d.username.as_deref(), Some("admin"));

@@ -114,6 +114,7 @@ fn the_environment_the_unit_sets_is_accepted_by_the_config_loader() {
         state_file: None,
         torrent: None,
         plex: None,
+        member: None,
     };
     let config = etc.join("config.toml");
     std::fs::write(&config, jellydemon::init::render(&answers)).unwrap();

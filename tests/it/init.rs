@@ -339,3 +339,69 @@ async fn a_plex_server_is_asked_for_read_once_and_written() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(Settings::load(&s.config).unwrap().server.is_empty());
 }
+
+/// Another server on the same link, asked for on standard input: an Emby (the fake's Emby
+/// dialect, `src/sim/emby.rs`) found under `/emby` from its bare address, its key tried once
+/// and written to `emby_api_key`, never echoed; a key it refuses writes nothing.
+#[tokio::test]
+async fn an_emby_server_is_found_asked_for_its_key_and_written() {
+    const EMBY_KEY: &str = "emby-admin-key-0123456789abcdef";
+    let emby = FakeJellyfin::emby(EMBY_KEY);
+    emby.set_base_path("/emby");
+    emby.add_user("carol", |_| {});
+    let (emby_url, _, _stop) = emby.spawn().await;
+    let bare = emby_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/emby");
+    let s = setup().await;
+    let key_file = s.key_file.display().to_string();
+    let args = [
+        "--url",
+        &s.url,
+        "--api-key-file",
+        &key_file,
+        "--upload-mbps",
+        "40",
+        "--no-webhooks",
+        "--state-file",
+        &s.state,
+        "--torrent",
+        "none",
+        "--plex-url",
+        "none",
+    ];
+    let (code, out, err) = init(&s.config, &args, &format!("{bare}\n{EMBY_KEY}\n")).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("Emby Server 4.8.11.0 answers: 1 user"),
+        "{err}"
+    );
+    assert!(!err.contains(EMBY_KEY) && !out.contains(EMBY_KEY));
+    let settings = Settings::load(&s.config).unwrap();
+    assert_eq!(settings.server.len(), 1);
+    assert_eq!(
+        settings.server[0].kind,
+        jellydemon::config::ServerKind::Emby
+    );
+    assert_eq!(settings.server[0].url, emby_url);
+    let file = s.config.parent().unwrap().join("emby_api_key");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), EMBY_KEY);
+    assert_eq!(mode(&file), 0o600);
+    assert!(
+        !std::fs::read_to_string(&s.config)
+            .unwrap()
+            .contains(EMBY_KEY)
+    );
+    // The check at the end reads it.
+    assert!(
+        out.contains("ok   server emby: Emby Server 4.8.11.0 at"),
+        "{out}"
+    );
+
+    // A key it refuses: nothing is written.
+    let s = setup().await;
+    let (code, _, err) = init(&s.config, &args, &format!("{bare}\nnot-the-key\n")).await;
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("refuses that key"), "{err}");
+    assert!(!s.config.exists());
+}
