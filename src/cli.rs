@@ -95,6 +95,8 @@ const EXIT_CODES: &str = "Exit codes: 0 ok, 1 internal error (healthcheck: not h
 7 cannot listen on daemon.listen, 8 the running daemon cannot be reached or refused.";
 
 /// What to do (`run` when none is given).
+// Parsed once per process, so `init`'s many flags making its variant large cost nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default): react to the Webhook plugin at POST /hook, reconcile with a
