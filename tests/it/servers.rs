@@ -302,3 +302,29 @@ async fn the_same_person_on_two_servers_is_one_claimant_with_match_users_by_name
     assert_eq!(h.fake.limit(&alice), 0);
     assert_eq!(second.limit(&alice_den), 0);
 }
+
+#[tokio::test]
+async fn reconcile_once_and_restore_reach_every_server() {
+    // One stream on each server, the Emby user's original 9 Mbps.
+    let house = house().await;
+    let (code, out, err) = house.h.cli(&["reconcile", "--once"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("bob@den") && out.contains("carol@emby"),
+        "{out}"
+    );
+    let [alice, bob, carol, _] = house.limits();
+    assert!(alice > 0 && bob > 0 && carol > 0, "{:?}", house.limits());
+    assert_ne!(carol, 9 * M);
+    let ledger = house.h.ledger();
+    assert_eq!(ledger.len(), 3, "an original per user, per server");
+    drop(ledger);
+
+    // `restore` puts each one back on its own server and empties the state file.
+    let (code, out, err) = house.h.cli(&["restore"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(house.h.fake.limit(&house.alice), 0);
+    assert_eq!(house.second.limit(&house.bob.0), 0);
+    assert_eq!(house.emby.limit(&house.carol.0), 9 * M);
+    assert!(house.h.ledger().is_empty());
+}
