@@ -225,9 +225,6 @@ pub fn describe(field: Field, value: i64) -> String {
         qbittorrent::UP_LIMIT | qbittorrent::ALT_UP_LIMIT if value <= 0 => "unlimited".into(),
         qbittorrent::UP_LIMIT | qbittorrent::ALT_UP_LIMIT => bps(value),
         transmission::SPEED_LIMIT_UP_ENABLED => if value != 0 { "on" } else { "off" }.into(),
-        // Plex's WAN total, kbit/s.
-        crate::plex::WAN_TOTAL if value <= 0 => "unlimited".into(),
-        crate::plex::WAN_TOTAL => crate::units::fmt_mbps(value as u64 * 1000),
         _ => bps(value * TRANSMISSION_SPEED_BYTES),
     }
 }

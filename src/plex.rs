@@ -156,23 +156,6 @@ impl Plex {
 /// The preference that caps what Plex sends outside the house in total, kbit/s (0: none).
 pub const WAN_TOTAL: &str = "WanTotalMaxUploadRate";
 
-/// The ledger's part of a Plex server: its WAN total, in Plex's own kbit/s, is the one setting
-/// jellydemon changes (`src/throttle.rs`).
-impl crate::throttle::Settable for Plex {
-    async fn values(&mut self) -> Result<Vec<(crate::downloader::Field, i64)>, String> {
-        Ok(vec![(WAN_TOTAL, self.wan_total_kbps().await?)])
-    }
-    async fn write(&mut self, values: &[(crate::downloader::Field, i64)]) -> Result<(), String> {
-        for &(field, value) in values {
-            if field != WAN_TOTAL {
-                return Err(format!("Plex has no setting {field} jellydemon writes"));
-            }
-            self.set_wan_total_kbps(value).await?;
-        }
-        Ok(())
-    }
-}
-
 /// `bps` as Plex's WAN total: whole kbit/s, at least 1 (0 would mean no limit).
 pub fn wan_total_kbps(bps: u64) -> i64 {
     (bps / 1000).clamp(1, i32::MAX as u64) as i64

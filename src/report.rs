@@ -283,8 +283,8 @@ pub fn torrent_restore_table(results: &[(String, crate::throttle::Restored)]) ->
                 .map(|(f, from, to)| {
                     format!(
                         "{f} restored {} -> {}",
-                        crate::downloader::describe(f, *from),
-                        crate::downloader::describe(f, *to)
+                        crate::throttle::describe(f, *from),
+                        crate::throttle::describe(f, *to)
                     )
                 })
                 .collect::<Vec<_>>()

@@ -15,8 +15,9 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::clock::unix_millis_now as unix_ms;
-use crate::downloader::{Downloader, Field, Reading, describe};
+use crate::downloader::{Downloader, Field, Reading};
 use crate::ledger::{Ledger, Observed};
+use crate::plex::{Plex, WAN_TOTAL};
 
 /// Something whose named settings jellydemon changes and puts back: a torrent client, or a
 /// Plex server's total upload limit outside the house.
@@ -39,6 +40,33 @@ impl Settable for Downloader {
         Downloader::write(self, values)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The ledger's part of a Plex server: its WAN total, in Plex's own kbit/s, is the one setting
+/// jellydemon changes.
+impl Settable for Plex {
+    async fn values(&mut self) -> Result<Vec<(Field, i64)>, String> {
+        Ok(vec![(WAN_TOTAL, self.wan_total_kbps().await?)])
+    }
+    async fn write(&mut self, values: &[(Field, i64)]) -> Result<(), String> {
+        for &(field, value) in values {
+            if field != WAN_TOTAL {
+                return Err(format!("Plex has no setting {field} jellydemon writes"));
+            }
+            self.set_wan_total_kbps(value).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A setting's value for people ("12 Mbps", "unlimited", "on"): a torrent client's, or
+/// Plex's WAN total (kbit/s).
+pub fn describe(field: Field, value: i64) -> String {
+    match field {
+        WAN_TOTAL if value <= 0 => "unlimited".into(),
+        WAN_TOTAL => crate::units::fmt_mbps(value as u64 * 1000),
+        _ => crate::downloader::describe(field, value),
     }
 }
 
@@ -338,7 +366,7 @@ pub async fn restore_all(
                 }
                 Job::Server(i) => {
                     let s = &settings.server[i];
-                    match crate::plex::Plex::new(s) {
+                    match Plex::new(s) {
                         Ok(mut c) => restore(&mut c, ledger, &name, s.timeout, deadline).await,
                         Err(e) => Restored::Failed(e.to_string()),
                     }
@@ -401,4 +429,19 @@ pub fn orphans(settings: &crate::config::Settings, ledger: &Ledger) -> Vec<(Stri
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plexs_total_is_described_in_mbps_and_the_rest_as_the_clients_say() {
+        assert_eq!(describe(WAN_TOTAL, 0), "unlimited");
+        assert_eq!(describe(WAN_TOTAL, 12_000), "12 Mbps");
+        assert_eq!(
+            describe(crate::downloader::qbittorrent::UP_LIMIT, 1_250_000),
+            "10 Mbps"
+        );
+    }
 }

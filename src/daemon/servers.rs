@@ -196,15 +196,15 @@ impl Servers {
         match read {
             Ok(kbps) => {
                 if m.last_error.take().is_some() || m.kbps.is_none() {
-                    info!(server = %m.name, limit = %crate::downloader::describe(WAN_TOTAL, kbps), "read the server's total upload limit");
+                    info!(server = %m.name, limit = %crate::throttle::describe(WAN_TOTAL, kbps), "read the server's total upload limit");
                 }
                 if !self.dry_run {
                     for h in crate::throttle::observe(&self.ledger, &m.name, &[(WAN_TOTAL, kbps)]) {
                         info!(
                             server = %m.name,
                             "{WAN_TOTAL} was set by hand to {} (was {}): it is the original now",
-                            crate::downloader::describe(WAN_TOTAL, h.new_original),
-                            crate::downloader::describe(WAN_TOTAL, h.old_original)
+                            crate::throttle::describe(WAN_TOTAL, h.new_original),
+                            crate::throttle::describe(WAN_TOTAL, h.old_original)
                         );
                     }
                 }
@@ -269,8 +269,8 @@ impl Servers {
                 info!(
                     server = %m.name,
                     "total upload limit {} -> {}",
-                    crate::downloader::describe(WAN_TOTAL, current),
-                    crate::downloader::describe(WAN_TOTAL, wanted)
+                    crate::throttle::describe(WAN_TOTAL, current),
+                    crate::throttle::describe(WAN_TOTAL, wanted)
                 );
                 m.kbps = Some(wanted);
             }
