@@ -2,8 +2,9 @@
 //!
 //! A pass reads `/Sessions`, `/Users` and the server configuration, takes note of limits an
 //! admin changed by hand, plans, and writes each changed limit as a read-modify-write of the
-//! user's policy, recording the original in the ledger first. `reconcile --once`, the daemon
-//! and the tests all call [`reconcile_once`].
+//! user's policy, recording the original in the ledger first. `reconcile --once` and `report`
+//! call [`reconcile_once`]; the daemon's engine (`src/daemon/engine.rs`) shares only
+//! [`fetch`] and [`plan_snapshot`] and hands its writes to its own writer.
 
 use std::sync::Mutex;
 

@@ -64,7 +64,8 @@ pub struct Shutdown {
     pub restore_timed_out: bool,
 }
 
-/// Run until `shutdown` is cancelled. `dry_run` computes and reports, writes nothing.
+/// Run until `shutdown` is cancelled. With `daemon.dry_run` set it computes and reports and
+/// writes nothing.
 pub async fn run(
     settings: Arc<Settings>,
     listener: TcpListener,

@@ -221,7 +221,7 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
     let mut rng = crate::common::Rng(0x9E3779B97F4A7C15);
     let mut next = move || rng.next();
     let mut sessions: Vec<String> = Vec::new();
-    // 20 rounds in CI; a longer run: JD_TEST_KILL_ROUNDS=200 cargo test --test faults storm
+    // 20 rounds in CI; a longer run: JD_TEST_KILL_ROUNDS=200 cargo test --test it faults::sigkill
     let rounds: usize = std::env::var("JD_TEST_KILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
