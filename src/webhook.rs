@@ -105,8 +105,59 @@ pub enum HookError {
     },
 }
 
-/// Parse a `/hook` body.
-pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
+/// What a webhook from one of the other Jellyfin or Emby servers (`POST /hook/{server}`)
+/// asks for. Only whether to read that server again matters: its `/Sessions` says the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// An item started, stopped, paused or resumed: read the server now.
+    Playback(&'static str),
+    /// The Jellyfin plugin's once-a-second progress (or Emby's): dropped.
+    Progress,
+    /// Anything else (a library or user event): accepted and ignored.
+    Other,
+}
+
+impl MemberEvent {
+    /// Whether the server is to be read again at once.
+    pub fn triggers_read(&self) -> bool {
+        matches!(self, MemberEvent::Playback(_))
+    }
+    /// A label for the metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            MemberEvent::Playback(kind) => kind,
+            MemberEvent::Progress => "PlaybackProgress",
+            MemberEvent::Other => "other",
+        }
+    }
+}
+
+/// Parse the JSON body of a webhook from another Jellyfin server (the Webhook plugin, with
+/// `NotificationType` as at `/hook`) or from Emby (its own webhooks: `Event` is
+/// `playback.start`, `playback.pause`, `playback.unpause`, `playback.stop`, ...). Unlike
+/// [`parse`], nothing but the event's type is needed, so no `UserId` is required.
+pub fn parse_member(body: &[u8]) -> Result<MemberEvent, HookError> {
+    let map = object(body)?;
+    let kind = field(&map, &["NotificationType", "Event", "EventType"])
+        .and_then(as_string)
+        .ok_or(HookError::MissingType)?;
+    let squeezed: String = kind
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Ok(match squeezed.as_str() {
+        "playbackstart" => MemberEvent::Playback("PlaybackStart"),
+        "playbackstop" => MemberEvent::Playback("PlaybackStop"),
+        "playbackpause" => MemberEvent::Playback("PlaybackPause"),
+        "playbackunpause" => MemberEvent::Playback("PlaybackUnpause"),
+        "playbackprogress" => MemberEvent::Progress,
+        _ => MemberEvent::Other,
+    })
+}
+
+/// The body as a JSON object, leniently (bare `True`/`False` accepted).
+fn object(body: &[u8]) -> Result<Map<String, Value>, HookError> {
     let text =
         std::str::from_utf8(body).map_err(|e| HookError::NotJson(format!("not UTF-8 ({e})")))?;
     if text.trim().is_empty() {
@@ -117,9 +168,15 @@ pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
         Err(first) => serde_json::from_str(&fix_bare_booleans(text))
             .map_err(|_| HookError::NotJson(first.to_string()))?,
     };
-    let Value::Object(map) = value else {
-        return Err(HookError::NotObject);
-    };
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(HookError::NotObject),
+    }
+}
+
+/// Parse a `/hook` body.
+pub fn parse(body: &[u8]) -> Result<HookEvent, HookError> {
+    let map = object(body)?;
     let get = |names: &[&str]| field(&map, names);
     let kind = match get(&["NotificationType", "Event", "EventType"]).and_then(as_string) {
         None => return Err(HookError::MissingType),
@@ -415,5 +472,37 @@ mod tests {
             let e = parse(json.as_bytes()).unwrap();
             prop_assert_eq!(e.item_name.unwrap_or_default(), s.trim().to_string());
         }
+    }
+
+    #[test]
+    fn member_events_from_jellyfin_and_emby() {
+        let jellyfin = br#"{"NotificationType":"PlaybackStart","IsPaused":False}"#;
+        assert_eq!(
+            parse_member(jellyfin),
+            Ok(MemberEvent::Playback("PlaybackStart"))
+        );
+        let flood = br#"{"NotificationType":"PlaybackProgress"}"#;
+        assert_eq!(parse_member(flood), Ok(MemberEvent::Progress));
+        assert!(!MemberEvent::Progress.triggers_read());
+        // Emby's own webhooks: no UserId is needed, the server's /Sessions says who.
+        for (event, label) in [
+            ("playback.start", "PlaybackStart"),
+            ("playback.stop", "PlaybackStop"),
+            ("playback.pause", "PlaybackPause"),
+            ("playback.unpause", "PlaybackUnpause"),
+        ] {
+            let body = format!(r#"{{"Title":"x","Event":"{event}","User":{{"Name":"a"}}}}"#);
+            let e = parse_member(body.as_bytes()).unwrap();
+            assert_eq!(e, MemberEvent::Playback(label));
+            assert!(e.triggers_read());
+        }
+        let other = br#"{"Event":"library.new"}"#;
+        assert_eq!(parse_member(other), Ok(MemberEvent::Other));
+        assert_eq!(parse_member(b"{}"), Err(HookError::MissingType));
+        assert!(matches!(
+            parse_member(b"--x\r\n"),
+            Err(HookError::NotJson(_))
+        ));
+        assert_eq!(parse_member(b"  "), Err(HookError::Empty));
     }
 }

@@ -1,4 +1,4 @@
-//! The HTTP surface, one router: `POST /hook`, `GET /healthz`, the status page (`GET /` with
+//! The HTTP surface, one router: `POST /hook`, `POST /hook/{server}`, `GET /healthz`, the status page (`GET /` with
 //! `status.css`, `status.js` and `POST /login`), `GET /api/state`, `GET /api/history`,
 //! `GET /metrics`. Who may use which is in `access.rs`.
 //!
@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Read the Plex servers at once (`None` without `[[server]] kind = "plex"`).
     pub plex_hook: Option<Arc<tokio::sync::Notify>>,
+    /// Read the other Jellyfin and Emby servers at once (`None` without one).
+    pub member_hook: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The Content-Security-Policy of every response: this server's own script, styles and API,
@@ -89,7 +91,7 @@ pub fn router(state: AppState) -> Router {
     let request_timeout = state.settings.daemon.http_request_timeout;
     let mut app = Router::new()
         .route("/hook", post(hook))
-        .route("/hook/plex", post(plex_hook))
+        .route("/hook/{server}", post(server_hook))
         .route("/healthz", get(healthz))
         .merge(pages)
         .with_state(state)
@@ -390,16 +392,25 @@ async fn hook(State(s): State<AppState>, Peer(peer): Peer, req: Request) -> Resp
         .into_response()
 }
 
-/// `POST /hook/plex?token=<the webhook secret>`: a Plex webhook (a Plex Pass feature; Plex
-/// cannot send a header, so the secret comes in the query). The body (multipart, often with a
-/// poster) is not read: what Plex streams is read again from its `/status/sessions` at once,
-/// which says more than the event could, so no client can make this route parse anything.
-async fn plex_hook(
+/// `POST /hook/{server}`: a webhook from one of the other media servers, named as in its
+/// `[[server]]` entry (`/hook/plex` also reaches the Plex servers whatever their names). The
+/// secret comes in the `X-Jellydemon-Token` header, `Authorization: Bearer`, or the query's
+/// `token` (Plex and Emby cannot send a header). What plays there is read again at once from
+/// the server itself, which says more than the event could:
+/// - Plex (a Plex Pass webhook, multipart, often with a poster): the body is not read;
+/// - Jellyfin (the Webhook plugin, as at `/hook`) and Emby (its own webhooks): a JSON body is
+///   parsed for its type alone, so the plugin's once-a-second `PlaybackProgress` costs a parse
+///   and no read; Emby's multipart form (its default before 4.9) is not read and triggers a
+///   read, which is coalesced to one a second.
+async fn server_hook(
     State(s): State<AppState>,
     Peer(peer): Peer,
+    axum::extract::Path(name): axum::extract::Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let m = &s.metrics;
     if s.settings.daemon.mode == Mode::ReconcileOnly {
         return error(
@@ -408,31 +419,98 @@ async fn plex_hook(
         );
     }
     if headers.contains_key(header::ORIGIN) {
-        m.event("plex", "unauthorized");
+        m.event("server", "unauthorized");
         return error(
             StatusCode::FORBIDDEN,
             "requests from web pages (with an Origin header) are not accepted",
         );
     }
     if let Some(token) = &s.token
+        && !webhook_secret_matches(&headers, token)
         && !super::access::query_secret_matches(query.as_deref(), token)
     {
         s.access.failed("webhook", peer);
-        m.event("plex", "unauthorized");
+        m.event("server", "unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong secret: add ?token=<daemon.webhook_token> to the webhook's URL",
+            "missing or wrong secret: send it in the X-Jellydemon-Token header, or add \
+             ?token=<daemon.webhook_token> to the webhook's URL",
         );
     }
+    let names = crate::config::server_names(&s.settings.server);
+    let entry = names
+        .iter()
+        .zip(&s.settings.server)
+        .find(|(n, _)| **n == name)
+        .map(|(_, e)| e);
+    let accepted = |label: &'static str| {
+        m.event(label, "accepted");
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "accepted"})),
+        )
+            .into_response()
+    };
+    match entry {
+        Some(e) if e.manages_users() => {
+            let Some(read) = &s.member_hook else {
+                return error(StatusCode::NOT_FOUND, "no such server");
+            };
+            let multipart = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("multipart/"));
+            if multipart {
+                read.notify_one();
+                return accepted("server");
+            }
+            let limit = s.settings.daemon.max_hook_body_bytes;
+            let body = match read_body(&headers, body, limit).await {
+                Ok(b) => b,
+                Err(status) => {
+                    m.event("invalid", "rejected");
+                    return error(status, "the body could not be read, or is too large");
+                }
+            };
+            match webhook::parse_member(&body) {
+                Err(e) => {
+                    m.event("invalid", "rejected");
+                    warn!(server = %name, "rejected webhook: {e}");
+                    error(StatusCode::BAD_REQUEST, e.to_string())
+                }
+                Ok(event) if event.triggers_read() => {
+                    read.notify_one();
+                    accepted(event.label())
+                }
+                Ok(event) => {
+                    m.event(event.label(), "ignored");
+                    (
+                        StatusCode::ACCEPTED,
+                        axum::Json(json!({"status": "ignored"})),
+                    )
+                        .into_response()
+                }
+            }
+        }
+        Some(e) if e.is_plex() => plex_read(&s),
+        None if name == "plex" && s.plex_hook.is_some() => plex_read(&s),
+        _ => {
+            m.event("server", "rejected");
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no [[server]] is named \"{name}\""),
+            )
+        }
+    }
+}
+
+/// A Plex webhook: read the Plex servers again at once.
+fn plex_read(s: &AppState) -> Response {
     let Some(read) = &s.plex_hook else {
-        m.event("plex", "rejected");
-        return error(
-            StatusCode::NOT_FOUND,
-            "no [[server]] of kind \"plex\" is configured",
-        );
+        return error(StatusCode::NOT_FOUND, "no [[server]] of kind \"plex\"");
     };
     read.notify_one();
-    m.event("plex", "accepted");
+    s.metrics.event("plex", "accepted");
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({"status": "accepted"})),

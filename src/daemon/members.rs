@@ -1,15 +1,16 @@
 //! The other Jellyfin and Emby servers' watch (`[[server]]` of kind `jellyfin` or `emby`).
 //!
-//! Their playback events do not reach `/hook` (its webhook body names no server), so each is
-//! read (`/Sessions` only) every `interval`, the shortest of theirs. When what plays on one of
-//! them changes (an item starts, stops, is paused or resumed), the engine is told and plans
-//! again at once, reading every server; between changes the daemon's poll does. A server that
-//! cannot be read changes nothing here: the engine's pass reports it.
+//! Each is read (`/Sessions` only) every `interval`, the shortest of theirs, and at once (at
+//! most once a second) when its webhook arrives at `POST /hook/{server}` (`http.rs`). When
+//! what plays on one of them changes (an item starts, stops, is paused or resumed), the engine
+//! is told and plans again at once, reading every server; between changes the daemon's poll
+//! does. A server that cannot be read changes nothing here: the engine's pass reports it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -34,12 +35,19 @@ fn playing(sessions: &[Session]) -> Playing {
         .collect()
 }
 
-/// Start watching the members; `None` when there is none. The counter goes up on every change.
-pub fn spawn(
-    fleet: Fleet,
-    settings: &Settings,
-    shutdown: CancellationToken,
-) -> Option<(watch::Receiver<u64>, tokio::task::JoinHandle<()>)> {
+/// The members' watch: its counter goes up on every change; `read_now` asks for a read ahead
+/// of the next tick.
+pub struct Watch {
+    pub changed: watch::Receiver<u64>,
+    pub read_now: Arc<Notify>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The least time between two reads a webhook asks for: a burst of events costs one read.
+const HOOK_GAP: Duration = Duration::from_secs(1);
+
+/// Start watching the members; `None` when there is none.
+pub fn spawn(fleet: Fleet, settings: &Settings, shutdown: CancellationToken) -> Option<Watch> {
     let every = settings
         .server
         .iter()
@@ -47,15 +55,28 @@ pub fn spawn(
         .map(|s| s.interval)
         .min()?;
     let (tx, rx) = watch::channel(0u64);
+    let read_now = Arc::new(Notify::new());
+    let hook = read_now.clone();
     let task = tokio::spawn(async move {
         let mut last: Vec<Option<Playing>> = Vec::new();
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_read: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
+                _ = hook.notified() => {
+                    // Events that arrive meanwhile leave one permit: one more read at most.
+                    if let Some(at) = last_read {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep_until(at + HOOK_GAP) => {}
+                        }
+                    }
+                }
             }
+            last_read = Some(tokio::time::Instant::now());
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = fleet.member_sessions() => r,
@@ -84,7 +105,11 @@ pub fn spawn(
             }
         }
     });
-    Some((rx, task))
+    Some(Watch {
+        changed: rx,
+        read_now,
+        task,
+    })
 }
 
 #[cfg(test)]

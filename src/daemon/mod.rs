@@ -185,10 +185,10 @@ pub async fn run(
         workers.clone(),
     );
     // The other Jellyfin and Emby servers: a change in what plays there asks for a plan.
-    let (members_changed, members_task) =
+    let (members_changed, member_hook, members_task) =
         match members::spawn(client.clone(), &settings, workers.clone()) {
-            Some((rx, task)) => (Some(rx), Some(task)),
-            None => (None, None),
+            Some(w) => (Some(w.changed), Some(w.read_now), Some(w.task)),
+            None => (None, None, None),
         };
     let (engine, engine_task) = Engine {
         members_changed,
@@ -220,6 +220,7 @@ pub async fn run(
         status,
         metrics,
         plex_hook,
+        member_hook,
     });
     let (max_connections, low_fds) =
         crate::fds::connection_cap(settings.daemon.http_max_connections);

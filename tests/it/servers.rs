@@ -328,3 +328,116 @@ async fn reconcile_once_and_restore_reach_every_server() {
     assert_eq!(house.emby.limit(&house.carol.0), 9 * M);
     assert!(house.h.ledger().is_empty());
 }
+
+/// The other servers' webhooks (`POST /hook/{server}`): the Jellyfin plugin of a second
+/// Jellyfin and Emby's own webhooks make the daemon read that server at once instead of at
+/// its next `interval` (an hour here); the plugin's once-a-second progress reads nothing.
+#[tokio::test]
+async fn a_webhook_from_another_server_reads_it_at_once() {
+    use axum::http::Method;
+    let primary = FakeJellyfin::new(KEY);
+    let second = FakeJellyfin::new(KEY2);
+    let bob = second.add_user("bob", |_| {});
+    let bob_session = second.add_session(Some(&bob), Some("203.0.113.20"), "Jellyfin Web", None);
+    let emby = FakeJellyfin::emby(EMBY_KEY);
+    let carol = emby.add_user("carol", |_| {});
+    let carol_session = emby.add_session(Some(&carol), Some("203.0.113.30"), "Emby Web", None);
+    let (second_url, _, _second_stop) = second.spawn().await;
+    let (emby_url, _, _emby_stop) = emby.spawn().await;
+    let servers = format!(
+        "[[server]]\nkind = \"jellyfin\"\nname = \"den\"\nurl = \"{second_url}\"\n\
+         api_key = \"{KEY2}\"\ninterval = \"1h\"\n\
+         [[server]]\nkind = \"emby\"\nurl = \"{emby_url}\"\napi_key = \"{EMBY_KEY}\"\n\
+         interval = \"1h\"\n"
+    );
+    let h = Harness::start(primary, "", &servers).await;
+    let d = h.daemon("").await;
+    let token = crate::common::HOOK_TOKEN;
+    let hook = |server: &str| format!("{}/hook/{server}", d.url);
+    let reads = |fake: &FakeJellyfin| fake.count(&Method::GET, "/Sessions");
+    // The members' watch reads each server once at the start.
+    eventually("the watch's first read", || reads(&second) >= 2).await;
+    let before = reads(&second);
+
+    // bob starts on the second Jellyfin; its plugin first floods progress, which reads nothing.
+    second.start_playback(&bob_session, Playback::direct("Remux", Some(40 * M), None));
+    let progress = d
+        .http
+        .post(hook("den"))
+        .header("X-Jellydemon-Token", token)
+        .body(r#"{"NotificationType":"PlaybackProgress","UserId":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(progress.status(), 202);
+    assert_eq!(progress.text().await.unwrap(), r#"{"status":"ignored"}"#);
+    let refused = d
+        .http
+        .post(hook("den"))
+        .body(r#"{"NotificationType":"PlaybackStart"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let unknown = d
+        .http
+        .post(format!("{}?token={token}", hook("attic")))
+        .body(r#"{"NotificationType":"PlaybackStart"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        reads(&second),
+        before,
+        "no read for progress or a refused call"
+    );
+    let start = d
+        .http
+        .post(hook("den"))
+        .header("X-Jellydemon-Token", token)
+        .body(r#"{"NotificationType":"PlaybackStart","UserId":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    planned(&d, "bob@den", 1, false).await;
+
+    // carol starts on Emby, whose webhook (multipart by default before Emby 4.9) carries
+    // the secret in the query; then she stops and a JSON webhook says so.
+    emby.start_playback(
+        &carol_session,
+        Playback::direct("Remux", Some(40 * M), None),
+    );
+    let multipart = d
+        .http
+        .post(format!("{}?token={token}", hook("emby")))
+        .header("Content-Type", "multipart/form-data; boundary=b")
+        .body("--b\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\n{}\r\n--b--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(multipart.status(), 202);
+    planned(&d, "carol@emby", 1, false).await;
+    emby.stop_playback(&carol_session);
+    let stop = d
+        .http
+        .post(format!("{}?token={token}", hook("emby")))
+        .header("Content-Type", "application/json")
+        .body(r#"{"Title":"carol stopped","Event":"playback.stop","User":{"Name":"carol"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), 202);
+    planned(&d, "carol@emby", 0, false).await;
+    let bad = d
+        .http
+        .post(format!("{}?token={token}", hook("emby")))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("not JSON"));
+    d.stop().await;
+}
