@@ -104,22 +104,7 @@ fn water_fill_by(
     weighted: bool,
     demand_capped: bool,
 ) -> Allocation {
-    let effective: Vec<Claimant> = claimants
-        .iter()
-        .map(|c| {
-            let ceiling = if demand_capped {
-                c.ceiling.min(c.demand.max(c.floor))
-            } else {
-                c.ceiling
-            };
-            Claimant {
-                weight_milli: if weighted { c.weight_milli.max(1) } else { 1 },
-                floor: c.floor.min(ceiling),
-                ceiling,
-                demand: c.demand,
-            }
-        })
-        .collect();
+    let effective = effective_claimants(claimants, weighted, demand_capped);
     let (shares, overloaded) = water_fill(&effective, budget);
     let bounds = shares
         .iter()
@@ -144,8 +129,34 @@ fn water_fill_by(
     }
 }
 
+/// The claimants as the water-filling sees them: weight 1 unless `weighted`, each ceiling
+/// lowered to the demand (never below the floor) when `demand_capped`, each floor at most
+/// the ceiling.
+fn effective_claimants(
+    claimants: &[Claimant],
+    weighted: bool,
+    demand_capped: bool,
+) -> Vec<Claimant> {
+    claimants
+        .iter()
+        .map(|c| {
+            let ceiling = if demand_capped {
+                c.ceiling.min(c.demand.max(c.floor))
+            } else {
+                c.ceiling
+            };
+            Claimant {
+                weight_milli: if weighted { c.weight_milli.max(1) } else { 1 },
+                floor: c.floor.min(ceiling),
+                ceiling,
+                demand: c.demand,
+            }
+        })
+        .collect()
+}
+
 /// A breakpoint `value / weight` of the level function.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Frac {
     num: u128,
     den: u128,
@@ -157,100 +168,298 @@ impl Frac {
     }
 }
 
+/// Breakpoints of one kind (every claimant's `ceiling/w`, or every claimant's `floor/w`),
+/// sorted, with running sums of the values and weights behind them, so that the sums over
+/// all breakpoints at or below a level take one binary search.
+struct Sorted {
+    fracs: Vec<Frac>,
+    /// `value[k]`: the sum of the values of the first `k` breakpoints.
+    value: Vec<u128>,
+    /// `weight[k]`: the sum of their weights.
+    weight: Vec<u128>,
+    /// Where each claimant's breakpoint is, by claimant index.
+    rank: Vec<usize>,
+}
+
+impl Sorted {
+    fn new(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64) -> Sorted {
+        let frac = |c: &Claimant| Frac {
+            num: value_of(c) as u128,
+            den: c.weight_milli as u128,
+        };
+        let mut order: Vec<u32> = (0..cs.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| frac(&cs[a as usize]).cmp(&frac(&cs[b as usize])));
+        let mut rank = vec![0; cs.len()];
+        let mut value = Vec::with_capacity(cs.len() + 1);
+        let mut weight = Vec::with_capacity(cs.len() + 1);
+        let (mut v, mut w) = (0u128, 0u128);
+        value.push(0);
+        weight.push(0);
+        for (k, &i) in order.iter().enumerate() {
+            let i = i as usize;
+            rank[i] = k;
+            v += value_of(&cs[i]) as u128;
+            w += cs[i].weight_milli as u128;
+            value.push(v);
+            weight.push(w);
+        }
+        Sorted {
+            fracs: order.iter().map(|&i| frac(&cs[i as usize])).collect(),
+            value,
+            weight,
+            rank,
+        }
+    }
+
+    /// How many breakpoints are at or below `level`.
+    fn at_or_below(&self, level: &Frac) -> usize {
+        self.fracs
+            .partition_point(|f| f.cmp(level) != Ordering::Greater)
+    }
+
+    /// How many breakpoints are below `level`.
+    fn below(&self, level: &Frac) -> usize {
+        self.fracs
+            .partition_point(|f| f.cmp(level) == Ordering::Less)
+    }
+}
+
+/// One claimant's term of the level function, `clamp(w·λ, floor, ceiling)`, scaled by the
+/// denominator of `λ`.
+fn term(weight: u64, floor: u64, ceiling: u64, level: &Frac) -> u128 {
+    (weight as u128 * level.num).clamp(floor as u128 * level.den, ceiling as u128 * level.den)
+}
+
+/// The level function `G(λ) = Σ clamp(wᵢ·λ, floorᵢ, ceilingᵢ)` of a set of claimants
+/// (`floor <= ceiling` each), evaluated in `O(log n)` from their breakpoints sorted with
+/// running sums: claimants whose `ceiling/w <= λ` give their ceiling, those whose
+/// `floor/w > λ` their floor, the rest `w·λ`.
+struct Levels<'a> {
+    cs: &'a [Claimant],
+    ceilings: Sorted,
+    floors: Sorted,
+    total_weight: u128,
+    sum_floor: u128,
+    sum_ceiling: u128,
+}
+
+/// Between two neighbouring breakpoints, which claimants are pinned and what is left to the
+/// free ones.
+struct Segment {
+    below: Frac,
+    above: Frac,
+    /// The budget less what the pinned claimants take.
+    rest: u128,
+    /// The weight of the claimants that are free.
+    free_weight: u128,
+}
+
+impl<'a> Levels<'a> {
+    fn new(cs: &'a [Claimant]) -> Levels<'a> {
+        Levels {
+            cs,
+            ceilings: Sorted::new(cs, |c| c.ceiling),
+            floors: Sorted::new(cs, |c| c.floor),
+            total_weight: cs.iter().map(|c| c.weight_milli as u128).sum(),
+            sum_floor: cs.iter().map(|c| c.floor as u128).sum(),
+            sum_ceiling: cs.iter().map(|c| c.ceiling as u128).sum(),
+        }
+    }
+
+    /// `G(level)`, scaled by the level's denominator.
+    fn scaled_sum(&self, level: &Frac) -> u128 {
+        let k = self.ceilings.at_or_below(level);
+        let j = self.floors.at_or_below(level);
+        let n = self.cs.len();
+        let pinned_weight =
+            self.ceilings.weight[k] + (self.floors.weight[n] - self.floors.weight[j]);
+        (self.ceilings.value[k] + (self.floors.value[n] - self.floors.value[j])) * level.den
+            + (self.total_weight - pinned_weight) * level.num
+    }
+
+    /// The neighbouring breakpoints around `budget`, given `g` (the level function, scaled)
+    /// and, for a claimant whose ceiling is replaced, the index of its old ceiling breakpoint
+    /// (not a breakpoint any more) and its new one: the largest breakpoint `below` with
+    /// `G <= budget` and the smallest `above` with `G > budget`. Requires
+    /// `Σ floor < budget < Σ ceiling`.
+    fn bracket(
+        &self,
+        budget: u128,
+        g: impl Fn(&Frac) -> u128,
+        replaced: Option<(usize, Frac)>,
+    ) -> (Frac, Frac) {
+        let fits = |f: &Frac| g(f) <= budget * f.den;
+        let mut below: Option<Frac> = None;
+        let mut above: Option<Frac> = None;
+        let mut offer = |f: Frac| {
+            if fits(&f) {
+                if below.is_none_or(|b| f.cmp(&b) == Ordering::Greater) {
+                    below = Some(f);
+                }
+            } else if above.is_none_or(|a| f.cmp(&a) == Ordering::Less) {
+                above = Some(f);
+            }
+        };
+        let skip = replaced.map(|(i, _)| i);
+        for sorted in [&self.floors, &self.ceilings] {
+            let skip = if std::ptr::eq(sorted, &self.ceilings) {
+                skip
+            } else {
+                None
+            };
+            let k = sorted.fracs.partition_point(fits);
+            // The last that fits and the first that does not, passing over the replaced one.
+            let last = (0..k).rev().find(|&x| Some(x) != skip);
+            let first = (k..sorted.fracs.len()).find(|&x| Some(x) != skip);
+            for x in [last, first].into_iter().flatten() {
+                offer(sorted.fracs[x]);
+            }
+        }
+        if let Some((_, f)) = replaced {
+            offer(f);
+        }
+        (
+            below.expect("the lowest floor breakpoint fits below the budget"),
+            above.expect("the highest ceiling breakpoint is above the budget"),
+        )
+    }
+
+    /// The pinned sums between `below` and `above`: claimants whose `ceiling/w <= below` are
+    /// held at their ceiling, those whose `floor/w >= above` at their floor (disjoint, as
+    /// `below < above` and `floor <= ceiling`).
+    fn segment(&self, budget: u128, below: Frac, above: Frac) -> Segment {
+        let n = self.cs.len();
+        let k = self.ceilings.at_or_below(&below);
+        let j = self.floors.below(&above);
+        let pinned = self.ceilings.value[k] + (self.floors.value[n] - self.floors.value[j]);
+        let pinned_weight =
+            self.ceilings.weight[k] + (self.floors.weight[n] - self.floors.weight[j]);
+        Segment {
+            below,
+            above,
+            rest: budget - pinned,
+            free_weight: self.total_weight - pinned_weight,
+        }
+    }
+}
+
+/// Where a claimant stands in a segment.
+fn pinned_in(c: &Claimant, seg: &Segment) -> Option<u64> {
+    let w = c.weight_milli as u128;
+    let ceiling_pt = Frac {
+        num: c.ceiling as u128,
+        den: w,
+    };
+    let floor_pt = Frac {
+        num: c.floor as u128,
+        den: w,
+    };
+    if ceiling_pt.cmp(&seg.below) != Ordering::Greater {
+        Some(c.ceiling)
+    } else if floor_pt.cmp(&seg.above) != Ordering::Less {
+        Some(c.floor)
+    } else {
+        None
+    }
+}
+
+/// A free claimant's share of what is left, in proportion to its weight.
+fn free_share(c: &Claimant, seg: &Segment) -> u64 {
+    let s = (c.weight_milli as u128 * seg.rest / seg.free_weight) as u64;
+    s.clamp(c.floor, c.ceiling)
+}
+
 /// Weighted max-min water-filling with floors and ceilings (`floor <= ceiling` per claimant).
 /// Returns the shares and whether the floors alone exceed the budget.
+///
+/// `λ` lies between two neighbouring breakpoints, found by a binary search over each sorted
+/// kind of breakpoint with `G` evaluated in `O(log n)`, so the whole is one sort and a pass:
+/// `O(n log n)`.
 fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
-    let budget = budget as u128;
-    let sum_floor: u128 = cs.iter().map(|c| c.floor as u128).sum();
-    if sum_floor >= budget {
-        return (cs.iter().map(|c| c.floor).collect(), sum_floor > budget);
+    if cs.is_empty() {
+        return (Vec::new(), false);
     }
-    let sum_ceiling: u128 = cs.iter().map(|c| c.ceiling as u128).sum();
-    if sum_ceiling <= budget {
+    let levels = Levels::new(cs);
+    let budget = budget as u128;
+    if levels.sum_floor >= budget {
+        return (
+            cs.iter().map(|c| c.floor).collect(),
+            levels.sum_floor > budget,
+        );
+    }
+    if levels.sum_ceiling <= budget {
         return (cs.iter().map(|c| c.ceiling).collect(), false);
     }
-
-    // Σ clamp(wᵢ·λ, fᵢ, cᵢ) scaled by the denominator of λ, compared with budget·den.
-    let level_sum = |l: Frac| -> u128 {
-        cs.iter()
-            .map(|c| {
-                let w = c.weight_milli as u128;
-                (w * l.num).clamp(c.floor as u128 * l.den, c.ceiling as u128 * l.den)
-            })
-            .sum()
-    };
-    let mut points: Vec<Frac> = cs
-        .iter()
-        .flat_map(|c| {
-            let den = c.weight_milli as u128;
-            [
-                Frac {
-                    num: c.floor as u128,
-                    den,
-                },
-                Frac {
-                    num: c.ceiling as u128,
-                    den,
-                },
-            ]
-        })
-        .collect();
-    points.sort_unstable_by(Frac::cmp);
-
-    // Largest k with level_sum(points[k]) <= budget. points[0] gives Σ floors < budget and the
-    // last point gives Σ ceilings > budget, so k exists and k + 1 is in range.
-    let (mut lo, mut hi) = (0usize, points.len() - 1);
-    while hi - lo > 1 {
-        let mid = (lo + hi) / 2;
-        if level_sum(points[mid]) <= budget * points[mid].den {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    let (below, above) = (points[lo], points[hi]);
-
-    // Between the two breakpoints every claimant is pinned at its ceiling, pinned at its floor,
-    // or free; the free ones share what is left in proportion to their weights.
-    let mut rest = budget;
-    let mut free_weight: u128 = 0;
-    let mut state = Vec::with_capacity(cs.len());
-    for c in cs {
-        let w = c.weight_milli as u128;
-        let ceiling_pt = Frac {
-            num: c.ceiling as u128,
-            den: w,
-        };
-        let floor_pt = Frac {
-            num: c.floor as u128,
-            den: w,
-        };
-        if ceiling_pt.cmp(&below) != Ordering::Greater {
-            rest -= c.ceiling as u128;
-            state.push(Some(c.ceiling));
-        } else if floor_pt.cmp(&above) != Ordering::Less {
-            rest -= c.floor as u128;
-            state.push(Some(c.floor));
-        } else {
-            free_weight += w;
-            state.push(None);
-        }
-    }
+    let (below, above) = levels.bracket(budget, |l| levels.scaled_sum(l), None);
+    let seg = levels.segment(budget, below, above);
     debug_assert!(
-        free_weight > 0,
+        seg.free_weight > 0,
         "a segment with no free claimant cannot cross the budget"
     );
     let shares = cs
         .iter()
-        .zip(state)
-        .map(|(c, pinned)| {
-            pinned.unwrap_or_else(|| {
-                let s = (c.weight_milli as u128 * rest / free_weight) as u64;
-                s.clamp(c.floor, c.ceiling)
-            })
-        })
+        .map(|c| pinned_in(c, &seg).unwrap_or_else(|| free_share(c, &seg)))
         .collect();
     (shares, false)
+}
+
+/// For each claimant `i` with `lift[i]`, the share [`fair_by_demand`] would give it if its
+/// demand were its ceiling (the others' unchanged); `None` for the others. The planner asks
+/// this for every user whose share its demand caps (what their next item could get, which
+/// may be a film after music). Each answer is the water-filling of the claimants with one
+/// ceiling raised: `G` changes by that claimant's term alone, so it takes a binary search
+/// over the breakpoints already sorted, `O(log² n)`, not a water-filling of its own.
+pub fn fair_by_demand_lifted(
+    algorithm: Algorithm,
+    claimants: &[Claimant],
+    budget: u64,
+    lift: &[bool],
+) -> Vec<Option<u64>> {
+    let weighted = algorithm == Algorithm::Priority;
+    let effective = effective_claimants(claimants, weighted, true);
+    let levels = Levels::new(&effective);
+    let budget = budget as u128;
+    (0..claimants.len())
+        .map(|i| {
+            if !lift.get(i).copied().unwrap_or(false) {
+                return None;
+            }
+            let old = effective[i];
+            let new = Claimant {
+                ceiling: claimants[i].ceiling,
+                ..old
+            };
+            if levels.sum_floor >= budget {
+                return Some(new.floor);
+            }
+            if levels.sum_ceiling - old.ceiling as u128 + new.ceiling as u128 <= budget {
+                return Some(new.ceiling);
+            }
+            let w = old.weight_milli;
+            let g = |l: &Frac| {
+                levels.scaled_sum(l) - term(w, old.floor, old.ceiling, l)
+                    + term(w, new.floor, new.ceiling, l)
+            };
+            let raised = Frac {
+                num: new.ceiling as u128,
+                den: w as u128,
+            };
+            let (below, above) = levels.bracket(budget, g, Some((levels.ceilings.rank[i], raised)));
+            // The pinned sums of the others, then this claimant as raised.
+            let mut seg = levels.segment(budget, below, above);
+            match pinned_in(&old, &seg) {
+                Some(v) => seg.rest += v as u128,
+                None => seg.free_weight -= w as u128,
+            }
+            Some(match pinned_in(&new, &seg) {
+                Some(v) => v,
+                None => {
+                    seg.free_weight += w as u128;
+                    free_share(&new, &seg)
+                }
+            })
+        })
+        .collect()
 }
 
 /// Round `value` down to a multiple of `step`, then keep it within `[floor, ceiling]`. Rounding
@@ -415,6 +624,111 @@ mod tests {
         ]
     }
 
+    /// The water-filling as it was before the breakpoints were sorted with running sums:
+    /// the binary search evaluates the level sum over every claimant at each step. The oracle
+    /// the faster one must match to the bit.
+    fn water_fill_oracle(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
+        let budget = budget as u128;
+        let sum_floor: u128 = cs.iter().map(|c| c.floor as u128).sum();
+        if sum_floor >= budget {
+            return (cs.iter().map(|c| c.floor).collect(), sum_floor > budget);
+        }
+        let sum_ceiling: u128 = cs.iter().map(|c| c.ceiling as u128).sum();
+        if sum_ceiling <= budget {
+            return (cs.iter().map(|c| c.ceiling).collect(), false);
+        }
+        let level_sum = |l: Frac| -> u128 {
+            cs.iter()
+                .map(|c| {
+                    let w = c.weight_milli as u128;
+                    (w * l.num).clamp(c.floor as u128 * l.den, c.ceiling as u128 * l.den)
+                })
+                .sum()
+        };
+        let mut points: Vec<Frac> = cs
+            .iter()
+            .flat_map(|c| {
+                let den = c.weight_milli as u128;
+                [
+                    Frac {
+                        num: c.floor as u128,
+                        den,
+                    },
+                    Frac {
+                        num: c.ceiling as u128,
+                        den,
+                    },
+                ]
+            })
+            .collect();
+        points.sort_unstable_by(Frac::cmp);
+        let (mut lo, mut hi) = (0usize, points.len() - 1);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if level_sum(points[mid]) <= budget * points[mid].den {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let (below, above) = (points[lo], points[hi]);
+        let mut rest = budget;
+        let mut free_weight: u128 = 0;
+        let mut state = Vec::with_capacity(cs.len());
+        for c in cs {
+            let w = c.weight_milli as u128;
+            let ceiling_pt = Frac {
+                num: c.ceiling as u128,
+                den: w,
+            };
+            let floor_pt = Frac {
+                num: c.floor as u128,
+                den: w,
+            };
+            if ceiling_pt.cmp(&below) != Ordering::Greater {
+                rest -= c.ceiling as u128;
+                state.push(Some(c.ceiling));
+            } else if floor_pt.cmp(&above) != Ordering::Less {
+                rest -= c.floor as u128;
+                state.push(Some(c.floor));
+            } else {
+                free_weight += w;
+                state.push(None);
+            }
+        }
+        let shares = cs
+            .iter()
+            .zip(state)
+            .map(|(c, pinned)| {
+                pinned.unwrap_or_else(|| {
+                    let s = (c.weight_milli as u128 * rest / free_weight) as u64;
+                    s.clamp(c.floor, c.ceiling)
+                })
+            })
+            .collect();
+        (shares, false)
+    }
+
+    /// Claimants drawn so that ties, equal floors and ceilings, zero floors and weights of
+    /// every size all come up: the corners of the breakpoint search.
+    fn tied_claimants() -> impl Strategy<Value = Vec<Claimant>> {
+        prop::collection::vec(
+            (
+                prop_oneof![Just(1u64), Just(1000), Just(2000), 1u64..5_000],
+                prop_oneof![Just(0u64), Just(2 * M), 0u64..20 * M],
+                prop_oneof![Just(0u64), Just(10 * M), 0u64..200 * M],
+                prop_oneof![Just(0u64), Just(5 * M), 0u64..100 * M],
+            )
+                .prop_map(|(w, f, extra, demand)| Claimant {
+                    weight_milli: w,
+                    floor: f,
+                    ceiling: f + extra,
+                    demand,
+                }),
+            0..40,
+        )
+    }
+
     proptest! {
         #[test]
         fn sum_within_budget_unless_floors_force_it(cs in claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
@@ -479,6 +793,29 @@ mod tests {
             for (x, y) in a.shares.iter().zip(&b.shares) {
                 prop_assert!(y >= x);
             }
+        }
+
+        /// The sorted breakpoints with running sums give exactly what evaluating every
+        /// claimant at each step of the search gave.
+        #[test]
+        fn water_fill_matches_the_oracle(cs in tied_claimants(), budget in 0u64..2_000 * M, weighted in any::<bool>(), capped in any::<bool>()) {
+            let effective = effective_claimants(&cs, weighted, capped);
+            prop_assert_eq!(water_fill(&effective, budget), water_fill_oracle(&effective, budget));
+        }
+
+        /// Each lifted share is what a whole water-filling with that one demand lifted gives.
+        #[test]
+        fn lifted_shares_match_a_water_filling_each(cs in tied_claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
+            let lift = vec![true; cs.len()];
+            let fast = fair_by_demand_lifted(alg, &cs, budget, &lift);
+            for (i, got) in fast.iter().enumerate() {
+                let mut lifted = cs.clone();
+                lifted[i].demand = lifted[i].ceiling;
+                let whole = fair_by_demand(alg, &lifted, budget).shares[i];
+                prop_assert_eq!(*got, Some(whole), "claimant {}", i);
+            }
+            let none = fair_by_demand_lifted(alg, &cs, budget, &vec![false; cs.len()]);
+            prop_assert!(none.iter().all(Option::is_none));
         }
     }
 }

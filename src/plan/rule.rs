@@ -41,19 +41,21 @@ pub fn fair_shares(algorithm: Algorithm, claimants: &[Claimant], available: u64)
     } = allocate::fair_by_demand(algorithm, claimants, available);
     let next_item = match algorithm {
         Algorithm::Demand => shares.clone(),
-        Algorithm::Equal | Algorithm::Priority => (0..claimants.len())
-            .map(|i| {
-                let c = &claimants[i];
-                let capped_by_demand = bounds[i] == Bound::Demand
-                    || (bounds[i] == Bound::Floor && c.demand <= c.floor && !overloaded);
-                if !capped_by_demand {
-                    return shares[i];
-                }
-                let mut lifted = claimants.to_vec();
-                lifted[i].demand = lifted[i].ceiling;
-                allocate::fair_by_demand(algorithm, &lifted, available).shares[i]
-            })
-            .collect(),
+        Algorithm::Equal | Algorithm::Priority => {
+            let capped_by_demand: Vec<bool> = claimants
+                .iter()
+                .zip(&bounds)
+                .map(|(c, b)| {
+                    *b == Bound::Demand
+                        || (*b == Bound::Floor && c.demand <= c.floor && !overloaded)
+                })
+                .collect();
+            allocate::fair_by_demand_lifted(algorithm, claimants, available, &capped_by_demand)
+                .into_iter()
+                .zip(&shares)
+                .map(|(lifted, share)| lifted.unwrap_or(*share))
+                .collect()
+        }
     };
     FairShares {
         fair: shares,
