@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::ids::{UserId, UserName};
+use crate::ids::UserId;
 use crate::network;
 
 mod downloader;
@@ -402,10 +402,10 @@ impl Default for PrioritySettings {
 
 impl PrioritySettings {
     /// The weight of a user, by name first, then by role.
-    pub fn weight(&self, name: &UserName, is_admin: bool) -> f64 {
+    pub fn weight(&self, name: &str, is_admin: bool) -> f64 {
         self.users
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_str()))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, w)| *w)
             .unwrap_or(if is_admin {
                 self.admin_weight
@@ -456,10 +456,10 @@ pub struct UserSettings {
 impl UserSettings {
     /// Whether the user is listed in `exclude` (by name, case-insensitive, or by id in any
     /// spelling).
-    pub fn is_excluded(&self, id: &UserId, name: &UserName) -> bool {
+    pub fn is_excluded(&self, id: &UserId, name: &str) -> bool {
         self.exclude
             .iter()
-            .any(|e| e.eq_ignore_ascii_case(name.as_str()) || *id == **e)
+            .any(|e| e.eq_ignore_ascii_case(name) || *id == **e)
     }
 }
 
@@ -1682,8 +1682,8 @@ mod tests {
             ..Default::default()
         };
         p.users.insert("Alice".into(), 3.0);
-        assert_eq!(p.weight(&"alice".into(), false), 3.0);
-        assert_eq!(p.weight(&"bob".into(), true), 2.0);
-        assert_eq!(p.weight(&"carol".into(), false), 1.0);
+        assert_eq!(p.weight("alice", false), 3.0);
+        assert_eq!(p.weight("bob", true), 2.0);
+        assert_eq!(p.weight("carol", false), 1.0);
     }
 }

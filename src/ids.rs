@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
@@ -23,6 +24,13 @@ pub use crate::escape::escape_controls;
 /// some clients with braces or upper case. Strip dashes and braces, lowercase and trim, so every
 /// form compares equal.
 pub fn normalize_guid(id: &str) -> String {
+    // Jellyfin's own form (lowercase hex, no dashes) is what nearly every id already is.
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return id.to_string();
+    }
     id.chars()
         .filter(|c| !matches!(c, '-' | '{' | '}'))
         .flat_map(char::to_lowercase)
@@ -51,18 +59,20 @@ fn shown_by<'a>(anonymizer: Option<&Anonymizer>, kind: Kind, value: &'a str) -> 
     }
 }
 
-/// A personal text value: a newtype over `String` that formats as its alias.
+/// A personal text value: a newtype over a shared string that formats as its alias. Shared
+/// (`Arc<str>`), because a plan copies ids and names into every view and decision: a copy is
+/// a count, not an allocation.
 macro_rules! personal_text {
     ($(#[$doc:meta])* $name:ident, $kind:expr, $normalize:expr) => {
         $(#[$doc])*
         #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Normalize `raw` into one.
             pub fn new(raw: impl AsRef<str>) -> Self {
                 let normalize: fn(&str) -> String = $normalize;
-                $name(normalize(raw.as_ref()))
+                $name(normalize(raw.as_ref()).into())
             }
             /// The real value, for a request, the state file or a comparison; never to show.
             pub fn as_str(&self) -> &str {

@@ -723,7 +723,7 @@ impl Context<'_> {
         let overrides = self.snapshot.overrides;
         !u.is_disabled()
             && u.remote_access()
-            && !self.settings.users.is_excluded(&u.id, &u.display_name())
+            && !self.settings.users.is_excluded(&u.id, u.name_str())
             && !overrides.paused()
             && overrides.user(u.id.as_str()) != Some(UserRule::Exempt)
     }
@@ -757,7 +757,7 @@ impl Context<'_> {
             return allocate::weight_milli(weight);
         }
         let p = &self.settings.bandwidth.priority;
-        allocate::weight_milli(p.weight(&u.display_name(), u.is_admin()))
+        allocate::weight_milli(p.weight(u.name_str(), u.is_admin()))
     }
 
     /// `demand.default_mbps`: the rate of a stream Jellyfin reports none for.
@@ -948,7 +948,7 @@ pub fn plan(
         }
     }
     decisions.extend(pinned_decisions(&cx, &pinned));
-    decisions.sort_by_key(|d| d.user_name.as_str().to_lowercase());
+    decisions.sort_by_cached_key(|d| d.user_name.as_str().to_lowercase());
     // 6. Idle users' join share.
     decisions.extend(idle_decisions(
         &cx,
@@ -1002,6 +1002,7 @@ fn classify(
         let playing = s.is_playing();
         let paused = s.is_paused();
         let rate = s.stream_rate();
+        let device = s.device_label();
         let counts_as_playing = playing && (!paused || count_paused);
         let mut counted = false;
         if let (Some(uid), true) = (&user_id, counts_as_playing) {
@@ -1015,7 +1016,7 @@ fn classify(
                         .push(Stream {
                             session_id: s.id.clone(),
                             item_id: s.item_key(),
-                            device: s.device_label(),
+                            device: device.clone(),
                             supports_push: s.supports(PUSH_COMMAND),
                             ip: *ip,
                             source: s.source_rate(),
@@ -1029,7 +1030,7 @@ fn classify(
                 Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
                     session_id: s.id.clone(),
                     user_name: s.user_name.clone(),
-                    device: s.device_label(),
+                    device: device.clone(),
                     error: e.clone(),
                 }),
                 Location::Local(_) => {}
@@ -1039,7 +1040,7 @@ fn classify(
             session_id: s.id.clone(),
             user_id,
             user_name: s.user_name.clone(),
-            device: s.device_label(),
+            device,
             location,
             playing,
             paused,
@@ -1521,7 +1522,7 @@ fn idle_decisions(
         active.iter().map(|a| &a.user.id).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
     let mut sorted_users: Vec<&User> = cx.snapshot.users.iter().collect();
-    sorted_users.sort_by_key(|u| u.display_name().as_str().to_lowercase());
+    sorted_users.sort_by_cached_key(|u| u.name_str().to_lowercase());
     let mut idle = Vec::new();
     for u in sorted_users {
         let uid = &u.id;

@@ -64,6 +64,9 @@ pub struct NetworkConfiguration {
     pub known_proxies: Vec<String>,
 }
 
+/// The name shown for a user Jellyfin gives none.
+const UNNAMED: &str = "(unnamed)";
+
 /// `GET /Users` and `GET /Users/{id}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -125,9 +128,11 @@ impl User {
     }
     /// The user's name, or "(unnamed)".
     pub fn display_name(&self) -> UserName {
-        self.name
-            .clone()
-            .unwrap_or_else(|| UserName::new("(unnamed)"))
+        self.name.clone().unwrap_or_else(|| UserName::new(UNNAMED))
+    }
+    /// [`User::display_name`] without a copy, for comparisons; never to show (no alias).
+    pub fn name_str(&self) -> &str {
+        self.name.as_ref().map_or(UNNAMED, |n| n.as_str())
     }
 }
 

@@ -711,12 +711,9 @@ fn simulate(
     let weights = traces
         .iter()
         .map(|t| match algorithm {
-            Algorithm::Priority => allocate::weight_milli(
-                settings
-                    .bandwidth
-                    .priority
-                    .weight(&UserName::new(&t.name), false),
-            ),
+            Algorithm::Priority => {
+                allocate::weight_milli(settings.bandwidth.priority.weight(&t.name, false))
+            }
             _ => 1000,
         })
         .collect();

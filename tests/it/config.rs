@@ -61,10 +61,10 @@ fn every_documented_key_is_real_and_its_example_valid() {
     assert!(uncommented >= 15, "only {uncommented} keys found");
     let s = Settings::from_toml_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
     assert_eq!(s.budget().max_per_user_bps, Some(40_000_000));
-    assert_eq!(s.bandwidth.priority.weight(&"ALICE".into(), false), 2.0);
+    assert_eq!(s.bandwidth.priority.weight("ALICE", false), 2.0);
     assert!(
         s.users
-            .is_excluded(&"4f1c2d3e-0000-1111-2222-333344445555".into(), &"x".into())
+            .is_excluded(&"4f1c2d3e-0000-1111-2222-333344445555".into(), "x")
     );
 }
 
