@@ -154,6 +154,30 @@ pub async fn fetch(fleet: &Fleet, settings: &Settings) -> Result<Fetched, PassEr
     })
 }
 
+/// The read of a pass a webhook asked for: only the `[jellyfin]` server's `/Sessions`, put in
+/// place of the model's (the other servers' sessions stay, read by their own watch). The users,
+/// the server's settings and the internal ranges stay the model's, read by the poll and kept
+/// current by the writer's reports of what it wrote. `Ok(false)`, with the model untouched,
+/// when a session names a user the model does not know (an account made since the last
+/// read): the caller reads everything then.
+pub async fn refresh_sessions(fleet: &Fleet, model: &mut Fetched) -> Result<bool, PassError> {
+    let sessions = fleet.primary().sessions().await?;
+    let known: std::collections::HashSet<&str> =
+        model.users.iter().map(|u| u.id.as_str()).collect();
+    if sessions
+        .iter()
+        .filter_map(|s| s.user())
+        .any(|id| !known.contains(id.as_str()))
+    {
+        return Ok(false);
+    }
+    model
+        .sessions
+        .retain(|s| crate::jellyfin::fleet::is_member_id(s.id.as_str()));
+    model.sessions.splice(0..0, sessions);
+    Ok(true)
+}
+
 /// What the previous process remembered (`memory.json` beside the state file), on a clock at
 /// [`plan::memory::CLOCK_START`]; empty when there is none. The memory only steers the plan
 /// (which clients take pushes, the recent load, the last pushes), so a file that cannot be

@@ -88,6 +88,19 @@ pub async fn apply_unless(
     d: &Decision,
     stop: impl std::future::Future<Output = ()>,
 ) -> WriteOutcome {
+    apply_observed(client, ledger, d, stop, |_, _| {}).await
+}
+
+/// [`apply_unless`], telling `hand_changed` (old original, new original) when the read just
+/// before the write finds the limit changed by hand: the daemon's plans between polls do not
+/// read the users, so this read may be the first to see it.
+pub async fn apply_observed(
+    client: &Fleet,
+    ledger: &Mutex<Ledger>,
+    d: &Decision,
+    stop: impl std::future::Future<Output = ()>,
+    hand_changed: impl FnOnce(i64, i64),
+) -> WriteOutcome {
     let user = tokio::select! {
         biased;
         _ = stop => return WriteOutcome::Skipped("stopping".into()),
@@ -106,11 +119,13 @@ pub async fn apply_unless(
         // landed meanwhile; the decision still stands then. Only a change by hand (which also
         // moves the user's ceiling) makes it stale.
         if current != d.current
-            && let Observed::HandChanged { .. } = l.observe(&d.user_id, &d.user_name, current)
+            && let Observed::HandChanged { old_original } =
+                l.observe(&d.user_id, &d.user_name, current)
         {
             if let Err(e) = l.save() {
                 return failed(d, e.to_string());
             }
+            hand_changed(old_original, current);
             return WriteOutcome::Skipped(format!(
                 "the limit was changed by hand to {current} since the snapshot; the next pass \
                  decides with it as the new original"

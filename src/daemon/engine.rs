@@ -1,10 +1,17 @@
 //! The engine: one task owns the model of what Jellyfin is doing and decides when to recompute.
 //!
 //! Inputs arrive through a channel (playback start/stop from `/hook`) and from the poll timer.
-//! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` (and
-//! users and configuration) once, plans with the same code as `reconcile --once`, and hands the
-//! decisions to the writer. A burst of N events therefore costs one read and one recompute, and
-//! since the engine is a single task there is never more than one `/Sessions` request in flight.
+//! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` once,
+//! plans with the same code as `reconcile --once`, and hands the decisions to the writer. A
+//! burst of N events therefore costs one read and one recompute, and since the engine is a
+//! single task there is never more than one `/Sessions` request in flight.
+//!
+//! A webhook's pass reads `/Sessions` alone: the users (with their policies), the server-wide
+//! limit and the internal ranges are read by every other pass (the poll, start-up, a budget
+//! change, an owner's action) and when a session names a user the model does not know. The
+//! writer reports each limit it puts in place, so the model's users stay what Jellyfin holds
+//! between polls; a limit changed by hand meanwhile is found by the writer's read just before
+//! its next write for that user, or by the next poll.
 //!
 //! When the read fails, the event still updates the model (the session is marked playing or
 //! stopped) and the plan is made from that, so the decision is not lost; the next successful
@@ -29,12 +36,12 @@ use crate::ledger::Ledger;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::plan::memory::CLOCK_START;
-use crate::reconcile::{Fetched, fetch, plan_snapshot};
+use crate::reconcile::{Fetched, fetch, plan_snapshot, refresh_sessions};
 use crate::webhook::{EventKind, HookEvent};
 
 use super::seeders::Seeding;
 use super::status::Status;
-use super::writer::{PushSent, WriterHandle};
+use super::writer::{Report, WriterHandle};
 
 /// What `/hook` and the control API send the engine.
 #[derive(Clone)]
@@ -89,8 +96,9 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     pub ledger: Arc<Mutex<Ledger>>,
     pub writer: WriterHandle,
-    /// The pushes the writer sent, for the memory.
-    pub pushed: mpsc::UnboundedReceiver<PushSent>,
+    /// The pushes the writer sent (for the memory) and the limits it put in place (for the
+    /// model).
+    pub pushed: mpsc::UnboundedReceiver<Report>,
     /// Where the engine records what it read and decided.
     pub status: Arc<Status>,
     pub dry_run: bool,
@@ -171,9 +179,8 @@ impl Engine {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(sent) = self.pushed.recv() => {
-                    memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
-                    recorder.pushed(sent.session_id.as_str());
+                Some(report) = self.pushed.recv() => {
+                    on_report(report, &mut model, &mut memory, &mut recorder, clock);
                 }
                 Some(request) = control.recv() => {
                     let answer = self.control(&request, model.as_ref());
@@ -246,9 +253,8 @@ impl Engine {
                             patch(m, &ev);
                         }
                     }
-                    while let Ok(sent) = self.pushed.try_recv() {
-                        memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
-                        recorder.pushed(sent.session_id.as_str());
+                    while let Ok(report) = self.pushed.try_recv() {
+                        on_report(report, &mut model, &mut memory, &mut recorder, clock);
                     }
                     let now = clock(Instant::now());
                     let (ok, asked) = tokio::select! {
@@ -281,8 +287,10 @@ impl Engine {
             self.history.record(r);
         }
         // The pushes reported since the last plan are part of what the next process needs.
-        while let Ok(sent) = self.pushed.try_recv() {
-            memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+        while let Ok(report) = self.pushed.try_recv() {
+            if let Report::Pushed(sent) = report {
+                memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+            }
         }
         if !self.dry_run {
             crate::reconcile::save_memory(&self.settings, &memory, clock(Instant::now()));
@@ -304,7 +312,18 @@ impl Engine {
         recorder: &mut crate::history::Recorder,
     ) -> (bool, Option<Duration>) {
         let started = Instant::now();
-        let result = fetch(&self.client, &self.settings).await;
+        // A webhook's pass reads `/Sessions` alone (the reaction path); every other pass,
+        // and one that finds a user it does not know, reads users and settings too.
+        let sessions_only = trigger == "webhook" && model.is_some();
+        let result = match model.as_mut() {
+            Some(m) if sessions_only => match refresh_sessions(&self.client, m).await {
+                Ok(true) => Ok(None),
+                Ok(false) => fetch(&self.client, &self.settings).await.map(Some),
+                Err(e) => Err(e),
+            },
+            _ => fetch(&self.client, &self.settings).await.map(Some),
+        };
+        let users_fresh = matches!(result, Ok(Some(_)));
         let ok = result.is_ok();
         self.notifier.observe(Observation::Poll(
             result.as_ref().err().map(|e| e.to_string()),
@@ -315,7 +334,9 @@ impl Engine {
         );
         let stale = match result {
             Ok(f) => {
-                *model = Some(f);
+                if let Some(f) = f {
+                    *model = Some(f);
+                }
                 false
             }
             Err(e) => {
@@ -343,7 +364,7 @@ impl Engine {
         };
         match plan_snapshot(
             m,
-            !stale,
+            users_fresh,
             &self.ledger,
             memory,
             now,
@@ -592,6 +613,32 @@ fn observation(plan: &crate::plan::Plan, hand: &[crate::reconcile::HandChange]) 
             .iter()
             .map(|h| (h.user.to_string(), h.old_original, h.new_original))
             .collect(),
+    }
+}
+
+/// What the writer reported: a push goes to the memory (and the history's play), a limit put
+/// in place to the model's user, whose policy the poll reads next.
+fn on_report(
+    report: Report,
+    model: &mut Option<Fetched>,
+    memory: &mut Memory,
+    recorder: &mut crate::history::Recorder,
+    clock: impl Fn(Instant) -> Duration,
+) {
+    match report {
+        Report::Pushed(sent) => {
+            memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
+            recorder.pushed(sent.session_id.as_str());
+        }
+        Report::Landed { user_id, limit } => {
+            if let Some(u) = model
+                .as_mut()
+                .and_then(|m| m.users.iter_mut().find(|u| u.id == user_id))
+                && let Some(p) = crate::jellyfin::with_remote_limit(u.policy.as_ref(), limit)
+            {
+                u.policy = Some(p);
+            }
+        }
     }
 }
 

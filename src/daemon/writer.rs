@@ -9,7 +9,11 @@
 //! * The plan's pushes (`SetMaxStreamingBitrate`, down or up; see `crate::plan`) are sent once
 //!   the user's new limit is in place, since the stream re-negotiates under it; each one sent is
 //!   reported back to the engine (the push cooldown and the check for clients that ignore
-//!   pushes live in its memory).
+//!   pushes live in its memory), and so is each limit put in place (the engine's model of the
+//!   users is read only by the poll).
+//! * Each write reads the user just before (the lossless read-modify-write: a policy POST
+//!   replaces the whole policy, and only a fresh read says what else it holds now); a limit
+//!   changed by hand found there is kept, becomes the original and is notified.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -27,7 +31,7 @@ use crate::jellyfin::fleet::Fleet;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
-use crate::write::{WriteOutcome, apply_unless, push};
+use crate::write::{WriteOutcome, apply_observed, push};
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -50,6 +54,16 @@ pub struct PushSent {
     pub session_id: SessionId,
     pub bitrate: u64,
     pub at: Instant,
+}
+
+/// What the writer tells the engine.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// A push was sent (for the memory: cooldowns, clients that ignore pushes).
+    Pushed(PushSent),
+    /// Jellyfin holds `limit` for the user now (written, or found already set): the model's
+    /// users are read only by the poll, so the plans between polls see it from here.
+    Landed { user_id: UserId, limit: i64 },
 }
 
 struct Pending {
@@ -82,7 +96,7 @@ pub fn spawn(
     client: Fleet,
     ledger: Arc<Mutex<Ledger>>,
     max_per_second: u32,
-    pushed: mpsc::UnboundedSender<PushSent>,
+    pushed: mpsc::UnboundedSender<Report>,
     metrics: Arc<Metrics>,
     notifier: crate::notify::Notifier,
     shutdown: CancellationToken,
@@ -100,9 +114,10 @@ pub fn spawn(
     (WriterHandle { tx }, task)
 }
 
-/// Where the writer reports: pushes sent (for the engine's memory), metrics, notifications.
+/// Where the writer reports: pushes sent and limits in place (for the engine), metrics,
+/// notifications.
 struct Reports {
-    pushed: mpsc::UnboundedSender<PushSent>,
+    pushed: mpsc::UnboundedSender<Report>,
     stats: Arc<Metrics>,
     notifier: crate::notify::Notifier,
 }
@@ -167,7 +182,14 @@ async fn run(
                 // At shutdown only the read before the write is given up: a write cut off in
                 // flight may still be applied by Jellyfin, and the restore would have to wait
                 // for it. Its answer comes within the client's timeout.
-                apply_unless(&client, &ledger, &d, shutdown.cancelled()).await
+                apply_observed(&client, &ledger, &d, shutdown.cancelled(), |old, new| {
+                    notifier.observe(crate::notify::conditions::Observation::HandChange(
+                        d.user_name.to_string(),
+                        old,
+                        new,
+                    ));
+                })
+                .await
             } else {
                 // Only pushes: the limit is in place already.
                 WriteOutcome::AlreadySet
@@ -205,6 +227,12 @@ async fn run(
                     }
                     // The limit is in place (or a hand change made the plan stale: then no push).
                     if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {
+                        if d.needs_write() {
+                            let _ = pushed.send(Report::Landed {
+                                user_id: d.user_id.clone(),
+                                limit: d.target,
+                            });
+                        }
                         for (s, p) in d.pushes() {
                             let sent = tokio::select! {
                                 biased;
@@ -213,11 +241,11 @@ async fn run(
                             };
                             if sent.is_ok() {
                                 stats.push(p.direction);
-                                let _ = pushed.send(PushSent {
+                                let _ = pushed.send(Report::Pushed(PushSent {
                                     session_id: s.session_id.clone(),
                                     bitrate: p.bitrate,
                                     at: Instant::now(),
-                                });
+                                }));
                             }
                         }
                     }

@@ -74,6 +74,9 @@ pub enum Observation {
         /// Limits changed by hand: (user, old original, new original), bits/s.
         hand_changes: Vec<(String, i64, i64)>,
     },
+    /// A limit changed by hand, found by the writer's read just before a write (the plans
+    /// between polls do not read the users): (user, old original, new original), bits/s.
+    HandChange(String, i64, i64),
     /// A read of Jellyfin: the error, if it failed.
     Poll(Option<String>),
     /// A policy write: the error, if it failed.
@@ -218,22 +221,10 @@ impl Conditions {
                 self.plan_beyond(beyond_capacity, now, &mut out);
                 self.plan_uncontrolled(uncontrolled, now, &mut out);
                 for (user, old, new) in hand_changes {
-                    out.push(Notice {
-                        event: EventKind::LimitChangedByHand,
-                        severity: Severity::Info,
-                        title: format!("{user}'s limit was changed by hand"),
-                        message: format!(
-                            "An admin set {user}'s internet streaming limit to {} (it was {}). \
-                             jellydemon takes it as {user}'s own limit from now on and puts it \
-                             back on stop.",
-                            limit(new),
-                            limit(old)
-                        ),
-                        cleared: false,
-                        data: serde_json::json!({"user": user, "old_bps": old, "new_bps": new}),
-                    });
+                    out.push(hand_change(&user, old, new));
                 }
             }
+            Observation::HandChange(user, old, new) => out.push(hand_change(&user, old, new)),
             Observation::Poll(error) => {
                 let after = self.unreachable_after;
                 if let Some(n) = lasting(
@@ -567,6 +558,23 @@ fn limit(bps: i64) -> String {
         "0 (the server's default)".into()
     } else {
         fmt_mbps(bps as u64)
+    }
+}
+
+/// The notice of a limit an admin changed by hand, which becomes the user's original.
+fn hand_change(user: &str, old: i64, new: i64) -> Notice {
+    Notice {
+        event: EventKind::LimitChangedByHand,
+        severity: Severity::Info,
+        title: format!("{user}'s limit was changed by hand"),
+        message: format!(
+            "An admin set {user}'s internet streaming limit to {} (it was {}). jellydemon \
+             takes it as {user}'s own limit from now on and puts it back on stop.",
+            limit(new),
+            limit(old)
+        ),
+        cleared: false,
+        data: serde_json::json!({"user": user, "old_bps": old, "new_bps": new}),
     }
 }
 

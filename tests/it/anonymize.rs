@@ -182,6 +182,7 @@ file = "{}"
 listen = "127.0.0.1:0"
 webhook_token = "{SECRET}"
 debounce = "50ms"
+poll_interval = "1s"
 [logging]
 level = "debug"
 format = "json"
@@ -258,7 +259,8 @@ anonymize = true
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    // An admin changes the first user's limit by hand; the next plan notices and tells.
+    // An admin changes the first user's limit by hand; the next poll (a webhook's pass reads
+    // the sessions alone) notices and tells.
     fake.set_limit_by_hand(&ids[0], 5_000_000);
     http.post(format!("{base}/hook"))
         .header("X-Jellydemon-Token", SECRET)

@@ -788,3 +788,98 @@ async fn a_dry_run_beside_the_daemon_decides_as_the_daemon_does() {
     );
     d.stop().await;
 }
+
+/// The reaction path: a webhook's pass reads `/Sessions` alone (the users and the server's
+/// settings are the poll's, kept current by the writer's reports), unless a session names a
+/// user the daemon does not know yet; then it reads the users too.
+#[tokio::test]
+async fn a_webhooks_pass_reads_the_sessions_alone_unless_a_user_is_new() {
+    let (h, alice, bob) = two_users().await;
+    let d = h
+        .daemon("poll_interval = \"1h\"\ndebounce = \"50ms\"")
+        .await;
+    eventually("startup writes", || h.fake.limit(&bob) == 55 * M).await;
+    let count = |path: &str| h.fake.count(&Method::GET, path);
+    let (sessions, users, config) = (
+        count("/Sessions"),
+        count("/Users"),
+        count("/System/Configuration"),
+    );
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    d.hook(&event("PlaybackStart", &alice, &s)).await;
+    // bob's limit follows from the model's users, as the writer left them: 23 Mbps.
+    eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
+    assert_eq!(count("/Sessions"), sessions + 1);
+    assert_eq!(count("/Users"), users, "the users are the poll's");
+    assert_eq!(count("/System/Configuration"), config);
+
+    // carol's account is newer than the model: her session makes the pass read everything.
+    let carol = h.fake.add_user("carol", |_| {});
+    let c = h
+        .fake
+        .add_session(Some(&carol), Some("203.0.113.6"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&c, Playback::direct("Film", Some(8 * M), None));
+    d.hook(&event("PlaybackStart", &carol, &c)).await;
+    d.wait_for(|s| {
+        s["last_decision"]["trigger"] == "webhook"
+            && s["last_decision"]["users"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|u| u["user"] == "carol" && u["streams"] == 1))
+    })
+    .await;
+    assert_eq!(count("/Users"), users + 1);
+    assert_eq!(count("/System/Configuration"), config + 1);
+    d.stop().await;
+}
+
+/// A limit changed by hand between polls is found by the writer's read just before its next
+/// write for that user: it is not overwritten, becomes the original, and is notified as the
+/// poll would have.
+#[tokio::test]
+async fn a_hand_change_found_by_the_writer_is_kept_and_notified() {
+    let (notes, notes_url) = crate::notify::Receiver::start(crate::notify::Mode::Ok, false).await;
+    let fake = FakeJellyfin::new(KEY);
+    let alice = fake.add_user("alice", |_| {});
+    let bob = fake.add_user("bob", |_| {});
+    let h = Harness::start(
+        fake,
+        "",
+        &format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{notes_url}/hook\"\n\
+             events = [\"limit_changed_by_hand\"]\n"
+        ),
+    )
+    .await;
+    let d = h
+        .daemon("poll_interval = \"1h\"\ndebounce = \"50ms\"")
+        .await;
+    eventually("startup writes", || h.fake.limit(&bob) == 55 * M).await;
+    // An admin sets bob's limit by hand; then alice starts, which would lower bob's.
+    h.fake.set_limit_by_hand(&bob, 7 * M);
+    let s = h
+        .fake
+        .add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
+    h.fake
+        .start_playback(&s, Playback::direct("Film", Some(8 * M), None));
+    d.hook(&event("PlaybackStart", &alice, &s)).await;
+    eventually("the hand change is notified", || {
+        notes
+            .seen()
+            .iter()
+            .any(|(_, _, b)| b["event"] == "limit_changed_by_hand" && b["data"]["new_bps"] == 7 * M)
+    })
+    .await;
+    assert_eq!(h.fake.limit(&bob), 7 * M, "not overwritten");
+    assert_eq!(
+        h.ledger().original(&UserId::new(&bob)),
+        Some(7 * M),
+        "the new original"
+    );
+    d.stop().await;
+    assert_eq!(h.fake.limit(&bob), 7 * M);
+}
