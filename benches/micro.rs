@@ -1,6 +1,6 @@
 //! Micro-benchmarks (criterion): allocation for 10 to 10,000 claimants per algorithm, one plan
 //! for 10 to 1,000 users, webhook body parsing, and parsing a `/Sessions` answer of 1,000
-//! sessions. Results: BENCHMARKS.md.
+//! sessions, and the ledger's durable save. Results: BENCHMARKS.md.
 //! Run: `cargo bench --bench micro`.
 
 use std::hint::black_box;
@@ -186,11 +186,28 @@ fn bench_sessions(c: &mut Criterion) {
     g.finish();
 }
 
+/// The durable save before every policy write (`Ledger::save`: a temporary file written and
+/// synced, renamed over the state file, the directory synced), with 10 users' records, in a
+/// temporary directory on the machine's disk.
+fn bench_ledger(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ledger");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("state.json")).unwrap();
+    for i in 0..10 {
+        let id = jellydemon::ids::UserId::new(format!("{:032x}", 0xa000 + i));
+        let name = jellydemon::ids::UserName::new(format!("user{i}"));
+        ledger.record_intent(&id, &name, 0, 10_000_000, u64::MAX);
+    }
+    g.bench_function("save_10_users", |b| b.iter(|| ledger.save().unwrap()));
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_allocate,
     bench_plan,
     bench_webhook,
-    bench_sessions
+    bench_sessions,
+    bench_ledger
 );
 criterion_main!(benches);
