@@ -8,7 +8,8 @@
 //! 3. Resident memory of the real binary, idle and with 1,000 sessions.
 //! 4. Policy writes while nothing changes (many polls of a steady state).
 //! 5. A flood of 5,000 connections that trickle headers: open files and resident memory of the
-//!    real binary during and after it, and whether `/healthz` still answers.
+//!    real binary during and after it, and whether `/healthz` still answers; then 1,000 that
+//!    hold a `/hook` body of the largest size short of its last byte.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -222,6 +223,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// How long after a flood closes its memory is read: long enough for an allocator that
+/// returns freed pages after a delay to have done so.
+const AFTER: Duration = Duration::from_secs(12);
+
 async fn connection_flood() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     use tokio::io::AsyncWriteExt;
@@ -274,19 +279,64 @@ async fn connection_flood() {
     stop.cancel();
     tricklers.abort_all();
     while tricklers.join_next().await.is_some() {}
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(AFTER).await;
     let (after_rss, after_fds) = (rss_kib(pid), open_files(pid));
+    println!(
+        "flood of 5,000 connections trickling headers (http_max_connections 256): open files \
+         {idle_fds} idle, {busy_fds} during, {after_fds} after; resident memory {:.1} MiB idle, \
+         {:.1} MiB during, {:.1} MiB {AFTER:?} after; /healthz during it: {healthz:?} in \
+         {healthz_took:?}",
+        idle_rss as f64 / 1024.0,
+        busy_rss as f64 / 1024.0,
+        after_rss as f64 / 1024.0
+    );
+
+    // Then 1,000 clients send `/hook` a body of the largest size allowed, all but its last
+    // byte, and hold it: the daemon buffers 64 KiB on each connection it serves.
+    let stop = CancellationToken::new();
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..1_000 {
+        let stop = stop.clone();
+        slow.spawn(async move {
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return;
+            };
+            let len = 64 * 1024;
+            let head = format!(
+                "POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len}\r\n\r\n"
+            );
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 4096];
+            let mut sent = 0;
+            while sent + chunk.len() < len && !stop.is_cancelled() {
+                if s.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                sent += chunk.len();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            stop.cancelled().await;
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let busy_rss = rss_kib(pid);
+    stop.cancel();
+    slow.abort_all();
+    while slow.join_next().await.is_some() {}
+    tokio::time::sleep(AFTER).await;
+    let after_rss = rss_kib(pid);
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait().await;
     println!(
-        "flood of 5,000 connections trickling headers (http_max_connections 256): open files \
-         {idle_fds} idle, {busy_fds} during, {after_fds} after; resident memory {:.1} MiB idle, \
-         {:.1} MiB during, {:.1} MiB after; /healthz during it: {healthz:?} in {healthz_took:?}",
-        idle_rss as f64 / 1024.0,
+        "then 1,000 clients holding a 64 KiB /hook body short of its last byte: resident memory \
+         {:.1} MiB during, {:.1} MiB {AFTER:?} after (idle before both floods: {:.1} MiB)",
         busy_rss as f64 / 1024.0,
-        after_rss as f64 / 1024.0
+        after_rss as f64 / 1024.0,
+        idle_rss as f64 / 1024.0
     );
 }
 
