@@ -302,9 +302,8 @@ async fn connection_flood() {
                 return;
             };
             let len = 64 * 1024;
-            let head = format!(
-                "POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len}\r\n\r\n"
-            );
+            let head =
+                format!("POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len}\r\n\r\n");
             if s.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
