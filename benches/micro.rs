@@ -196,7 +196,7 @@ fn bench_ledger(c: &mut Criterion) {
     for i in 0..10 {
         let id = jellydemon::ids::UserId::new(format!("{:032x}", 0xa000 + i));
         let name = jellydemon::ids::UserName::new(format!("user{i}"));
-        ledger.record_intent(&id, &name, 0, 10_000_000, u64::MAX);
+        let _ticket = ledger.record_intent(&id, &name, 0, 10_000_000, u64::MAX);
     }
     g.bench_function("save_10_users", |b| b.iter(|| ledger.save().unwrap()));
     g.finish();
