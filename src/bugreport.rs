@@ -16,7 +16,6 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
@@ -487,9 +486,14 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
         Ledger::in_memory()
     });
     let pass = match &client {
-        Ok(client) => crate::reconcile::reconcile_once(client, settings, &Mutex::new(ledger), true)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(client) => crate::reconcile::reconcile_once(
+            client,
+            settings,
+            &crate::ledger::LedgerHandle::new(ledger),
+            true,
+        )
+        .await
+        .map_err(|e| e.to_string()),
         Err(e) => Err(e.clone()),
     };
     match pass {

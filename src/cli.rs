@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +14,7 @@ use crate::config::{Mode, Settings};
 use crate::control::Action;
 use crate::daemon::{self, DaemonError};
 use crate::jellyfin::fleet::Fleet;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerHandle};
 use crate::reconcile::{self, PassError};
 use crate::{check, report};
 
@@ -637,7 +637,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             sqm(&mut settings).await?;
             let client = client(&settings)?;
             let dry_run = dry_run || settings.daemon.dry_run;
-            let ledger = Mutex::new(open_ledger(&settings, dry_run)?);
+            let ledger = LedgerHandle::new(open_ledger(&settings, dry_run)?);
             match reconcile::reconcile_once(&client, &settings, &ledger, dry_run).await {
                 Ok(report) => {
                     // The owner's terminal shows names; the logs keep the aliases.
@@ -909,7 +909,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Restore { timeout } => {
             let settings = load(&cli.config, level, false)?;
             let client = client(&settings)?;
-            let ledger = Mutex::new(open_ledger(&settings, false)?);
+            let ledger = LedgerHandle::new(open_ledger(&settings, false)?);
             let deadline = tokio::time::Instant::now() + timeout;
             let (results, torrents) = tokio::join!(
                 reconcile::restore(&client, &ledger, deadline),

@@ -425,6 +425,47 @@ impl Ledger {
     }
 }
 
+/// The ledger as the tasks that write share it (the writer, the torrent clients' and media
+/// servers' tasks, the restore, `reconcile --once`): a cheap clone around the one lock. Each
+/// method holds the lock for one step and returns before any `.await` can follow (like
+/// mini-redis's `Db`), so no task can sit on the ledger while it waits for Jellyfin.
+#[derive(Clone)]
+pub struct LedgerHandle(std::sync::Arc<std::sync::Mutex<Ledger>>);
+
+impl LedgerHandle {
+    /// Share `ledger`.
+    pub fn new(ledger: Ledger) -> LedgerHandle {
+        LedgerHandle(std::sync::Arc::new(std::sync::Mutex::new(ledger)))
+    }
+
+    /// Read it.
+    pub fn read<R>(&self, f: impl FnOnce(&Ledger) -> R) -> R {
+        f(&crate::sync::lock(&self.0))
+    }
+
+    /// Change it in memory; the next [`LedgerHandle::save`] (or a step that saves) writes it.
+    pub fn change<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
+        f(&mut crate::sync::lock(&self.0))
+    }
+
+    /// Change it and save it before returning: what `f` answered, and whether the file holds
+    /// it now.
+    pub fn change_and_save<R>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> R,
+    ) -> (R, Result<(), LedgerError>) {
+        let mut l = crate::sync::lock(&self.0);
+        let r = f(&mut l);
+        let saved = l.save();
+        (r, saved)
+    }
+
+    /// Write it to its file.
+    pub fn save(&self) -> Result<(), LedgerError> {
+        crate::sync::lock(&self.0).save()
+    }
+}
+
 /// Drop `key`'s entry unless a write of ours may still land after `now_ms`.
 fn forget<K, Q>(map: &mut BTreeMap<Q, Entry>, key: &K, now_ms: u64) -> bool
 where

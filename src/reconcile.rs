@@ -6,8 +6,6 @@
 //! call [`reconcile_once`]; the daemon's engine (`src/daemon/engine.rs`) shares only
 //! [`fetch`] and [`plan_snapshot`] and hands its writes to its own writer.
 
-use std::sync::Mutex;
-
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -15,12 +13,11 @@ use crate::config::{InternalRanges, Settings};
 use crate::ids::{UserId, UserName};
 use crate::jellyfin::fleet::{Fleet, MemberView};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
-use crate::ledger::{Ledger, LedgerError, Observed};
+use crate::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
 use crate::network;
 use crate::plan::{self, Decision, Memory, Plan, Push, Snapshot, fmt_limit, fmt_mbps};
 use crate::write::{WriteOutcome, apply, push};
 
-pub use crate::sync::lock;
 
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +300,7 @@ pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> Vec<HandChan
 pub fn plan_snapshot(
     fetched: &Fetched,
     fresh: bool,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     memory: &Memory,
     now: std::time::Duration,
     budget_bps: u64,
@@ -312,31 +309,31 @@ pub fn plan_snapshot(
     settings: &Settings,
     dry_run: bool,
 ) -> Result<(Plan, Vec<HandChange>), PassError> {
-    let mut l = lock(ledger);
     let hand_changes = if fresh {
-        observe_hand_changes(&mut l, &fetched.users)
+        ledger.change(|l| observe_hand_changes(l, &fetched.users))
     } else {
         Vec::new()
     };
     if !hand_changes.is_empty() && !dry_run {
-        l.save()?;
+        ledger.save()?;
     }
-    let plan = plan::plan(
-        &Snapshot {
-            sessions: &fetched.sessions,
-            users: &fetched.users,
-            server_limit: fetched.server_limit,
-            ranges: &fetched.ranges,
-            budget_bps,
-            overrides,
-            servers,
-        },
-        &l,
-        memory,
-        now,
-        settings,
-    );
-    drop(l);
+    let plan = ledger.read(|l| {
+        plan::plan(
+            &Snapshot {
+                sessions: &fetched.sessions,
+                users: &fetched.users,
+                server_limit: fetched.server_limit,
+                ranges: &fetched.ranges,
+                budget_bps,
+                overrides,
+                servers,
+            },
+            l,
+            memory,
+            now,
+            settings,
+        )
+    });
     for w in &plan.warnings {
         warn!("{w}");
     }
@@ -360,7 +357,7 @@ pub fn plan_snapshot(
 pub async fn reconcile_once(
     client: &Fleet,
     settings: &Settings,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     dry_run: bool,
 ) -> Result<PassReport, PassError> {
     let fetched = fetch(client, settings).await?;
@@ -505,14 +502,15 @@ const RESTORE_CONCURRENCY: usize = 8;
 /// deadline). Users are restored eight at a time.
 pub async fn restore(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<(UserName, RestoreOutcome)>, LedgerError> {
     use futures_util::StreamExt;
-    let ids: Vec<(UserId, UserName)> = lock(ledger)
-        .entries()
-        .map(|(id, e)| (id.clone(), UserName::new(&e.name)))
-        .collect();
+    let ids: Vec<(UserId, UserName)> = ledger.read(|l| {
+        l.entries()
+            .map(|(id, e)| (id.clone(), UserName::new(&e.name)))
+            .collect()
+    });
     let mut out: Vec<(usize, UserName, RestoreOutcome)> =
         futures_util::stream::iter(ids.into_iter().enumerate())
             .map(|(i, (id, name))| async move {
@@ -527,7 +525,7 @@ pub async fn restore(
             .collect()
             .await;
     // The saves after each user may have failed (they are retried here): the last word.
-    lock(ledger).save()?;
+    ledger.save()?;
     out.sort_by_key(|(i, _, _)| *i);
     Ok(out.into_iter().map(|(_, n, o)| (n, o)).collect())
 }
@@ -535,7 +533,7 @@ pub async fn restore(
 /// One user's restore, tried again (with a backoff) until it is done or `deadline` passes.
 async fn restore_until(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     id: &UserId,
     name: &UserName,
     deadline: tokio::time::Instant,
@@ -543,7 +541,7 @@ async fn restore_until(
     let mut attempt = 0;
     loop {
         let now_ms = crate::clock::unix_millis_now();
-        let landing = lock(ledger).landing_until(id, now_ms);
+        let landing = ledger.read(|l| l.landing_until(id, now_ms));
         let (wait, error) = match landing {
             // A write of ours may still land: the read that decides must come after it.
             Some(until) => (
@@ -554,9 +552,10 @@ async fn restore_until(
             ),
             None => match restore_once(client, ledger, id, name).await {
                 Ok(outcome) => {
-                    let mut l = lock(ledger);
-                    if l.forget(id, crate::clock::unix_millis_now()) {
-                        if let Err(e) = l.save() {
+                    let (forgotten, saved) =
+                        ledger.change_and_save(|l| l.forget(id, crate::clock::unix_millis_now()));
+                    if forgotten {
+                        if let Err(e) = saved {
                             warn!("{e}");
                         }
                         return outcome;
@@ -588,7 +587,7 @@ async fn restore_until(
 /// another try.
 async fn restore_once(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     id: &UserId,
     name: &UserName,
 ) -> Result<RestoreOutcome, String> {
@@ -598,12 +597,11 @@ async fn restore_once(
         Err(e) => return Err(e.to_string()),
     };
     let current = user.remote_limit();
-    let (observed, original) = {
-        let mut l = lock(ledger);
-        let Some(original) = l.original(id) else {
-            return Ok(RestoreOutcome::AlreadyOriginal(current));
-        };
-        (l.observe(id, name, current), original)
+    let Some((observed, original)) = ledger.change(|l| {
+        let original = l.original(id)?;
+        Some((l.observe(id, name, current), original))
+    }) else {
+        return Ok(RestoreOutcome::AlreadyOriginal(current));
     };
     match observed {
         Observed::Original => Ok(RestoreOutcome::AlreadyOriginal(original)),

@@ -9,14 +9,13 @@
 //! total upload limit outside the house (`src/plex.rs`).
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::clock::unix_millis_now as unix_ms;
 use crate::downloader::{Downloader, Field, Reading};
-use crate::ledger::{Ledger, Observed};
+use crate::ledger::{Ledger, LedgerHandle, Observed};
 use crate::plex::{Plex, WAN_TOTAL};
 
 /// Something whose named settings jellydemon changes and puts back: a torrent client, or a
@@ -96,35 +95,34 @@ pub fn landing_window(timeout: Duration) -> Duration {
     timeout.saturating_mul(2)
 }
 
-fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
-    crate::sync::lock(ledger)
-}
-
 /// Whether the ledger holds any original of `name`'s settings.
-pub fn holds(ledger: &Mutex<Ledger>, name: &str) -> bool {
-    lock(ledger)
-        .settings()
-        .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == name))
+pub fn holds(ledger: &LedgerHandle, name: &str) -> bool {
+    ledger.read(|l| {
+        l.settings()
+            .any(|(k, _)| k.split_once('/').is_some_and(|(n, _)| n == name))
+    })
 }
 
 /// Compare what the client holds with the ledger; hand changes become the new originals (the
 /// ledger is saved when there are any).
-pub fn observe(ledger: &Mutex<Ledger>, name: &str, values: &[(Field, i64)]) -> Vec<HandChange> {
-    let mut l = lock(ledger);
-    let mut changes = Vec::new();
-    for &(field, value) in values {
-        if let Observed::HandChanged { old_original } =
-            l.observe_setting(&key(name, field), name, value)
-        {
-            changes.push(HandChange {
-                field,
-                old_original,
-                new_original: value,
-            });
+pub fn observe(ledger: &LedgerHandle, name: &str, values: &[(Field, i64)]) -> Vec<HandChange> {
+    let changes = ledger.change(|l| {
+        let mut changes = Vec::new();
+        for &(field, value) in values {
+            if let Observed::HandChanged { old_original } =
+                l.observe_setting(&key(name, field), name, value)
+            {
+                changes.push(HandChange {
+                    field,
+                    old_original,
+                    new_original: value,
+                });
+            }
         }
-    }
+        changes
+    });
     if !changes.is_empty()
-        && let Err(e) = l.save()
+        && let Err(e) = ledger.save()
     {
         warn!(downloader = name, "{e}");
     }
@@ -137,7 +135,7 @@ pub fn observe(ledger: &Mutex<Ledger>, name: &str, values: &[(Field, i64)]) -> V
 /// nothing.
 pub async fn apply(
     client: &mut Downloader,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     name: &str,
     reading: &Reading,
     limit_bps: u64,
@@ -154,7 +152,7 @@ pub async fn apply(
 /// `values` (as read) holds it already: whether it was sent.
 pub async fn set(
     client: &mut impl Settable,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     name: &str,
     values: &[(Field, i64)],
     (field, value): (Field, i64),
@@ -172,16 +170,15 @@ pub async fn set(
 /// every write settled once it is answered. A ledger that cannot be saved sends nothing.
 async fn send(
     client: &mut impl Settable,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     name: &str,
     values: &[(Field, i64)],
     writes: &[(Field, i64)],
     timeout: Duration,
 ) -> Result<(), String> {
     let until = unix_ms() + landing_window(timeout).as_millis() as u64;
-    let tickets: Vec<_> = {
-        let mut l = lock(ledger);
-        let tickets = writes
+    let (tickets, saved) = ledger.change_and_save(|l| {
+        writes
             .iter()
             .map(|&(field, new)| {
                 let current = value_of(values, field).unwrap_or(new);
@@ -189,17 +186,17 @@ async fn send(
                 let t = l.record_setting_intent(&k, name, current, new, until);
                 (k, t)
             })
-            .collect();
-        l.save().map_err(|e| e.to_string())?;
-        tickets
-    };
+            .collect::<Vec<_>>()
+    });
+    saved.map_err(|e| e.to_string())?;
     let result = client.write(writes).await;
-    let mut l = lock(ledger);
-    let now = unix_ms();
-    for (k, t) in tickets {
-        l.settle_setting(&k, t, now);
-    }
-    if let Err(e) = l.save() {
+    let ((), saved) = ledger.change_and_save(|l| {
+        let now = unix_ms();
+        for (k, t) in tickets {
+            l.settle_setting(&k, t, now);
+        }
+    });
+    if let Err(e) = saved {
         warn!(downloader = name, "{e}");
     }
     result
@@ -220,7 +217,7 @@ pub enum Restored {
 /// land keeps its setting in the ledger, and the restore is tried again until `deadline`.
 pub async fn restore(
     client: &mut impl Settable,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     name: &str,
     timeout: Duration,
     deadline: tokio::time::Instant,
@@ -251,13 +248,13 @@ pub async fn restore(
 /// One pass of [`restore`]: whether every setting of `name` left the ledger.
 async fn restore_once(
     client: &mut impl Settable,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     name: &str,
     timeout: Duration,
     written: &mut Vec<(Field, i64, i64)>,
 ) -> Result<bool, String> {
     let prefix = format!("{name}/");
-    let tracked = || tracked_of(&lock(ledger), &prefix);
+    let tracked = || ledger.read(|l| tracked_of(l, &prefix));
     if tracked().is_empty() {
         return Ok(true);
     }
@@ -289,19 +286,22 @@ async fn restore_once(
     }
     // The settings that hold their original now leave the ledger.
     let check = client.values().await?;
-    let mut l = lock(ledger);
-    let now = unix_ms();
-    let mut all = true;
-    for (k, original) in tracked_of(&l, &prefix) {
-        let holds = check
-            .iter()
-            .any(|(f, v)| k == key(name, f) && *v == original);
-        // A setting the client no longer reports cannot be put back: it stays for a person.
-        if !(holds && l.forget_setting(&k, now)) {
-            all = false;
+    let (all, saved) = ledger.change_and_save(|l| {
+        let now = unix_ms();
+        let mut all = true;
+        for (k, original) in tracked_of(l, &prefix) {
+            let holds = check
+                .iter()
+                .any(|(f, v)| k == key(name, f) && *v == original);
+            // A setting the client no longer reports cannot be put back: it stays for a
+            // person.
+            if !(holds && l.forget_setting(&k, now)) {
+                all = false;
+            }
         }
-    }
-    l.save().map_err(|e| e.to_string())?;
+        all
+    });
+    saved.map_err(|e| e.to_string())?;
     Ok(all)
 }
 
@@ -317,16 +317,17 @@ fn tracked_of(l: &Ledger, prefix: &str) -> Vec<(String, i64)> {
 /// be reached: it fails with what to set by hand.
 pub async fn restore_all(
     settings: &crate::config::Settings,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     deadline: tokio::time::Instant,
 ) -> Vec<(String, Restored)> {
     use futures_util::StreamExt;
     let names = crate::config::downloader_names(&settings.downloader);
     let servers = crate::config::server_names(&settings.server);
-    let in_ledger: std::collections::BTreeSet<String> = lock(ledger)
-        .settings()
-        .filter_map(|(k, _)| k.split_once('/').map(|(n, _)| n.to_string()))
-        .collect();
+    let in_ledger: std::collections::BTreeSet<String> = ledger.read(|l| {
+        l.settings()
+            .filter_map(|(k, _)| k.split_once('/').map(|(n, _)| n.to_string()))
+            .collect()
+    });
     let mut out = Vec::new();
     let mut jobs = Vec::new();
     for name in in_ledger {
@@ -339,7 +340,8 @@ pub async fn restore_all(
         {
             jobs.push((name, Job::Server(i)));
         } else {
-            let left = orphans(settings, &lock(ledger))
+            let left = ledger
+                .read(|l| orphans(settings, l))
                 .into_iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, f)| f)

@@ -7,7 +7,6 @@
 //! ledger until its [`landing_window`] is over, so no user leaves the ledger while a write of
 //! ours could still overwrite the original.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -15,9 +14,8 @@ use tracing::{info, warn};
 use crate::clock::unix_millis_now;
 use crate::jellyfin::JellyfinError;
 use crate::jellyfin::fleet::Fleet;
-use crate::ledger::{Ledger, Observed};
+use crate::ledger::{LedgerHandle, Observed};
 use crate::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
-use crate::sync::lock;
 
 /// How one write went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +48,7 @@ pub fn landing_deadline(client: &Fleet) -> u64 {
 /// succeeded (and no other write of ours may still land).
 async fn post_and_settle(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     user: &crate::jellyfin::User,
     limit: i64,
     ticket: crate::ledger::Ticket,
@@ -59,14 +57,15 @@ async fn post_and_settle(
     let result = client.write_remote_limit(user, limit).await;
     let answered = result.as_ref().err().is_none_or(|e| !e.may_still_land());
     if answered {
-        let mut l = lock(ledger);
-        let now = unix_millis_now();
-        l.settle(&user.id, ticket, now);
-        if forget && result.is_ok() {
-            l.forget(&user.id, now);
-        }
+        let ((), saved) = ledger.change_and_save(|l| {
+            let now = unix_millis_now();
+            l.settle(&user.id, ticket, now);
+            if forget && result.is_ok() {
+                l.forget(&user.id, now);
+            }
+        });
         // Not fatal: a write left in flight in the file only makes a later restore wait.
-        if let Err(e) = l.save() {
+        if let Err(e) = saved {
             warn!("{e}");
         }
     }
@@ -75,7 +74,7 @@ async fn post_and_settle(
 
 /// Write one decision: read the user again, record the original and the intent in the ledger
 /// (synced to disk), then post the policy with only `RemoteClientBitrateLimit` changed.
-pub async fn apply(client: &Fleet, ledger: &Mutex<Ledger>, d: &Decision) -> WriteOutcome {
+pub async fn apply(client: &Fleet, ledger: &LedgerHandle, d: &Decision) -> WriteOutcome {
     apply_unless(client, ledger, d, std::future::pending()).await
 }
 
@@ -84,7 +83,7 @@ pub async fn apply(client: &Fleet, ledger: &Mutex<Ledger>, d: &Decision) -> Writ
 /// may still be applied, and the restore would have to wait for it).
 pub async fn apply_unless(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     d: &Decision,
     stop: impl std::future::Future<Output = ()>,
 ) -> WriteOutcome {
@@ -96,7 +95,7 @@ pub async fn apply_unless(
 /// read the users, so this read may be the first to see it.
 pub async fn apply_observed(
     client: &Fleet,
-    ledger: &Mutex<Ledger>,
+    ledger: &LedgerHandle,
     d: &Decision,
     stop: impl std::future::Future<Output = ()>,
     hand_changed: impl FnOnce(i64, i64),
@@ -113,23 +112,15 @@ pub async fn apply_observed(
     if current == d.target {
         return WriteOutcome::AlreadySet;
     }
-    let ticket = {
-        let mut l = lock(ledger);
-        // The value may have moved since the snapshot because one of our own earlier writes
-        // landed meanwhile; the decision still stands then. Only a change by hand (which also
-        // moves the user's ceiling) makes it stale.
+    // The value may have moved since the snapshot because one of our own earlier writes
+    // landed meanwhile; the decision still stands then. Only a change by hand (which also moves
+    // the user's ceiling) makes it stale.
+    let step = ledger.change(|l| {
         if current != d.current
             && let Observed::HandChanged { old_original } =
                 l.observe(&d.user_id, &d.user_name, current)
         {
-            if let Err(e) = l.save() {
-                return failed(d, e.to_string());
-            }
-            hand_changed(old_original, current);
-            return WriteOutcome::Skipped(format!(
-                "the limit was changed by hand to {current} since the snapshot; the next pass \
-                 decides with it as the new original"
-            ));
+            return Err((old_original, l.save()));
         }
         let ticket = l.record_intent(
             &d.user_id,
@@ -138,13 +129,24 @@ pub async fn apply_observed(
             d.target,
             landing_deadline(client),
         );
-        if let Err(e) = l.save() {
+        Ok((ticket, l.save()))
+    });
+    let ticket = match step {
+        Err((_, Err(e))) => return failed(d, e.to_string()),
+        Err((old_original, Ok(()))) => {
+            hand_changed(old_original, current);
+            return WriteOutcome::Skipped(format!(
+                "the limit was changed by hand to {current} since the snapshot; the next pass \
+                 decides with it as the new original"
+            ));
+        }
+        Ok((_, Err(e))) => {
             return failed(
                 d,
                 format!("not written, the ledger could not be saved: {e}"),
             );
         }
-        ticket
+        Ok((ticket, Ok(()))) => ticket,
     };
     let release = d.role == Role::Release;
     match post_and_settle(client, ledger, &user, d.target, ticket, release).await {

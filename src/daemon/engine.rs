@@ -18,7 +18,7 @@
 //! read corrects it. While Jellyfin is down, reads back off exponentially (with jitter) up to the
 //! poll interval, so they never pile up.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +32,7 @@ use crate::control::{Action, ControlError, Known, Overrides};
 use crate::ids::SessionId;
 use crate::jellyfin::fleet::Fleet;
 use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session};
-use crate::ledger::Ledger;
+use crate::ledger::LedgerHandle;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::plan::memory::CLOCK_START;
@@ -94,7 +94,7 @@ pub struct Engine {
     /// (`src/daemon/members.rs`); `None` without one.
     pub members_changed: Option<tokio::sync::watch::Receiver<u64>>,
     pub settings: Arc<Settings>,
-    pub ledger: Arc<Mutex<Ledger>>,
+    pub ledger: LedgerHandle,
     pub writer: WriterHandle,
     /// The pushes the writer sent (for the memory) and the limits it put in place (for the
     /// model).
@@ -424,8 +424,7 @@ impl Engine {
                 // Paused (or a user exempt) with originals still out, because a write in
                 // flight when the plan was made landed after it: plan again in a second
                 // until they are back.
-                let out = {
-                    let l = crate::sync::lock(&self.ledger);
+                let out = self.ledger.read(|l| {
                     if plan.paused {
                         !l.is_empty()
                     } else {
@@ -434,7 +433,7 @@ impl Engine {
                                 && l.get(&crate::ids::UserId::new(id)).is_some()
                         })
                     }
-                };
+                });
                 if out {
                     let soon = now + Duration::from_secs(1);
                     asked = Some(asked.map_or(soon, |a| a.min(soon)));

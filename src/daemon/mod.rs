@@ -20,7 +20,7 @@ mod servers;
 mod status;
 mod writer;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use crate::config::{ConfigError, Settings};
 use crate::jellyfin::JellyfinError;
 use crate::jellyfin::fleet::{Fleet, FleetError};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, LedgerHandle};
 use crate::metrics::Metrics;
 use crate::notify::conditions::Observation;
 use crate::reconcile::{self, RestoreOutcome};
@@ -99,7 +99,7 @@ pub async fn run(
             fields.join(", ")
         );
     }
-    let ledger = Arc::new(Mutex::new(ledger));
+    let ledger = LedgerHandle::new(ledger);
     // A pause or pin set before the restart holds; a file that cannot be parsed is moved
     // aside (a dry run leaves it), said loudly, and the daemon runs without overrides.
     let overrides =
@@ -300,11 +300,11 @@ pub async fn run(
             }
             Ok(Err(e)) => {
                 error!("{e}");
-                out.restore_failures = reconcile::lock(&ledger).len();
+                out.restore_failures = ledger.read(Ledger::len);
             }
             Err(_) => {
                 out.restore_timed_out = true;
-                out.restore_failures = reconcile::lock(&ledger).len();
+                out.restore_failures = ledger.read(Ledger::len);
             }
         }
         out.restore_failures += torrent_failures;

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 use crate::config::Settings;
 use crate::downloader::split::{split, worth_writing};
 use crate::downloader::{Downloader, Mode, Reading, describe};
-use crate::ledger::Ledger;
+use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
 use crate::notify::conditions::Observation;
 
@@ -85,7 +85,7 @@ struct Seeder {
 /// Everything the task needs.
 pub struct Seeders {
     pub settings: Arc<Settings>,
-    pub ledger: Arc<Mutex<Ledger>>,
+    pub ledger: LedgerHandle,
     /// The combined limit of the engine's last plan.
     pub limit: watch::Receiver<Option<Seeding>>,
     /// Where their upload goes (the meter's estimate of the rest of the house).

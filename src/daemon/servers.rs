@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::downloader::split::worth_writing;
-use crate::ledger::Ledger;
+use crate::ledger::LedgerHandle;
 use crate::plex::{Plex, WAN_TOTAL};
 
 /// What the engine's last plan asks of the managed servers.
@@ -74,7 +74,7 @@ struct Managed {
 /// Everything the task needs.
 pub struct Servers {
     pub settings: Arc<Settings>,
-    pub ledger: Arc<Mutex<Ledger>>,
+    pub ledger: LedgerHandle,
     /// The limits of the engine's last plan.
     pub limits: watch::Receiver<Option<ServerLimits>>,
     /// Where the page's view goes.

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use crate::ids::{SessionId, UserId};
 use crate::jellyfin::fleet::Fleet;
-use crate::ledger::Ledger;
+use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
 use crate::plan::{Decision, Role};
 use crate::write::{WriteOutcome, apply_observed, push};
@@ -94,7 +94,7 @@ fn rank(d: &Decision) -> u8 {
 /// any) is answered, dropping what is pending (the ledger still holds every original).
 pub fn spawn(
     client: Fleet,
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: LedgerHandle,
     max_per_second: u32,
     pushed: mpsc::UnboundedSender<Report>,
     metrics: Arc<Metrics>,
@@ -124,7 +124,7 @@ struct Reports {
 
 async fn run(
     client: Fleet,
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: LedgerHandle,
     limiter: DefaultDirectRateLimiter,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
     out: Reports,

@@ -36,7 +36,7 @@ fn other_fields(fake: &FakeJellyfin) -> Vec<(String, String)> {
 }
 
 async fn pass(h: &Harness, dry_run: bool) -> jellydemon::reconcile::PassReport {
-    let ledger = std::sync::Mutex::new(h.ledger());
+    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &h.settings(), &ledger, dry_run)
         .await
         .unwrap()
@@ -280,13 +280,10 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     use jellydemon::plan::{Decision, Role};
     use jellydemon::write::{WriteOutcome, apply};
     let (h, m) = mixed("", "").await;
-    let ledger = std::sync::Mutex::new(h.ledger());
+    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
     // Snapshot said alice is at 0; meanwhile jellydemon itself wrote 30 Mbps.
     let _ =
-        ledger
-            .lock()
-            .unwrap()
-            .record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M, 0);
+        ledger.change(|l| l.record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M, 0));
     h.fake.set_limit_by_hand(&m.alice, 30 * M);
     let d = Decision {
         user_id: UserId::new(&m.alice),
@@ -301,10 +298,7 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     };
     assert_eq!(apply(&h.fleet(), &ledger, &d).await, WriteOutcome::Written);
     assert_eq!(h.fake.limit(&m.alice), 20 * M);
-    assert_eq!(
-        ledger.lock().unwrap().original(&UserId::new(&m.alice)),
-        Some(0)
-    );
+    assert_eq!(ledger.read(|l| l.original(&UserId::new(&m.alice))), Some(0));
 
     // A change by hand, on the other hand, is not overwritten by a stale decision.
     h.fake.set_limit_by_hand(&m.alice, 7 * M);
@@ -319,7 +313,7 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
     ));
     assert_eq!(h.fake.limit(&m.alice), 7 * M);
     assert_eq!(
-        ledger.lock().unwrap().original(&UserId::new(&m.alice)),
+        ledger.read(|l| l.original(&UserId::new(&m.alice))),
         Some(7 * M)
     );
 }
@@ -404,23 +398,19 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
     let (h, m) = mixed("", "").await;
     h.fake.set_limit_by_hand(&m.bob, 30 * M);
     let settings = h.settings();
-    let ledger = std::sync::Mutex::new(h.ledger());
+    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &settings, &ledger, false)
         .await
         .unwrap();
     let bob = UserId::new(&m.bob);
-    assert_eq!(ledger.lock().unwrap().original(&bob), Some(30 * M));
+    assert_eq!(ledger.read(|l| l.original(&bob)), Some(30 * M));
     // The engine's model, read now; then Jellyfin cannot be read while jellydemon writes
     // bob nine other limits (his value in the model leaves the ledger's recent ones).
     let stale = fetch(&h.fleet(), &settings).await.unwrap();
     for i in 1..=9 {
-        let _ = ledger.lock().unwrap().record_intent(
-            &bob,
-            &"bob".into(),
-            (2 + i) * M + 123,
-            (3 + i) * M + 123,
-            0,
-        );
+        let _ = ledger.change(|l| {
+            l.record_intent(&bob, &"bob".into(), (2 + i) * M + 123, (3 + i) * M + 123, 0)
+        });
         h.fake.set_limit_by_hand(&m.bob, (3 + i) * M + 123);
     }
     let (_, hand) = plan_snapshot(
@@ -437,7 +427,7 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
     )
     .unwrap();
     assert!(hand.is_empty(), "{hand:?}");
-    assert_eq!(ledger.lock().unwrap().original(&bob), Some(30 * M));
+    assert_eq!(ledger.read(|l| l.original(&bob)), Some(30 * M));
 }
 
 #[tokio::test]
