@@ -18,7 +18,6 @@ use crate::network;
 use crate::plan::{self, Decision, Memory, Plan, Push, Snapshot, fmt_limit, fmt_mbps};
 use crate::write::{WriteOutcome, apply, push};
 
-
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
