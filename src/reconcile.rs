@@ -16,7 +16,7 @@ use crate::jellyfin::{Client, ErrorKind, JellyfinError, Session, User};
 use crate::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
 use crate::network;
 use crate::plan::{self, Decision, Memory, Plan, Push, Snapshot, fmt_limit, fmt_mbps};
-use crate::write::{WriteOutcome, apply, push};
+use crate::write::{Applier, WriteOutcome};
 
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -402,36 +402,52 @@ pub async fn reconcile_once(
     if !dry_run {
         memory.observe(&plan, now);
     }
-    let mut outcomes = Vec::with_capacity(plan.decisions.len());
-    for d in &plan.decisions {
-        let write = if !d.needs_write() || dry_run {
-            None
-        } else {
-            Some(apply(client, ledger, d).await)
-        };
-        let mut pushes = Vec::new();
-        // A push makes the stream re-negotiate under the user's limit: only once the limit is
-        // in place.
-        if !dry_run
-            && matches!(
-                write,
-                None | Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
-            )
-        {
-            for (s, p) in d.pushes() {
-                let sent = push(client, d, s, p).await;
+    // Applied in the daemon's order and under its rate limit; reported in the plan's order.
+    let applier = Applier::new(
+        client.clone(),
+        ledger.clone(),
+        settings.daemon.max_writes_per_second,
+    );
+    let mut order: Vec<usize> = (0..plan.decisions.len()).collect();
+    order.sort_by_key(|&i| {
+        let d = &plan.decisions[i];
+        (Applier::rank(d), d.user_id.clone())
+    });
+    let mut applied: Vec<Option<crate::write::Applied>> = Vec::new();
+    applied.resize_with(plan.decisions.len(), || None);
+    if !dry_run {
+        for i in order {
+            let d = &plan.decisions[i];
+            if d.needs_write() {
+                applier.ready().await;
+            }
+            let a = applier.apply(d, std::future::pending(), |_, _| {}).await;
+            for (s, p, sent) in &a.pushes {
                 if sent.is_ok() {
                     memory.record_push(&s.session_id, now, p.bitrate);
                 }
-                pushes.push((p, sent));
             }
+            applied[i] = Some(a);
         }
-        outcomes.push(Outcome {
-            decision: d.clone(),
-            write,
-            pushes,
-        });
     }
+    let outcomes = plan
+        .decisions
+        .iter()
+        .zip(applied)
+        .map(|(d, a)| {
+            let (write, pushes) = a.map_or((None, Vec::new()), |a| {
+                (
+                    a.write,
+                    a.pushes.into_iter().map(|(_, p, r)| (p, r)).collect(),
+                )
+            });
+            Outcome {
+                decision: d.clone(),
+                write,
+                pushes,
+            }
+        })
+        .collect();
     if !dry_run {
         save_memory(settings, &memory, now);
     }

@@ -1,14 +1,20 @@
-//! The write of one decision, as the daemon's writer and `reconcile --once` both do it: read the
-//! user again, record the original and the intent in the ledger (synced to disk), post the
-//! policy with only `RemoteClientBitrateLimit` changed; and the `SetMaxStreamingBitrate` pushes
-//! that follow once the limit is in place.
+//! Applying a plan, as the daemon's writer and `reconcile --once` both do it, through one
+//! [`Applier`]: decisions in their order (active streamers, then idle users, then users
+//! released), policy writes under the rate limit (`daemon.max_writes_per_second`), each write
+//! read-modify-write (read the user again, record the original and the intent in the ledger,
+//! synced to disk, post the policy with only `RemoteClientBitrateLimit` changed), and the
+//! `SetMaxStreamingBitrate` pushes once the limit is in place. What differs is what happens
+//! to a write that failed: the writer retries it from the latest plan after [`retry_delay`],
+//! a pass reports it.
 //!
 //! A write Jellyfin did not answer may still be applied later: it stays in flight in the
 //! ledger until its [`landing_window`] is over, so no user leaves the ledger while a write of
 //! ours could still overwrite the original.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tracing::{info, warn};
 
 use crate::clock::unix_millis_now;
@@ -28,6 +34,114 @@ pub enum WriteOutcome {
     Skipped(String),
     /// The request failed; the ledger still knows the original.
     Failed(String),
+}
+
+/// What applying one decision did.
+#[derive(Debug)]
+pub struct Applied {
+    /// The write, when the decision needed one.
+    pub write: Option<WriteOutcome>,
+    /// Each push sent (only once the limit is in place), with how it went.
+    pub pushes: Vec<(StreamRef, Push, Result<(), String>)>,
+}
+
+impl Applied {
+    /// The limit is in place: written now, or found set.
+    pub fn landed(&self) -> bool {
+        matches!(
+            self.write,
+            Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
+        )
+    }
+}
+
+/// Applies decisions to the servers: the rate limit of the writes, each write, then its pushes.
+pub struct Applier {
+    client: Fleet,
+    ledger: LedgerHandle,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Applier {
+    /// At most `max_writes_per_second` policy writes a second.
+    pub fn new(client: Fleet, ledger: LedgerHandle, max_writes_per_second: u32) -> Applier {
+        Applier {
+            client,
+            ledger,
+            limiter: RateLimiter::direct(Quota::per_second(
+                NonZeroU32::new(max_writes_per_second).unwrap_or(NonZeroU32::MIN),
+            )),
+        }
+    }
+
+    /// The order decisions are applied in: active streamers first (their next item is what
+    /// the budget is for), then idle users, then users released.
+    pub fn rank(d: &Decision) -> u8 {
+        match d.role {
+            Role::Active { .. } => 0,
+            Role::Idle => 1,
+            Role::Release => 2,
+        }
+    }
+
+    /// `decisions` in the order they are applied ([`Applier::rank`], then by user).
+    pub fn in_order(decisions: &mut [Decision]) {
+        decisions.sort_by(|a, b| (Self::rank(a), &a.user_id).cmp(&(Self::rank(b), &b.user_id)));
+    }
+
+    /// Wait until a write may go out under the rate limit.
+    pub async fn ready(&self) {
+        self.limiter.until_ready().await
+    }
+
+    /// Apply one decision ([`Applier::ready`] first when it needs a write): its write, then,
+    /// when its limit is in place, its pushes (a pushed stream re-negotiates under the user's
+    /// limit, so never before). `stop` gives up before the write is sent, and between pushes;
+    /// a write on its way is never given up. `hand_changed` hears of a limit found changed by
+    /// hand in the read before the write.
+    pub async fn apply(
+        &self,
+        d: &Decision,
+        stop: impl std::future::Future<Output = ()>,
+        hand_changed: impl FnOnce(i64, i64),
+    ) -> Applied {
+        let stop = std::pin::pin!(stop);
+        let mut stop = futures_util::FutureExt::fuse(stop);
+        let write = if d.needs_write() {
+            Some(apply_observed(&self.client, &self.ledger, d, &mut stop, hand_changed).await)
+        } else {
+            None
+        };
+        let mut pushes = Vec::new();
+        // Only pushes: the limit is in place already.
+        if write.is_none()
+            || matches!(
+                write,
+                Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
+            )
+        {
+            for (s, p) in d.pushes() {
+                let sent = tokio::select! {
+                    biased;
+                    _ = &mut stop => break,
+                    r = push(&self.client, d, s, p) => r,
+                };
+                pushes.push((s.clone(), p, sent));
+            }
+        }
+        Applied { write, pushes }
+    }
+}
+
+/// Backoff before retry number `attempts` (1 = first retry) of a failed write: 0.5 s, 1 s,
+/// 2 s, … up to 60 s.
+pub fn retry_delay(attempts: u32) -> Duration {
+    crate::clock::backoff(
+        attempts,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        false,
+    )
 }
 
 /// How long after it was sent an unanswered write may still be applied by Jellyfin: twice the
@@ -196,5 +310,18 @@ pub async fn push(client: &Fleet, d: &Decision, s: &StreamRef, p: Push) -> Resul
             );
             Err(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_half_a_second_to_a_minute() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(4), Duration::from_secs(4));
+        assert_eq!(retry_delay(30), Duration::from_secs(60));
     }
 }

@@ -16,11 +16,8 @@
 //!   changed by hand found there is kept, becomes the original and is notified.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +27,8 @@ use crate::ids::{SessionId, UserId};
 use crate::jellyfin::fleet::Fleet;
 use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
-use crate::plan::{Decision, Role};
-use crate::write::{WriteOutcome, apply_observed, push};
+use crate::plan::Decision;
+use crate::write::{Applier, WriteOutcome, retry_delay};
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -72,24 +69,6 @@ struct Pending {
     not_before: Instant,
 }
 
-/// Backoff before retry number `attempts` (1 = first retry): 0.5 s, 1 s, 2 s, … up to 60 s.
-fn retry_delay(attempts: u32) -> Duration {
-    crate::clock::backoff(
-        attempts,
-        Duration::from_millis(500),
-        Duration::from_secs(60),
-        false,
-    )
-}
-
-fn rank(d: &Decision) -> u8 {
-    match d.role {
-        Role::Active { .. } => 0,
-        Role::Idle => 1,
-        Role::Release => 2,
-    }
-}
-
 /// Start the writer task. It stops when `shutdown` is cancelled, once the write in flight (if
 /// any) is answered, dropping what is pending (the ledger still holds every original).
 pub fn spawn(
@@ -102,15 +81,13 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let limiter = RateLimiter::direct(Quota::per_second(
-        NonZeroU32::new(max_per_second).unwrap_or(NonZeroU32::MIN),
-    ));
+    let applier = Applier::new(client, ledger, max_per_second);
     let out = Reports {
         pushed,
         stats: metrics,
         notifier,
     };
-    let task = tokio::spawn(run(client, ledger, limiter, rx, out, shutdown));
+    let task = tokio::spawn(run(applier, rx, out, shutdown));
     (WriterHandle { tx }, task)
 }
 
@@ -123,9 +100,7 @@ struct Reports {
 }
 
 async fn run(
-    client: Fleet,
-    ledger: LedgerHandle,
-    limiter: DefaultDirectRateLimiter,
+    applier: Applier,
     mut rx: mpsc::UnboundedReceiver<Vec<Decision>>,
     out: Reports,
     shutdown: CancellationToken,
@@ -158,7 +133,7 @@ async fn run(
             let Some(user) = pending
                 .iter()
                 .filter(|(_, p)| p.not_before <= now)
-                .min_by_key(|(id, p)| (rank(&p.decision), p.attempts, (*id).clone()))
+                .min_by_key(|(id, p)| (Applier::rank(&p.decision), p.attempts, (*id).clone()))
                 .map(|(id, _)| id.clone())
             else {
                 break;
@@ -167,7 +142,7 @@ async fn run(
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return,
-                    _ = limiter.until_ready() => {}
+                    _ = applier.ready() => {}
                 }
                 // A newer plan may have arrived while we waited for the limiter.
                 while let Ok(plan) = rx.try_recv() {
@@ -178,32 +153,38 @@ async fn run(
                 continue;
             };
             let d = p.decision.clone();
-            let outcome = if d.needs_write() {
-                // At shutdown only the read before the write is given up: a write cut off in
-                // flight may still be applied by Jellyfin, and the restore would have to wait
-                // for it. Its answer comes within the client's timeout.
-                apply_observed(&client, &ledger, &d, shutdown.cancelled(), |old, new| {
+            // At shutdown only the read before the write is given up: a write cut off in
+            // flight may still be applied by Jellyfin, and the restore would have to wait for
+            // it. Its answer comes within the client's timeout.
+            let applied = applier
+                .apply(&d, shutdown.cancelled(), |old, new| {
                     notifier.observe(crate::notify::conditions::Observation::HandChange(
                         d.user_name.to_string(),
                         old,
                         new,
                     ));
                 })
-                .await
-            } else {
-                // Only pushes: the limit is in place already.
-                WriteOutcome::AlreadySet
-            };
-            if d.needs_write() {
+                .await;
+            for (s, p, sent) in &applied.pushes {
+                if sent.is_ok() {
+                    stats.push(p.direction);
+                    let _ = pushed.send(Report::Pushed(PushSent {
+                        session_id: s.session_id.clone(),
+                        bitrate: p.bitrate,
+                        at: Instant::now(),
+                    }));
+                }
+            }
+            if let Some(outcome) = &applied.write {
                 notifier.observe(crate::notify::conditions::Observation::Write(
-                    match &outcome {
+                    match outcome {
                         WriteOutcome::Failed(e) => Some(e.clone()),
                         _ => None,
                     },
                 ));
             }
-            match outcome {
-                WriteOutcome::Failed(e) => {
+            match applied.write {
+                Some(WriteOutcome::Failed(e)) => {
                     stats.policy_write_failures.inc();
                     if let Some(p) = pending.get_mut(&user) {
                         p.attempts += 1;
@@ -220,36 +201,28 @@ async fn run(
                     {
                         pending.remove(&user);
                     }
-                    if other == WriteOutcome::Written {
-                        stats.policy_writes.inc();
-                    } else if d.needs_write() {
-                        debug!(user = %d.user_name, outcome = ?other, "not written");
+                    match other {
+                        Some(WriteOutcome::Written) => {
+                            stats.policy_writes.inc();
+                        }
+                        Some(ref o) if *o != WriteOutcome::AlreadySet => {
+                            debug!(user = %d.user_name, outcome = ?o, "not written");
+                        }
+                        _ => {}
                     }
-                    // The limit is in place (or a hand change made the plan stale: then no push).
-                    if matches!(other, WriteOutcome::Written | WriteOutcome::AlreadySet) {
-                        if d.needs_write() {
-                            let _ = pushed.send(Report::Landed {
-                                user_id: d.user_id.clone(),
-                                limit: d.target,
-                            });
-                        }
-                        for (s, p) in d.pushes() {
-                            let sent = tokio::select! {
-                                biased;
-                                _ = shutdown.cancelled() => return,
-                                r = push(&client, &d, s, p) => r,
-                            };
-                            if sent.is_ok() {
-                                stats.push(p.direction);
-                                let _ = pushed.send(Report::Pushed(PushSent {
-                                    session_id: s.session_id.clone(),
-                                    bitrate: p.bitrate,
-                                    at: Instant::now(),
-                                }));
-                            }
-                        }
+                    if matches!(
+                        other,
+                        Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
+                    ) {
+                        let _ = pushed.send(Report::Landed {
+                            user_id: d.user_id.clone(),
+                            limit: d.target,
+                        });
                     }
                 }
+            }
+            if shutdown.is_cancelled() {
+                return;
             }
         }
     }
@@ -283,18 +256,5 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_from_half_a_second_to_a_minute() {
-        assert_eq!(retry_delay(1), Duration::from_millis(500));
-        assert_eq!(retry_delay(2), Duration::from_secs(1));
-        assert_eq!(retry_delay(4), Duration::from_secs(4));
-        assert_eq!(retry_delay(30), Duration::from_secs(60));
     }
 }
