@@ -1,44 +1,15 @@
-//! The command line: clap definitions (their doc comments are the `--help` text) and the
-//! dispatch of each command to the library. Exit codes are part of the interface; see
+//! The command line: clap definitions (their doc comments are the `--help` text), and which
+//! function of `src/commands/` each command is. Exit codes are part of the interface; see
 //! [`exit`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Mode, Settings};
+use crate::commands;
+pub use crate::commands::exit;
 use crate::control::Action;
-use crate::daemon::{self, DaemonError};
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::{Ledger, LedgerHandle};
-use crate::reconcile::{self, PassError};
-use crate::{check, report};
-
-/// Exit codes. Scripts can rely on them.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Unexpected internal error; for `healthcheck`, the daemon is not healthy.
-    pub const FAILURE: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// The configuration is missing or invalid.
-    pub const CONFIG: u8 = 3;
-    /// The state file (ledger) cannot be read or written.
-    pub const STATE: u8 = 4;
-    /// Jellyfin cannot be reached or refused a read (wrong URL, key, TLS, 5xx).
-    pub const JELLYFIN: u8 = 5;
-    /// The pass ran but at least one policy write (or restore) failed.
-    pub const WRITE_FAILED: u8 = 6;
-    /// The daemon cannot listen on `daemon.listen`.
-    pub const LISTEN: u8 = 7;
-    /// The running daemon cannot be reached, or refused the action.
-    pub const DAEMON: u8 = 8;
-}
 
 /// Keeps each remote Jellyfin user's bitrate limit at a fair share of your upload link.
 ///
@@ -372,225 +343,12 @@ pub struct DaemonAt {
     address: Option<std::net::SocketAddr>,
 }
 
-/// SIGTERM and SIGINT stop the daemon. SIGHUP (config reload) is not supported: the listener,
-/// the secret and the ledger path are bound at start, and a restart is cheap. It is logged and
-/// otherwise ignored, rather than killing the process as its default action would.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => tracing::warn!(
-                "SIGHUP ignored: reloading the configuration is not supported; restart the service"
-            ),
-        }
-    }
-    shutdown.cancel();
-}
-
-/// Send `action` to the running daemon (or, with none, ask for its overrides) and print what
-/// it says.
-async fn control(
-    cli: &Cli,
-    daemon: DaemonAt,
-    action: Option<Action>,
-) -> Result<ExitCode, ExitCode> {
-    // The configuration only for the address and the secret: no logging set-up, no file
-    // touched.
-    let settings = Settings::load(&cli.config).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
-    let fail = |e: crate::ctl::CtlError| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::DAEMON)
-    };
-    let target = crate::ctl::Target::new(&settings, daemon.address).map_err(fail)?;
-    let answer = match &action {
-        Some(a) => target.send(a).await.map_err(fail)?,
-        None => target.state().await.map_err(fail)?,
-    };
-    if let Some(done) = answer.get("done").and_then(serde_json::Value::as_str) {
-        println!("{}", crate::escape::escape_controls(done));
-    }
-    print!("{}", crate::ctl::render_overrides(&answer));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Load the configuration and set up logging (and anonymization) from it. `dry_run` (the
-/// command line's) joins `daemon.dry_run` first: a dry run writes no file at all.
-fn load(path: &std::path::Path, default_level: &str, dry_run: bool) -> Result<Settings, ExitCode> {
-    let mut settings = Settings::load(path).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
-    settings.daemon.dry_run |= dry_run;
-    init_logging(&settings, default_level, !settings.daemon.dry_run)?;
-    Ok(settings)
-}
-
-/// The settings, for a command that writes nothing: the anonymizer (when on) keeps the
-/// aliases it makes up in memory.
-fn load_read_only(path: &std::path::Path, default_level: &str) -> Result<Settings, ExitCode> {
-    let settings = Settings::load(path).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })?;
-    init_logging(&settings, default_level, false)?;
-    Ok(settings)
-}
-
-fn init_logging(settings: &Settings, default_level: &str, writes: bool) -> Result<(), ExitCode> {
-    crate::telemetry::init(Some(settings), default_level, writes).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })
-}
-
-/// `total_upload_mbps = "sqm"`: the capacity read from the router before anything plans.
-async fn sqm(settings: &mut Settings) -> Result<(), ExitCode> {
-    crate::budget::sqm::resolve(settings).await.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })
-}
-
-/// Every Jellyfin and Emby server the configuration names.
-fn client(settings: &Settings) -> Result<Fleet, ExitCode> {
-    Fleet::from_settings(settings).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })
-}
-
-/// The ledger, as its one writer unless `dry_run`.
-fn open_ledger(settings: &Settings, dry_run: bool) -> Result<Ledger, ExitCode> {
-    let path = &settings.state.file;
-    let ledger = if dry_run {
-        Ledger::open(path)
-    } else {
-        Ledger::open_exclusive(path)
-    };
-    ledger.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::STATE)
-    })
-}
-
 /// A number of Mbps > 0.
 fn positive_mbps(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1_000_000.0 => Ok(v),
         _ => Err(format!("{s:?} is not a number of Mbps > 0")),
     }
-}
-
-/// `init`, then a summary, the Webhook plugin's settings and `check` on what was written.
-async fn init(opts: &crate::init::Options, level: &str) -> Result<ExitCode, ExitCode> {
-    use crate::init::InitError;
-    let mut prompt = crate::init::Prompt::stdio();
-    let w = crate::init::run(opts, &mut prompt).await.map_err(|e| {
-        eprintln!("error: {e}; nothing was written");
-        ExitCode::from(match e {
-            InitError::Exists(_) | InitError::Io(_) => exit::CONFIG,
-            InitError::NoAnswer { .. } => exit::USAGE,
-            InitError::Rejected(_) => exit::JELLYFIN,
-        })
-    })?;
-    let a = &w.answers;
-    println!(
-        "wrote {} ({} at {}, {} Mbps upload, {})",
-        w.config.display(),
-        a.server,
-        a.url,
-        a.upload_mbps,
-        if a.webhooks {
-            "webhooks"
-        } else {
-            "polling only"
-        }
-    );
-    println!("wrote {} (the API key, owner-only)", w.api_key.display());
-    let t = &w.webhook_token;
-    println!("wrote {} (the webhook secret, owner-only)", t.display());
-    if a.webhooks {
-        println!();
-        println!("In Jellyfin's Webhook plugin, add a Generic Destination:");
-        let host = if a.listen.ip().is_unspecified() {
-            "<this machine's address>".to_string()
-        } else {
-            a.listen.ip().to_string()
-        };
-        println!("  Webhook URL: http://{host}:{}/hook", a.listen.port());
-        println!(
-            "  a header X-Jellydemon-Token holding the content of {}",
-            t.display()
-        );
-        println!("  the template and the other settings: webhook-templates/README.md");
-    }
-    println!();
-    println!(
-        "Checking it (jellydemon --config {} check):",
-        w.config.display()
-    );
-    let settings = load(&w.config, level, false)?;
-    let report = check::check(&settings).await;
-    print!("{}", crate::anon::reveal(&report.to_string()));
-    if report.failed() {
-        Err(ExitCode::from(exit::JELLYFIN))
-    } else {
-        Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// `import-config`: convert, write config.toml and the secrets' files, print the notes.
-fn import_config(
-    file: &std::path::Path,
-    key_file: Option<&std::path::Path>,
-    config: &std::path::Path,
-    force: bool,
-) -> Result<ExitCode, ExitCode> {
-    let fail = |msg: String| {
-        eprintln!("error: {msg}; nothing was written");
-        ExitCode::from(exit::CONFIG)
-    };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-    let key = match key_file {
-        Some(k) => {
-            let key = std::fs::read_to_string(k)
-                .map_err(|e| fail(format!("cannot read the API key from {}: {e}", k.display())))?;
-            if key.trim().is_empty() {
-                return Err(fail(format!("{} is empty", k.display())));
-            }
-            Some(secrecy::SecretString::from(key.trim().to_string()))
-        }
-        None => None,
-    };
-    let c = crate::import::convert_with_key(&text, key)
-        .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-    let w = crate::import::write(&c, config, force).map_err(fail)?;
-    println!("{} -> {}", file.display(), w.config.display());
-    for (from, to) in &c.notes {
-        println!("  {from}: {to}");
-    }
-    println!(
-        "wrote {}, {} (the API key) and {} (a new webhook secret), the last two owner-only",
-        w.config.display(),
-        w.api_key.display(),
-        w.webhook_token.display()
-    );
-    println!("next: jellydemon --config {} check", w.config.display());
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Run the parsed command and map the outcome to an exit code.
@@ -600,114 +358,27 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
+async fn dispatch(cli: Cli) -> commands::Outcome {
     let level = cli.default_log_level();
+    let config = cli.config.as_path();
+    let ask = |daemon: DaemonAt, action: Option<Action>| {
+        commands::control(config, daemon.address, action)
+    };
     match cli.command() {
         Command::Run {
             reconcile_only,
             dry_run,
-        } => {
-            let mut settings = load(&cli.config, level, dry_run)?;
-            if reconcile_only {
-                settings.daemon.mode = Mode::ReconcileOnly;
-            }
-            sqm(&mut settings).await?;
-            let listen = settings.daemon.listen;
-            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-                eprintln!("error: cannot listen on {listen} (daemon.listen): {e}");
-                ExitCode::from(exit::LISTEN)
-            })?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(watch_signals(shutdown.clone()));
-            match daemon::run(Arc::new(settings), listener, shutdown).await {
-                Ok(s) if s.restore_failures > 0 => Err(ExitCode::from(exit::WRITE_FAILED)),
-                Ok(_) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Err(ExitCode::from(match e {
-                        DaemonError::Config(_) | DaemonError::Jellyfin(_) => exit::CONFIG,
-                        DaemonError::Ledger(_) => exit::STATE,
-                        DaemonError::Serve(_) => exit::FAILURE,
-                    }))
-                }
-            }
-        }
+        } => commands::run(config, level, reconcile_only, dry_run).await,
         Command::Reconcile { once: _, dry_run } => {
-            let mut settings = load(&cli.config, level, dry_run)?;
-            sqm(&mut settings).await?;
-            let client = client(&settings)?;
-            let dry_run = dry_run || settings.daemon.dry_run;
-            let ledger = LedgerHandle::new(open_ledger(&settings, dry_run)?);
-            match reconcile::reconcile_once(&client, &settings, &ledger, dry_run).await {
-                Ok(report) => {
-                    // The owner's terminal shows names; the logs keep the aliases.
-                    print!("{}", crate::anon::reveal(&report::pass_table(&report)));
-                    if report.failed_writes() > 0 {
-                        eprintln!("error: {} write(s) failed", report.failed_writes());
-                        return Err(ExitCode::from(exit::WRITE_FAILED));
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(PassError::Jellyfin(e)) => {
-                    eprintln!(
-                        "error: {}",
-                        check::explain(&e, &settings.jellyfin.url, &settings)
-                    );
-                    Err(ExitCode::from(exit::JELLYFIN))
-                }
-                Err(PassError::Ledger(e)) => {
-                    eprintln!("error: {e}");
-                    Err(ExitCode::from(exit::STATE))
-                }
-            }
+            commands::reconcile(config, level, dry_run).await
         }
-        Command::Check => {
-            // A check writes nothing: not even the aliases it shows.
-            let mut settings = load_read_only(&cli.config, level)?;
-            let sqm = crate::budget::sqm::resolve(&mut settings).await.err();
-            let mut report = check::check(&settings).await;
-            if let Some(e) = sqm {
-                // The Unread line check adds says the rest.
-                report.fail_first(e.to_string());
-            }
-            print!("{}", crate::anon::reveal(&report.to_string()));
-            if report.state_failed() {
-                Err(ExitCode::from(exit::STATE))
-            } else if report.failed() {
-                Err(ExitCode::from(exit::JELLYFIN))
-            } else {
-                Ok(ExitCode::SUCCESS)
-            }
-        }
+        Command::Check => commands::check(config, level).await,
         #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             step_secs,
             duration_secs,
-        } => {
-            let _ = crate::telemetry::init(None, level, false);
-            let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.05));
-            let shutdown = CancellationToken::new();
-            tokio::spawn(watch_signals(shutdown.clone()));
-            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-                eprintln!("error: cannot listen on {listen} ({e}): pass --listen ADDR");
-                ExitCode::from(exit::LISTEN)
-            })?;
-            match crate::sim::demo::run(
-                listener,
-                secs(step_secs),
-                duration_secs.map(secs),
-                shutdown,
-            )
-            .await
-            {
-                Ok(()) => Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    Err(ExitCode::from(exit::FAILURE))
-                }
-            }
-        }
+        } => commands::demo(level, listen, step_secs, duration_secs).await,
         Command::Init {
             url,
             api_key_file,
@@ -744,35 +415,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
                 server_api_key_file,
                 force,
             };
-            init(&opts, level).await
+            commands::init(&opts, level).await
         }
         Command::ImportConfig {
             file,
             api_key_file,
             force,
-        } => import_config(&file, api_key_file.as_deref(), &cli.config, force),
+        } => commands::import_config(&file, api_key_file.as_deref(), config, force),
         Command::Notify { test: _, target } => {
-            let settings = load(&cli.config, level, false)?;
-            let results = crate::notify::send_test(&settings, target.as_deref())
-                .await
-                .map_err(|e| {
-                    eprintln!("error: {e}");
-                    ExitCode::from(exit::CONFIG)
-                })?;
-            let mut failed = 0;
-            for (name, r) in &results {
-                match r {
-                    Ok(a) => println!("ok   {name}: {a}"),
-                    Err(e) => {
-                        failed += 1;
-                        println!("FAIL {name}: {e}");
-                    }
-                }
-            }
-            if failed > 0 {
-                return Err(ExitCode::from(exit::FAILURE));
-            }
-            Ok(ExitCode::SUCCESS)
+            commands::notify_test(config, level, target.as_deref()).await
         }
         Command::Report {
             output,
@@ -780,172 +431,44 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, ExitCode> {
             lines,
             address,
         } => {
-            let _ = crate::telemetry::init(None, "warn", false);
             let opts = crate::bugreport::Options {
                 config: cli.config.clone(),
                 log,
                 lines,
                 address,
             };
-            let text = crate::bugreport::gather(&opts).await;
-            if output == std::path::Path::new("-") {
-                print!("{text}");
-                return Ok(ExitCode::SUCCESS);
-            }
-            crate::files::write_private(&output, text.as_bytes()).map_err(|e| {
-                eprintln!("error: cannot write {}: {e}", output.display());
-                ExitCode::from(exit::FAILURE)
-            })?;
-            println!(
-                "wrote {}: names, ids and addresses are aliased and secrets removed; read it \
-                 before you attach it to a bug report",
-                output.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            commands::report(opts, &output).await
         }
-        Command::Pause { for_, daemon } => {
-            control(&cli, daemon, Some(Action::Pause { for_ })).await
-        }
-        Command::Resume { daemon } => control(&cli, daemon, Some(Action::Resume)).await,
+        Command::Pause { for_, daemon } => ask(daemon, Some(Action::Pause { for_ })).await,
+        Command::Resume { daemon } => ask(daemon, Some(Action::Resume)).await,
         Command::Pin {
             user,
             mbps,
             for_,
             daemon,
-        } => control(&cli, daemon, Some(Action::Pin { user, mbps, for_ })).await,
+        } => ask(daemon, Some(Action::Pin { user, mbps, for_ })).await,
         Command::Exempt { user, for_, daemon } => {
-            control(&cli, daemon, Some(Action::Exempt { user, for_ })).await
+            ask(daemon, Some(Action::Exempt { user, for_ })).await
         }
         Command::Weight {
             user,
             weight,
             for_,
             daemon,
-        } => control(&cli, daemon, Some(Action::Weight { user, weight, for_ })).await,
-        Command::Clear { user, daemon } => {
-            control(&cli, daemon, Some(Action::Clear { user })).await
-        }
+        } => ask(daemon, Some(Action::Weight { user, weight, for_ })).await,
+        Command::Clear { user, daemon } => ask(daemon, Some(Action::Clear { user })).await,
         Command::Reserve { mbps, for_, daemon } => {
-            control(&cli, daemon, Some(Action::Reserve { mbps, for_ })).await
+            ask(daemon, Some(Action::Reserve { mbps, for_ })).await
         }
-        Command::Overrides { daemon } => control(&cli, daemon, None).await,
+        Command::Overrides { daemon } => ask(daemon, None).await,
         Command::Stats { since, user, json } => {
-            // Names as the owner knows them: this is the owner's terminal (`report` is the
-            // output to share).
-            let settings = Settings::load(&cli.config).map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(exit::CONFIG)
-            })?;
-            let path = settings.history.path(&settings.state.file);
-            if !settings.history.enabled && !path.exists() {
-                eprintln!("error: the history is off (history.enabled = false)");
-                return Err(ExitCode::from(exit::CONFIG));
-            }
-            let now = crate::clock::unix_millis_now();
-            let from = now.saturating_sub(since.as_millis() as u64);
-            let tz = settings.timezone();
-            match crate::history::stats::load(&path, from, now, user.as_deref(), &tz, 1) {
-                Ok((stats, _)) if json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&stats).expect("serializes")
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Ok((stats, _)) => {
-                    print!("{}", crate::history::stats::render(&stats));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Err(ExitCode::from(exit::STATE))
-                }
-            }
+            commands::stats(config, since, user.as_deref(), json)
         }
         Command::Healthcheck {
             address,
             timeout_secs,
-        } => {
-            // The configuration only for the address: no logging set-up, no file touched.
-            let addr = match address {
-                Some(a) => a,
-                None => {
-                    Settings::load(&cli.config)
-                        .map_err(|e| {
-                            eprintln!("error: {e}");
-                            ExitCode::from(exit::CONFIG)
-                        })?
-                        .daemon
-                        .listen
-                }
-            };
-            let timeout = std::time::Duration::from_secs_f64(timeout_secs.clamp(0.1, 3600.0));
-            match crate::healthcheck::probe(crate::healthcheck::address(addr), timeout).await {
-                Ok(body) => {
-                    println!("healthy: {body}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("unhealthy: {e}");
-                    Err(ExitCode::from(exit::FAILURE))
-                }
-            }
-        }
-        Command::Anonymize => {
-            let settings = load(&cli.config, level, false)?;
-            let path = settings.alias_file();
-            let a = crate::anon::Anonymizer::load(&path).map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(exit::STATE)
-            })?;
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
-                eprintln!("error: cannot read standard input: {e}");
-                ExitCode::from(exit::FAILURE)
-            })?;
-            print!("{}", a.scrub(&text));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Restore { timeout } => {
-            let settings = load(&cli.config, level, false)?;
-            let client = client(&settings)?;
-            let ledger = LedgerHandle::new(open_ledger(&settings, false)?);
-            let deadline = tokio::time::Instant::now() + timeout;
-            let (results, torrents) = tokio::join!(
-                reconcile::restore(&client, &ledger, deadline),
-                crate::throttle::restore_all(&settings, &ledger, deadline)
-            );
-            let results = results.map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(exit::STATE)
-            })?;
-            print!("{}", crate::anon::reveal(&report::restore_table(&results)));
-            print!("{}", report::torrent_restore_table(&torrents));
-            let failed = results
-                .iter()
-                .filter(|(_, o)| matches!(o, reconcile::RestoreOutcome::Failed(_)))
-                .count();
-            let torrents_failed = torrents
-                .iter()
-                .filter(|(_, r)| matches!(r, crate::throttle::Restored::Failed(_)))
-                .count();
-            if torrents_failed > 0 {
-                eprintln!(
-                    "error: {torrents_failed} torrent client(s) or media server(s) could not be \
-                     restored; their originals stay in {} for the next try",
-                    settings.state.file.display()
-                );
-            }
-            if failed > 0 || torrents_failed > 0 {
-                if failed > 0 {
-                    eprintln!(
-                        "error: {failed} user(s) could not be restored; they stay in {} for the next try",
-                        settings.state.file.display()
-                    );
-                }
-                return Err(ExitCode::from(exit::WRITE_FAILED));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => commands::healthcheck(config, address, timeout_secs).await,
+        Command::Anonymize => commands::anonymize(config, level),
+        Command::Restore { timeout } => commands::restore(config, level, timeout).await,
     }
 }

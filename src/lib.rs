@@ -35,7 +35,9 @@
 //!    restoring shutdown;
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
 //!    effectiveness yardstick, apart from the daemon;
-//! 7. [`cli`]: the command line and its exit codes; `main.rs` only calls it.
+//! 7. [`commands`]: one function per command (load what it needs, work through the library,
+//!    print for the owner, end with an exit code); [`cli`]: the command line (clap) and which
+//!    of them each command is; `main.rs` only calls it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -46,6 +48,7 @@ pub mod bugreport;
 pub mod check;
 pub mod cli;
 pub(crate) mod clock;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod ctl;
