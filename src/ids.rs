@@ -39,6 +39,21 @@ pub fn normalize_guid(id: &str) -> String {
         .to_string()
 }
 
+/// Between the name of another server (`[[server]]`) and the id its user or session has
+/// there: `den:3f…`. Jellyfin's and Emby's ids are hex digits (dashes and braces are
+/// normalized away), so an id of the `[jellyfin]` server never holds it.
+pub const MEMBER_SEPARATOR: char = ':';
+
+/// Whether `id` (a user or session id) is another server's (`src/jellyfin/fleet.rs`).
+pub fn is_member_id(id: &str) -> bool {
+    id.contains(MEMBER_SEPARATOR)
+}
+
+/// The name of the server an id is prefixed with, if any.
+pub fn member_of(id: &str) -> Option<&str> {
+    id.split_once(MEMBER_SEPARATOR).map(|(name, _)| name)
+}
+
 /// Show a personal value of `kind`: its alias when anonymization is on, else itself with its
 /// control and bidirectional-override characters escaped ([`escape_controls`]): a client
 /// chooses its own device name, and a name that moves the cursor or reverses the text must

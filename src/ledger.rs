@@ -425,6 +425,19 @@ impl Ledger {
     }
 }
 
+/// The planner reads the originals from here (`src/plan.rs`).
+impl crate::plan::Originals for Ledger {
+    fn original(&self, user: &UserId) -> Option<i64> {
+        Ledger::original(self, user)
+    }
+    fn written(&self, user: &UserId) -> &[i64] {
+        self.get(user).map_or(&[], |e| e.ours.as_slice())
+    }
+    fn changed(&self) -> Box<dyn Iterator<Item = (&UserId, i64)> + '_> {
+        Box::new(self.entries().map(|(id, e)| (id, e.original)))
+    }
+}
+
 /// The ledger as the tasks that write share it (the writer, the torrent clients' and media
 /// servers' tasks, the restore, `reconcile --once`): a cheap clone around the one lock. Each
 /// method holds the lock for one step and returns before any `.await` can follow (like

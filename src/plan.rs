@@ -1,5 +1,6 @@
-//! From a snapshot of Jellyfin (sessions, users, server limit), the ledger and the daemon's
-//! [`Memory`] to one decision per managed user: the limit it should have now, why, and which
+//! From a snapshot of Jellyfin (sessions, users, server limit), the [`Originals`] of the users
+//! jellydemon changed (the ledger's) and the daemon's [`Memory`] to one decision per managed
+//! user: the limit it should have now, why, and which
 //! running streams to push. Pure: no I/O, so every rule is unit-tested here and shared by
 //! `reconcile --once`, the daemon, `check`, the simulation and the tests.
 //!
@@ -19,7 +20,7 @@
 //!    after the pushes; quantization and hysteresis, never past the headroom;
 //! 6. every idle managed user at the join share `max(floor, min(fair share with one more
 //!    claimant, budget - Σ h))`;
-//! 7. users in the ledger who are no longer managed get their original back.
+//! 7. users jellydemon changed who are no longer managed get their original back.
 
 pub mod memory;
 pub mod rule;
@@ -38,11 +39,24 @@ use crate::config::{Algorithm, Budget, Capacity, MAX_JELLYFIN_LIMIT_BPS, Setting
 use crate::control::{Overrides, UserRule};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::jellyfin::{RateSource, Session, User};
-use crate::ledger::Ledger;
 use crate::network::{self, Location};
 
 pub use memory::Memory;
 pub use rule::Direction;
+
+/// What the planner needs to know of the users jellydemon changed: their original limits (a
+/// user's ceiling is never above its own), and the values written since. The ledger
+/// (`src/ledger.rs`) is where they are kept; the planner reads them through this and knows
+/// nothing of the file.
+pub trait Originals {
+    /// `user`'s original limit (bits/s; 0 = the server's), if jellydemon changed the user.
+    fn original(&self, user: &UserId) -> Option<i64>;
+    /// The values jellydemon set out to write for `user` since its original was recorded,
+    /// oldest first (empty when none, and after a change by hand).
+    fn written(&self, user: &UserId) -> &[i64];
+    /// Every user jellydemon changed, with its original.
+    fn changed(&self) -> Box<dyn Iterator<Item = (&UserId, i64)> + '_>;
+}
 
 /// Everything a plan is computed from.
 pub struct Snapshot<'a> {
@@ -502,7 +516,7 @@ fn keep_direct(
                     let rises = obeys && s.supports_push && push.up();
                     // The capacity is the `[jellyfin]` server's: another server's streams
                     // take none of it.
-                    let here = !crate::jellyfin::fleet::is_member_id(s.session_id.as_str());
+                    let here = !crate::ids::is_member_id(s.session_id.as_str());
                     Some(transcode::Video {
                         source: s.source.filter(|_| s.video && here)?,
                         uhd: s.uhd,
@@ -559,7 +573,7 @@ fn running_transcodes(sessions: &[Session]) -> impl Iterator<Item = &Session> {
         s.is_playing()
             && !s.is_paused()
             && s.transcodes_video()
-            && !crate::jellyfin::fleet::is_member_id(s.id.as_str())
+            && !crate::ids::is_member_id(s.id.as_str())
     })
 }
 
@@ -708,7 +722,7 @@ fn effective(limit: i64, server_limit: i64) -> Option<u64> {
 /// What every step reads: the inputs, and the settings in bits/s.
 struct Context<'a> {
     snapshot: &'a Snapshot<'a>,
-    ledger: &'a Ledger,
+    originals: &'a dyn Originals,
     memory: &'a Memory,
     /// On the memory's clock.
     now: Duration,
@@ -738,7 +752,7 @@ impl Context<'_> {
 
     /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
     fn bounds_of(&self, user_id: &UserId, current: i64) -> Bounds {
-        let original = self.ledger.original(user_id).unwrap_or(current);
+        let original = self.originals.original(user_id).unwrap_or(current);
         let server_limit = self
             .users
             .get(user_id)
@@ -792,7 +806,7 @@ struct Stream {
     for_bitrate: bool,
 }
 
-/// What the memory and the ledger say about one running stream.
+/// What the memory and the originals say about one running stream.
 struct Watched {
     /// Its rate for the plan: the current one, or what a push sent a moment ago will make it.
     rate: u64,
@@ -839,10 +853,10 @@ struct Held {
 }
 
 /// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty
-/// memory). `ledger` supplies the originals of users jellydemon already changed.
+/// memory). `originals` are those of the users jellydemon already changed.
 pub fn plan(
     snapshot: &Snapshot,
-    ledger: &Ledger,
+    originals: &dyn Originals,
     memory: &Memory,
     now: Duration,
     settings: &Settings,
@@ -850,7 +864,7 @@ pub fn plan(
     let reserved = snapshot.overrides.reserve_bps().min(snapshot.budget_bps);
     let mut cx = Context {
         snapshot,
-        ledger,
+        originals,
         memory,
         now,
         settings,
@@ -1096,11 +1110,13 @@ fn claimants<'a>(
         // since its original was set, the largest of those values (a change by hand clears
         // them: then nobody knows).
         let recent = cx.memory.recent_limit(&uid, current).or_else(|| {
-            cx.ledger.get(&uid).filter(|e| !e.ours.is_empty()).map(|e| {
-                e.ours
+            let original = cx.originals.original(&uid)?;
+            let written = cx.originals.written(&uid);
+            (!written.is_empty()).then(|| {
+                written
                     .iter()
                     .copied()
-                    .fold(current.max(e.original), i64::max)
+                    .fold(current.max(original), i64::max)
             })
         });
         let server_limit = cx.server_limit_of(u);
@@ -1597,9 +1613,9 @@ fn idle_decisions(
 
 /// Step 7: users jellydemon changed but no longer manages get their original back.
 fn released(cx: &Context) -> Vec<Decision> {
-    cx.ledger
-        .entries()
-        .filter_map(|(uid, entry)| {
+    cx.originals
+        .changed()
+        .filter_map(|(uid, original)| {
             let u = cx.users.get(uid).filter(|u| !cx.managed(u))?;
             Some(Decision {
                 user_id: uid.clone(),
@@ -1609,7 +1625,7 @@ fn released(cx: &Context) -> Vec<Decision> {
                 stream_rate: 0,
                 streams: Vec::new(),
                 current: u.remote_limit(),
-                target: entry.original,
+                target: original,
                 reason: "no longer managed: original limit restored".into(),
             })
         })

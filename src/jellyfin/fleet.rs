@@ -22,19 +22,8 @@ use serde::Serialize;
 use super::{Client, ErrorKind, Flavor, JellyfinError, Session, User};
 use crate::ids::{SessionId, UserId, UserName};
 
-/// Between a member's prefix and the id it uses. Jellyfin's and Emby's ids are hex digits
-/// (dashes and braces are normalized away), so a primary id never holds it.
-const SEPARATOR: char = ':';
-
-/// Whether `id` (a user or session id) is a member's.
-pub fn is_member_id(id: &str) -> bool {
-    id.contains(SEPARATOR)
-}
-
-/// The member name an id is prefixed with, if any.
-pub fn member_of(id: &str) -> Option<&str> {
-    id.split_once(SEPARATOR).map(|(name, _)| name)
-}
+use crate::ids::MEMBER_SEPARATOR as SEPARATOR;
+pub use crate::ids::{is_member_id, member_of};
 
 /// One `[[server]]` of kind `jellyfin` or `emby`.
 struct Member {

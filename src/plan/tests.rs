@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::Settings;
+use crate::ledger::Ledger;
 use crate::network::jellyfin_default_ranges;
 
 const M: i64 = 1_000_000;
