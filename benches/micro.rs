@@ -10,7 +10,7 @@ use jellydemon::allocate::{Claimant, allocate};
 use jellydemon::config::Algorithm;
 use jellydemon::jellyfin::{Session, User};
 use jellydemon::ledger::Ledger;
-use jellydemon::plan::{Memory, Snapshot, plan};
+use jellydemon::plan::{Inputs, Memory, plan};
 
 /// Deterministic, varied claimants: floors 2 Mbps, ceilings 5-100 Mbps, weights 1-4,
 /// demands 0.3-80 Mbps.
@@ -98,7 +98,7 @@ fn bench_plan(c: &mut Criterion) {
             g.bench_with_input(BenchmarkId::new(alg.to_string(), n), &n, |b, _| {
                 b.iter(|| {
                     plan(
-                        black_box(&Snapshot {
+                        black_box(&Inputs {
                             sessions: &sessions,
                             users: &users,
                             server_limit: 0,

@@ -10,9 +10,9 @@ use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError};
 use crate::ledger::{self, Ledger};
 use crate::network::{self, Location};
-use crate::plan::{self, Snapshot, fmt_mbps};
-use crate::reconcile::ranges_from_jellyfin;
+use crate::plan::{self, Inputs, fmt_mbps};
 use crate::report::fmt_limit;
+use crate::snapshot::ranges_from_jellyfin;
 
 /// How a line of the check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,7 +324,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
         );
     }
     let plan = plan::plan(
-        &Snapshot {
+        &Inputs {
             sessions: &sessions,
             users: &users,
             server_limit,
@@ -334,7 +334,7 @@ pub async fn check(settings: &Settings) -> CheckReport {
             servers: &[],
         },
         &ledger,
-        &crate::reconcile::load_memory(settings),
+        &crate::snapshot::load_memory(settings),
         plan::memory::CLOCK_START,
         settings,
     );

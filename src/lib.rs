@@ -24,7 +24,7 @@
 //! 4. the I/O around a plan: [`budget`] (the budget in force: static, scheduled or
 //!    metered, less what other media servers stream), [`write`](mod@write) (one decision written, the ledger's intent
 //!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
-//!    ledger's rules), [`reconcile`] (fetch, plan, write; `restore`), [`report`]
+//!    ledger's rules), [`snapshot`] (what a pass plans from: the servers' read, hand changes, the plan made from it), [`reconcile`] (one pass: read, plan, apply; `restore`), [`report`]
 //!    (tables), [`check`], [`history`] (the SQLite database of plays, samples, decisions
 //!    and actions, its writer thread and `stats`), [`ctl`] (the commands that ask the
 //!    running daemon); and the commands for a new user: [`init`] (a first
@@ -73,6 +73,7 @@ pub mod reconcile;
 pub mod report;
 #[cfg(feature = "demo")]
 pub mod sim;
+pub mod snapshot;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
 pub mod throttle;

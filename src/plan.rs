@@ -59,7 +59,7 @@ pub trait Originals {
 }
 
 /// Everything a plan is computed from.
-pub struct Snapshot<'a> {
+pub struct Inputs<'a> {
     /// Every session `GET /Sessions` returned.
     pub sessions: &'a [Session],
     /// Every user `GET /Users` returned.
@@ -721,7 +721,7 @@ fn effective(limit: i64, server_limit: i64) -> Option<u64> {
 
 /// What every step reads: the inputs, and the settings in bits/s.
 struct Context<'a> {
-    snapshot: &'a Snapshot<'a>,
+    snapshot: &'a Inputs<'a>,
     originals: &'a dyn Originals,
     memory: &'a Memory,
     /// On the memory's clock.
@@ -855,7 +855,7 @@ struct Held {
 /// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty
 /// memory). `originals` are those of the users jellydemon already changed.
 pub fn plan(
-    snapshot: &Snapshot,
+    snapshot: &Inputs,
     originals: &dyn Originals,
     memory: &Memory,
     now: Duration,
@@ -1003,7 +1003,7 @@ pub fn plan(
 /// Step 1: classify every session (remote / local / unknown endpoint) and keep, per user, the
 /// remote ones that play (paused ones only with `count_paused`).
 fn classify(
-    snapshot: &Snapshot,
+    snapshot: &Inputs,
     count_paused: bool,
     same: &HashMap<UserId, UserId>,
     warnings: &mut Vec<Warning>,

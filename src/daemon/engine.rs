@@ -1,4 +1,5 @@
-//! The engine: one task owns the model of what Jellyfin is doing and decides when to recompute.
+//! The engine: one task owns the model of what the servers are doing (the last [`Snapshot`]
+//! read, patched by webhooks between reads) and decides when to recompute.
 //!
 //! Inputs arrive through a channel (playback start/stop from `/hook`) and from the poll timer.
 //! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` once,
@@ -36,7 +37,7 @@ use crate::ledger::LedgerHandle;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::plan::memory::CLOCK_START;
-use crate::reconcile::{Fetched, fetch, plan_snapshot, refresh_sessions};
+use crate::snapshot::{HandChange, Snapshot};
 use crate::webhook::{EventKind, HookEvent};
 
 use super::seeders::Seeding;
@@ -139,7 +140,7 @@ impl Engine {
         self.status.set_overrides(&self.overrides);
         let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
-        let mut model: Option<Fetched> = None;
+        let mut model: Option<Snapshot> = None;
         // The torrent clients' part of the last plan.
         let mut seeding: Option<crate::plan::DownloaderShare> = None;
         // The memory's clock runs from the engine's start, at CLOCK_START (so that times
@@ -147,7 +148,7 @@ impl Engine {
         // remembered.
         let origin = Instant::now();
         let clock = |at: Instant| CLOCK_START + at.saturating_duration_since(origin);
-        let mut memory = crate::reconcile::load_memory(&self.settings);
+        let mut memory = crate::snapshot::load_memory(&self.settings);
         let mut recorder = crate::history::Recorder::default();
         let mut last_saved: Option<Instant> = None;
         let mut debounce_until: Option<Instant> = None;
@@ -269,7 +270,7 @@ impl Engine {
                     // so that a burst of plans does not mean a burst of fsyncs beside the
                     // writer's.
                     if !self.dry_run && last_saved.is_none_or(|t| t.elapsed() >= MEMORY_SAVE_EVERY) {
-                        crate::reconcile::save_memory(&self.settings, &memory, now);
+                        crate::snapshot::save_memory(&self.settings, &memory, now);
                         last_saved = Some(Instant::now());
                     }
                     next_poll = Instant::now() + if ok {
@@ -293,7 +294,7 @@ impl Engine {
             }
         }
         if !self.dry_run {
-            crate::reconcile::save_memory(&self.settings, &memory, clock(Instant::now()));
+            crate::snapshot::save_memory(&self.settings, &memory, clock(Instant::now()));
         }
         self.status.engine_running(false);
         debug!("engine stopped");
@@ -304,7 +305,7 @@ impl Engine {
     /// to plan again (on the memory's clock).
     async fn refresh(
         &self,
-        model: &mut Option<Fetched>,
+        model: &mut Option<Snapshot>,
         memory: &mut Memory,
         now: Duration,
         trigger: &'static str,
@@ -316,12 +317,12 @@ impl Engine {
         // and one that finds a user it does not know, reads users and settings too.
         let sessions_only = trigger == "webhook" && model.is_some();
         let result = match model.as_mut() {
-            Some(m) if sessions_only => match refresh_sessions(&self.client, m).await {
+            Some(m) if sessions_only => match m.refresh_sessions(&self.client).await {
                 Ok(true) => Ok(None),
-                Ok(false) => fetch(&self.client, &self.settings).await.map(Some),
+                Ok(false) => Snapshot::read(&self.client, &self.settings).await.map(Some),
                 Err(e) => Err(e),
             },
-            _ => fetch(&self.client, &self.settings).await.map(Some),
+            _ => Snapshot::read(&self.client, &self.settings).await.map(Some),
         };
         let users_fresh = matches!(result, Ok(Some(_)));
         let ok = result.is_ok();
@@ -346,7 +347,7 @@ impl Engine {
                     // managed while this one is down.
                     Some(m) => m.refresh_members(&self.client).await,
                     None if self.client.has_members() => {
-                        *model = Some(Fetched::members_only(&self.client, &self.settings).await)
+                        *model = Some(Snapshot::members_only(&self.client, &self.settings).await)
                     }
                     None => return (false, None),
                 }
@@ -362,8 +363,7 @@ impl Engine {
             let b = self.budget.state.borrow();
             (b.budget_bps, b.claims.clone())
         };
-        match plan_snapshot(
-            m,
+        match m.plan(
             users_fresh,
             &self.ledger,
             memory,
@@ -453,7 +453,7 @@ impl Engine {
     fn control(
         &mut self,
         request: &ControlRequest,
-        model: Option<&Fetched>,
+        model: Option<&Snapshot>,
     ) -> Result<String, ControlError> {
         let known: Vec<Known> = model
             .map(|m| {
@@ -528,7 +528,12 @@ impl Engine {
     /// event, else `demand.default_mbps`, times the overhead), at most the user's limit; the
     /// clients keep `min_mbps` (with `priority = "share"` the next plan gives them their
     /// share of the new count of claimants).
-    fn make_room(&self, model: &Fetched, share: &mut crate::plan::DownloaderShare, ev: &HookEvent) {
+    fn make_room(
+        &self,
+        model: &Snapshot,
+        share: &mut crate::plan::DownloaderShare,
+        ev: &HookEvent,
+    ) {
         if ev.kind != EventKind::PlaybackStart {
             return;
         }
@@ -567,7 +572,7 @@ impl Engine {
 
 /// What a plan means for notifications: overload, clients ignoring limits, hand changes;
 /// names as the daemon shows them (aliases when anonymizing).
-fn observation(plan: &crate::plan::Plan, hand: &[crate::reconcile::HandChange]) -> Observation {
+fn observation(plan: &crate::plan::Plan, hand: &[HandChange]) -> Observation {
     use crate::plan::Warning;
     let mut overload = None;
     let mut uncontrolled = Vec::new();
@@ -619,7 +624,7 @@ fn observation(plan: &crate::plan::Plan, hand: &[crate::reconcile::HandChange]) 
 /// in place to the model's user, whose policy the poll reads next.
 fn on_report(
     report: Report,
-    model: &mut Option<Fetched>,
+    model: &mut Option<Snapshot>,
     memory: &mut Memory,
     recorder: &mut crate::history::Recorder,
     clock: impl Fn(Instant) -> Duration,
@@ -643,7 +648,7 @@ fn on_report(
 
 /// Apply a webhook to the last snapshot, so that a decision can be made even if `/Sessions`
 /// cannot be read. A start marks (or adds) the session as playing; a stop marks it stopped.
-pub fn patch(model: &mut Fetched, ev: &HookEvent) {
+pub fn patch(model: &mut Snapshot, ev: &HookEvent) {
     let matches = |s: &Session| match (&ev.session_id, &ev.device_id) {
         (Some(id), _) => s.id == *id,
         (None, Some(dev)) => s.device_id.as_ref() == Some(dev) && s.user() == ev.user_id.as_ref(),
@@ -711,8 +716,8 @@ mod tests {
     use super::*;
     use crate::webhook::parse;
 
-    fn fetched() -> Fetched {
-        Fetched {
+    fn fetched() -> Snapshot {
+        Snapshot {
             sessions: vec![
                 serde_json::from_value(serde_json::json!({
                     "Id": "aa11bb22cc33dd44ee55ff6677889900",

@@ -123,7 +123,7 @@ fn run_at(
 ) -> Plan {
     let ranges = jellyfin_default_ranges();
     plan(
-        &Snapshot {
+        &Inputs {
             sessions,
             users,
             server_limit,

@@ -27,7 +27,7 @@ use crate::ids::{DeviceId, SessionId, UserId, UserName};
 use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo, User};
 use crate::ledger::Ledger;
 use crate::network;
-use crate::plan::{self, Memory, PUSH_COMMAND, Snapshot};
+use crate::plan::{self, Inputs, Memory, PUSH_COMMAND};
 
 const M: u64 = 1_000_000;
 
@@ -1019,7 +1019,7 @@ impl World<'_> {
         let off_budget = if self.plex_wan.is_some() { 0 } else { on_plex };
         let ranges = network::jellyfin_default_ranges();
         let plan = plan::plan(
-            &Snapshot {
+            &Inputs {
                 sessions: &sessions,
                 users: &users,
                 server_limit: 0,

@@ -394,7 +394,7 @@ async fn a_paused_stream_shows_as_paused_as_check_says() {
 #[tokio::test]
 async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change() {
     use jellydemon::plan::Memory;
-    use jellydemon::reconcile::{fetch, plan_snapshot};
+    use jellydemon::snapshot::Snapshot;
     let (h, m) = mixed("", "").await;
     h.fake.set_limit_by_hand(&m.bob, 30 * M);
     let settings = h.settings();
@@ -406,26 +406,26 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
     assert_eq!(ledger.read(|l| l.original(&bob)), Some(30 * M));
     // The engine's model, read now; then Jellyfin cannot be read while jellydemon writes
     // bob nine other limits (his value in the model leaves the ledger's recent ones).
-    let stale = fetch(&h.fleet(), &settings).await.unwrap();
+    let stale = Snapshot::read(&h.fleet(), &settings).await.unwrap();
     for i in 1..=9 {
         let _ = ledger.change(|l| {
             l.record_intent(&bob, &"bob".into(), (2 + i) * M + 123, (3 + i) * M + 123, 0)
         });
         h.fake.set_limit_by_hand(&m.bob, (3 + i) * M + 123);
     }
-    let (_, hand) = plan_snapshot(
-        &stale,
-        false,
-        &ledger,
-        &Memory::default(),
-        jellydemon::plan::memory::CLOCK_START,
-        settings.budget().budget_bps,
-        &jellydemon::control::Overrides::NONE,
-        &[],
-        &settings,
-        false,
-    )
-    .unwrap();
+    let (_, hand) = stale
+        .plan(
+            false,
+            &ledger,
+            &Memory::default(),
+            jellydemon::plan::memory::CLOCK_START,
+            settings.budget().budget_bps,
+            &jellydemon::control::Overrides::NONE,
+            &[],
+            &settings,
+            false,
+        )
+        .unwrap();
     assert!(hand.is_empty(), "{hand:?}");
     assert_eq!(ledger.read(|l| l.original(&bob)), Some(30 * M));
 }
