@@ -7,32 +7,36 @@
 //! listed before it:
 //!
 //! 1. helpers: `sync` (locking), `files` (atomic owner-only writes), `clock` (unix time,
-//!    backoff), `units` (bit rates as Mbps), [`escape`] (outside text made safe to print), [`fds`] (the open-file limit
-//!    and the connection cap under it); `anon` (the alias map) and
-//!    [`ids`] (user, session and device ids and names, client addresses: typed, normalized
-//!    once, shown as their alias when anonymizing, escaped);
-//! 2. the outside world, parsed: [`network`] (who is remote), [`jellyfin`] (the client and
-//!    DTOs, lossless policy read-modify-write), [`ledger`] (the originals, Jellyfin's and the
-//!    torrent clients', in the state file), [`webhook`] (the plugin's bodies), then
-//!    [`config`] (validated at load, secrets redacted), `downloader` (the torrent
-//!    clients, qBittorrent and Transmission, each read and set in the setting that bites)
-//!    and [`plex`] (what a Plex server on the same link streams outside the house);
+//!    backoff), `units` (bit rates as Mbps), [`escape`] (outside text made safe to print),
+//!    [`fds`] (the open-file limit and the connection cap under it), [`healthcheck`] (a
+//!    container's health check); `anon` (the alias map) and [`ids`] (user, session and device
+//!    ids and names, client addresses, the other servers' id prefix: typed, normalized once,
+//!    shown as their alias when anonymizing, escaped);
+//! 2. the outside world, parsed: [`network`] (who is remote), [`webhook`] (the plugins'
+//!    bodies), then [`config`] (validated at load, secrets redacted), [`jellyfin`] (the client
+//!    and DTOs, lossless policy read-modify-write, the fleet of servers), `downloader` (the
+//!    torrent clients, qBittorrent and Transmission, each read and set in the setting that
+//!    bites) and [`plex`] (what a Plex server on the same link streams outside the house);
 //! 3. the pure core: [`control`] (the owner's overrides: pause, pin, exempt, weight,
 //!    reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
-//!    plans; `plan::transcode` keeps streams direct within `[transcoding] capacity`); `telemetry` and `metrics` beside them;
-//! 4. the I/O around a plan: [`budget`] (the budget in force: static, scheduled or
-//!    metered, less what other media servers stream), [`write`](mod@write) (one decision written, the ledger's intent
-//!    first, and its pushes), `throttle` (a torrent client's limit set and put back under the
-//!    ledger's rules), [`snapshot`] (what a pass plans from: the servers' read, hand changes, the plan made from it), [`reconcile`] (one pass: read, plan, apply; `restore`), [`report`]
-//!    (tables), [`check`], [`history`] (the SQLite database of plays, samples, decisions
-//!    and actions, its writer thread and `stats`), [`ctl`] (the commands that ask the
-//!    running daemon); and the commands for a new user: [`init`] (a first
-//!    configuration), [`import`] (from the Python JellyDemon's config.yml), [`bugreport`]
-//!    (`jellydemon report`), [`healthcheck`] (a container's health check);
+//!    plans; `plan::transcode` keeps streams direct within `[transcoding] capacity`; the
+//!    originals come in through `plan::Originals`); `telemetry` beside them;
+//! 4. the I/O around a plan: [`ledger`] (the originals, Jellyfin's and the torrent clients',
+//!    in the state file; `LedgerHandle` is how tasks share it), `metrics`, [`budget`] (the
+//!    budget in force: static, scheduled or metered, less what other media servers stream),
+//!    [`write`](mod@write) (the `Applier`: decisions in order, writes under the rate limit,
+//!    the ledger's intent first, then the pushes), `throttle` (a torrent client's limit set
+//!    and put back under the ledger's rules), [`snapshot`] (what a pass plans from: the
+//!    servers' read, hand changes, the plan made from it), [`reconcile`] (one pass: read,
+//!    plan, apply; `restore`), [`report`] (tables), [`check`], [`history`] (the SQLite
+//!    database of plays, samples, decisions and actions, its writer thread and `stats`),
+//!    [`ctl`] (the commands that ask the running daemon); and the commands for a new user:
+//!    [`init`] (a first configuration), [`import`] (from the Python JellyDemon's
+//!    config.yml), [`bugreport`] (`jellydemon report`);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
-//!    writer, and the torrent clients' task (seeders), all recording into status; the
-//!    restoring shutdown;
+//!    writer, the other servers' watch (members), the torrent clients' and media servers'
+//!    tasks (seeders, servers), all recording into status; the restoring shutdown;
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
 //!    effectiveness yardstick, apart from the daemon;
 //! 7. [`commands`]: one function per command (load what it needs, work through the library,
