@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use crate::common::bin::Bin;
 use crate::common::{KEY, M, dashed};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rustix::process::Signal;
 
 const SECRET: &str = "very-secret-webhook-token-42";
 const ENV_KEY: &str = "fedcba9876543210fedcba9876543210";
@@ -198,42 +199,23 @@ anonymize = true
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_jellydemon");
     let run = |args: &[&str]| {
-        let mut c = tokio::process::Command::new(bin);
-        c.arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("JELLYDEMON_JELLYFIN__API_KEY", ENV_KEY)
-            .env_remove("RUST_LOG");
-        c
+        Bin::with_config(&config, args).env("JELLYDEMON_JELLYFIN__API_KEY", ENV_KEY)
     };
     // The config's api_key is overridden by the environment; both must stay hidden.
-    let check = run(&["check"]).output().await.unwrap();
-    let once = run(&["reconcile", "--once", "--dry-run"])
-        .output()
-        .await
-        .unwrap();
+    let check = run(&["check"]).output().await;
+    let once = run(&["reconcile", "--once", "--dry-run"]).output().await;
 
-    let mut child = run(&["run"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut captured = String::new();
-    let port = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), stderr.next_line())
-            .await
-            .expect("daemon starts")
-            .unwrap()
-            .unwrap_or_else(|| panic!("the daemon exited early:\n{captured}"));
-        captured.push_str(&line);
-        captured.push('\n');
-        if let Some(rest) = line.split("\"listen\":\"127.0.0.1:").nth(1) {
-            break rest.split('"').next().unwrap().to_string();
-        }
+    let child = run(&["run"]).spawn();
+    let port = |line: &str| {
+        line.split("\"listen\":\"127.0.0.1:")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap().to_string())
     };
+    let listening = child
+        .line("where the daemon listens", |l| port(l).is_some())
+        .await;
+    let port = port(&listening).unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = crate::common::daemon_client();
     for (id, s) in ids.iter().zip(&sessions) {
@@ -258,7 +240,11 @@ anonymize = true
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    child
+        .line("the webhooks' plan", |l| {
+            l.contains("recomputed") && l.contains("\"trigger\":\"webhook\"")
+        })
+        .await;
     // An admin changes the first user's limit by hand; the next poll (a webhook's pass reads
     // the sessions alone) notices and tells.
     fake.set_limit_by_hand(&ids[0], 5_000_000);
@@ -307,9 +293,8 @@ anonymize = true
         &address,
     ])
     .output()
-    .await
-    .unwrap();
-    assert_eq!(report.status.code(), Some(0), "{report:?}");
+    .await;
+    assert_eq!(report.code, 0, "{report:?}");
     let report = std::fs::read_to_string(&report_file).unwrap();
     for part in [
         "## check",
@@ -330,34 +315,16 @@ anonymize = true
         );
     }
 
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    while let Ok(Some(line)) = stderr.next_line().await {
-        captured.push_str(&line);
-        captured.push('\n');
-    }
-    assert_eq!(child.wait().await.unwrap().code(), Some(0), "{captured}");
+    child.signal(Signal::TERM);
+    let daemon = child.wait(Duration::from_secs(30)).await;
+    let captured = daemon.stderr;
+    assert_eq!(daemon.code, 0, "{captured}");
 
     let outputs = vec![
-        (
-            "check stdout",
-            String::from_utf8_lossy(&check.stdout).into_owned(),
-        ),
-        (
-            "check stderr",
-            String::from_utf8_lossy(&check.stderr).into_owned(),
-        ),
-        (
-            "reconcile stdout",
-            String::from_utf8_lossy(&once.stdout).into_owned(),
-        ),
-        (
-            "reconcile stderr",
-            String::from_utf8_lossy(&once.stderr).into_owned(),
-        ),
+        ("check stdout", check.stdout.clone()),
+        ("check stderr", check.stderr.clone()),
+        ("reconcile stdout", once.stdout.clone()),
+        ("reconcile stderr", once.stderr.clone()),
         ("daemon stderr", captured),
         ("log file", std::fs::read_to_string(&log_file).unwrap()),
         ("metrics", metrics),
@@ -417,21 +384,11 @@ anonymize = true
     }
     // The alias map was saved, and `jellydemon anonymize` uses it on an old, plain log.
     assert!(dir.path().join("aliases.json").exists());
-    let mut scrub = run(&["anonymize"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncWriteExt;
     let old_log = format!(
         "INFO limit written user=\"{}\" from {} and 8.8.8.8\n",
         names[0], "203.0.113.5"
     );
-    let mut stdin = scrub.stdin.take().unwrap();
-    stdin.write_all(old_log.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = scrub.wait_with_output().await.unwrap();
-    let out = String::from_utf8(out.stdout).unwrap();
+    let out = run(&["anonymize"]).stdin(old_log).output().await.stdout;
     assert!(
         !out.contains(names[0]) && !out.contains("203.0.113.5") && !out.contains("8.8.8.8"),
         "{out}"
@@ -474,23 +431,13 @@ file = "{}"
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_jellydemon");
-    let run = |args: &[&str]| {
-        let mut c = tokio::process::Command::new(bin);
-        c.arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c
-    };
-    let once = run(&["reconcile", "--once"]).output().await.unwrap();
-    assert_eq!(once.status.code(), Some(0), "{once:?}");
+    let run = |args: &[&str]| Bin::with_config(&config, args);
+    let once = run(&["reconcile", "--once"]).output().await;
+    assert_eq!(once.code, 0, "{once:?}");
     let log = std::fs::read_to_string(&log_file).unwrap();
     // Plain text in a file and in a pipe: no colour codes.
     assert!(!log.contains('\u{1b}'), "{log}");
-    assert!(!once.stderr.is_empty() && !once.stderr.contains(&0x1b));
+    assert!(!once.stderr.is_empty() && !once.stderr.contains('\u{1b}'));
     assert!(
         log.contains(people.names[0]) && log.contains("Weird Wendy"),
         "the log itself is plain: {log}"
@@ -503,20 +450,14 @@ file = "{}"
         people.names[1]
     );
 
-    let from_file = run(&["report", "--output", "-"]).output().await.unwrap();
-    let mut child = run(&["report", "--output", "-", "--log", "-", "--lines", "50"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, piped.as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let from_stdin = child.wait_with_output().await.unwrap();
+    let from_file = run(&["report", "--output", "-"]).output().await;
+    let from_stdin = run(&["report", "--output", "-", "--log", "-", "--lines", "50"])
+        .stdin(piped)
+        .output()
+        .await;
     for (what, out) in [("from the file", from_file), ("from stdin", from_stdin)] {
-        assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
-        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.code, 0, "{what}: {out:?}");
+        let text = out.stdout;
         assert!(
             text.contains("limit written"),
             "{what}: the log is in it:\n{text}"
@@ -524,10 +465,7 @@ file = "{}"
         assert!(text.contains("User-0"), "{what}: aliases:\n{text}");
         assert!(text.contains("pass --address"), "{text}");
         people.assert_absent(&format!("report {what}"), &text);
-        people.assert_absent(
-            &format!("report {what}, stderr"),
-            &String::from_utf8_lossy(&out.stderr),
-        );
+        people.assert_absent(&format!("report {what}, stderr"), &out.stderr);
     }
     // Reading never wrote an alias map.
     assert!(!dir.path().join("aliases.json").exists());

@@ -241,17 +241,15 @@ async fn the_readme_example_reaches_the_jellyfin_of_the_host() {
     let folder = dir.path().join("jellydemon");
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let init = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(folder.join("config.toml"))
-        .args(["init", "--url", &url, "--upload-mbps", "30", "--webhooks"])
-        .arg("--api-key-file")
-        .arg(&key_file)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(init.status.success(), "{}", text(&init));
+    let init = crate::common::bin::Bin::with_config(
+        &folder.join("config.toml"),
+        &["init", "--url", &url, "--upload-mbps", "30", "--webhooks"],
+    )
+    .arg("--api-key-file")
+    .arg(&key_file)
+    .output()
+    .await;
+    assert_eq!(init.code, 0, "{init:?}");
     // `sudo chown -R 65532 ./jellydemon`
     for entry in std::fs::read_dir(&folder).unwrap() {
         std::os::unix::fs::chown(entry.unwrap().path(), Some(65532), None).unwrap();

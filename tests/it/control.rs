@@ -239,17 +239,8 @@ async fn the_commands_talk_to_the_running_daemon() {
         all.extend_from_slice(&["--address", &addr]);
         let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
         async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-                .args(&all)
-                .env_remove("RUST_LOG")
-                .output()
-                .await
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
+            let out = crate::common::bin::Bin::new().args(&all).output().await;
+            (out.code, out.stdout, out.stderr)
         }
     };
     let (code, out, err) = run(&["pin", "alice", "6", "--for", "1h"]).await;

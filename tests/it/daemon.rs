@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use crate::common::bin::{Bin, Running};
 use crate::common::{Harness, KEY, M, event, eventually, mixed_scenario};
 use axum::http::Method;
 use jellydemon::ids::UserId;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use reqwest::StatusCode;
+use rustix::process::Signal;
 
 async fn two_users() -> (Harness, String, String) {
     let fake = FakeJellyfin::new(KEY);
@@ -397,7 +399,7 @@ async fn dry_run_daemon_writes_nothing() {
 }
 
 /// Start the real binary (`jellydemon run`) with the harness config plus `[daemon]` lines.
-fn spawn_binary(h: &Harness, daemon: &str) -> tokio::process::Child {
+fn spawn_binary(h: &Harness, daemon: &str) -> Running {
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     let path = h.dir.path().join("daemon.toml");
     std::fs::write(
@@ -405,25 +407,7 @@ fn spawn_binary(h: &Harness, daemon: &str) -> tokio::process::Child {
         format!("{text}\n[daemon]\nlisten = \"127.0.0.1:0\"\ndebounce = \"50ms\"\n{daemon}\n"),
     )
     .unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-fn signal(child: &tokio::process::Child, sig: &str) {
-    let pid = child.id().unwrap().to_string();
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
+    Bin::with_config(&path, &["run"]).spawn()
 }
 
 #[tokio::test]
@@ -432,14 +416,11 @@ async fn sigterm_restores_every_original_and_exits_0() {
     let ids = mixed_scenario(&fake);
     let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
-    let mut child = spawn_binary(&h, "");
+    let child = spawn_binary(&h, "");
     eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
-    signal(&child, "-TERM");
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits in bounded time")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    child.signal(Signal::TERM);
+    let out = child.wait(Duration::from_secs(20)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
 }
@@ -449,7 +430,7 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
     let fake = FakeJellyfin::new(KEY);
     let ids = mixed_scenario(&fake);
     let h = Harness::start(fake, "", "").await;
-    let mut child = spawn_binary(&h, "shutdown_timeout = \"2s\"");
+    let child = spawn_binary(&h, "shutdown_timeout = \"2s\"");
     eventually("limits written", || h.fake.limit(&ids.alice) == 24 * M).await;
     h.fake.add_fault(jellydemon::sim::fake::Fault {
         method: None,
@@ -457,12 +438,10 @@ async fn sigterm_with_jellyfin_down_exits_in_bounded_time_and_keeps_the_ledger()
         skip: 0,
         kind: jellydemon::sim::fake::FaultKind::Hang,
     });
-    signal(&child, "-TERM");
-    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits in bounded time although Jellyfin hangs")
-        .unwrap();
-    assert_eq!(status.code(), Some(6), "not everything could be restored");
+    child.signal(Signal::TERM);
+    // It exits in bounded time although Jellyfin hangs.
+    let out = child.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.code, 6, "not everything could be restored");
     assert_eq!(
         h.ledger().original(&UserId::new(&ids.alice)),
         Some(0),
@@ -483,9 +462,10 @@ async fn sigkill_then_restart_loses_nothing() {
     let h = Harness::start(fake, "", "").await;
     for round in 0..3 {
         // Slow writes so the kill lands in the middle of them.
-        let mut child = spawn_binary(&h, "max_writes_per_second = 2");
+        let child = spawn_binary(&h, "max_writes_per_second = 2");
         eventually("some write", || h.fake.policy_posts().len() > round).await;
-        child.kill().await.unwrap(); // SIGKILL
+        child.signal(Signal::KILL);
+        child.wait(Duration::from_secs(10)).await;
         // Streams change while it is down.
         if round == 1 {
             let s = h
@@ -495,11 +475,11 @@ async fn sigkill_then_restart_loses_nothing() {
                 .start_playback(&s, Playback::direct("x", Some(9 * M), None));
         }
     }
-    let mut child = spawn_binary(&h, "");
+    let child = spawn_binary(&h, "");
     d_settle(&h).await;
-    signal(&child, "-TERM");
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0));
+    child.signal(Signal::TERM);
+    let out = child.wait(Duration::from_secs(20)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     crate::common::assert_originals(&h.fake, &originals);
 }
 
@@ -665,17 +645,12 @@ async fn a_busy_port_is_exit_7_for_run_and_demo() {
         vec!["run"],
         vec!["demo", "--listen", &addr, "--duration-secs", "1"],
     ] {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-            .arg("--config")
-            .arg(&h.config_path)
-            .args(&args)
+        let out = Bin::with_config(&h.config_path, &args)
             .env("JELLYDEMON_DAEMON__LISTEN", &addr)
-            .env_remove("RUST_LOG")
             .output()
-            .await
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(7), "{args:?}: {err}");
+            .await;
+        let err = out.stderr;
+        assert_eq!(out.code, 7, "{args:?}: {err}");
         assert!(
             err.contains(&format!("cannot listen on {addr}")),
             "{args:?}: {err}"

@@ -3,9 +3,11 @@
 //! house too, a simulated torrent client given what the streams leave), and restores every
 //! original when it ends.
 
+use crate::common::bin::Bin;
+
 #[tokio::test]
 async fn the_demo_runs_prints_decisions_and_restores() {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
+    let out = Bin::new()
         .args([
             "demo",
             "--listen",
@@ -15,13 +17,10 @@ async fn the_demo_runs_prints_decisions_and_restores() {
             "--duration-secs",
             "7",
         ])
-        .env_remove("RUST_LOG")
         .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        .await;
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 0, "{stdout}\n{stderr}");
     for needle in [
         "Status page: http://127.0.0.1:",
         "▶ alice starts",

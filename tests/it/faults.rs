@@ -165,16 +165,12 @@ async fn the_daemon_refuses_a_corrupt_or_truncated_state_file_and_starts_without
         ("not json at all", Some(4)),
     ] {
         std::fs::write(&h.state_path, content).unwrap();
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-            .arg("--config")
-            .arg(&h.config_path)
-            .args(["run"])
+        let out = crate::common::bin::Bin::with_config(&h.config_path, &["run"])
             .env("JELLYDEMON_DAEMON__LISTEN", "127.0.0.1:0")
             .output()
-            .await
-            .unwrap();
-        assert_eq!(out.status.code(), code, "{content:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+            .await;
+        assert_eq!(Some(out.code), code, "{content:?}");
+        let err = out.stderr;
         assert!(err.contains("corrupt"), "{err}");
         assert_eq!(
             std::fs::read_to_string(&h.state_path).unwrap(),
@@ -227,7 +223,7 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     for round in 0..rounds {
-        let mut child = spawn();
+        let child = spawn();
         // Change who streams, so every round has writes to do.
         for _ in 0..3 {
             let u = &users[(next() % 30) as usize];
@@ -251,15 +247,15 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         while h.fake.policy_posts().len() < target && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        child.kill().await.unwrap(); // SIGKILL
-        let _ = child.wait().await;
+        child.signal(rustix::process::Signal::KILL);
+        child.wait(Duration::from_secs(10)).await;
         assert!(
             jellydemon::ledger::Ledger::open(&h.state_path).is_ok(),
             "round {round}: the state file is always readable"
         );
     }
     // Restart once more, let it converge, then stop it the normal way.
-    let mut child = spawn();
+    let child = spawn();
     let mut last = usize::MAX;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -269,12 +265,8 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         }
         last = n;
     }
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    child.signal(rustix::process::Signal::TERM);
+    assert_eq!(child.wait(Duration::from_secs(30)).await.code, 0);
     assert_originals(&h.fake, &originals);
 }
 

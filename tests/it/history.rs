@@ -88,10 +88,10 @@ async fn a_daemon_killed_while_it_writes_leaves_a_database_that_opens() {
     )
     .await;
     let db = h.dir.path().join("history.sqlite");
-    let mut child = spawn_run(&h.config_path);
+    let child = spawn_run(&h.config_path);
     eventually("rows written", || db.exists() && rows(&db, "samples") >= 1).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    child.signal(rustix::process::Signal::KILL);
+    child.wait(std::time::Duration::from_secs(10)).await;
     // Opened for writing as the next daemon does: nothing moved aside, the rows are there.
     let (store, note) = jellydemon::history::Store::open(&db).unwrap();
     assert_eq!(note, None);

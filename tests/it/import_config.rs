@@ -14,20 +14,12 @@ const EXAMPLE: &str = include_str!("../python-jellydemon/config.example.yml");
 
 /// Run `jellydemon --config <config> <args>` with `env` set for the child only.
 async fn run(config: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut bin = crate::common::bin::Bin::with_config(config, args);
+    for (k, v) in env {
+        bin = bin.env(k, v);
+    }
+    let out = bin.output().await;
+    (out.code, out.stdout, out.stderr)
 }
 
 #[tokio::test]

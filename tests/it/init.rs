@@ -4,36 +4,20 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::common::KEY;
+use crate::common::bin::Bin;
 use jellydemon::config::{Mode, Settings};
 use jellydemon::sim::fake::FakeJellyfin;
 
 /// Run `jellydemon --config <config> init <args>` with `stdin` piped in.
 async fn init(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(config)
-        .arg("init")
+    let out = Bin::with_config(config, &["init"])
         .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .stdin(stdin)
+        .output()
+        .await;
+    (out.code, out.stdout, out.stderr)
 }
 
 fn mode(path: &Path) -> u32 {

@@ -7,13 +7,7 @@ use std::time::Duration;
 
 use crate::common::{Harness, KEY, M, assert_originals, limits_now};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
-use rustix::process::{Pid, Signal, kill_process};
-use tokio::process::Child;
-
-fn signal(child: &Child, sig: Signal) {
-    let pid = Pid::from_raw(child.id().expect("running") as i32).expect("a pid");
-    kill_process(pid, sig).expect("signal sent");
-}
+use rustix::process::Signal;
 
 /// Wait until the fake has applied every write it holds (each within 3 s of arriving).
 async fn settled(fake: &FakeJellyfin) {
@@ -63,7 +57,7 @@ async fn no_original_is_lost_to_a_write_applied_late() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
     for round in 0..rounds {
-        let mut child = spawn();
+        let child = spawn();
         for _ in 0..3 {
             let u = &users[(next() % users.len() as u64) as usize];
             let s = h
@@ -88,19 +82,15 @@ async fn no_original_is_lost_to_a_write_applied_late() {
         let how = next() % 3;
         if how == 0 {
             // SIGTERM: the restoring shutdown must leave every original for good.
-            signal(&child, Signal::TERM);
-            let code = child.wait().await.unwrap().code();
+            child.signal(Signal::TERM);
+            let code = child.wait(Duration::from_secs(30)).await.code;
             settled(&h.fake).await;
-            assert_eq!(
-                code,
-                Some(0),
-                "round {round}: the shutdown restored everything"
-            );
+            assert_eq!(code, 0, "round {round}: the shutdown restored everything");
             assert_originals(&h.fake, &originals);
             assert!(h.ledger().is_empty(), "round {round}: emptied");
         } else {
-            child.kill().await.unwrap(); // SIGKILL
-            let _ = child.wait().await;
+            child.signal(Signal::KILL);
+            child.wait(Duration::from_secs(10)).await;
             if how == 1 {
                 // `restore` waits until the write in flight can no longer land.
                 let (code, out, err) = h.cli(&["restore"]).await;
@@ -113,10 +103,10 @@ async fn no_original_is_lost_to_a_write_applied_late() {
         }
     }
     // A last start on whatever is left, then the restoring stop.
-    let mut child = spawn();
+    let child = spawn();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    signal(&child, Signal::TERM);
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    child.signal(Signal::TERM);
+    assert_eq!(child.wait(Duration::from_secs(30)).await.code, 0);
     settled(&h.fake).await;
     assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());

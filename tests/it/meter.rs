@@ -586,16 +586,11 @@ async fn on_the_gateway_the_capacity_is_the_cake_qdiscs_bandwidth() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(&h.config_path)
-        .arg("check")
+    let out = crate::common::bin::Bin::with_config(&h.config_path, &["check"])
         .env("PATH", &path)
-        .env_remove("RUST_LOG")
         .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .await;
+    let stdout = out.stdout;
     assert!(
         stdout.contains("capacity: 38 Mbps, the upload rate of the router's cake qdisc on lo"),
         "{stdout}"

@@ -358,17 +358,10 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
     .await;
     // The in-process daemon shares this test binary's anonymizer only if one is installed;
     // the real binary is what users run, so run it.
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(&h.config_path)
-        .arg("run")
+    let child = crate::common::bin::Bin::with_config(&h.config_path, &["run"])
         .env("JELLYDEMON_DAEMON__LISTEN", "127.0.0.1:0")
         .env("JELLYDEMON_DAEMON__POLL_INTERVAL", "1s")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     eventually("started", || {
         good.titles().iter().any(|t| t == "jellydemon started")
     })
@@ -388,12 +381,9 @@ async fn a_hand_change_names_the_user_as_an_alias_when_anonymizing() {
         body["message"].as_str().unwrap().contains("to 7 Mbps"),
         "{text}"
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    child.signal(rustix::process::Signal::TERM);
+    let out = child.wait(Duration::from_secs(30)).await;
+    let log = out.stderr;
     assert!(
         !log.contains(&good_url),
         "the webhook URL is a secret: {log}"

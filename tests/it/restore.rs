@@ -72,14 +72,9 @@ async fn a_pass_killed_half_way_loses_nothing() {
                 skip,
                 kind,
             });
-            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-                .arg("--config")
-                .arg(&h.config_path)
-                .args(["reconcile", "--once"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let child =
+                crate::common::bin::Bin::with_config(&h.config_path, &["reconcile", "--once"])
+                    .spawn();
             let posts = || {
                 h.fake
                     .requests()
@@ -95,7 +90,8 @@ async fn a_pass_killed_half_way_loses_nothing() {
                 );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            child.kill().await.unwrap(); // SIGKILL
+            child.signal(rustix::process::Signal::KILL);
+            child.wait(Duration::from_secs(10)).await;
             h.fake.clear_faults();
 
             // The next pass must not take a value jellydemon wrote for an original.

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::common::bin::{Bin, Running};
 use crate::common::{Harness, KEY, M, eventually};
 use jellydemon::ids::UserId;
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rustix::process::Signal;
 
 /// Two users; alice streams from outside, so the daemon lowers bob's limit at start.
 fn household(fake: &FakeJellyfin) -> (String, String) {
@@ -21,11 +22,7 @@ fn household(fake: &FakeJellyfin) -> (String, String) {
 
 /// The real binary, `jellydemon run` with JSON logs and `daemon` lines, optionally under a
 /// lower open-file limit; returns it and the address it listens on.
-async fn spawn(
-    h: &Harness,
-    daemon: &str,
-    nofile: Option<u32>,
-) -> (tokio::process::Child, SocketAddr) {
+async fn spawn(h: &Harness, daemon: &str, nofile: Option<u32>) -> (Running, SocketAddr) {
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     let path = h.dir.path().join("daemon.toml");
     std::fs::write(
@@ -36,53 +33,20 @@ async fn spawn(
         ),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_jellydemon");
-    let mut cmd = match nofile {
-        Some(n) => {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c")
-                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                .arg(bin);
-            c
-        }
-        None => tokio::process::Command::new(bin),
+    let bin = match nofile {
+        Some(n) => Bin::after_shell(&format!("ulimit -n {n}")),
+        None => Bin::new(),
     };
-    let mut child = cmd
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(listen) = v["fields"]["listen"].as_str() {
-                return listen.parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("the daemon ended before listening");
-    })
-    .await
-    .expect("the daemon logs where it listens");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let child = bin.arg("--config").arg(&path).arg("run").spawn();
+    let listen = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        v["fields"]["listen"].as_str().map(str::to_string)
+    };
+    let line = child
+        .line("where the daemon listens", |l| listen(l).is_some())
+        .await;
+    let addr = listen(&line).unwrap().parse::<SocketAddr>().unwrap();
     (child, addr)
-}
-
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 /// With the listener under attack, `/healthz` still answers, and a webhook telling that
@@ -142,7 +106,7 @@ async fn a_half_sent_request_cannot_hold_up_the_restore() {
     let (_alice, bob) = household(&fake);
     let originals = crate::common::limits_now(&fake);
     let h = Harness::start(fake, "", "").await;
-    let (mut child, addr) = spawn(&h, "shutdown_timeout = \"10s\"", None).await;
+    let (child, addr) = spawn(&h, "shutdown_timeout = \"10s\"", None).await;
     eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
 
     // Headers never finished, and a body that never comes.
@@ -158,12 +122,10 @@ async fn a_half_sent_request_cannot_hold_up_the_restore() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits within the shutdown timeout")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "every original restored");
+    child.signal(Signal::TERM);
+    // It exits within the shutdown timeout.
+    let out = child.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.code, 0, "every original restored");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the clients delayed the exit by {:?}",
@@ -183,7 +145,7 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
     let h = Harness::start(fake, "", "").await;
     // 256 open files for everything (systemd's default soft limit is 1024), at most 64
     // connections; the idle ones hold the daemon for 30 s unless it makes room.
-    let (mut child, addr) = spawn(
+    let (child, addr) = spawn(
         &h,
         "http_max_connections = 64\nhttp_header_timeout = \"30s\"\nwebhook_token = \"0123456789abcdef0123\"",
         Some(256),
@@ -199,12 +161,9 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
     still_serves_health_and_a_webhook(&h, addr, "0123456789abcdef0123", &carol).await;
     let _ = alice;
     drop(idle);
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    child.signal(Signal::TERM);
+    let out = child.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,19 +383,13 @@ async fn run_with_umask_000(h: &Harness, args: &[&str]) -> i32 {
         ),
     )
     .unwrap();
-    tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("umask 000 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_jellydemon"))
+    Bin::after_shell("umask 000")
         .arg("--config")
         .arg(&path)
         .args(args)
         .output()
         .await
-        .unwrap()
-        .status
-        .code()
-        .unwrap_or(-1)
+        .code
 }
 
 #[tokio::test]
@@ -480,7 +433,7 @@ async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_
     // The default connection cap (256) under a limit of 256 open files: the daemon must fit
     // its connections under the limit itself. Idle and half-sent requests are not timed out
     // during the test.
-    let (mut child, addr) = spawn(
+    let (child, addr) = spawn(
         &h,
         &format!(
             "http_header_timeout = \"60s\"\nhttp_request_timeout = \"60s\"\n\
@@ -513,12 +466,10 @@ async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_
     still_serves_health_and_a_webhook(&h, addr, token, &carol).await;
 
     // The restore at SIGTERM has the files it needs, with every connection still open.
-    sigterm(&child);
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits within the shutdown timeout")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "every original restored");
+    child.signal(Signal::TERM);
+    // It exits within the shutdown timeout.
+    let out = child.wait(Duration::from_secs(15)).await;
+    assert_eq!(out.code, 0, "every original restored");
     crate::common::assert_originals(&h.fake, &originals);
     assert!(h.ledger().is_empty());
     let _ = alice;
@@ -530,18 +481,13 @@ async fn check_says_when_the_open_file_limit_is_low() {
     let fake = FakeJellyfin::new(KEY);
     household(&fake);
     let h = Harness::start(fake, "", "").await;
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_jellydemon"))
+    let out = Bin::after_shell("ulimit -n 256")
         .arg("--config")
         .arg(&h.config_path)
         .arg("check")
-        .env_remove("RUST_LOG")
         .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+        .await;
+    let text = out.stdout;
     assert!(
         text.contains("the open-file limit here is 256")
             && text.contains("serves at most 192 connections"),
@@ -651,18 +597,9 @@ async fn symlinks_planted_in_the_state_directory_are_never_followed() {
         format!("{text}\n[logging]\nfile = \"{}\"\n", log.display()),
     )
     .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("reconcile")
-        .output()
-        .await
-        .unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot open log file"),
-        "{out:?}"
-    );
+    let out = Bin::with_config(&cfg, &["reconcile"]).output().await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("cannot open log file"), "{out:?}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     // Temp file names are random (src/files.rs tests a planted one).
 }

@@ -10,20 +10,11 @@ use jellydemon::sim::fake::{FakeJellyfin, Playback};
 
 /// The real binary with `args`, the config, and `daemon.listen` on port 0.
 async fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
+    let out = crate::common::bin::Bin::with_config(config, args)
         .env("JELLYDEMON_DAEMON__LISTEN", "127.0.0.1:0")
-        .env_remove("RUST_LOG")
         .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .await;
+    (out.code, out.stdout, out.stderr)
 }
 
 fn streaming() -> FakeJellyfin {

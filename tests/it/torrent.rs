@@ -14,7 +14,7 @@ use crate::common::torrent::{Kind, PASS, Torrent, streaming_house};
 use crate::common::{Harness, M};
 use jellydemon::downloader::{Downloader, Mode, Reading};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 
 const QBIT_35: i64 = 4272 * 1024;
 const TRANSMISSION_35: i64 = 4375;
@@ -310,14 +310,13 @@ async fn after_a_sigkill_the_next_start_and_restore_put_the_originals_back() {
     let cfg = std::fs::read_to_string(&h.config_path).unwrap()
         + "\n[daemon]\nlisten = \"127.0.0.1:0\"\npoll_interval = \"1s\"\n";
     std::fs::write(&h.config_path, cfg).unwrap();
-    let mut run = crate::common::spawn_run(&h.config_path);
+    let run = crate::common::spawn_run(&h.config_path);
     reading_until(&mut c, "the limit set", |r| {
         r.value("up_limit") == Some(QBIT_35)
     })
     .await;
-    let pid = Pid::from_raw(run.id().unwrap() as i32).unwrap();
-    kill_process(pid, Signal::KILL).unwrap();
-    run.wait().await.unwrap();
+    run.signal(Signal::KILL);
+    run.wait(Duration::from_secs(10)).await;
     // The limit stays; the ledger knows the original.
     assert_eq!(c.read().await.unwrap().value("up_limit"), Some(QBIT_35));
     assert_eq!(
@@ -325,11 +324,12 @@ async fn after_a_sigkill_the_next_start_and_restore_put_the_originals_back() {
         100 * 1024
     );
     // The next start manages it as its own, and its stop puts the original back.
-    let mut run = crate::common::spawn_run(&h.config_path);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pid = Pid::from_raw(run.id().unwrap() as i32).unwrap();
-    kill_process(pid, Signal::TERM).unwrap();
-    assert!(run.wait().await.unwrap().success());
+    let run = crate::common::spawn_run(&h.config_path);
+    // Its first plan has set the limit (again) when it says so.
+    run.line("the first plan", |l| l.contains("recomputed"))
+        .await;
+    run.signal(Signal::TERM);
+    assert_eq!(run.wait(Duration::from_secs(30)).await.code, 0);
     assert_eq!(c.read().await.unwrap().values, originals(Kind::Qbittorrent));
     assert_eq!(h.ledger().settings().count(), 0);
 }

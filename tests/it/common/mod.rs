@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a fake Jellyfin on an ephemeral port, a config
 //! file in a temp dir, and validation against the official OpenAPI specs.
 
+pub mod bin;
 pub mod cdp;
 pub mod openapi;
 pub mod torrent;
@@ -104,19 +105,10 @@ file = "{}"
     /// Run the real binary with `args` (the config is passed) and return (exit code, stdout,
     /// stderr).
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env_remove("RUST_LOG")
+        let out = bin::Bin::with_config(&self.config_path, args)
             .output()
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .await;
+        (out.code, out.stdout, out.stderr)
     }
 }
 
@@ -428,16 +420,7 @@ impl Rng {
     }
 }
 
-/// `jellydemon --config <config> run` as a child with its output dropped, killed if the
-/// test ends first.
-pub fn spawn_run(config: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_jellydemon"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+/// `jellydemon --config <config> run`, its output collected, killed if the test ends first.
+pub fn spawn_run(config: &std::path::Path) -> bin::Running {
+    bin::Bin::with_config(config, &["run"]).spawn()
 }
