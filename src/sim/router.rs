@@ -28,6 +28,8 @@ struct Inner {
     /// The valid session, if any.
     session: Mutex<Option<String>>,
     logins: AtomicU64,
+    /// Counter readings answered.
+    readings: AtomicU64,
     /// The WAN's layer-3 device ("pppoe-wan"; a redial makes it another).
     l3_device: Mutex<String>,
     /// bits/s sent on the WAN now.
@@ -49,6 +51,7 @@ impl FakeRouter {
                 password: password.into(),
                 session: Mutex::new(None),
                 logins: AtomicU64::new(0),
+                readings: AtomicU64::new(0),
                 l3_device: Mutex::new("pppoe-wan".into()),
                 rate_bps: AtomicU64::new(0),
                 counter: Mutex::new((1e9, Instant::now())),
@@ -105,6 +108,16 @@ impl FakeRouter {
         self.inner.logins.load(Ordering::SeqCst)
     }
 
+    fn read_counter(&self) -> u64 {
+        self.inner.readings.fetch_add(1, Ordering::SeqCst);
+        self.advance()
+    }
+
+    /// Counter readings answered so far (each meter reading is one).
+    pub fn readings(&self) -> u64 {
+        self.inner.readings.load(Ordering::SeqCst)
+    }
+
     fn advance(&self) -> u64 {
         let mut c = lock(&self.inner.counter);
         let now = Instant::now();
@@ -151,7 +164,7 @@ async fn ubus(State(r): State<FakeRouter>, Json(body): Json<Value>) -> Response 
             reply(json!([0, {"up": true, "l3_device": dev, "device": "eth1"}])).into_response()
         }
         ("network.device", "status") if args["name"] == dev.as_str() => reply(json!([0, {
-            "up": true, "statistics": {"tx_bytes": r.advance(), "rx_bytes": 5}
+            "up": true, "statistics": {"tx_bytes": r.read_counter(), "rx_bytes": 5}
         }]))
         .into_response(),
         ("uci", "get") if args["config"] == "sqm" => match *lock(&r.inner.sqm_upload_kbit) {

@@ -651,8 +651,9 @@ async fn the_torrent_clients_upload_is_not_the_rest_of_the_house() {
             .is_some_and(|r| r > 40 * M as u64)
     })
     .await;
-    // Several meter readings while it seeds.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // Several meter readings while it seeds (long enough for its rise and fall windows).
+    let read = rpcd.readings();
+    crate::common::eventually("eight more meter readings", || rpcd.readings() >= read + 8).await;
     let s = d.state().await;
     assert!(
         s["budget_bps"].as_u64().unwrap() >= 52 * M as u64,

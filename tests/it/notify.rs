@@ -312,7 +312,12 @@ async fn an_overload_is_told_once_each_way_and_a_hanging_target_delays_nothing()
             .any(|t| t == "✓ Upload no longer overloaded")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One more plan after the clearing: it sends nothing more.
+    let plans = d.state().await["poll"]["recomputes"].as_u64().unwrap();
+    let (id, s) = &streams[0];
+    d.hook(&event("PlaybackStop", id, s)).await;
+    d.wait_for(|s| s["poll"]["recomputes"].as_u64().unwrap() > plans)
+        .await;
     let titles = good.titles();
     assert_eq!(
         titles,

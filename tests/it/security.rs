@@ -110,6 +110,7 @@ async fn a_half_sent_request_cannot_hold_up_the_restore() {
     eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
 
     // Headers never finished, and a body that never comes.
+    let files = child.open_files();
     let mut headers = TcpStream::connect(addr).unwrap();
     headers
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -119,7 +120,7 @@ async fn a_half_sent_request_cannot_hold_up_the_restore() {
         b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{",
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.holding_files(files + 2).await;
 
     let started = Instant::now();
     child.signal(Signal::TERM);
@@ -153,10 +154,12 @@ async fn idle_connections_cannot_exhaust_the_daemon() {
     .await;
     eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
 
+    let files = child.open_files();
     let idle: Vec<TcpStream> = (0..1_100)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The daemon holds as many as its cap allows.
+    child.holding_files(files + 64).await;
 
     still_serves_health_and_a_webhook(&h, addr, "0123456789abcdef0123", &carol).await;
     let _ = alice;
@@ -444,6 +447,7 @@ async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_
     .await;
     eventually("bob lowered", || h.fake.limit(&bob) == 23 * M).await;
 
+    let files = child.open_files();
     let mut held: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
@@ -461,7 +465,8 @@ async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_
         );
         held.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The daemon is full: near its cap of 192 (256 files less the 64 it keeps).
+    child.holding_files(files + 150).await;
 
     still_serves_health_and_a_webhook(&h, addr, token, &carol).await;
 

@@ -260,8 +260,10 @@ async fn a_wrong_password_is_tried_once_per_backoff_and_jellyfin_is_still_manage
     assert!(!error.contains("not-the-password"), "{error}");
     // Jellyfin's limits are managed as ever.
     crate::common::eventually("alice's limit written", || h.fake.limit(&alice) > 0).await;
-    // Four seconds of polls and plans: one login tried, not one a second.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Four more polls and plans: one login tried, not one a second.
+    let polls = s["poll"]["polls"].as_u64().unwrap();
+    d.wait_for(|s| s["poll"]["polls"].as_u64().unwrap() >= polls + 4)
+        .await;
     let failed = t.failed_logins();
     assert!(
         (1..=1).contains(&failed),

@@ -178,6 +178,27 @@ impl Running {
         kill_process(pid, sig).expect("the signal is sent");
     }
 
+    /// How many files it holds open now (its sockets among them).
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Wait (at most 10 s) until it holds at least `n` open files: the connections a test
+    /// made are in its hands, not in the kernel's backlog.
+    pub async fn holding_files(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.open_files() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "it holds {} open files, never {n}",
+                self.open_files()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// What it wrote to its standard error so far.
     pub fn stderr(&self) -> String {
         self.printed.out.lock().unwrap().1.clone()
