@@ -1,0 +1,142 @@
+use super::*;
+
+#[test]
+fn secrets_are_removed_from_the_configuration_and_the_environment() {
+    let text = r#"
+# a comment quoting the key 0123456789abcdef
+[jellyfin]
+url = "http://admin:hunter2@jellyfin:8096"
+api_key = "0123456789abcdef"
+api_key_file = "api_key"
+[daemon]
+webhook_token = "hook-secret"
+status_token = "status-secret"
+[[notify]]
+kind = "ntfy"
+topic = "my-private-topic"
+[[notify]]
+kind = "discord"
+url = "https://discord.com/api/webhooks/1/discord-secret"
+[[notify]]
+kind = "webhook"
+url = "https://ha.example/x"
+headers = { Authorization = "Bearer ha-secret" }
+"#;
+    let out = redact_config(text);
+    for secret in [
+        "0123456789abcdef",
+        "hook-secret",
+        "status-secret",
+        "hunter2",
+        "my-private-topic",
+        "discord-secret",
+        "ha-secret",
+    ] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+    assert!(out.contains("api_key_file = \"api_key\""), "{out}");
+    assert!(out.contains("http://***@jellyfin:8096"), "{out}");
+    assert!(out.contains("webhook_token = \"(removed)\""), "{out}");
+
+    assert!(redact_config("api_key = \"x").starts_with("(not shown"));
+
+    let env = redact_env([
+        ("JELLYDEMON_JELLYFIN__API_KEY".into(), "k3y".into()),
+        ("JELLYDEMON_BANDWIDTH__ALGORITHM".into(), "demand".into()),
+        (
+            "JELLYDEMON_JELLYFIN__API_KEY_FILE".into(),
+            "/run/secrets/k".into(),
+        ),
+        ("HOME".into(), "/root".into()),
+    ]);
+    assert_eq!(
+        env,
+        [
+            "JELLYDEMON_BANDWIDTH__ALGORITHM=demand",
+            "JELLYDEMON_JELLYFIN__API_KEY=(removed)",
+            "JELLYDEMON_JELLYFIN__API_KEY_FILE=/run/secrets/k",
+        ]
+    );
+}
+
+#[test]
+fn the_tail_of_a_log_is_bounded() {
+    let text = (1..=10).map(|i| format!("line {i}\n")).collect::<String>();
+    assert_eq!(
+        tail(text.as_bytes(), 3).unwrap(),
+        ["line 8", "line 9", "line 10"]
+    );
+    assert_eq!(tail(text.as_bytes(), 0).unwrap(), Vec::<String>::new());
+    assert_eq!(tail("no newline".as_bytes(), 5).unwrap(), ["no newline"]);
+    let long = format!("{}\nshort\n", "x".repeat(3 * MAX_LINE));
+    let lines = tail(long.as_bytes(), 5).unwrap();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].ends_with("(cut)") && lines[0].len() < MAX_LINE + 10);
+    assert_eq!(lines[1], "short");
+    assert_eq!(tail(&b"caf\xe9\n"[..], 1).unwrap(), ["caf\u{fffd}"]);
+}
+
+#[test]
+fn colours_and_ids_are_taken_out() {
+    assert_eq!(
+        strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ok"),
+        "2026  INFO ok"
+    );
+    let known =
+        |s: &str| (s == "4f1c2d3e000011112222333344445555").then(|| "UserId-001".to_string());
+    assert_eq!(
+        redact_guids(
+            "user 4f1c2d3e-0000-1111-2222-333344445555 item AABBCCDDEEFF00112233445566778899 x",
+            known
+        ),
+        "user UserId-001 item (id) x"
+    );
+    // Not a GUID: too short, too long, or glued to a word.
+    let keep =
+        "abc 4f1c2d3e00001111 4f1c2d3e0000111122223333444455556 x4f1c2d3e000011112222333344445555";
+    assert_eq!(redact_guids(keep, |_| None), keep);
+}
+
+#[test]
+fn the_daemon_state_reads_as_text() {
+    let state = serde_json::json!({
+        "version": "0.1.0", "mode": "webhook", "dry_run": false, "uptime_seconds": 60,
+        "budget_bps": 90_000_000u64,
+        "poll": {"polls": 3, "recomputes": 4, "last_ok_age_seconds": 12.3,
+                 "consecutive_failures": 0, "last_error": null},
+        "events": {"PlaybackStart": 2}, "writes": {"written": 1},
+        "overrides": [{"what": "pinned at 10 Mbps", "user": "User-002", "by": "page",
+                       "at_unix": 0, "until_unix": null}],
+        "recent": [{"t": 0, "trigger": "webhook", "changes": 1, "summary": "User-001 -> 20 Mbps"}],
+        "last_decision": {"users": []},
+        "budget": {"cause": "90 Mbps; plex streams 20 Mbps outside the house, which leaves 70 Mbps",
+                   "source": "static",
+                   "servers": [{"name": "plex", "up": true, "remote_streams": 1}]}
+    });
+    let text = render_daemon_state(&state);
+    assert!(
+        text.contains(
+            "budget: 90 Mbps; plex streams 20 Mbps outside the house, which leaves 70 Mbps (static)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("other media servers:\n  {\"name\":\"plex\""),
+        "{text}"
+    );
+    assert!(text.contains("mode webhook, dry run false"), "{text}");
+    assert!(text.contains("last error: -"), "{text}");
+    assert!(text.contains("last success 12 s ago"), "{text}");
+    assert!(
+        text.contains("1970-01-01T00:00:00Z webhook, 1 change: User-001 -> 20 Mbps"),
+        "{text}"
+    );
+    assert!(text.contains("\"users\": []"), "{text}");
+    assert!(
+        text.contains(
+            "the owner's overrides:\n  pinned at 10 Mbps: User-002 (by page, until cleared)\n"
+        ),
+        "{text}"
+    );
+    assert!(render_daemon_state(&serde_json::json!({})).contains("(none yet)"));
+}

@@ -1,0 +1,89 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+    [jellyfin]
+    url = "http://127.0.0.1:8096"
+    api_key = "0123456789abcdef0123456789abcdef"
+    [bandwidth]
+    total_upload_mbps = 100
+    reserved_mbps = 10
+"#;
+
+#[test]
+fn minimal_config_gets_sane_defaults() {
+    let s = Settings::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(s.bandwidth.algorithm, Algorithm::Equal);
+    assert_eq!(s.jellyfin.timeout, Duration::from_secs(10));
+    assert_eq!(
+        s.network.internal_ranges().unwrap(),
+        InternalRanges::FromJellyfin
+    );
+    let b = s.budget();
+    assert_eq!(b.budget_bps, 90_000_000);
+    assert_eq!(b.min_per_user_bps, 2_000_000);
+    assert_eq!(b.max_per_user_bps, None);
+    assert_eq!(b.step_bps, 500_000);
+}
+
+#[test]
+fn debug_output_hides_the_api_key() {
+    let s = Settings::from_toml_str(MINIMAL).unwrap();
+    let dbg = format!("{s:?}");
+    assert!(!dbg.contains("0123456789abcdef"), "{dbg}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let toml = format!("{MINIMAL}\nbogus = 1\n");
+    let err = Settings::from_toml_str(&toml).unwrap_err().to_string();
+    assert!(err.contains("bandwidth.bogus"), "{err}");
+}
+
+#[test]
+fn fixed_ranges_parse_v4_and_v6() {
+    let toml = format!(
+        "{MINIMAL}\n[network]\ninternal_ranges = [\"10.0.0.0/8\", \"fd00::/8\", \"192.168.1.7\"]\n"
+    );
+    let s = Settings::from_toml_str(&toml).unwrap();
+    let InternalRanges::Fixed(nets) = s.network.internal_ranges().unwrap() else {
+        panic!("expected fixed ranges")
+    };
+    assert_eq!(nets.len(), 3);
+    assert_eq!(nets[2].to_string(), "192.168.1.7/32");
+}
+
+proptest::proptest! {
+    /// The loader never panics, whatever the file says: it loads or names the problem.
+    #[test]
+    fn loader_never_panics_on_arbitrary_text(text in "[\\PC\n]{0,300}") {
+        let _ = Settings::from_toml_str(&text);
+    }
+
+    /// Nor on a valid file with one line replaced by arbitrary `key = value` text.
+    #[test]
+    fn loader_never_panics_on_mutated_files(
+        line in 0usize..8,
+        key in "[a-z_]{1,20}",
+        value in "[\\PC]{0,40}",
+    ) {
+        let mut lines: Vec<String> = MINIMAL.lines().map(str::to_string).collect();
+        let i = line % lines.len();
+        lines[i] = format!("{key} = {value}");
+        let text = lines.join("\n");
+        if let Err(e) = Settings::from_toml_str(&text) {
+            proptest::prop_assert!(!e.to_string().is_empty());
+        }
+    }
+}
+
+#[test]
+fn priority_weight_by_name_then_role() {
+    let mut p = PrioritySettings {
+        admin_weight: 2.0,
+        ..Default::default()
+    };
+    p.users.insert("Alice".into(), 3.0);
+    assert_eq!(p.weight("alice", false), 3.0);
+    assert_eq!(p.weight("bob", true), 2.0);
+    assert_eq!(p.weight("carol", false), 1.0);
+}
