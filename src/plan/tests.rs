@@ -1,7 +1,9 @@
 use serde_json::{Value, json};
 
+use super::reasons::idle_sentence;
 use super::*;
 use crate::config::Settings;
+use crate::ids::UserName;
 use crate::ledger::Ledger;
 use crate::network::jellyfin_default_ranges;
 
