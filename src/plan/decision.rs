@@ -307,7 +307,7 @@ pub struct Plan {
     /// The video transcodes the server runs now (local ones too), for learning its capacity.
     pub server_transcodes: transcode::Sample,
     /// When to plan again although nothing happens: a stream held low whose push cooldown
-    /// ends then (on the clock of the [`Memory`]).
+    /// ends then (on the clock of the [`Memory`](super::Memory)).
     pub wake_at: Option<Duration>,
     /// Active users first, then idle, then released.
     pub decisions: Vec<Decision>,

@@ -6,7 +6,8 @@ use crate::jellyfin::Session;
 use crate::allocate::Claimant;
 use crate::ids::SessionId;
 
-use super::{Active, Context, TranscodeLoad, forces_transcode, rule, transcode};
+use super::active::forces_transcode;
+use super::{Active, Context, TranscodeLoad, rule, transcode};
 
 /// What the transcode step decided, for the reasons and warnings.
 pub(super) struct Transcodes {
