@@ -1,14 +1,15 @@
 //! Steps 2, 4 and 5 for the users streaming from outside: which streams ignore limits, the
 //! rates held, each active user's limit and its streams' pushes; and the pinned users.
 
+use crate::ids::ClientAddr;
+use crate::jellyfin::User;
+use crate::units::fmt_mbps;
+
 use super::{
     Active, Context, Decision, Direction, Held, PUSH_SETTLE, Push, Role, STOP_GRACE, Stream,
     StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, active_reason, effective,
     kept, quantize_keeping, rule, transcode,
 };
-use crate::ids::ClientAddr;
-use crate::jellyfin::User;
-use crate::units::fmt_mbps;
 
 /// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
 /// had lately) says about a stream: does its client ignore limits, is a push on its way, when

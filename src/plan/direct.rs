@@ -1,10 +1,9 @@
 //! The transcode step (`[transcoding] capacity`): which active users get their whole demand
 //! so that their streams play direct, and the server's transcodes the plan leaves.
 
-use crate::jellyfin::Session;
-
 use crate::allocate::Claimant;
 use crate::ids::SessionId;
+use crate::jellyfin::Session;
 
 use super::active::forces_transcode;
 use super::{Active, Context, TranscodeLoad, rule, transcode};

@@ -1,15 +1,17 @@
 //! Steps 6 and 7: every idle managed user at the join share, and the users jellydemon changed
 //! that it no longer manages given their original back.
 
-use super::{Active, Context, Decision, Held, Role, ceiling_label, kept, pinned_decisions, rule};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
 use crate::allocate;
 use crate::allocate::Claimant;
 use crate::config::MAX_JELLYFIN_LIMIT_BPS;
 use crate::ids::UserId;
 use crate::jellyfin::User;
 use crate::units::fmt_mbps;
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+
+use super::{Active, Context, Decision, Held, Role, ceiling_label, kept, pinned_decisions, rule};
 
 /// Step 6: every idle managed user at the join share, `max(floor, min(fair share with one
 /// more claimant, budget - Σ h))`, beside what the streams will hold once the newcomer is

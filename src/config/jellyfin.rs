@@ -1,0 +1,105 @@
+//! `[jellyfin]` (where the server is, its API key) and `[network]` (which addresses are
+//! inside the house).
+
+use std::time::Duration;
+
+use figment::value::magic::RelativePathBuf;
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::network;
+
+use super::{ConfigError, invalid};
+
+/// `[jellyfin]`: where the server is and how to authenticate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JellyfinSettings {
+    /// Base URL, including a base path such as `/jellyfin` when Jellyfin is served under one.
+    pub url: String,
+    /// The API key (Dashboard -> API Keys). Prefer `api_key_file` outside of tests.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// A file holding the API key (systemd credentials, Docker secrets). Surrounding whitespace
+    /// is ignored. A relative path is relative to the configuration file's directory.
+    #[serde(default)]
+    pub api_key_file: Option<RelativePathBuf>,
+    /// Upper bound for one HTTP request to Jellyfin, so a hung server cannot stall a pass.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+pub(super) fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `internal_ranges`: either the word `"jellyfin"` or a list of CIDRs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected \"jellyfin\" or a list of networks such as [\"192.168.1.0/24\"]"
+)]
+pub enum InternalRangesSetting {
+    /// `"jellyfin"`: import Jellyfin's own ranges.
+    Keyword(String),
+    /// CIDRs such as `192.168.1.0/24`.
+    List(Vec<String>),
+}
+
+impl Default for InternalRangesSetting {
+    fn default() -> Self {
+        InternalRangesSetting::Keyword("jellyfin".into())
+    }
+}
+
+/// Where the list of internal address ranges comes from, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InternalRanges {
+    /// Import Jellyfin's own `LocalNetworkSubnets`, so both sides agree on who is local.
+    FromJellyfin,
+    /// A fixed list from the configuration file.
+    Fixed(Vec<IpNet>),
+}
+
+/// `[network]`: who counts as local.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// `"jellyfin"` (default) or a list such as `["192.168.1.0/24", "fd00::/8"]`.
+    #[serde(default)]
+    pub internal_ranges: InternalRangesSetting,
+}
+
+impl NetworkSettings {
+    /// The validated form of `internal_ranges`.
+    pub fn internal_ranges(&self) -> Result<InternalRanges, ConfigError> {
+        const KEY: &str = "network.internal_ranges";
+        match &self.internal_ranges {
+            InternalRangesSetting::Keyword(word) if word.eq_ignore_ascii_case("jellyfin") => {
+                Ok(InternalRanges::FromJellyfin)
+            }
+            InternalRangesSetting::Keyword(word) => Err(invalid(
+                KEY,
+                format!("expected \"jellyfin\" or a list of CIDRs, got \"{word}\""),
+            )),
+            InternalRangesSetting::List(list) => {
+                let mut nets = Vec::with_capacity(list.len());
+                for item in list {
+                    nets.push(
+                        network::parse_cidr(item)
+                            .map_err(|e| invalid(KEY, format!("\"{item}\": {e}")))?,
+                    );
+                }
+                if nets.is_empty() {
+                    return Err(invalid(
+                        KEY,
+                        "the list is empty; every client would count as remote. Use \"jellyfin\" \
+                         to import Jellyfin's LAN setting",
+                    ));
+                }
+                Ok(InternalRanges::Fixed(nets))
+            }
+        }
+    }
+}
