@@ -672,36 +672,19 @@ pub struct Written {
 /// Write `c` as `config` (0644: no secret in it), the key to `api_key` and a new webhook
 /// secret to `webhook_token` beside it (0600). Refuses to overwrite any of them without
 /// `force`; checks all three before writing any.
-pub fn write(c: &Conversion, config: &std::path::Path, force: bool) -> Result<Written, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let w = Written {
-        config: config.to_path_buf(),
-        api_key: dir.join("api_key"),
-        webhook_token: dir.join("webhook_token"),
-    };
-    for p in [&w.config, &w.api_key, &w.webhook_token] {
-        if p.exists() && !force {
-            return Err(format!(
-                "{} exists; pass --force to overwrite it",
-                p.display()
-            ));
-        }
-    }
-    let token = crate::init::new_secret().map_err(|e| e.to_string())?;
-    let put = |path: &std::path::Path, text: &str| {
-        crate::files::write_private(path, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
-    put(&w.api_key, &format!("{}\n", c.api_key.expose_secret()))?;
-    put(&w.webhook_token, &format!("{token}\n"))?;
-    put(&w.config, &c.toml)?;
-    std::fs::set_permissions(&w.config, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", w.config.display()))?;
-    Ok(w)
+pub fn write(
+    c: &Conversion,
+    config: &std::path::Path,
+    force: bool,
+) -> Result<Written, crate::folder::FolderError> {
+    let folder = crate::folder::Folder::of(config);
+    folder.check_free(force)?;
+    folder.write(&c.api_key, &[], &c.toml)?;
+    Ok(Written {
+        config: folder.config.clone(),
+        api_key: folder.api_key(),
+        webhook_token: folder.webhook_token(),
+    })
 }
 
 #[cfg(test)]

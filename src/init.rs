@@ -15,12 +15,13 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::toml_string as toml_str;
+use crate::folder::Folder;
 use crate::jellyfin::{Client, ErrorKind};
 
 /// What the command line already answers.
@@ -63,9 +64,9 @@ pub struct Options {
 /// Why `init` stopped; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    /// A file it would write exists.
-    #[error("{0} exists; pass --force to overwrite it")]
-    Exists(PathBuf),
+    /// A file it would write exists, or the folder could not be written.
+    #[error(transparent)]
+    Folder(#[from] crate::folder::FolderError),
     /// A question got no answer (standard input ended).
     #[error("no answer for {question} (pass {flag})")]
     NoAnswer {
@@ -250,21 +251,8 @@ pub async fn run<R: BufRead, W: Write>(
     opts: &Options,
     prompt: &mut Prompt<R, W>,
 ) -> Result<Written, InitError> {
-    let dir = opts
-        .config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let api_key_path = dir.join("api_key");
-    let token_path = dir.join("webhook_token");
-    if !opts.force {
-        for p in [&opts.config, &api_key_path, &token_path] {
-            if p.exists() {
-                return Err(InitError::Exists(p.clone()));
-            }
-        }
-    }
+    let folder = Folder::of(&opts.config);
+    folder.check_free(opts.force)?;
 
     let (url, server) = jellyfin_url(opts, prompt).await?;
     let key = api_key(opts, prompt, &url).await?;
@@ -307,46 +295,29 @@ pub async fn run<R: BufRead, W: Write>(
         member,
     };
 
-    let write = |path: &Path, text: &str| {
-        crate::files::write_private(path, text.as_bytes())
-            .map_err(|e| InitError::Io(format!("cannot write {}: {e}", path.display())))
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| InitError::Io(format!("cannot create {}: {e}", dir.display())))?;
-    write(&api_key_path, &format!("{}\n", answers.key.expose_secret()))?;
-    // The webhook secret also guards the status page off loopback, webhooks or not.
-    write(&token_path, &format!("{}\n", new_secret()?))?;
+    let mut secrets = Vec::new();
     if let Some(Torrent {
         kind,
         password: Some(p),
         ..
     }) = &answers.torrent
     {
-        write(
-            &dir.join(format!("{}_password", kind.as_str())),
-            &format!("{}\n", p.expose_secret()),
-        )?;
+        secrets.push((format!("{}_password", kind.as_str()), p));
     }
     if let Some((_, token)) = &answers.plex {
-        write(
-            &dir.join("plex_token"),
-            &format!("{}\n", token.expose_secret()),
-        )?;
+        secrets.push(("plex_token".to_string(), token));
     }
     if let Some(m) = &answers.member {
-        write(
-            &dir.join(format!("{}_api_key", m.kind.as_str())),
-            &format!("{}\n", m.key.expose_secret()),
-        )?;
+        secrets.push((format!("{}_api_key", m.kind.as_str()), &m.key));
     }
-    write(&opts.config, &render(&answers))?;
-    // The configuration holds no secret: readable by the service's user.
-    set_mode(&opts.config, 0o644)?;
+    // The webhook secret is written whether webhooks are used or not: it also guards the
+    // status page off loopback.
+    folder.write(&answers.key, &secrets, &render(&answers))?;
     Ok(Written {
+        config: folder.config.clone(),
+        api_key: folder.api_key(),
+        webhook_token: folder.webhook_token(),
         answers,
-        config: opts.config.clone(),
-        api_key: api_key_path,
-        webhook_token: token_path,
     })
 }
 
@@ -807,20 +778,6 @@ fn default_listen(url: &str, webhooks: bool) -> SocketAddr {
     } else {
         ([127, 0, 0, 1], 8098).into()
     }
-}
-
-/// A webhook secret: 32 random hex digits.
-pub(crate) fn new_secret() -> Result<String, InitError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| InitError::Io(format!("no randomness for the webhook secret: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), InitError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| InitError::Io(format!("cannot set the mode of {}: {e}", path.display())))
 }
 
 /// The configuration file: the answers, each with a line saying what it is.

@@ -33,7 +33,7 @@
 //!    database of plays, samples, decisions and actions, its writer thread and `stats`),
 //!    [`ctl`] (the commands that ask the running daemon); and the commands for a new user:
 //!    [`init`] (a first configuration), [`import`] (from the Python JellyDemon's
-//!    config.yml), [`bugreport`] (`jellydemon report`);
+//!    config.yml), both written by [`folder`] (config.toml and its secrets' files), [`bugreport`] (`jellydemon report`);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
 //!    writer, the other servers' watch (members), the torrent clients' and media servers'
 //!    tasks (seeders, servers), all recording into status; the restoring shutdown;
@@ -61,6 +61,7 @@ pub mod downloader;
 pub mod escape;
 pub mod fds;
 pub(crate) mod files;
+pub mod folder;
 pub mod healthcheck;
 pub mod history;
 pub mod ids;

@@ -12,7 +12,7 @@ pub async fn init(opts: &crate::init::Options, level: &str) -> Outcome {
     let w = crate::init::run(opts, &mut prompt).await.map_err(|e| {
         eprintln!("error: {e}; nothing was written");
         ExitCode::from(match e {
-            InitError::Exists(_) | InitError::Io(_) => exit::CONFIG,
+            InitError::Folder(_) | InitError::Io(_) => exit::CONFIG,
             InitError::NoAnswer { .. } => exit::USAGE,
             InitError::Rejected(_) => exit::JELLYFIN,
         })
@@ -89,7 +89,7 @@ pub fn import_config(
     };
     let c = crate::import::convert_with_key(&text, key)
         .map_err(|e| fail(format!("{}: {e}", file.display())))?;
-    let w = crate::import::write(&c, config, force).map_err(fail)?;
+    let w = crate::import::write(&c, config, force).map_err(|e| fail(e.to_string()))?;
     println!("{} -> {}", file.display(), w.config.display());
     for (from, to) in &c.notes {
         println!("  {from}: {to}");
