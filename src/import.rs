@@ -14,6 +14,10 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::config::toml_string as toml_str;
 
+mod yaml;
+
+use yaml::{Section, Value, kind};
+
 /// Why the file cannot be imported; nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportError {
@@ -50,140 +54,6 @@ pub struct Conversion {
     pub api_key: SecretString,
     /// Per Python key (or group of keys): what it became, or why nothing.
     pub notes: Vec<(String, String)>,
-}
-
-/// What a key of the old file is.
-enum Value<'a> {
-    Present(&'a Yaml),
-    Absent,
-}
-
-/// One section of the YAML file, with the keys read so far (to find the unknown ones).
-struct Section<'a> {
-    name: &'static str,
-    map: Option<&'a yaml_rust2::yaml::Hash>,
-    known: Vec<&'static str>,
-}
-
-impl<'a> Section<'a> {
-    fn new(root: &'a yaml_rust2::yaml::Hash, name: &'static str) -> Result<Self, ImportError> {
-        let map = match root.get(&Yaml::String(name.to_string())) {
-            None | Some(Yaml::Null) => None,
-            Some(Yaml::Hash(h)) => Some(h),
-            Some(other) => {
-                return Err(ImportError::Invalid {
-                    key: name.to_string(),
-                    problem: format!("expected a section of keys, found {}", kind(other)),
-                });
-            }
-        };
-        Ok(Section {
-            name,
-            map,
-            known: Vec::new(),
-        })
-    }
-
-    fn get(&mut self, key: &'static str) -> Value<'a> {
-        self.known.push(key);
-        match self.map.and_then(|m| m.get(&Yaml::String(key.to_string()))) {
-            None | Some(Yaml::Null) => Value::Absent,
-            Some(v) => Value::Present(v),
-        }
-    }
-
-    fn path(&self, key: &str) -> String {
-        format!("{}.{key}", self.name)
-    }
-
-    fn string(&mut self, key: &'static str) -> Result<Option<String>, ImportError> {
-        match self.get(key) {
-            Value::Absent => Ok(None),
-            Value::Present(Yaml::String(s)) => Ok(Some(s.clone())),
-            Value::Present(Yaml::Integer(i)) => Ok(Some(i.to_string())),
-            Value::Present(Yaml::Real(r)) => Ok(Some(r.clone())),
-            Value::Present(other) => Err(self.wrong(key, "a text", other)),
-        }
-    }
-
-    fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ImportError> {
-        match self.get(key) {
-            Value::Absent => Ok(None),
-            Value::Present(Yaml::Boolean(b)) => Ok(Some(*b)),
-            Value::Present(other) => Err(self.wrong(key, "true or false", other)),
-        }
-    }
-
-    fn number(&mut self, key: &'static str) -> Result<Option<f64>, ImportError> {
-        let v = match self.get(key) {
-            Value::Absent => return Ok(None),
-            Value::Present(Yaml::Integer(i)) => *i as f64,
-            Value::Present(Yaml::Real(r)) => r.parse::<f64>().unwrap_or(f64::NAN),
-            Value::Present(Yaml::String(s)) => match s.trim().parse::<f64>() {
-                Ok(v) => v,
-                Err(_) => return Err(self.wrong(key, "a number", &Yaml::String(s.clone()))),
-            },
-            Value::Present(other) => return Err(self.wrong(key, "a number", other)),
-        };
-        if v.is_finite() && v >= 0.0 {
-            Ok(Some(v))
-        } else {
-            Err(ImportError::Invalid {
-                key: self.path(key),
-                problem: format!("expected a number >= 0, found {v}"),
-            })
-        }
-    }
-
-    fn list(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ImportError> {
-        match self.get(key) {
-            Value::Absent => Ok(None),
-            Value::Present(Yaml::Array(items)) => items
-                .iter()
-                .map(|i| match i {
-                    Yaml::String(s) => Ok(s.clone()),
-                    other => Err(self.wrong(key, "a list of texts", other)),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Value::Present(other) => Err(self.wrong(key, "a list", other)),
-        }
-    }
-
-    fn wrong(&self, key: &str, expected: &str, found: &Yaml) -> ImportError {
-        ImportError::Invalid {
-            key: self.path(key),
-            problem: format!("expected {expected}, found {}", kind(found)),
-        }
-    }
-
-    /// Every key of the section was read.
-    fn done(&self) -> Result<(), ImportError> {
-        for k in self.map.into_iter().flat_map(|m| m.keys()) {
-            let name = match k {
-                Yaml::String(s) => s.clone(),
-                other => format!("{other:?}"),
-            };
-            if !self.known.contains(&name.as_str()) {
-                return Err(ImportError::Unknown(self.path(&name)));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A YAML value's kind, for messages (never the value: it may be the key).
-fn kind(v: &Yaml) -> &'static str {
-    match v {
-        Yaml::Real(_) => "a number",
-        Yaml::Integer(_) => "an integer",
-        Yaml::String(_) => "a text",
-        Yaml::Boolean(_) => "true/false",
-        Yaml::Array(_) => "a list",
-        Yaml::Hash(_) => "a section",
-        Yaml::Null => "nothing",
-        Yaml::Alias(_) | Yaml::BadValue => "something unreadable",
-    }
 }
 
 /// "10MB", "512 KB", "1GB", "1048576" as bytes (binary units, as Python's logging sizes were
@@ -244,15 +114,58 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
             return Err(ImportError::Unknown(name.to_string()));
         }
     }
-    let mut notes: Vec<(String, String)> = Vec::new();
-    let mut note = |from: &str, to: String| notes.push((from.to_string(), to));
-    let mut toml = String::from(
+    let mut out = Out::new(String::from(
         "# jellydemon configuration, imported from the Python JellyDemon's config.yml by\n\
          # `jellydemon import-config`. Every key is described in config.example.toml (in the\n\
          # source); any key can also be set as JELLYDEMON_SECTION__KEY.\n",
-    );
+    ));
 
-    // jellyfin
+    let key = jellyfin(root, key, &mut out)?;
+    network(root, &mut out)?;
+    bandwidth(root, &mut out)?;
+    daemon(root, &mut out)?;
+    // Not a key of config.yml: the Python daemon manages Jellyfin only.
+    out.note(
+        "(torrent clients)",
+        "nothing to import: the Python JellyDemon manages no torrent client; one seeding on \
+         the link gets what the remote streams leave with a [[downloader]] entry (README.md, \
+         \"Torrent clients beside Jellyfin\")"
+            .into(),
+    );
+    Ok(Conversion {
+        toml: out.toml,
+        api_key: SecretString::from(key.trim().to_string()),
+        notes: out.notes,
+    })
+}
+
+/// The new file's text and the notes, as they are made.
+struct Out {
+    toml: String,
+    notes: Vec<(String, String)>,
+}
+
+impl Out {
+    fn new(toml: String) -> Out {
+        Out {
+            toml,
+            notes: Vec::new(),
+        }
+    }
+
+    /// What the Python key (or keys) `from` became, or why nothing.
+    fn note(&mut self, from: &str, to: String) {
+        self.notes.push((from.to_string(), to));
+    }
+}
+
+/// `jellyfin`: the URL from host, port and scheme; the key (`key` when given, else the
+/// file's), returned for a file of its own.
+fn jellyfin(
+    root: &yaml_rust2::yaml::Hash,
+    key: Option<SecretString>,
+    out: &mut Out,
+) -> Result<String, ImportError> {
     let mut j = Section::new(root, "jellyfin")?;
     let host = j.string("host")?.ok_or(ImportError::Missing {
         key: "jellyfin.host",
@@ -306,30 +219,34 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
         key: "jellyfin.host".into(),
         problem: format!("{url} is not a URL: {e}"),
     })?;
-    note(
+    out.note(
         "jellyfin.host, port, use_https",
         format!("jellyfin.url = {}", toml_str(&url)),
     );
-    note(
+    out.note(
         "jellyfin.api_key",
-        "written to the file api_key beside config.toml (owner-only); config.toml names it \
+        "written to the file api_key beside config.out.toml (owner-only); config.out.toml names it \
          with api_key_file"
             .into(),
     );
     let _ = write!(
-        toml,
+        out.toml,
         "\n[jellyfin]\nurl = {}\n# The API key, in a file of its own (relative to this file's folder).\n\
          api_key_file = \"api_key\"\n",
         toml_str(&url)
     );
 
-    // network
+    Ok(key)
+}
+
+/// `network`: the internal ranges; the test mode is noted, never imported.
+fn network(root: &yaml_rust2::yaml::Hash, out: &mut Out) -> Result<(), ImportError> {
     let mut n = Section::new(root, "network")?;
     let ranges = n.list("internal_ranges")?;
     let test_mode = n.boolean("test_mode")?.unwrap_or(false);
     let test_ranges = n.list("test_external_ranges")?;
     n.done()?;
-    toml.push_str("\n[network]\n");
+    out.toml.push_str("\n[network]\n");
     match ranges.filter(|r| !r.is_empty()) {
         Some(r) => {
             for cidr in &r {
@@ -339,7 +256,7 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
                 })?;
             }
             let list: Vec<String> = r.iter().map(|c| toml_str(c)).collect();
-            note(
+            out.note(
                 "network.internal_ranges",
                 format!(
                     "network.internal_ranges = [{}] (or \"jellyfin\": read Jellyfin's own LAN \
@@ -348,19 +265,19 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
                 ),
             );
             let _ = writeln!(
-                toml,
+                out.toml,
                 "# Who is local. \"jellyfin\" instead reads Jellyfin's own LAN networks.\n\
                  internal_ranges = [{}]",
                 list.join(", ")
             );
         }
         None => {
-            note(
+            out.note(
                 "network.internal_ranges",
                 "absent: network.internal_ranges = \"jellyfin\" (Jellyfin's own LAN networks)"
                     .into(),
             );
-            toml.push_str("internal_ranges = \"jellyfin\"\n");
+            out.toml.push_str("internal_ranges = \"jellyfin\"\n");
         }
     }
     let test_note = if test_mode {
@@ -372,15 +289,19 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
         "a testing aid of the Python daemon (treat LAN ranges as remote); jellydemon has none: \
          use `jellydemon demo` or `reconcile --once --dry-run`; nothing imported"
     };
-    note("network.test_mode", test_note.into());
+    out.note("network.test_mode", test_note.into());
     if test_ranges.is_some_and(|r| !r.is_empty()) {
-        note(
+        out.note(
             "network.test_external_ranges",
             "used only by test_mode; nothing imported".into(),
         );
     }
 
-    // bandwidth
+    Ok(())
+}
+
+/// `bandwidth`: the algorithm, the link, the reserve and the per-user floor and ceiling.
+fn bandwidth(root: &yaml_rust2::yaml::Hash, out: &mut Out) -> Result<(), ImportError> {
     let mut b = Section::new(root, "bandwidth")?;
     let algorithm = match b.string("algorithm")?.as_deref() {
         None | Some("equal_split") => "equal",
@@ -426,7 +347,7 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
                         ("equal_split", "min_per_user_mbps", Yaml::Real(r)) => {
                             min_override = r.parse::<f64>().ok()
                         }
-                        _ => note(
+                        _ => out.note(
                             &format!("bandwidth.{sub}.{k}"),
                             "ignored by the Python daemon too; nothing imported".into(),
                         ),
@@ -439,28 +360,28 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
     b.done()?;
     let min = min.or(min_override);
     let _ = write!(
-        toml,
+        out.toml,
         "\n[bandwidth]\ntotal_upload_mbps = {total}\nalgorithm = {}\n",
         toml_str(algorithm)
     );
-    note(
+    out.note(
         "bandwidth.algorithm",
         format!("bandwidth.algorithm = {}", toml_str(algorithm)),
     );
-    note(
+    out.note(
         "bandwidth.total_upload_mbps",
         format!("bandwidth.total_upload_mbps = {total}"),
     );
     if let Some(r) = reserved {
-        let _ = writeln!(toml, "reserved_mbps = {r}");
-        note(
+        let _ = writeln!(out.toml, "reserved_mbps = {r}");
+        out.note(
             "bandwidth.reserved_bandwidth",
             format!("bandwidth.reserved_mbps = {r}"),
         );
     }
     if let Some(m) = min {
-        let _ = writeln!(toml, "min_per_user_mbps = {m}");
-        note(
+        let _ = writeln!(out.toml, "min_per_user_mbps = {m}");
+        out.note(
             "bandwidth.min_per_user",
             format!("bandwidth.min_per_user_mbps = {m}"),
         );
@@ -472,14 +393,18 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
                 problem: format!("{m} is below min_per_user"),
             });
         }
-        let _ = writeln!(toml, "max_per_user_mbps = {m}");
-        note(
+        let _ = writeln!(out.toml, "max_per_user_mbps = {m}");
+        out.note(
             "bandwidth.max_per_user",
             format!("bandwidth.max_per_user_mbps = {m}"),
         );
     }
 
-    // daemon
+    Ok(())
+}
+
+/// `daemon`: the poll, the dry run; its logging keys become `[logging]`.
+fn daemon(root: &yaml_rust2::yaml::Hash, out: &mut Out) -> Result<(), ImportError> {
     let mut d = Section::new(root, "daemon")?;
     let interval = match (
         d.number("update_interval")?,
@@ -488,19 +413,21 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
         (Some(a), _) | (None, Some(a)) => Some(a),
         (None, None) => None,
     };
-    let log_level = d.string("log_level")?;
-    let log_file = d.string("log_file")?;
-    let log_max_size = d.string("log_max_size")?;
-    let log_backup_count = d.number("log_backup_count")?;
+    let log = LogKeys {
+        level: d.string("log_level")?,
+        file: d.string("log_file")?,
+        max_size: d.string("log_max_size")?,
+        backup_count: d.number("log_backup_count")?,
+        anonymize: d.boolean("anonymize_logs")?,
+        save_map: d.boolean("save_anonymization_map")?,
+        map_file: d.string("anonymization_map_file")?,
+    };
     let dry_run = d.boolean("dry_run")?;
     let backup = d.boolean("backup_user_settings")?;
-    let anonymize = d.boolean("anonymize_logs")?;
-    let save_map = d.boolean("save_anonymization_map")?;
-    let map_file = d.string("anonymization_map_file")?;
     let pid_file = d.string("pid_file")?;
     d.done()?;
 
-    toml.push_str(
+    out.toml.push_str(
         "\n[daemon]\n# The Python daemon polled; so does this configuration. The Jellyfin Webhook \
          plugin makes\n# jellydemon react at once: see webhook-templates/README.md, then set mode \
          = \"webhook\".\nmode = \"reconcile-only\"\n\
@@ -510,8 +437,8 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
     match interval {
         Some(secs) if secs >= 1.0 => {
             let secs = secs.round() as u64;
-            let _ = writeln!(toml, "poll_interval = \"{secs}s\"");
-            note(
+            let _ = writeln!(out.toml, "poll_interval = \"{secs}s\"");
+            out.note(
                 "daemon.update_interval",
                 format!(
                     "daemon.mode = \"reconcile-only\", daemon.poll_interval = \"{secs}s\" (with \
@@ -525,23 +452,58 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
                 problem: "must be at least 1 second".into(),
             });
         }
-        None => note(
+        None => out.note(
             "daemon.update_interval",
             "absent: daemon.mode = \"reconcile-only\", polling every 30 s".into(),
         ),
     }
     if let Some(true) = dry_run {
-        toml.push_str("dry_run = true\n");
-        note("daemon.dry_run", "daemon.dry_run = true".into());
+        out.toml.push_str("dry_run = true\n");
+        out.note("daemon.dry_run", "daemon.dry_run = true".into());
     } else if dry_run.is_some() {
-        note(
+        out.note(
             "daemon.dry_run",
             "false, the default: nothing to write".into(),
         );
     }
 
+    logging(log, out)?;
+    if let Some(b) = backup {
+        out.note(
+            "daemon.backup_user_settings",
+            format!(
+                "{}: jellydemon always keeps every user's original limit in its state file \
+                 (/var/lib/jellydemon/state.json) and puts it back on stop or with `jellydemon \
+                 restore`",
+                if b { "on" } else { "was off" }
+            ),
+        );
+    }
+    if pid_file.is_some() {
+        out.note(
+            "daemon.pid_file",
+            "no equivalent: systemd or the container runtime keeps track of the process".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The `daemon` keys of the Python daemon's logging.
+struct LogKeys {
+    level: Option<String>,
+    file: Option<String>,
+    max_size: Option<String>,
+    backup_count: Option<f64>,
+    anonymize: Option<bool>,
+    save_map: Option<bool>,
+    map_file: Option<String>,
+}
+
+/// `daemon.log_*` and the anonymization keys as `[logging]` (absolute paths only: a relative
+/// one was relative to the Python daemon's folder).
+fn logging(log: LogKeys, out: &mut Out) -> Result<(), ImportError> {
     let mut logging = String::new();
-    if let Some(level) = &log_level {
+    if let Some(level) = &log.level {
         let l = match level.to_ascii_uppercase().as_str() {
             "DEBUG" => "debug",
             "INFO" => "info",
@@ -555,17 +517,17 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
             }
         };
         let _ = writeln!(logging, "level = {}", toml_str(l));
-        note(
+        out.note(
             "daemon.log_level",
             format!("logging.level = {}", toml_str(l)),
         );
     }
-    match &log_file {
+    match &log.file {
         Some(f) if f.starts_with('/') => {
             let _ = writeln!(logging, "file = {}", toml_str(f));
-            note("daemon.log_file", format!("logging.file = {}", toml_str(f)));
+            out.note("daemon.log_file", format!("logging.file = {}", toml_str(f)));
         }
-        Some(f) => note(
+        Some(f) => out.note(
             "daemon.log_file",
             format!(
                 "{f:?} was relative to the Python daemon's folder; not imported: jellydemon \
@@ -575,46 +537,46 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
         ),
         None => {}
     }
-    if let Some(size) = &log_max_size {
+    if let Some(size) = &log.max_size {
         let bytes = size_bytes(size).ok_or_else(|| ImportError::Invalid {
             key: "daemon.log_max_size".into(),
             problem: format!("{size:?} is not a size such as \"10MB\""),
         })?;
         let _ = writeln!(logging, "max_file_bytes = {bytes}");
-        note(
+        out.note(
             "daemon.log_max_size",
             format!("logging.max_file_bytes = {bytes}"),
         );
     }
-    if let Some(n) = log_backup_count {
+    if let Some(n) = log.backup_count {
         let n = n.round() as u64;
         let _ = writeln!(logging, "keep_files = {n}");
-        note(
+        out.note(
             "daemon.log_backup_count",
             format!("logging.keep_files = {n}"),
         );
     }
-    if let Some(a) = anonymize {
+    if let Some(a) = log.anonymize {
         let _ = writeln!(logging, "anonymize = {a}");
-        note("daemon.anonymize_logs", format!("logging.anonymize = {a}"));
+        out.note("daemon.anonymize_logs", format!("logging.anonymize = {a}"));
     }
-    if save_map.is_some() {
-        note(
+    if log.save_map.is_some() {
+        out.note(
             "daemon.save_anonymization_map",
             "always on: with anonymize, the alias map is kept, so aliases stay the same across \
              restarts and `jellydemon anonymize` can scrub older logs"
                 .into(),
         );
     }
-    match &map_file {
+    match &log.map_file {
         Some(f) if f.starts_with('/') => {
             let _ = writeln!(logging, "alias_file = {}", toml_str(f));
-            note(
+            out.note(
                 "daemon.anonymization_map_file",
                 format!("logging.alias_file = {}", toml_str(f)),
             );
         }
-        Some(f) => note(
+        Some(f) => out.note(
             "daemon.anonymization_map_file",
             format!(
                 "{f:?} was relative to the Python daemon's folder; not imported: the alias map \
@@ -624,38 +586,9 @@ pub fn convert_with_key(yaml: &str, key: Option<SecretString>) -> Result<Convers
         None => {}
     }
     if !logging.is_empty() {
-        let _ = write!(toml, "\n[logging]\n{logging}");
+        let _ = write!(out.toml, "\n[logging]\n{logging}");
     }
-    if let Some(b) = backup {
-        note(
-            "daemon.backup_user_settings",
-            format!(
-                "{}: jellydemon always keeps every user's original limit in its state file \
-                 (/var/lib/jellydemon/state.json) and puts it back on stop or with `jellydemon \
-                 restore`",
-                if b { "on" } else { "was off" }
-            ),
-        );
-    }
-    if pid_file.is_some() {
-        note(
-            "daemon.pid_file",
-            "no equivalent: systemd or the container runtime keeps track of the process".into(),
-        );
-    }
-    // Not a key of config.yml: the Python daemon manages Jellyfin only.
-    note(
-        "(torrent clients)",
-        "nothing to import: the Python JellyDemon manages no torrent client; one seeding on \
-         the link gets what the remote streams leave with a [[downloader]] entry (README.md, \
-         \"Torrent clients beside Jellyfin\")"
-            .into(),
-    );
-    Ok(Conversion {
-        toml,
-        api_key: SecretString::from(key.trim().to_string()),
-        notes,
-    })
+    Ok(())
 }
 
 /// The files [`write()`] made.
