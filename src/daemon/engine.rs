@@ -5,7 +5,9 @@
 //! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` once,
 //! plans with the same code as `reconcile --once`, and hands the decisions to the writer. A
 //! burst of N events therefore costs one read and one recompute, and since the engine is a
-//! single task there is never more than one `/Sessions` request in flight.
+//! single task there is never more than one `/Sessions` request in flight. When to plan and
+//! why (the window, the poll, a plan's wake-up, an override's end) is [`Schedule`]'s pure rule
+//! (`src/daemon/schedule.rs`), which the simulation runs too.
 //!
 //! A webhook's pass reads `/Sessions` alone: the users (with their policies), the server-wide
 //! limit and the internal ranges are read by every other pass (the poll, start-up, a budget
@@ -40,6 +42,7 @@ use crate::plan::memory::CLOCK_START;
 use crate::snapshot::{HandChange, Snapshot};
 use crate::webhook::{EventKind, HookEvent};
 
+use super::schedule::{Schedule, Trigger};
 use super::seeders::Seeding;
 use super::status::Status;
 use super::writer::{Report, WriterHandle};
@@ -138,7 +141,6 @@ impl Engine {
     ) {
         self.status.engine_running(true);
         self.status.set_overrides(&self.overrides);
-        let debounce = self.settings.daemon.debounce;
         let interval = self.settings.daemon.poll_interval();
         let mut model: Option<Snapshot> = None;
         // The torrent clients' part of the last plan.
@@ -151,32 +153,20 @@ impl Engine {
         let mut memory = crate::snapshot::load_memory(&self.settings);
         let mut recorder = crate::history::Recorder::default();
         let mut last_saved: Option<Instant> = None;
-        let mut debounce_until: Option<Instant> = None;
-        // Reconcile right away at start.
-        let mut next_poll = Instant::now();
-        // When the last plan asked to plan again (a push cooldown or the grace after a stop
-        // ends then).
-        let mut wake_up: Option<Instant> = None;
+        // When to plan and why, on the memory's clock; the first pass is due at once.
+        let mut schedule = Schedule::new(self.settings.daemon.debounce, clock(origin));
         // The budget the last plan used; a new one from the meter asks for a plan.
         let mut planned_budget = self.budget.state.borrow().budget_bps;
         // What the managed media servers streamed then: a change asks for a plan too.
         let mut planned_claims = self.budget.state.borrow().claims.clone();
-        let mut budget_moved = false;
-        // The debounce window was opened by an owner's action.
-        let mut control_trigger = false;
-        // ... by a change on another server.
-        let mut member_trigger = false;
         let mut members_changed = self.members_changed.take();
         loop {
             // An override that ends asks for a plan then.
             let expiry = self.overrides.next_expiry().map(|at| {
-                let now = crate::clock::unix_millis_now();
-                Instant::now() + Duration::from_millis(at.saturating_sub(now))
+                let left = at.saturating_sub(crate::clock::unix_millis_now());
+                clock(Instant::now()) + Duration::from_millis(left)
             });
-            let wake = [debounce_until, wake_up, expiry]
-                .into_iter()
-                .flatten()
-                .fold(next_poll, Instant::min);
+            let wake = origin + schedule.next(expiry).saturating_sub(CLOCK_START);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -187,8 +177,7 @@ impl Engine {
                     let answer = self.control(&request, model.as_ref());
                     if answer.is_ok() {
                         // Planned at once: a pause puts the originals back now.
-                        debounce_until = Some(Instant::now());
-                        control_trigger = true;
+                        schedule.control(clock(Instant::now()));
                     }
                     let _ = request.reply.send(answer);
                 }
@@ -197,8 +186,7 @@ impl Engine {
                     let moved = state.budget_bps != planned_budget || state.claims != planned_claims;
                     drop(state);
                     if moved {
-                        budget_moved = true;
-                        debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                        schedule.budget_moved(clock(Instant::now()));
                     }
                 }
                 Ok(()) = async {
@@ -207,8 +195,7 @@ impl Engine {
                         None => std::future::pending().await,
                     }
                 } => {
-                    member_trigger = true;
-                    debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                    schedule.server_changed(clock(Instant::now()));
                 }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
@@ -218,34 +205,11 @@ impl Engine {
                     if let Some(m) = model.as_mut() {
                         patch(m, &ev);
                     }
-                    // The window opens with the first event and is not extended by later ones,
-                    // so a steady stream of events cannot postpone the recompute forever.
-                    debounce_until.get_or_insert_with(|| Instant::now() + debounce);
+                    schedule.hook(clock(Instant::now()));
                 }
                 _ = tokio::time::sleep_until(wake) => {
-                    let due = debounce_until.is_some_and(|d| d <= Instant::now());
                     let expired = self.expire();
-                    let trigger = if due && control_trigger {
-                        "control"
-                    } else if due && budget_moved && model.is_some() {
-                        "budget"
-                    } else if due && member_trigger {
-                        "server"
-                    } else if expired {
-                        "override ended"
-                    } else if due {
-                        "webhook"
-                    } else if model.is_none() {
-                        "startup"
-                    } else if wake_up.is_some_and(|w| w <= Instant::now()) {
-                        "wake-up"
-                    } else {
-                        "poll"
-                    };
-                    debounce_until = None;
-                    budget_moved = false;
-                    control_trigger = false;
-                    member_trigger = false;
+                    let trigger = schedule.begin(clock(Instant::now()), expired);
                     planned_budget = self.budget.state.borrow().budget_bps;
                     planned_claims = self.budget.state.borrow().claims.clone();
                     // Events that arrived meanwhile are part of this recompute.
@@ -258,14 +222,11 @@ impl Engine {
                         on_report(report, &mut model, &mut memory, &mut recorder, clock);
                     }
                     let now = clock(Instant::now());
-                    let (ok, asked) = tokio::select! {
+                    let pass = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
                         r = self.refresh(&mut model, &mut memory, now, trigger, &mut seeding, &mut recorder) => r,
                     };
-                    wake_up = asked
-                        .map(|at| origin + at.saturating_sub(CLOCK_START))
-                        .filter(|at| *at > Instant::now());
                     // For the next process; at most every MEMORY_SAVE_EVERY (and at the stop),
                     // so that a burst of plans does not mean a burst of fsyncs beside the
                     // writer's.
@@ -273,13 +234,14 @@ impl Engine {
                         crate::snapshot::save_memory(&self.settings, &memory, now);
                         last_saved = Some(Instant::now());
                     }
-                    next_poll = Instant::now() + if ok {
+                    let poll_after = if pass.read {
                         interval
                     } else {
                         // 1 s, 2 s, 4 s, ... up to the poll interval.
                         let failures = self.status.consecutive_failures();
                         crate::clock::backoff(failures, Duration::from_secs(1), interval, true)
                     };
+                    schedule.end(clock(Instant::now()), poll_after, pass.wake_at, model.is_some());
                 }
             }
         }
@@ -301,21 +263,20 @@ impl Engine {
     }
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
-    /// the decision is not lost. Returns whether the read succeeded, and when the plan asks
-    /// to plan again (on the memory's clock).
+    /// the decision is not lost.
     async fn refresh(
         &self,
         model: &mut Option<Snapshot>,
         memory: &mut Memory,
         now: Duration,
-        trigger: &'static str,
+        trigger: Trigger,
         seeding: &mut Option<crate::plan::DownloaderShare>,
         recorder: &mut crate::history::Recorder,
-    ) -> (bool, Option<Duration>) {
+    ) -> Pass {
         let started = Instant::now();
         // A webhook's pass reads `/Sessions` alone (the reaction path); every other pass,
         // and one that finds a user it does not know, reads users and settings too.
-        let sessions_only = trigger == "webhook" && model.is_some();
+        let sessions_only = trigger == Trigger::Webhook && model.is_some();
         let result = match model.as_mut() {
             Some(m) if sessions_only => match m.refresh_sessions(&self.client).await {
                 Ok(true) => Ok(None),
@@ -341,7 +302,7 @@ impl Engine {
                 false
             }
             Err(e) => {
-                warn!(trigger, "{e}");
+                warn!(trigger = trigger.as_str(), "{e}");
                 match model.as_mut() {
                     // The other servers are read on their own, so that they are still
                     // managed while this one is down.
@@ -349,13 +310,16 @@ impl Engine {
                     None if self.client.has_members() => {
                         *model = Some(Snapshot::members_only(&self.client, &self.settings).await)
                     }
-                    None => return (false, None),
+                    None => return Pass::default(),
                 }
                 true
             }
         };
         let Some(m) = model.as_ref() else {
-            return (ok, None);
+            return Pass {
+                read: ok,
+                wake_at: None,
+            };
         };
         self.status.set_media_servers(&m.members);
         let mut asked = None;
@@ -401,7 +365,7 @@ impl Engine {
                 memory.observe(&plan, now);
                 let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
                 info!(
-                    trigger,
+                    trigger = trigger.as_str(),
                     stale_model = stale,
                     changes,
                     took_ms = started.elapsed().as_millis() as u64,
@@ -439,12 +403,24 @@ impl Engine {
                     asked = Some(asked.map_or(soon, |a| a.min(soon)));
                 }
                 self.status
-                    .remember(plan, trigger, stale, memory.item_starts() - starts);
+                    .remember(plan, trigger.as_str(), stale, memory.item_starts() - starts);
             }
             Err(e) => warn!("cannot plan: {e}"),
         }
-        (ok, asked)
+        Pass {
+            read: ok,
+            wake_at: asked,
+        }
     }
+}
+
+/// How a pass went.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Jellyfin was read.
+    read: bool,
+    /// When the plan asks to plan again (on the memory's clock).
+    wake_at: Option<Duration>,
 }
 
 impl Engine {

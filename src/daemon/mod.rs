@@ -15,6 +15,7 @@ mod engine;
 mod http;
 mod listener;
 mod members;
+pub mod schedule;
 mod seeders;
 mod servers;
 mod status;
