@@ -1,3 +1,5 @@
+use rusqlite::Connection;
+
 use super::*;
 
 fn sample(t_ms: u64) -> Record {
