@@ -32,20 +32,22 @@ use tracing::{debug, info, warn};
 use crate::budget::feed::Feed;
 use crate::config::Settings;
 use crate::control::{Action, ControlError, Known, Overrides};
-use crate::ids::SessionId;
 use crate::jellyfin::fleet::Fleet;
-use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session};
 use crate::ledger::LedgerHandle;
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::plan::memory::CLOCK_START;
-use crate::snapshot::{HandChange, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::webhook::{EventKind, HookEvent};
 
 use super::schedule::{Schedule, Trigger};
 use super::seeders::Seeding;
 use super::status::Status;
 use super::writer::{Report, WriterHandle};
+
+mod model;
+
+use model::{observation, on_report, patch};
 
 /// What `/hook` and the control API send the engine.
 #[derive(Clone)]
@@ -543,147 +545,6 @@ impl Engine {
             share.limit = lowered;
             self.downloaders.send_replace(Some(Seeding::Limit(lowered)));
         }
-    }
-}
-
-/// What a plan means for notifications: overload, clients ignoring limits, hand changes;
-/// names as the daemon shows them (aliases when anonymizing).
-fn observation(plan: &crate::plan::Plan, hand: &[HandChange]) -> Observation {
-    use crate::plan::Warning;
-    let mut overload = None;
-    let mut uncontrolled = Vec::new();
-    for w in &plan.warnings {
-        match w {
-            Warning::Overload {
-                users,
-                floor,
-                budget,
-            } => overload = Some((*users, *floor, *budget)),
-            Warning::Uncontrolled {
-                user_name,
-                device,
-                rate,
-                ..
-            } => uncontrolled.push((user_name.to_string(), device.to_string(), *rate)),
-            _ => {}
-        }
-    }
-    let beyond_capacity =
-        plan.transcodes
-            .filter(|t| t.beyond)
-            .map(|t| crate::notify::conditions::BeyondCapacity {
-                transcodes: t.count.total(),
-                capacity: t.capacity.describe(),
-                users: plan
-                    .warnings
-                    .iter()
-                    .filter_map(|w| match w {
-                        Warning::TranscodeBeyondCapacity { user_name, .. } => {
-                            Some(user_name.to_string())
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-            });
-    Observation::Plan {
-        overload,
-        uncontrolled,
-        beyond_capacity,
-        hand_changes: hand
-            .iter()
-            .map(|h| (h.user.to_string(), h.old_original, h.new_original))
-            .collect(),
-    }
-}
-
-/// What the writer reported: a push goes to the memory (and the history's play), a limit put
-/// in place to the model's user, whose policy the poll reads next.
-fn on_report(
-    report: Report,
-    model: &mut Option<Snapshot>,
-    memory: &mut Memory,
-    recorder: &mut crate::history::Recorder,
-    clock: impl Fn(Instant) -> Duration,
-) {
-    match report {
-        Report::Pushed(sent) => {
-            memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
-            recorder.pushed(sent.session_id.as_str());
-        }
-        Report::Landed { user_id, limit } => {
-            if let Some(u) = model
-                .as_mut()
-                .and_then(|m| m.users.iter_mut().find(|u| u.id == user_id))
-                && let Some(p) = crate::jellyfin::with_remote_limit(u.policy.as_ref(), limit)
-            {
-                u.policy = Some(p);
-            }
-        }
-    }
-}
-
-/// Apply a webhook to the last snapshot, so that a decision can be made even if `/Sessions`
-/// cannot be read. A start marks (or adds) the session as playing; a stop marks it stopped.
-pub fn patch(model: &mut Snapshot, ev: &HookEvent) {
-    let matches = |s: &Session| match (&ev.session_id, &ev.device_id) {
-        (Some(id), _) => s.id == *id,
-        (None, Some(dev)) => s.device_id.as_ref() == Some(dev) && s.user() == ev.user_id.as_ref(),
-        (None, None) => false,
-    };
-    match ev.kind {
-        EventKind::PlaybackStart => {
-            let item = NowPlayingItem {
-                id: ev.item_id.clone(),
-                name: ev.item_name.clone(),
-                item_type: None,
-                media_streams: [("Video", ev.video_bitrate), ("Audio", ev.audio_bitrate)]
-                    .into_iter()
-                    .filter_map(|(t, b)| {
-                        b.map(|b| MediaStream {
-                            stream_type: Some(t.to_string()),
-                            bit_rate: Some(b),
-                            ..MediaStream::default()
-                        })
-                    })
-                    .collect(),
-            };
-            let state = PlayState {
-                is_paused: ev.is_paused.unwrap_or(false),
-                play_method: ev.play_method.clone(),
-                audio_stream_index: None,
-            };
-            if let Some(s) = model.sessions.iter_mut().find(|s| matches(s)) {
-                s.now_playing_item = Some(item);
-                s.play_state = Some(state);
-                s.transcoding_info = None;
-                if ev.remote_end_point.is_some() {
-                    s.remote_end_point = ev.remote_end_point.clone();
-                }
-            } else if ev.user_id.is_some() {
-                model.sessions.push(Session {
-                    id: ev.session_id.clone().unwrap_or_else(|| {
-                        let device = ev.device_id.as_ref().map_or("?", |d| d.as_str());
-                        SessionId::new(format!("hook-{device}"))
-                    }),
-                    user_id: ev.user_id.clone(),
-                    user_name: ev.user_name.clone(),
-                    remote_end_point: ev.remote_end_point.clone(),
-                    client: ev.client.clone(),
-                    device_name: ev.device_name.clone(),
-                    device_id: ev.device_id.clone(),
-                    now_playing_item: Some(item),
-                    play_state: Some(state),
-                    ..Session::default()
-                });
-            }
-        }
-        EventKind::PlaybackStop => {
-            for s in model.sessions.iter_mut().filter(|s| matches(s)) {
-                s.now_playing_item = None;
-                s.transcoding_info = None;
-            }
-        }
-        _ => {}
     }
 }
 
