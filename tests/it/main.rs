@@ -7,11 +7,10 @@
 //! in its own temp dir, so they run in parallel in one process. Tests that set environment
 //! variables are not here: they are in `tests/environment.rs`.
 
-mod common;
-
 mod anonymize;
 mod browser;
 mod check;
+mod common;
 mod config;
 mod container;
 mod control;
@@ -19,10 +18,12 @@ mod daemon;
 mod demo;
 mod fake;
 mod faults;
+mod health;
 mod history;
 mod import_config;
 mod init;
 mod late_writes;
+mod lifecycle;
 mod meter;
 mod notify;
 mod openapi;
