@@ -262,11 +262,8 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
         .map_err(|e| fail(r, &e))
         .ok()?;
     let jellyfin_ranges = ranges_from_jellyfin(&jellyfin_net.local_network_subnets);
-    let configured = settings
-        .network
-        .internal_ranges()
-        .expect("validated at load");
-    let ranges = ranges_lines(r, &configured, &jellyfin_ranges);
+    let configured = settings.network.ranges();
+    let ranges = ranges_lines(r, configured, &jellyfin_ranges);
     if !jellyfin_net.known_proxies.is_empty() {
         r.push(
             Level::Info,
@@ -320,7 +317,7 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
             sessions.len()
         ),
     );
-    session_lines(r, &plan, &configured, &jellyfin_ranges);
+    session_lines(r, &plan, configured, &jellyfin_ranges);
     for w in &plan.warnings {
         r.push(Level::Warn, w.to_string());
     }

@@ -183,6 +183,7 @@ impl Settings {
             settings.bandwidth.sqm = Sqm::Unread;
         }
         settings.validate()?;
+        settings.network.parse()?;
         Ok(settings)
     }
 

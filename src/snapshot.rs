@@ -47,9 +47,9 @@ impl Snapshot {
     /// Only the members, while the `[jellyfin]` server has not answered yet: the configured
     /// internal ranges, or Jellyfin's defaults when they are to come from it.
     pub async fn members_only(fleet: &Fleet, settings: &Settings) -> Snapshot {
-        let ranges = match settings.network.internal_ranges() {
-            Ok(InternalRanges::Fixed(nets)) => nets,
-            _ => network::jellyfin_default_ranges(),
+        let ranges = match settings.network.ranges() {
+            InternalRanges::Fixed(nets) => nets.clone(),
+            InternalRanges::FromJellyfin => network::jellyfin_default_ranges(),
         };
         let mut f = Snapshot {
             sessions: Vec::new(),
@@ -87,12 +87,8 @@ pub async fn internal_ranges(
     client: &Client,
     settings: &Settings,
 ) -> Result<Vec<IpNet>, PassError> {
-    match settings
-        .network
-        .internal_ranges()
-        .expect("validated at load")
-    {
-        InternalRanges::Fixed(nets) => Ok(nets),
+    match settings.network.ranges() {
+        InternalRanges::Fixed(nets) => Ok(nets.clone()),
         InternalRanges::FromJellyfin => {
             let net = client.network_configuration().await?;
             Ok(ranges_from_jellyfin(&net.local_network_subnets))

@@ -54,9 +54,10 @@ impl Default for InternalRangesSetting {
 }
 
 /// Where the list of internal address ranges comes from, after validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum InternalRanges {
     /// Import Jellyfin's own `LocalNetworkSubnets`, so both sides agree on who is local.
+    #[default]
     FromJellyfin,
     /// A fixed list from the configuration file.
     Fixed(Vec<IpNet>),
@@ -69,11 +70,25 @@ pub struct NetworkSettings {
     /// `"jellyfin"` (default) or a list such as `["192.168.1.0/24", "fd00::/8"]`.
     #[serde(default)]
     pub internal_ranges: InternalRangesSetting,
+    /// `internal_ranges` parsed, at load ([`NetworkSettings::ranges`]).
+    #[serde(skip)]
+    parsed: InternalRanges,
 }
 
 impl NetworkSettings {
-    /// The validated form of `internal_ranges`.
-    pub fn internal_ranges(&self) -> Result<InternalRanges, ConfigError> {
+    /// The internal ranges in force, as parsed at load.
+    pub fn ranges(&self) -> &InternalRanges {
+        &self.parsed
+    }
+
+    /// Parse `internal_ranges` and keep the result for [`NetworkSettings::ranges`].
+    pub(super) fn parse(&mut self) -> Result<(), ConfigError> {
+        self.parsed = self.internal_ranges()?;
+        Ok(())
+    }
+
+    /// `internal_ranges` parsed; the error names the key.
+    pub(super) fn internal_ranges(&self) -> Result<InternalRanges, ConfigError> {
         const KEY: &str = "network.internal_ranges";
         match &self.internal_ranges {
             InternalRangesSetting::Keyword(word) if word.eq_ignore_ascii_case("jellyfin") => {

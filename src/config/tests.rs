@@ -14,10 +14,7 @@ fn minimal_config_gets_sane_defaults() {
     let s = Settings::from_toml_str(MINIMAL).unwrap();
     assert_eq!(s.bandwidth.algorithm, Algorithm::Equal);
     assert_eq!(s.jellyfin.timeout, Duration::from_secs(10));
-    assert_eq!(
-        s.network.internal_ranges().unwrap(),
-        InternalRanges::FromJellyfin
-    );
+    assert_eq!(s.network.ranges().clone(), InternalRanges::FromJellyfin);
     let b = s.budget();
     assert_eq!(b.budget_bps, 90_000_000);
     assert_eq!(b.min_per_user_bps, 2_000_000);
@@ -45,7 +42,7 @@ fn fixed_ranges_parse_v4_and_v6() {
         "{MINIMAL}\n[network]\ninternal_ranges = [\"10.0.0.0/8\", \"fd00::/8\", \"192.168.1.7\"]\n"
     );
     let s = Settings::from_toml_str(&toml).unwrap();
-    let InternalRanges::Fixed(nets) = s.network.internal_ranges().unwrap() else {
+    let InternalRanges::Fixed(nets) = s.network.ranges().clone() else {
         panic!("expected fixed ranges")
     };
     assert_eq!(nets.len(), 3);
