@@ -33,12 +33,14 @@
 //!    database of plays, samples, decisions and actions, its writer thread and `stats`),
 //!    [`ctl`] (the commands that ask the running daemon); and the commands for a new user:
 //!    [`init`] (a first configuration), [`import`] (from the Python JellyDemon's
-//!    config.yml), both written by [`folder`] (config.toml and its secrets' files), [`bugreport`] (`jellydemon report`);
+//!    config.yml), both written by [`folder`] (config.toml and its secrets' files),
+//!    [`bugreport`] (`jellydemon report`);
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
 //!    writer, the other servers' watch (members), the torrent clients' and media servers'
 //!    tasks (seeders, servers), all recording into status; the restoring shutdown;
+//!    `daemon::schedule` is the engine's pure rule of when to plan and why;
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
-//!    effectiveness yardstick, apart from the daemon;
+//!    effectiveness yardstick, which plans on the engine's own `daemon::schedule`;
 //! 7. [`commands`]: one function per command (load what it needs, work through the library,
 //!    print for the owner, end with an exit code); [`cli`]: the command line (clap) and which
 //!    of them each command is; `main.rs` only calls it.
