@@ -159,21 +159,7 @@ pub async fn run(
     }
     .spawn(workers.clone())?;
 
-    // The history, unless off or a dry run (which writes no file).
-    let (history, history_writer) = if settings.history.enabled && !dry_run {
-        let h = &settings.history;
-        let n = notifier.clone();
-        let (history, writer) = crate::history::start(
-            h.path(&settings.state.file),
-            std::time::Duration::from_secs(u64::from(h.retention_days) * 24 * 3600),
-            h.max_bytes(),
-            metrics.clone(),
-            Box::new(move |error| n.observe(Observation::History(error))),
-        );
-        (history, Some(writer))
-    } else {
-        (crate::history::History::off(metrics.clone()), None)
-    };
+    let (history, history_writer) = start_history(&settings, &notifier, &metrics);
 
     let (pushed_tx, pushed) = tokio::sync::mpsc::unbounded_channel();
     let (writer, writer_task) = writer::spawn(
@@ -249,19 +235,17 @@ pub async fn run(
     // own: the restore below does not wait for any client.
     workers.cancel();
     let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
-    let _ = tokio::time::timeout_at(deadline, engine_task).await;
-    if let Some(t) = members_task {
-        let _ = tokio::time::timeout_at(deadline, t).await;
-    }
-    let _ = tokio::time::timeout_at(deadline, writer_task).await;
-    if let Some(t) = meter_task {
-        let _ = tokio::time::timeout_at(deadline, t).await;
-    }
-    // A write to a torrent client in flight is answered (or times out) before the restore.
-    if let Some(t) = seeders_task {
-        let _ = tokio::time::timeout_at(deadline, t).await;
-    }
-    if let Some(t) = servers_task {
+    // The engine first (no new plan), then what carries its decisions out; a write to a
+    // torrent client in flight is answered (or times out) before the restore.
+    let tasks = [
+        Some(engine_task),
+        members_task,
+        Some(writer_task),
+        meter_task,
+    ]
+    .into_iter()
+    .chain([seeders_task, servers_task]);
+    for t in tasks.flatten() {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
 
@@ -269,58 +253,11 @@ pub async fn run(
     let history_stop =
         history_writer.map(|w| tokio::spawn(w.stop(std::time::Duration::from_secs(5))));
 
-    let mut out = Shutdown::default();
-    if settings.daemon.restore_on_exit && !dry_run {
-        // The restore keeps trying until the deadline by itself; the outer bound is a guard.
-        let guard = deadline + std::time::Duration::from_secs(1);
-        let (jellyfin, torrents) = tokio::join!(
-            tokio::time::timeout_at(guard, reconcile::restore(&client, &ledger, deadline)),
-            tokio::time::timeout_at(
-                guard,
-                crate::throttle::restore_all(&settings, &ledger, deadline)
-            ),
-        );
-        let torrent_failures = match torrents {
-            Ok(results) => results
-                .iter()
-                .filter(|(_, r)| matches!(r, crate::throttle::Restored::Failed(_)))
-                .count(),
-            Err(_) => 1,
-        };
-        match jellyfin {
-            Ok(Ok(results)) => {
-                out.restore_failures = results
-                    .iter()
-                    .filter(|(_, o)| matches!(o, RestoreOutcome::Failed(_)))
-                    .count();
-                info!(
-                    restored = results.len() - out.restore_failures,
-                    failed = out.restore_failures,
-                    "originals restored"
-                );
-            }
-            Ok(Err(e)) => {
-                error!("{e}");
-                out.restore_failures = ledger.read(Ledger::len);
-            }
-            Err(_) => {
-                out.restore_timed_out = true;
-                out.restore_failures = ledger.read(Ledger::len);
-            }
-        }
-        out.restore_failures += torrent_failures;
-        if out.restore_failures > 0 || out.restore_timed_out {
-            notifier.observe(Observation::RestoreFailed {
-                users: out.restore_failures,
-                state_file: settings.state.file.display().to_string(),
-            });
-            warn!(
-                left = out.restore_failures,
-                state_file = %settings.state.file.display(),
-                "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
-            );
-        }
-    }
+    let out = if settings.daemon.restore_on_exit && !dry_run {
+        restore_at_exit(&settings, &client, &ledger, &notifier, deadline).await
+    } else {
+        Shutdown::default()
+    };
     // What is queued for the targets goes out, within what is left of the deadline (at
     // least two seconds, so that a failed restore can still be told).
     notify_close.cancel();
@@ -338,4 +275,88 @@ pub async fn run(
         Err(e) => warn!("the listener ended abnormally: {e}"),
     }
     Ok(out)
+}
+
+/// The history, unless off or a dry run (which writes no file): where the engine records, and
+/// the writer thread to stop at the end.
+fn start_history(
+    settings: &Settings,
+    notifier: &crate::notify::Notifier,
+    metrics: &Arc<Metrics>,
+) -> (crate::history::History, Option<crate::history::Writer>) {
+    if !settings.history.enabled || settings.daemon.dry_run {
+        return (crate::history::History::off(metrics.clone()), None);
+    }
+    let h = &settings.history;
+    let n = notifier.clone();
+    let (history, writer) = crate::history::start(
+        h.path(&settings.state.file),
+        std::time::Duration::from_secs(u64::from(h.retention_days) * 24 * 3600),
+        h.max_bytes(),
+        metrics.clone(),
+        Box::new(move |error| n.observe(Observation::History(error))),
+    );
+    (history, Some(writer))
+}
+
+/// Put every original back (Jellyfin's users and the torrent clients' settings at once),
+/// trying until `deadline`; what could not be is kept in the state file, logged and notified.
+async fn restore_at_exit(
+    settings: &Settings,
+    client: &Fleet,
+    ledger: &LedgerHandle,
+    notifier: &crate::notify::Notifier,
+    deadline: tokio::time::Instant,
+) -> Shutdown {
+    let mut out = Shutdown::default();
+    // The restore keeps trying until the deadline by itself; the outer bound is a guard.
+    let guard = deadline + std::time::Duration::from_secs(1);
+    let (jellyfin, torrents) = tokio::join!(
+        tokio::time::timeout_at(guard, reconcile::restore(client, ledger, deadline)),
+        tokio::time::timeout_at(
+            guard,
+            crate::throttle::restore_all(settings, ledger, deadline)
+        ),
+    );
+    let torrent_failures = match torrents {
+        Ok(results) => results
+            .iter()
+            .filter(|(_, r)| matches!(r, crate::throttle::Restored::Failed(_)))
+            .count(),
+        Err(_) => 1,
+    };
+    match jellyfin {
+        Ok(Ok(results)) => {
+            out.restore_failures = results
+                .iter()
+                .filter(|(_, o)| matches!(o, RestoreOutcome::Failed(_)))
+                .count();
+            info!(
+                restored = results.len() - out.restore_failures,
+                failed = out.restore_failures,
+                "originals restored"
+            );
+        }
+        Ok(Err(e)) => {
+            error!("{e}");
+            out.restore_failures = ledger.read(Ledger::len);
+        }
+        Err(_) => {
+            out.restore_timed_out = true;
+            out.restore_failures = ledger.read(Ledger::len);
+        }
+    }
+    out.restore_failures += torrent_failures;
+    if out.restore_failures > 0 || out.restore_timed_out {
+        notifier.observe(Observation::RestoreFailed {
+            users: out.restore_failures,
+            state_file: settings.state.file.display().to_string(),
+        });
+        warn!(
+            left = out.restore_failures,
+            state_file = %settings.state.file.display(),
+            "not every original could be restored; they are kept in the state file: run `jellydemon restore` when Jellyfin is reachable"
+        );
+    }
+    out
 }
