@@ -155,40 +155,7 @@ pub async fn run(
         .await
         .context("cannot start the simulated torrent client")?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let settings = Settings::from_toml_str(&format!(
-        r#"
-[jellyfin]
-url = "{jellyfin_url}"
-api_key = "{API_KEY}"
-[bandwidth]
-total_upload_mbps = 100
-reserved_mbps = 10
-algorithm = "equal"
-[state]
-file = "{}"
-[bandwidth.meter]
-kind = "openwrt"
-interface = "wan"
-url = "{router_url}"
-username = "jellydemon"
-password = "demo-router-password"
-interval = "1s"
-rise = "1s"
-fall = "3s"
-window = "3s"
-[bandwidth.downloaders]
-interval = "1s"
-[[downloader]]
-kind = "qbittorrent"
-name = "seeder"
-url = "{seeder_url}"
-[daemon]
-listen = "{listen}"
-poll_interval = "10s"
-debounce = "300ms"
-"#,
-        dir.path().join("state.json").display()
-    ))?;
+    let settings = demo_settings(&jellyfin_url, &router_url, &seeder_url, listen, dir.path())?;
     let addr = listen;
     println!(
         "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\";"
@@ -223,76 +190,8 @@ debounce = "300ms"
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut sessions: Vec<(&'static str, String)> = Vec::new();
     let house = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // What leaves the house: the remote streams as they play now, and the house's own upload.
-    let wan = {
-        let (fake, router, house, seeder, stop) = (
-            fake.clone(),
-            router.clone(),
-            house.clone(),
-            seeder.clone(),
-            fake_stop.clone(),
-        );
-        let ranges = network::jellyfin_default_ranges();
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let remote: i64 = fake
-                    .sessions()
-                    .iter()
-                    .filter(|s| {
-                        s.remote_end_point
-                            .as_deref()
-                            .and_then(|e| e.parse::<std::net::IpAddr>().ok())
-                            .is_some_and(|ip| !network::is_internal(ip.to_canonical(), &ranges))
-                    })
-                    .filter_map(|s| s.playing.as_ref().map(Playback::wire_rate))
-                    .sum();
-                // The 100 Mbps link: the seeder gets the room the streams and the house leave.
-                let others = remote.max(0) as u64 + house.load(std::sync::atomic::Ordering::SeqCst);
-                seeder.set_room(100_000_000u64.saturating_sub(others));
-                router.set_rate(others + seeder.rate_bps());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    // Say when the budget changes, and why.
-    let watcher = {
-        let (http, state_url, stop) = (
-            reqwest::Client::new(),
-            state_url.clone(),
-            daemon_stop.clone(),
-        );
-        tokio::spawn(async move {
-            let mut last: Option<String> = None;
-            let mut seeding: Option<u64> = None;
-            while !stop.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let Ok(resp) = http.get(&state_url).send().await else {
-                    continue;
-                };
-                let Ok(s) = resp.json::<serde_json::Value>().await else {
-                    continue;
-                };
-                let cause = s["budget"]["cause"].as_str().map(str::to_string);
-                if cause != last
-                    && s["budget"]["source"] != "static"
-                    && let Some(c) = &cause
-                {
-                    println!("  ↳ budget: {c}");
-                }
-                last = cause;
-                let limit = s["downloaders"][0]["limit_bps"].as_u64();
-                if limit.is_some() && limit != seeding {
-                    let mbps = |b: Option<u64>| b.map_or("–".into(), crate::plan::fmt_mbps);
-                    println!(
-                        "  ↳ seeder: limit {}, uploading {}",
-                        mbps(limit),
-                        mbps(s["downloaders"][0]["rate_bps"].as_u64())
-                    );
-                    seeding = limit;
-                }
-            }
-        })
-    };
+    let wan = spawn_wan(&fake, &router, &house, &seeder, &fake_stop);
+    let watcher = spawn_watcher(state_url.clone(), daemon_stop.clone());
     'outer: loop {
         for s in script() {
             tokio::select! {
@@ -346,41 +245,12 @@ debounce = "300ms"
             let body = serde_json::json!({
                 "NotificationType": kind, "UserId": id_of(user), "Id": session,
             });
-            let state = || async {
-                http.get(&state_url)
-                    .send()
-                    .await
-                    .ok()?
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-            };
-            let recomputes = |s: &serde_json::Value| s["poll"]["recomputes"].as_u64();
-            let before = state().await.as_ref().and_then(recomputes);
+            let before = recomputes(&http, &state_url).await;
             if let Err(e) = http.post(&hook).body(body.to_string()).send().await {
                 eprintln!("demo: cannot reach the daemon: {e}");
                 continue;
             }
-            // Show the decision this event caused, once the debounce window has closed and the
-            // plan is made (waiting at most 2 s).
-            let waited = tokio::time::Instant::now();
-            let mut latest = None;
-            while waited.elapsed() < Duration::from_secs(2) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Some(s) = state().await
-                    && recomputes(&s) > before
-                {
-                    latest = Some(s);
-                    break;
-                }
-            }
-            if let Some(state) = latest
-                && let Some(summary) = state["recent"][0]["summary"].as_str()
-                && Some(summary) != last_summary.as_deref()
-            {
-                println!("  ↳ limits: {summary}");
-                last_summary = Some(summary.to_string());
-            }
+            show_decision(&http, &state_url, before, &mut last_summary).await;
         }
     }
     daemon_stop.cancel();
@@ -398,6 +268,161 @@ debounce = "300ms"
         out.restore_failures
     );
     Ok(())
+}
+
+/// The daemon's configuration for the demo: the simulated Jellyfin, router and qBittorrent,
+/// its state in `dir`, listening at `listen`.
+fn demo_settings(
+    jellyfin_url: &str,
+    router_url: &str,
+    seeder_url: &str,
+    listen: std::net::SocketAddr,
+    dir: &std::path::Path,
+) -> Result<Settings, crate::config::ConfigError> {
+    Settings::from_toml_str(&format!(
+        r#"
+[jellyfin]
+url = "{jellyfin_url}"
+api_key = "{API_KEY}"
+[bandwidth]
+total_upload_mbps = 100
+reserved_mbps = 10
+algorithm = "equal"
+[state]
+file = "{}"
+[bandwidth.meter]
+kind = "openwrt"
+interface = "wan"
+url = "{router_url}"
+username = "jellydemon"
+password = "demo-router-password"
+interval = "1s"
+rise = "1s"
+fall = "3s"
+window = "3s"
+[bandwidth.downloaders]
+interval = "1s"
+[[downloader]]
+kind = "qbittorrent"
+name = "seeder"
+url = "{seeder_url}"
+[daemon]
+listen = "{listen}"
+poll_interval = "10s"
+debounce = "300ms"
+"#,
+        dir.join("state.json").display()
+    ))
+}
+
+/// What leaves the house, every 200 ms: the remote streams as they play now and the house's
+/// own upload, on a 100 Mbps link where the seeder gets the room they leave.
+fn spawn_wan(
+    fake: &FakeJellyfin,
+    router: &FakeRouter,
+    house: &Arc<std::sync::atomic::AtomicU64>,
+    seeder: &FakeSeeder,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (fake, router, house, seeder, stop) = (
+        fake.clone(),
+        router.clone(),
+        house.clone(),
+        seeder.clone(),
+        stop.clone(),
+    );
+    let ranges = network::jellyfin_default_ranges();
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let remote: i64 = fake
+                .sessions()
+                .iter()
+                .filter(|s| {
+                    s.remote_end_point
+                        .as_deref()
+                        .and_then(|e| e.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|ip| !network::is_internal(ip.to_canonical(), &ranges))
+                })
+                .filter_map(|s| s.playing.as_ref().map(Playback::wire_rate))
+                .sum();
+            let others = remote.max(0) as u64 + house.load(std::sync::atomic::Ordering::SeqCst);
+            seeder.set_room(100_000_000u64.saturating_sub(others));
+            router.set_rate(others + seeder.rate_bps());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// Say when the budget changes and why, and the seeder's limit, from `/api/state` every
+/// 250 ms until `stop`.
+fn spawn_watcher(state_url: String, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let http = reqwest::Client::new();
+    tokio::spawn(async move {
+        let mut last: Option<String> = None;
+        let mut seeding: Option<u64> = None;
+        while !stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Some(s) = state(&http, &state_url).await else {
+                continue;
+            };
+            let cause = s["budget"]["cause"].as_str().map(str::to_string);
+            if cause != last
+                && s["budget"]["source"] != "static"
+                && let Some(c) = &cause
+            {
+                println!("  ↳ budget: {c}");
+            }
+            last = cause;
+            let limit = s["downloaders"][0]["limit_bps"].as_u64();
+            if limit.is_some() && limit != seeding {
+                let mbps = |b: Option<u64>| b.map_or("–".into(), crate::plan::fmt_mbps);
+                println!(
+                    "  ↳ seeder: limit {}, uploading {}",
+                    mbps(limit),
+                    mbps(s["downloaders"][0]["rate_bps"].as_u64())
+                );
+                seeding = limit;
+            }
+        }
+    })
+}
+
+/// The daemon's `/api/state`, or `None` when it does not answer.
+async fn state(http: &reqwest::Client, state_url: &str) -> Option<serde_json::Value> {
+    http.get(state_url).send().await.ok()?.json().await.ok()
+}
+
+/// How many plans the daemon has made.
+async fn recomputes(http: &reqwest::Client, state_url: &str) -> Option<u64> {
+    state(http, state_url).await?["poll"]["recomputes"].as_u64()
+}
+
+/// Show the decision an event caused, once the debounce window has closed and the plan is
+/// made (waiting at most 2 s), unless it says what the last one said.
+async fn show_decision(
+    http: &reqwest::Client,
+    state_url: &str,
+    before: Option<u64>,
+    last_summary: &mut Option<String>,
+) {
+    let waited = tokio::time::Instant::now();
+    let mut latest = None;
+    while waited.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(s) = state(http, state_url).await
+            && s["poll"]["recomputes"].as_u64() > before
+        {
+            latest = Some(s);
+            break;
+        }
+    }
+    if let Some(state) = latest
+        && let Some(summary) = state["recent"][0]["summary"].as_str()
+        && Some(summary) != last_summary.as_deref()
+    {
+        println!("  ↳ limits: {summary}");
+        *last_summary = Some(summary.to_string());
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
