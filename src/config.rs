@@ -14,12 +14,11 @@
 //! This file layers the sources and validates across sections.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use figment::value::magic::RelativePathBuf;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 mod bandwidth;
@@ -207,71 +206,10 @@ impl Settings {
 
     /// Check every value; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.history.retention_days == 0 {
-            return Err(invalid(
-                "history.retention_days",
-                "at least 1 (to keep no history, set history.enabled = false)",
-            ));
-        }
-        if self.history.max_mb == 0 {
-            return Err(invalid(
-                "history.max_mb",
-                "at least 1 (to keep no history, set history.enabled = false)",
-            ));
-        }
-        let url = url::Url::parse(&self.jellyfin.url).map_err(|e| {
-            invalid(
-                "jellyfin.url",
-                format!("\"{}\": {e}", redact_userinfo(&self.jellyfin.url)),
-            )
-        })?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid(
-                "jellyfin.url",
-                format!(
-                    "must not contain a user name or password (\"{}\"): jellydemon signs in \
-                     with api_key",
-                    redact_userinfo(&self.jellyfin.url)
-                ),
-            ));
-        }
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(invalid(
-                "jellyfin.url",
-                format!("scheme must be http or https, got \"{}\"", url.scheme()),
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(
-                "jellyfin.url",
-                "must not contain a query or fragment (the API key goes in api_key)",
-            ));
-        }
-        match (&self.jellyfin.api_key, &self.jellyfin.api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "jellyfin.api_key",
-                    "set either api_key or api_key_file, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "jellyfin.api_key",
-                    "missing: set api_key, api_key_file or JELLYDEMON_JELLYFIN__API_KEY",
-                ));
-            }
-            (Some(key), None) if key.expose_secret().trim().is_empty() => {
-                return Err(invalid("jellyfin.api_key", "is empty"));
-            }
-            _ => {}
-        }
-        if self.jellyfin.timeout.is_zero() {
-            return Err(invalid("jellyfin.timeout", "must be greater than 0"));
-        }
+        self.history.validate()?;
+        self.jellyfin.validate()?;
         self.network.internal_ranges()?;
-
-        let b = &self.bandwidth;
-        if let Some(m) = &b.meter {
+        if let Some(m) = &self.bandwidth.meter {
             m.validate()?;
         }
         self.schedule_windows()?;
@@ -280,217 +218,9 @@ impl Settings {
         server::validate_all(&self.server, &downloader_names(&self.downloader))?;
         self.transcoding.validate()?;
         self.bandwidth.downloaders.validate()?;
-        if b.sqm != Sqm::Off
-            && !matches!(
-                b.meter.as_ref().map(|m| m.kind),
-                Some(MeterKind::Openwrt | MeterKind::Interface)
-            )
-        {
-            return Err(invalid(
-                "bandwidth.total_upload_mbps",
-                "\"sqm\" reads the rate the router shapes to: it needs [bandwidth.meter] kind = \
-                 \"openwrt\" (SQM through rpcd) or \"interface\" (the cake qdisc of this \
-                 gateway's device) (README.md, \"A budget that follows the link\")",
-            ));
-        }
-        positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
-        non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
-        if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
-            return Err(invalid(
-                "bandwidth.reserved_mbps",
-                format!(
-                    "must be less than total_upload_mbps ({} >= {}): the budget would be 0",
-                    b.reserved_mbps, b.total_upload_mbps
-                ),
-            ));
-        }
-        positive_finite("bandwidth.min_per_user_mbps", b.min_per_user_mbps)?;
-        let max_mbps = MAX_JELLYFIN_LIMIT_BPS as f64 / BPS_PER_MBPS;
-        if b.min_per_user_mbps > max_mbps {
-            return Err(invalid(
-                "bandwidth.min_per_user_mbps",
-                format!("Jellyfin cannot store more than {max_mbps} Mbps"),
-            ));
-        }
-        if let Some(max) = b.max_per_user_mbps {
-            positive_finite("bandwidth.max_per_user_mbps", max)?;
-            if max < b.min_per_user_mbps {
-                return Err(invalid(
-                    "bandwidth.max_per_user_mbps",
-                    format!(
-                        "must be at least min_per_user_mbps ({max} < {})",
-                        b.min_per_user_mbps
-                    ),
-                ));
-            }
-        }
-        positive_finite("bandwidth.step_mbps", b.step_mbps)?;
-        if mbps_to_bps(b.step_mbps) == 0 {
-            return Err(invalid("bandwidth.step_mbps", "must be at least 1 bit/s"));
-        }
-        non_negative_finite("bandwidth.hysteresis_percent", b.hysteresis_percent)?;
-        if b.hysteresis_percent >= 100.0 {
-            return Err(invalid(
-                "bandwidth.hysteresis_percent",
-                "must be below 100 (at 100 no change would ever be written)",
-            ));
-        }
-        positive_finite(
-            "bandwidth.priority.default_weight",
-            b.priority.default_weight,
-        )?;
-        positive_finite("bandwidth.priority.admin_weight", b.priority.admin_weight)?;
-        for w in b.priority.users.values() {
-            positive_finite("bandwidth.priority.users", *w)?;
-        }
-        positive_finite("bandwidth.demand.default_mbps", b.demand.default_mbps)?;
-        if !(b.demand.overhead.is_finite() && b.demand.overhead >= 1.0) {
-            return Err(invalid(
-                "bandwidth.demand.overhead",
-                format!("must be a number >= 1.0, got {}", b.demand.overhead),
-            ));
-        }
-        let d = &self.daemon;
-        if d.webhook_token.is_some() && d.webhook_token_file.is_some() {
-            return Err(invalid(
-                "daemon.webhook_token",
-                "set either webhook_token or webhook_token_file, not both",
-            ));
-        }
-        if d.webhook_token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
-        {
-            return Err(invalid(
-                "daemon.webhook_token",
-                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
-            ));
-        }
-        if d.mode == Mode::Webhook
-            && !d.listen.ip().is_loopback()
-            && d.webhook_token.is_none()
-            && d.webhook_token_file.is_none()
-        {
-            return Err(invalid(
-                "daemon.webhook_token",
-                format!(
-                    "required when listen ({}) is not a loopback address: anyone who can reach \
-                     it could trigger recomputes",
-                    d.listen
-                ),
-            ));
-        }
-        // A token file that can be read now is checked now (one that cannot is reported
-        // where it is used, e.g. by `check` run as another user).
-        for (file, key) in [
-            (&d.webhook_token_file, "daemon.webhook_token_file"),
-            (&d.status_token_file, "daemon.status_token_file"),
-        ] {
-            if let Some(f) = file
-                && let Ok(text) = std::fs::read_to_string(f.relative())
-                && (1..MIN_TOKEN_LEN).contains(&text.trim().len())
-            {
-                return Err(short_token(key));
-            }
-        }
-        if d.status_token.is_some() && d.status_token_file.is_some() {
-            return Err(invalid(
-                "daemon.status_token",
-                "set either status_token or status_token_file, not both",
-            ));
-        }
-        if d.status_token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
-        {
-            return Err(invalid(
-                "daemon.status_token",
-                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
-            ));
-        }
-        if d.status_protected()
-            && d.status_token.is_none()
-            && d.status_token_file.is_none()
-            && d.webhook_token.is_none()
-            && d.webhook_token_file.is_none()
-        {
-            return Err(invalid(
-                "daemon.status_token",
-                format!(
-                    "required when listen ({}) is not a loopback address: the status page, \
-                     /api/state and /metrics show who watches what from where. Set \
-                     status_token (or webhook_token), or public_status = true to serve them \
-                     to anyone",
-                    d.listen
-                ),
-            ));
-        }
-        for host in &d.allowed_hosts {
-            if host.is_empty() || host.contains(['/', ' ', ':', '@']) {
-                return Err(invalid(
-                    "daemon.allowed_hosts",
-                    format!("\"{host}\" is not a host name (no port, scheme or path)"),
-                ));
-            }
-        }
-        if d.poll_interval.is_some_and(|p| p < Duration::from_secs(1)) {
-            return Err(invalid("daemon.poll_interval", "must be at least 1s"));
-        }
-        if d.debounce > Duration::from_secs(60) {
-            return Err(invalid("daemon.debounce", "must be at most 60s"));
-        }
-        if d.max_writes_per_second == 0 {
-            return Err(invalid(
-                "daemon.max_writes_per_second",
-                "must be at least 1",
-            ));
-        }
-        if !(d.push_threshold_percent.is_finite() && d.push_threshold_percent > 0.0) {
-            return Err(invalid(
-                "daemon.push_threshold_percent",
-                format!("must be a number > 0, got {}", d.push_threshold_percent),
-            ));
-        }
-        for (key, value) in [
-            ("daemon.http_header_timeout", d.http_header_timeout),
-            ("daemon.http_request_timeout", d.http_request_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(key, "must be greater than 0"));
-            }
-        }
-        if d.http_drain > Duration::from_secs(10) {
-            return Err(invalid(
-                "daemon.http_drain",
-                "must be at most 10s: a client must not hold up the restoring shutdown",
-            ));
-        }
-        if !(4..=65_536).contains(&d.http_max_connections) {
-            return Err(invalid(
-                "daemon.http_max_connections",
-                format!(
-                    "must be between 4 and 65536, got {}",
-                    d.http_max_connections
-                ),
-            ));
-        }
-        if d.max_hook_body_bytes < 1024 {
-            return Err(invalid(
-                "daemon.max_hook_body_bytes",
-                "must be at least 1024",
-            ));
-        }
-        if let Some(level) = &self.logging.level
-            && tracing_subscriber::EnvFilter::try_new(level).is_err()
-        {
-            return Err(invalid(
-                "logging.level",
-                format!("\"{level}\" is not a level or filter (e.g. \"info\")"),
-            ));
-        }
-        if self.logging.max_file_bytes < 4096 {
-            return Err(invalid("logging.max_file_bytes", "must be at least 4096"));
-        }
+        self.bandwidth.validate()?;
+        self.daemon.validate()?;
+        self.logging.validate()?;
         if self.state.file.as_os_str().is_empty() {
             return Err(invalid("state.file", "must not be empty"));
         }

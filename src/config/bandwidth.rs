@@ -7,7 +7,10 @@ use serde::Deserialize;
 
 use crate::ids::UserId;
 
-use super::{BPS_PER_MBPS, DownloadersPolicy, MeterSettings, ScheduleEntry};
+use super::{
+    BPS_PER_MBPS, ConfigError, DownloadersPolicy, MAX_JELLYFIN_LIMIT_BPS, MeterKind, MeterSettings,
+    ScheduleEntry, invalid, non_negative_finite, positive_finite,
+};
 
 /// Where `total_upload_mbps` comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,6 +104,86 @@ pub struct BandwidthSettings {
     /// The time zone of the schedule (`"Europe/Berlin"`); absent: the system's.
     #[serde(default)]
     pub timezone: Option<String>,
+}
+
+impl BandwidthSettings {
+    /// The link's figures: positive, the reserve below the total, the floor under Jellyfin's
+    /// maximum and the ceiling, the weights and the demand's overhead; `"sqm"` with a meter that
+    /// can read it.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let b = self;
+        if b.sqm != Sqm::Off
+            && !matches!(
+                b.meter.as_ref().map(|m| m.kind),
+                Some(MeterKind::Openwrt | MeterKind::Interface)
+            )
+        {
+            return Err(invalid(
+                "bandwidth.total_upload_mbps",
+                "\"sqm\" reads the rate the router shapes to: it needs [bandwidth.meter] kind = \
+                 \"openwrt\" (SQM through rpcd) or \"interface\" (the cake qdisc of this \
+                 gateway's device) (README.md, \"A budget that follows the link\")",
+            ));
+        }
+        positive_finite("bandwidth.total_upload_mbps", b.total_upload_mbps)?;
+        non_negative_finite("bandwidth.reserved_mbps", b.reserved_mbps)?;
+        if mbps_to_bps(b.total_upload_mbps) <= mbps_to_bps(b.reserved_mbps) {
+            return Err(invalid(
+                "bandwidth.reserved_mbps",
+                format!(
+                    "must be less than total_upload_mbps ({} >= {}): the budget would be 0",
+                    b.reserved_mbps, b.total_upload_mbps
+                ),
+            ));
+        }
+        positive_finite("bandwidth.min_per_user_mbps", b.min_per_user_mbps)?;
+        let max_mbps = MAX_JELLYFIN_LIMIT_BPS as f64 / BPS_PER_MBPS;
+        if b.min_per_user_mbps > max_mbps {
+            return Err(invalid(
+                "bandwidth.min_per_user_mbps",
+                format!("Jellyfin cannot store more than {max_mbps} Mbps"),
+            ));
+        }
+        if let Some(max) = b.max_per_user_mbps {
+            positive_finite("bandwidth.max_per_user_mbps", max)?;
+            if max < b.min_per_user_mbps {
+                return Err(invalid(
+                    "bandwidth.max_per_user_mbps",
+                    format!(
+                        "must be at least min_per_user_mbps ({max} < {})",
+                        b.min_per_user_mbps
+                    ),
+                ));
+            }
+        }
+        positive_finite("bandwidth.step_mbps", b.step_mbps)?;
+        if mbps_to_bps(b.step_mbps) == 0 {
+            return Err(invalid("bandwidth.step_mbps", "must be at least 1 bit/s"));
+        }
+        non_negative_finite("bandwidth.hysteresis_percent", b.hysteresis_percent)?;
+        if b.hysteresis_percent >= 100.0 {
+            return Err(invalid(
+                "bandwidth.hysteresis_percent",
+                "must be below 100 (at 100 no change would ever be written)",
+            ));
+        }
+        positive_finite(
+            "bandwidth.priority.default_weight",
+            b.priority.default_weight,
+        )?;
+        positive_finite("bandwidth.priority.admin_weight", b.priority.admin_weight)?;
+        for w in b.priority.users.values() {
+            positive_finite("bandwidth.priority.users", *w)?;
+        }
+        positive_finite("bandwidth.demand.default_mbps", b.demand.default_mbps)?;
+        if !(b.demand.overhead.is_finite() && b.demand.overhead >= 1.0) {
+            return Err(invalid(
+                "bandwidth.demand.overhead",
+                format!("must be a number >= 1.0, got {}", b.demand.overhead),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn default_min_per_user() -> f64 {

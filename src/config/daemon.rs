@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{ConfigError, token_from};
+use super::{ConfigError, MIN_TOKEN_LEN, invalid, short_token, token_from};
 
 /// `[state]`: where the ledger lives.
 #[derive(Debug, Deserialize)]
@@ -301,6 +301,142 @@ impl Default for DaemonSettings {
 }
 
 impl DaemonSettings {
+    /// The secrets (one of each pair, long enough, required off loopback), the hosts, the
+    /// timings and the limits of the listener.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let d = self;
+        if d.webhook_token.is_some() && d.webhook_token_file.is_some() {
+            return Err(invalid(
+                "daemon.webhook_token",
+                "set either webhook_token or webhook_token_file, not both",
+            ));
+        }
+        if d.webhook_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
+        {
+            return Err(invalid(
+                "daemon.webhook_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+            ));
+        }
+        if d.mode == Mode::Webhook
+            && !d.listen.ip().is_loopback()
+            && d.webhook_token.is_none()
+            && d.webhook_token_file.is_none()
+        {
+            return Err(invalid(
+                "daemon.webhook_token",
+                format!(
+                    "required when listen ({}) is not a loopback address: anyone who can reach \
+                     it could trigger recomputes",
+                    d.listen
+                ),
+            ));
+        }
+        // A token file that can be read now is checked now (one that cannot is reported
+        // where it is used, e.g. by `check` run as another user).
+        for (file, key) in [
+            (&d.webhook_token_file, "daemon.webhook_token_file"),
+            (&d.status_token_file, "daemon.status_token_file"),
+        ] {
+            if let Some(f) = file
+                && let Ok(text) = std::fs::read_to_string(f.relative())
+                && (1..MIN_TOKEN_LEN).contains(&text.trim().len())
+            {
+                return Err(short_token(key));
+            }
+        }
+        if d.status_token.is_some() && d.status_token_file.is_some() {
+            return Err(invalid(
+                "daemon.status_token",
+                "set either status_token or status_token_file, not both",
+            ));
+        }
+        if d.status_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
+        {
+            return Err(invalid(
+                "daemon.status_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+            ));
+        }
+        if d.status_protected()
+            && d.status_token.is_none()
+            && d.status_token_file.is_none()
+            && d.webhook_token.is_none()
+            && d.webhook_token_file.is_none()
+        {
+            return Err(invalid(
+                "daemon.status_token",
+                format!(
+                    "required when listen ({}) is not a loopback address: the status page, \
+                     /api/state and /metrics show who watches what from where. Set \
+                     status_token (or webhook_token), or public_status = true to serve them \
+                     to anyone",
+                    d.listen
+                ),
+            ));
+        }
+        for host in &d.allowed_hosts {
+            if host.is_empty() || host.contains(['/', ' ', ':', '@']) {
+                return Err(invalid(
+                    "daemon.allowed_hosts",
+                    format!("\"{host}\" is not a host name (no port, scheme or path)"),
+                ));
+            }
+        }
+        if d.poll_interval.is_some_and(|p| p < Duration::from_secs(1)) {
+            return Err(invalid("daemon.poll_interval", "must be at least 1s"));
+        }
+        if d.debounce > Duration::from_secs(60) {
+            return Err(invalid("daemon.debounce", "must be at most 60s"));
+        }
+        if d.max_writes_per_second == 0 {
+            return Err(invalid(
+                "daemon.max_writes_per_second",
+                "must be at least 1",
+            ));
+        }
+        if !(d.push_threshold_percent.is_finite() && d.push_threshold_percent > 0.0) {
+            return Err(invalid(
+                "daemon.push_threshold_percent",
+                format!("must be a number > 0, got {}", d.push_threshold_percent),
+            ));
+        }
+        for (key, value) in [
+            ("daemon.http_header_timeout", d.http_header_timeout),
+            ("daemon.http_request_timeout", d.http_request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if d.http_drain > Duration::from_secs(10) {
+            return Err(invalid(
+                "daemon.http_drain",
+                "must be at most 10s: a client must not hold up the restoring shutdown",
+            ));
+        }
+        if !(4..=65_536).contains(&d.http_max_connections) {
+            return Err(invalid(
+                "daemon.http_max_connections",
+                format!(
+                    "must be between 4 and 65536, got {}",
+                    d.http_max_connections
+                ),
+            ));
+        }
+        if d.max_hook_body_bytes < 1024 {
+            return Err(invalid(
+                "daemon.max_hook_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        Ok(())
+    }
+
     /// The reconciliation interval in force for the mode.
     pub fn poll_interval(&self) -> Duration {
         self.poll_interval.unwrap_or(match self.mode {

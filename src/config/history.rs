@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::{ConfigError, invalid};
+
 /// `[history]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +49,23 @@ impl Default for HistorySettings {
 }
 
 impl HistorySettings {
+    /// Values a history cannot run with.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.retention_days == 0 {
+            return Err(invalid(
+                "history.retention_days",
+                "at least 1 (to keep no history, set history.enabled = false)",
+            ));
+        }
+        if self.max_mb == 0 {
+            return Err(invalid(
+                "history.max_mb",
+                "at least 1 (to keep no history, set history.enabled = false)",
+            ));
+        }
+        Ok(())
+    }
+
     /// The database's path: `file`, or `history.sqlite` beside `state_file`.
     pub fn path(&self, state_file: &Path) -> PathBuf {
         self.file.clone().unwrap_or_else(|| {

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::network;
 
-use super::{ConfigError, invalid};
+use super::{ConfigError, invalid, redact_userinfo};
 
 /// `[jellyfin]`: where the server is and how to authenticate.
 #[derive(Debug, Deserialize)]
@@ -61,6 +61,62 @@ pub enum InternalRanges {
     FromJellyfin,
     /// A fixed list from the configuration file.
     Fixed(Vec<IpNet>),
+}
+
+impl JellyfinSettings {
+    /// The URL (no user info, http or https, no query), one API key, a timeout.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            invalid(
+                "jellyfin.url",
+                format!("\"{}\": {e}", redact_userinfo(&self.url)),
+            )
+        })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "jellyfin.url",
+                format!(
+                    "must not contain a user name or password (\"{}\"): jellydemon signs in \
+                     with api_key",
+                    redact_userinfo(&self.url)
+                ),
+            ));
+        }
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(invalid(
+                "jellyfin.url",
+                format!("scheme must be http or https, got \"{}\"", url.scheme()),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                "jellyfin.url",
+                "must not contain a query or fragment (the API key goes in api_key)",
+            ));
+        }
+        match (&self.api_key, &self.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "jellyfin.api_key",
+                    "set either api_key or api_key_file, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "jellyfin.api_key",
+                    "missing: set api_key, api_key_file or JELLYDEMON_JELLYFIN__API_KEY",
+                ));
+            }
+            (Some(key), None) if key.expose_secret().trim().is_empty() => {
+                return Err(invalid("jellyfin.api_key", "is empty"));
+            }
+            _ => {}
+        }
+        if self.timeout.is_zero() {
+            return Err(invalid("jellyfin.timeout", "must be greater than 0"));
+        }
+        Ok(())
+    }
 }
 
 /// `[network]`: who counts as local.

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{ConfigError, invalid};
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +53,24 @@ pub(super) fn default_max_file_bytes() -> u64 {
 
 pub(super) fn default_keep_files() -> u32 {
     5
+}
+
+impl LoggingSettings {
+    /// A level or filter tracing understands, and a rotation size that makes sense.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(level) = &self.level
+            && tracing_subscriber::EnvFilter::try_new(level).is_err()
+        {
+            return Err(invalid(
+                "logging.level",
+                format!("\"{level}\" is not a level or filter (e.g. \"info\")"),
+            ));
+        }
+        if self.max_file_bytes < 4096 {
+            return Err(invalid("logging.max_file_bytes", "must be at least 4096"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for LoggingSettings {
