@@ -27,8 +27,9 @@ use crate::ids::{SessionId, UserId};
 use crate::jellyfin::fleet::Fleet;
 use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
+use crate::notify::conditions::Observation;
 use crate::plan::Decision;
-use crate::write::{Applier, WriteOutcome, retry_delay};
+use crate::write::{Applied, Applier, WriteOutcome, retry_delay};
 
 /// The handle the engine sends plans through.
 #[derive(Clone)]
@@ -105,40 +106,28 @@ async fn run(
     out: Reports,
     shutdown: CancellationToken,
 ) {
-    let Reports {
-        pushed,
-        stats,
-        notifier,
-    } = out;
-    let mut pending: HashMap<UserId, Pending> = HashMap::new();
+    let mut queue = Queue::default();
     loop {
-        stats.pending_writes.set(pending.len() as i64);
-        let next_due = pending.values().map(|p| p.not_before).min();
+        out.stats.pending_writes.set(queue.len() as i64);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             plan = rx.recv() => match plan {
-                Some(plan) => replace(&mut pending, plan),
+                Some(plan) => queue.install(plan),
                 None => break,
             },
-            _ = sleep_until_opt(next_due) => {}
+            _ = sleep_until_opt(queue.next_due()) => {}
         }
         // Write every due item, best first, always from the latest plan.
         loop {
             while let Ok(plan) = rx.try_recv() {
-                replace(&mut pending, plan);
+                queue.install(plan);
             }
-            stats.pending_writes.set(pending.len() as i64);
-            let now = Instant::now();
-            let Some(user) = pending
-                .iter()
-                .filter(|(_, p)| p.not_before <= now)
-                .min_by_key(|(id, p)| (Applier::rank(&p.decision), p.attempts, (*id).clone()))
-                .map(|(id, _)| id.clone())
-            else {
+            out.stats.pending_writes.set(queue.len() as i64);
+            let Some((user, writes)) = queue.best_due(Instant::now()) else {
                 break;
             };
-            if pending[&user].decision.needs_write() {
+            if writes {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return,
@@ -146,110 +135,154 @@ async fn run(
                 }
                 // A newer plan may have arrived while we waited for the limiter.
                 while let Ok(plan) = rx.try_recv() {
-                    replace(&mut pending, plan);
+                    queue.install(plan);
                 }
             }
-            let Some(p) = pending.get(&user) else {
+            let Some(d) = queue.decision(&user) else {
                 continue;
             };
-            let d = p.decision.clone();
             // At shutdown only the read before the write is given up: a write cut off in
             // flight may still be applied by Jellyfin, and the restore would have to wait for
             // it. Its answer comes within the client's timeout.
             let applied = applier
                 .apply(&d, shutdown.cancelled(), |old, new| {
-                    notifier.observe(crate::notify::conditions::Observation::HandChange(
+                    out.notifier.observe(Observation::HandChange(
                         d.user_name.to_string(),
                         old,
                         new,
                     ));
                 })
                 .await;
-            for (s, p, sent) in &applied.pushes {
-                if sent.is_ok() {
-                    stats.push(p.direction);
-                    let _ = pushed.send(Report::Pushed(PushSent {
-                        session_id: s.session_id.clone(),
-                        bitrate: p.bitrate,
-                        at: Instant::now(),
-                    }));
-                }
-            }
-            if let Some(outcome) = &applied.write {
-                notifier.observe(crate::notify::conditions::Observation::Write(
-                    match outcome {
-                        WriteOutcome::Failed(e) => Some(e.clone()),
-                        _ => None,
-                    },
-                ));
-            }
-            match applied.write {
-                Some(WriteOutcome::Failed(e)) => {
-                    stats.policy_write_failures.inc();
-                    if let Some(p) = pending.get_mut(&user) {
-                        p.attempts += 1;
-                        let delay = retry_delay(p.attempts);
-                        p.not_before = Instant::now() + delay;
-                        warn!(user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
-                    }
-                }
-                other => {
-                    // Only drop the entry if it is still the decision we just handled.
-                    if pending
-                        .get(&user)
-                        .is_some_and(|p| p.decision.target == d.target)
-                    {
-                        pending.remove(&user);
-                    }
-                    match other {
-                        Some(WriteOutcome::Written) => {
-                            stats.policy_writes.inc();
-                        }
-                        Some(ref o) if *o != WriteOutcome::AlreadySet => {
-                            debug!(user = %d.user_name, outcome = ?o, "not written");
-                        }
-                        _ => {}
-                    }
-                    if matches!(
-                        other,
-                        Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
-                    ) {
-                        let _ = pushed.send(Report::Landed {
-                            user_id: d.user_id.clone(),
-                            limit: d.target,
-                        });
-                    }
-                }
-            }
+            out.report(&d, &applied);
+            queue.settle(&d, applied.write);
             if shutdown.is_cancelled() {
                 return;
             }
         }
     }
-    stats.pending_writes.set(0);
+    out.stats.pending_writes.set(0);
 }
 
-/// Install the latest plan: it replaces everything pending. A user whose target did not change
-/// keeps its retry state (so a failing write keeps backing off instead of hammering).
-fn replace(pending: &mut HashMap<UserId, Pending>, plan: Vec<Decision>) {
-    let mut next = HashMap::with_capacity(plan.len());
-    for d in plan {
-        let kept = pending
-            .remove(&d.user_id)
-            .filter(|p| p.decision.target == d.target);
-        let (attempts, not_before) = kept
-            .map(|p| (p.attempts, p.not_before))
-            .unwrap_or((0, Instant::now()));
-        next.insert(
-            d.user_id.clone(),
-            Pending {
-                decision: d,
-                attempts,
-                not_before,
-            },
-        );
+impl Reports {
+    /// Tell the engine, the notifier and the metrics what a decision's application did: each
+    /// push sent, whether the write failed, the limit Jellyfin holds now.
+    fn report(&self, d: &Decision, applied: &Applied) {
+        for (s, p, sent) in &applied.pushes {
+            if sent.is_ok() {
+                self.stats.push(p.direction);
+                let _ = self.pushed.send(Report::Pushed(PushSent {
+                    session_id: s.session_id.clone(),
+                    bitrate: p.bitrate,
+                    at: Instant::now(),
+                }));
+            }
+        }
+        let Some(outcome) = &applied.write else {
+            return;
+        };
+        self.notifier.observe(Observation::Write(match outcome {
+            WriteOutcome::Failed(e) => Some(e.clone()),
+            _ => None,
+        }));
+        match outcome {
+            WriteOutcome::Failed(_) => {
+                self.stats.policy_write_failures.inc();
+            }
+            WriteOutcome::Written => {
+                self.stats.policy_writes.inc();
+            }
+            WriteOutcome::AlreadySet => {}
+            o => debug!(user = %d.user_name, outcome = ?o, "not written"),
+        }
+        if matches!(outcome, WriteOutcome::Written | WriteOutcome::AlreadySet) {
+            let _ = self.pushed.send(Report::Landed {
+                user_id: d.user_id.clone(),
+                limit: d.target,
+            });
+        }
     }
-    *pending = next;
+}
+
+/// What is left to write: the latest plan's decisions, each with its retry state.
+#[derive(Default)]
+struct Queue {
+    pending: HashMap<UserId, Pending>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// When the next retry is due (`None`: nothing waits).
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.not_before).min()
+    }
+
+    /// Install the latest plan: it replaces everything pending. A user whose target did not
+    /// change keeps its retry state (so a failing write keeps backing off instead of
+    /// hammering).
+    fn install(&mut self, plan: Vec<Decision>) {
+        let mut next = HashMap::with_capacity(plan.len());
+        for d in plan {
+            let kept = self
+                .pending
+                .remove(&d.user_id)
+                .filter(|p| p.decision.target == d.target);
+            let (attempts, not_before) = kept
+                .map(|p| (p.attempts, p.not_before))
+                .unwrap_or((0, Instant::now()));
+            next.insert(
+                d.user_id.clone(),
+                Pending {
+                    decision: d,
+                    attempts,
+                    not_before,
+                },
+            );
+        }
+        self.pending = next;
+    }
+
+    /// The best item due at `now` (`Applier::rank`, then fewest attempts), and whether it
+    /// writes a policy (and so waits for the rate limiter).
+    fn best_due(&self, now: Instant) -> Option<(UserId, bool)> {
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.not_before <= now)
+            .min_by_key(|(id, p)| (Applier::rank(&p.decision), p.attempts, (*id).clone()))
+            .map(|(id, p)| (id.clone(), p.decision.needs_write()))
+    }
+
+    /// `user`'s pending decision, if the latest plan still has one.
+    fn decision(&self, user: &UserId) -> Option<Decision> {
+        self.pending.get(user).map(|p| p.decision.clone())
+    }
+
+    /// `d` was applied: a failed write is retried later with backoff; anything else is done,
+    /// unless a newer plan replaced the decision meanwhile.
+    fn settle(&mut self, d: &Decision, write: Option<WriteOutcome>) {
+        match write {
+            Some(WriteOutcome::Failed(e)) => {
+                if let Some(p) = self.pending.get_mut(&d.user_id) {
+                    p.attempts += 1;
+                    let delay = retry_delay(p.attempts);
+                    p.not_before = Instant::now() + delay;
+                    warn!(user = %d.user_name, attempt = p.attempts, retry_in = ?delay, "write failed, will retry: {e}");
+                }
+            }
+            _ => {
+                // Only drop the entry if it is still the decision just handled.
+                if self
+                    .pending
+                    .get(&d.user_id)
+                    .is_some_and(|p| p.decision.target == d.target)
+                {
+                    self.pending.remove(&d.user_id);
+                }
+            }
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
