@@ -447,7 +447,8 @@ pub fn series(samples: &[SampleRow], since_ms: u64, now_ms: u64, buckets: u64) -
 }
 
 /// What `/api/history?since=` and `jellydemon stats` read: the figures, and the chart's
-/// series. A database not made yet is an empty history.
+/// series. A database not made yet is an empty history, and so is one the writer has created
+/// but not yet brought to this version (the first moments of a daemon's first start).
 pub fn load(
     path: &std::path::Path,
     since_ms: u64,
@@ -460,6 +461,9 @@ pub fn load(
         return Ok((summarize(since_ms, &[], &[], tz), Vec::new()));
     }
     let store = Store::open_read_only(path)?;
+    if store.version()? < super::schema_version() {
+        return Ok((summarize(since_ms, &[], &[], tz), Vec::new()));
+    }
     let (plays, samples) = query(&store, since_ms, user)?;
     Ok((
         summarize(since_ms, &plays, &samples, tz),

@@ -140,3 +140,19 @@ async fn the_writer_batches_and_flushes_at_the_stop() {
         .get();
     assert_eq!(written, 2_500);
 }
+
+#[test]
+fn a_database_not_yet_brought_to_this_version_reads_as_an_empty_history() {
+    // The daemon's writer thread has created the file but not its tables yet: the page and
+    // `stats` asking then see an empty history, not "no such table".
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0;")
+        .unwrap();
+    let (stats, points) =
+        stats::load(&path, 0, 3_600_000, None, &jiff::tz::TimeZone::UTC, 24).unwrap();
+    assert!(stats.users.is_empty() && stats.busiest.is_empty());
+    assert!(points.is_empty());
+}
