@@ -1,3 +1,4 @@
+use super::logging::size_bytes;
 use super::*;
 
 /// The Python project's config.example.yml, as published.
