@@ -34,6 +34,7 @@ mod restore;
 mod scenarios;
 mod security;
 mod servers;
+mod snmp;
 mod state_file;
 mod steady;
 mod terminal;
