@@ -276,8 +276,89 @@ impl Engine {
         recorder: &mut crate::history::Recorder,
     ) -> Pass {
         let started = Instant::now();
-        // A webhook's pass reads `/Sessions` alone (the reaction path); every other pass,
-        // and one that finds a user it does not know, reads users and settings too.
+        let Some(read) = self.read(model, trigger, started).await else {
+            return Pass::default();
+        };
+        let Some(m) = model.as_ref() else {
+            return Pass {
+                read: read.ok,
+                wake_at: None,
+            };
+        };
+        self.status.set_media_servers(&m.members);
+        let (budget_bps, claims) = {
+            let b = self.budget.state.borrow();
+            (b.budget_bps, b.claims.clone())
+        };
+        let (plan, hand_changes) = match m.plan(
+            read.users_fresh,
+            &self.ledger,
+            memory,
+            now,
+            budget_bps,
+            &self.overrides,
+            &claims,
+            &self.settings,
+            self.dry_run,
+        ) {
+            Ok(planned) => planned,
+            Err(e) => {
+                warn!("cannot plan: {e}");
+                return Pass {
+                    read: read.ok,
+                    wake_at: None,
+                };
+            }
+        };
+        self.notifier.observe(observation(&plan, &hand_changes));
+        self.hand_out(&plan);
+        *seeding = plan.downloaders.clone();
+        let starts = memory.item_starts();
+        memory.observe(&plan, now);
+        let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
+        info!(
+            trigger = trigger.as_str(),
+            stale_model = read.stale,
+            changes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "recomputed"
+        );
+        if !self.dry_run {
+            self.writer.submit(plan.decisions.clone());
+        }
+        let rows = recorder.plan(
+            crate::clock::unix_millis_now(),
+            &m.sessions,
+            &m.users,
+            &plan,
+            &self.budget.state.borrow(),
+        );
+        for r in rows {
+            self.history.record(r);
+        }
+        let wake_at = self.again_soon(&plan, now, plan.wake_at);
+        self.status.remember(
+            plan,
+            trigger.as_str(),
+            read.stale,
+            memory.item_starts() - starts,
+        );
+        Pass {
+            read: read.ok,
+            wake_at,
+        }
+    }
+
+    /// Bring the model up to date: a webhook's pass reads `/Sessions` alone (the reaction
+    /// path); every other pass, and one that finds a user it does not know, reads users and
+    /// settings too. When the read fails, the model stays (patched by webhooks) and the
+    /// other servers are read on their own. `None` when there is nothing to plan from.
+    async fn read(
+        &self,
+        model: &mut Option<Snapshot>,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Option<Read> {
         let sessions_only = trigger == Trigger::Webhook && model.is_some();
         let result = match model.as_mut() {
             Some(m) if sessions_only => match m.refresh_sessions(&self.client).await {
@@ -287,8 +368,6 @@ impl Engine {
             },
             _ => Snapshot::read(&self.client, &self.settings).await.map(Some),
         };
-        let users_fresh = matches!(result, Ok(Some(_)));
-        let ok = result.is_ok();
         self.notifier.observe(Observation::Poll(
             result.as_ref().err().map(|e| e.to_string()),
         ));
@@ -296,12 +375,17 @@ impl Engine {
             started.elapsed(),
             result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         );
-        let stale = match result {
-            Ok(f) => {
-                if let Some(f) = f {
+        match result {
+            Ok(fresh) => {
+                let users_fresh = fresh.is_some();
+                if let Some(f) = fresh {
                     *model = Some(f);
                 }
-                false
+                Some(Read {
+                    ok: true,
+                    users_fresh,
+                    stale: false,
+                })
             }
             Err(e) => {
                 warn!(trigger = trigger.as_str(), "{e}");
@@ -312,108 +396,76 @@ impl Engine {
                     None if self.client.has_members() => {
                         *model = Some(Snapshot::members_only(&self.client, &self.settings).await)
                     }
-                    None => return Pass::default(),
+                    None => return None,
                 }
-                true
+                Some(Read {
+                    ok: false,
+                    users_fresh: false,
+                    stale: true,
+                })
             }
-        };
-        let Some(m) = model.as_ref() else {
-            return Pass {
-                read: ok,
-                wake_at: None,
-            };
-        };
-        self.status.set_media_servers(&m.members);
-        let mut asked = None;
-        let (budget_bps, claims) = {
-            let b = self.budget.state.borrow();
-            (b.budget_bps, b.claims.clone())
-        };
-        match m.plan(
-            users_fresh,
-            &self.ledger,
-            memory,
-            now,
-            budget_bps,
-            &self.overrides,
-            &claims,
-            &self.settings,
-            self.dry_run,
-        ) {
-            Ok((plan, hand_changes)) => {
-                self.notifier.observe(observation(&plan, &hand_changes));
-                let overhead = self.settings.bandwidth.demand.overhead;
-                self.budget
-                    .jellyfin
-                    .send_replace((plan.streaming as f64 * overhead).round() as u64);
-                *seeding = plan.downloaders.clone();
-                let to_downloaders = match &plan.downloaders {
-                    _ if plan.paused => Some(Seeding::Release),
-                    Some(d) => Some(Seeding::Limit(d.limit)),
-                    None => None,
-                };
-                self.downloaders.send_replace(to_downloaders);
-                self.servers.send_replace(Some(if plan.paused {
-                    super::servers::ServerLimits::Release
-                } else {
-                    super::servers::ServerLimits::Limits(
-                        plan.servers
-                            .iter()
-                            .map(|s| (s.name.clone(), s.limit))
-                            .collect(),
-                    )
-                }));
-                let starts = memory.item_starts();
-                memory.observe(&plan, now);
-                let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
-                info!(
-                    trigger = trigger.as_str(),
-                    stale_model = stale,
-                    changes,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "recomputed"
-                );
-                if !self.dry_run {
-                    self.writer.submit(plan.decisions.clone());
-                }
-                let rows = recorder.plan(
-                    crate::clock::unix_millis_now(),
-                    &m.sessions,
-                    &m.users,
-                    &plan,
-                    &self.budget.state.borrow(),
-                );
-                for r in rows {
-                    self.history.record(r);
-                }
-                asked = plan.wake_at;
-                // Paused (or a user exempt) with originals still out, because a write in
-                // flight when the plan was made landed after it: plan again in a second
-                // until they are back.
-                let out = self.ledger.read(|l| {
-                    if plan.paused {
-                        !l.is_empty()
-                    } else {
-                        self.overrides.users.iter().any(|(id, o)| {
-                            o.value == crate::control::UserRule::Exempt
-                                && l.get(&crate::ids::UserId::new(id)).is_some()
-                        })
-                    }
-                });
-                if out {
-                    let soon = now + Duration::from_secs(1);
-                    asked = Some(asked.map_or(soon, |a| a.min(soon)));
-                }
-                self.status
-                    .remember(plan, trigger.as_str(), stale, memory.item_starts() - starts);
-            }
-            Err(e) => warn!("cannot plan: {e}"),
-        }
-        Pass {
-            read: ok,
-            wake_at: asked,
         }
     }
+
+    /// What the plan gives the other tasks: Jellyfin's remote streams to the meter's
+    /// estimate, the torrent clients' combined limit, the managed media servers' totals.
+    fn hand_out(&self, plan: &crate::plan::Plan) {
+        let overhead = self.settings.bandwidth.demand.overhead;
+        self.budget
+            .jellyfin
+            .send_replace((plan.streaming as f64 * overhead).round() as u64);
+        let to_downloaders = match &plan.downloaders {
+            _ if plan.paused => Some(Seeding::Release),
+            Some(d) => Some(Seeding::Limit(d.limit)),
+            None => None,
+        };
+        self.downloaders.send_replace(to_downloaders);
+        self.servers.send_replace(Some(if plan.paused {
+            super::servers::ServerLimits::Release
+        } else {
+            super::servers::ServerLimits::Limits(
+                plan.servers
+                    .iter()
+                    .map(|s| (s.name.clone(), s.limit))
+                    .collect(),
+            )
+        }));
+    }
+
+    /// When to plan again: `asked`, or within a second while paused (or a user exempt) with
+    /// originals still out, because a write in flight when the plan was made landed after it.
+    fn again_soon(
+        &self,
+        plan: &crate::plan::Plan,
+        now: Duration,
+        asked: Option<Duration>,
+    ) -> Option<Duration> {
+        let out = self.ledger.read(|l| {
+            if plan.paused {
+                !l.is_empty()
+            } else {
+                self.overrides.users.iter().any(|(id, o)| {
+                    o.value == crate::control::UserRule::Exempt
+                        && l.get(&crate::ids::UserId::new(id)).is_some()
+                })
+            }
+        });
+        if !out {
+            return asked;
+        }
+        let soon = now + Duration::from_secs(1);
+        Some(asked.map_or(soon, |a| a.min(soon)))
+    }
+}
+
+/// What a pass's read gave.
+struct Read {
+    /// Jellyfin answered.
+    ok: bool,
+    /// The users and settings were read too (not only the sessions).
+    users_fresh: bool,
+    /// The model is the last one, patched by webhooks (the read failed).
+    stale: bool,
 }
 
 /// How a pass went.
