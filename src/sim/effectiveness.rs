@@ -277,133 +277,23 @@ fn simulate(
     hours: u64,
     setup: Setup,
 ) -> (Figures, Option<Vec<crate::history::Record>>) {
-    let Setup {
-        loads,
-        meter,
-        seeding,
-        record_from_ms,
-        capacity,
-        plex,
-        plex_managed,
-        member,
-    } = setup;
-    let algorithm = match manager {
-        Manager::FirstRule(a) | Manager::Daemon(a) => a,
-        _ => Algorithm::Equal,
-    };
-    let settings = settings_for(algorithm, seeding, capacity);
-    let budget = settings.budget().budget_bps;
-    let floor = settings.budget().min_per_user_bps;
-    let weights = traces
-        .iter()
-        .map(|t| match algorithm {
-            Algorithm::Priority => {
-                allocate::weight_milli(settings.bandwidth.priority.weight(&t.name, false))
-            }
-            _ => 1000,
-        })
-        .collect();
+    let Setup { loads, seeding, .. } = setup;
+    let mut w = world(manager, traces, hours, &setup);
     // The daemon plans when its schedule says (one debounce after an event, the poll, a
     // plan's wake-up), then takes a read and a write to act.
     let mut driver = Driver {
-        schedule: Schedule::new(settings.daemon.debounce, Duration::ZERO),
+        schedule: Schedule::new(w.settings.daemon.debounce, Duration::ZERO),
         wake_at: None,
         in_pass: false,
         on: matches!(manager, Manager::Daemon(_) | Manager::FirstRule(_)),
     };
-    let poll = settings.daemon.poll_interval();
-    let n = traces.len();
-    let mut w = World {
-        traces,
-        settings,
-        budget,
-        floor,
-        limits: vec![0; n],
-        client_max: vec![None; n],
-        playing: vec![None; n],
-        ledger: Ledger::in_memory(),
-        memory: Memory::default(),
-        weights,
-        fig: Figures {
-            hours,
-            ..Figures::default()
-        },
-        link: 0,
-        other: 0,
-        counter: 0.0,
-        estimator: None,
-        seeding,
-        seeder_limit: None,
-        seeder_kept: 0,
-        plex: (0..n)
-            .map(|u| plex.get(u).copied().unwrap_or(false))
-            .collect(),
-        member: (0..n)
-            .map(|u| member.get(u).copied().unwrap_or(false))
-            .collect(),
-        // No limit in Plex until the first plan.
-        plex_wan: plex_managed.then_some(u64::MAX),
-        history: record_from_ms.map(|start_ms| Recording {
-            recorder: crate::history::Recorder::default(),
-            start_ms,
-            rows: Vec::new(),
-        }),
-    };
-    w.link = crate::config::mbps_to_bps(w.settings.bandwidth.total_upload_mbps);
-    if meter {
-        let m = crate::config::Settings::from_toml_str(
-            "[jellyfin]\nurl = \"http://h\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = 1\n\
-             [bandwidth.meter]\nkind = \"interface\"\ninterface = \"wan\"\n",
-        )
-        .expect("valid")
-        .bandwidth
-        .meter
-        .expect("a meter");
-        let b = &w.settings.bandwidth;
-        w.estimator = Some(crate::budget::estimate::Estimator::new(
-            crate::budget::estimate::Params::new(&m, b.total_upload_mbps, b.reserved_mbps),
-        ));
-    }
+    let poll = w.settings.daemon.poll_interval();
     let horizon = hours * 3600 * 1000;
-    let mut events: BTreeMap<(u64, Event), ()> = BTreeMap::new();
-    for (u, t) in traces.iter().enumerate() {
-        for (i, item) in t.items.iter().enumerate() {
-            events.insert((item.start * 1000, Event::Start(u, i)), ());
-            events.insert((item.end * 1000, Event::Stop(u)), ());
-        }
-    }
-    for (i, l) in loads.iter().enumerate() {
-        events.insert((l.start * 1000, Event::LoadOn(i)), ());
-        events.insert((l.end * 1000, Event::LoadOff(i)), ());
-    }
-    if w.member.iter().any(|&m| m) && matches!(manager, Manager::Daemon(_)) {
-        let mut t = 0;
-        while t < horizon {
-            events.insert((t, Event::MemberPoll), ());
-            t += MEMBER_INTERVAL_MS;
-        }
-    }
+    let mut events = fixed_events(traces, loads, horizon, manager, &w);
     // A start or stop on the second Jellyfin that its next read has not seen yet.
     let mut member_changed = false;
-    if w.estimator.is_some() {
-        let mut t = 0;
-        while t < horizon {
-            events.insert((t, Event::Meter), ());
-            t += METER_INTERVAL_MS;
-        }
-    }
     driver.arm(&mut events);
-    match manager {
-        Manager::Daemon(_) | Manager::FirstRule(_) => {}
-        Manager::Poll30 => {
-            let mut t = 0;
-            while t < horizon {
-                events.insert((t, Event::Poll), ());
-                t += 30_000;
-            }
-        }
-        Manager::None => {}
-    }
+    driver.arm(&mut events);
     let mut clock = 0;
     while let Some(((t, ev), ())) = events.pop_first() {
         if t >= horizon {
@@ -491,6 +381,119 @@ fn simulate(
         h.rows
     });
     (w.fig, rows)
+}
+
+/// The simulated world a run starts from: the settings of `manager`'s algorithm, every user
+/// idle with no limit, the meter's estimator when the budget follows one.
+fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setup) -> World<'a> {
+    let algorithm = match manager {
+        Manager::FirstRule(a) | Manager::Daemon(a) => a,
+        _ => Algorithm::Equal,
+    };
+    let settings = settings_for(algorithm, setup.seeding, setup.capacity);
+    let budget = settings.budget().budget_bps;
+    let floor = settings.budget().min_per_user_bps;
+    let weights = traces
+        .iter()
+        .map(|t| match algorithm {
+            Algorithm::Priority => {
+                allocate::weight_milli(settings.bandwidth.priority.weight(&t.name, false))
+            }
+            _ => 1000,
+        })
+        .collect();
+    let n = traces.len();
+    let mut w = World {
+        traces,
+        settings,
+        budget,
+        floor,
+        limits: vec![0; n],
+        client_max: vec![None; n],
+        playing: vec![None; n],
+        ledger: Ledger::in_memory(),
+        memory: Memory::default(),
+        weights,
+        fig: Figures {
+            hours,
+            ..Figures::default()
+        },
+        link: 0,
+        other: 0,
+        counter: 0.0,
+        estimator: None,
+        seeding: setup.seeding,
+        seeder_limit: None,
+        seeder_kept: 0,
+        plex: (0..n)
+            .map(|u| setup.plex.get(u).copied().unwrap_or(false))
+            .collect(),
+        member: (0..n)
+            .map(|u| setup.member.get(u).copied().unwrap_or(false))
+            .collect(),
+        // No limit in Plex until the first plan.
+        plex_wan: setup.plex_managed.then_some(u64::MAX),
+        history: setup.record_from_ms.map(|start_ms| Recording {
+            recorder: crate::history::Recorder::default(),
+            start_ms,
+            rows: Vec::new(),
+        }),
+    };
+    w.link = crate::config::mbps_to_bps(w.settings.bandwidth.total_upload_mbps);
+    if setup.meter {
+        let m = crate::config::Settings::from_toml_str(
+            "[jellyfin]\nurl = \"http://h\"\napi_key = \"k\"\n[bandwidth]\ntotal_upload_mbps = 1\n\
+             [bandwidth.meter]\nkind = \"interface\"\ninterface = \"wan\"\n",
+        )
+        .expect("valid")
+        .bandwidth
+        .meter
+        .expect("a meter");
+        let b = &w.settings.bandwidth;
+        w.estimator = Some(crate::budget::estimate::Estimator::new(
+            crate::budget::estimate::Params::new(&m, b.total_upload_mbps, b.reserved_mbps),
+        ));
+    }
+    w
+}
+
+/// The events known from the start: the items' starts and stops, the house's loads, and the
+/// reads on a fixed period (the second Jellyfin's, the meter's, the 30-second poll).
+fn fixed_events(
+    traces: &[UserTrace],
+    loads: &[Load],
+    horizon: u64,
+    manager: Manager,
+    w: &World,
+) -> BTreeMap<(u64, Event), ()> {
+    let mut events: BTreeMap<(u64, Event), ()> = BTreeMap::new();
+    let mut every = |period: u64, ev: Event| {
+        let mut t = 0;
+        while t < horizon {
+            events.insert((t, ev), ());
+            t += period;
+        }
+    };
+    if w.member.iter().any(|&m| m) && matches!(manager, Manager::Daemon(_)) {
+        every(MEMBER_INTERVAL_MS, Event::MemberPoll);
+    }
+    if w.estimator.is_some() {
+        every(METER_INTERVAL_MS, Event::Meter);
+    }
+    if manager == Manager::Poll30 {
+        every(30_000, Event::Poll);
+    }
+    for (u, t) in traces.iter().enumerate() {
+        for (i, item) in t.items.iter().enumerate() {
+            events.insert((item.start * 1000, Event::Start(u, i)), ());
+            events.insert((item.end * 1000, Event::Stop(u)), ());
+        }
+    }
+    for (i, l) in loads.iter().enumerate() {
+        events.insert((l.start * 1000, Event::LoadOn(i)), ());
+        events.insert((l.end * 1000, Event::LoadOff(i)), ());
+    }
+    events
 }
 
 /// The daemon's [`Schedule`] on the simulation's event queue.
