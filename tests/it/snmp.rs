@@ -42,26 +42,54 @@ fn agent(conf: &str) -> Option<Agent> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("snmpd.conf");
     std::fs::write(&path, conf).unwrap();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(bin)
-        .args(["-f", "-Lo", "-C", "-c"])
-        .arg(&path)
-        .arg(format!("udp:127.0.0.1:{port}"))
-        // Its persistent files in our temp dir, not /var/lib/snmp shared with other agents.
-        .env("SNMP_PERSISTENT_DIR", dir.path())
-        .env("MIBS", "")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    Some(Agent {
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        _dir: dir,
+    // snmpd takes a port number, not a socket: a port picked free may be taken by another
+    // test before snmpd binds it, and snmpd then exits. A few tries, each until it is bound.
+    for _ in 0..4 {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(&bin)
+            .args(["-f", "-Lo", "-C", "-c"])
+            .arg(&path)
+            .arg(format!("udp:127.0.0.1:{port}"))
+            // Its persistent files in our temp dir, not /var/lib/snmp shared with other agents.
+            .env("SNMP_PERSISTENT_DIR", dir.path())
+            .env("MIBS", "")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break; // it could not bind: another port
+            }
+            if udp_bound(port) {
+                return Some(Agent {
+                    child,
+                    addr: format!("127.0.0.1:{port}"),
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("snmpd did not start on a free loopback port");
+}
+
+/// Whether a socket on this machine is bound to UDP `port` (`/proc/net/udp`).
+fn udp_bound(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+        t.lines().skip(1).any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&suffix))
+        })
     })
 }
 
