@@ -14,36 +14,60 @@ use crate::webhook;
 
 use super::{AppState, Peer, error};
 
+/// What every webhook passes before any of its body is read: webhooks are on, the request
+/// is not from a web page, and it carries the secret (in the X-Jellydemon-Token header, or,
+/// where `query` is given, as `?token=` in the URL, which some servers' webhooks can only
+/// do). `label` is the event kind the metrics count a refusal under. The refusal, if any.
+fn admit(
+    s: &AppState,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    label: &'static str,
+    query: Option<Option<&str>>,
+) -> Option<Response> {
+    if s.settings.daemon.mode == Mode::ReconcileOnly {
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            "webhooks are disabled (daemon.mode = \"reconcile-only\")",
+        ));
+    }
+    // Browsers send Origin with every POST; the Webhook plugin never does. A page open in a
+    // browser on this machine must not be able to inject events.
+    if headers.contains_key(header::ORIGIN) {
+        s.metrics.event(label, "unauthorized");
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages (with an Origin header) are not accepted",
+        ));
+    }
+    if let Some(token) = &s.token
+        && !webhook_secret_matches(headers, token)
+        && !query.is_some_and(|q| query_secret_matches(q, token))
+    {
+        s.access.failed("webhook", peer);
+        s.metrics.event(label, "unauthorized");
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            match query {
+                None => "missing or wrong secret: send it in the X-Jellydemon-Token header",
+                Some(_) => {
+                    "missing or wrong secret: send it in the X-Jellydemon-Token header, or add \
+                     ?token=<daemon.webhook_token> to the webhook's URL"
+                }
+            },
+        ));
+    }
+    None
+}
+
 /// `POST /hook`. The secret is checked on the headers, before any of the body is read: a
 /// client without it costs one header parse, however slowly it would send a body.
 pub(super) async fn hook(State(s): State<AppState>, Peer(peer): Peer, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let m = &s.metrics;
-    if s.settings.daemon.mode == Mode::ReconcileOnly {
-        return error(
-            StatusCode::NOT_FOUND,
-            "webhooks are disabled (daemon.mode = \"reconcile-only\")",
-        );
-    }
-    // Browsers send Origin with every POST; the Webhook plugin never does. A page open in a
-    // browser on this machine must not be able to inject events.
-    if headers.contains_key(header::ORIGIN) {
-        m.event("unknown", "unauthorized");
-        return error(
-            StatusCode::FORBIDDEN,
-            "requests from web pages (with an Origin header) are not accepted",
-        );
-    }
-    if let Some(token) = &s.token
-        && !webhook_secret_matches(&headers, token)
-    {
-        s.access.failed("webhook", peer);
-        m.event("unknown", "unauthorized");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong secret: send it in the X-Jellydemon-Token header",
-        );
+    if let Some(refused) = admit(&s, &headers, peer, "unknown", None) {
+        return refused;
     }
     let limit = s.settings.daemon.max_hook_body_bytes;
     let body = match read_body(&headers, body, limit).await {
@@ -111,30 +135,8 @@ pub(super) async fn server_hook(
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let m = &s.metrics;
-    if s.settings.daemon.mode == Mode::ReconcileOnly {
-        return error(
-            StatusCode::NOT_FOUND,
-            "webhooks are disabled (daemon.mode = \"reconcile-only\")",
-        );
-    }
-    if headers.contains_key(header::ORIGIN) {
-        m.event("server", "unauthorized");
-        return error(
-            StatusCode::FORBIDDEN,
-            "requests from web pages (with an Origin header) are not accepted",
-        );
-    }
-    if let Some(token) = &s.token
-        && !webhook_secret_matches(&headers, token)
-        && !query_secret_matches(query.as_deref(), token)
-    {
-        s.access.failed("webhook", peer);
-        m.event("server", "unauthorized");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong secret: send it in the X-Jellydemon-Token header, or add \
-             ?token=<daemon.webhook_token> to the webhook's URL",
-        );
+    if let Some(refused) = admit(&s, &headers, peer, "server", Some(query.as_deref())) {
+        return refused;
     }
     let names = crate::config::server_names(&s.settings.server);
     let entry = names
