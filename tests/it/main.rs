@@ -29,6 +29,7 @@ mod notify;
 mod openapi;
 mod packaging;
 mod plex;
+mod private_files;
 mod reconcile;
 mod restore;
 mod scenarios;

@@ -1,5 +1,6 @@
 //! The listener against hostile clients (loopback only, bounded in time): nobody can hold up
-//! the restoring shutdown or exhaust the daemon's connections and file descriptors.
+//! the restoring shutdown or exhaust the daemon's connections and file descriptors. The
+//! daemon's files against a neighbour on the machine are in `private_files.rs`.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +13,7 @@ use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use rustix::process::Signal;
 
 /// Two users; alice streams from outside, so the daemon lowers bob's limit at start.
-fn household(fake: &FakeJellyfin) -> (String, String) {
+pub(crate) fn household(fake: &FakeJellyfin) -> (String, String) {
     let alice = fake.add_user("alice", |_| {});
     let bob = fake.add_user("bob", |_| {});
     let s = fake.add_session(Some(&alice), Some("203.0.113.5"), "Jellyfin Web", None);
@@ -372,58 +373,6 @@ async fn the_webhook_refuses_web_pages_and_every_answer_carries_the_security_hea
     d.stop().await;
 }
 
-/// `jellydemon ARGS` under `umask 000`, with anonymization on (so the alias map is written
-/// too); its exit code.
-async fn run_with_umask_000(h: &Harness, args: &[&str]) -> i32 {
-    let text = std::fs::read_to_string(&h.config_path).unwrap();
-    let path = h.dir.path().join("anon.toml");
-    let log = h.dir.path().join("jellydemon.log");
-    std::fs::write(
-        &path,
-        format!(
-            "{text}\n[logging]\nanonymize = true\nfile = \"{}\"\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    Bin::after_shell("umask 000")
-        .arg("--config")
-        .arg(&path)
-        .args(args)
-        .output()
-        .await
-        .code
-}
-
-#[tokio::test]
-async fn the_state_and_alias_files_are_private_and_a_dry_run_writes_none() {
-    use std::os::unix::fs::PermissionsExt;
-    let fake = FakeJellyfin::new(KEY);
-    household(&fake);
-    let h = Harness::start(fake, "", "").await;
-    let aliases = h.dir.path().join("aliases.json");
-
-    assert_eq!(
-        run_with_umask_000(&h, &["reconcile", "--once", "--dry-run"]).await,
-        0
-    );
-    assert!(!h.state_path.exists(), "a dry run wrote the state file");
-    assert!(!aliases.exists(), "a dry run wrote the alias map");
-
-    assert_eq!(run_with_umask_000(&h, &["reconcile", "--once"]).await, 0);
-    let log = h.dir.path().join("jellydemon.log");
-    for file in [&h.state_path, &aliases, &log] {
-        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{}", file.display());
-    }
-    let leftovers: Vec<_> = std::fs::read_dir(h.dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
 #[tokio::test]
 async fn under_256_open_files_idle_and_trickling_connections_cannot_exhaust_the_daemon() {
     allow_open_files(2_000);
@@ -574,37 +523,4 @@ async fn sign_in_is_throttled_same_origin_only_secure_behind_https_and_undone_by
     assert!(r.headers().contains_key("retry-after"));
 
     d.stop().await;
-}
-
-#[tokio::test]
-async fn symlinks_planted_in_the_state_directory_are_never_followed() {
-    use std::os::unix::fs::symlink;
-    let fake = FakeJellyfin::new(KEY);
-    household(&fake);
-    let h = Harness::start(fake, "", "").await;
-    let victim = h.dir.path().join("victim");
-    std::fs::write(&victim, "precious\n").unwrap();
-    // The lock file: the command refuses instead of writing through it.
-    let lock = h.dir.path().join("state.json.lock");
-    symlink(&victim, &lock).unwrap();
-    let (code, out, err) = h.cli(&["reconcile"]).await;
-    assert_ne!(code, 0, "{out}\n{err}");
-    assert!(err.contains("state directory"), "{err}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    std::fs::remove_file(&lock).unwrap();
-    // The log file: refused with a clear error.
-    let log = h.dir.path().join("jellydemon.log");
-    symlink(&victim, &log).unwrap();
-    let text = std::fs::read_to_string(&h.config_path).unwrap();
-    let cfg = h.dir.path().join("log.toml");
-    std::fs::write(
-        &cfg,
-        format!("{text}\n[logging]\nfile = \"{}\"\n", log.display()),
-    )
-    .unwrap();
-    let out = Bin::with_config(&cfg, &["reconcile"]).output().await;
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("cannot open log file"), "{out:?}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    // Temp file names are random (src/files.rs tests a planted one).
 }
