@@ -45,13 +45,10 @@ pub struct Applied {
     pub pushes: Vec<(StreamRef, Push, Result<(), String>)>,
 }
 
-impl Applied {
+impl WriteOutcome {
     /// The limit is in place: written now, or found set.
     pub fn landed(&self) -> bool {
-        matches!(
-            self.write,
-            Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
-        )
+        matches!(self, WriteOutcome::Written | WriteOutcome::AlreadySet)
     }
 }
 
@@ -114,12 +111,7 @@ impl Applier {
         };
         let mut pushes = Vec::new();
         // Only pushes: the limit is in place already.
-        if write.is_none()
-            || matches!(
-                write,
-                Some(WriteOutcome::Written | WriteOutcome::AlreadySet)
-            )
-        {
+        if write.as_ref().is_none_or(WriteOutcome::landed) {
             for (s, p) in d.pushes() {
                 let sent = tokio::select! {
                     biased;

@@ -242,10 +242,10 @@ pub async fn run(
         members_task,
         Some(writer_task),
         meter_task,
-    ]
-    .into_iter()
-    .chain([seeders_task, servers_task]);
-    for t in tasks.flatten() {
+        seeders_task,
+        servers_task,
+    ];
+    for t in tasks.into_iter().flatten() {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
 

@@ -49,12 +49,6 @@ impl Trigger {
     }
 }
 
-impl std::fmt::Display for Trigger {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The engine's timers and what opened the debounce window.
 #[derive(Debug, Clone)]
 pub struct Schedule {

@@ -194,7 +194,7 @@ impl Reports {
             WriteOutcome::AlreadySet => {}
             o => debug!(user = %d.user_name, outcome = ?o, "not written"),
         }
-        if matches!(outcome, WriteOutcome::Written | WriteOutcome::AlreadySet) {
+        if outcome.landed() {
             let _ = self.pushed.send(Report::Landed {
                 user_id: d.user_id.clone(),
                 limit: d.target,

@@ -1,10 +1,13 @@
-//! What the engine's model learns between reads: a webhook's start or stop, a limit the
-//! writer put in place, a push it sent; and what a plan means for notifications.
+//! What the engine's model learns between reads: a webhook's start or stop (a remote start
+//! also makes room at once in the torrent clients' limit), a limit the writer put in place, a
+//! push it sent; and what a plan means for notifications.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::debug;
 
+use crate::daemon::seeders::Seeding;
 use crate::daemon::writer::Report;
 use crate::ids::SessionId;
 use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session};
@@ -151,5 +154,54 @@ pub(super) fn patch(model: &mut Snapshot, ev: &HookEvent) {
             }
         }
         _ => {}
+    }
+}
+
+impl super::Engine {
+    /// A remote PlaybackStart: the torrent clients make room for the newcomer's stream at
+    /// once, before the debounced plan (their limit bites within a second; the stream's own
+    /// limit only when it starts). The room is what the item needs (its bitrates from the
+    /// event, else `demand.default_mbps`, times the overhead), at most the user's limit; the
+    /// clients keep `min_mbps` (with `priority = "share"` the next plan gives them their
+    /// share of the new count of claimants).
+    pub(super) fn make_room(
+        &self,
+        model: &Snapshot,
+        share: &mut crate::plan::DownloaderShare,
+        ev: &HookEvent,
+    ) {
+        if ev.kind != EventKind::PlaybackStart {
+            return;
+        }
+        let remote = matches!(
+            crate::network::classify(ev.remote_end_point.as_deref(), &model.ranges),
+            crate::network::Location::Remote(_)
+        );
+        if !remote {
+            return;
+        }
+        let demand = &self.settings.bandwidth.demand;
+        let source = match ev.video_bitrate.unwrap_or(0) + ev.audio_bitrate.unwrap_or(0) {
+            0 => crate::config::mbps_to_bps(demand.default_mbps),
+            b => b.max(0) as u64,
+        };
+        let limit = ev
+            .user_id
+            .as_ref()
+            .and_then(|id| model.users.iter().find(|u| &u.id == id))
+            .map(|u| u.remote_limit())
+            .filter(|l| *l > 0)
+            .map_or(u64::MAX, |l| l as u64);
+        let room = ((source as f64 * demand.overhead).round() as u64).min(limit);
+        let lowered = share.limit.saturating_sub(room).max(share.min);
+        if lowered < share.limit {
+            debug!(
+                from = share.limit,
+                to = lowered,
+                "a remote stream starts: the torrent clients make room"
+            );
+            share.limit = lowered;
+            self.downloaders.send_replace(Some(Seeding::Limit(lowered)));
+        }
     }
 }
