@@ -10,6 +10,7 @@ use jellydemon::allocate::{Claimant, allocate};
 use jellydemon::config::Algorithm;
 use jellydemon::jellyfin::{Session, User};
 use jellydemon::ledger::Ledger;
+use jellydemon::media::{Account, Playback};
 use jellydemon::plan::{Inputs, Memory, plan};
 
 /// Deterministic, varied claimants: floors 2 Mbps, ceilings 5-100 Mbps, weights 1-4,
@@ -89,6 +90,17 @@ fn bench_plan(c: &mut Criterion) {
     let memory = Memory::default();
     for n in [10usize, 100, 1_000] {
         let (users, sessions) = household(n);
+        // What a read of the server costs before the plan: its answers in the planner's terms.
+        g.bench_with_input(BenchmarkId::new("inputs", n), &n, |b, _| {
+            b.iter(|| {
+                let users: Vec<Account> = black_box(&users).iter().map(Account::from).collect();
+                let sessions: Vec<Playback> =
+                    black_box(&sessions).iter().map(Playback::from).collect();
+                (users, sessions)
+            })
+        });
+        let users: Vec<Account> = users.iter().map(Account::from).collect();
+        let sessions: Vec<Playback> = sessions.iter().map(Playback::from).collect();
         for alg in [Algorithm::Equal, Algorithm::Demand] {
             let settings = jellydemon::config::Settings::from_toml_str(&format!(
                 "[jellyfin]\nurl = \"http://127.0.0.1:8096\"\napi_key = \"k\"\n\

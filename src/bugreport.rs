@@ -445,14 +445,21 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
     if let Ok(fleet) = &client {
         let client = fleet.primary();
         let (members, _) = fleet.read_members().await;
-        let mut users = client.users().await.unwrap_or_default();
-        users.extend(members.users);
+        let users = client.users().await.unwrap_or_default();
         let mut sessions = client.sessions().await.unwrap_or_default();
-        sessions.extend(members.sessions);
+        sessions.extend(
+            fleet
+                .member_sessions()
+                .await
+                .into_iter()
+                .flatten()
+                .flatten(),
+        );
         {
-            for u in &users {
-                anonymizer.alias(Kind::UserId, u.id.as_str());
-                if let Some(n) = &u.name {
+            let names = users.iter().map(|u| (&u.id, &u.name));
+            for (id, name) in names.chain(members.users.iter().map(|u| (&u.id, &u.name))) {
+                anonymizer.alias(Kind::UserId, id.as_str());
+                if let Some(n) = name {
                     anonymizer.alias(Kind::UserName, n.as_str());
                 }
             }

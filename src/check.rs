@@ -12,6 +12,7 @@ use std::fmt;
 use crate::config::{InternalRanges, Settings};
 use crate::jellyfin::{Client, ErrorKind, JellyfinError};
 use crate::ledger::Ledger;
+use crate::media::{Account, Playback};
 use crate::network::{self, Location};
 use crate::plan::{self, Inputs, fmt_mbps};
 use crate::report::fmt_limit;
@@ -292,8 +293,8 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
     }
     let plan = plan::plan(
         &Inputs {
-            sessions: &sessions,
-            users: &users,
+            sessions: &sessions.iter().map(Playback::from).collect::<Vec<_>>(),
+            users: &users.iter().map(Account::from).collect::<Vec<_>>(),
             server_limit,
             ranges: &ranges,
             budget_bps: settings.budget().budget_bps,

@@ -11,7 +11,8 @@
 //!    [`fds`] (the open-file limit and the connection cap under it), [`healthcheck`] (a
 //!    container's health check); `anon` (the alias map) and [`ids`] (user, session and device
 //!    ids and names, client addresses, the other servers' id prefix: typed, normalized once,
-//!    shown as their alias when anonymizing, escaped);
+//!    shown as their alias when anonymizing, escaped); [`media`] (a server's users and sessions
+//!    in the core's own terms, what the adapters below map their answers and webhooks into);
 //! 2. the outside world, parsed: [`network`] (who is remote), [`webhook`] (the plugins'
 //!    bodies), then [`config`] (validated at load, secrets redacted), [`jellyfin`] (the client
 //!    and DTOs, lossless policy read-modify-write, the fleet of servers), `downloader` (the
@@ -71,6 +72,7 @@ pub mod import;
 pub mod init;
 pub mod jellyfin;
 pub mod ledger;
+pub mod media;
 pub(crate) mod metrics;
 pub mod network;
 pub mod notify;

@@ -1,4 +1,5 @@
-//! From a snapshot of Jellyfin (sessions, users, server limit), the [`Originals`] of the users
+//! From a snapshot of the servers (sessions and users in the core's own terms,
+//! `src/media.rs`; the server limit), the [`Originals`] of the users
 //! jellydemon changed (the ledger's) and the daemon's [`Memory`] to one decision per managed
 //! user: the limit it should have now, why, and which
 //! running streams to push. Pure: no I/O, so every rule is unit-tested here and shared by
@@ -50,7 +51,7 @@ use crate::allocate::{self, Claimant};
 use crate::config::{Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::control::{Overrides, UserRule};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId};
-use crate::jellyfin::{RateSource, Session, User};
+use crate::media::{Account, Playback, RateSource};
 use crate::network::{self, Location};
 
 pub use decision::{
@@ -82,10 +83,10 @@ pub trait Originals {
 
 /// Everything a plan is computed from.
 pub struct Inputs<'a> {
-    /// Every session `GET /Sessions` returned.
-    pub sessions: &'a [Session],
-    /// Every user `GET /Users` returned.
-    pub users: &'a [User],
+    /// Every session of the servers (`GET /Sessions`), patched by the webhooks since.
+    pub sessions: &'a [Playback],
+    /// Every user of the servers (`GET /Users`), with the limits written since.
+    pub users: &'a [Account],
     /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
     pub server_limit: i64,
     /// The internal ranges in force (configured or imported from Jellyfin).
@@ -101,8 +102,7 @@ pub struct Inputs<'a> {
     pub servers: &'a [ServerClaim],
 }
 
-/// The command that makes a client re-negotiate its stream under the user's current limit.
-pub const PUSH_COMMAND: &str = "SetMaxStreamingBitrate";
+pub use crate::media::PUSH_COMMAND;
 
 /// How long after a push a stream must show its new rate before it is taken for one that
 /// ignores the push (a client re-requests playback within a few seconds).
@@ -162,22 +162,22 @@ struct Context<'a> {
     now: Duration,
     settings: &'a Settings,
     budget: crate::config::Budget,
-    users: HashMap<&'a UserId, &'a User>,
+    users: HashMap<&'a UserId, &'a Account>,
 }
 
 impl Context<'_> {
     /// Managed: remote access, not disabled, not excluded.
-    fn managed(&self, u: &User) -> bool {
+    fn managed(&self, u: &Account) -> bool {
         let overrides = self.snapshot.overrides;
-        !u.is_disabled()
-            && u.remote_access()
+        !u.disabled
+            && u.remote_access
             && !self.settings.users.is_excluded(&u.id, u.name_str())
             && !overrides.paused()
             && overrides.user(u.id.as_str()) != Some(UserRule::Exempt)
     }
 
     /// The limit the owner pinned a managed user at.
-    fn pin(&self, u: &User) -> Option<u64> {
+    fn pin(&self, u: &Account) -> Option<u64> {
         match self.snapshot.overrides.user(u.id.as_str()) {
             Some(UserRule::Pin { bps }) => Some(bps.min(MAX_JELLYFIN_LIMIT_BPS)),
             _ => None,
@@ -196,16 +196,16 @@ impl Context<'_> {
 
     /// The server-wide limit of the user's server (bits/s, 0 = none): a user of another
     /// `[[server]]` has its own (`src/jellyfin/fleet.rs`).
-    fn server_limit_of(&self, u: &User) -> i64 {
+    fn server_limit_of(&self, u: &Account) -> i64 {
         u.server_limit.unwrap_or(self.snapshot.server_limit)
     }
 
-    fn weight(&self, u: &User) -> u64 {
+    fn weight(&self, u: &Account) -> u64 {
         if let Some(UserRule::Weight { weight }) = self.snapshot.overrides.user(u.id.as_str()) {
             return allocate::weight_milli(weight);
         }
         let p = &self.settings.bandwidth.priority;
-        allocate::weight_milli(p.weight(u.name_str(), u.is_admin()))
+        allocate::weight_milli(p.weight(u.name_str(), u.admin))
     }
 
     /// `demand.default_mbps`: the rate of a stream Jellyfin reports none for.
@@ -252,7 +252,7 @@ struct Watched {
 
 /// An active user: the streams and the figures the steps need.
 struct Active<'a> {
-    user: &'a User,
+    user: &'a Account,
     streams: Vec<Stream>,
     watched: Vec<Watched>,
     bounds: Bounds,
@@ -266,7 +266,7 @@ struct Active<'a> {
 struct Claimants<'a> {
     active: Vec<Active<'a>>,
     /// Users the owner pinned that stream from outside, with their streams.
-    pinned: Vec<(&'a User, Vec<Stream>)>,
+    pinned: Vec<(&'a Account, Vec<Stream>)>,
     /// What the remote streams of users jellydemon does not manage carry.
     unmanaged_bps: u64,
     /// What all remote streams carry now (unknown rates count 0).
@@ -445,15 +445,15 @@ fn classify(
     let mut views = Vec::with_capacity(snapshot.sessions.len());
     let mut remote_by_user: BTreeMap<UserId, Vec<Stream>> = BTreeMap::new();
     for s in snapshot.sessions {
-        let location = network::classify(s.remote_end_point.as_deref(), snapshot.ranges);
-        let user_id = s.user().cloned();
+        let location = network::classify(s.endpoint.as_deref(), snapshot.ranges);
+        let user_id = s.user_id.clone();
         let playing = s.is_playing();
-        let paused = s.is_paused();
-        let rate = s.stream_rate();
-        let device = s.device_label();
+        let paused = s.paused;
+        let rate = s.rate();
+        let device = s.device.clone();
         let counts_as_playing = playing && (!paused || count_paused);
         let mut counted = false;
-        if let (Some(uid), true) = (&user_id, counts_as_playing) {
+        if let (Some(uid), Some(now), true) = (&user_id, &s.playing, counts_as_playing) {
             match &location {
                 Location::Remote(ip) => {
                     counted = true;
@@ -463,16 +463,16 @@ fn classify(
                         .or_default()
                         .push(Stream {
                             session_id: s.id.clone(),
-                            item_id: s.item_key(),
+                            item_id: now.item.clone(),
                             device: device.clone(),
-                            supports_push: s.supports(PUSH_COMMAND),
+                            supports_push: s.supports_push,
                             ip: *ip,
-                            source: s.source_rate(),
+                            source: now.source,
                             rate: rate.map(RateSource::bps),
-                            video: s.source_video().is_some(),
-                            uhd: s.source_is_4k(),
+                            video: now.video,
+                            uhd: now.uhd,
                             transcoding: s.transcodes_video(),
-                            for_bitrate: s.transcode_for_bitrate(),
+                            for_bitrate: now.transcode.is_none_or(|t| t.for_bitrate),
                         });
                 }
                 Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
@@ -537,7 +537,7 @@ fn claimants<'a>(
             out.pinned.push((u, streams));
             continue;
         }
-        let current = u.remote_limit();
+        let current = u.limit;
         let bounds = cx.bounds_of(&uid, current);
         // The highest limit the user can have had when a new item started: from the memory
         // of the last plan when there is one; else, when jellydemon has written the user

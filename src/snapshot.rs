@@ -11,8 +11,9 @@ use tracing::{info, warn};
 use crate::config::{InternalRanges, Settings};
 use crate::ids::UserName;
 use crate::jellyfin::fleet::{Fleet, MemberView};
-use crate::jellyfin::{Client, JellyfinError, Session, User};
+use crate::jellyfin::{Client, JellyfinError};
 use crate::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
+use crate::media::{Account, Playback};
 use crate::network;
 use crate::plan::{self, Memory, Plan, fmt_mbps};
 
@@ -31,9 +32,9 @@ pub enum PassError {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Every session.
-    pub sessions: Vec<Session>,
-    /// Every user, with its policy.
-    pub users: Vec<User>,
+    pub sessions: Vec<Playback>,
+    /// Every user, with its limit.
+    pub users: Vec<Account>,
     /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
     pub server_limit: i64,
     /// The internal ranges in force (configured or imported from Jellyfin).
@@ -132,7 +133,9 @@ impl Snapshot {
             },
             fleet.read_members(),
         );
-        let (mut sessions, mut users, config, ranges) = primary?;
+        let (sessions, users, config, ranges) = primary?;
+        let mut sessions: Vec<Playback> = sessions.iter().map(Playback::from).collect();
+        let mut users: Vec<Account> = users.iter().map(Account::from).collect();
         sessions.extend(members.sessions);
         users.extend(members.users);
         fleet.link_same_users(&mut users);
@@ -153,12 +156,14 @@ impl Snapshot {
     /// caller reads everything then.
     pub async fn refresh_sessions(&mut self, fleet: &Fleet) -> Result<bool, PassError> {
         let model = self;
-        let sessions = fleet.primary().sessions().await?;
+        let sessions: Vec<Playback> = (fleet.primary().sessions().await?.iter())
+            .map(Playback::from)
+            .collect();
         let known: std::collections::HashSet<&str> =
             model.users.iter().map(|u| u.id.as_str()).collect();
         if sessions
             .iter()
-            .filter_map(|s| s.user())
+            .filter_map(|s| s.user_id.as_ref())
             .any(|id| !known.contains(id.as_str()))
         {
             return Ok(false);
@@ -219,22 +224,22 @@ pub struct HandChange {
 
 /// Take note of limits changed by hand: such a value becomes the user's new original.
 /// Returns the changes (the ledger changed when there are any).
-pub fn observe_hand_changes(ledger: &mut Ledger, users: &[User]) -> Vec<HandChange> {
+pub fn observe_hand_changes(ledger: &mut Ledger, users: &[Account]) -> Vec<HandChange> {
     let mut changes = Vec::new();
     for u in users {
         if let Observed::HandChanged { old_original } =
-            ledger.observe(&u.id, &u.display_name(), u.remote_limit())
+            ledger.observe(&u.id, &u.display_name(), u.limit)
         {
             warn!(
                 user = %u.display_name(),
                 old_original,
-                new_original = u.remote_limit(),
+                new_original = u.limit,
                 "limit was changed by hand; taking it as the user's new original"
             );
             changes.push(HandChange {
                 user: u.display_name(),
                 old_original,
-                new_original: u.remote_limit(),
+                new_original: u.limit,
             });
         }
     }

@@ -177,46 +177,39 @@ impl Tracker {
 /// `sessions` with a user and an item, remote when the plan counted it from outside, at the
 /// limit the plan gives its user (else the one Jellyfin holds).
 pub fn seen(
-    sessions: &[crate::jellyfin::Session],
-    users: &[crate::jellyfin::User],
+    sessions: &[crate::media::Playback],
+    users: &[crate::media::Account],
     plan: &crate::plan::Plan,
 ) -> Vec<Seen> {
     use crate::network::Location;
     sessions
         .iter()
-        .filter(|s| s.is_playing() && !s.is_paused())
+        .filter(|s| !s.paused)
         .filter_map(|s| {
-            let user_id = s.user()?;
+            let now = s.playing.as_ref()?;
+            let user_id = s.user_id.as_ref()?;
             let view = plan.sessions.iter().find(|v| v.session_id == s.id)?;
             let limit = plan
                 .decisions
                 .iter()
                 .find(|d| &d.user_id == user_id)
                 .map(|d| d.target)
-                .or_else(|| {
-                    users
-                        .iter()
-                        .find(|u| &u.id == user_id)
-                        .map(|u| u.remote_limit())
-                })
+                .or_else(|| users.iter().find(|u| &u.id == user_id).map(|u| u.limit))
                 .unwrap_or(0);
             Some(Seen {
                 session_id: s.id.as_str().to_string(),
-                item_id: s.item_key(),
+                item_id: now.item.clone(),
                 user_id: user_id.as_str().to_string(),
                 user: s
                     .user_name
                     .as_ref()
                     .map_or_else(String::new, |n| n.as_str().to_string()),
-                client: s.device_label().as_str().to_string(),
+                client: s.device.as_str().to_string(),
                 remote: matches!(view.location, Location::Remote(_)),
-                kind: s
-                    .now_playing_item
-                    .as_ref()
-                    .and_then(|i| i.item_type.clone()),
-                source_bps: s.source_rate(),
-                rate_bps: s.stream_rate().map(|r| r.bps()),
-                transcoded: s.is_transcoding(),
+                kind: now.kind.clone(),
+                source_bps: now.source,
+                rate_bps: now.rate.map(|r| r.bps()),
+                transcoded: now.transcode.is_some(),
                 limit_bps: limit,
             })
         })

@@ -24,8 +24,8 @@ impl Recorder {
     pub fn plan(
         &mut self,
         now_ms: u64,
-        sessions: &[crate::jellyfin::Session],
-        users: &[crate::jellyfin::User],
+        sessions: &[crate::media::Playback],
+        users: &[crate::media::Account],
         plan: &crate::plan::Plan,
         budget: &crate::budget::feed::BudgetState,
     ) -> Vec<Record> {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{DeviceId, DeviceName, SessionId, UserId, UserName, normalize_guid};
+pub use crate::media::RateSource;
+use crate::media::{Account, Playback, Playing, Transcode, UNNAMED, bounded, device_label};
 
 /// `GET /System/Info/Public`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -64,9 +66,6 @@ pub struct NetworkConfiguration {
     pub known_proxies: Vec<String>,
 }
 
-/// The name shown for a user Jellyfin gives none.
-const UNNAMED: &str = "(unnamed)";
-
 /// `GET /Users` and `GET /Users/{id}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -79,15 +78,6 @@ pub struct User {
     /// The whole policy as received, so that it can be posted back unchanged but for one field.
     #[serde(default)]
     pub policy: Option<Value>,
-    /// The server-wide limit of the server this user is on when that is not the `[jellyfin]`
-    /// one (set by `src/jellyfin/fleet.rs`); `None`: the `[jellyfin]` server's.
-    #[serde(skip)]
-    pub server_limit: Option<i64>,
-    /// The `[jellyfin]` server's user this one is the same person as, by name
-    /// (`[[server]] match_users_by_name`, set by `src/jellyfin/fleet.rs`): one claimant
-    /// whose limit is written on both servers.
-    #[serde(skip)]
-    pub same_as: Option<UserId>,
 }
 
 /// Emby's `GET /Users/Query` answer (`QueryResult_UserDto`).
@@ -287,28 +277,49 @@ impl Session {
     }
     /// "client on device name", what the admin sees of the device.
     pub fn device_label(&self) -> DeviceName {
-        let client = self.client.as_deref().unwrap_or("?");
-        DeviceName::new(match self.device_name.as_deref() {
-            Some(d) => format!("{client} on {d}"),
-            None => client.to_string(),
-        })
+        device_label(self.client.as_deref(), self.device_name.as_deref())
     }
 }
 
-/// Where a stream's rate comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateSource {
-    /// The transcode's output bitrate, bits/s.
-    Transcode(u64),
-    /// The item's own streams (direct play or stream), bits/s.
-    MediaStreams(u64),
+impl From<&User> for Account {
+    fn from(u: &User) -> Account {
+        Account {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            limit: u.remote_limit(),
+            admin: u.is_admin(),
+            disabled: u.is_disabled(),
+            remote_access: u.remote_access(),
+            server_limit: None,
+            same_as: None,
+        }
+    }
 }
 
-impl RateSource {
-    /// The rate, bits/s.
-    pub fn bps(self) -> u64 {
-        match self {
-            RateSource::Transcode(b) | RateSource::MediaStreams(b) => b,
+impl From<&Session> for Playback {
+    fn from(s: &Session) -> Playback {
+        Playback {
+            id: s.id.clone(),
+            user_id: s.user().cloned(),
+            user_name: s.user_name.clone(),
+            endpoint: s.remote_end_point.clone(),
+            device: s.device_label(),
+            device_id: s.device_id.clone(),
+            supports_push: s.supports(crate::media::PUSH_COMMAND),
+            paused: s.is_paused(),
+            playing: s.now_playing_item.as_ref().map(|item| Playing {
+                item: s.item_key(),
+                kind: item.item_type.clone(),
+                source: s.source_rate(),
+                rate: s.stream_rate(),
+                video: s.source_video().is_some(),
+                uhd: s.source_is_4k(),
+                transcode: s.is_transcoding().then(|| Transcode {
+                    video: s.transcodes_video(),
+                    for_bitrate: s.transcode_for_bitrate(),
+                    behind: s.transcode_behind(),
+                }),
+            }),
         }
     }
 }
@@ -407,10 +418,4 @@ impl TranscodingInfo {
     pub fn hardware(&self) -> Option<String> {
         hardware_name(self.hardware_acceleration_type.as_deref())
     }
-}
-
-/// A bitrate Jellyfin reports, at most what its `int32` fields can hold: a rate from a
-/// forged webhook or a broken server cannot overflow the sums of a plan.
-fn bounded(bps: i64) -> u64 {
-    bps.clamp(0, i64::from(i32::MAX)) as u64
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::{Client, ErrorKind, Flavor, JellyfinError, Session, User};
 use crate::ids::{SessionId, UserId, UserName};
+use crate::media::{Account, Playback};
 
 use crate::ids::MEMBER_SEPARATOR as SEPARATOR;
 pub use crate::ids::{is_member_id, member_of};
@@ -42,11 +43,9 @@ struct Member {
 #[derive(Debug, Clone, Default)]
 pub struct MemberRead {
     /// Its sessions.
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<Playback>,
     /// Its users, each with its server's limit.
-    pub users: Vec<User>,
-    /// Its server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
-    pub server_limit: i64,
+    pub users: Vec<Account>,
 }
 
 /// A member as the last pass found it, for `/api/state`, the page and `check`.
@@ -200,7 +199,7 @@ impl Fleet {
         let (client, member, real) = self.route(id.as_str())?;
         let user = client.user(&UserId::new(real)).await?;
         Ok(match member {
-            Some(m) => m.user(user, None),
+            Some(m) => m.user(user),
             None => user,
         })
     }
@@ -229,9 +228,9 @@ impl Fleet {
     }
 
     /// Mark each user of a member with `match_users_by_name` whose name is a `[jellyfin]`
-    /// server user's (in any case) as that user's ([`User::same_as`]); `users` holds both
+    /// server user's (in any case) as that user's ([`Account::same_as`]); `users` holds both
     /// servers' users, the members' namespaced.
-    pub fn link_same_users(&self, users: &mut [User]) {
+    pub fn link_same_users(&self, users: &mut [Account]) {
         if !self.members.iter().any(|m| m.match_by_name) {
             return;
         }
@@ -305,12 +304,17 @@ impl Member {
             Ok((sessions, users, config)) => {
                 let limit = config.remote_client_bitrate_limit;
                 let read = MemberRead {
-                    sessions: sessions.into_iter().map(|s| self.session(s)).collect(),
+                    sessions: sessions
+                        .into_iter()
+                        .map(|s| Playback::from(&self.session(s)))
+                        .collect(),
                     users: users
                         .into_iter()
-                        .map(|u| self.user(u, Some(limit)))
+                        .map(|u| Account {
+                            server_limit: Some(limit),
+                            ..Account::from(&self.user(u))
+                        })
                         .collect(),
-                    server_limit: limit,
                 };
                 *crate::sync::lock(&self.last) = Some((read, Instant::now()));
                 None
@@ -340,16 +344,10 @@ impl Member {
         (read, view)
     }
 
-    /// One of its users in the fleet's namespace; `server_limit` its server's when known
-    /// (a single read keeps the one of the last full read).
-    fn user(&self, mut u: User, server_limit: Option<i64>) -> User {
+    /// One of its users in the fleet's namespace.
+    fn user(&self, mut u: User) -> User {
         u.id = UserId::new(format!("{}{}", self.prefix, u.id.as_str()));
         u.name = u.name.map(|n| self.name_of(&n));
-        u.server_limit = Some(server_limit.unwrap_or_else(|| {
-            crate::sync::lock(&self.last)
-                .as_ref()
-                .map_or(0, |(r, _)| r.server_limit)
-        }));
         u
     }
 

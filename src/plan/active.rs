@@ -2,7 +2,7 @@
 //! rates held, each active user's limit and its streams' pushes; and the pinned users.
 
 use crate::ids::ClientAddr;
-use crate::jellyfin::User;
+use crate::media::Account;
 use crate::units::fmt_mbps;
 
 use super::{
@@ -279,7 +279,7 @@ pub(super) fn forces_transcode(videos: &[Option<transcode::Video>], target: u64)
 
 /// The users the owner pinned: their limit is the pin, active or idle; their streams are not
 /// pushed (a pin is the owner's word, not a share to balance).
-pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&User, Vec<Stream>)]) -> Vec<Decision> {
+pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)]) -> Vec<Decision> {
     pinned
         .iter()
         .filter_map(|(u, streams)| {
@@ -315,7 +315,7 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&User, Vec<Stream>)]) ->
                         start_bound: None,
                     })
                     .collect(),
-                current: u.remote_limit(),
+                current: u.limit,
                 target: pin as i64,
                 reason: format!("pinned at {} by {}", fmt_mbps(pin), set.by),
             })

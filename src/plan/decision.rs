@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::{Algorithm, Capacity};
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
-use crate::jellyfin::RateSource;
+use crate::media::RateSource;
 use crate::network::{self, Location};
 use crate::units::fmt_mbps;
 

@@ -3,7 +3,7 @@
 
 use crate::allocate::Claimant;
 use crate::ids::SessionId;
-use crate::jellyfin::Session;
+use crate::media::Playback;
 
 use super::active::forces_transcode;
 use super::{Active, Context, TranscodeLoad, rule, transcode};
@@ -79,7 +79,7 @@ pub(super) fn keep_direct(
         .collect();
     let mut fixed = transcode::Count::default();
     for s in running_transcodes(cx.snapshot.sessions).filter(|s| !ours.contains(&s.id)) {
-        fixed.add(s.source_is_4k());
+        fixed.add(s.playing.as_ref().is_some_and(|p| p.uhd));
     }
     let demands: Vec<Vec<u64>> = active.iter().map(|a| a.demands.clone()).collect();
     let floors: Vec<u64> = active.iter().map(|a| a.bounds.floor).collect();
@@ -113,10 +113,10 @@ pub(super) fn keep_direct(
 
 /// The sessions whose video the `[jellyfin]` server transcodes now (playing, not paused):
 /// what takes its capacity (another `[[server]]`'s transcodes run on that server).
-pub(super) fn running_transcodes(sessions: &[Session]) -> impl Iterator<Item = &Session> {
+pub(super) fn running_transcodes(sessions: &[Playback]) -> impl Iterator<Item = &Playback> {
     sessions.iter().filter(|s| {
         s.is_playing()
-            && !s.is_paused()
+            && !s.paused
             && s.transcodes_video()
             && !crate::ids::is_member_id(s.id.as_str())
     })
@@ -124,9 +124,9 @@ pub(super) fn running_transcodes(sessions: &[Session]) -> impl Iterator<Item = &
 
 /// The video transcodes running now, whether one runs slower than its source, and whether
 /// Jellyfin reported the frame rates of all.
-pub(super) fn server_transcodes(sessions: &[Session]) -> transcode::Sample {
+pub(super) fn server_transcodes(sessions: &[Playback]) -> transcode::Sample {
     let running: Vec<Option<bool>> = running_transcodes(sessions)
-        .map(Session::transcode_behind)
+        .map(|s| s.playing.as_ref()?.transcode?.behind)
         .collect();
     transcode::Sample {
         running: running.len() as u32,

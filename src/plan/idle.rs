@@ -8,7 +8,7 @@ use crate::allocate;
 use crate::allocate::Claimant;
 use crate::config::MAX_JELLYFIN_LIMIT_BPS;
 use crate::ids::UserId;
-use crate::jellyfin::User;
+use crate::media::Account;
 use crate::units::fmt_mbps;
 
 use super::{Active, Context, Decision, Held, Role, ceiling_label, kept, pinned_decisions, rule};
@@ -71,7 +71,7 @@ pub(super) fn idle_decisions(
     let active_ids: std::collections::HashSet<&UserId> =
         active.iter().map(|a| &a.user.id).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
-    let mut sorted_users: Vec<&User> = cx.snapshot.users.iter().collect();
+    let mut sorted_users: Vec<&Account> = cx.snapshot.users.iter().collect();
     sorted_users.sort_by_cached_key(|u| u.name_str().to_lowercase());
     let mut idle = Vec::new();
     for u in sorted_users {
@@ -83,7 +83,7 @@ pub(super) fn idle_decisions(
             idle.extend(pinned_decisions(cx, &[(u, Vec::new())]));
             continue;
         }
-        let current = u.remote_limit();
+        let current = u.limit;
         let bounds = cx.bounds_of(uid, current);
         let weight = cx.weight(u);
         let newcomer = Claimant {
@@ -158,7 +158,7 @@ pub(super) fn released(cx: &Context) -> Vec<Decision> {
                 endpoints: Vec::new(),
                 stream_rate: 0,
                 streams: Vec::new(),
-                current: u.remote_limit(),
+                current: u.limit,
                 target: original,
                 reason: "no longer managed: original limit restored".into(),
             })
@@ -192,7 +192,7 @@ pub(super) fn with_same_people(
     if same.is_empty() {
         return decisions;
     }
-    let mut by_primary: BTreeMap<&UserId, Vec<&User>> = BTreeMap::new();
+    let mut by_primary: BTreeMap<&UserId, Vec<&Account>> = BTreeMap::new();
     for (member, primary) in same {
         if let Some(u) = cx.users.get(member) {
             by_primary.entry(primary).or_default().push(u);
@@ -208,7 +208,7 @@ pub(super) fn with_same_people(
                 endpoints: Vec::new(),
                 stream_rate: 0,
                 streams: Vec::new(),
-                current: u.remote_limit(),
+                current: u.limit,
                 target: d.target,
                 reason: format!(
                     "the same person as {} (match_users_by_name): {}",

@@ -10,7 +10,7 @@ use tracing::debug;
 use crate::daemon::seeders::Seeding;
 use crate::daemon::writer::Report;
 use crate::ids::SessionId;
-use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session};
+use crate::media::{Playback, device_label};
 use crate::notify::conditions::Observation;
 use crate::plan::Memory;
 use crate::snapshot::{HandChange, Snapshot};
@@ -84,73 +84,63 @@ pub(super) fn on_report(
             if let Some(u) = model
                 .as_mut()
                 .and_then(|m| m.users.iter_mut().find(|u| u.id == user_id))
-                && let Some(p) = crate::jellyfin::with_remote_limit(u.policy.as_ref(), limit)
             {
-                u.policy = Some(p);
+                u.limit = limit;
             }
         }
     }
 }
 
 /// Apply a webhook to the last snapshot, so that a decision can be made even if `/Sessions`
-/// cannot be read. A start marks (or adds) the session as playing; a stop marks it stopped.
+/// cannot be read. A start marks (or adds) the session as playing what the event names; a stop
+/// marks it stopped.
 pub(super) fn patch(model: &mut Snapshot, ev: &HookEvent) {
-    let matches = |s: &Session| match (&ev.session_id, &ev.device_id) {
+    let matches = |s: &Playback| match (&ev.session_id, &ev.device_id) {
         (Some(id), _) => s.id == *id,
-        (None, Some(dev)) => s.device_id.as_ref() == Some(dev) && s.user() == ev.user_id.as_ref(),
+        (None, Some(dev)) => {
+            s.device_id.as_ref() == Some(dev) && s.user_id.as_ref() == ev.user_id.as_ref()
+        }
         (None, None) => false,
     };
     match ev.kind {
         EventKind::PlaybackStart => {
-            let item = NowPlayingItem {
-                id: ev.item_id.clone(),
-                name: ev.item_name.clone(),
-                item_type: None,
-                media_streams: [("Video", ev.video_bitrate), ("Audio", ev.audio_bitrate)]
-                    .into_iter()
-                    .filter_map(|(t, b)| {
-                        b.map(|b| MediaStream {
-                            stream_type: Some(t.to_string()),
-                            bit_rate: Some(b),
-                            ..MediaStream::default()
-                        })
-                    })
-                    .collect(),
-            };
-            let state = PlayState {
-                is_paused: ev.is_paused.unwrap_or(false),
-                play_method: ev.play_method.clone(),
-                audio_stream_index: None,
-            };
-            if let Some(s) = model.sessions.iter_mut().find(|s| matches(s)) {
-                s.now_playing_item = Some(item);
-                s.play_state = Some(state);
-                s.transcoding_info = None;
-                if ev.remote_end_point.is_some() {
-                    s.remote_end_point = ev.remote_end_point.clone();
+            let i = match model.sessions.iter().position(matches) {
+                Some(i) => {
+                    let s = &mut model.sessions[i];
+                    if ev.remote_end_point.is_some() {
+                        s.endpoint = ev.remote_end_point.clone();
+                    }
+                    i
                 }
-            } else if ev.user_id.is_some() {
-                model.sessions.push(Session {
-                    id: ev.session_id.clone().unwrap_or_else(|| {
-                        let device = ev.device_id.as_ref().map_or("?", |d| d.as_str());
-                        SessionId::new(format!("hook-{device}"))
-                    }),
-                    user_id: ev.user_id.clone(),
-                    user_name: ev.user_name.clone(),
-                    remote_end_point: ev.remote_end_point.clone(),
-                    client: ev.client.clone(),
-                    device_name: ev.device_name.clone(),
-                    device_id: ev.device_id.clone(),
-                    now_playing_item: Some(item),
-                    play_state: Some(state),
-                    ..Session::default()
-                });
-            }
+                None if ev.user_id.is_some() => {
+                    model.sessions.push(Playback {
+                        id: ev.session_id.clone().unwrap_or_else(|| {
+                            let device = ev.device_id.as_ref().map_or("?", |d| d.as_str());
+                            SessionId::new(format!("hook-{device}"))
+                        }),
+                        user_id: ev.user_id.clone().filter(|id| !id.is_nil()),
+                        user_name: ev.user_name.clone(),
+                        endpoint: ev.remote_end_point.clone(),
+                        device: device_label(ev.client.as_deref(), ev.device_name.as_deref()),
+                        device_id: ev.device_id.clone(),
+                        supports_push: false,
+                        paused: false,
+                        playing: None,
+                    });
+                    model.sessions.len() - 1
+                }
+                None => return,
+            };
+            model.sessions[i].start(
+                ev.item_id.as_deref(),
+                ev.video_bitrate,
+                ev.audio_bitrate,
+                ev.is_paused.unwrap_or(false),
+            );
         }
         EventKind::PlaybackStop => {
             for s in model.sessions.iter_mut().filter(|s| matches(s)) {
-                s.now_playing_item = None;
-                s.transcoding_info = None;
+                s.stop();
             }
         }
         _ => {}
@@ -189,7 +179,7 @@ impl super::Engine {
             .user_id
             .as_ref()
             .and_then(|id| model.users.iter().find(|u| &u.id == id))
-            .map(|u| u.remote_limit())
+            .map(|u| u.limit)
             .filter(|l| *l > 0)
             .map_or(u64::MAX, |l| l as u64);
         let room = ((source as f64 * demand.overhead).round() as u64).min(limit);

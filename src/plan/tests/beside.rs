@@ -105,7 +105,7 @@ const CAPACITY_1: &str = "[transcoding]\ncapacity = 1";
 
 /// Four pushable web clients whose fair shares (about 30 Mbps each beside alice and dave)
 /// leave bob's 35 and carol's 40 Mbps sources transcoding.
-fn two_would_transcode() -> (Vec<User>, Vec<Session>) {
+fn two_would_transcode() -> (Vec<Account>, Vec<Playback>) {
     let users = ["alice", "bob", "carol", "dave"].map(|n| user(n, 0, false));
     let sessions = [
         ("alice", "203.0.113.5", 10),

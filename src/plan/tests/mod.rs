@@ -29,8 +29,9 @@ fn settings(extra_bandwidth: &str, extra: &str) -> Settings {
     .unwrap()
 }
 
-fn user(name: &str, limit: i64, admin: bool) -> User {
-    serde_json::from_value(json!({
+/// A user as Jellyfin lists it, in the planner's terms.
+fn user(name: &str, limit: i64, admin: bool) -> Account {
+    let dto: crate::jellyfin::User = serde_json::from_value(json!({
         "Id": id(name),
         "Name": name,
         "Policy": {
@@ -42,7 +43,8 @@ fn user(name: &str, limit: i64, admin: bool) -> User {
             "PasswordResetProviderId": "b"
         }
     }))
-    .unwrap()
+    .unwrap();
+    Account::from(&dto)
 }
 
 fn id(name: &str) -> String {
@@ -57,7 +59,8 @@ fn uid(name: &str) -> UserId {
     UserId::new(id(name))
 }
 
-fn session(user: Option<&str>, ep: &str, playing: Option<Value>) -> Session {
+/// A session as Jellyfin lists it, in the planner's terms.
+fn session(user: Option<&str>, ep: &str, playing: Option<Value>) -> Playback {
     let mut v = json!({
         "Id": format!("s{}{}", user.unwrap_or("none"), ep),
         "UserId": user.map(id).unwrap_or_else(|| "0".repeat(32)),
@@ -74,7 +77,7 @@ fn session(user: Option<&str>, ep: &str, playing: Option<Value>) -> Session {
             v[k] = val.clone();
         }
     }
-    serde_json::from_value(v).unwrap()
+    Playback::from(&serde_json::from_value::<crate::jellyfin::Session>(v).unwrap())
 }
 
 fn direct(bitrate: i64) -> Option<Value> {
@@ -95,13 +98,13 @@ fn paused(bitrate: i64) -> Option<Value> {
     }))
 }
 
-fn run(sessions: &[Session], users: &[User], server_limit: i64, s: &Settings) -> Plan {
+fn run(sessions: &[Playback], users: &[Account], server_limit: i64, s: &Settings) -> Plan {
     run_with(sessions, users, server_limit, s, &Ledger::in_memory())
 }
 
 fn run_with(
-    sessions: &[Session],
-    users: &[User],
+    sessions: &[Playback],
+    users: &[Account],
     server_limit: i64,
     s: &Settings,
     ledger: &Ledger,
@@ -118,8 +121,8 @@ fn run_with(
 }
 
 fn run_at(
-    sessions: &[Session],
-    users: &[User],
+    sessions: &[Playback],
+    users: &[Account],
     s: &Settings,
     ledger: &Ledger,
     memory: &Memory,
@@ -145,8 +148,8 @@ fn run_at(
 }
 
 /// The session accepts `SetMaxStreamingBitrate` (the web client).
-fn pushable(mut s: Session) -> Session {
-    s.supported_commands = vec![PUSH_COMMAND.to_string()];
+fn pushable(mut s: Playback) -> Playback {
+    s.supports_push = true;
     s
 }
 

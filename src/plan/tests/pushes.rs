@@ -179,7 +179,7 @@ fn a_proxy_hiding_clients_is_reported() {
     ];
     // Distinct device names are needed for the warning: tweak the second.
     let mut sessions = sessions.to_vec();
-    sessions[1].device_name = Some("other".into());
+    sessions[1].device = crate::media::device_label(Some("Jellyfin Web"), Some("other"));
     let p = run(&sessions, &users, 0, &s);
     assert!(
         p.warnings

@@ -4,7 +4,7 @@ use super::*;
 
 /// A user of another server, as `src/jellyfin/fleet.rs` names it (`den:…`, `name@den`), the
 /// same person as the `[jellyfin]` user `same_as` when given.
-fn member_user(name: &str, limit: i64, same_as: Option<&str>) -> User {
+fn member_user(name: &str, limit: i64, same_as: Option<&str>) -> Account {
     let mut u = user(name, limit, false);
     u.id = UserId::new(format!("den:{}", id(name)));
     u.name = Some(UserName::new(format!("{name}@den")));
@@ -13,7 +13,7 @@ fn member_user(name: &str, limit: i64, same_as: Option<&str>) -> User {
     u
 }
 
-fn member_session(name: &str, ep: &str, playing: Option<Value>) -> Session {
+fn member_session(name: &str, ep: &str, playing: Option<Value>) -> Playback {
     let mut s = session(Some(name), ep, playing);
     s.id = crate::ids::SessionId::new(format!("den:{}", s.id.as_str()));
     s.user_id = Some(UserId::new(format!("den:{}", id(name))));

@@ -275,9 +275,9 @@ fn unmanaged_remote_streams_reduce_the_budget() {
 fn disabled_and_no_remote_access_users_are_not_managed_and_ledger_users_are_released() {
     let s = settings("", "");
     let mut disabled = user("dis", 0, false);
-    disabled.policy.as_mut().unwrap()["IsDisabled"] = json!(true);
+    disabled.disabled = true;
     let mut lan_only = user("lan", 5 * M, false);
-    lan_only.policy.as_mut().unwrap()["EnableRemoteAccess"] = json!(false);
+    lan_only.remote_access = false;
     let mut ledger = Ledger::in_memory();
     let _ = ledger.record_intent(&uid("lan"), &"lan".into(), 8 * M, 5 * M, 0);
     let p = run_with(&[], &[disabled, lan_only], 0, &s, &ledger);

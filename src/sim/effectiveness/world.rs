@@ -4,12 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::allocate::{self, Claimant};
 use crate::config::{Algorithm, Settings};
 use crate::ids::{DeviceId, SessionId, UserId, UserName};
-use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo, User};
+use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo};
 use crate::ledger::Ledger;
 use crate::network;
 use crate::plan::{self, Inputs, Memory, PUSH_COMMAND};
@@ -171,11 +169,15 @@ impl World<'_> {
 
     /// One plan of the real planner, then its writes and pushes; returns the plan's wake-up.
     pub(super) fn daemon(&mut self, now: u64) -> Option<u64> {
-        let sessions: Vec<Session> = (0..self.playing.len())
+        let sessions: Vec<crate::media::Playback> = (0..self.playing.len())
             .filter(|&u| !self.plex[u])
-            .filter_map(|u| self.playing[u].as_ref().map(|p| self.session(u, p)))
+            .filter_map(|u| {
+                self.playing[u]
+                    .as_ref()
+                    .map(|p| (&self.session(u, p)).into())
+            })
             .collect();
-        let users: Vec<User> = (0..self.traces.len())
+        let users: Vec<crate::media::Account> = (0..self.traces.len())
             .filter(|&u| !self.plex[u])
             .map(|u| self.user(u))
             .collect();
@@ -355,18 +357,14 @@ impl World<'_> {
         }
     }
 
-    pub(super) fn user(&self, u: usize) -> User {
-        User {
+    pub(super) fn user(&self, u: usize) -> crate::media::Account {
+        crate::media::Account {
             id: self.user_id(u),
             name: Some(self.user_name(u)),
-            policy: Some(json!({
-                "IsAdministrator": false,
-                "IsDisabled": false,
-                "EnableRemoteAccess": true,
-                "RemoteClientBitrateLimit": self.limits[u],
-                "AuthenticationProviderId": "a",
-                "PasswordResetProviderId": "b"
-            })),
+            limit: self.limits[u],
+            admin: false,
+            disabled: false,
+            remote_access: true,
             // A second server's user carries its server's limit (none here).
             server_limit: self.member[u].then_some(0),
             same_as: None,
