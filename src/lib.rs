@@ -39,9 +39,11 @@
 //! 5. [`daemon`]: `jellydemon run`, one folder: listener -> http (with access) -> engine ->
 //!    writer, the other servers' watch (members), the torrent clients' and media servers'
 //!    tasks (seeders, servers), all recording into status; the restoring shutdown;
-//!    `daemon::schedule` is the engine's pure rule of when to plan and why;
+//!    `daemon::schedule` is the engine's pure rule of when to plan and why, and
+//!    `daemon::engine::logic` its core without I/O (what each input does, as effects for the
+//!    task to carry out);
 //! 6. [`sim`] (the default `demo` feature): the fake Jellyfin, `jellydemon demo` and the
-//!    effectiveness yardstick, which plans on the engine's own `daemon::schedule`;
+//!    effectiveness yardstick, which runs the engine's own core (`daemon::engine::logic`);
 //! 7. [`commands`]: one function per command (load what it needs, work through the library,
 //!    print for the owner, end with an exit code); [`cli`]: the command line (clap) and which
 //!    of them each command is; `main.rs` only calls it.

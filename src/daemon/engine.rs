@@ -1,5 +1,8 @@
-//! The engine: one task owns the model of what the servers are doing (the last [`Snapshot`]
-//! read, patched by webhooks between reads) and decides when to recompute.
+//! The engine: one task that drives the engine's core ([`logic::Core`], free of I/O: the
+//! model of what the servers are doing, the last [`Snapshot`] read patched by webhooks between
+//! reads; the planner's memory; when to recompute) and carries out what the core asks: reads
+//! of the servers, the writer's decisions, the torrent clients' and media servers' limits,
+//! notifications, the history.
 //!
 //! Inputs arrive through a channel (playback start/stop from `/hook`) and from the poll timer.
 //! A start or stop opens a debounce window; when it closes, the engine reads `/Sessions` once,
@@ -35,19 +38,18 @@ use crate::control::{Action, ControlError, Known, Overrides};
 use crate::jellyfin::fleet::Fleet;
 use crate::ledger::LedgerHandle;
 use crate::notify::conditions::Observation;
-use crate::plan::Memory;
 use crate::plan::memory::CLOCK_START;
 use crate::snapshot::Snapshot;
 use crate::webhook::HookEvent;
 
-use super::schedule::{Schedule, Trigger};
+use super::schedule::Trigger;
 use super::seeders::Seeding;
 use super::status::Status;
 use super::writer::{Report, WriterHandle};
 
-mod model;
+pub(crate) mod logic;
 
-use model::{observation, on_report, patch};
+use logic::{Core, Effect, PlanWith};
 
 /// What `/hook` and the control API send the engine.
 #[derive(Clone)]
@@ -144,23 +146,15 @@ impl Engine {
         self.status.engine_running(true);
         self.status.set_overrides(&self.overrides);
         let interval = self.settings.daemon.poll_interval();
-        let mut model: Option<Snapshot> = None;
-        // The torrent clients' part of the last plan.
-        let mut seeding: Option<crate::plan::DownloaderShare> = None;
         // The memory's clock runs from the engine's start, at CLOCK_START (so that times
         // restored from the process before fit on it); it starts from what that process
         // remembered.
         let origin = Instant::now();
         let clock = |at: Instant| CLOCK_START + at.saturating_duration_since(origin);
-        let mut memory = crate::snapshot::load_memory(&self.settings);
-        let mut recorder = crate::history::Recorder::default();
+        let memory = crate::snapshot::load_memory(&self.settings);
+        // The first pass is due at once.
+        let mut core = Core::new(self.settings.clone(), memory, clock(origin));
         let mut last_saved: Option<Instant> = None;
-        // When to plan and why, on the memory's clock; the first pass is due at once.
-        let mut schedule = Schedule::new(self.settings.daemon.debounce, clock(origin));
-        // The budget the last plan used; a new one from the meter asks for a plan.
-        let mut planned_budget = self.budget.state.borrow().budget_bps;
-        // What the managed media servers streamed then: a change asks for a plan too.
-        let mut planned_claims = self.budget.state.borrow().claims.clone();
         let mut members_changed = self.members_changed.take();
         loop {
             // An override that ends asks for a plan then.
@@ -168,28 +162,22 @@ impl Engine {
                 let left = at.saturating_sub(crate::clock::unix_millis_now());
                 clock(Instant::now()) + Duration::from_millis(left)
             });
-            let wake = origin + schedule.next(expiry).saturating_sub(CLOCK_START);
+            let wake = origin + core.next(expiry).saturating_sub(CLOCK_START);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(report) = self.pushed.recv() => {
-                    on_report(report, &mut model, &mut memory, &mut recorder, clock);
-                }
+                Some(report) = self.pushed.recv() => on_report(&mut core, report, clock),
                 Some(request) = control.recv() => {
-                    let answer = self.control(&request, model.as_ref());
+                    let answer = self.control(&request, core.model());
                     if answer.is_ok() {
                         // Planned at once: a pause puts the originals back now.
-                        schedule.control(clock(Instant::now()));
+                        core.on_control(clock(Instant::now()));
                     }
                     let _ = request.reply.send(answer);
                 }
                 Ok(()) = self.budget.state.changed() => {
                     let state = self.budget.state.borrow_and_update();
-                    let moved = state.budget_bps != planned_budget || state.claims != planned_claims;
-                    drop(state);
-                    if moved {
-                        schedule.budget_moved(clock(Instant::now()));
-                    }
+                    core.on_budget(&state, clock(Instant::now()));
                 }
                 Ok(()) = async {
                     match members_changed.as_mut() {
@@ -197,43 +185,40 @@ impl Engine {
                         None => std::future::pending().await,
                     }
                 } => {
-                    schedule.server_changed(clock(Instant::now()));
+                    core.on_server_changed(clock(Instant::now()));
                 }
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
-                    if let (Some(m), Some(share)) = (model.as_ref(), seeding.as_mut()) {
-                        self.make_room(m, share, &ev);
+                    if let Some(effect) = core.make_room(&ev) {
+                        self.carry_out(effect);
                     }
-                    if let Some(m) = model.as_mut() {
-                        patch(m, &ev);
-                    }
-                    schedule.hook(clock(Instant::now()));
+                    core.on_hook(&ev, clock(Instant::now()));
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let expired = self.expire();
-                    let trigger = schedule.begin(clock(Instant::now()), expired);
-                    planned_budget = self.budget.state.borrow().budget_bps;
-                    planned_claims = self.budget.state.borrow().claims.clone();
+                    let trigger = core.begin(
+                        clock(Instant::now()),
+                        expired,
+                        &self.budget.state.borrow(),
+                    );
                     // Events that arrived meanwhile are part of this recompute.
                     while let Ok(ev) = rx.try_recv() {
-                        if let Some(m) = model.as_mut() {
-                            patch(m, &ev);
-                        }
+                        core.absorb(&ev);
                     }
                     while let Ok(report) = self.pushed.try_recv() {
-                        on_report(report, &mut model, &mut memory, &mut recorder, clock);
+                        on_report(&mut core, report, clock);
                     }
                     let now = clock(Instant::now());
                     let pass = tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => break,
-                        r = self.refresh(&mut model, &mut memory, now, trigger, &mut seeding, &mut recorder) => r,
+                        r = self.refresh(&mut core, now, trigger) => r,
                     };
                     // For the next process; at most every MEMORY_SAVE_EVERY (and at the stop),
                     // so that a burst of plans does not mean a burst of fsyncs beside the
                     // writer's.
                     if !self.dry_run && last_saved.is_none_or(|t| t.elapsed() >= MEMORY_SAVE_EVERY) {
-                        crate::snapshot::save_memory(&self.settings, &memory, now);
+                        crate::snapshot::save_memory(&self.settings, core.memory(), now);
                         last_saved = Some(Instant::now());
                     }
                     let poll_after = if pass.read {
@@ -243,22 +228,20 @@ impl Engine {
                         let failures = self.status.consecutive_failures();
                         crate::clock::backoff(failures, Duration::from_secs(1), interval, true)
                     };
-                    schedule.end(clock(Instant::now()), poll_after, pass.wake_at, model.is_some());
+                    core.end(clock(Instant::now()), poll_after, pass.wake_at);
                 }
             }
         }
         // The plays still open are written as far as they went.
-        for r in recorder.open_plays() {
+        for r in core.open_plays() {
             self.history.record(r);
         }
         // The pushes reported since the last plan are part of what the next process needs.
         while let Ok(report) = self.pushed.try_recv() {
-            if let Report::Pushed(sent) = report {
-                memory.record_push(&sent.session_id, clock(sent.at), sent.bitrate);
-            }
+            on_report(&mut core, report, clock);
         }
         if !self.dry_run {
-            crate::snapshot::save_memory(&self.settings, &memory, clock(Instant::now()));
+            crate::snapshot::save_memory(&self.settings, core.memory(), clock(Instant::now()));
         }
         self.status.engine_running(false);
         debug!("engine stopped");
@@ -266,86 +249,82 @@ impl Engine {
 
     /// Read Jellyfin and recompute. On a failed read, plan from the (webhook-patched) model so
     /// the decision is not lost.
-    async fn refresh(
-        &self,
-        model: &mut Option<Snapshot>,
-        memory: &mut Memory,
-        now: Duration,
-        trigger: Trigger,
-        seeding: &mut Option<crate::plan::DownloaderShare>,
-        recorder: &mut crate::history::Recorder,
-    ) -> Pass {
+    async fn refresh(&self, core: &mut Core, now: Duration, trigger: Trigger) -> Pass {
         let started = Instant::now();
-        let Some(read) = self.read(model, trigger, started).await else {
+        let Some(read) = self.read(core.model_mut(), trigger, started).await else {
             return Pass::default();
         };
-        let Some(m) = model.as_ref() else {
-            return Pass {
-                read: read.ok,
-                wake_at: None,
-            };
+        let not_planned = Pass {
+            read: read.ok,
+            wake_at: None,
         };
-        self.status.set_media_servers(&m.members);
-        let (budget_bps, claims) = {
-            let b = self.budget.state.borrow();
-            (b.budget_bps, b.claims.clone())
+        if let Some(m) = core.model() {
+            self.status.set_media_servers(&m.members);
+        }
+        let budget = self.budget.state.borrow().clone();
+        let with = PlanWith {
+            fresh: read.users_fresh,
+            ledger: &self.ledger,
+            overrides: &self.overrides,
+            budget: &budget,
+            now_ms: crate::clock::unix_millis_now(),
+            dry_run: self.dry_run,
         };
-        let (plan, hand_changes) = match m.plan(
-            read.users_fresh,
-            &self.ledger,
-            memory,
-            now,
-            budget_bps,
-            &self.overrides,
-            &claims,
-            &self.settings,
-            self.dry_run,
-        ) {
-            Ok(planned) => planned,
-            Err(e) => {
+        let planned = match core.on_snapshot(&with, now) {
+            None => return not_planned,
+            Some(Err(e)) => {
                 warn!("cannot plan: {e}");
-                return Pass {
-                    read: read.ok,
-                    wake_at: None,
-                };
+                return not_planned;
             }
+            Some(Ok(planned)) => planned,
         };
-        self.notifier.observe(observation(&plan, &hand_changes));
-        self.hand_out(&plan);
-        *seeding = plan.downloaders.clone();
-        let starts = memory.item_starts();
-        memory.observe(&plan, now);
-        let changes = plan.decisions.iter().filter(|d| d.needs_write()).count();
-        info!(
-            trigger = trigger.as_str(),
-            stale_model = read.stale,
-            changes,
-            took_ms = started.elapsed().as_millis() as u64,
-            "recomputed"
-        );
-        if !self.dry_run {
-            self.writer.submit(plan.decisions.clone());
+        for effect in planned.effects {
+            if let Effect::Write(decisions) = &effect {
+                info!(
+                    trigger = trigger.as_str(),
+                    stale_model = read.stale,
+                    changes = decisions.iter().filter(|d| d.needs_write()).count(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "recomputed"
+                );
+            }
+            self.carry_out(effect);
         }
-        let rows = recorder.plan(
-            crate::clock::unix_millis_now(),
-            &m.sessions,
-            &m.users,
-            &plan,
-            &self.budget.state.borrow(),
-        );
-        for r in rows {
-            self.history.record(r);
-        }
-        let wake_at = self.again_soon(&plan, now, plan.wake_at);
         self.status.remember(
-            plan,
+            planned.plan,
             trigger.as_str(),
             read.stale,
-            memory.item_starts() - starts,
+            planned.item_starts,
         );
         Pass {
             read: read.ok,
-            wake_at,
+            wake_at: planned.wake_at,
+        }
+    }
+
+    /// Carry out what the core asks.
+    fn carry_out(&self, effect: Effect) {
+        match effect {
+            Effect::Seeding(seeding) => {
+                self.downloaders.send_replace(seeding);
+            }
+            Effect::Servers(limits) => {
+                self.servers.send_replace(Some(limits));
+            }
+            Effect::Streaming(bps) => {
+                self.budget.jellyfin.send_replace(bps);
+            }
+            Effect::Write(decisions) => {
+                if !self.dry_run {
+                    self.writer.submit(decisions);
+                }
+            }
+            Effect::Record(rows) => {
+                for r in rows {
+                    self.history.record(r);
+                }
+            }
+            Effect::Notify(observation) => self.notifier.observe(observation),
         }
     }
 
@@ -406,55 +385,14 @@ impl Engine {
             }
         }
     }
+}
 
-    /// What the plan gives the other tasks: Jellyfin's remote streams to the meter's
-    /// estimate, the torrent clients' combined limit, the managed media servers' totals.
-    fn hand_out(&self, plan: &crate::plan::Plan) {
-        let overhead = self.settings.bandwidth.demand.overhead;
-        self.budget
-            .jellyfin
-            .send_replace((plan.streaming as f64 * overhead).round() as u64);
-        let to_downloaders = match &plan.downloaders {
-            _ if plan.paused => Some(Seeding::Release),
-            Some(d) => Some(Seeding::Limit(d.limit)),
-            None => None,
-        };
-        self.downloaders.send_replace(to_downloaders);
-        self.servers.send_replace(Some(if plan.paused {
-            super::servers::ServerLimits::Release
-        } else {
-            super::servers::ServerLimits::Limits(
-                plan.servers
-                    .iter()
-                    .map(|s| (s.name.clone(), s.limit))
-                    .collect(),
-            )
-        }));
-    }
-
-    /// When to plan again: `asked`, or within a second while paused (or a user exempt) with
-    /// originals still out, because a write in flight when the plan was made landed after it.
-    fn again_soon(
-        &self,
-        plan: &crate::plan::Plan,
-        now: Duration,
-        asked: Option<Duration>,
-    ) -> Option<Duration> {
-        let out = self.ledger.read(|l| {
-            if plan.paused {
-                !l.is_empty()
-            } else {
-                self.overrides.users.iter().any(|(id, o)| {
-                    o.value == crate::control::UserRule::Exempt
-                        && l.get(&crate::ids::UserId::new(id)).is_some()
-                })
-            }
-        });
-        if !out {
-            return asked;
-        }
-        let soon = now + Duration::from_secs(1);
-        Some(asked.map_or(soon, |a| a.min(soon)))
+/// What the writer reported: a push to the memory (and the history's play), a limit put in
+/// place to the model's user.
+fn on_report(core: &mut Core, report: Report, clock: impl Fn(Instant) -> Duration) {
+    match report {
+        Report::Pushed(sent) => core.on_push_sent(&sent.session_id, clock(sent.at), sent.bitrate),
+        Report::Landed { user_id, limit } => core.on_landed(&user_id, limit),
     }
 }
 

@@ -11,13 +11,13 @@
 //! SIGTERM/SIGINT.
 
 mod access;
-mod engine;
+pub(crate) mod engine;
 mod http;
 mod listener;
 mod members;
 pub mod schedule;
-mod seeders;
-mod servers;
+pub(crate) mod seeders;
+pub(crate) mod servers;
 mod status;
 mod writer;
 

@@ -8,13 +8,15 @@
 //! setting); a client that ignores limits always plays the source.
 //!
 //! Time is simulated (integer milliseconds, no sleeping), events are exact: item starts and
-//! stops, and the daemon's passes when the engine's own [`Schedule`]
-//! (`src/daemon/schedule.rs`) has them (one debounce after a start or stop, the poll an
-//! interval after each pass, a plan's wake-up), each acting a read and a write later. The
-//! trace, the figures and the simulated world are in `src/sim/effectiveness/`. The daemon's
-//! manager runs the real planner
-//! ([`crate::plan::plan`]) with the real [`Memory`] and ledger. The figures are integrated
-//! over time between events, not sampled.
+//! stops, and the daemon's passes when the schedule of the engine's own core
+//! (`Core`, `src/daemon/engine/logic.rs`) has them (one debounce after a start or stop, the
+//! poll an interval after each pass, a plan's wake-up), each acting a read and a write later.
+//! The daemon's manager is that core: each webhook, the meter's budget, each pass's read of
+//! the simulated servers goes to it, and its effects (writes and pushes, reported back as the
+//! writer does; the torrent client's limit, at once on a remote start too; Plex's total; the
+//! history's rows) are applied to the simulated world. The trace, the figures and the
+//! simulated world are in `src/sim/effectiveness/`. The figures are integrated over time
+//! between events, not sampled.
 //!
 //! `benches/effectiveness.rs` runs the grid (seeds, sizes, push-honouring clients) and prints
 //! the tables of `BENCHMARKS.md`; a test runs one seed and asserts the targets.
@@ -24,8 +26,8 @@ use std::time::Duration;
 
 use crate::allocate;
 use crate::config::{Algorithm, Settings};
-use crate::daemon::schedule::Schedule;
-use crate::ledger::Ledger;
+use crate::daemon::engine::logic::Core;
+use crate::ledger::{Ledger, LedgerHandle};
 use crate::plan::Memory;
 
 mod figures;
@@ -282,7 +284,6 @@ fn simulate(
     // The daemon plans when its schedule says (one debounce after an event, the poll, a
     // plan's wake-up), then takes a read and a write to act.
     let mut driver = Driver {
-        schedule: Schedule::new(w.settings.daemon.debounce, Duration::ZERO),
         wake_at: None,
         in_pass: false,
         on: matches!(manager, Manager::Daemon(_) | Manager::FirstRule(_)),
@@ -292,8 +293,7 @@ fn simulate(
     let mut events = fixed_events(traces, loads, horizon, manager, &w);
     // A start or stop on the second Jellyfin that its next read has not seen yet.
     let mut member_changed = false;
-    driver.arm(&mut events);
-    driver.arm(&mut events);
+    driver.arm(&w.core, &mut events);
     let mut clock = 0;
     while let Some(((t, ev), ())) = events.pop_first() {
         if t >= horizon {
@@ -330,22 +330,24 @@ fn simulate(
             }
             Event::Meter => {
                 if w.read_meter(t) {
-                    driver.schedule.budget_moved(Duration::from_millis(t));
-                    driver.arm(&mut events);
+                    let budget = w.budget_state();
+                    w.core.on_budget(&budget, Duration::from_millis(t));
+                    driver.arm(&w.core, &mut events);
                 }
                 continue;
             }
             Event::MemberPoll => {
                 if std::mem::take(&mut member_changed) {
-                    driver.schedule.server_changed(Duration::from_millis(t));
-                    driver.arm(&mut events);
+                    w.core.on_server_changed(Duration::from_millis(t));
+                    driver.arm(&w.core, &mut events);
                 }
                 continue;
             }
             Event::Wake => {
                 if driver.wake_at == Some(t) {
                     driver.wake_at = None;
-                    driver.schedule.begin(Duration::from_millis(t), false);
+                    let budget = w.budget_state();
+                    w.core.begin(Duration::from_millis(t), false, &budget);
                     driver.in_pass = true;
                     events.insert((t + READ_AND_WRITE_MS, Event::Plan), ());
                 }
@@ -353,11 +355,9 @@ fn simulate(
             }
             Event::Plan => {
                 let asked = w.manage(manager, t).map(Duration::from_millis);
-                driver
-                    .schedule
-                    .end(Duration::from_millis(t), poll, asked, true);
+                w.core.end(Duration::from_millis(t), poll, asked);
                 driver.in_pass = false;
-                driver.arm(&mut events);
+                driver.arm(&w.core, &mut events);
                 continue;
             }
             Event::Poll => {
@@ -369,14 +369,19 @@ fn simulate(
             // No webhook: seen at the next read of that server.
             member_changed = true;
         } else {
-            driver.schedule.hook(Duration::from_millis(t));
-            driver.arm(&mut events);
+            let ev = match ev {
+                Event::Start(u, _) => w.hook(u, true),
+                Event::Stop(u) => w.hook(u, false),
+                _ => unreachable!("only starts and stops get here"),
+            };
+            w.core.on_hook(&ev, Duration::from_millis(t));
+            driver.arm(&w.core, &mut events);
         }
     }
     w.measure(clock, horizon);
     w.fig.horizon_ms = horizon;
+    let open = w.core.open_plays();
     let rows = w.history.map(|mut h| {
-        let open = h.recorder.open_plays();
         h.rows.extend(open);
         h.rows
     });
@@ -390,7 +395,7 @@ fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setu
         Manager::FirstRule(a) | Manager::Daemon(a) => a,
         _ => Algorithm::Equal,
     };
-    let settings = settings_for(algorithm, setup.seeding, setup.capacity);
+    let settings = std::sync::Arc::new(settings_for(algorithm, setup.seeding, setup.capacity));
     let budget = settings.budget().budget_bps;
     let floor = settings.budget().min_per_user_bps;
     let weights = traces
@@ -405,14 +410,14 @@ fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setu
     let n = traces.len();
     let mut w = World {
         traces,
-        settings,
+        settings: settings.clone(),
         budget,
         floor,
         limits: vec![0; n],
         client_max: vec![None; n],
         playing: vec![None; n],
-        ledger: Ledger::in_memory(),
-        memory: Memory::default(),
+        ledger: LedgerHandle::new(Ledger::in_memory()),
+        core: Core::new(settings.clone(), Memory::default(), Duration::ZERO),
         weights,
         fig: Figures {
             hours,
@@ -424,7 +429,6 @@ fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setu
         estimator: None,
         seeding: setup.seeding,
         seeder_limit: None,
-        seeder_kept: 0,
         plex: (0..n)
             .map(|u| setup.plex.get(u).copied().unwrap_or(false))
             .collect(),
@@ -434,7 +438,6 @@ fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setu
         // No limit in Plex until the first plan.
         plex_wan: setup.plex_managed.then_some(u64::MAX),
         history: setup.record_from_ms.map(|start_ms| Recording {
-            recorder: crate::history::Recorder::default(),
             start_ms,
             rows: Vec::new(),
         }),
@@ -496,9 +499,9 @@ fn fixed_events(
     events
 }
 
-/// The daemon's [`Schedule`] on the simulation's event queue.
+/// The daemon's engine core's schedule (`src/daemon/schedule.rs`) on the simulation's
+/// event queue.
 struct Driver {
-    schedule: Schedule,
     /// The time of the Wake event in the queue (a later change of the schedule leaves an
     /// earlier one stale).
     wake_at: Option<u64>,
@@ -510,11 +513,11 @@ struct Driver {
 
 impl Driver {
     /// Put a Wake in the queue for the schedule's next pass.
-    fn arm(&mut self, events: &mut BTreeMap<(u64, Event), ()>) {
+    fn arm(&mut self, core: &Core, events: &mut BTreeMap<(u64, Event), ()>) {
         if !self.on || self.in_pass {
             return;
         }
-        let next = self.schedule.next(None).as_millis() as u64;
+        let next = core.next(None).as_millis() as u64;
         if self.wake_at != Some(next) {
             self.wake_at = Some(next);
             events.insert((next, Event::Wake), ());

@@ -5,12 +5,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::allocate::{self, Claimant};
+use crate::budget::feed::BudgetState;
 use crate::config::{Algorithm, Settings};
+use crate::daemon::engine::logic::{Core, Effect, PlanWith};
+use crate::daemon::seeders::Seeding as SeederLimit;
+use crate::daemon::servers::ServerLimits;
 use crate::ids::{DeviceId, SessionId, UserId, UserName};
 use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo};
-use crate::ledger::Ledger;
+use crate::ledger::LedgerHandle;
 use crate::network;
-use crate::plan::{self, Inputs, Memory, PUSH_COMMAND};
+use crate::plan::{self, PUSH_COMMAND};
+use crate::snapshot::Snapshot;
+use crate::webhook::{EventKind, HookEvent};
 
 use super::{
     ClientKind, Figures, Manager, SEEDER_FLOWS, Seeding, UserTrace, VIDEO_MIN_BPS,
@@ -27,15 +33,17 @@ pub(super) struct Playing {
 
 pub(super) struct World<'a> {
     pub(super) traces: &'a [UserTrace],
-    pub(super) settings: Settings,
+    pub(super) settings: std::sync::Arc<Settings>,
     pub(super) budget: u64,
     /// The per-user floor (`min_per_user_mbps`).
     pub(super) floor: u64,
     pub(super) limits: Vec<i64>,
     pub(super) client_max: Vec<Option<u64>>,
     pub(super) playing: Vec<Option<Playing>>,
-    pub(super) ledger: Ledger,
-    pub(super) memory: Memory,
+    pub(super) ledger: LedgerHandle,
+    /// The daemon's engine core (`src/daemon/engine/logic.rs`): its schedule, model, memory
+    /// and history recorder; it plans for `Manager::Daemon`.
+    pub(super) core: Core,
     pub(super) weights: Vec<u64>,
     pub(super) fig: Figures,
     /// The link's upload capacity.
@@ -48,9 +56,8 @@ pub(super) struct World<'a> {
     pub(super) estimator: Option<crate::budget::estimate::Estimator>,
     /// The seeder on the link.
     pub(super) seeding: Seeding,
-    /// Its limit in force (`None`: unlimited) and the least it keeps (`min_mbps`).
+    /// Its limit in force (`None`: unlimited).
     pub(super) seeder_limit: Option<u64>,
-    pub(super) seeder_kept: u64,
     /// The history the daemon would write, when asked for ([`run_recorded`]).
     pub(super) history: Option<Recording>,
     /// Users who watch on Plex ([`run_beside_plex`]).
@@ -62,9 +69,8 @@ pub(super) struct World<'a> {
     pub(super) plex_wan: Option<u64>,
 }
 
-/// The history of a simulated run: the real [`crate::history::Recorder`] fed every plan.
+/// The history of a simulated run: the rows of the engine core's recorder, fed every plan.
 pub(super) struct Recording {
-    pub(super) recorder: crate::history::Recorder,
     /// Unix milliseconds at simulated time 0.
     pub(super) start_ms: u64,
     pub(super) rows: Vec<crate::history::Record>,
@@ -117,14 +123,11 @@ impl World<'_> {
         if self.limits[u] != target {
             let id = self.user_id(u);
             // The simulated Jellyfin answers at once: the write is settled as it is made.
-            let ticket = self.ledger.record_intent(
-                &id,
-                &UserName::new(&self.traces[u].name),
-                self.limits[u],
-                target,
-                0,
-            );
-            self.ledger.settle(&id, ticket, 0);
+            let name = UserName::new(&self.traces[u].name);
+            self.ledger.change(|l| {
+                let ticket = l.record_intent(&id, &name, self.limits[u], target, 0);
+                l.settle(&id, ticket, 0);
+            });
             self.limits[u] = target;
             self.fig.writes += 1;
         }
@@ -167,27 +170,16 @@ impl World<'_> {
         }
     }
 
-    /// One plan of the real planner, then its writes and pushes; returns the plan's wake-up.
-    pub(super) fn daemon(&mut self, now: u64) -> Option<u64> {
-        let sessions: Vec<crate::media::Playback> = (0..self.playing.len())
-            .filter(|&u| !self.plex[u])
-            .filter_map(|u| {
-                self.playing[u]
-                    .as_ref()
-                    .map(|p| (&self.session(u, p)).into())
-            })
-            .collect();
-        let users: Vec<crate::media::Account> = (0..self.traces.len())
-            .filter(|&u| !self.plex[u])
-            .map(|u| self.user(u))
-            .collect();
+    /// The budget in force at `now`: the static one or the meter's, less what Plex streams
+    /// outside the house when jellydemon does not set its total (else Plex is a claimant).
+    pub(super) fn budget_state(&self) -> BudgetState {
         // What Plex streams outside the house: a claimant's reading when its total is managed,
         // else taken off the budget first (src/budget/feed.rs).
         let on_plex: u64 = (0..self.traces.len())
             .filter(|&u| self.plex[u])
             .filter_map(|u| self.playing[u].as_ref().map(|p| p.rate))
             .sum();
-        let servers: Vec<plan::ServerClaim> = self
+        let claims: Vec<plan::ServerClaim> = self
             .plex_wan
             .map(|_| plan::ServerClaim {
                 name: "plex".into(),
@@ -196,80 +188,133 @@ impl World<'_> {
             .into_iter()
             .collect();
         let off_budget = if self.plex_wan.is_some() { 0 } else { on_plex };
-        let ranges = network::jellyfin_default_ranges();
-        let plan = plan::plan(
-            &Inputs {
-                sessions: &sessions,
-                users: &users,
-                server_limit: 0,
-                ranges: &ranges,
-                budget_bps: self
-                    .estimator
-                    .as_ref()
-                    .map_or(self.budget, |e| e.reading().budget_bps)
-                    .saturating_sub(off_budget),
-                overrides: &crate::control::Overrides::NONE,
-                servers: &servers,
-            },
-            &self.ledger,
-            &self.memory,
-            Duration::from_millis(now),
-            &self.settings,
-        );
-        self.memory.observe(&plan, Duration::from_millis(now));
-        if let Some(h) = &mut self.history {
-            let b = &self.settings.bandwidth;
-            let budget = crate::budget::feed::BudgetState {
-                budget_bps: plan.budget,
-                static_bps: self.budget,
-                source: "static",
-                cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
-                meter: None,
-                servers: Vec::new(),
-                claims: Vec::new(),
-            };
-            let rows = h
-                .recorder
-                .plan(h.start_ms + now, &sessions, &users, &plan, &budget);
-            h.rows.extend(rows);
+        let b = &self.settings.bandwidth;
+        BudgetState {
+            budget_bps: self
+                .estimator
+                .as_ref()
+                .map_or(self.budget, |e| e.reading().budget_bps)
+                .saturating_sub(off_budget),
+            static_bps: self.budget,
+            source: "static",
+            cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
+            meter: None,
+            servers: Vec::new(),
+            claims,
         }
-        if let Some(s) = plan.servers.first() {
-            self.plex_wan = Some(s.limit);
+    }
+
+    /// What the servers look like to the daemon now.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            sessions: (0..self.playing.len())
+                .filter(|&u| !self.plex[u])
+                .filter_map(|u| {
+                    self.playing[u]
+                        .as_ref()
+                        .map(|p| (&self.session(u, p)).into())
+                })
+                .collect(),
+            users: (0..self.traces.len())
+                .filter(|&u| !self.plex[u])
+                .map(|u| self.user(u))
+                .collect(),
+            server_limit: 0,
+            ranges: network::jellyfin_default_ranges(),
+            members: Vec::new(),
         }
-        if let Some(d) = &plan.downloaders {
-            self.seeder_limit = Some(d.limit);
-            self.seeder_kept = d.min;
-        }
+    }
+
+    /// One pass of the daemon's engine core on what the servers show now, then its writes
+    /// and pushes, each reported back to the core as the writer does; returns the plan's
+    /// wake-up.
+    pub(super) fn daemon(&mut self, now: u64) -> Option<u64> {
+        *self.core.model_mut() = Some(self.snapshot());
+        let budget = self.budget_state();
+        let with = PlanWith {
+            // Nobody changes a limit by hand here.
+            fresh: false,
+            ledger: &self.ledger,
+            overrides: &crate::control::Overrides::NONE,
+            budget: &budget,
+            now_ms: self.history.as_ref().map_or(0, |h| h.start_ms) + now,
+            dry_run: false,
+        };
+        let at = Duration::from_millis(now);
+        let planned = match self.core.on_snapshot(&with, at) {
+            Some(Ok(planned)) => planned,
+            _ => unreachable!("the simulated servers always give a model to plan from"),
+        };
         let index: HashMap<UserId, usize> = (0..self.traces.len())
             .map(|u| (self.user_id(u), u))
             .collect();
-        for d in &plan.decisions {
-            let u = index[&d.user_id];
-            self.write(u, d.target);
-            for (s, p) in d.pushes() {
-                self.memory
-                    .record_push(&s.session_id, Duration::from_millis(now), p.bitrate);
-                if let Some(h) = &mut self.history {
-                    h.recorder.pushed(s.session_id.as_str());
+        for effect in planned.effects {
+            match effect {
+                Effect::Seeding(Some(SeederLimit::Limit(l))) => self.seeder_limit = Some(l),
+                Effect::Servers(ServerLimits::Limits(totals)) => {
+                    if let Some((_, limit)) = totals.first() {
+                        self.plex_wan = Some(*limit);
+                    }
                 }
-                self.push(u, p.bitrate);
+                Effect::Record(rows) => {
+                    if let Some(h) = &mut self.history {
+                        h.rows.extend(rows);
+                    }
+                }
+                Effect::Write(decisions) => {
+                    for d in &decisions {
+                        let u = index[&d.user_id];
+                        self.write(u, d.target);
+                        self.core.on_landed(&d.user_id, d.target);
+                        for (s, p) in d.pushes() {
+                            self.core.on_push_sent(&s.session_id, at, p.bitrate);
+                            self.push(u, p.bitrate);
+                        }
+                    }
+                }
+                Effect::Seeding(_) | Effect::Servers(_) | Effect::Streaming(_) => {}
+                Effect::Notify(_) => {}
             }
         }
-        plan.wake_at.map(|w| w.as_millis() as u64)
+        planned.wake_at.map(|w| w.as_millis() as u64)
     }
 
-    /// The daemon's answer to user `u`'s PlaybackStart: the seeder's limit lowered by what the
-    /// item needs (its source times the overhead, at most the user's limit).
-    pub(super) fn make_room(&mut self, u: usize) {
-        let (Some(limit), Some(p)) = (self.seeder_limit, self.playing[u].as_ref()) else {
-            return;
-        };
-        let overhead = self.settings.bandwidth.demand.overhead;
-        let mut room = (p.source as f64 * overhead).round() as u64;
-        if self.limits[u] > 0 {
-            room = room.min(self.limits[u] as u64);
+    /// User `u`'s PlaybackStart or PlaybackStop (`start`), as the webhook tells the daemon.
+    pub(super) fn hook(&self, u: usize, start: bool) -> HookEvent {
+        let p = self.playing[u].as_ref().filter(|_| start);
+        HookEvent {
+            kind: if start {
+                EventKind::PlaybackStart
+            } else {
+                EventKind::PlaybackStop
+            },
+            user_id: Some(self.user_id(u)),
+            user_name: Some(self.user_name(u)),
+            session_id: Some(SessionId::new(format!("{}{:032x}", self.prefix(u), u + 1))),
+            device_id: Some(DeviceId::new(format!("device-{u}"))),
+            device_name: Some(format!("device {u}")),
+            client: None,
+            remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
+            item_id: p.map(|p| format!("{:016x}{:016x}", u + 1, p.item + 1)),
+            item_name: None,
+            is_paused: Some(false),
+            play_method: None,
+            video_bitrate: p.map(|p| p.source as i64),
+            audio_bitrate: None,
         }
-        self.seeder_limit = Some(limit.saturating_sub(room).max(self.seeder_kept));
+    }
+
+    /// The daemon's answer to user `u`'s PlaybackStart (its engine core's): the seeder's
+    /// limit lowered by what the item needs (its source times the overhead, at most the
+    /// user's limit).
+    pub(super) fn make_room(&mut self, u: usize) {
+        if self.playing[u].is_none() {
+            return;
+        }
+        let ev = self.hook(u, true);
+        if let Some(Effect::Seeding(Some(SeederLimit::Limit(l)))) = self.core.make_room(&ev) {
+            self.seeder_limit = Some(l);
+        }
     }
 
     /// What each remote stream and the seeder get on the link now: everyone their demand when
