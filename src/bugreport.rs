@@ -9,8 +9,8 @@
 //! without anonymization is scrubbed too. Nothing is written but the report: the alias map is
 //! read, never saved, and the state file is read for a dry run.
 //!
-//! The pure parts (secret removal, the tail of a log, the rendering of the daemon's state) are
-//! at the top; [`gather`] does the I/O.
+//! The pure parts (the tail of a log, the rendering of the daemon's state) are at the top;
+//! [`gather`] does the I/O. What a secret is and how it is taken out is `src/redact.rs`'s.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -24,82 +24,10 @@ use crate::anon::{self, Anonymizer, Kind};
 use crate::config::Settings;
 use crate::jellyfin::fleet::Fleet;
 use crate::ledger::Ledger;
+use crate::redact::{redact_config, redact_env, redact_guids};
 
-/// What replaces a secret.
-const REMOVED: &str = "(removed)";
 /// Longest log line kept, in bytes; the rest is cut.
 const MAX_LINE: usize = 4096;
-
-/// A key that holds a secret, whatever section it is in: `api_key`, `webhook_token`,
-/// `password`, `community`, … but not the `…_file` keys that only name where one is.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    if k.ends_with("_file") {
-        return false;
-    }
-    ["key", "token", "password", "secret", "community", "topic"]
-        .iter()
-        .any(|s| k.contains(s))
-}
-
-/// `config.toml`'s text with every secret's value replaced, and the user information of any
-/// URL. Comments are not kept (they may quote a key). Text that is not TOML is not shown.
-pub fn redact_config(text: &str) -> String {
-    match text.parse::<toml::Table>() {
-        Ok(mut table) => {
-            redact_table(&mut table);
-            toml::to_string(&table).unwrap_or_else(|e| format!("(cannot be shown: {e})\n"))
-        }
-        Err(e) => format!(
-            "(not shown: not valid TOML, so its secrets cannot be told apart: {})\n",
-            e.message()
-        ),
-    }
-}
-
-fn redact_table(table: &mut toml::Table) {
-    // A notification target's URL (a Discord or webhook URL is a secret), Apprise URLs and
-    // webhook headers.
-    let notify = table
-        .get("kind")
-        .and_then(toml::Value::as_str)
-        .is_some_and(|k| ["ntfy", "gotify", "discord", "apprise", "webhook"].contains(&k));
-    for (k, v) in table.iter_mut() {
-        if notify && ["url", "urls", "headers"].contains(&k.as_str()) {
-            *v = toml::Value::String(REMOVED.into());
-        } else {
-            redact_value(k, v);
-        }
-    }
-}
-
-fn redact_value(key: &str, v: &mut toml::Value) {
-    match v {
-        toml::Value::String(s) if is_secret_key(key) => *s = REMOVED.into(),
-        toml::Value::String(s) => *s = crate::config::redact_userinfo(s),
-        toml::Value::Table(t) => redact_table(t),
-        toml::Value::Array(items) => items.iter_mut().for_each(|i| redact_value(key, i)),
-        _ => {}
-    }
-}
-
-/// The `JELLYDEMON_*` variables as `NAME=value` lines, secrets removed.
-pub fn redact_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
-    let mut lines: Vec<String> = vars
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("JELLYDEMON_"))
-        .map(|(k, v)| {
-            let last = k.rsplit("__").next().unwrap_or(&k).to_string();
-            if is_secret_key(&last) {
-                format!("{k}={REMOVED}")
-            } else {
-                format!("{k}={}", crate::config::redact_userinfo(&v))
-            }
-        })
-        .collect();
-    lines.sort();
-    lines
-}
 
 /// The last `n` lines of `reader`, each cut at `MAX_LINE` (4 KiB); memory stays bounded
 /// whatever the input's size. Bytes that are not UTF-8 are replaced.
@@ -159,49 +87,6 @@ pub fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-/// Every GUID-shaped token (32 hex digits, or 8-4-4-4-12 with dashes) replaced by its alias
-/// when it has one (in either spelling), else by `(id)`: user, session and item ids in logs
-/// that were written without anonymization.
-pub fn redact_guids(text: &str, alias_of: impl Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let b = text.as_bytes();
-    while i < b.len() {
-        let glued = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
-        if !glued && let Some(len) = guid_at(&b[i..]) {
-            let token = &text[i..i + len];
-            let plain: String = token.chars().filter(|c| *c != '-').collect();
-            let plain = plain.to_ascii_lowercase();
-            out.push_str(&alias_of(&plain).unwrap_or_else(|| "(id)".into()));
-            i += len;
-            continue;
-        }
-        let c = text[i..].chars().next().expect("char boundary");
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
-}
-
-/// The length of a GUID at the start of `b`, not followed by a word character.
-fn guid_at(b: &[u8]) -> Option<usize> {
-    let hex = |s: &[u8]| s.iter().all(u8::is_ascii_hexdigit);
-    let free = |len: usize| {
-        b.get(len)
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'-'))
-    };
-    if b.len() >= 36
-        && [8, 13, 18, 23].iter().all(|&d| b[d] == b'-')
-        && [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]]
-            .iter()
-            .all(|s| hex(s))
-        && free(36)
-    {
-        return Some(36);
-    }
-    (b.len() >= 32 && hex(&b[..32]) && free(32)).then_some(32)
 }
 
 /// The running daemon's `/api/state` as text: its state line, then the recent decisions.
@@ -429,7 +314,7 @@ pub async fn gather(opts: &Options) -> String {
     text = anonymizer.scrub(&text);
     text = redact_guids(&text, |plain| anonymizer.known(plain));
     for s in &secrets {
-        text = text.replace(s.as_str(), REMOVED);
+        text = text.replace(s.as_str(), crate::redact::REMOVED);
     }
     text
 }

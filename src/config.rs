@@ -34,6 +34,8 @@ mod secrets;
 mod server;
 mod transcoding;
 
+pub use crate::redact::SECRET_KEYS;
+pub use crate::redact::redact_userinfo;
 use bandwidth::SQM_UNREAD_MBPS;
 pub use bandwidth::{
     Algorithm, BandwidthSettings, Budget, DemandSettings, PrioritySettings, Sqm, UserSettings,
@@ -44,7 +46,6 @@ pub use downloader::{
     DownloaderKind, DownloaderPriority, DownloaderSettings, DownloadersPolicy,
     names as downloader_names,
 };
-pub use errors::SECRET_KEYS;
 use errors::{describe_figment_error, one_of_each_pair};
 pub use history::HistorySettings;
 pub use jellyfin::{InternalRanges, InternalRangesSetting, JellyfinSettings, NetworkSettings};
@@ -353,20 +354,6 @@ fn non_negative_finite(key: &'static str, v: f64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(invalid(key, format!("must be a number >= 0, got {v}")))
-    }
-}
-
-/// `scheme://user:password@host...` with the user information replaced by `***`, for messages.
-pub fn redact_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        None => url.to_string(),
     }
 }
 

@@ -8,6 +8,7 @@
 //!
 //! 1. helpers: `sync` (locking), `files` (atomic owner-only writes), `clock` (unix time,
 //!    backoff), `units` (bit rates as Mbps), [`escape`] (outside text made safe to print),
+//!    [`redact`] (what a secret is, and how it is taken out of messages, URLs and `report`),
 //!    [`fds`] (the open-file limit and the connection cap under it), [`healthcheck`] (a
 //!    container's health check); `anon` (the alias map) and [`ids`] (user, session and device
 //!    ids and names, client addresses, the other servers' id prefix: typed, normalized once,
@@ -81,6 +82,7 @@ pub mod notify;
 pub mod plan;
 pub mod plex;
 pub mod reconcile;
+pub mod redact;
 pub mod report;
 #[cfg(feature = "demo")]
 pub mod sim;

@@ -6,6 +6,7 @@
 use figment::Figment;
 
 use super::{ConfigError, invalid};
+use crate::redact::is_secret_path;
 
 /// A secret is given inline or as a file, not both; when both are there, say where each one
 /// came from (a file, or an environment variable such as the systemd unit's
@@ -195,31 +196,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
-
-/// A key whose value is a secret: one of [`SECRET_KEYS`], or a notification target's URL,
-/// topic, token, password, Apprise URLs or webhook headers (`notify.0.topic`).
-fn is_secret_path(key: &str) -> bool {
-    SECRET_KEYS.contains(&key)
-        || key.strip_prefix("notify.").is_some_and(|rest| {
-            rest.split('.')
-                .any(|seg| ["url", "topic", "token", "password", "urls", "headers"].contains(&seg))
-        })
-        || key
-            .strip_prefix("downloader.")
-            .is_some_and(|rest| rest.split('.').any(|seg| seg == "password"))
-        || key
-            .strip_prefix("server.")
-            .is_some_and(|rest| rest.split('.').any(|seg| seg == "token"))
-}
-
-/// The keys whose values are secrets: no error message quotes them.
-pub const SECRET_KEYS: [&str; 5] = [
-    "jellyfin.api_key",
-    "daemon.webhook_token",
-    "daemon.status_token",
-    "bandwidth.meter.community",
-    "bandwidth.meter.password",
-];
 
 /// A TOML syntax error without the lines of the file it quotes (`3 | api_key = ...`): the line
 /// may hold a secret. What stays: where ("at line 3, column 11") and what was wrong.

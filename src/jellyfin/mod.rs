@@ -206,7 +206,7 @@ impl Client {
         Ok(Client {
             flavor,
             http,
-            shown_base: without_credentials(&base),
+            shown_base: crate::redact::without_credentials(&base),
             base,
             timeout,
         })
@@ -391,18 +391,6 @@ pub fn with_remote_limit(policy: Option<&Value>, limit: i64) -> Option<Value> {
         .as_object_mut()?
         .insert("RemoteClientBitrateLimit".into(), Value::from(limit));
     Some(policy)
-}
-
-/// `url` with any user name and password taken out.
-fn without_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.as_str().trim_end_matches('/').to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn excerpt(text: &str) -> String {
