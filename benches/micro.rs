@@ -86,7 +86,7 @@ fn household(n: usize) -> (Vec<User>, Vec<Session>) {
 fn bench_plan(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan");
     let ranges = jellydemon::network::jellyfin_default_ranges();
-    let ledger = Ledger::in_memory();
+    let originals = Ledger::in_memory().originals();
     let memory = Memory::default();
     for n in [10usize, 100, 1_000] {
         let (users, sessions) = household(n);
@@ -119,7 +119,7 @@ fn bench_plan(c: &mut Criterion) {
                             overrides: &jellydemon::control::Overrides::NONE,
                             servers: &[],
                         }),
-                        &ledger,
+                        &originals,
                         &memory,
                         std::time::Duration::ZERO,
                         &settings,

@@ -301,7 +301,7 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
             overrides: &overrides,
             servers: &[],
         },
-        &ledger,
+        &ledger.originals(),
         &crate::snapshot::load_memory(settings),
         plan::memory::CLOCK_START,
         settings,

@@ -426,16 +426,14 @@ impl Ledger {
     }
 }
 
-/// The planner reads the originals from here (`src/plan.rs`).
-impl crate::plan::Originals for Ledger {
-    fn original(&self, user: &UserId) -> Option<i64> {
-        Ledger::original(self, user)
-    }
-    fn written(&self, user: &UserId) -> &[i64] {
-        self.get(user).map_or(&[], |e| e.ours.as_slice())
-    }
-    fn changed(&self) -> Box<dyn Iterator<Item = (&UserId, i64)> + '_> {
-        Box::new(self.entries().map(|(id, e)| (id, e.original)))
+impl Ledger {
+    /// The originals and the values written since, for a plan (`src/plan.rs`).
+    pub fn originals(&self) -> crate::plan::Originals {
+        let mut out = crate::plan::Originals::default();
+        for (id, e) in self.entries() {
+            out.insert(id.clone(), e.original, e.ours.clone());
+        }
+        out
     }
 }
 

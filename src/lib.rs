@@ -23,7 +23,8 @@
 //!    reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
 //!    limits, one function per step; `plan::memory` is what the daemon remembers between
 //!    plans; `plan::transcode` keeps streams direct within `[transcoding] capacity`; the
-//!    originals come in through `plan::Originals`); `telemetry` beside them;
+//!    originals come in as data, `plan::Originals`, a copy the ledger hands over); `telemetry`
+//!    beside them;
 //! 4. the I/O around a plan: [`ledger`] (the originals, Jellyfin's and the torrent clients',
 //!    in the state file; `LedgerHandle` is how tasks share it), `metrics`, [`budget`] (the
 //!    budget in force: static, scheduled or metered, less what other media servers stream),

@@ -278,23 +278,22 @@ impl Snapshot {
         if !hand_changes.is_empty() && !dry_run {
             ledger.save()?;
         }
-        let plan = ledger.read(|l| {
-            plan::plan(
-                &plan::Inputs {
-                    sessions: &fetched.sessions,
-                    users: &fetched.users,
-                    server_limit: fetched.server_limit,
-                    ranges: &fetched.ranges,
-                    budget_bps,
-                    overrides,
-                    servers,
-                },
-                l,
-                memory,
-                now,
-                settings,
-            )
-        });
+        let originals = ledger.read(Ledger::originals);
+        let plan = plan::plan(
+            &plan::Inputs {
+                sessions: &fetched.sessions,
+                users: &fetched.users,
+                server_limit: fetched.server_limit,
+                ranges: &fetched.ranges,
+                budget_bps,
+                overrides,
+                servers,
+            },
+            &originals,
+            memory,
+            now,
+            settings,
+        );
         for w in &plan.warnings {
             warn!("{w}");
         }

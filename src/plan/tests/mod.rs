@@ -140,7 +140,7 @@ fn run_at(
             overrides: &crate::control::Overrides::NONE,
             servers: &[],
         },
-        ledger,
+        &ledger.originals(),
         memory,
         now,
         s,
