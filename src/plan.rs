@@ -26,8 +26,8 @@
 //! This file classifies the sessions, finds the claimants and runs the steps in order; the
 //! steps for active users are in `plan/active.rs` (2, 4, 5), for idle and released ones in
 //! `plan/idle.rs` (6, 7), the transcode step in `plan/direct.rs`; a user's floor and ceiling in
-//! `plan/bounds.rs`, the reasons' words in `plan/reasons.rs`, and what a plan returns in
-//! `plan/decision.rs`.
+//! `plan/bounds.rs`, the reasons' words in `plan/reasons.rs`, the originals it is given in
+//! `plan/originals.rs`, and what a plan returns in `plan/decision.rs`.
 
 mod active;
 mod bounds;
@@ -35,6 +35,7 @@ mod decision;
 mod direct;
 mod idle;
 pub mod memory;
+mod originals;
 mod reasons;
 pub mod rule;
 pub mod servers;
@@ -59,6 +60,7 @@ pub use decision::{
     Uncontrolled, Warning, fmt_limit,
 };
 pub use memory::Memory;
+pub use originals::Originals;
 
 use active::{active_decision, held, pinned_decisions, watch};
 use bounds::{Bounds, bounds, ceiling_label, effective, kept, quantize_keeping};
@@ -66,44 +68,6 @@ use direct::{keep_direct, server_transcodes};
 use idle::{idle_decisions, released, same_people, with_same_people};
 use reasons::{Why, active_reason};
 pub use rule::Direction;
-
-/// What the planner needs to know of the users jellydemon changed: their original limits (a
-/// user's ceiling is never above its own), and the values written since. The ledger
-/// (`src/ledger.rs`) keeps them and hands a copy over for each plan
-/// (`Ledger::originals`), so the planner knows nothing of the file and no lock is held while it
-/// plans.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Originals {
-    users: BTreeMap<UserId, Original>,
-}
-
-/// One changed user's original and what was written since.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Original {
-    original: i64,
-    written: Vec<i64>,
-}
-
-impl Originals {
-    /// `user` was changed by jellydemon: its `original` limit (bits/s; 0 = the server's), and
-    /// the values set out to be written since, oldest first (empty after a change by hand).
-    pub fn insert(&mut self, user: UserId, original: i64, written: Vec<i64>) {
-        self.users.insert(user, Original { original, written });
-    }
-    /// `user`'s original limit, if jellydemon changed the user.
-    pub fn original(&self, user: &UserId) -> Option<i64> {
-        self.users.get(user).map(|o| o.original)
-    }
-    /// The values jellydemon set out to write for `user` since its original was recorded,
-    /// oldest first (empty when none, and after a change by hand).
-    pub fn written(&self, user: &UserId) -> &[i64] {
-        self.users.get(user).map_or(&[], |o| o.written.as_slice())
-    }
-    /// Every user jellydemon changed, with its original.
-    pub fn changed(&self) -> impl Iterator<Item = (&UserId, i64)> + '_ {
-        self.users.iter().map(|(id, o)| (id, o.original))
-    }
-}
 
 /// Everything a plan is computed from.
 pub struct Inputs<'a> {
