@@ -120,6 +120,21 @@ impl<R: BufRead, W: Write> Prompt<R, W> {
         let _ = writeln!(self.out, "{text}");
     }
 
+    /// An optional question the `flag` may answer: the flag's value, else the answer (the
+    /// default when empty); `None` when the input ends here (a script that answered the rest
+    /// with flags means none).
+    fn flag_or_ask(
+        &mut self,
+        flag: &Option<String>,
+        question: &str,
+        default: &str,
+    ) -> Option<String> {
+        match flag {
+            Some(v) => Some(v.clone()),
+            None => self.ask(question, Some(default)),
+        }
+    }
+
     /// One answer, trimmed; the default when the answer is empty; `None` at the end of input.
     fn ask(&mut self, question: &str, default: Option<&str>) -> Option<String> {
         match default {

@@ -37,6 +37,20 @@ pub fn bounded(bps: i64) -> u64 {
     bps.clamp(0, i64::from(i32::MAX)) as u64
 }
 
+/// A bitrate a server or a webhook reports, when above 0 ([`bounded`]); else unknown.
+pub fn reported(bps: Option<i64>) -> Option<u64> {
+    bps.filter(|b| *b > 0).map(bounded)
+}
+
+/// What an item streams at its source: its video's and its audio's bitrates together,
+/// `None` when neither is known.
+pub fn source_rate(video: Option<u64>, audio: Option<u64>) -> Option<u64> {
+    match (video, audio) {
+        (None, None) => None,
+        (v, a) => Some(v.unwrap_or(0).saturating_add(a.unwrap_or(0))),
+    }
+}
+
 /// "client on device name", what the admin sees of a device.
 pub fn device_label(client: Option<&str>, device_name: Option<&str>) -> DeviceName {
     let client = client.unwrap_or("?");
@@ -148,14 +162,10 @@ impl Playback {
     }
     /// The server encodes its video now.
     pub fn transcodes_video(&self) -> bool {
-        self.transcode().is_some_and(|t| t.video)
-    }
-    /// The server transcodes it now.
-    pub fn is_transcoding(&self) -> bool {
-        self.transcode().is_some()
-    }
-    fn transcode(&self) -> Option<&Transcode> {
-        self.playing.as_ref()?.transcode.as_ref()
+        self.playing
+            .as_ref()
+            .and_then(|p| p.transcode)
+            .is_some_and(|t| t.video)
     }
 
     /// A webhook's PlaybackStart, in place of what the session played: `item` (its id as the
@@ -168,11 +178,7 @@ impl Playback {
         audio_bitrate: Option<i64>,
         paused: bool,
     ) {
-        let rate = |b: Option<i64>| b.filter(|b| *b > 0).map(bounded);
-        let source = match (rate(video_bitrate), rate(audio_bitrate)) {
-            (None, None) => None,
-            (v, a) => Some(v.unwrap_or(0).saturating_add(a.unwrap_or(0))),
-        };
+        let source = source_rate(reported(video_bitrate), reported(audio_bitrate));
         self.paused = paused;
         self.playing = Some(Playing {
             item: item.map(normalize_guid).unwrap_or_default(),
@@ -217,7 +223,7 @@ mod tests {
         assert_eq!(now.item, "abcd");
         assert_eq!(now.source, Some(8_192_000));
         assert_eq!(p.rate(), Some(RateSource::MediaStreams(8_192_000)));
-        assert!(now.video && !p.is_transcoding());
+        assert!(now.video && now.transcode.is_none());
         p.start(None, None, Some(0), true);
         assert_eq!(p.rate(), None, "no bitrate above 0: unknown");
         assert!(!p.playing.as_ref().unwrap().video && p.paused);

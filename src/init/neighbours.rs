@@ -20,17 +20,12 @@ pub(super) async fn torrent<R: BufRead, W: Write>(
 ) -> Result<Option<Torrent>, InitError> {
     use crate::config::DownloaderKind;
     let kind = loop {
-        let a = match &opts.torrent {
-            Some(k) => k.clone(),
-            // An optional question: input that ends here (a script that answered the rest
-            // with flags) means none.
-            None => match prompt.ask(
-                "Does a torrent client seed on this link? none, qbittorrent or transmission",
-                Some("none"),
-            ) {
-                Some(a) => a,
-                None => return Ok(None),
-            },
+        let Some(a) = prompt.flag_or_ask(
+            &opts.torrent,
+            "Does a torrent client seed on this link? none, qbittorrent or transmission",
+            "none",
+        ) else {
+            return Ok(None);
         };
         match a.trim().to_ascii_lowercase().as_str() {
             "none" | "no" | "n" => return Ok(None),
@@ -123,16 +118,12 @@ pub(super) async fn plex<R: BufRead, W: Write>(
     opts: &Options,
     prompt: &mut Prompt<R, W>,
 ) -> Result<Option<(String, SecretString)>, InitError> {
-    let url = match &opts.plex_url {
-        Some(u) => u.clone(),
-        // An optional question: input that ends here means none.
-        None => match prompt.ask(
-            "Does a Plex server stream on this link too? Its URL (empty: none)",
-            Some(""),
-        ) {
-            Some(a) => a,
-            None => return Ok(None),
-        },
+    let Some(url) = prompt.flag_or_ask(
+        &opts.plex_url,
+        "Does a Plex server stream on this link too? Its URL (empty: none)",
+        "",
+    ) else {
+        return Ok(None);
     };
     let url = url.trim();
     if url.is_empty() || url.eq_ignore_ascii_case("none") {
@@ -187,16 +178,12 @@ pub(super) async fn member<R: BufRead, W: Write>(
 ) -> Result<Option<Member>, InitError> {
     use crate::config::ServerKind;
     use crate::jellyfin::Flavor;
-    let url = match &opts.server_url {
-        Some(u) => u.clone(),
-        // An optional question: input that ends here means none.
-        None => match prompt.ask(
-            "Does another Jellyfin or Emby server stream on this link too? Its URL (empty: none)",
-            Some(""),
-        ) {
-            Some(a) => a,
-            None => return Ok(None),
-        },
+    let Some(url) = prompt.flag_or_ask(
+        &opts.server_url,
+        "Does another Jellyfin or Emby server stream on this link too? Its URL (empty: none)",
+        "",
+    ) else {
+        return Ok(None);
     };
     let url = url.trim().trim_end_matches('/');
     if url.is_empty() || url.eq_ignore_ascii_case("none") {

@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use crate::ids::{DeviceId, DeviceName, SessionId, UserId, UserName, normalize_guid};
 pub use crate::media::RateSource;
-use crate::media::{Account, Playback, Playing, Transcode, UNNAMED, bounded, device_label};
+use crate::media::{
+    Account, Playback, Playing, Transcode, bounded, device_label, reported, source_rate,
+};
 
 /// `GET /System/Info/Public`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -116,14 +118,6 @@ impl User {
     pub fn remote_access(&self) -> bool {
         self.policy_bool("EnableRemoteAccess")
     }
-    /// The user's name, or "(unnamed)".
-    pub fn display_name(&self) -> UserName {
-        self.name.clone().unwrap_or_else(|| UserName::new(UNNAMED))
-    }
-    /// [`User::display_name`] without a copy, for comparisons; never to show (no alias).
-    pub fn name_str(&self) -> &str {
-        self.name.as_ref().map_or(UNNAMED, |n| n.as_str())
-    }
 }
 
 /// `GET /Sessions` element.
@@ -229,7 +223,7 @@ impl Session {
     /// would stream without a limit, whatever limit is in force.
     pub fn source_rate(&self) -> Option<u64> {
         let streams = &self.now_playing_item.as_ref()?.media_streams;
-        let rate = |s: &MediaStream| s.bit_rate.filter(|b| *b > 0).map(bounded);
+        let rate = |s: &MediaStream| reported(s.bit_rate);
         let of_type = |t: &'static str| {
             streams.iter().filter(move |s| {
                 s.stream_type
@@ -244,10 +238,7 @@ impl Session {
             .or_else(|| of_type("Audio").find(|s| s.is_default))
             .or_else(|| of_type("Audio").next())
             .and_then(rate);
-        match (video, audio) {
-            (None, None) => None,
-            (v, a) => Some(v.unwrap_or(0).saturating_add(a.unwrap_or(0))),
-        }
+        source_rate(video, audio)
     }
     /// The stream's current rate: the transcode's output bitrate while transcoding (bounded by
     /// the limit in force when it started), else the source rate, else `None` (unknown; never

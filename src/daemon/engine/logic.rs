@@ -25,7 +25,7 @@ use crate::daemon::servers::ServerLimits;
 use crate::history::{Record, Recorder};
 use crate::ids::{SessionId, UserId};
 use crate::ledger::LedgerHandle;
-use crate::media::{Playback, bounded, device_label};
+use crate::media::{Playback, device_label, reported, source_rate};
 use crate::notify::conditions::Observation;
 use crate::plan::{Decision, DownloaderShare, Memory, Plan, ServerClaim};
 use crate::snapshot::{HandChange, PassError, Snapshot};
@@ -269,11 +269,8 @@ impl Core {
             return None;
         }
         let demand = &self.settings.bandwidth.demand;
-        let bitrate = |b: Option<i64>| bounded(b.unwrap_or(0));
-        let source = match bitrate(ev.video_bitrate).saturating_add(bitrate(ev.audio_bitrate)) {
-            0 => crate::config::mbps_to_bps(demand.default_mbps),
-            b => b,
-        };
+        let source = source_rate(reported(ev.video_bitrate), reported(ev.audio_bitrate))
+            .unwrap_or_else(|| crate::config::mbps_to_bps(demand.default_mbps));
         let limit = ev
             .user_id
             .as_ref()

@@ -121,8 +121,10 @@ impl World<'_> {
                         }
                     }
                 }
-                Effect::Seeding(_) | Effect::Servers(_) | Effect::Streaming(_) => {}
-                Effect::Notify(_) => {}
+                Effect::Seeding(_)
+                | Effect::Servers(_)
+                | Effect::Streaming(_)
+                | Effect::Notify(_) => {}
             }
         }
         planned.wake_at.map(|w| w.as_millis() as u64)
@@ -139,12 +141,12 @@ impl World<'_> {
             },
             user_id: Some(self.user_id(u)),
             user_name: Some(self.user_name(u)),
-            session_id: Some(SessionId::new(format!("{}{:032x}", self.prefix(u), u + 1))),
-            device_id: Some(DeviceId::new(format!("device-{u}"))),
-            device_name: Some(format!("device {u}")),
+            session_id: Some(self.session_id(u)),
+            device_id: Some(self.device_id(u)),
+            device_name: Some(self.device_name(u)),
             client: None,
-            remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
-            item_id: p.map(|p| format!("{:016x}{:016x}", u + 1, p.item + 1)),
+            remote_end_point: Some(self.endpoint(u)),
+            item_id: p.map(|p| self.item_id(u, p)),
             item_name: None,
             is_paused: Some(false),
             play_method: None,
@@ -166,14 +168,37 @@ impl World<'_> {
         }
     }
 
+    /// User `u`'s session on its server, as the webhooks and `/Sessions` name it.
+    fn session_id(&self, u: usize) -> SessionId {
+        SessionId::new(format!("{}{:032x}", self.prefix(u), u + 1))
+    }
+
+    /// Where user `u` streams from (outside the house).
+    fn endpoint(&self, u: usize) -> String {
+        format!("203.0.113.{}", 10 + u)
+    }
+
+    fn device_id(&self, u: usize) -> DeviceId {
+        DeviceId::new(format!("device-{u}"))
+    }
+
+    fn device_name(&self, u: usize) -> String {
+        format!("device {u}")
+    }
+
+    /// The id of the item user `u` plays.
+    fn item_id(&self, u: usize, p: &Playing) -> String {
+        format!("{:016x}{:016x}", u + 1, p.item + 1)
+    }
+
     /// A `/Sessions` entry for what user `u` plays.
     pub(in crate::sim::effectiveness) fn session(&self, u: usize, p: &Playing) -> Session {
         let pushable = self.traces[u].client == ClientKind::Pushable;
         Session {
-            id: SessionId::new(format!("{}{:032x}", self.prefix(u), u + 1)),
+            id: self.session_id(u),
             user_id: Some(self.user_id(u)),
             user_name: Some(self.user_name(u)),
-            remote_end_point: Some(format!("203.0.113.{}", 10 + u)),
+            remote_end_point: Some(self.endpoint(u)),
             client: Some(
                 if pushable {
                     "Jellyfin Web"
@@ -182,10 +207,10 @@ impl World<'_> {
                 }
                 .into(),
             ),
-            device_name: Some(format!("device {u}")),
-            device_id: Some(DeviceId::new(format!("device-{u}"))),
+            device_name: Some(self.device_name(u)),
+            device_id: Some(self.device_id(u)),
             now_playing_item: Some(NowPlayingItem {
-                id: Some(format!("{:016x}{:016x}", u + 1, p.item + 1)),
+                id: Some(self.item_id(u, p)),
                 name: None,
                 item_type: Some("Episode".into()),
                 media_streams: vec![MediaStream {
