@@ -1,4 +1,4 @@
-//! History: what the effectiveness trace costs in the database (`src/history.rs`).
+//! History: what the effectiveness trace costs in the database (`src/adapters/history.rs`).
 //!
 //! For 8 and 16 remote users, 30 simulated days (one seed of the effectiveness trace per
 //! day, jellydemon equal on the 100 Mbps link) go through the real `Recorder` into a fresh
@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use jellydemon::adapters::history::{self, Record, Store};
 use jellydemon::config::Algorithm;
-use jellydemon::history::{self, Record, Store};
 use jellydemon::sim::effectiveness::{self as sim, Clients};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;

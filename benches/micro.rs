@@ -6,12 +6,12 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use jellydemon::allocate::{Claimant, allocate};
+use jellydemon::adapters::jellyfin::{Session, User};
+use jellydemon::adapters::ledger::Ledger;
 use jellydemon::config::Algorithm;
-use jellydemon::jellyfin::{Session, User};
-use jellydemon::ledger::Ledger;
-use jellydemon::media::{Account, Playback};
-use jellydemon::plan::{Inputs, Memory, plan};
+use jellydemon::core::allocate::{Claimant, allocate};
+use jellydemon::core::media::{Account, Playback};
+use jellydemon::core::plan::{Inputs, Memory, plan};
 
 /// Deterministic, varied claimants: floors 2 Mbps, ceilings 5-100 Mbps, weights 1-4,
 /// demands 0.3-80 Mbps.
@@ -116,7 +116,7 @@ fn bench_plan(c: &mut Criterion) {
                             server_limit: 0,
                             ranges: &ranges,
                             budget_bps: settings.budget().budget_bps,
-                            overrides: &jellydemon::control::Overrides::NONE,
+                            overrides: &jellydemon::core::control::Overrides::NONE,
                             servers: &[],
                         }),
                         &originals,
@@ -147,11 +147,13 @@ fn bench_webhook(c: &mut Criterion) {
     let mut g = c.benchmark_group("webhook");
     g.throughput(Throughput::Bytes(TEMPLATE_BODY.len() as u64));
     g.bench_function("parse_template_body", |b| {
-        b.iter(|| jellydemon::webhook::parse(black_box(TEMPLATE_BODY.as_bytes())).unwrap())
+        b.iter(|| {
+            jellydemon::adapters::webhook::parse(black_box(TEMPLATE_BODY.as_bytes())).unwrap()
+        })
     });
     let bare = TEMPLATE_BODY.replace("\"False\"", "False");
     g.bench_function("parse_bare_boolean_body", |b| {
-        b.iter(|| jellydemon::webhook::parse(black_box(bare.as_bytes())).unwrap())
+        b.iter(|| jellydemon::adapters::webhook::parse(black_box(bare.as_bytes())).unwrap())
     });
     g.finish();
 }

@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::Ledger;
 use crate::anon::{self, Anonymizer, Kind};
 use crate::config::Settings;
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::Ledger;
 use crate::redact::{redact_config, redact_env, redact_guids};
 
 /// Longest log line kept, in bytes; the rest is cut.
@@ -381,7 +381,7 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
         Ok(client) => crate::reconcile::reconcile_once(
             client,
             settings,
-            &crate::ledger::LedgerHandle::new(ledger),
+            &crate::adapters::ledger::LedgerHandle::new(ledger),
             true,
         )
         .await
@@ -401,7 +401,7 @@ async fn jellyfin_parts(out: &mut String, settings: &Settings, anonymizer: &Anon
 fn overrides_part(out: &mut String, settings: &Settings, anonymizer: &Anonymizer) {
     let path = settings.overrides_file();
     section(out, &format!("the owner's overrides ({})", path.display()));
-    match crate::control::load(&path, false) {
+    match crate::adapters::overrides::load(&path, false) {
         Ok(o) => {
             for s in o.users.values() {
                 if let Some(n) = &s.name {

@@ -9,12 +9,12 @@
 
 use std::fmt;
 
+use crate::adapters::jellyfin::{Client, ErrorKind, JellyfinError};
+use crate::adapters::ledger::Ledger;
 use crate::config::{InternalRanges, Settings};
-use crate::jellyfin::{Client, ErrorKind, JellyfinError};
-use crate::ledger::Ledger;
-use crate::media::{Account, Playback};
+use crate::core::media::{Account, Playback};
+use crate::core::plan::{self, Inputs, fmt_mbps};
 use crate::network::{self, Location};
-use crate::plan::{self, Inputs, fmt_mbps};
 use crate::report::fmt_limit;
 use crate::snapshot::ranges_from_jellyfin;
 
@@ -191,7 +191,7 @@ fn config_lines(r: &mut CheckReport, settings: &Settings) {
 /// Each notification target resolves; nothing is sent.
 fn notify_lines(r: &mut CheckReport, settings: &Settings) {
     for t in &settings.notify {
-        match crate::notify::target::Resolved::new(t) {
+        match crate::adapters::notify::target::Resolved::new(t) {
             Ok(_) => {
                 let events: Vec<&str> = t.subscribed().iter().map(|e| e.as_str()).collect();
                 r.push(
@@ -281,10 +281,11 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
     // An unreadable state file was reported above; plan with no originals then.
     let ledger = Ledger::open(&settings.state.file).unwrap_or_else(|_| Ledger::in_memory());
     // The running daemon's overrides shape its plan; check only reads them.
-    let overrides = crate::control::load(&settings.overrides_file(), false).unwrap_or_else(|e| {
-        r.push(Level::Warn, e);
-        crate::control::Overrides::default()
-    });
+    let overrides = crate::adapters::overrides::load(&settings.overrides_file(), false)
+        .unwrap_or_else(|e| {
+            r.push(Level::Warn, e);
+            crate::core::control::Overrides::default()
+        });
     if overrides.paused() {
         r.push(
             Level::Warn,

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands;
 pub use crate::commands::exit;
-use crate::control::Action;
+use crate::core::control::Action;
 
 /// Keeps each remote Jellyfin user's bitrate limit at a fair share of your upload link.
 ///

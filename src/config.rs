@@ -167,7 +167,7 @@ impl Settings {
     fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
         one_of_each_pair(&figment)?;
         // `total_upload_mbps = "sqm"`: the capacity is read from the router's SQM queue
-        // (`src/budget/sqm.rs`); until then the number is a stand-in nothing may plan with.
+        // (`src/adapters/budget/sqm.rs`); until then the number is a stand-in nothing may plan with.
         let sqm = figment
             .find_value("bandwidth.total_upload_mbps")
             .ok()
@@ -252,7 +252,7 @@ impl Settings {
             .unwrap_or_else(jiff::tz::TimeZone::system)
     }
 
-    /// `[[bandwidth.schedule]]` (`src/budget/schedule.rs` follows them).
+    /// `[[bandwidth.schedule]]` (`src/adapters/budget/schedule.rs` follows them).
     pub fn schedule_windows(
         &self,
     ) -> Result<Option<(Vec<Window>, jiff::tz::TimeZone)>, ConfigError> {
@@ -289,7 +289,7 @@ impl Settings {
         })
     }
 
-    /// The owner's overrides of the running daemon (`src/control.rs`): `overrides.json`
+    /// The owner's overrides of the running daemon (`src/core/control.rs`): `overrides.json`
     /// beside the state file.
     pub fn overrides_file(&self) -> PathBuf {
         self.state

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::control::Action;
+use crate::core::control::Action;
 
 /// How long the daemon has to answer (it plans again before it does).
 const TIMEOUT: Duration = Duration::from_secs(15);

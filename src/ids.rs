@@ -44,7 +44,7 @@ pub fn normalize_guid(id: &str) -> String {
 /// normalized away), so an id of the `[jellyfin]` server never holds it.
 pub const MEMBER_SEPARATOR: char = ':';
 
-/// Whether `id` (a user or session id) is another server's (`src/jellyfin/fleet.rs`).
+/// Whether `id` (a user or session id) is another server's (`src/adapters/jellyfin/fleet.rs`).
 pub fn is_member_id(id: &str) -> bool {
     id.contains(MEMBER_SEPARATOR)
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::adapters::jellyfin::{Client, ErrorKind};
 use crate::folder::Folder;
-use crate::jellyfin::{Client, ErrorKind};
 
 mod neighbours;
 mod render;
@@ -342,7 +342,7 @@ pub async fn run<R: BufRead, W: Write>(
 }
 
 /// `/System/Info/Public` of whatever answers at `url`.
-async fn public_info(url: &str) -> Result<crate::jellyfin::PublicSystemInfo, String> {
+async fn public_info(url: &str) -> Result<crate::adapters::jellyfin::PublicSystemInfo, String> {
     let client = Client::new(
         url,
         &SecretString::from(String::new()),

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::plan::{Direction, Plan, Role};
+use crate::core::plan::{Direction, Plan, Role};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UserLabels {
@@ -403,19 +403,25 @@ impl Metrics {
             .set(target.unwrap_or(0) as i64);
     }
 
-    /// Another Jellyfin or Emby server as a pass just read it.
-    pub fn record_media_server(&self, m: &crate::jellyfin::fleet::MemberView) {
+    /// Another Jellyfin or Emby server (`server`, of `kind`) as a pass just read it: whether
+    /// it answered, its users and what they play.
+    pub fn record_media_server(
+        &self,
+        server: &str,
+        kind: &str,
+        up: bool,
+        users: usize,
+        playing: usize,
+    ) {
         let l = ServerLabels {
-            server: m.name.clone(),
-            kind: m.kind.to_string(),
+            server: server.to_string(),
+            kind: kind.to_string(),
         };
-        self.media_server_up.get_or_create(&l).set(i64::from(m.up));
-        self.media_server_users
-            .get_or_create(&l)
-            .set(m.users as i64);
+        self.media_server_up.get_or_create(&l).set(i64::from(up));
+        self.media_server_users.get_or_create(&l).set(users as i64);
         self.media_server_playing
             .get_or_create(&l)
-            .set(m.playing as i64);
+            .set(playing as i64);
     }
 
     /// Count one notification at `target` with `result`.

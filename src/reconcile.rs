@@ -4,12 +4,12 @@
 
 use tracing::{info, warn};
 
+use crate::adapters::jellyfin::ErrorKind;
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::{LedgerError, LedgerHandle, Observed};
 use crate::config::Settings;
+use crate::core::plan::{self, Decision, Plan, Push, fmt_limit};
 use crate::ids::{UserId, UserName};
-use crate::jellyfin::ErrorKind;
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::{LedgerError, LedgerHandle, Observed};
-use crate::plan::{self, Decision, Plan, Push, fmt_limit};
 pub use crate::snapshot::PassError;
 use crate::snapshot::{Snapshot, load_memory, save_memory};
 use crate::write::{Applier, WriteOutcome};
@@ -67,7 +67,7 @@ pub async fn reconcile_once(
     let fetched = Snapshot::read(client, settings).await?;
     // The schedule was validated when the settings loaded.
     let (budget_bps, entry) =
-        crate::budget::feed::static_budget_at(settings, jiff::Timestamp::now())
+        crate::adapters::budget::feed::static_budget_at(settings, jiff::Timestamp::now())
             .unwrap_or((settings.budget().budget_bps, None));
     let mut notes: Vec<String> = entry
         .map(|e| format!("schedule \"{e}\""))
@@ -78,7 +78,8 @@ pub async fn reconcile_once(
     }
     // What the other media servers stream outside the house comes off it first, as in the
     // daemon without a meter (a pass has no measurement that would hold it already).
-    let (servers_bps, server_notes) = crate::budget::feed::servers_streaming_once(settings).await;
+    let (servers_bps, server_notes) =
+        crate::adapters::budget::feed::servers_streaming_once(settings).await;
     let budget_bps = budget_bps.saturating_sub(servers_bps);
     notes.extend(server_notes);
     let budget_note = (!notes.is_empty()).then(|| notes.join("; "));
@@ -86,10 +87,10 @@ pub async fn reconcile_once(
     let mut memory = load_memory(settings);
     let now = plan::memory::CLOCK_START;
     // The daemon's overrides (a pause, pins) hold for a pass too.
-    let overrides =
-        crate::control::load(&settings.overrides_file(), !dry_run).unwrap_or_else(|e| {
+    let overrides = crate::adapters::overrides::load(&settings.overrides_file(), !dry_run)
+        .unwrap_or_else(|e| {
             warn!("{e}");
-            crate::control::Overrides::default()
+            crate::core::control::Overrides::default()
         });
     let (plan, _) = fetched.plan(
         true,

@@ -1,11 +1,11 @@
 //! Plain-text tables for the terminal: the result of a pass and of a restore.
 
+use crate::core::plan::{Role, fmt_mbps};
 use crate::ids::UserName;
-use crate::plan::{Role, fmt_mbps};
 use crate::reconcile::{PassReport, RestoreOutcome};
 use crate::write::WriteOutcome;
 
-pub use crate::plan::fmt_limit;
+pub use crate::core::plan::fmt_limit;
 
 /// Left-aligned columns separated by two spaces.
 fn render(rows: &[Vec<String>]) -> String {
@@ -212,7 +212,7 @@ pub fn pass_table(report: &PassReport) -> String {
 /// A paused remote session of `user` that the plan does not count (`count_paused` is off):
 /// its address and rate, so the table says "paused" where `check` does.
 fn paused_remote(
-    p: &crate::plan::Plan,
+    p: &crate::core::plan::Plan,
     user: &crate::ids::UserId,
 ) -> Option<(crate::ids::ClientAddr, Option<u64>)> {
     p.sessions.iter().find_map(|v| match v.location {
@@ -226,7 +226,7 @@ fn paused_remote(
 }
 
 /// The RATE cell: the streams' current rate, and what ignores limits.
-fn rate_cell(d: &crate::plan::Decision) -> String {
+fn rate_cell(d: &crate::core::plan::Decision) -> String {
     let mut cell = if d.stream_rate > 0 {
         fmt_mbps(d.stream_rate)
     } else {

@@ -3,19 +3,19 @@
 //! read ([`Snapshot::read`], or [`Snapshot::refresh_sessions`] for a webhook's pass), the
 //! limits an admin changed by hand in it, and the plan made from it
 //! ([`Snapshot::plan`]). Both `reconcile --once` (`src/reconcile.rs`) and the daemon's engine
-//! (`src/daemon/engine.rs`) plan through here; the planner itself is pure (`src/plan.rs`).
+//! (`src/daemon/engine.rs`) plan through here; the planner itself is pure (`src/core/plan.rs`).
 
 use ipnet::IpNet;
 use tracing::{info, warn};
 
+use crate::adapters::jellyfin::fleet::{Fleet, MemberView};
+use crate::adapters::jellyfin::{Client, JellyfinError};
+use crate::adapters::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
 use crate::config::{InternalRanges, Settings};
+use crate::core::media::{Account, Playback};
+use crate::core::plan::{self, Memory, Plan, fmt_mbps};
 use crate::ids::UserName;
-use crate::jellyfin::fleet::{Fleet, MemberView};
-use crate::jellyfin::{Client, JellyfinError};
-use crate::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
-use crate::media::{Account, Playback};
 use crate::network;
-use crate::plan::{self, Memory, Plan, fmt_mbps};
 
 /// Why a pass could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub struct Snapshot {
     /// The internal ranges in force (configured or imported from Jellyfin).
     pub ranges: Vec<IpNet>,
     /// The other Jellyfin and Emby servers (`[[server]]`), whose sessions and users are in
-    /// the lists above under their own names (`src/jellyfin/fleet.rs`).
+    /// the lists above under their own names (`src/adapters/jellyfin/fleet.rs`).
     pub members: Vec<MemberView>,
 }
 
@@ -72,9 +72,9 @@ impl Snapshot {
         }
         let (read, views) = fleet.read_members().await;
         self.sessions
-            .retain(|s| !crate::jellyfin::fleet::is_member_id(s.id.as_str()));
+            .retain(|s| !crate::adapters::jellyfin::fleet::is_member_id(s.id.as_str()));
         self.users
-            .retain(|u| !crate::jellyfin::fleet::is_member_id(u.id.as_str()));
+            .retain(|u| !crate::adapters::jellyfin::fleet::is_member_id(u.id.as_str()));
         self.sessions.extend(read.sessions);
         self.users.extend(read.users);
         fleet.link_same_users(&mut self.users);
@@ -170,7 +170,7 @@ impl Snapshot {
         }
         model
             .sessions
-            .retain(|s| crate::jellyfin::fleet::is_member_id(s.id.as_str()));
+            .retain(|s| crate::adapters::jellyfin::fleet::is_member_id(s.id.as_str()));
         model.sessions.splice(0..0, sessions);
         Ok(true)
     }
@@ -264,7 +264,7 @@ impl Snapshot {
         memory: &Memory,
         now: std::time::Duration,
         budget_bps: u64,
-        overrides: &crate::control::Overrides,
+        overrides: &crate::core::control::Overrides,
         servers: &[plan::ServerClaim],
         settings: &Settings,
         dry_run: bool,

@@ -1,4 +1,4 @@
-//! A torrent client's limit set and put back under the ledger's rules (`src/ledger.rs`), as
+//! A torrent client's limit set and put back under the ledger's rules (`src/adapters/ledger.rs`), as
 //! `src/write.rs` does for Jellyfin's limits: every setting's original is in the state file
 //! before the first write to it, each value is recorded before it is sent, a value that is
 //! neither the original nor one of ours was set by hand in the client and becomes the new
@@ -6,17 +6,17 @@
 //! ours may still land.
 //!
 //! The same rules hold for every [`Settable`]: a torrent client's limits, and a Plex server's
-//! total upload limit outside the house (`src/plex.rs`).
+//! total upload limit outside the house (`src/adapters/plex.rs`).
 
 use std::future::Future;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::adapters::downloader::{Downloader, Field, Reading};
+use crate::adapters::ledger::{Ledger, LedgerHandle, Observed};
+use crate::adapters::plex::{Plex, WAN_TOTAL};
 use crate::clock::unix_millis_now as unix_ms;
-use crate::downloader::{Downloader, Field, Reading};
-use crate::ledger::{Ledger, LedgerHandle, Observed};
-use crate::plex::{Plex, WAN_TOTAL};
 
 /// Something whose named settings jellydemon changes and puts back: a torrent client, or a
 /// Plex server's total upload limit outside the house.
@@ -64,8 +64,8 @@ impl Settable for Plex {
 pub fn describe(field: Field, value: i64) -> String {
     match field {
         WAN_TOTAL if value <= 0 => "unlimited".into(),
-        WAN_TOTAL => crate::units::fmt_mbps(value as u64 * 1000),
-        _ => crate::downloader::describe(field, value),
+        WAN_TOTAL => crate::core::rate::fmt_mbps(value as u64 * 1000),
+        _ => crate::adapters::downloader::describe(field, value),
     }
 }
 
@@ -442,7 +442,10 @@ mod tests {
         assert_eq!(describe(WAN_TOTAL, 0), "unlimited");
         assert_eq!(describe(WAN_TOTAL, 12_000), "12 Mbps");
         assert_eq!(
-            describe(crate::downloader::qbittorrent::UP_LIMIT, 1_250_000),
+            describe(
+                crate::adapters::downloader::qbittorrent::UP_LIMIT,
+                1_250_000
+            ),
             "10 Mbps"
         );
     }

@@ -17,11 +17,11 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tracing::{info, warn};
 
+use crate::adapters::jellyfin::JellyfinError;
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::{LedgerHandle, Observed};
 use crate::clock::unix_millis_now;
-use crate::jellyfin::JellyfinError;
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::{LedgerHandle, Observed};
-use crate::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
+use crate::core::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
 
 /// How one write went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,9 +155,9 @@ pub fn landing_deadline(client: &Fleet) -> u64 {
 async fn post_and_settle(
     client: &Fleet,
     ledger: &LedgerHandle,
-    user: &crate::jellyfin::User,
+    user: &crate::adapters::jellyfin::User,
     limit: i64,
-    ticket: crate::ledger::Ticket,
+    ticket: crate::adapters::ledger::Ticket,
     forget: bool,
 ) -> Result<(), JellyfinError> {
     let result = client.write_remote_limit(user, limit).await;

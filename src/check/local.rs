@@ -1,16 +1,16 @@
 //! The checks that need no Jellyfin: the state file, the open-file limit, the budget and its
 //! meter, the torrent clients, the other media servers.
 
+use crate::adapters::jellyfin::Client;
+use crate::adapters::ledger::{self, Ledger};
 use crate::config::Settings;
-use crate::jellyfin::Client;
-use crate::ledger::{self, Ledger};
-use crate::units::fmt_mbps;
+use crate::core::rate::fmt_mbps;
 
 use super::{CheckReport, Level};
 
 /// The schedule in force and the next change; the meter read twice, with the rate it shows.
 pub(super) async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
-    match crate::budget::schedule::from_settings(settings) {
+    match crate::adapters::budget::schedule::from_settings(settings) {
         Ok(Some(s)) => {
             let now = jiff::Timestamp::now();
             let b = &settings.bandwidth;
@@ -43,7 +43,7 @@ pub(super) async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
     let Some(m) = &settings.bandwidth.meter else {
         return;
     };
-    let mut meter = match crate::budget::meter::Meter::new(m) {
+    let mut meter = match crate::adapters::budget::meter::Meter::new(m) {
         Ok(meter) => meter,
         Err(e) => {
             r.push(Level::Fail, e.to_string());
@@ -108,7 +108,7 @@ pub(super) async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
 pub(super) async fn downloader_lines(r: &mut CheckReport, settings: &Settings) {
     let names = crate::config::downloader_names(&settings.downloader);
     for (d, name) in settings.downloader.iter().zip(names) {
-        let mut client = match crate::downloader::Downloader::new(d) {
+        let mut client = match crate::adapters::downloader::Downloader::new(d) {
             Ok(c) => c,
             Err(e) => {
                 r.push(Level::Fail, format!("downloader {name}: {e}"));
@@ -127,8 +127,8 @@ pub(super) async fn downloader_lines(r: &mut CheckReport, settings: &Settings) {
                     None => "unlimited".into(),
                 };
                 let mode = match reading.mode {
-                    crate::downloader::Mode::Normal => "",
-                    crate::downloader::Mode::Alternative => " (alternative limits on)",
+                    crate::adapters::downloader::Mode::Normal => "",
+                    crate::adapters::downloader::Mode::Alternative => " (alternative limits on)",
                 };
                 r.push(
                     Level::Ok,
@@ -176,7 +176,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
         .zip(names)
         .filter(|(s, _)| s.is_plex())
     {
-        let plex = match crate::plex::Plex::new(s) {
+        let plex = match crate::adapters::plex::Plex::new(s) {
             Ok(p) => p,
             Err(e) => {
                 r.push(Level::Fail, format!("server {name}: {e}"));
@@ -185,7 +185,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
         };
         match plex.remote_streams().await {
             Ok(streams) => {
-                let total = crate::plex::remote_bps(&streams);
+                let total = crate::adapters::plex::remote_bps(&streams);
                 let counted = if s.manages_wan_total() {
                     "one claimant beside Jellyfin's remote users: the daemon sets its share as \
                      its total upload limit"
@@ -211,7 +211,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                         Level::Info,
                         format!(
                             "  its external network total upload limit ({}) is off",
-                            crate::plex::WAN_TOTAL
+                            crate::adapters::plex::WAN_TOTAL
                         ),
                     ),
                     Ok(Some(l)) => r.push(
@@ -219,7 +219,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                         format!(
                             "  it keeps its streams outside the house to {} in total ({})",
                             fmt_mbps(l),
-                            crate::plex::WAN_TOTAL
+                            crate::adapters::plex::WAN_TOTAL
                         ),
                     ),
                     Err(e) => r.push(Level::Warn, format!("  cannot read its upload limit: {e}")),
@@ -242,7 +242,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                 format!(
                     "server {name}: {e}. The daemon keeps managing Jellyfin, counts the last \
                      reading for {} min, and tries again with backoff",
-                    crate::budget::feed::SERVER_STALE_AFTER.as_secs() / 60
+                    crate::adapters::budget::feed::SERVER_STALE_AFTER.as_secs() / 60
                 ),
             ),
         }
@@ -260,8 +260,8 @@ pub(super) async fn member_lines(r: &mut CheckReport, settings: &Settings) {
         .filter(|(s, _)| s.manages_users())
     {
         let flavor = match s.kind {
-            crate::config::ServerKind::Emby => crate::jellyfin::Flavor::Emby,
-            _ => crate::jellyfin::Flavor::Jellyfin,
+            crate::config::ServerKind::Emby => crate::adapters::jellyfin::Flavor::Emby,
+            _ => crate::adapters::jellyfin::Flavor::Jellyfin,
         };
         let client = match s.api_key().map_err(|e| e.to_string()).and_then(|key| {
             Client::with_flavor(flavor, &s.url, &key, s.timeout).map_err(|e| e.to_string())
@@ -302,9 +302,9 @@ pub(super) async fn member_lines(r: &mut CheckReport, settings: &Settings) {
 
 /// One reading of the meter, and when it was asked for.
 pub(super) async fn read_meter(
-    meter: &mut crate::budget::meter::Meter,
+    meter: &mut crate::adapters::budget::meter::Meter,
     timeout: std::time::Duration,
-) -> Result<(std::time::Instant, crate::budget::meter::Counter), String> {
+) -> Result<(std::time::Instant, crate::adapters::budget::meter::Counter), String> {
     let started = std::time::Instant::now();
     match tokio::time::timeout(timeout, meter.read()).await {
         Ok(r) => r.map(|c| (started, c)),

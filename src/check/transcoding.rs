@@ -1,7 +1,7 @@
 //! How the server transcodes, and which remote transcode cannot keep up.
 
-use crate::jellyfin::JellyfinError;
-use crate::plan;
+use crate::adapters::jellyfin::JellyfinError;
+use crate::core::plan;
 
 use super::{CheckReport, Level};
 
@@ -10,9 +10,9 @@ use super::{CheckReport, Level};
 /// keep up: the viewer stalls). A limit below an item's source makes Jellyfin transcode it.
 pub(super) fn transcoding_lines(
     r: &mut CheckReport,
-    encoding: Result<crate::jellyfin::EncodingOptions, JellyfinError>,
+    encoding: Result<crate::adapters::jellyfin::EncodingOptions, JellyfinError>,
     plan: &plan::Plan,
-    sessions: &[crate::jellyfin::Session],
+    sessions: &[crate::adapters::jellyfin::Session],
     auto: bool,
 ) {
     match encoding.map(|e| e.hardware()) {
@@ -61,7 +61,7 @@ pub(super) fn transcoding_lines(
             "no [transcoding] capacity: limits do not look at what the server can transcode",
         ),
     }
-    let remote: Vec<&crate::jellyfin::Session> = sessions
+    let remote: Vec<&crate::adapters::jellyfin::Session> = sessions
         .iter()
         .filter(|s| {
             s.transcodes_video()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::{Outcome, exit};
 use crate::config::Settings;
-use crate::control::Action;
+use crate::core::control::Action;
 
 /// Send `action` to the running daemon (or, with none, ask for its overrides) and print what
 /// it says.

@@ -11,7 +11,9 @@ use crate::config::Settings;
 pub async fn check(config: &Path, level: &str) -> Outcome {
     // A check writes nothing: not even the aliases it shows.
     let mut settings = load_read_only(config, level)?;
-    let sqm = crate::budget::sqm::resolve(&mut settings).await.err();
+    let sqm = crate::adapters::budget::sqm::resolve(&mut settings)
+        .await
+        .err();
     let mut report = crate::check::check(&settings).await;
     if let Some(e) = sqm {
         // The Unread line check adds says the rest.
@@ -30,7 +32,7 @@ pub async fn check(config: &Path, level: &str) -> Outcome {
 /// `notify --test`: one test notification to each target (or the one named).
 pub async fn notify_test(config: &Path, level: &str, target: Option<&str>) -> Outcome {
     let settings = load(config, level, false)?;
-    let results = crate::notify::send_test(&settings, target)
+    let results = crate::adapters::notify::send_test(&settings, target)
         .await
         .map_err(|e| fail(exit::CONFIG)(&e))?;
     let mut failed = 0;
@@ -82,7 +84,7 @@ pub fn stats(config: &Path, since: std::time::Duration, user: Option<&str>, json
     let now = crate::clock::unix_millis_now();
     let from = now.saturating_sub(since.as_millis() as u64);
     let tz = settings.timezone();
-    match crate::history::stats::load(&path, from, now, user, &tz, 1) {
+    match crate::adapters::history::stats::load(&path, from, now, user, &tz, 1) {
         Ok((stats, _)) if json => {
             println!(
                 "{}",
@@ -91,7 +93,7 @@ pub fn stats(config: &Path, since: std::time::Duration, user: Option<&str>, json
             Ok(ExitCode::SUCCESS)
         }
         Ok((stats, _)) => {
-            print!("{}", crate::history::stats::render(&stats));
+            print!("{}", crate::adapters::history::stats::render(&stats));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(fail(exit::STATE)(&e)),

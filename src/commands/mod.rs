@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::Ledger;
 use crate::config::Settings;
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::Ledger;
 
 mod ask;
 mod look;
@@ -124,10 +124,12 @@ fn init_logging(settings: &Settings, default_level: &str, writes: bool) -> Resul
 
 /// `total_upload_mbps = "sqm"`: the capacity read from the router before anything plans.
 pub(crate) async fn sqm(settings: &mut Settings) -> Result<(), ExitCode> {
-    crate::budget::sqm::resolve(settings).await.map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(exit::CONFIG)
-    })
+    crate::adapters::budget::sqm::resolve(settings)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::CONFIG)
+        })
 }
 
 /// Every Jellyfin and Emby server the configuration names.

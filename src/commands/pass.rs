@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::{Outcome, client, exit, load, open_ledger, sqm};
-use crate::ledger::LedgerHandle;
+use crate::adapters::ledger::LedgerHandle;
 use crate::reconcile::{self, PassError};
 use crate::report;
 

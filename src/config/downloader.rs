@@ -1,6 +1,6 @@
 //! `[[downloader]]` and `[bandwidth.downloaders]`, parsed: the torrent clients that seed beside
 //! Jellyfin, and how they share the link with the remote streams (the rule is in
-//! `src/plan.rs`, step 3; the clients in `src/downloader.rs`).
+//! `src/core/plan.rs`, step 3; the clients in `src/adapters/downloader.rs`).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `[history]`: the SQLite database of what was played, the link over time, the decisions and
-//! the owner's actions (`src/history.rs`).
+//! the owner's actions (`src/adapters/history.rs`).
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! `[bandwidth.meter]` and `[[bandwidth.schedule]]`, parsed: where the WAN's upload byte
-//! counter is read and how the budget follows it (the rules are in `src/budget/estimate.rs`),
-//! and the times of the week with another total or reserve (`src/budget/schedule.rs`).
+//! counter is read and how the budget follows it (the rules are in `src/adapters/budget/estimate.rs`),
+//! and the times of the week with another total or reserve (`src/adapters/budget/schedule.rs`).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `[[notify]]`: where notifications go (ntfy, Gotify, Discord, Apprise, any webhook) and
-//! which events each target wants. What is sent, and when, is in `src/notify.rs`.
+//! which events each target wants. What is sent, and when, is in `src/adapters/notify.rs`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! `[[server]]`, parsed: the other media servers on the same upload.
 //!
-//! * `plex`: its remote streams are read (`src/budget/feed.rs`), and it is one claimant
-//!   beside the users whose share becomes its `WanTotalMaxUploadRate` (`src/plan/servers.rs`,
+//! * `plex`: its remote streams are read (`src/adapters/budget/feed.rs`), and it is one claimant
+//!   beside the users whose share becomes its `WanTotalMaxUploadRate` (`src/core/plan/servers.rs`,
 //!   written by `src/daemon/servers.rs`); with `manage_wan_total = false` what it streams is
-//!   only taken off the budget. The client is in `src/plex.rs`.
+//!   only taken off the budget. The client is in `src/adapters/plex.rs`.
 //! * `jellyfin` and `emby`: managed like the `[jellyfin]` server, each remote user one more
-//!   claimant in the same water-filling, through `src/jellyfin/fleet.rs`.
+//!   claimant in the same water-filling, through `src/adapters/jellyfin/fleet.rs`.
 //!
 //! What Emby and Plex really do is in `docs/media-servers.md`.
 

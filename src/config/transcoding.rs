@@ -1,5 +1,5 @@
 //! `[transcoding]`: how many video transcodes the Jellyfin server runs at once in real time, so
-//! the planner never forces one beyond that (`src/plan/transcode.rs`).
+//! the planner never forces one beyond that (`src/core/plan/transcode.rs`).
 
 use serde::Deserialize;
 

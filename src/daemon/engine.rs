@@ -32,15 +32,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::budget::feed::Feed;
+use crate::adapters::budget::feed::Feed;
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::LedgerHandle;
+use crate::adapters::notify::conditions::Observation;
+use crate::adapters::webhook::HookEvent;
 use crate::config::Settings;
-use crate::control::{Action, ControlError, Known, Overrides};
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::LedgerHandle;
-use crate::notify::conditions::Observation;
-use crate::plan::memory::CLOCK_START;
+use crate::core::control::{Action, ControlError, Known, Overrides};
+use crate::core::plan::memory::CLOCK_START;
 use crate::snapshot::Snapshot;
-use crate::webhook::HookEvent;
 
 use super::schedule::Trigger;
 use super::seeders::Seeding;
@@ -114,7 +114,7 @@ pub struct Engine {
     /// after each plan for the meter's estimate of the rest of the house.
     pub budget: Feed,
     /// Where reads and plans are reported for notifications.
-    pub notifier: crate::notify::Notifier,
+    pub notifier: crate::adapters::notify::Notifier,
     /// Where the torrent clients' combined limit goes after each plan (and at once, lowered,
     /// on a remote PlaybackStart), for `src/daemon/seeders.rs`.
     pub downloaders: tokio::sync::watch::Sender<Option<Seeding>>,
@@ -122,10 +122,10 @@ pub struct Engine {
     /// `src/daemon/servers.rs`.
     pub servers: tokio::sync::watch::Sender<Option<super::servers::ServerLimits>>,
     /// The owner's overrides, as loaded at start; the engine owns them from then on and saves
-    /// every change (`src/control.rs`).
+    /// every change (`src/core/control.rs`).
     pub overrides: Overrides,
-    /// Where plays, link samples, decisions and the owner's actions go (`src/history.rs`).
-    pub history: crate::history::History,
+    /// Where plays, link samples, decisions and the owner's actions go (`src/adapters/history.rs`).
+    pub history: crate::adapters::history::History,
 }
 
 impl Engine {
@@ -438,7 +438,7 @@ impl Engine {
         let now = crate::clock::unix_millis_now();
         self.overrides.expire(now);
         let audit = |result: String| {
-            crate::history::Record::Action(crate::history::Audit {
+            crate::adapters::history::Record::Action(crate::adapters::history::Audit {
                 t_ms: now,
                 by: request.by.clone(),
                 action: request.action.describe(),
@@ -458,7 +458,8 @@ impl Engine {
             }
         };
         if !self.dry_run
-            && let Err(e) = crate::control::save(&self.settings.overrides_file(), &self.overrides)
+            && let Err(e) =
+                crate::adapters::overrides::save(&self.settings.overrides_file(), &self.overrides)
         {
             self.overrides = before;
             warn!("cannot save the overrides: {e}");
@@ -482,7 +483,8 @@ impl Engine {
             return false;
         }
         if !self.dry_run
-            && let Err(e) = crate::control::save(&self.settings.overrides_file(), &self.overrides)
+            && let Err(e) =
+                crate::adapters::overrides::save(&self.settings.overrides_file(), &self.overrides)
         {
             warn!("cannot save the overrides: {e}");
         }

@@ -243,7 +243,7 @@ async fn login_form() -> Response {
     login_page(StatusCode::OK, None)
 }
 
-/// `POST /api/control`: an owner's action (`src/control.rs`, a JSON body such as
+/// `POST /api/control`: an owner's action (`src/core/control.rs`, a JSON body such as
 /// `{"action": "pause", "for": "2h"}`), applied by the engine, which plans again at once.
 /// Needs the status secret (`Access::may_control`); answers what changed.
 async fn control(
@@ -272,7 +272,7 @@ async fn control(
             "send the action as JSON (Content-Type: application/json)",
         );
     }
-    let action: crate::control::Action = match serde_json::from_slice(&body) {
+    let action: crate::core::control::Action = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an action: {e}")),
     };
@@ -290,7 +290,7 @@ async fn control(
             "overrides": s.status.view(&s.settings).overrides,
         }))
         .into_response(),
-        Err(e @ crate::control::ControlError::UnknownUser(_)) => {
+        Err(e @ crate::core::control::ControlError::UnknownUser(_)) => {
             error(StatusCode::NOT_FOUND, e.to_string())
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -353,7 +353,7 @@ struct HistoryQuery {
 }
 
 /// `GET /api/history`: the in-memory samples behind the live chart, oldest first; with
-/// `?since=7d`, that period from the history database (`src/history/stats.rs`): per-user
+/// `?since=7d`, that period from the history database (`src/adapters/history/stats.rs`): per-user
 /// figures, time over budget per day, the week's hours, and a chart series.
 async fn api_history(
     State(s): State<AppState>,
@@ -363,7 +363,7 @@ async fn api_history(
         return axum::Json(json!({ "samples": s.status.history() })).into_response();
     };
     let span = match humantime::parse_duration(since.trim()) {
-        Ok(d) if d <= crate::history::stats::MAX_SPAN => d,
+        Ok(d) if d <= crate::adapters::history::stats::MAX_SPAN => d,
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -382,7 +382,7 @@ async fn api_history(
     let now = crate::clock::unix_millis_now();
     let from = now.saturating_sub(span.as_millis() as u64);
     let loaded = tokio::task::spawn_blocking(move || {
-        crate::history::stats::load(&path, from, now, None, &tz, 168)
+        crate::adapters::history::stats::load(&path, from, now, None, &tz, 168)
     })
     .await;
     match loaded {

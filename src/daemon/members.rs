@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::jellyfin::Session;
+use crate::adapters::jellyfin::fleet::Fleet;
 use crate::config::Settings;
-use crate::jellyfin::Session;
-use crate::jellyfin::fleet::Fleet;
 
 /// What plays on one server, as far as a plan cares: each session with an item, the item and
 /// whether it is paused.

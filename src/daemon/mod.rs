@@ -27,12 +27,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::adapters::jellyfin::JellyfinError;
+use crate::adapters::jellyfin::fleet::{Fleet, FleetError};
+use crate::adapters::ledger::{Ledger, LedgerError, LedgerHandle};
+use crate::adapters::notify::conditions::Observation;
 use crate::config::{ConfigError, Settings};
-use crate::jellyfin::JellyfinError;
-use crate::jellyfin::fleet::{Fleet, FleetError};
-use crate::ledger::{Ledger, LedgerError, LedgerHandle};
 use crate::metrics::Metrics;
-use crate::notify::conditions::Observation;
 use crate::reconcile::{self, RestoreOutcome};
 
 use engine::Engine;
@@ -77,7 +77,7 @@ pub async fn run(
         return Err(DaemonError::Config(crate::config::invalid(
             "bandwidth.total_upload_mbps",
             "\"sqm\": the router's SQM rate must be read before the daemon starts \
-             (crate::budget::sqm::resolve)",
+             (crate::adapters::budget::sqm::resolve)",
         )));
     }
     let client = Fleet::from_settings(&settings).map_err(|e| match e {
@@ -103,10 +103,10 @@ pub async fn run(
     let ledger = LedgerHandle::new(ledger);
     // A pause or pin set before the restart holds; a file that cannot be parsed is moved
     // aside (a dry run leaves it), said loudly, and the daemon runs without overrides.
-    let overrides =
-        crate::control::load(&settings.overrides_file(), !dry_run).unwrap_or_else(|e| {
+    let overrides = crate::adapters::overrides::load(&settings.overrides_file(), !dry_run)
+        .unwrap_or_else(|e| {
             error!("{e}");
-            crate::control::Overrides::default()
+            crate::core::control::Overrides::default()
         });
     if overrides.paused() {
         warn!(
@@ -118,7 +118,7 @@ pub async fn run(
     // then restore with the same client.
     let workers = CancellationToken::new();
     let (budget, meter_task) =
-        crate::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
+        crate::adapters::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
     let plex_hook = settings
         .server
         .iter()
@@ -127,7 +127,7 @@ pub async fn run(
     // Closed after the restore, so that "stopped" and a failed restore are still sent.
     let notify_close = CancellationToken::new();
     let (notifier, notify_task) =
-        crate::notify::start(&settings, metrics.clone(), notify_close.clone())?;
+        crate::adapters::notify::start(&settings, metrics.clone(), notify_close.clone())?;
     notifier.observe(Observation::Started);
     let status = Arc::new(Status::new(
         metrics.clone(),
@@ -281,15 +281,21 @@ pub async fn run(
 /// the writer thread to stop at the end.
 fn start_history(
     settings: &Settings,
-    notifier: &crate::notify::Notifier,
+    notifier: &crate::adapters::notify::Notifier,
     metrics: &Arc<Metrics>,
-) -> (crate::history::History, Option<crate::history::Writer>) {
+) -> (
+    crate::adapters::history::History,
+    Option<crate::adapters::history::Writer>,
+) {
     if !settings.history.enabled || settings.daemon.dry_run {
-        return (crate::history::History::off(metrics.clone()), None);
+        return (
+            crate::adapters::history::History::off(metrics.clone()),
+            None,
+        );
     }
     let h = &settings.history;
     let n = notifier.clone();
-    let (history, writer) = crate::history::start(
+    let (history, writer) = crate::adapters::history::start(
         h.path(&settings.state.file),
         std::time::Duration::from_secs(u64::from(h.retention_days) * 24 * 3600),
         h.max_bytes(),
@@ -305,7 +311,7 @@ async fn restore_at_exit(
     settings: &Settings,
     client: &Fleet,
     ledger: &LedgerHandle,
-    notifier: &crate::notify::Notifier,
+    notifier: &crate::adapters::notify::Notifier,
     deadline: tokio::time::Instant,
 ) -> Shutdown {
     let mut out = Shutdown::default();

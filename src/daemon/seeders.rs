@@ -1,7 +1,7 @@
 //! The torrent clients' task: reads each `[[downloader]]` every `bandwidth.downloaders.interval`
 //! (its limit, the mode in force, what it uploads), and gives them together the limit of the
 //! engine's last plan (`Plan::downloaders`), split by what each sends now
-//! (`src/downloader/split.rs`).
+//! (`src/adapters/downloader/split.rs`).
 //!
 //! * A new limit from the engine is applied at once (a lowering within the burst of the rate
 //!   limit, whatever else is going on): a torrent client's limit bites within a second, so
@@ -30,12 +30,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::adapters::downloader::split::{split, worth_writing};
+use crate::adapters::downloader::{Downloader, Mode, Reading, describe};
+use crate::adapters::ledger::LedgerHandle;
+use crate::adapters::notify::conditions::Observation;
 use crate::config::Settings;
-use crate::downloader::split::{split, worth_writing};
-use crate::downloader::{Downloader, Mode, Reading, describe};
-use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
-use crate::notify::conditions::Observation;
 
 /// One client as the page and `/api/state` show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -93,7 +93,7 @@ pub struct Seeders {
     /// Where the page's view goes.
     pub views: Arc<Mutex<Vec<DownloaderView>>>,
     pub metrics: Arc<Metrics>,
-    pub notifier: crate::notify::Notifier,
+    pub notifier: crate::adapters::notify::Notifier,
     pub dry_run: bool,
 }
 
@@ -314,7 +314,7 @@ impl Seeders {
                         downloader = %c.name,
                         "upload limit {} -> {}",
                         fmt_limit(r.limit_bps),
-                        crate::plan::fmt_mbps(wanted)
+                        crate::core::plan::fmt_mbps(wanted)
                     );
                     let mut r = r;
                     for (f, v) in sent {
@@ -368,5 +368,5 @@ impl Seeders {
 }
 
 fn fmt_limit(limit: Option<u64>) -> String {
-    limit.map_or("unlimited".into(), crate::plan::fmt_mbps)
+    limit.map_or("unlimited".into(), crate::core::plan::fmt_mbps)
 }

@@ -1,12 +1,12 @@
 //! The other media servers' task: gives each `[[server]]` with `manage_wan_total` the total
 //! upload limit of the engine's last plan (`Plan::servers`: Plex's share as one claimant,
-//! `src/plan/servers.rs`), as Plex's `WanTotalMaxUploadRate` (kbit/s).
+//! `src/core/plan/servers.rs`), as Plex's `WanTotalMaxUploadRate` (kbit/s).
 //!
 //! * Reads `/:/prefs` every `server.interval`, and before a write when the last read is
 //!   older than that: a value neither the original nor ours was set by hand in Plex and
 //!   becomes the original (`src/throttle.rs`).
 //! * Writes go through `src/throttle.rs` (the original in the state file first), governed as
-//!   the torrent clients' are (`src/downloader/split.rs`): a change under
+//!   the torrent clients' are (`src/adapters/downloader/split.rs`): a change under
 //!   `bandwidth.downloaders.step_mbps` or `bandwidth.hysteresis_percent` of the limit in
 //!   force is not written, and at most one write per `bandwidth.downloaders.write_every` per
 //!   server after a burst of 4 (a lowering waits for the limiter; a raise is dropped and
@@ -27,10 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::adapters::downloader::split::worth_writing;
+use crate::adapters::ledger::LedgerHandle;
+use crate::adapters::plex::{Plex, WAN_TOTAL};
 use crate::config::Settings;
-use crate::downloader::split::worth_writing;
-use crate::ledger::LedgerHandle;
-use crate::plex::{Plex, WAN_TOTAL};
 
 /// What the engine's last plan asks of the managed servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +231,7 @@ impl Servers {
 
     /// Give one server its limit.
     async fn apply(&self, m: &mut Managed, limit: u64) {
-        let wanted = crate::plex::wan_total_kbps(limit);
+        let wanted = crate::adapters::plex::wan_total_kbps(limit);
         m.target = Some(wanted as u64 * 1000);
         if self.dry_run {
             return;

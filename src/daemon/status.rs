@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::budget::feed::BudgetState;
+use crate::adapters::budget::feed::BudgetState;
 use crate::clock::unix_seconds;
 use crate::config::Settings;
+use crate::core::plan::{Direction, Plan, fmt_mbps};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::network::Location;
-use crate::plan::{Direction, Plan, fmt_mbps};
 use crate::sync::lock;
 
 /// Samples kept: at one per recompute and a poll every 5 minutes at least, several hours.
@@ -87,10 +87,10 @@ pub struct Status {
     started: Instant,
     engine_alive: AtomicBool,
     metrics: Arc<Metrics>,
-    /// The budget in force and what it is made of (`src/budget/feed.rs`).
+    /// The budget in force and what it is made of (`src/adapters/budget/feed.rs`).
     budget: tokio::sync::watch::Receiver<BudgetState>,
     /// Notification targets, conditions in force, last notifications.
-    notifier: crate::notify::Notifier,
+    notifier: crate::adapters::notify::Notifier,
     inner: Mutex<Inner>,
     /// The torrent clients as their task last saw them (`src/daemon/seeders.rs`).
     downloaders: Arc<Mutex<Vec<super::seeders::DownloaderView>>>,
@@ -98,9 +98,9 @@ pub struct Status {
     /// (`src/daemon/servers.rs`).
     server_limits: Arc<Mutex<Vec<super::servers::ServerLimitView>>>,
     /// The owner's overrides, as the engine last set them.
-    overrides: Mutex<Vec<crate::control::View>>,
+    overrides: Mutex<Vec<crate::core::control::View>>,
     /// The other Jellyfin and Emby servers as the last pass read them.
-    media_servers: Mutex<Vec<crate::jellyfin::fleet::MemberView>>,
+    media_servers: Mutex<Vec<crate::adapters::jellyfin::fleet::MemberView>>,
 }
 
 /// How healthy the daemon is, for `/healthz`.
@@ -116,7 +116,7 @@ impl Status {
     pub fn new(
         metrics: Arc<Metrics>,
         budget: tokio::sync::watch::Receiver<BudgetState>,
-        notifier: crate::notify::Notifier,
+        notifier: crate::adapters::notify::Notifier,
     ) -> Status {
         Status {
             started: Instant::now(),
@@ -133,15 +133,16 @@ impl Status {
     }
 
     /// The overrides in force now (the engine calls this after every change).
-    pub fn set_overrides(&self, o: &crate::control::Overrides) {
+    pub fn set_overrides(&self, o: &crate::core::control::Overrides) {
         *lock(&self.overrides) = o.views();
     }
 
     /// The other Jellyfin and Emby servers as a pass just read them (the engine calls this
     /// after every read).
-    pub fn set_media_servers(&self, members: &[crate::jellyfin::fleet::MemberView]) {
+    pub fn set_media_servers(&self, members: &[crate::adapters::jellyfin::fleet::MemberView]) {
         for m in members {
-            self.metrics.record_media_server(m);
+            self.metrics
+                .record_media_server(&m.name, m.kind, m.up, m.users, m.playing);
         }
         *lock(&self.media_servers) = members.to_vec();
     }
@@ -355,7 +356,7 @@ pub struct StateView {
     /// What the budget is made of: static, or the meter's reading.
     pub budget: BudgetState,
     /// Notification targets, the conditions in force, the last notifications.
-    pub notifications: crate::notify::NotifyView,
+    pub notifications: crate::adapters::notify::NotifyView,
     pub uptime_seconds: u64,
     pub poll_interval_seconds: u64,
     pub poll: PollView,
@@ -370,11 +371,11 @@ pub struct StateView {
     pub server_limits: Vec<super::servers::ServerLimitView>,
     /// The other Jellyfin and Emby servers (`[[server]]`), whose users are managed beside
     /// the `[jellyfin]` server's: whether they answer, how many users and streams.
-    pub media_servers: Vec<crate::jellyfin::fleet::MemberView>,
+    pub media_servers: Vec<crate::adapters::jellyfin::fleet::MemberView>,
     /// What the last plan gave them, and why.
-    pub server_shares: Vec<crate::plan::ServerShare>,
+    pub server_shares: Vec<crate::core::plan::ServerShare>,
     /// The owner's overrides in force (pause, pins, exemptions, weights, reserve).
-    pub overrides: Vec<crate::control::View>,
+    pub overrides: Vec<crate::core::control::View>,
     /// What this request may change (set by the handler, which knows the request).
     pub control: ControlView,
     /// The last plan was made paused: every original is back.

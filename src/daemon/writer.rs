@@ -6,7 +6,7 @@
 //!   Jellyfin; active streamers go first, then idle users, then users being released.
 //! * A failed write is retried with exponential backoff (capped), re-derived from the latest
 //!   plan each time.
-//! * The plan's pushes (`SetMaxStreamingBitrate`, down or up; see `crate::plan`) are sent once
+//! * The plan's pushes (`SetMaxStreamingBitrate`, down or up; see `crate::core::plan`) are sent once
 //!   the user's new limit is in place, since the stream re-negotiates under it; each one sent is
 //!   reported back to the engine (the push cooldown and the check for clients that ignore
 //!   pushes live in its memory), and so is each limit put in place (the engine's model of the
@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::adapters::jellyfin::fleet::Fleet;
+use crate::adapters::ledger::LedgerHandle;
+use crate::adapters::notify::conditions::Observation;
+use crate::core::plan::Decision;
 use crate::ids::{SessionId, UserId};
-use crate::jellyfin::fleet::Fleet;
-use crate::ledger::LedgerHandle;
 use crate::metrics::Metrics;
-use crate::notify::conditions::Observation;
-use crate::plan::Decision;
 use crate::write::{Applied, Applier, WriteOutcome, retry_delay};
 
 /// The handle the engine sends plans through.
@@ -78,7 +78,7 @@ pub fn spawn(
     max_per_second: u32,
     pushed: mpsc::UnboundedSender<Report>,
     metrics: Arc<Metrics>,
-    notifier: crate::notify::Notifier,
+    notifier: crate::adapters::notify::Notifier,
     shutdown: CancellationToken,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -97,7 +97,7 @@ pub fn spawn(
 struct Reports {
     pushed: mpsc::UnboundedSender<Report>,
     stats: Arc<Metrics>,
-    notifier: crate::notify::Notifier,
+    notifier: crate::adapters::notify::Notifier,
 }
 
 async fn run(

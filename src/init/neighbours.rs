@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::jellyfin::Client;
+use crate::adapters::jellyfin::Client;
 
 use super::{InitError, Member, Options, Prompt, Torrent, public_info, with_scheme};
 
@@ -93,13 +93,13 @@ pub(super) async fn torrent<R: BufRead, W: Write>(
         t.username.clone(),
         t.password.clone(),
     );
-    match crate::downloader::Downloader::new(&settings) {
+    match crate::adapters::downloader::Downloader::new(&settings) {
         Ok(mut client) => match client.read().await {
             Ok(r) => prompt.say(&format!(
                 "  {} answers: upload limit {}",
                 kind.as_str(),
                 r.limit_bps
-                    .map_or("unlimited".into(), crate::plan::fmt_mbps)
+                    .map_or("unlimited".into(), crate::core::plan::fmt_mbps)
             )),
             Err(e) => prompt.say(&format!(
                 "  cannot read it yet ({e}); it is written all the same: `jellydemon check` says \
@@ -151,7 +151,7 @@ pub(super) async fn plex<R: BufRead, W: Write>(
         return Err(InitError::Rejected("the Plex token is empty".into()));
     }
     let settings = crate::config::ServerSettings::plex_for_init(&url, token.clone());
-    match crate::plex::Plex::new(&settings) {
+    match crate::adapters::plex::Plex::new(&settings) {
         Ok(p) => match p.remote_streams().await {
             Ok(streams) => prompt.say(&format!(
                 "  plex answers: {} stream{} outside the house now",
@@ -176,8 +176,8 @@ pub(super) async fn member<R: BufRead, W: Write>(
     opts: &Options,
     prompt: &mut Prompt<R, W>,
 ) -> Result<Option<Member>, InitError> {
+    use crate::adapters::jellyfin::Flavor;
     use crate::config::ServerKind;
-    use crate::jellyfin::Flavor;
     let Some(url) = prompt.flag_or_ask(
         &opts.server_url,
         "Does another Jellyfin or Emby server stream on this link too? Its URL (empty: none)",

@@ -24,11 +24,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::allocate;
+use crate::adapters::ledger::{Ledger, LedgerHandle};
 use crate::config::{Algorithm, Settings};
+use crate::core::allocate;
+use crate::core::plan::Memory;
 use crate::daemon::engine::logic::Core;
-use crate::ledger::{Ledger, LedgerHandle};
-use crate::plan::Memory;
 
 mod figures;
 mod trace;
@@ -194,7 +194,7 @@ pub fn run_seeded(manager: Manager, traces: &[UserTrace], hours: u64, seeding: S
 /// the same link, read at every plan (a Plex webhook each start and stop). Plex has no
 /// per-user limit: without `managed` it plays their source and jellydemon takes what it
 /// streams outside the house off the budget first (`manage_wan_total = false`); with it,
-/// Plex is one claimant whose share becomes its total (`src/plan/servers.rs`), and a stream
+/// Plex is one claimant whose share becomes its total (`src/core/plan/servers.rs`), and a stream
 /// Plex starts gets its source or what the total leaves beside Plex's other streams (at
 /// least the per-user floor), kept for the whole item. The figures count every stream,
 /// Plex's too, against the same ideal as [`run`].
@@ -214,7 +214,7 @@ pub fn run_beside_plex(
 }
 
 /// Run jellydemon over the traces with the users `on_member` marks on a second Jellyfin
-/// server on the same link (`[[server]] kind = "jellyfin"`, `src/jellyfin/fleet.rs`): their
+/// server on the same link (`[[server]] kind = "jellyfin"`, `src/adapters/jellyfin/fleet.rs`): their
 /// users are claimants beside the first server's, under the same rule, but their playback
 /// events do not reach the webhook: the daemon notices a start or a stop there when it next
 /// reads that server's sessions, every [`MEMBER_INTERVAL_MS`] (`src/daemon/members.rs`), and
@@ -239,7 +239,7 @@ pub const MEMBER_INTERVAL_MS: u64 = 10_000;
 const METER_INTERVAL_MS: u64 = 5_000;
 
 /// Run `manager` over the traces beside the house's own `loads`; with `meter`, jellydemon's
-/// budget follows a meter read every 5 s (the estimator of `src/budget/estimate.rs`, with
+/// budget follows a meter read every 5 s (the estimator of `src/adapters/budget/estimate.rs`, with
 /// the defaults of `[bandwidth.meter]`).
 pub fn run_household(
     manager: Manager,
@@ -257,14 +257,14 @@ pub fn run_household(
 }
 
 /// Run jellydemon (`algorithm`) over the traces as [`run`] does, and return the history rows
-/// the daemon would have written ([`crate::history::Recorder`] fed every plan, the pushes and,
+/// the daemon would have written ([`crate::adapters::history::Recorder`] fed every plan, the pushes and,
 /// at the end, the plays still open), timed from `start_ms` (unix milliseconds).
 pub fn run_recorded(
     algorithm: Algorithm,
     traces: &[UserTrace],
     hours: u64,
     start_ms: u64,
-) -> (Figures, Vec<crate::history::Record>) {
+) -> (Figures, Vec<crate::adapters::history::Record>) {
     let setup = Setup {
         record_from_ms: Some(start_ms),
         ..Setup::default()
@@ -278,7 +278,7 @@ fn simulate(
     traces: &[UserTrace],
     hours: u64,
     setup: Setup,
-) -> (Figures, Option<Vec<crate::history::Record>>) {
+) -> (Figures, Option<Vec<crate::adapters::history::Record>>) {
     let Setup { loads, seeding, .. } = setup;
     let mut w = world(manager, traces, hours, &setup);
     // The daemon plans when its schedule says (one debounce after an event, the poll, a
@@ -453,8 +453,12 @@ fn world<'a>(manager: Manager, traces: &'a [UserTrace], hours: u64, setup: &Setu
         .meter
         .expect("a meter");
         let b = &w.settings.bandwidth;
-        w.estimator = Some(crate::budget::estimate::Estimator::new(
-            crate::budget::estimate::Params::new(&m, b.total_upload_mbps, b.reserved_mbps),
+        w.estimator = Some(crate::adapters::budget::estimate::Estimator::new(
+            crate::adapters::budget::estimate::Params::new(
+                &m,
+                b.total_upload_mbps,
+                b.reserved_mbps,
+            ),
         ));
     }
     w

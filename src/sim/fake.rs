@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::jellyfin::Flavor;
+use crate::adapters::jellyfin::Flavor;
 use crate::sim::emby;
 
 mod api;

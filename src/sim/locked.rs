@@ -17,8 +17,8 @@
 use microlp::{ComparisonOp, OptimizationDirection, Problem};
 
 use super::effectiveness::UserTrace;
-use crate::allocate::{self, Claimant};
 use crate::config::Algorithm;
+use crate::core::allocate::{self, Claimant};
 
 /// Rates in the program are in Mbit/s and times in minutes, so that its numbers stay near 1.
 const MBPS: f64 = 1e6;

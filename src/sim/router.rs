@@ -1,5 +1,5 @@
 //! A fake OpenWrt router: rpcd's JSON-RPC 2.0 at `POST /ubus`, the calls the `openwrt` meter
-//! makes (`src/budget/meter.rs`). Its WAN counter grows in real time at a rate the caller sets;
+//! makes (`src/adapters/budget/meter.rs`). Its WAN counter grows in real time at a rate the caller sets;
 //! it can expire the session, redial (a new device whose counter starts at 0), stop answering,
 //! and shape the upload with SQM (`uci get` of the `sqm` config). For the tests and the demo.
 

@@ -1,5 +1,5 @@
 //! A simulated qBittorrent that seeds all it is allowed: the WebUI API v2 calls jellydemon
-//! makes (`src/downloader/qbittorrent.rs`), with the WebUI's "bypass authentication for
+//! makes (`src/adapters/downloader/qbittorrent.rs`), with the WebUI's "bypass authentication for
 //! clients on localhost" (no login). It uploads its limit, or the room the link leaves when
 //! that is less (the caller says how much room there is). For the demo.
 

@@ -128,20 +128,23 @@ fn every_example_block_loads() {
             "{block}"
         );
         for d in &s.downloader {
-            jellydemon::downloader::Downloader::new(d).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            jellydemon::adapters::downloader::Downloader::new(d)
+                .unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         for p in s.server.iter().filter(|p| p.is_plex()) {
-            jellydemon::plex::Plex::new(p).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            jellydemon::adapters::plex::Plex::new(p).unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         if s.server.iter().any(|p| p.manages_users()) {
-            jellydemon::jellyfin::fleet::Fleet::from_settings(&s)
+            jellydemon::adapters::jellyfin::fleet::Fleet::from_settings(&s)
                 .unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         for t in &s.notify {
-            jellydemon::notify::target::Resolved::new(t).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            jellydemon::adapters::notify::target::Resolved::new(t)
+                .unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
         if let Some(m) = &s.bandwidth.meter {
-            jellydemon::budget::meter::Meter::new(m).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            jellydemon::adapters::budget::meter::Meter::new(m)
+                .unwrap_or_else(|e| panic!("{e}\n{block}"));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The owner's controls of the running daemon (`src/control.rs`, `POST /api/control`, the
+//! The owner's controls of the running daemon (`src/core/control.rs`, `POST /api/control`, the
 //! `pause`/`resume`/`pin`/... commands): what each does to the fake Jellyfin's limits, that
 //! they survive a restart and expire by themselves, and that nobody without the status secret,
 //! and no page on another site, can use them.

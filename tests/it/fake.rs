@@ -210,7 +210,7 @@ async fn jellydemon_sends_only_the_authorization_header_and_no_api_key_query() {
         "Jellyfin Web",
         Some(Playback::direct("x", Some(5 * M), None)),
     );
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
         .await
         .unwrap();

@@ -250,7 +250,7 @@ async fn sigkill_at_random_points_of_a_write_storm_loses_nothing() {
         child.signal(rustix::process::Signal::KILL);
         child.wait(Duration::from_secs(10)).await;
         assert!(
-            jellydemon::ledger::Ledger::open(&h.state_path).is_ok(),
+            jellydemon::adapters::ledger::Ledger::open(&h.state_path).is_ok(),
             "round {round}: the state file is always readable"
         );
     }

@@ -1,4 +1,4 @@
-//! The history database (`src/history.rs`) as the daemon writes it: plays, samples and the
+//! The history database (`src/adapters/history.rs`) as the daemon writes it: plays, samples and the
 //! owner's actions, read back by `jellydemon stats` and `/api/history?since=`; and a daemon
 //! killed while it writes leaves a database that opens.
 
@@ -93,11 +93,11 @@ async fn a_daemon_killed_while_it_writes_leaves_a_database_that_opens() {
     child.signal(rustix::process::Signal::KILL);
     child.wait(std::time::Duration::from_secs(10)).await;
     // Opened for writing as the next daemon does: nothing moved aside, the rows are there.
-    let (store, note) = jellydemon::history::Store::open(&db).unwrap();
+    let (store, note) = jellydemon::adapters::history::Store::open(&db).unwrap();
     assert_eq!(note, None);
     assert_eq!(
         store.version().unwrap(),
-        jellydemon::history::schema_version()
+        jellydemon::adapters::history::schema_version()
     );
     assert!(rows(&db, "samples") >= 1);
     assert!(rows(&db, "plays") >= 1);

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{Harness, KEY, M};
-use jellydemon::budget::meter::{Interface, Openwrt};
+use jellydemon::adapters::budget::meter::{Interface, Openwrt};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use jellydemon::sim::router::FakeRouter;
 
@@ -34,7 +34,7 @@ async fn the_interface_meter_reads_lo_and_a_fixture_directory() {
     );
 
     // A fixture: a counter that restarts (a reboot) reads as it is; the estimator treats the
-    // decrease as a reset (src/budget/estimate.rs).
+    // decrease as a reset (src/adapters/budget/estimate.rs).
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("wan0").join("statistics");
     std::fs::create_dir_all(&stats).unwrap();

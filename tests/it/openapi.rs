@@ -74,7 +74,7 @@ async fn jellydemons_policy_bodies_validate_against_every_spec() {
     for version in VERSIONS {
         let spec = spec(version);
         let (h, _ids) = scenario(version).await;
-        let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+        let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
         let report = reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
             .await
             .unwrap();

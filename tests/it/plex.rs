@@ -3,10 +3,10 @@
 //! * managed (the default): Plex is one claimant beside Jellyfin's remote users and its share
 //!   becomes its `WanTotalMaxUploadRate`, the original kept in the state file first, a value
 //!   set by hand in Plex taken as the new original, and put back at the stop or by
-//!   `jellydemon restore` (`src/plan/servers.rs`, `src/daemon/servers.rs`);
+//!   `jellydemon restore` (`src/core/plan/servers.rs`, `src/daemon/servers.rs`);
 //! * `manage_wan_total = false`: what Plex streams outside the house (its `wan` and
 //!   `cellular` sessions, at the bandwidth it reserved) comes off the budget Jellyfin's users
-//!   share (`src/budget/feed.rs`); a Plex that fails keeps its last reading;
+//!   share (`src/adapters/budget/feed.rs`); a Plex that fails keeps its last reading;
 //! * one that never answers, or refuses the token, leaves Jellyfin managed on the whole
 //!   budget; the token never shows.
 //!

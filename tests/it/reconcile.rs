@@ -36,7 +36,7 @@ fn other_fields(fake: &FakeJellyfin) -> Vec<(String, String)> {
 }
 
 async fn pass(h: &Harness, dry_run: bool) -> jellydemon::reconcile::PassReport {
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &h.settings(), &ledger, dry_run)
         .await
         .unwrap()
@@ -277,10 +277,10 @@ async fn show_table() {
 
 #[tokio::test]
 async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot() {
-    use jellydemon::plan::{Decision, Role};
+    use jellydemon::core::plan::{Decision, Role};
     use jellydemon::write::{WriteOutcome, apply};
     let (h, m) = mixed("", "").await;
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     // Snapshot said alice is at 0; meanwhile jellydemon itself wrote 30 Mbps.
     let _ =
         ledger.change(|l| l.record_intent(&UserId::new(&m.alice), &"alice".into(), 0, 30 * M, 0));
@@ -393,12 +393,12 @@ async fn a_paused_stream_shows_as_paused_as_check_says() {
 
 #[tokio::test]
 async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change() {
-    use jellydemon::plan::Memory;
+    use jellydemon::core::plan::Memory;
     use jellydemon::snapshot::Snapshot;
     let (h, m) = mixed("", "").await;
     h.fake.set_limit_by_hand(&m.bob, 30 * M);
     let settings = h.settings();
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &settings, &ledger, false)
         .await
         .unwrap();
@@ -418,9 +418,9 @@ async fn a_plan_from_stale_users_never_takes_our_own_old_value_for_a_hand_change
             false,
             &ledger,
             &Memory::default(),
-            jellydemon::plan::memory::CLOCK_START,
+            jellydemon::core::plan::memory::CLOCK_START,
             settings.budget().budget_bps,
-            &jellydemon::control::Overrides::NONE,
+            &jellydemon::core::control::Overrides::NONE,
             &[],
             &settings,
             false,

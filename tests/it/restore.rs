@@ -20,7 +20,7 @@ async fn mixed(bandwidth: &str) -> (Harness, Mixed, Vec<(String, i64)>) {
 }
 
 async fn pass(h: &Harness) {
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
         .await
         .unwrap();
@@ -109,7 +109,7 @@ async fn restore_keeps_a_hand_change_and_drops_deleted_users() {
     pass(&h).await;
     h.fake.set_limit_by_hand(&m.alice, 7 * M);
     h.fake.remove_user(&m.dave);
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();
     let alice = results.iter().find(|(n, _)| n == "alice").unwrap();
@@ -180,7 +180,7 @@ async fn the_restore_keeps_trying_until_its_deadline() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         fake.clear_faults();
     });
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();
     assert!(
@@ -207,7 +207,7 @@ async fn four_hundred_users_are_restored_within_the_shutdown_deadline() {
         h.fake.set_limit_by_hand(id, 9 * M);
     }
     ledger.save().unwrap();
-    let ledger = jellydemon::ledger::LedgerHandle::new(ledger);
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(ledger);
     // The daemon's default shutdown_timeout.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let results = restore(&h.fleet(), &ledger, deadline).await.unwrap();

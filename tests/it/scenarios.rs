@@ -24,7 +24,7 @@ async fn harness(fake: FakeJellyfin) -> Harness {
 }
 
 async fn once(h: &Harness) -> jellydemon::reconcile::PassReport {
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     reconcile_once(&h.fleet(), &h.settings(), &ledger, false)
         .await
         .unwrap()

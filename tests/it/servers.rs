@@ -1,5 +1,5 @@
 //! Several media servers on one budget (`[[server]]` of kind `jellyfin`, `emby` and `plex`,
-//! `src/jellyfin/fleet.rs`): two Jellyfin fakes, a fake Emby (`src/sim/emby.rs`) and a fake
+//! `src/adapters/jellyfin/fleet.rs`): two Jellyfin fakes, a fake Emby (`src/sim/emby.rs`) and a fake
 //! Plex (`src/sim/plex.rs`) share the 55 Mbps of the harness.
 //! * every server's remote users are claimants in the same water-filling, and Plex is one
 //!   whose share becomes its `WanTotalMaxUploadRate`: the limits split across the servers;

@@ -95,8 +95,8 @@ fn udp_bound(port: u16) -> bool {
 
 const COMMUNITY: &str = "jd-community-7f3a";
 
-fn snmp(addr: &str, community: &str, interface: &str) -> jellydemon::budget::snmp::Snmp {
-    jellydemon::budget::snmp::Snmp::new(
+fn snmp(addr: &str, community: &str, interface: &str) -> jellydemon::adapters::budget::snmp::Snmp {
+    jellydemon::adapters::budget::snmp::Snmp::new(
         addr,
         SecretString::from(community.to_string()),
         interface,
@@ -105,7 +105,9 @@ fn snmp(addr: &str, community: &str, interface: &str) -> jellydemon::budget::snm
 }
 
 /// Read until the agent answers (it takes a moment to start).
-async fn first_read(m: &mut jellydemon::budget::snmp::Snmp) -> jellydemon::budget::meter::Counter {
+async fn first_read(
+    m: &mut jellydemon::adapters::budget::snmp::Snmp,
+) -> jellydemon::adapters::budget::meter::Counter {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match m.read().await {

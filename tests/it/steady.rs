@@ -22,7 +22,7 @@ async fn repeated_passes_over_a_steady_state_stop_writing() {
         );
     }
     let h = Harness::start(fake, "", "").await;
-    let ledger = jellydemon::ledger::LedgerHandle::new(h.ledger());
+    let ledger = jellydemon::adapters::ledger::LedgerHandle::new(h.ledger());
     let mut writes = Vec::new();
     for _ in 0..8 {
         let r = reconcile_once(&h.fleet(), &h.settings(), &ledger, false)

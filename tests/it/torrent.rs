@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::common::torrent::{Kind, PASS, Torrent, streaming_house};
 use crate::common::{Harness, M};
-use jellydemon::downloader::{Downloader, Mode, Reading};
+use jellydemon::adapters::downloader::{Downloader, Mode, Reading};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
 use rustix::process::Signal;
 

@@ -5,8 +5,8 @@ use crate::common::{Harness, KEY, M, dashed, eventually};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, Renderable,
 };
+use jellydemon::adapters::webhook::{EventKind, parse};
 use jellydemon::sim::fake::{FakeJellyfin, Playback};
-use jellydemon::webhook::{EventKind, parse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

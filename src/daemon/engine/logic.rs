@@ -16,20 +16,20 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::budget::feed::BudgetState;
+use crate::adapters::budget::feed::BudgetState;
+use crate::adapters::history::{Record, Recorder};
+use crate::adapters::ledger::LedgerHandle;
+use crate::adapters::notify::conditions::Observation;
+use crate::adapters::webhook::{EventKind, HookEvent};
 use crate::config::Settings;
-use crate::control::Overrides;
+use crate::core::control::Overrides;
+use crate::core::media::{Playback, device_label, reported, source_rate};
+use crate::core::plan::{Decision, DownloaderShare, Memory, Plan, ServerClaim};
 use crate::daemon::schedule::{Schedule, Trigger};
 use crate::daemon::seeders::Seeding;
 use crate::daemon::servers::ServerLimits;
-use crate::history::{Record, Recorder};
 use crate::ids::{SessionId, UserId};
-use crate::ledger::LedgerHandle;
-use crate::media::{Playback, device_label, reported, source_rate};
-use crate::notify::conditions::Observation;
-use crate::plan::{Decision, DownloaderShare, Memory, Plan, ServerClaim};
 use crate::snapshot::{HandChange, PassError, Snapshot};
-use crate::webhook::{EventKind, HookEvent};
 
 /// What the driver carries out for the core.
 #[derive(Debug)]
@@ -331,7 +331,8 @@ fn again_soon(
             !l.is_empty()
         } else {
             overrides.users.iter().any(|(id, o)| {
-                o.value == crate::control::UserRule::Exempt && l.get(&UserId::new(id)).is_some()
+                o.value == crate::core::control::UserRule::Exempt
+                    && l.get(&UserId::new(id)).is_some()
             })
         }
     });
@@ -345,7 +346,7 @@ fn again_soon(
 /// What a plan means for notifications: overload, clients ignoring limits, hand changes;
 /// names as the daemon shows them (aliases when anonymizing).
 pub(super) fn observation(plan: &Plan, hand: &[HandChange]) -> Observation {
-    use crate::plan::Warning;
+    use crate::core::plan::Warning;
     let mut overload = None;
     let mut uncontrolled = Vec::new();
     for w in &plan.warnings {
@@ -364,23 +365,22 @@ pub(super) fn observation(plan: &Plan, hand: &[HandChange]) -> Observation {
             _ => {}
         }
     }
-    let beyond_capacity =
-        plan.transcodes
-            .filter(|t| t.beyond)
-            .map(|t| crate::notify::conditions::BeyondCapacity {
-                transcodes: t.count.total(),
-                capacity: t.capacity.describe(),
-                users: plan
-                    .warnings
-                    .iter()
-                    .filter_map(|w| match w {
-                        Warning::TranscodeBeyondCapacity { user_name, .. } => {
-                            Some(user_name.to_string())
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-            });
+    let beyond_capacity = plan.transcodes.filter(|t| t.beyond).map(|t| {
+        crate::adapters::notify::conditions::BeyondCapacity {
+            transcodes: t.count.total(),
+            capacity: t.capacity.describe(),
+            users: plan
+                .warnings
+                .iter()
+                .filter_map(|w| match w {
+                    Warning::TranscodeBeyondCapacity { user_name, .. } => {
+                        Some(user_name.to_string())
+                    }
+                    _ => None,
+                })
+                .collect(),
+        }
+    });
     Observation::Plan {
         overload,
         uncontrolled,

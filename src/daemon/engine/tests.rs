@@ -1,11 +1,11 @@
 use super::logic::patch;
+use crate::adapters::webhook::parse;
 use crate::snapshot::Snapshot;
-use crate::webhook::parse;
 
 fn fetched() -> Snapshot {
     Snapshot {
-        sessions: vec![crate::media::Playback::from(
-            &serde_json::from_value::<crate::jellyfin::Session>(serde_json::json!({
+        sessions: vec![crate::core::media::Playback::from(
+            &serde_json::from_value::<crate::adapters::jellyfin::Session>(serde_json::json!({
                 "Id": "aa11bb22cc33dd44ee55ff6677889900",
                 "UserId": "4f1c2d3e000011112222333344445555",
                 "RemoteEndPoint": "203.0.113.7",
@@ -48,17 +48,17 @@ mod core {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::budget::feed::BudgetState;
+    use crate::adapters::budget::feed::BudgetState;
+    use crate::adapters::ledger::{Ledger, LedgerHandle};
+    use crate::adapters::webhook::parse;
     use crate::config::Settings;
-    use crate::control::Overrides;
+    use crate::core::control::Overrides;
+    use crate::core::media::{Account, Playback, device_label};
+    use crate::core::plan::Memory;
     use crate::daemon::engine::logic::{Core, Effect, PlanWith};
     use crate::daemon::seeders::Seeding;
     use crate::ids::{SessionId, UserId, UserName};
-    use crate::ledger::{Ledger, LedgerHandle};
-    use crate::media::{Account, Playback, device_label};
-    use crate::plan::Memory;
     use crate::snapshot::Snapshot;
-    use crate::webhook::parse;
 
     const ALICE: &str = "4f1c2d3e000011112222333344445555";
 

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::{debug, warn};
 
+use crate::adapters::webhook;
 use crate::config::Mode;
 use crate::daemon::access::{query_secret_matches, webhook_secret_matches};
-use crate::webhook;
 
 use super::{AppState, Peer, error};
 

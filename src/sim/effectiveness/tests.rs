@@ -170,11 +170,11 @@ fn the_fewest_transcodes_keep_the_smallest_videos_direct() {
 /// the start.
 #[test]
 fn a_recorded_run_keeps_what_the_daemon_would() {
-    use crate::history::{Record, SAMPLE_AT_LEAST};
+    use crate::adapters::history::{Record, SAMPLE_AT_LEAST};
     let traces = trace(8, 6, 0x5EED_0008, Clients::HALF_PUSHABLE);
     let start_ms = 1_793_491_200_000;
     let (fig, rows) = run_recorded(Algorithm::Equal, &traces, 6, start_ms);
-    let mut plays: HashMap<String, &crate::history::plays::Play> = HashMap::new();
+    let mut plays: HashMap<String, &crate::adapters::history::plays::Play> = HashMap::new();
     let mut samples = Vec::new();
     for r in &rows {
         match r {

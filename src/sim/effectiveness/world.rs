@@ -6,11 +6,11 @@ mod daemon;
 
 use std::time::Duration;
 
-use crate::allocate::{self, Claimant};
+use crate::adapters::ledger::LedgerHandle;
 use crate::config::{Algorithm, Settings};
+use crate::core::allocate::{self, Claimant};
 use crate::daemon::engine::logic::Core;
 use crate::ids::UserName;
-use crate::ledger::LedgerHandle;
 
 use super::{
     ClientKind, Figures, Manager, SEEDER_FLOWS, Seeding, UserTrace, VIDEO_MIN_BPS,
@@ -47,7 +47,7 @@ pub(super) struct World<'a> {
     /// Bytes sent on the WAN so far (what a meter reads).
     pub(super) counter: f64,
     /// The meter's estimator, when the budget follows it.
-    pub(super) estimator: Option<crate::budget::estimate::Estimator>,
+    pub(super) estimator: Option<crate::adapters::budget::estimate::Estimator>,
     /// The seeder on the link.
     pub(super) seeding: Seeding,
     /// Its limit in force (`None`: unlimited).
@@ -67,7 +67,7 @@ pub(super) struct World<'a> {
 pub(super) struct Recording {
     /// Unix milliseconds at simulated time 0.
     pub(super) start_ms: u64,
-    pub(super) rows: Vec<crate::history::Record>,
+    pub(super) rows: Vec<crate::adapters::history::Record>,
 }
 
 impl World<'_> {
@@ -297,7 +297,7 @@ impl World<'_> {
             .flatten()
             .map(|p| (p.rate as f64 * overhead) as u64)
             .sum();
-        let sample = crate::budget::estimate::Sample {
+        let sample = crate::adapters::budget::estimate::Sample {
             at: Duration::from_millis(now),
             bytes: self.counter as u64,
             wraps_at: None,

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::jellyfin::Flavor;
+use crate::adapters::jellyfin::Flavor;
 use crate::sim::emby;
 
 use super::model::{

@@ -8,10 +8,10 @@ pub mod torrent;
 
 use std::path::PathBuf;
 
+use jellydemon::adapters::jellyfin::Client;
+use jellydemon::adapters::jellyfin::fleet::Fleet;
+use jellydemon::adapters::ledger::Ledger;
 use jellydemon::config::Settings;
-use jellydemon::jellyfin::Client;
-use jellydemon::jellyfin::fleet::Fleet;
-use jellydemon::ledger::Ledger;
 use jellydemon::sim::fake::FakeJellyfin;
 use tokio_util::sync::CancellationToken;
 
@@ -243,7 +243,7 @@ impl Harness {
         ))
         .unwrap();
         // As `jellydemon run` does: SQM's rate read before anything plans.
-        jellydemon::budget::sqm::resolve(&mut settings)
+        jellydemon::adapters::budget::sqm::resolve(&mut settings)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use jellydemon::downloader::Downloader;
+use jellydemon::adapters::downloader::Downloader;
 
 /// A fake Jellyfin where alice streams 20 Mbps from outside, and the harness around it with
 /// `downloaders` (`[[downloader]]` entries and the like) at the end of its configuration;

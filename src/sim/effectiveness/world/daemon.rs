@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::budget::feed::BudgetState;
+use crate::adapters::budget::feed::BudgetState;
+use crate::adapters::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo};
+use crate::adapters::webhook::{EventKind, HookEvent};
+use crate::core::plan::{self, PUSH_COMMAND};
 use crate::daemon::engine::logic::{Effect, PlanWith};
 use crate::daemon::seeders::Seeding as SeederLimit;
 use crate::daemon::servers::ServerLimits;
 use crate::ids::{DeviceId, SessionId, UserId, UserName};
-use crate::jellyfin::{MediaStream, NowPlayingItem, PlayState, Session, TranscodingInfo};
 use crate::network;
-use crate::plan::{self, PUSH_COMMAND};
 use crate::sim::effectiveness::{ClientKind, VIDEO_MIN_BPS};
 use crate::snapshot::Snapshot;
-use crate::webhook::{EventKind, HookEvent};
 
 use super::{Playing, World};
 
@@ -23,7 +23,7 @@ impl World<'_> {
     /// outside the house when jellydemon does not set its total (else Plex is a claimant).
     pub(in crate::sim::effectiveness) fn budget_state(&self) -> BudgetState {
         // What Plex streams outside the house: a claimant's reading when its total is managed,
-        // else taken off the budget first (src/budget/feed.rs).
+        // else taken off the budget first (src/adapters/budget/feed.rs).
         let on_plex: u64 = (0..self.traces.len())
             .filter(|&u| self.plex[u])
             .filter_map(|u| self.playing[u].as_ref().map(|p| p.rate))
@@ -46,7 +46,7 @@ impl World<'_> {
                 .saturating_sub(off_budget),
             static_bps: self.budget,
             source: "static",
-            cause: crate::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
+            cause: crate::adapters::budget::feed::configured(b.total_upload_mbps, b.reserved_mbps),
             meter: None,
             servers: Vec::new(),
             claims,
@@ -84,7 +84,7 @@ impl World<'_> {
             // Nobody changes a limit by hand here.
             fresh: false,
             ledger: &self.ledger,
-            overrides: &crate::control::Overrides::NONE,
+            overrides: &crate::core::control::Overrides::NONE,
             budget: &budget,
             now_ms: self.history.as_ref().map_or(0, |h| h.start_ms) + now,
             dry_run: false,
@@ -235,8 +235,8 @@ impl World<'_> {
         }
     }
 
-    pub(in crate::sim::effectiveness) fn user(&self, u: usize) -> crate::media::Account {
-        crate::media::Account {
+    pub(in crate::sim::effectiveness) fn user(&self, u: usize) -> crate::core::media::Account {
+        crate::core::media::Account {
             id: self.user_id(u),
             name: Some(self.user_name(u)),
             limit: self.limits[u],
@@ -249,7 +249,7 @@ impl World<'_> {
         }
     }
 
-    /// The second Jellyfin's users' ids and names are namespaced as `src/jellyfin/fleet.rs`
+    /// The second Jellyfin's users' ids and names are namespaced as `src/adapters/jellyfin/fleet.rs`
     /// does it.
     pub(in crate::sim::effectiveness) fn prefix(&self, u: usize) -> &'static str {
         if self.member[u] { "den:" } else { "" }

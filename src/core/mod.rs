@@ -1,0 +1,15 @@
+//! The pure core: what a plan is made from and the rule that makes it. No I/O, no client, no
+//! clock read here; the adapters (`crate::adapters`) map the outside world into these types and
+//! the daemon (`crate::daemon`) carries a plan out.
+//!
+//! From the bottom up, each importing only those before it (and the parsed configuration,
+//! `crate::config`): [`rate`] (bit rates shown as Mbps), [`media`] (a server's users and
+//! sessions in the core's own terms), [`control`] (the owner's overrides: pause, pin, exempt,
+//! weight, reserve), [`allocate`] (weighted water-filling) and [`plan`] (the rule that sets
+//! limits, one function per step).
+
+pub mod allocate;
+pub mod control;
+pub mod media;
+pub mod plan;
+pub mod rate;

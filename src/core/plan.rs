@@ -1,0 +1,581 @@
+//! From a snapshot of the servers (sessions and users in the core's own terms,
+//! `src/core/media.rs`; the server limit), the [`Originals`] of the users
+//! jellydemon changed (the ledger's) and the daemon's [`Memory`] to one decision per managed
+//! user: the limit it should have now, why, and which
+//! running streams to push. Pure: no I/O, so every rule is unit-tested here and shared by
+//! `reconcile --once`, the daemon, `check`, the simulation and the tests.
+//!
+//! A limit only bites when a stream starts, so limits are computed from the rates that run now
+//! (the steps are in [`rule`]):
+//! 1. classify every session (remote / local / unknown endpoint) and keep the remote ones that
+//!    play (paused ones only with `count_paused`); a managed user with k remote streams is one
+//!    claimant; streams of users jellydemon does not manage count at their rate;
+//! 2. find streams that ignore limits (*uncontrolled*): they count at their real rate and are
+//!    never pushed;
+//! 3. fair shares `f(u)`, water-filled with each claimant's demand (the source bitrate of what
+//!    it plays, times `demand.overhead`) as a cap;
+//! 4. held rates `h(s)` and each active user's limit `max(floor, min(share, budget - Σ h of the
+//!    others))`;
+//! 5. pushes down (a stream above its user's new limit) and up (a stream held well below what
+//!    it could now get), within the headroom; then the limits again, beside the rates held
+//!    after the pushes; quantization and hysteresis, never past the headroom;
+//! 6. every idle managed user at the join share `max(floor, min(fair share with one more
+//!    claimant, budget - Σ h))`;
+//! 7. users jellydemon changed who are no longer managed get their original back.
+//!
+//! This file classifies the sessions, finds the claimants and runs the steps in order; the
+//! steps for active users are in `plan/active.rs` (2, 4, 5), for idle and released ones in
+//! `plan/idle.rs` (6, 7), the transcode step in `plan/direct.rs`; a user's floor and ceiling in
+//! `plan/bounds.rs`, the reasons' words in `plan/reasons.rs`, the originals it is given in
+//! `plan/originals.rs`, and what a plan returns in `plan/decision.rs`.
+
+mod active;
+mod bounds;
+mod decision;
+mod direct;
+mod idle;
+pub mod memory;
+mod originals;
+mod reasons;
+pub mod rule;
+pub mod servers;
+pub mod transcode;
+
+pub use servers::{ServerClaim, ServerShare};
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::config::{Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::core::allocate::{self, Claimant};
+use crate::core::control::{Overrides, UserRule};
+use crate::core::media::{Account, Playback, RateSource};
+use crate::ids::{ClientAddr, DeviceName, SessionId, UserId};
+use crate::network::{self, Location};
+
+pub use decision::{
+    Decision, DownloaderShare, Plan, Push, Role, SessionView, StreamRef, TranscodeLoad,
+    Uncontrolled, Warning, fmt_limit,
+};
+pub use memory::Memory;
+pub use originals::Originals;
+
+use active::{active_decision, held, pinned_decisions, watch};
+use bounds::{Bounds, bounds, ceiling_label, effective, kept, quantize_keeping};
+use direct::{keep_direct, server_transcodes};
+use idle::{idle_decisions, released, same_people, with_same_people};
+use reasons::{Why, active_reason};
+pub use rule::Direction;
+
+/// Everything a plan is computed from.
+pub struct Inputs<'a> {
+    /// Every session of the servers (`GET /Sessions`), patched by the webhooks since.
+    pub sessions: &'a [Playback],
+    /// Every user of the servers (`GET /Users`), with the limits written since.
+    pub users: &'a [Account],
+    /// The server-wide `RemoteClientBitrateLimit` (bits/s, 0 = none).
+    pub server_limit: i64,
+    /// The internal ranges in force (configured or imported from Jellyfin).
+    pub ranges: &'a [IpNet],
+    /// The budget shared among remote streams, bits/s: `settings.budget()`'s static one, or
+    /// what the meter (`src/adapters/budget.rs`) leaves beside the rest of the house.
+    pub budget_bps: u64,
+    /// The owner's overrides in force (`src/core/control.rs`): pause, pins, exemptions, weights,
+    /// a reserve taken off the budget.
+    pub overrides: &'a Overrides,
+    /// The other media servers whose total limit jellydemon sets (`[[server]]
+    /// manage_wan_total`), those read lately.
+    pub servers: &'a [ServerClaim],
+}
+
+pub use crate::core::media::PUSH_COMMAND;
+
+/// How long after a push a stream must show its new rate before it is taken for one that
+/// ignores the push (a client re-requests playback within a few seconds).
+pub const PUSH_SETTLE: Duration = Duration::from_secs(15);
+
+/// After a remote item stops, streams are not pushed up for this long: the next item of an
+/// autoplaying client usually starts within seconds and needs the room.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// A stream runs this many percent above a limit before it counts as ignoring it (transcodes
+/// overshoot their target a little).
+const UNCONTROLLED_MARGIN_PERCENT: u64 = 10;
+
+/// The torrent clients' combined limit: the budget less what the remote streams hold after
+/// this plan, never below what they keep.
+fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> DownloaderShare {
+    use crate::config::DownloaderPriority;
+    let left = budget.saturating_sub(held);
+    let limit = left.max(kept);
+    let reason = if left >= kept {
+        format!(
+            "what the remote streams leave: {} of {} less {} they hold",
+            fmt_mbps(left),
+            fmt_mbps(budget),
+            fmt_mbps(held)
+        )
+    } else {
+        match settings.bandwidth.downloaders.priority {
+            DownloaderPriority::Streams => format!(
+                "the minimum of {}: the remote streams hold {} of {}",
+                fmt_mbps(kept),
+                fmt_mbps(held),
+                fmt_mbps(budget)
+            ),
+            DownloaderPriority::Share => format!(
+                "their share of {} beside the remote streams",
+                fmt_mbps(budget)
+            ),
+        }
+    };
+    DownloaderShare {
+        limit,
+        kept,
+        min: settings.bandwidth.downloaders.min_bps().min(kept),
+        reason,
+    }
+}
+
+pub use crate::core::rate::fmt_mbps;
+
+/// What every step reads: the inputs, and the settings in bits/s.
+struct Context<'a> {
+    snapshot: &'a Inputs<'a>,
+    originals: &'a Originals,
+    memory: &'a Memory,
+    /// On the memory's clock.
+    now: Duration,
+    settings: &'a Settings,
+    budget: crate::config::Budget,
+    users: HashMap<&'a UserId, &'a Account>,
+}
+
+impl Context<'_> {
+    /// Managed: remote access, not disabled, not excluded.
+    fn managed(&self, u: &Account) -> bool {
+        let overrides = self.snapshot.overrides;
+        !u.disabled
+            && u.remote_access
+            && !self.settings.users.is_excluded(&u.id, u.name_str())
+            && !overrides.paused()
+            && overrides.user(u.id.as_str()) != Some(UserRule::Exempt)
+    }
+
+    /// The limit the owner pinned a managed user at.
+    fn pin(&self, u: &Account) -> Option<u64> {
+        match self.snapshot.overrides.user(u.id.as_str()) {
+            Some(UserRule::Pin { bps }) => Some(bps.min(MAX_JELLYFIN_LIMIT_BPS)),
+            _ => None,
+        }
+    }
+
+    /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
+    fn bounds_of(&self, user_id: &UserId, current: i64) -> Bounds {
+        let original = self.originals.original(user_id).unwrap_or(current);
+        let server_limit = self
+            .users
+            .get(user_id)
+            .map_or(self.snapshot.server_limit, |u| self.server_limit_of(u));
+        bounds(self.settings, original, server_limit)
+    }
+
+    /// The server-wide limit of the user's server (bits/s, 0 = none): a user of another
+    /// `[[server]]` has its own (`src/adapters/jellyfin/fleet.rs`).
+    fn server_limit_of(&self, u: &Account) -> i64 {
+        u.server_limit.unwrap_or(self.snapshot.server_limit)
+    }
+
+    fn weight(&self, u: &Account) -> u64 {
+        if let Some(UserRule::Weight { weight }) = self.snapshot.overrides.user(u.id.as_str()) {
+            return allocate::weight_milli(weight);
+        }
+        let p = &self.settings.bandwidth.priority;
+        allocate::weight_milli(p.weight(u.name_str(), u.admin))
+    }
+
+    /// `demand.default_mbps`: the rate of a stream Jellyfin reports none for.
+    fn default_rate(&self) -> u64 {
+        mbps_to_bps(self.settings.bandwidth.demand.default_mbps)
+    }
+
+    /// What a stream would use without a limit: its source (or the default) times the
+    /// overhead.
+    fn demand(&self, source: Option<u64>) -> u64 {
+        let overhead = self.settings.bandwidth.demand.overhead;
+        (source.unwrap_or(self.default_rate()) as f64 * overhead).round() as u64
+    }
+}
+
+/// A running stream as the planner sees it.
+struct Stream {
+    session_id: SessionId,
+    item_id: String,
+    device: DeviceName,
+    supports_push: bool,
+    ip: ClientAddr,
+    source: Option<u64>,
+    rate: Option<u64>,
+    /// The item has a video stream.
+    video: bool,
+    /// Its source is 4K.
+    uhd: bool,
+    /// Jellyfin transcodes its video now.
+    transcoding: bool,
+    /// It would play direct under a limit at its source (the transcode is not for a codec).
+    for_bitrate: bool,
+}
+
+/// What the memory and the originals say about one running stream.
+struct Watched {
+    /// Its rate for the plan: the current one, or what a push sent a moment ago will make it.
+    rate: u64,
+    uncontrolled: Option<Uncontrolled>,
+    start_bound: Option<u64>,
+    /// When its push cooldown ends, if it has not yet.
+    cooldown_ends: Option<Duration>,
+}
+
+/// An active user: the streams and the figures the steps need.
+struct Active<'a> {
+    user: &'a Account,
+    streams: Vec<Stream>,
+    watched: Vec<Watched>,
+    bounds: Bounds,
+    current: i64,
+    claimant: Claimant,
+    /// Per stream: what it would use (source or default, times the overhead).
+    demands: Vec<u64>,
+}
+
+/// Step 2's result.
+struct Claimants<'a> {
+    active: Vec<Active<'a>>,
+    /// Users the owner pinned that stream from outside, with their streams.
+    pinned: Vec<(&'a Account, Vec<Stream>)>,
+    /// What the remote streams of users jellydemon does not manage carry.
+    unmanaged_bps: u64,
+    /// What all remote streams carry now (unknown rates count 0).
+    streaming: u64,
+}
+
+/// Step 4's result, per active user and stream.
+struct Held {
+    running: Vec<Vec<rule::Running>>,
+    /// `h(s)` and the push that gets it there.
+    held: Vec<Vec<(u64, Option<Direction>)>>,
+    total: u64,
+    /// What each stream counts for in the other users' limits: a pushable one at most at its
+    /// share, since it is pushed down when another user's next item needs the room.
+    counted: Vec<Vec<u64>>,
+    counted_total: u64,
+    wake_at: Option<Duration>,
+}
+
+/// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty
+/// memory). `originals` are those of the users jellydemon already changed.
+pub fn plan(
+    snapshot: &Inputs,
+    originals: &Originals,
+    memory: &Memory,
+    now: Duration,
+    settings: &Settings,
+) -> Plan {
+    let reserved = snapshot.overrides.reserve_bps().min(snapshot.budget_bps);
+    let mut cx = Context {
+        snapshot,
+        originals,
+        memory,
+        now,
+        settings,
+        budget: Budget {
+            budget_bps: snapshot.budget_bps - reserved,
+            ..settings.budget()
+        },
+        users: snapshot.users.iter().map(|u| (&u.id, u)).collect(),
+    };
+    let algorithm = settings.bandwidth.algorithm;
+    let mut warnings = Vec::new();
+
+    // 1. Sessions; a user of another server who is the same person as a `[jellyfin]` user
+    //    claims as that user.
+    let same = same_people(&cx);
+    let (sessions, remote_by_user) = classify(
+        snapshot,
+        settings.bandwidth.count_paused,
+        &same,
+        &mut warnings,
+    );
+    // 2. Claimants, and the streams that ignore limits.
+    let Claimants {
+        active,
+        pinned,
+        unmanaged_bps,
+        streaming,
+    } = claimants(&cx, remote_by_user, &mut warnings);
+    // 3. What the torrent clients keep whatever the streams need, then fair shares of the
+    //    rest, and the limit for each of a user's streams' next item.
+    let claimants: Vec<Claimant> = active.iter().map(|a| a.claimant).collect();
+    let budget = cx.budget.budget_bps;
+    let paused = snapshot.overrides.paused();
+    let others = servers::others(
+        settings,
+        &claimants,
+        snapshot.servers,
+        budget.saturating_sub(unmanaged_bps),
+    );
+    let kept_for_downloaders = others.downloaders.filter(|_| !paused);
+    let servers_kept = if paused { 0 } else { others.servers_kept() };
+    let servers = if paused { Vec::new() } else { others.servers };
+    // The streams' budget, in every step from here on (shares, held rates and the headroom
+    // of pushes, the join share), leaves the downloaders and the other servers what they
+    // keep.
+    cx.budget.budget_bps = budget
+        .saturating_sub(kept_for_downloaders.unwrap_or(0))
+        .saturating_sub(servers_kept);
+    let available = cx.budget.budget_bps.saturating_sub(unmanaged_bps);
+    let fair = rule::fair_shares(algorithm, &claimants, available);
+    if fair.overloaded {
+        warnings.push(Warning::Overload {
+            users: active.len(),
+            floor: cx.budget.min_per_user_bps,
+            budget: available,
+        });
+    }
+    let share: Vec<u64> = active
+        .iter()
+        .zip(&fair.next_item)
+        .map(|(a, s)| rule::per_stream(*s, &a.demands).max(a.bounds.floor))
+        .collect();
+    // Within what the server transcodes: the fewest streams below their source.
+    let (fair, share, transcodes) = keep_direct(&cx, &active, &claimants, available, fair, share);
+    // 4. Held rates and pushes.
+    let held = held(&cx, &active, &share, unmanaged_bps);
+    // 5. Active users' limits.
+    let mut decisions: Vec<Decision> = active
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let why = Why {
+                term: rule::Term::Share,
+                bound: fair.bounds[i],
+                share: share[i],
+                claimants: claimants.len(),
+                available,
+                overloaded: fair.overloaded,
+                transcodes: transcodes.as_ref().map(|t| (t, i)),
+            };
+            active_decision(&cx, a, i, &held, why)
+        })
+        .collect();
+    if let Some(t) = transcodes.as_ref().filter(|t| t.load.beyond) {
+        for (i, (a, d)) in active.iter().zip(&decisions).enumerate() {
+            let target = d.target.max(0) as u64;
+            if let Some(s) = (0..a.streams.len()).find(|&s| t.forced(i, s, target)) {
+                warnings.push(Warning::TranscodeBeyondCapacity {
+                    user_name: a.user.display_name(),
+                    device: a.streams[s].device.clone(),
+                    transcodes: t.load.count.total(),
+                    capacity: t.load.capacity,
+                });
+            }
+        }
+    }
+    decisions.extend(pinned_decisions(&cx, &pinned));
+    decisions.sort_by_cached_key(|d| d.user_name.as_str().to_lowercase());
+    // 6. Idle users' join share.
+    decisions.extend(idle_decisions(
+        &cx,
+        &active,
+        &claimants,
+        &held,
+        available,
+        unmanaged_bps,
+        &same,
+    ));
+    //    The same people on other servers get the limit of the one they are.
+    decisions = with_same_people(&cx, decisions, &same);
+    // 7. Users no longer managed.
+    decisions.extend(released(&cx));
+
+    let downloaders =
+        kept_for_downloaders.map(|kept| downloaders_share(settings, kept, budget, held.total));
+    Plan {
+        algorithm,
+        budget,
+        unmanaged_bps,
+        downloaders,
+        servers,
+        paused,
+        reserved,
+        held: held.total,
+        streaming,
+        overloaded: fair.overloaded,
+        server_transcodes: server_transcodes(cx.snapshot.sessions),
+        transcodes: transcodes.map(|t| t.load),
+        wake_at: held.wake_at,
+        decisions,
+        sessions,
+        warnings,
+    }
+}
+
+/// Step 1: classify every session (remote / local / unknown endpoint) and keep, per user, the
+/// remote ones that play (paused ones only with `count_paused`).
+fn classify(
+    snapshot: &Inputs,
+    count_paused: bool,
+    same: &HashMap<UserId, UserId>,
+    warnings: &mut Vec<Warning>,
+) -> (Vec<SessionView>, BTreeMap<UserId, Vec<Stream>>) {
+    let mut views = Vec::with_capacity(snapshot.sessions.len());
+    let mut remote_by_user: BTreeMap<UserId, Vec<Stream>> = BTreeMap::new();
+    for s in snapshot.sessions {
+        let location = network::classify(s.endpoint.as_deref(), snapshot.ranges);
+        let user_id = s.user_id.clone();
+        let playing = s.is_playing();
+        let paused = s.paused;
+        let rate = s.rate();
+        let device = s.device.clone();
+        let counts_as_playing = playing && (!paused || count_paused);
+        let mut counted = false;
+        if let (Some(uid), Some(now), true) = (&user_id, &s.playing, counts_as_playing) {
+            match &location {
+                Location::Remote(ip) => {
+                    counted = true;
+                    let claimant = same.get(uid).unwrap_or(uid);
+                    remote_by_user
+                        .entry(claimant.clone())
+                        .or_default()
+                        .push(Stream {
+                            session_id: s.id.clone(),
+                            item_id: now.item.clone(),
+                            device: device.clone(),
+                            supports_push: s.supports_push,
+                            ip: *ip,
+                            source: now.source,
+                            rate: rate.map(RateSource::bps),
+                            video: now.video,
+                            uhd: now.uhd,
+                            transcoding: s.transcodes_video(),
+                            for_bitrate: now.transcode.is_none_or(|t| t.for_bitrate),
+                        });
+                }
+                Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
+                    session_id: s.id.clone(),
+                    user_name: s.user_name.clone(),
+                    device: device.clone(),
+                    error: e.clone(),
+                }),
+                Location::Local(_) => {}
+            }
+        }
+        views.push(SessionView {
+            session_id: s.id.clone(),
+            user_id,
+            user_name: s.user_name.clone(),
+            device,
+            location,
+            playing,
+            paused,
+            rate,
+            counted,
+        });
+    }
+    if let Some(ip) = network::proxy_suspect(
+        views
+            .iter()
+            .filter_map(|v| v.location.ip().map(|ip| (ip, &v.device))),
+    ) {
+        warnings.push(Warning::ProxySuspect(ip));
+    }
+    (views, remote_by_user)
+}
+
+/// Step 2: a managed user with k remote streams is one claimant; streams of other users count
+/// at their rate. Each stream is checked against the memory for a client ignoring limits.
+fn claimants<'a>(
+    cx: &Context<'a>,
+    remote_by_user: BTreeMap<UserId, Vec<Stream>>,
+    warnings: &mut Vec<Warning>,
+) -> Claimants<'a> {
+    let mut out = Claimants {
+        active: Vec::new(),
+        pinned: Vec::new(),
+        unmanaged_bps: 0,
+        streaming: 0,
+    };
+    for (uid, streams) in remote_by_user {
+        out.streaming += streams.iter().filter_map(|s| s.rate).sum::<u64>();
+        let Some(u) = cx.users.get(&uid).copied().filter(|u| cx.managed(u)) else {
+            out.unmanaged_bps += streams
+                .iter()
+                .map(|s| s.rate.unwrap_or(cx.default_rate()))
+                .sum::<u64>();
+            continue;
+        };
+        if let Some(pin) = cx.pin(u) {
+            // Outside the water-filling: the pin is what they may take.
+            out.unmanaged_bps += streams
+                .iter()
+                .map(|s| s.rate.unwrap_or(cx.default_rate()).min(pin))
+                .sum::<u64>();
+            out.pinned.push((u, streams));
+            continue;
+        }
+        let current = u.limit;
+        let bounds = cx.bounds_of(&uid, current);
+        // The highest limit the user can have had when a new item started: from the memory
+        // of the last plan when there is one; else, when jellydemon has written the user
+        // since its original was set, the largest of those values (a change by hand clears
+        // them: then nobody knows).
+        let recent = cx.memory.recent_limit(&uid, current).or_else(|| {
+            let original = cx.originals.original(&uid)?;
+            let written = cx.originals.written(&uid);
+            (!written.is_empty()).then(|| {
+                written
+                    .iter()
+                    .copied()
+                    .fold(current.max(original), i64::max)
+            })
+        });
+        let server_limit = cx.server_limit_of(u);
+        let watched: Vec<Watched> = streams
+            .iter()
+            .map(|s| watch(cx, s, recent, server_limit))
+            .collect();
+        for (s, w) in streams.iter().zip(&watched) {
+            if let Some(why) = w.uncontrolled {
+                warnings.push(Warning::Uncontrolled {
+                    user_name: u.display_name(),
+                    device: s.device.clone(),
+                    rate: s.rate.unwrap_or(0),
+                    why,
+                });
+            }
+        }
+        let demands: Vec<u64> = streams.iter().map(|s| cx.demand(s.source)).collect();
+        let k = streams.len() as u64;
+        let claimant = Claimant {
+            weight_milli: cx.weight(u),
+            floor: bounds.floor.saturating_mul(k),
+            ceiling: bounds.ceiling.saturating_mul(k),
+            demand: demands.iter().sum(),
+        };
+        out.active.push(Active {
+            user: u,
+            streams,
+            watched,
+            bounds,
+            current,
+            claimant,
+            demands,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

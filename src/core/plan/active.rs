@@ -1,0 +1,324 @@
+//! Steps 2, 4 and 5 for the users streaming from outside: which streams ignore limits, the
+//! rates held, each active user's limit and its streams' pushes; and the pinned users.
+
+use crate::core::media::Account;
+use crate::core::rate::fmt_mbps;
+use crate::ids::ClientAddr;
+
+use super::{
+    Active, Context, Decision, Direction, Held, PUSH_SETTLE, Push, Role, STOP_GRACE, Stream,
+    StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, active_reason, effective,
+    kept, quantize_keeping, rule, transcode,
+};
+
+/// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
+/// had lately) says about a stream: does its client ignore limits, is a push on its way, when
+/// does its push cooldown end.
+pub(super) fn watch(cx: &Context, s: &Stream, recent: Option<i64>, server_limit: i64) -> Watched {
+    let now = cx.now;
+    let memo = cx.memory.stream(&s.session_id, &s.item_id);
+    let start_bound = match memo {
+        Some(m) => m.start_bound,
+        None => recent.and_then(|r| effective(r, server_limit)),
+    };
+    let above = |limit: u64| {
+        s.rate.is_some_and(|r| {
+            r as u128 * 100 > limit as u128 * (100 + UNCONTROLLED_MARGIN_PERCENT) as u128
+        })
+    };
+    let last_push = memo.and_then(|m| m.last_push);
+    // Before any push the limit in force at the start bounds the stream; after one, the
+    // bitrate pushed (once the client has had time to re-negotiate).
+    let uncontrolled = memo
+        .and_then(|m| m.uncontrolled)
+        .or_else(|| match last_push {
+            None => start_bound
+                .filter(|limit| above(*limit))
+                .map(|limit| Uncontrolled::StartedAbove { limit }),
+            Some((at, pushed)) => (now.saturating_sub(at) >= PUSH_SETTLE && above(pushed))
+                .then_some(Uncontrolled::IgnoredPush { pushed }),
+        });
+    let rate = s.rate.unwrap_or(cx.default_rate());
+    // A push sent a moment ago may not show yet: count the stream at what it will carry once
+    // it lands, and do not push it again.
+    let rate = match last_push.filter(|(at, _)| now.saturating_sub(*at) < PUSH_SETTLE) {
+        Some((_, bitrate)) if uncontrolled.is_none() => s.source.unwrap_or(rate).min(bitrate),
+        _ => rate,
+    };
+    Watched {
+        rate,
+        uncontrolled,
+        start_bound,
+        cooldown_ends: last_push
+            .map(|(at, _)| at + cx.settings.daemon.push_cooldown)
+            .filter(|end| *end > now),
+    }
+}
+
+/// Step 4: held rates. Streams that cannot be pushed keep their rate, the others share what
+/// is left, each at most its source and its user's `share`; the pushes follow from them.
+pub(super) fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps: u64) -> Held {
+    let daemon = &cx.settings.daemon;
+    let threshold = daemon.push_threshold_percent;
+    let grace_ends = cx
+        .memory
+        .last_stop()
+        .map(|t| t + STOP_GRACE)
+        .filter(|end| *end > cx.now);
+    let running: Vec<Vec<rule::Running>> = active
+        .iter()
+        .zip(share)
+        .map(|(a, &share)| {
+            let k = a.streams.len() as u64;
+            a.streams
+                .iter()
+                .zip(&a.watched)
+                .map(|(s, w)| {
+                    let pushable =
+                        daemon.push.down() && s.supports_push && w.uncontrolled.is_none();
+                    rule::Running {
+                        rate: w.rate,
+                        cap: s.source.map_or(share, |src| src.min(share)),
+                        floor: a.bounds.floor,
+                        weight_milli: (a.claimant.weight_milli / k).max(1),
+                        down: pushable,
+                        up: pushable
+                            && daemon.push.up()
+                            && w.cooldown_ends.is_none()
+                            && grace_ends.is_none()
+                            && s.source.is_some(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let flat: Vec<rule::Running> = running.iter().flatten().copied().collect();
+    let mut flat_held =
+        rule::held_rates(&flat, cx.budget.budget_bps, unmanaged_bps, threshold).into_iter();
+    let held: Vec<Vec<(u64, Option<Direction>)>> = running
+        .iter()
+        .map(|r| flat_held.by_ref().take(r.len()).collect())
+        .collect();
+    let total = unmanaged_bps + held.iter().flatten().map(|(h, _)| h).sum::<u64>();
+    let counted: Vec<Vec<u64>> = held
+        .iter()
+        .zip(&running)
+        .map(|(h, r)| {
+            h.iter()
+                .zip(r)
+                .map(|((h, _), r)| if r.down { (*h).min(r.cap) } else { *h })
+                .collect()
+        })
+        .collect();
+    let counted_total = unmanaged_bps + counted.iter().flatten().sum::<u64>();
+    // When a stream held low waits only for its cooldown or the grace after a stop, plan again
+    // when they end.
+    let wake_at = active
+        .iter()
+        .zip(&running)
+        .flat_map(|(a, r)| a.watched.iter().zip(r))
+        .filter(|(_, r)| {
+            r.down && daemon.push.up() && rule::worth_raising(r.rate, r.cap, threshold)
+        })
+        .filter_map(|(w, _)| match (w.cooldown_ends, grace_ends) {
+            (None, None) => None,
+            (a, b) => a.max(b),
+        })
+        .min();
+    Held {
+        running,
+        held,
+        total,
+        counted,
+        counted_total,
+        wake_at,
+    }
+}
+
+/// Step 5: an active user's limit, `max(floor, min(share, budget - Σ h of the others))`, its
+/// streams' pushes, quantization and hysteresis (never past the headroom).
+pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> Decision {
+    let b = cx.budget.budget_bps;
+    let hysteresis = cx.settings.bandwidth.hysteresis_percent;
+    let least = h.counted[i].iter().copied().min().unwrap_or(0);
+    let most = h.held[i].iter().map(|(h, _)| *h).max().unwrap_or(0);
+    // The user's next item replaces one of its streams: the one that holds least is the worst
+    // case.
+    let others = h.counted_total - least;
+    let (exact, term) = rule::active_limit(why.share, b, others, a.bounds.floor);
+    let pushes = h.held[i].iter().any(|(_, d)| d.is_some());
+    let mut limit = quantize_keeping(exact, cx.budget.step_bps, a.bounds, most);
+    // With a transcode capacity, neither rounding nor the hysteresis leaves a video below its
+    // source when the exact limit lets it play direct.
+    let videos = why
+        .transcodes
+        .map(|(t, i)| t.videos[i].as_slice())
+        .unwrap_or_default();
+    let direct_at = videos
+        .iter()
+        .flatten()
+        .filter(|v| v.obeys && !v.stuck && v.source <= exact)
+        .map(|v| v.source)
+        .max();
+    if let Some(d) = direct_at
+        && limit < d
+    {
+        limit = exact;
+    }
+    let k = a.streams.len() as u64;
+    let mut target = limit;
+    let mut reason = active_reason(
+        cx.settings.bandwidth.algorithm,
+        &Why { term, ..why },
+        a.bounds,
+        others,
+    );
+    if let Some(cur) = kept(a.current, target, a.bounds, hysteresis)
+        .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
+        .filter(|&c| direct_at.is_none_or(|d| c >= d))
+    {
+        reason = format!(
+            "kept: {} is within {hysteresis}% of the computed {}",
+            fmt_mbps(cur),
+            fmt_mbps(target)
+        );
+        target = cur;
+    }
+    if k > 1 {
+        reason = format!("{reason}, for each of {k} streams");
+    }
+    if let Some((t, i)) = why.transcodes {
+        let capacity = t.load.capacity.describe();
+        if t.promoted[i] && direct_at.is_some() {
+            reason = format!("{reason}; kept direct play: the server transcodes {capacity}");
+        } else if t.load.beyond && forces_transcode(videos, target) {
+            reason = format!(
+                "{reason}; forces a transcode beyond capacity ({} video transcodes, the server \
+                 runs {capacity})",
+                t.load.count.total()
+            );
+        }
+    }
+    let limit = target;
+    let streams: Vec<StreamRef> = a
+        .streams
+        .iter()
+        .zip(&a.watched)
+        .zip(&h.held[i])
+        .map(|((s, w), &(held, direction))| {
+            // The client re-negotiates at most the bitrate sent (and keeps it as its own
+            // maximum) under its user's new limit, so it carries the smaller of the two: a
+            // push above the limit would restart the stream at the limit. A push that would
+            // not change what it carries is not sent.
+            let carried = if direction.is_some() {
+                held.min(limit)
+            } else {
+                held
+            };
+            let push = direction
+                .filter(|d| match d {
+                    Direction::Down => carried < w.rate,
+                    Direction::Up => carried > w.rate,
+                })
+                .map(|direction| Push {
+                    direction,
+                    bitrate: carried,
+                });
+            StreamRef {
+                session_id: s.session_id.clone(),
+                item_id: s.item_id.clone(),
+                device: s.device.clone(),
+                source: s.source,
+                rate: s.rate,
+                supports_push: s.supports_push,
+                held: if push.is_some() { carried } else { held },
+                push,
+                uncontrolled: w.uncontrolled,
+                start_bound: w.start_bound,
+            }
+        })
+        .collect();
+    for s in &streams {
+        if let Some(p) = s.push {
+            let source = if s.source == Some(p.bitrate) {
+                ", its source rate"
+            } else {
+                ""
+            };
+            reason = format!(
+                "{reason}; stream pushed {} to {}{source}",
+                p.direction.label(),
+                fmt_mbps(p.bitrate)
+            );
+        }
+    }
+    let mut endpoints: Vec<ClientAddr> = a.streams.iter().map(|s| s.ip).collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    Decision {
+        user_id: a.user.id.clone(),
+        user_name: a.user.display_name(),
+        role: Role::Active { streams: k as u32 },
+        endpoints,
+        stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
+        streams,
+        current: a.current,
+        target: target as i64,
+        reason,
+    }
+}
+
+/// A limit of `target` makes one of these videos transcode (its client obeys, and it does not
+/// transcode anyway).
+pub(super) fn forces_transcode(videos: &[Option<transcode::Video>], target: u64) -> bool {
+    videos
+        .iter()
+        .flatten()
+        .any(|v| v.obeys && !v.stuck && target < v.source)
+}
+
+/// The users the owner pinned: their limit is the pin, active or idle; their streams are not
+/// pushed (a pin is the owner's word, not a share to balance).
+pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)]) -> Vec<Decision> {
+    pinned
+        .iter()
+        .filter_map(|(u, streams)| {
+            let pin = cx.pin(u)?;
+            let set = cx.snapshot.overrides.users.get(u.id.as_str())?;
+            let mut endpoints: Vec<ClientAddr> = streams.iter().map(|s| s.ip).collect();
+            endpoints.sort_unstable();
+            endpoints.dedup();
+            Some(Decision {
+                user_id: u.id.clone(),
+                user_name: u.display_name(),
+                role: if streams.is_empty() {
+                    Role::Idle
+                } else {
+                    Role::Active {
+                        streams: streams.len() as u32,
+                    }
+                },
+                endpoints,
+                stream_rate: streams.iter().filter_map(|s| s.rate).sum(),
+                streams: streams
+                    .iter()
+                    .map(|s| StreamRef {
+                        session_id: s.session_id.clone(),
+                        item_id: s.item_id.clone(),
+                        device: s.device.clone(),
+                        source: s.source,
+                        rate: s.rate,
+                        supports_push: s.supports_push,
+                        held: s.rate.unwrap_or(cx.default_rate()).min(pin),
+                        push: None,
+                        uncontrolled: None,
+                        start_bound: None,
+                    })
+                    .collect(),
+                current: u.limit,
+                target: pin as i64,
+                reason: format!("pinned at {} by {}", fmt_mbps(pin), set.by),
+            })
+        })
+        .collect()
+}
