@@ -124,14 +124,15 @@ impl Location {
 /// True when `ip` lies in any of `ranges`. The address is canonicalised first, and an IPv4
 /// address also matches a range written as IPv4-mapped IPv6.
 pub fn is_internal(ip: IpAddr, ranges: &[IpNet]) -> bool {
-    let ip = ip.to_canonical();
-    let mapped: Option<IpAddr> = match ip {
-        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
-        IpAddr::V6(_) => None,
-    };
-    ranges
-        .iter()
-        .any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => ranges.iter().any(|net| match net {
+            IpNet::V4(n) => n.contains(&v4),
+            IpNet::V6(n) => n.contains(&v4.to_ipv6_mapped()),
+        }),
+        IpAddr::V6(v6) => ranges
+            .iter()
+            .any(|net| matches!(net, IpNet::V6(n) if n.contains(&v6))),
+    }
 }
 
 /// Classify a `RemoteEndPoint` (absent or present) against the internal ranges.

@@ -1,6 +1,7 @@
 //! Plain-text tables for the terminal: the result of a pass and of a restore.
 
-use crate::core::plan::{Role, fmt_mbps};
+use crate::core::plan::Role;
+use crate::core::rate::fmt_mbps;
 use crate::ids::UserName;
 use crate::reconcile::{PassReport, RestoreOutcome};
 use crate::write::WriteOutcome;

@@ -13,7 +13,8 @@ use crate::adapters::jellyfin::{Client, JellyfinError};
 use crate::adapters::ledger::{Ledger, LedgerError, LedgerHandle, Observed};
 use crate::config::{InternalRanges, Settings};
 use crate::core::media::{Account, Playback};
-use crate::core::plan::{self, Memory, Plan, fmt_mbps};
+use crate::core::plan::{self, Memory, Plan};
+use crate::core::rate::fmt_mbps;
 use crate::ids::UserName;
 use crate::network;
 

@@ -21,7 +21,8 @@ use crate::adapters::jellyfin::JellyfinError;
 use crate::adapters::jellyfin::fleet::Fleet;
 use crate::adapters::ledger::{LedgerHandle, Observed};
 use crate::clock::unix_millis_now;
-use crate::core::plan::{Decision, Push, Role, StreamRef, fmt_mbps};
+use crate::core::plan::{Decision, Push, Role, StreamRef};
+use crate::core::rate::fmt_mbps;
 
 /// How one write went.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,3 +13,9 @@ pub mod control;
 pub mod media;
 pub mod plan;
 pub mod rate;
+
+/// The core's hash maps and sets: foldhash, seeded per process, instead of SipHash (a plan
+/// hashes every user and session id several times; its keys come from the media server).
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// See [`HashMap`].
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -43,7 +43,9 @@ pub mod transcode;
 
 pub use servers::{ServerClaim, ServerShare};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::core::HashMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -52,6 +54,7 @@ use crate::config::{Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::core::allocate::{self, Claimant};
 use crate::core::control::{Overrides, UserRule};
 use crate::core::media::{Account, Playback, RateSource};
+use crate::core::rate::Mbps;
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId};
 use crate::network::{self, Location};
 
@@ -113,22 +116,21 @@ fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> 
     let reason = if left >= kept {
         format!(
             "what the remote streams leave: {} of {} less {} they hold",
-            fmt_mbps(left),
-            fmt_mbps(budget),
-            fmt_mbps(held)
+            Mbps(left),
+            Mbps(budget),
+            Mbps(held)
         )
     } else {
         match settings.bandwidth.downloaders.priority {
             DownloaderPriority::Streams => format!(
                 "the minimum of {}: the remote streams hold {} of {}",
-                fmt_mbps(kept),
-                fmt_mbps(held),
-                fmt_mbps(budget)
+                Mbps(kept),
+                Mbps(held),
+                Mbps(budget)
             ),
-            DownloaderPriority::Share => format!(
-                "their share of {} beside the remote streams",
-                fmt_mbps(budget)
-            ),
+            DownloaderPriority::Share => {
+                format!("their share of {} beside the remote streams", Mbps(budget))
+            }
         }
     };
     DownloaderShare {
@@ -138,8 +140,6 @@ fn downloaders_share(settings: &Settings, kept: u64, budget: u64, held: u64) -> 
         reason,
     }
 }
-
-pub use crate::core::rate::fmt_mbps;
 
 /// What every step reads: the inputs, and the settings in bits/s.
 struct Context<'a> {
@@ -384,7 +384,7 @@ pub fn plan(
         }
     }
     decisions.extend(pinned_decisions(&cx, &pinned));
-    decisions.sort_by_cached_key(|d| d.user_name.as_str().to_lowercase());
+    decisions.sort_by(|a, b| crate::ids::name_order(a.user_name.as_str(), b.user_name.as_str()));
     // 6. Idle users' join share.
     decisions.extend(idle_decisions(
         &cx,

@@ -1,17 +1,29 @@
 //! Bit rates for people: the one way every module shows bits/s as Mbps.
 
-/// Format bits/s as Mbps for humans ("22.5 Mbps", "0.82 Mbps").
+/// Bits/s shown as Mbps for humans ("22.5 Mbps", "0.82 Mbps"), written straight into the
+/// text it is formatted into (`format!("{}", Mbps(bps))` allocates nothing of its own).
 ///
 /// Integer arithmetic, rounded to the nearest hundredth (halves up): a plan formats a few of
 /// these per user, and float formatting to two places was most of a plan's time.
-pub fn fmt_mbps(bps: u64) -> String {
-    let hundredths = bps / 10_000 + u64::from(bps % 10_000 >= 5_000);
-    let (whole, frac) = (hundredths / 100, hundredths % 100);
-    match (frac / 10, frac % 10) {
-        (0, 0) => format!("{whole} Mbps"),
-        (tenths, 0) => format!("{whole}.{tenths} Mbps"),
-        _ => format!("{whole}.{frac:02} Mbps"),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mbps(pub u64);
+
+impl std::fmt::Display for Mbps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bps = self.0;
+        let hundredths = bps / 10_000 + u64::from(bps % 10_000 >= 5_000);
+        let (whole, frac) = (hundredths / 100, hundredths % 100);
+        match (frac / 10, frac % 10) {
+            (0, 0) => write!(f, "{whole} Mbps"),
+            (tenths, 0) => write!(f, "{whole}.{tenths} Mbps"),
+            _ => write!(f, "{whole}.{frac:02} Mbps"),
+        }
     }
+}
+
+/// Format bits/s as Mbps for humans ([`Mbps`] as a `String`).
+pub fn fmt_mbps(bps: u64) -> String {
+    Mbps(bps).to_string()
 }
 
 #[cfg(test)]

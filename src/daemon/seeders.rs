@@ -314,7 +314,7 @@ impl Seeders {
                         downloader = %c.name,
                         "upload limit {} -> {}",
                         fmt_limit(r.limit_bps),
-                        crate::core::plan::fmt_mbps(wanted)
+                        crate::core::rate::fmt_mbps(wanted)
                     );
                     let mut r = r;
                     for (f, v) in sent {
@@ -368,5 +368,5 @@ impl Seeders {
 }
 
 fn fmt_limit(limit: Option<u64>) -> String {
-    limit.map_or("unlimited".into(), crate::core::plan::fmt_mbps)
+    limit.map_or("unlimited".into(), crate::core::rate::fmt_mbps)
 }

@@ -99,7 +99,7 @@ pub(super) async fn torrent<R: BufRead, W: Write>(
                 "  {} answers: upload limit {}",
                 kind.as_str(),
                 r.limit_bps
-                    .map_or("unlimited".into(), crate::core::plan::fmt_mbps)
+                    .map_or("unlimited".into(), crate::core::rate::fmt_mbps)
             )),
             Err(e) => prompt.say(&format!(
                 "  cannot read it yet ({e}); it is written all the same: `jellydemon check` says \

@@ -375,7 +375,7 @@ fn spawn_watcher(state_url: String, stop: CancellationToken) -> tokio::task::Joi
             last = cause;
             let limit = s["downloaders"][0]["limit_bps"].as_u64();
             if limit.is_some() && limit != seeding {
-                let mbps = |b: Option<u64>| b.map_or("–".into(), crate::core::plan::fmt_mbps);
+                let mbps = |b: Option<u64>| b.map_or("–".into(), crate::core::rate::fmt_mbps);
                 println!(
                     "  ↳ seeder: limit {}, uploading {}",
                     mbps(limit),

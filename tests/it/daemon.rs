@@ -382,7 +382,7 @@ async fn a_dry_run_beside_the_daemon_decides_as_the_daemon_does() {
         .lines()
         .find(|l| l.starts_with("erin "))
         .unwrap_or_else(|| panic!("no row for erin:\n{out}"));
-    let shown = jellydemon::core::plan::fmt_mbps(erin_limit as u64);
+    let shown = jellydemon::core::rate::fmt_mbps(erin_limit as u64);
     assert!(
         row.matches(&shown).count() == 2,
         "the daemon holds erin at {shown}, the dry run says:\n{out}"

@@ -24,7 +24,7 @@ use super::estimate::{Change, Estimator, Reading, Sample};
 use super::meter::Meter;
 use super::schedule::Schedule;
 use crate::config::{ConfigError, Settings, mbps_to_bps};
-use crate::core::plan::fmt_mbps;
+use crate::core::rate::fmt_mbps;
 use crate::metrics::Metrics;
 
 mod servers;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::EventKind;
-use crate::core::plan::fmt_mbps;
+use crate::core::rate::fmt_mbps;
 
 /// How a notice reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,7 +2,7 @@
 //! rates held, each active user's limit and its streams' pushes; and the pinned users.
 
 use crate::core::media::Account;
-use crate::core::rate::fmt_mbps;
+use crate::core::rate::Mbps;
 use crate::ids::ClientAddr;
 
 use super::{
@@ -179,8 +179,8 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
     {
         reason = format!(
             "kept: {} is within {hysteresis}% of the computed {}",
-            fmt_mbps(cur),
-            fmt_mbps(target)
+            Mbps(cur),
+            Mbps(target)
         );
         target = cur;
     }
@@ -248,7 +248,7 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
             reason = format!(
                 "{reason}; stream pushed {} to {}{source}",
                 p.direction.label(),
-                fmt_mbps(p.bitrate)
+                Mbps(p.bitrate)
             );
         }
     }
@@ -317,7 +317,7 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)])
                     .collect(),
                 current: u.limit,
                 target: pin as i64,
-                reason: format!("pinned at {} by {}", fmt_mbps(pin), set.by),
+                reason: format!("pinned at {} by {}", Mbps(pin), set.by),
             })
         })
         .collect()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::{Algorithm, Capacity};
 use crate::core::media::RateSource;
-use crate::core::rate::fmt_mbps;
+use crate::core::rate::Mbps;
 use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::network::{self, Location};
 
@@ -71,10 +71,10 @@ impl std::fmt::Display for Uncontrolled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Uncontrolled::StartedAbove { limit } => {
-                write!(f, "started above its limit of {}", fmt_mbps(*limit))
+                write!(f, "started above its limit of {}", Mbps(*limit))
             }
             Uncontrolled::IgnoredPush { pushed } => {
-                write!(f, "still above the {} it was pushed to", fmt_mbps(*pushed))
+                write!(f, "still above the {} it was pushed to", Mbps(*pushed))
             }
         }
     }
@@ -249,8 +249,8 @@ impl std::fmt::Display for Warning {
             } => write!(
                 f,
                 "overload: {users} remote users at their floor of {} need more than the budget of {}",
-                fmt_mbps(*floor),
-                fmt_mbps(*budget)
+                Mbps(*floor),
+                Mbps(*budget)
             ),
             Warning::TranscodeBeyondCapacity {
                 user_name,
@@ -272,7 +272,7 @@ impl std::fmt::Display for Warning {
                 f,
                 "{user_name} on {device} streams {} and {why}: this client ignores limits \
                  (Infuse, Kodi in native mode, some TVs do); it is counted at its real rate",
-                fmt_mbps(*rate)
+                Mbps(*rate)
             ),
         }
     }
@@ -331,7 +331,7 @@ impl Plan {
                 format!(
                     "{}: {}, {}.",
                     d.user_name,
-                    fmt_mbps(d.target.max(0) as u64),
+                    Mbps(d.target.max(0) as u64),
                     d.reason
                 )
             })
@@ -404,6 +404,6 @@ pub fn fmt_limit(bps: i64) -> String {
     if bps <= 0 {
         "0 (server default)".to_string()
     } else {
-        fmt_mbps(bps as u64)
+        Mbps(bps as u64).to_string()
     }
 }

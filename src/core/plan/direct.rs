@@ -73,7 +73,7 @@ pub(super) fn keep_direct(
             (videos, kept)
         })
         .unzip();
-    let ours: std::collections::HashSet<&SessionId> = active
+    let ours: crate::core::HashSet<&SessionId> = active
         .iter()
         .flat_map(|a| a.streams.iter().map(|s| &s.session_id))
         .collect();

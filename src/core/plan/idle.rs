@@ -1,14 +1,14 @@
 //! Steps 6 and 7: every idle managed user at the join share, and the users jellydemon changed
 //! that it no longer manages given their original back.
 
+use crate::core::HashMap;
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 
 use crate::config::MAX_JELLYFIN_LIMIT_BPS;
 use crate::core::allocate;
 use crate::core::allocate::Claimant;
 use crate::core::media::Account;
-use crate::core::rate::fmt_mbps;
+use crate::core::rate::Mbps;
 use crate::ids::UserId;
 
 use super::{Active, Context, Decision, Held, Role, ceiling_label, kept, pinned_decisions, rule};
@@ -68,11 +68,10 @@ pub(super) fn idle_decisions(
         }
         (share, unmanaged_bps + beside + reserved)
     };
-    let active_ids: std::collections::HashSet<&UserId> =
-        active.iter().map(|a| &a.user.id).collect();
-    let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::new();
+    let active_ids: crate::core::HashSet<&UserId> = active.iter().map(|a| &a.user.id).collect();
+    let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::default();
     let mut sorted_users: Vec<&Account> = cx.snapshot.users.iter().collect();
-    sorted_users.sort_by_cached_key(|u| u.name_str().to_lowercase());
+    sorted_users.sort_by(|a, b| crate::ids::name_order(a.name_str(), b.name_str()));
     let mut idle = Vec::new();
     for u in sorted_users {
         let uid = &u.id;
@@ -104,20 +103,20 @@ pub(super) fn idle_decisions(
             _ if target == bounds.ceiling && exact > bounds.ceiling => format!(
                 "join share capped by {} of {}",
                 ceiling_label(bounds.source),
-                fmt_mbps(bounds.ceiling)
+                Mbps(bounds.ceiling)
             ),
             rule::Term::Share => format!(
                 "join share: the fair share with one more, {} of {}",
-                fmt_mbps(with_one_more),
-                fmt_mbps(available)
+                Mbps(with_one_more),
+                Mbps(available)
             ),
             rule::Term::Headroom => format!(
                 "join share: the headroom beside {} held by remote streams",
-                fmt_mbps(beside)
+                Mbps(beside)
             ),
             rule::Term::Floor => format!(
                 "join share: the floor, {} held by remote streams leave less",
-                fmt_mbps(beside)
+                Mbps(beside)
             ),
         };
         if let Some(cur) = kept(current, target, bounds, hysteresis)
@@ -125,8 +124,8 @@ pub(super) fn idle_decisions(
         {
             reason = format!(
                 "kept: {} is within {hysteresis}% of the join share {}",
-                fmt_mbps(cur),
-                fmt_mbps(target)
+                Mbps(cur),
+                Mbps(target)
             );
             target = cur;
         }

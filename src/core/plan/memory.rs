@@ -15,7 +15,9 @@
 //! Its clock (`now` in the plans) is a [`Duration`] that starts at [`CLOCK_START`] when the
 //! process starts, so that times restored from before the start stay on it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::core::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -172,7 +174,7 @@ impl Memory {
     /// Remember the streams and limits of a plan made at `now`. Streams that stopped are
     /// forgotten; a stream that plays a new item starts a new memo.
     pub fn observe(&mut self, plan: &Plan, now: Duration) {
-        let mut streams = HashMap::with_capacity(self.streams.len());
+        let mut streams = HashMap::with_capacity_and_hasher(self.streams.len(), Default::default());
         for d in &plan.decisions {
             let mut clients = self
                 .users

@@ -3,7 +3,7 @@
 
 use crate::config::Algorithm;
 use crate::core::allocate::Bound;
-use crate::core::rate::fmt_mbps;
+use crate::core::rate::Mbps;
 
 use super::bounds::{Bounds, ceiling_label};
 use super::direct::Transcodes;
@@ -37,11 +37,11 @@ pub(super) fn idle_sentence(limits: &mut [u64]) -> String {
     let mut s = format!(
         "{n} idle user{} held at {}",
         if n == 1 { "" } else { "s" },
-        fmt_mbps(v)
+        Mbps(v)
     );
     let rest: Vec<String> = groups[1..]
         .iter()
-        .map(|&(n, v)| format!("{n} at {}", fmt_mbps(v)))
+        .map(|&(n, v)| format!("{n} at {}", Mbps(v)))
         .collect();
     match rest.len() {
         0 => {}
@@ -63,32 +63,29 @@ pub(super) fn active_reason(
     held_by_others: u64,
 ) -> String {
     match why.term {
-        rule::Term::Headroom => format!(
-            "headroom beside {} held by others",
-            fmt_mbps(held_by_others)
-        ),
+        rule::Term::Headroom => format!("headroom beside {} held by others", Mbps(held_by_others)),
         rule::Term::Floor if why.overloaded => format!(
             "floor {}: overload, the floors exceed the budget",
-            fmt_mbps(b.floor)
+            Mbps(b.floor)
         ),
         rule::Term::Floor => format!(
             "floor {}: {} held by others leave less",
-            fmt_mbps(b.floor),
-            fmt_mbps(held_by_others)
+            Mbps(b.floor),
+            Mbps(held_by_others)
         ),
         rule::Term::Share if why.share >= b.ceiling => format!(
             "capped by {} of {}",
             ceiling_label(b.source),
-            fmt_mbps(b.ceiling)
+            Mbps(b.ceiling)
         ),
         rule::Term::Share => match (algorithm, why.bound) {
             (Algorithm::Demand, Bound::Demand) => {
-                format!("its demand {}", fmt_mbps(why.share))
+                format!("its demand {}", Mbps(why.share))
             }
             _ => format!(
                 "fair share {} of {} among {}",
-                fmt_mbps(why.share),
-                fmt_mbps(why.available),
+                Mbps(why.share),
+                Mbps(why.available),
                 why.claimants
             ),
         },

@@ -14,7 +14,7 @@
 
 use crate::config::{Algorithm, DownloaderPriority, Settings};
 use crate::core::allocate::{self, Claimant};
-use crate::core::rate::fmt_mbps;
+use crate::core::rate::Mbps;
 
 /// One server whose total limit the plan sets, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +117,14 @@ pub fn others(
                 let kept = share.max(s.streaming_bps).min(available);
                 let mut reason = format!(
                     "its share of {} as one claimant beside {} remote user{}",
-                    fmt_mbps(available),
+                    Mbps(available),
                     users,
                     if users == 1 { "" } else { "s" }
                 );
                 if s.streaming_bps > share {
                     reason.push_str(&format!(
                         "; it streams {} now, kept for it until it follows",
-                        fmt_mbps(s.streaming_bps)
+                        Mbps(s.streaming_bps)
                     ));
                 }
                 ServerShare {
@@ -140,7 +140,7 @@ pub fn others(
                 kept: 0,
                 reason: format!(
                     "a newcomer's share of {}: it streams nothing outside the house now",
-                    fmt_mbps(available)
+                    Mbps(available)
                 ),
             },
         })
