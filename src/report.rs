@@ -184,7 +184,7 @@ pub fn pass_table(report: &PassReport) -> String {
             fmt_limit(d.current),
             fmt_limit(d.target),
             action,
-            d.reason.clone(),
+            d.reason.to_string(),
         ]);
     }
     out.push_str(&render(&rows));

@@ -66,10 +66,11 @@ pub use memory::Memory;
 pub use originals::Originals;
 
 use active::{active_decision, held, pinned_decisions, watch};
-use bounds::{Bounds, bounds, ceiling_label, effective, kept, quantize_keeping};
+use bounds::{Bounds, bounds, effective, kept, quantize_keeping};
 use direct::{keep_direct, server_transcodes};
 use idle::{idle_decisions, released, same_people, with_same_people};
-use reasons::{Why, active_reason};
+use reasons::Why;
+pub use reasons::{ActiveReason, ActiveTerm, JoinReason, Reason, TranscodeNote};
 pub use rule::Direction;
 
 /// Everything a plan is computed from.

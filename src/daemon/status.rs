@@ -550,7 +550,7 @@ fn decision_view(l: &LastPlan) -> DecisionView {
                 stream_rate_bps: d.stream_rate,
                 current_limit_bps: d.current,
                 limit_bps: d.target,
-                reason: d.reason.clone(),
+                reason: d.reason.to_string(),
                 stream_details: d
                     .streams
                     .iter()

@@ -294,7 +294,10 @@ async fn a_write_goes_ahead_when_our_own_earlier_write_landed_after_the_snapshot
         streams: vec![],
         current: 0,
         target: 20 * M,
-        reason: "test".into(),
+        reason: jellydemon::core::plan::Reason::Pinned {
+            pin: 20_000_000,
+            by: "test".into(),
+        },
     };
     assert_eq!(apply(&h.fleet(), &ledger, &d).await, WriteOutcome::Written);
     assert_eq!(h.fake.limit(&m.alice), 20 * M);

@@ -53,13 +53,14 @@ async fn one_friend_alone_direct_plays_a_remux_and_nobody_idle_is_held_at_the_fl
     let report = once(&h).await;
     assert!(h.fake.limit(&alice) >= 70 * M);
     assert_eq!(h.fake.limit(&bob), 18 * M);
-    let why = &report
+    let why = report
         .outcomes
         .iter()
         .find(|o| o.decision.user_name == "bob")
         .unwrap()
         .decision
-        .reason;
+        .reason
+        .to_string();
     assert!(why.contains("headroom beside 72 Mbps"), "{why}");
 
     // The daemon decides the same.

@@ -84,7 +84,7 @@ impl Recorder {
                 from_bps: d.current,
                 to_bps: d.target,
                 pushes: d.pushes().count() as u32,
-                reason: d.reason.clone(),
+                reason: d.reason.to_string(),
             }));
         }
         out

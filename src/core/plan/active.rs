@@ -2,13 +2,13 @@
 //! rates held, each active user's limit and its streams' pushes; and the pinned users.
 
 use crate::core::media::Account;
-use crate::core::rate::Mbps;
 use crate::ids::ClientAddr;
 
+use super::reasons::{ActiveReason, ActiveTerm, Reason, TranscodeNote, active_term};
 use super::{
     Active, Context, Decision, Direction, Held, PUSH_SETTLE, Push, Role, STOP_GRACE, Stream,
-    StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, active_reason, effective,
-    kept, quantize_keeping, rule, transcode,
+    StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, effective, kept,
+    quantize_keeping, rule, transcode,
 };
 
 /// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
@@ -167,36 +167,37 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
     }
     let k = a.streams.len() as u64;
     let mut target = limit;
-    let mut reason = active_reason(
-        cx.settings.bandwidth.algorithm,
-        &Why { term, ..why },
-        a.bounds,
-        others,
-    );
+    let mut reason = ActiveReason {
+        term: active_term(
+            cx.settings.bandwidth.algorithm,
+            &Why { term, ..why },
+            a.bounds,
+            others,
+        ),
+        streams: k,
+        transcode: None,
+        pushes: Vec::new(),
+    };
     if let Some(cur) = kept(a.current, target, a.bounds, hysteresis)
         .filter(|&c| !pushes && (c <= target || c <= b.saturating_sub(others)) && c >= most)
         .filter(|&c| direct_at.is_none_or(|d| c >= d))
     {
-        reason = format!(
-            "kept: {} is within {hysteresis}% of the computed {}",
-            Mbps(cur),
-            Mbps(target)
-        );
+        reason.term = ActiveTerm::Kept {
+            current: cur,
+            hysteresis,
+            computed: target,
+        };
         target = cur;
     }
-    if k > 1 {
-        reason = format!("{reason}, for each of {k} streams");
-    }
     if let Some((t, i)) = why.transcodes {
-        let capacity = t.load.capacity.describe();
+        let capacity = t.load.capacity;
         if t.promoted[i] && direct_at.is_some() {
-            reason = format!("{reason}; kept direct play: the server transcodes {capacity}");
+            reason.transcode = Some(TranscodeNote::KeptDirect { capacity });
         } else if t.load.beyond && forces_transcode(videos, target) {
-            reason = format!(
-                "{reason}; forces a transcode beyond capacity ({} video transcodes, the server \
-                 runs {capacity})",
-                t.load.count.total()
-            );
+            reason.transcode = Some(TranscodeNote::Beyond {
+                transcodes: t.load.count.total(),
+                capacity,
+            });
         }
     }
     let limit = target;
@@ -238,20 +239,13 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
             }
         })
         .collect();
-    for s in &streams {
-        if let Some(p) = s.push {
-            let source = if s.source == Some(p.bitrate) {
-                ", its source rate"
-            } else {
-                ""
-            };
-            reason = format!(
-                "{reason}; stream pushed {} to {}{source}",
-                p.direction.label(),
-                Mbps(p.bitrate)
-            );
-        }
-    }
+    reason.pushes = streams
+        .iter()
+        .filter_map(|s| {
+            let p = s.push?;
+            Some((p.direction, p.bitrate, s.source == Some(p.bitrate)))
+        })
+        .collect();
     let mut endpoints: Vec<ClientAddr> = a.streams.iter().map(|s| s.ip).collect();
     endpoints.sort_unstable();
     endpoints.dedup();
@@ -264,7 +258,7 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
         streams,
         current: a.current,
         target: target as i64,
-        reason,
+        reason: Reason::Active(reason),
     }
 }
 
@@ -317,7 +311,10 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)])
                     .collect(),
                 current: u.limit,
                 target: pin as i64,
-                reason: format!("pinned at {} by {}", Mbps(pin), set.by),
+                reason: Reason::Pinned {
+                    pin,
+                    by: set.by.clone(),
+                },
             })
         })
         .collect()

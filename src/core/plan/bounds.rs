@@ -6,7 +6,7 @@ use crate::core::allocate;
 
 /// Which cap bounds a user's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CeilingSource {
+pub enum CeilingSource {
     MaxPerUser,
     OwnLimit,
     ServerLimit,

@@ -10,7 +10,7 @@ use crate::ids::{ClientAddr, DeviceName, SessionId, UserId, UserName};
 use crate::network::{self, Location};
 
 use super::ServerShare;
-use super::reasons::idle_sentence;
+use super::reasons::{Reason, idle_sentence};
 use super::rule::Direction;
 use super::transcode;
 
@@ -125,8 +125,8 @@ pub struct Decision {
     pub current: i64,
     /// The limit the user should have.
     pub target: i64,
-    /// One line a human can read: which term decided the limit.
-    pub reason: String,
+    /// Which term decided the limit (in words when shown).
+    pub reason: Reason,
 }
 
 impl Decision {

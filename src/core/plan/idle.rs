@@ -8,10 +8,10 @@ use crate::config::MAX_JELLYFIN_LIMIT_BPS;
 use crate::core::allocate;
 use crate::core::allocate::Claimant;
 use crate::core::media::Account;
-use crate::core::rate::Mbps;
 use crate::ids::UserId;
 
-use super::{Active, Context, Decision, Held, Role, ceiling_label, kept, pinned_decisions, rule};
+use super::reasons::{JoinReason, Reason};
+use super::{Active, Context, Decision, Held, Role, kept, pinned_decisions, rule};
 
 /// Step 6: every idle managed user at the join share, `max(floor, min(fair share with one
 /// more claimant, budget - Σ h))`, beside what the streams will hold once the newcomer is
@@ -100,33 +100,25 @@ pub(super) fn idle_decisions(
         let mut target =
             allocate::quantize(exact, cx.budget.step_bps, bounds.floor, bounds.ceiling);
         let mut reason = match term {
-            _ if target == bounds.ceiling && exact > bounds.ceiling => format!(
-                "join share capped by {} of {}",
-                ceiling_label(bounds.source),
-                Mbps(bounds.ceiling)
-            ),
-            rule::Term::Share => format!(
-                "join share: the fair share with one more, {} of {}",
-                Mbps(with_one_more),
-                Mbps(available)
-            ),
-            rule::Term::Headroom => format!(
-                "join share: the headroom beside {} held by remote streams",
-                Mbps(beside)
-            ),
-            rule::Term::Floor => format!(
-                "join share: the floor, {} held by remote streams leave less",
-                Mbps(beside)
-            ),
+            _ if target == bounds.ceiling && exact > bounds.ceiling => JoinReason::Capped {
+                source: bounds.source,
+                ceiling: bounds.ceiling,
+            },
+            rule::Term::Share => JoinReason::Share {
+                with_one_more,
+                available,
+            },
+            rule::Term::Headroom => JoinReason::Headroom { beside },
+            rule::Term::Floor => JoinReason::Floor { beside },
         };
         if let Some(cur) = kept(current, target, bounds, hysteresis)
             .filter(|&c| c <= target || c <= b.saturating_sub(beside))
         {
-            reason = format!(
-                "kept: {} is within {hysteresis}% of the join share {}",
-                Mbps(cur),
-                Mbps(target)
-            );
+            reason = JoinReason::Kept {
+                current: cur,
+                hysteresis,
+                share: target,
+            };
             target = cur;
         }
         idle.push(Decision {
@@ -138,7 +130,7 @@ pub(super) fn idle_decisions(
             streams: Vec::new(),
             current,
             target: target as i64,
-            reason,
+            reason: Reason::Join(reason),
         });
     }
     idle
@@ -159,7 +151,7 @@ pub(super) fn released(cx: &Context) -> Vec<Decision> {
                 streams: Vec::new(),
                 current: u.limit,
                 target: original,
-                reason: "no longer managed: original limit restored".into(),
+                reason: Reason::Released,
             })
         })
         .collect()
@@ -209,10 +201,10 @@ pub(super) fn with_same_people(
                 streams: Vec::new(),
                 current: u.limit,
                 target: d.target,
-                reason: format!(
-                    "the same person as {} (match_users_by_name): {}",
-                    d.user_name, d.reason
-                ),
+                reason: Reason::SamePerson {
+                    of: d.user_name.clone(),
+                    reason: Box::new(d.reason.clone()),
+                },
             });
         }
         out.push(d);

@@ -56,7 +56,10 @@ fn the_same_person_on_two_servers_is_one_claimant_when_matched_by_name() {
     assert_eq!(mirror.target, bob.target);
     assert_eq!(mirror.current, 7 * M);
     assert!(
-        mirror.reason.starts_with("the same person as bob"),
+        mirror
+            .reason
+            .to_string()
+            .starts_with("the same person as bob"),
         "{}",
         mirror.reason
     );
