@@ -40,15 +40,20 @@ pub fn normalize_guid(id: &str) -> String {
 }
 
 /// The order people read names in: as their lowercase forms compare (`str::to_lowercase`),
-/// without allocating when both are ASCII (a plan sorts every user by name twice).
+/// without allocating while both are ASCII (a plan sorts every user by name twice).
 pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        a.bytes()
-            .map(|c| c.to_ascii_lowercase())
-            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
-    } else {
-        a.to_lowercase().cmp(&b.to_lowercase())
+    for (&x, &y) in a.as_bytes().iter().zip(b.as_bytes()) {
+        if !(x.is_ascii() && y.is_ascii()) {
+            return a.to_lowercase().cmp(&b.to_lowercase());
+        }
+        let (x, y) = (x.to_ascii_lowercase(), y.to_ascii_lowercase());
+        if x != y {
+            return x.cmp(&y);
+        }
     }
+    // One is a prefix of the other, in ASCII: the longer one's rest lowercases to at least a
+    // character, so the shorter comes first.
+    a.len().cmp(&b.len())
 }
 
 /// Between the name of another server (`[[server]]`) and the id its user or session has
@@ -308,8 +313,15 @@ mod tests {
     proptest::proptest! {
         /// The same order as comparing the lowercase forms, for any names.
         #[test]
-        fn names_order_as_their_lowercase_forms(a in "[a-zA-Z0-9 _.-]{0,12}|.{0,12}", b in "[a-zA-Z0-9 _.-]{0,12}|.{0,12}") {
+        fn names_order_as_their_lowercase_forms(
+            prefix in "[a-zA-Z]{0,4}",
+            a in "[a-zA-Z0-9 _.-]{0,12}|.{0,12}",
+            b in "[a-zA-Z0-9 _.-]{0,12}|.{0,12}",
+        ) {
+            // Often with a common start, in either case.
+            let (a, b) = (format!("{prefix}{a}"), format!("{}{b}", prefix.to_uppercase()));
             proptest::prop_assert_eq!(name_order(&a, &b), a.to_lowercase().cmp(&b.to_lowercase()));
+            proptest::prop_assert_eq!(name_order(&b, &a), b.to_lowercase().cmp(&a.to_lowercase()));
         }
     }
 }

@@ -5,6 +5,8 @@
 //! history's plays and the engine's model read nothing else, so none of them decodes a
 //! server's objects again.
 
+use std::sync::Arc;
+
 use crate::ids::{DeviceId, DeviceName, SessionId, UserId, UserName, normalize_guid};
 
 /// The command that makes a client re-negotiate its stream under the user's current limit.
@@ -121,7 +123,7 @@ pub struct Playback {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Playing {
     /// The item's id, normalized; "" when the server gives none.
-    pub item: String,
+    pub item: Arc<str>,
     /// "Movie", "Episode", … when known.
     pub kind: Option<String>,
     /// The item's bitrate as stored in the library (video plus the selected audio), bits/s:
@@ -181,7 +183,7 @@ impl Playback {
         let source = source_rate(reported(video_bitrate), reported(audio_bitrate));
         self.paused = paused;
         self.playing = Some(Playing {
-            item: item.map(normalize_guid).unwrap_or_default(),
+            item: item.map(normalize_guid).unwrap_or_default().into(),
             kind: None,
             source,
             rate: source.map(RateSource::MediaStreams),
@@ -220,7 +222,7 @@ mod tests {
         let mut p = idle();
         p.start(Some("AB-CD"), Some(8_000_000), Some(192_000), false);
         let now = p.playing.as_ref().unwrap();
-        assert_eq!(now.item, "abcd");
+        assert_eq!(&*now.item, "abcd");
         assert_eq!(now.source, Some(8_192_000));
         assert_eq!(p.rate(), Some(RateSource::MediaStreams(8_192_000)));
         assert!(now.video && now.transcode.is_none());

@@ -43,9 +43,8 @@ pub mod transcode;
 
 pub use servers::{ServerClaim, ServerShare};
 
-use std::collections::BTreeMap;
-
 use crate::core::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -213,7 +212,7 @@ impl Context<'_> {
 /// A running stream as the planner sees it.
 struct Stream {
     session_id: SessionId,
-    item_id: String,
+    item_id: Arc<str>,
     device: DeviceName,
     supports_push: bool,
     ip: ClientAddr,
@@ -430,9 +429,9 @@ fn classify(
     count_paused: bool,
     same: &HashMap<UserId, UserId>,
     warnings: &mut Vec<Warning>,
-) -> (Vec<SessionView>, BTreeMap<UserId, Vec<Stream>>) {
+) -> (Vec<SessionView>, Vec<(UserId, Vec<Stream>)>) {
     let mut views = Vec::with_capacity(snapshot.sessions.len());
-    let mut remote_by_user: BTreeMap<UserId, Vec<Stream>> = BTreeMap::new();
+    let mut remote_by_user: HashMap<UserId, Vec<Stream>> = HashMap::default();
     for s in snapshot.sessions {
         let location = network::classify(s.endpoint.as_deref(), snapshot.ranges);
         let user_id = s.user_id.clone();
@@ -492,6 +491,9 @@ fn classify(
     ) {
         warnings.push(Warning::ProxySuspect(ip));
     }
+    // In the order of the users' ids, whatever the order of the sessions.
+    let mut remote_by_user: Vec<_> = remote_by_user.into_iter().collect();
+    remote_by_user.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     (views, remote_by_user)
 }
 
@@ -499,7 +501,7 @@ fn classify(
 /// at their rate. Each stream is checked against the memory for a client ignoring limits.
 fn claimants<'a>(
     cx: &Context<'a>,
-    remote_by_user: BTreeMap<UserId, Vec<Stream>>,
+    remote_by_user: Vec<(UserId, Vec<Stream>)>,
     warnings: &mut Vec<Warning>,
 ) -> Claimants<'a> {
     let mut out = Claimants {

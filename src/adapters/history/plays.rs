@@ -198,7 +198,7 @@ pub fn seen(
                 .unwrap_or(0);
             Some(Seen {
                 session_id: s.id.as_str().to_string(),
-                item_id: now.item.clone(),
+                item_id: now.item.to_string(),
                 user_id: user_id.as_str().to_string(),
                 user: s
                     .user_name

@@ -299,7 +299,7 @@ impl From<&Session> for Playback {
             supports_push: s.supports(crate::core::media::PUSH_COMMAND),
             paused: s.is_paused(),
             playing: s.now_playing_item.as_ref().map(|item| Playing {
-                item: s.item_key(),
+                item: s.item_key().into(),
                 kind: item.item_type.clone(),
                 source: s.source_rate(),
                 rate: s.stream_rate(),

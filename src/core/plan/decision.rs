@@ -1,6 +1,7 @@
 //! What a plan decides: one [`Decision`] per managed user, the pushes, the warnings, and the
 //! [`Plan`] that holds them. Data only; `src/core/plan.rs` computes it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Algorithm, Capacity};
@@ -86,7 +87,7 @@ pub struct StreamRef {
     /// The session that plays it.
     pub session_id: SessionId,
     /// The item playing (normalized id, "" when unknown).
-    pub item_id: String,
+    pub item_id: Arc<str>,
     /// Client and device, e.g. "Jellyfin Web on Firefox".
     pub device: DeviceName,
     /// Its source bitrate (video plus selected audio), when known.

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::core::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ pub const CLOCK_START: Duration = Duration::from_secs(6 * 3600);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamMemo {
     /// The item playing (normalized id); a new item starts a new memo.
-    pub item: String,
+    pub item: Arc<str>,
     /// The highest limit the stream's user can have had when the item started (bits/s);
     /// `None`: no limit was in force.
     pub start_bound: Option<u64>,
@@ -124,7 +125,7 @@ struct SavedUser {
 impl Memory {
     /// The memo of `session` if it still plays `item`.
     pub fn stream(&self, session: &SessionId, item: &str) -> Option<&StreamMemo> {
-        self.streams.get(session).filter(|m| m.item == item)
+        self.streams.get(session).filter(|m| *m.item == *item)
     }
 
     /// The largest limit `user` can have had since the last plan (its reading then, what
@@ -264,7 +265,7 @@ impl Memory {
                 .iter()
                 .map(|(id, m)| {
                     let s = SavedStream {
-                        item: m.item.clone(),
+                        item: m.item.to_string(),
                         start_bound: m.start_bound,
                         last_push: m.last_push.map(|(at, b)| (wall(at), b)),
                         pushes: m.pushes,
@@ -306,7 +307,7 @@ impl Memory {
                 .into_iter()
                 .map(|(id, s)| {
                     let m = StreamMemo {
-                        item: s.item,
+                        item: s.item.into(),
                         start_bound: s.start_bound,
                         last_push: s.last_push.and_then(|(t, b)| clock(t).map(|at| (at, b))),
                         pushes: s.pushes,
