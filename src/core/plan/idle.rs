@@ -70,14 +70,16 @@ pub(super) fn idle_decisions(
     };
     let active_ids: crate::core::HashSet<&UserId> = active.iter().map(|a| &a.user.id).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::default();
-    let mut sorted_users: Vec<&Account> = cx.snapshot.users.iter().collect();
+    let mut sorted_users: Vec<&Account> = cx
+        .snapshot
+        .users
+        .iter()
+        .filter(|u| !active_ids.contains(&u.id) && cx.managed(u) && !same.contains_key(&u.id))
+        .collect();
     sorted_users.sort_by(|a, b| crate::ids::name_order(a.name_str(), b.name_str()));
-    let mut idle = Vec::new();
+    let mut idle = Vec::with_capacity(sorted_users.len());
     for u in sorted_users {
         let uid = &u.id;
-        if active_ids.contains(uid) || !cx.managed(u) || same.contains_key(uid) {
-            continue;
-        }
         if cx.pin(u).is_some() {
             idle.extend(pinned_decisions(cx, &[(u, Vec::new())]));
             continue;
