@@ -155,16 +155,17 @@ fn effective_claimants(
         .collect()
 }
 
-/// A breakpoint `value / weight` of the level function.
+/// A breakpoint `value / weight` of the level function. Both halves are `u64`, so a
+/// comparison is two 64-by-64-bit products.
 #[derive(Clone, Copy, Debug)]
 struct Frac {
-    num: u128,
-    den: u128,
+    num: u64,
+    den: u64,
 }
 
 impl Frac {
     fn cmp(&self, other: &Frac) -> Ordering {
-        (self.num * other.den).cmp(&(other.num * self.den))
+        (self.num as u128 * other.den as u128).cmp(&(other.num as u128 * self.den as u128))
     }
 }
 
@@ -183,28 +184,34 @@ struct Sorted {
 
 impl Sorted {
     fn new(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64) -> Sorted {
-        let frac = |c: &Claimant| Frac {
-            num: value_of(c) as u128,
-            den: c.weight_milli as u128,
-        };
-        let mut order: Vec<u32> = (0..cs.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| frac(&cs[a as usize]).cmp(&frac(&cs[b as usize])));
+        // Sorted with the keys beside the indices: no lookup into `cs` per comparison.
+        let mut keyed: Vec<(Frac, u32)> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let f = Frac {
+                    num: value_of(c),
+                    den: c.weight_milli,
+                };
+                (f, i as u32)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut rank = vec![0; cs.len()];
         let mut value = Vec::with_capacity(cs.len() + 1);
         let mut weight = Vec::with_capacity(cs.len() + 1);
         let (mut v, mut w) = (0u128, 0u128);
         value.push(0);
         weight.push(0);
-        for (k, &i) in order.iter().enumerate() {
-            let i = i as usize;
-            rank[i] = k;
-            v += value_of(&cs[i]) as u128;
-            w += cs[i].weight_milli as u128;
+        for (k, &(f, i)) in keyed.iter().enumerate() {
+            rank[i as usize] = k;
+            v += f.num as u128;
+            w += f.den as u128;
             value.push(v);
             weight.push(w);
         }
         Sorted {
-            fracs: order.iter().map(|&i| frac(&cs[i as usize])).collect(),
+            fracs: keyed.into_iter().map(|(f, _)| f).collect(),
             value,
             weight,
             rank,
@@ -227,7 +234,8 @@ impl Sorted {
 /// One claimant's term of the level function, `clamp(w·λ, floor, ceiling)`, scaled by the
 /// denominator of `λ`.
 fn term(weight: u64, floor: u64, ceiling: u64, level: &Frac) -> u128 {
-    (weight as u128 * level.num).clamp(floor as u128 * level.den, ceiling as u128 * level.den)
+    let (num, den) = (level.num as u128, level.den as u128);
+    (weight as u128 * num).clamp(floor as u128 * den, ceiling as u128 * den)
 }
 
 /// The level function `G(λ) = Σ clamp(wᵢ·λ, floorᵢ, ceilingᵢ)` of a set of claimants
@@ -273,8 +281,8 @@ impl<'a> Levels<'a> {
         let n = self.cs.len();
         let pinned_weight =
             self.ceilings.weight[k] + (self.floors.weight[n] - self.floors.weight[j]);
-        (self.ceilings.value[k] + (self.floors.value[n] - self.floors.value[j])) * level.den
-            + (self.total_weight - pinned_weight) * level.num
+        (self.ceilings.value[k] + (self.floors.value[n] - self.floors.value[j])) * level.den as u128
+            + (self.total_weight - pinned_weight) * level.num as u128
     }
 
     /// The neighbouring breakpoints around `budget`, given `g` (the level function, scaled)
@@ -288,7 +296,7 @@ impl<'a> Levels<'a> {
         g: impl Fn(&Frac) -> u128,
         replaced: Option<(usize, Frac)>,
     ) -> (Frac, Frac) {
-        let fits = |f: &Frac| g(f) <= budget * f.den;
+        let fits = |f: &Frac| g(f) <= budget * f.den as u128;
         let mut below: Option<Frac> = None;
         let mut above: Option<Frac> = None;
         let mut offer = |f: Frac| {
@@ -345,13 +353,13 @@ impl<'a> Levels<'a> {
 
 /// Where a claimant stands in a segment.
 fn pinned_in(c: &Claimant, seg: &Segment) -> Option<u64> {
-    let w = c.weight_milli as u128;
+    let w = c.weight_milli;
     let ceiling_pt = Frac {
-        num: c.ceiling as u128,
+        num: c.ceiling,
         den: w,
     };
     let floor_pt = Frac {
-        num: c.floor as u128,
+        num: c.floor,
         den: w,
     };
     if ceiling_pt.cmp(&seg.below) != Ordering::Greater {
@@ -441,8 +449,8 @@ pub fn fair_by_demand_lifted(
                     + term(w, new.floor, new.ceiling, l)
             };
             let raised = Frac {
-                num: new.ceiling as u128,
-                den: w as u128,
+                num: new.ceiling,
+                den: w,
             };
             let (below, above) = levels.bracket(budget, g, Some((levels.ceilings.rank[i], raised)));
             // The pinned sums of the others, then this claimant as raised.

@@ -162,21 +162,19 @@ fn water_fill_oracle(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
         cs.iter()
             .map(|c| {
                 let w = c.weight_milli as u128;
-                (w * l.num).clamp(c.floor as u128 * l.den, c.ceiling as u128 * l.den)
+                let (num, den) = (l.num as u128, l.den as u128);
+                (w * num).clamp(c.floor as u128 * den, c.ceiling as u128 * den)
             })
             .sum()
     };
     let mut points: Vec<Frac> = cs
         .iter()
         .flat_map(|c| {
-            let den = c.weight_milli as u128;
+            let den = c.weight_milli;
             [
+                Frac { num: c.floor, den },
                 Frac {
-                    num: c.floor as u128,
-                    den,
-                },
-                Frac {
-                    num: c.ceiling as u128,
+                    num: c.ceiling,
                     den,
                 },
             ]
@@ -186,7 +184,7 @@ fn water_fill_oracle(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
     let (mut lo, mut hi) = (0usize, points.len() - 1);
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
-        if level_sum(points[mid]) <= budget * points[mid].den {
+        if level_sum(points[mid]) <= budget * points[mid].den as u128 {
             lo = mid;
         } else {
             hi = mid;
@@ -199,12 +197,12 @@ fn water_fill_oracle(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
     for c in cs {
         let w = c.weight_milli as u128;
         let ceiling_pt = Frac {
-            num: c.ceiling as u128,
-            den: w,
+            num: c.ceiling,
+            den: c.weight_milli,
         };
         let floor_pt = Frac {
-            num: c.floor as u128,
-            den: w,
+            num: c.floor,
+            den: c.weight_milli,
         };
         if ceiling_pt.cmp(&below) != Ordering::Greater {
             rest -= c.ceiling as u128;

@@ -226,16 +226,10 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
                     bitrate: carried,
                 });
             StreamRef {
-                session_id: s.session_id.clone(),
-                item_id: s.item_id.clone(),
-                device: s.device.clone(),
-                source: s.source,
-                rate: s.rate,
-                supports_push: s.supports_push,
-                held: if push.is_some() { carried } else { held },
                 push,
                 uncontrolled: w.uncontrolled,
                 start_bound: w.start_bound,
+                ..stream_ref(s, if push.is_some() { carried } else { held })
             }
         })
         .collect();
@@ -246,14 +240,11 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
             Some((p.direction, p.bitrate, s.source == Some(p.bitrate)))
         })
         .collect();
-    let mut endpoints: Vec<ClientAddr> = a.streams.iter().map(|s| s.ip).collect();
-    endpoints.sort_unstable();
-    endpoints.dedup();
     Decision {
         user_id: a.user.id.clone(),
         user_name: a.user.display_name(),
         role: Role::Active { streams: k as u32 },
-        endpoints,
+        endpoints: endpoints(&a.streams),
         stream_rate: a.streams.iter().filter_map(|s| s.rate).sum(),
         streams,
         current: a.current,
@@ -279,9 +270,6 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)])
         .filter_map(|(u, streams)| {
             let pin = cx.pin(u)?;
             let set = cx.snapshot.overrides.users.get(u.id.as_str())?;
-            let mut endpoints: Vec<ClientAddr> = streams.iter().map(|s| s.ip).collect();
-            endpoints.sort_unstable();
-            endpoints.dedup();
             Some(Decision {
                 user_id: u.id.clone(),
                 user_name: u.display_name(),
@@ -292,22 +280,11 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)])
                         streams: streams.len() as u32,
                     }
                 },
-                endpoints,
+                endpoints: endpoints(streams),
                 stream_rate: streams.iter().filter_map(|s| s.rate).sum(),
                 streams: streams
                     .iter()
-                    .map(|s| StreamRef {
-                        session_id: s.session_id.clone(),
-                        item_id: s.item_id.clone(),
-                        device: s.device.clone(),
-                        source: s.source,
-                        rate: s.rate,
-                        supports_push: s.supports_push,
-                        held: s.rate.unwrap_or(cx.default_rate()).min(pin),
-                        push: None,
-                        uncontrolled: None,
-                        start_bound: None,
-                    })
+                    .map(|s| stream_ref(s, s.rate.unwrap_or(cx.default_rate()).min(pin)))
                     .collect(),
                 current: u.limit,
                 target: pin as i64,
@@ -318,4 +295,28 @@ pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)])
             })
         })
         .collect()
+}
+
+/// A stream as its decision names it, holding `held`, with no push.
+fn stream_ref(s: &Stream, held: u64) -> StreamRef {
+    StreamRef {
+        session_id: s.session_id.clone(),
+        item_id: s.item_id.clone(),
+        device: s.device.clone(),
+        source: s.source,
+        rate: s.rate,
+        supports_push: s.supports_push,
+        held,
+        push: None,
+        uncontrolled: None,
+        start_bound: None,
+    }
+}
+
+/// The addresses the streams come from, each once, in order.
+fn endpoints(streams: &[Stream]) -> Vec<ClientAddr> {
+    let mut out: Vec<ClientAddr> = streams.iter().map(|s| s.ip).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
