@@ -21,7 +21,8 @@
 //!    weight, reserve), [`core::allocate`] (weighted water-filling) and [`core::plan`] (the
 //!    rule that sets limits, one function per step; `plan::memory` is what the daemon
 //!    remembers between plans; `plan::transcode` keeps streams direct within
-//!    `[transcoding] capacity`; the originals come in as data, `plan::Originals`);
+//!    `[transcoding] capacity`; the originals come in as data, `plan::Originals`; each
+//!    decision's reason is a value, `plan::Reason`, put in words only when shown);
 //! 4. [`adapters`], the outside world in the core's terms: [`adapters::webhook`] (the
 //!    plugins' bodies), [`adapters::jellyfin`] (the client and DTOs, lossless policy
 //!    read-modify-write, the fleet of servers), [`adapters::downloader`] (the torrent clients,

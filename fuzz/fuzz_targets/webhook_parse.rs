@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = jellydemon::webhook::parse(data);
+    let _ = jellydemon::adapters::webhook::parse(data);
 });
