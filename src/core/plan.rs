@@ -261,17 +261,37 @@ struct Claimants<'a> {
     streaming: u64,
 }
 
-/// Step 4's result, per active user and stream.
+/// Step 4's result, per active user and stream: flat, user `i`'s streams at
+/// `starts[i]..starts[i + 1]` (one allocation per figure, not one per user).
 struct Held {
-    running: Vec<Vec<rule::Running>>,
+    starts: Vec<usize>,
+    running: Vec<rule::Running>,
     /// `h(s)` and the push that gets it there.
-    held: Vec<Vec<(u64, Option<Direction>)>>,
+    held: Vec<(u64, Option<Direction>)>,
     total: u64,
     /// What each stream counts for in the other users' limits: a pushable one at most at its
     /// share, since it is pushed down when another user's next item needs the room.
-    counted: Vec<Vec<u64>>,
+    counted: Vec<u64>,
     counted_total: u64,
     wake_at: Option<Duration>,
+}
+
+impl Held {
+    fn span(&self, i: usize) -> std::ops::Range<usize> {
+        self.starts[i]..self.starts[i + 1]
+    }
+    /// Active user `i`'s streams as step 4 saw them.
+    fn running(&self, i: usize) -> &[rule::Running] {
+        &self.running[self.span(i)]
+    }
+    /// Active user `i`'s held rates and pushes.
+    fn held(&self, i: usize) -> &[(u64, Option<Direction>)] {
+        &self.held[self.span(i)]
+    }
+    /// What active user `i`'s streams count for in the others' limits.
+    fn counted(&self, i: usize) -> &[u64] {
+        &self.counted[self.span(i)]
+    }
 }
 
 /// Compute the plan at time `now` (on the clock of `memory`; one-shot commands pass an empty

@@ -65,58 +65,43 @@ pub(super) fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps
         .last_stop()
         .map(|t| t + STOP_GRACE)
         .filter(|end| *end > cx.now);
-    let running: Vec<Vec<rule::Running>> = active
-        .iter()
-        .zip(share)
-        .map(|(a, &share)| {
-            let k = a.streams.len() as u64;
-            a.streams
-                .iter()
-                .zip(&a.watched)
-                .map(|(s, w)| {
-                    let pushable =
-                        daemon.push.down() && s.supports_push && w.uncontrolled.is_none();
-                    rule::Running {
-                        rate: w.rate,
-                        cap: s.source.map_or(share, |src| src.min(share)),
-                        floor: a.bounds.floor,
-                        weight_milli: (a.claimant.weight_milli / k).max(1),
-                        down: pushable,
-                        up: pushable
-                            && daemon.push.up()
-                            && w.cooldown_ends.is_none()
-                            && grace_ends.is_none()
-                            && s.source.is_some(),
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    let flat: Vec<rule::Running> = running.iter().flatten().copied().collect();
-    let mut flat_held =
-        rule::held_rates(&flat, cx.budget.budget_bps, unmanaged_bps, threshold).into_iter();
-    let held: Vec<Vec<(u64, Option<Direction>)>> = running
-        .iter()
-        .map(|r| flat_held.by_ref().take(r.len()).collect())
-        .collect();
-    let total = unmanaged_bps + held.iter().flatten().map(|(h, _)| h).sum::<u64>();
-    let counted: Vec<Vec<u64>> = held
+    // Every active user's streams one after the other: user `i`'s are `starts[i]..starts[i + 1]`.
+    let mut starts = Vec::with_capacity(active.len() + 1);
+    let mut running = Vec::with_capacity(active.iter().map(|a| a.streams.len()).sum());
+    for (a, &share) in active.iter().zip(share) {
+        starts.push(running.len());
+        let k = a.streams.len() as u64;
+        running.extend(a.streams.iter().zip(&a.watched).map(|(s, w)| {
+            let pushable = daemon.push.down() && s.supports_push && w.uncontrolled.is_none();
+            rule::Running {
+                rate: w.rate,
+                cap: s.source.map_or(share, |src| src.min(share)),
+                floor: a.bounds.floor,
+                weight_milli: (a.claimant.weight_milli / k).max(1),
+                down: pushable,
+                up: pushable
+                    && daemon.push.up()
+                    && w.cooldown_ends.is_none()
+                    && grace_ends.is_none()
+                    && s.source.is_some(),
+            }
+        }));
+    }
+    starts.push(running.len());
+    let held = rule::held_rates(&running, cx.budget.budget_bps, unmanaged_bps, threshold);
+    let total = unmanaged_bps + held.iter().map(|(h, _)| h).sum::<u64>();
+    let counted: Vec<u64> = held
         .iter()
         .zip(&running)
-        .map(|(h, r)| {
-            h.iter()
-                .zip(r)
-                .map(|((h, _), r)| if r.down { (*h).min(r.cap) } else { *h })
-                .collect()
-        })
+        .map(|((h, _), r)| if r.down { (*h).min(r.cap) } else { *h })
         .collect();
-    let counted_total = unmanaged_bps + counted.iter().flatten().sum::<u64>();
+    let counted_total = unmanaged_bps + counted.iter().sum::<u64>();
     // When a stream held low waits only for its cooldown or the grace after a stop, plan again
     // when they end.
     let wake_at = active
         .iter()
+        .flat_map(|a| &a.watched)
         .zip(&running)
-        .flat_map(|(a, r)| a.watched.iter().zip(r))
         .filter(|(_, r)| {
             r.down && daemon.push.up() && rule::worth_raising(r.rate, r.cap, threshold)
         })
@@ -126,6 +111,7 @@ pub(super) fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps
         })
         .min();
     Held {
+        starts,
         running,
         held,
         total,
@@ -140,13 +126,13 @@ pub(super) fn held(cx: &Context, active: &[Active], share: &[u64], unmanaged_bps
 pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why: Why) -> Decision {
     let b = cx.budget.budget_bps;
     let hysteresis = cx.settings.bandwidth.hysteresis_percent;
-    let least = h.counted[i].iter().copied().min().unwrap_or(0);
-    let most = h.held[i].iter().map(|(h, _)| *h).max().unwrap_or(0);
+    let least = h.counted(i).iter().copied().min().unwrap_or(0);
+    let most = h.held(i).iter().map(|(h, _)| *h).max().unwrap_or(0);
     // The user's next item replaces one of its streams: the one that holds least is the worst
     // case.
     let others = h.counted_total - least;
     let (exact, term) = rule::active_limit(why.share, b, others, a.bounds.floor);
-    let pushes = h.held[i].iter().any(|(_, d)| d.is_some());
+    let pushes = h.held(i).iter().any(|(_, d)| d.is_some());
     let mut limit = quantize_keeping(exact, cx.budget.step_bps, a.bounds, most);
     // With a transcode capacity, neither rounding nor the hysteresis leaves a video below its
     // source when the exact limit lets it play direct.
@@ -205,7 +191,7 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
         .streams
         .iter()
         .zip(&a.watched)
-        .zip(&h.held[i])
+        .zip(h.held(i))
         .map(|((s, w), &(held, direction))| {
             // The client re-negotiates at most the bitrate sent (and keeps it as its own
             // maximum) under its user's new limit, so it carries the smaller of the two: a

@@ -48,9 +48,9 @@ pub(super) fn idle_decisions(
             .enumerate()
             .flat_map(|(i, a)| {
                 let cap = rule::per_stream(shares.next_item[i], &a.demands).max(a.bounds.floor);
-                h.held[i]
+                h.held(i)
                     .iter()
-                    .zip(&h.running[i])
+                    .zip(h.running(i))
                     .map(move |((h, _), r)| if r.down { (*h).min(cap) } else { *h })
             })
             .sum();
