@@ -37,6 +37,10 @@ pub fn parse_endpoint(raw: &str) -> Result<IpAddr, EndpointError> {
     if s.is_empty() {
         return Err(EndpointError::Missing);
     }
+    // Jellyfin nearly always reports a bare address; the other forms never parse as one.
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(ip.to_canonical());
+    }
     let bad = || EndpointError::Unparseable(Endpoint::new(raw));
     let host = if let Some(rest) = s.strip_prefix('[') {
         // "[v6]" or "[v6]:port"
