@@ -4,11 +4,12 @@
 use crate::core::media::Account;
 use crate::ids::ClientAddr;
 
+use super::direct::forces_transcode;
 use super::reasons::{ActiveReason, ActiveTerm, Reason, TranscodeNote, active_term};
 use super::{
     Active, Context, Decision, Direction, Held, PUSH_SETTLE, Push, Role, STOP_GRACE, Stream,
     StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, effective, kept,
-    quantize_keeping, rule, transcode,
+    quantize_keeping, rule,
 };
 
 /// What the memory (or, for one-shot commands, `recent`, the highest limit the user can have
@@ -237,15 +238,6 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
         target: target as i64,
         reason: Reason::Active(reason),
     }
-}
-
-/// A limit of `target` makes one of these videos transcode (its client obeys, and it does not
-/// transcode anyway).
-pub(super) fn forces_transcode(videos: &[Option<transcode::Video>], target: u64) -> bool {
-    videos
-        .iter()
-        .flatten()
-        .any(|v| v.obeys && !v.stuck && target < v.source)
 }
 
 /// The users the owner pinned: their limit is the pin, active or idle; their streams are not

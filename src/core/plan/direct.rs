@@ -5,7 +5,6 @@ use crate::core::allocate::Claimant;
 use crate::core::media::Playback;
 use crate::ids::SessionId;
 
-use super::active::forces_transcode;
 use super::{Active, Context, TranscodeLoad, rule, transcode};
 
 /// What the transcode step decided, for the reasons and warnings.
@@ -133,4 +132,13 @@ pub(super) fn server_transcodes(sessions: &[Playback]) -> transcode::Sample {
         behind: running.contains(&Some(true)),
         measured: running.iter().all(Option::is_some),
     }
+}
+
+/// A limit of `target` makes one of these videos transcode (its client obeys, and it does not
+/// transcode anyway).
+pub(super) fn forces_transcode(videos: &[Option<transcode::Video>], target: u64) -> bool {
+    videos
+        .iter()
+        .flatten()
+        .any(|v| v.obeys && !v.stuck && target < v.source)
 }
