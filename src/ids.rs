@@ -40,7 +40,7 @@ pub fn normalize_guid(id: &str) -> String {
 }
 
 /// The order people read names in: as their lowercase forms compare (`str::to_lowercase`),
-/// without allocating while both are ASCII (a plan sorts every user by name twice).
+/// without allocating while both are ASCII (a plan sorts its users by name).
 pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
     for (&x, &y) in a.as_bytes().iter().zip(b.as_bytes()) {
         if !(x.is_ascii() && y.is_ascii()) {

@@ -7,8 +7,8 @@
 //! clients, qBittorrent and Transmission), [`plex`] (what a Plex server on the same link
 //! streams outside the house), [`budget`] (the budget in force: static, scheduled or metered,
 //! less what other media servers stream), [`ledger`] (the originals in the state file),
-//! [`notify`] (notification targets), [`history`] (the SQLite database of plays, samples,
-//! decisions and actions).
+//! [`overrides`] (the owner's overrides beside it), [`notify`] (notification targets),
+//! [`history`] (the SQLite database of plays, samples, decisions and actions).
 
 pub mod budget;
 pub mod downloader;

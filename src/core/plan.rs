@@ -43,13 +43,13 @@ pub mod transcode;
 
 pub use servers::{ServerClaim, ServerShare};
 
-use crate::core::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
 use crate::config::{Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
+use crate::core::HashMap;
 use crate::core::allocate::{self, Claimant};
 use crate::core::control::{Overrides, UserRule};
 use crate::core::media::{Account, Playback, RateSource};

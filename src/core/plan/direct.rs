@@ -1,6 +1,7 @@
 //! The transcode step (`[transcoding] capacity`): which active users get their whole demand
 //! so that their streams play direct, and the server's transcodes the plan leaves.
 
+use crate::core::HashSet;
 use crate::core::allocate::Claimant;
 use crate::core::media::Playback;
 use crate::ids::SessionId;
@@ -72,7 +73,7 @@ pub(super) fn keep_direct(
             (videos, kept)
         })
         .unzip();
-    let ours: crate::core::HashSet<&SessionId> = active
+    let ours: HashSet<&SessionId> = active
         .iter()
         .flat_map(|a| a.streams.iter().map(|s| &s.session_id))
         .collect();

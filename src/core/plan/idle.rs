@@ -1,13 +1,12 @@
 //! Steps 6 and 7: every idle managed user at the join share, and the users jellydemon changed
 //! that it no longer manages given their original back.
 
-use crate::core::HashMap;
 use std::collections::BTreeMap;
 
 use crate::config::MAX_JELLYFIN_LIMIT_BPS;
-use crate::core::allocate;
-use crate::core::allocate::Claimant;
+use crate::core::allocate::{self, Claimant};
 use crate::core::media::Account;
+use crate::core::{HashMap, HashSet};
 use crate::ids::UserId;
 
 use super::reasons::{JoinReason, Reason};
@@ -68,7 +67,7 @@ pub(super) fn idle_decisions(
         }
         (share, unmanaged_bps + beside + reserved)
     };
-    let active_ids: crate::core::HashSet<&UserId> = active.iter().map(|a| &a.user.id).collect();
+    let active_ids: HashSet<&UserId> = active.iter().map(|a| &a.user.id).collect();
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::default();
     let mut sorted_users: Vec<&Account> = cx
         .snapshot

@@ -16,14 +16,13 @@
 //! process starts, so that times restored from before the start stay on it.
 
 use std::collections::{BTreeMap, VecDeque};
-
-use crate::core::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, Role, Uncontrolled};
+use crate::core::HashMap;
 use crate::ids::{SessionId, UserId};
 
 /// Where a process's plan clock starts: far enough from zero that every time a restored
