@@ -56,6 +56,48 @@ pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
+/// The positions of `items` in the order of their names ([`name_order`], stable: a name twice
+/// keeps its order). While every name is ASCII, each is sorted by the number its first 16
+/// lowercase bytes make (a name compares by its bytes only where two of those numbers tie).
+pub fn name_sort<T>(items: &[T], name: impl Fn(&T) -> &str) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let by_name = |a: usize, b: usize| name_order(name(&items[a]), name(&items[b]));
+    if !items.iter().all(|t| name(t).is_ascii()) {
+        order.sort_by(|&a, &b| by_name(a, b));
+        return order;
+    }
+    let key = |n: &str| {
+        let mut k = [0u8; 16];
+        for (k, b) in k.iter_mut().zip(n.as_bytes()) {
+            *k = b.to_ascii_lowercase();
+        }
+        u128::from_be_bytes(k)
+    };
+    let mut keyed: Vec<(u128, usize)> = order.iter().map(|&i| (key(name(&items[i])), i)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| by_name(a.1, b.1)));
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// `a.cmp(b)`, inlined for the 32 hex digits of a Jellyfin id: two big-endian 128-bit words
+/// compare as their bytes do, without a call to `memcmp` (a plan sorts its users by id).
+#[inline]
+pub fn byte_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let words = |s: &[u8; 32]| {
+        let (hi, lo) = s.split_at(16);
+        (
+            u128::from_be_bytes(hi.try_into().expect("16 bytes")),
+            u128::from_be_bytes(lo.try_into().expect("16 bytes")),
+        )
+    };
+    match (
+        <&[u8; 32]>::try_from(a.as_bytes()),
+        <&[u8; 32]>::try_from(b.as_bytes()),
+    ) {
+        (Ok(a), Ok(b)) => words(a).cmp(&words(b)),
+        _ => a.cmp(b),
+    }
+}
+
 /// Between the name of another server (`[[server]]`) and the id its user or session has
 /// there: `den:3f…`. Jellyfin's and Emby's ids are hex digits (dashes and braces are
 /// normalized away), so an id of the `[jellyfin]` server never holds it.
@@ -97,8 +139,20 @@ fn shown_by<'a>(anonymizer: Option<&Anonymizer>, kind: Kind, value: &'a str) -> 
 macro_rules! personal_text {
     ($(#[$doc:meta])* $name:ident, $kind:expr, $normalize:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Default, PartialEq, Eq, Hash)]
         pub struct $name(Arc<str>);
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                byte_order(&self.0, &other.0)
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
 
         impl $name {
             /// Normalize `raw` into one.
@@ -322,6 +376,41 @@ mod tests {
             let (a, b) = (format!("{prefix}{a}"), format!("{}{b}", prefix.to_uppercase()));
             proptest::prop_assert_eq!(name_order(&a, &b), a.to_lowercase().cmp(&b.to_lowercase()));
             proptest::prop_assert_eq!(name_order(&b, &a), b.to_lowercase().cmp(&a.to_lowercase()));
+        }
+
+        /// The same order as a stable sort by [`name_order`], for names that share their start
+        /// (in either case, past 16 bytes), ASCII or not.
+        #[test]
+        fn name_sort_is_a_stable_sort_by_name(
+            start in "[a-zA-Z]{0,20}",
+            rests in proptest::collection::vec("[a-zA-Z0-9 ]{0,3}|.{0,2}", 0..12),
+            upper in proptest::collection::vec(proptest::bool::ANY, 12),
+        ) {
+            let names: Vec<String> = rests
+                .iter()
+                .zip(&upper)
+                .map(|(r, &u)| if u { format!("{}{r}", start.to_uppercase()) } else { format!("{start}{r}") })
+                .collect();
+            let mut expected: Vec<usize> = (0..names.len()).collect();
+            expected.sort_by(|&a, &b| name_order(&names[a], &names[b]));
+            proptest::prop_assert_eq!(name_sort(&names, |n| n.as_str()), expected);
+        }
+
+        /// The same order as `str::cmp`: ids of 32 hex digits (often with a common start, so
+        /// both words are compared), and any other texts.
+        #[test]
+        fn ids_order_as_their_bytes(
+            start in "[0-9a-f]{0,32}",
+            a in "[0-9a-f]{32}",
+            b in "[0-9a-f]{32}",
+            other in ".{0,40}",
+        ) {
+            let a = format!("{start}{}", &a[start.len()..]);
+            let b = format!("{start}{}", &b[start.len()..]);
+            for (x, y) in [(&a, &b), (&b, &a), (&a, &a), (&a, &other), (&other, &b)] {
+                proptest::prop_assert_eq!(byte_order(x, y), x.cmp(y));
+                proptest::prop_assert_eq!(UserId::new(x).cmp(&UserId::new(y)), UserId::new(x).as_str().cmp(UserId::new(y).as_str()));
+            }
         }
     }
 }

@@ -196,7 +196,13 @@ impl Sorted {
                 (f, i as u32)
             })
             .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // One weight for all (every algorithm but `priority`): the breakpoints sort as their
+        // values do, without the products.
+        if keyed.windows(2).all(|w| w[0].0.den == w[1].0.den) {
+            keyed.sort_unstable_by_key(|(f, _)| f.num);
+        } else {
+            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         let mut rank = vec![0; cs.len()];
         let mut value = Vec::with_capacity(cs.len() + 1);
         let mut weight = Vec::with_capacity(cs.len() + 1);

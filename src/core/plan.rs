@@ -150,10 +150,16 @@ struct Context<'a> {
     now: Duration,
     settings: &'a Settings,
     budget: crate::config::Budget,
-    users: HashMap<&'a UserId, &'a Account>,
+    /// Each user's place in `snapshot.users`, by id.
+    users: HashMap<&'a UserId, usize>,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The user with this id.
+    fn user(&self, id: &UserId) -> Option<&'a Account> {
+        self.users.get(id).map(|&i| &self.snapshot.users[i])
+    }
+
     /// Managed: remote access, not disabled, not excluded.
     fn managed(&self, u: &Account) -> bool {
         let overrides = self.snapshot.overrides;
@@ -173,13 +179,9 @@ impl Context<'_> {
     }
 
     /// The user's floor and ceiling, from its original limit (the ledger's, else the current).
-    fn bounds_of(&self, user_id: &UserId, current: i64) -> Bounds {
-        let original = self.originals.original(user_id).unwrap_or(current);
-        let server_limit = self
-            .users
-            .get(user_id)
-            .map_or(self.snapshot.server_limit, |u| self.server_limit_of(u));
-        bounds(self.settings, original, server_limit)
+    fn bounds_of(&self, u: &Account) -> Bounds {
+        let original = self.originals.original(&u.id).unwrap_or(u.limit);
+        bounds(self.settings, original, self.server_limit_of(u))
     }
 
     /// The server-wide limit of the user's server (bits/s, 0 = none): a user of another
@@ -241,6 +243,8 @@ struct Watched {
 /// An active user: the streams and the figures the steps need.
 struct Active<'a> {
     user: &'a Account,
+    /// Its place in `snapshot.users`.
+    index: usize,
     streams: Vec<Stream>,
     watched: Vec<Watched>,
     bounds: Bounds,
@@ -314,7 +318,12 @@ pub fn plan(
             budget_bps: snapshot.budget_bps - reserved,
             ..settings.budget()
         },
-        users: snapshot.users.iter().map(|u| (&u.id, u)).collect(),
+        users: snapshot
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (&u.id, i))
+            .collect(),
     };
     let algorithm = settings.bandwidth.algorithm;
     let mut warnings = Vec::new();
@@ -404,7 +413,7 @@ pub fn plan(
         }
     }
     decisions.extend(pinned_decisions(&cx, &pinned));
-    decisions.sort_by(|a, b| crate::ids::name_order(a.user_name.as_str(), b.user_name.as_str()));
+    sort_by_name(&mut decisions);
     // 6. Idle users' join share.
     decisions.extend(idle_decisions(
         &cx,
@@ -440,6 +449,18 @@ pub fn plan(
         sessions,
         warnings,
     }
+}
+
+/// Sort decisions by their users' names (stably: a name twice keeps its order). The names
+/// are sorted, then each decision is moved once to its place.
+fn sort_by_name(decisions: &mut Vec<Decision>) {
+    let order = crate::ids::name_sort(decisions, |d| d.user_name.as_str());
+    let mut slots: Vec<Option<Decision>> = decisions.drain(..).map(Some).collect();
+    decisions.extend(
+        order
+            .into_iter()
+            .map(|i| slots[i].take().expect("each place once")),
+    );
 }
 
 /// Step 1: classify every session (remote / local / unknown endpoint) and keep, per user, the
@@ -532,7 +553,12 @@ fn claimants<'a>(
     };
     for (uid, streams) in remote_by_user {
         out.streaming += streams.iter().filter_map(|s| s.rate).sum::<u64>();
-        let Some(u) = cx.users.get(&uid).copied().filter(|u| cx.managed(u)) else {
+        let Some((index, u)) = cx
+            .users
+            .get(&uid)
+            .map(|&i| (i, &cx.snapshot.users[i]))
+            .filter(|(_, u)| cx.managed(u))
+        else {
             out.unmanaged_bps += streams
                 .iter()
                 .map(|s| s.rate.unwrap_or(cx.default_rate()))
@@ -549,7 +575,7 @@ fn claimants<'a>(
             continue;
         }
         let current = u.limit;
-        let bounds = cx.bounds_of(&uid, current);
+        let bounds = cx.bounds_of(u);
         // The highest limit the user can have had when a new item started: from the memory
         // of the last plan when there is one; else, when jellydemon has written the user
         // since its original was set, the largest of those values (a change by hand clears
@@ -589,6 +615,7 @@ fn claimants<'a>(
         };
         out.active.push(Active {
             user: u,
+            index,
             streams,
             watched,
             bounds,

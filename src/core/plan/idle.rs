@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::MAX_JELLYFIN_LIMIT_BPS;
+use crate::core::HashMap;
 use crate::core::allocate::{self, Claimant};
 use crate::core::media::Account;
-use crate::core::{HashMap, HashSet};
 use crate::ids::UserId;
 
 use super::reasons::{JoinReason, Reason};
@@ -67,24 +67,31 @@ pub(super) fn idle_decisions(
         }
         (share, unmanaged_bps + beside + reserved)
     };
-    let active_ids: HashSet<&UserId> = active.iter().map(|a| &a.user.id).collect();
+    let mut is_active = vec![false; cx.snapshot.users.len()];
+    for a in active {
+        is_active[a.index] = true;
+    }
     let mut join_cache: HashMap<(u64, u64, u64, bool), (u64, u64)> = HashMap::default();
-    let mut sorted_users: Vec<&Account> = cx
+    let idle_users: Vec<&Account> = cx
         .snapshot
         .users
         .iter()
-        .filter(|u| !active_ids.contains(&u.id) && cx.managed(u) && !same.contains_key(&u.id))
+        .zip(is_active)
+        .filter(|(u, active)| !active && cx.managed(u) && !same.contains_key(&u.id))
+        .map(|(u, _)| u)
         .collect();
-    sorted_users.sort_by(|a, b| crate::ids::name_order(a.name_str(), b.name_str()));
-    let mut idle = Vec::with_capacity(sorted_users.len());
-    for u in sorted_users {
+    let mut idle = Vec::with_capacity(idle_users.len());
+    for u in crate::ids::name_sort(&idle_users, |u| u.name_str())
+        .into_iter()
+        .map(|i| idle_users[i])
+    {
         let uid = &u.id;
         if cx.pin(u).is_some() {
             idle.extend(pinned_decisions(cx, &[(u, Vec::new())]));
             continue;
         }
         let current = u.limit;
-        let bounds = cx.bounds_of(uid, current);
+        let bounds = cx.bounds_of(u);
         let weight = cx.weight(u);
         let newcomer = Claimant {
             weight_milli: weight,
@@ -142,7 +149,7 @@ pub(super) fn released(cx: &Context) -> Vec<Decision> {
     cx.originals
         .changed()
         .filter_map(|(uid, original)| {
-            let u = cx.users.get(uid).filter(|u| !cx.managed(u))?;
+            let u = cx.user(uid).filter(|u| !cx.managed(u))?;
             Some(Decision {
                 user_id: uid.clone(),
                 user_name: u.display_name(),
@@ -166,7 +173,7 @@ pub(super) fn same_people(cx: &Context) -> HashMap<UserId, UserId> {
         .iter()
         .filter(|u| cx.managed(u))
         .filter_map(|u| {
-            let primary = cx.users.get(u.same_as.as_ref()?)?;
+            let primary = cx.user(u.same_as.as_ref()?)?;
             cx.managed(primary)
                 .then(|| (u.id.clone(), primary.id.clone()))
         })
@@ -186,7 +193,7 @@ pub(super) fn with_same_people(
     }
     let mut by_primary: BTreeMap<&UserId, Vec<&Account>> = BTreeMap::new();
     for (member, primary) in same {
-        if let Some(u) = cx.users.get(member) {
+        if let Some(u) = cx.user(member) {
             by_primary.entry(primary).or_default().push(u);
         }
     }

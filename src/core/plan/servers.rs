@@ -64,6 +64,13 @@ pub fn others(
     servers: &[ServerClaim],
     available: u64,
 ) -> Others {
+    if servers.is_empty() && settings.downloader.is_empty() {
+        // Nobody else on the link: nothing to water-fill.
+        return Others {
+            downloaders: None,
+            servers: Vec::new(),
+        };
+    }
     let floor = settings.budget().min_per_user_bps;
     let weighted = settings.bandwidth.algorithm == Algorithm::Priority;
     let open = |weight_milli: u64, floor: u64| Claimant {
@@ -99,15 +106,18 @@ pub fn others(
             min
         }
     });
-    // A newcomer's share: what an idle server's stream would get once it joins.
-    let mut with_newcomer = all.clone();
-    with_newcomer.push(open(1000, floor));
-    let newcomer = allocate::fair_by_demand(Algorithm::Priority, &with_newcomer, available)
-        .shares
-        .last()
-        .copied()
-        .unwrap_or(0)
-        .max(floor.min(available));
+    // A newcomer's share: what an idle server's stream would get once it joins (asked only
+    // when a server streams nothing).
+    let newcomer = (streaming.len() < servers.len()).then(|| {
+        let mut with_newcomer = all.clone();
+        with_newcomer.push(open(1000, floor));
+        allocate::fair_by_demand(Algorithm::Priority, &with_newcomer, available)
+            .shares
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .max(floor.min(available))
+    });
     let servers = servers
         .iter()
         .enumerate()
@@ -136,7 +146,7 @@ pub fn others(
             }
             None => ServerShare {
                 name: s.name.clone(),
-                limit: newcomer,
+                limit: newcomer.unwrap_or(0),
                 kept: 0,
                 reason: format!(
                     "a newcomer's share of {}: it streams nothing outside the house now",
