@@ -106,9 +106,44 @@ fn water_fill_by(
 ) -> Allocation {
     let effective = effective_claimants(claimants, weighted, demand_capped);
     let (shares, overloaded) = water_fill(&effective, budget);
+    allocation(claimants, &effective, shares, overloaded, demand_capped)
+}
+
+/// [`fair_by_demand`], and for each claimant `lift` picks (from its index, itself, its bound
+/// and whether the floors overload the budget) the share [`fair_by_demand_lifted`] gives it,
+/// `None` for the others: both from one sort of the breakpoints.
+pub fn fair_by_demand_and_lifted(
+    algorithm: Algorithm,
+    claimants: &[Claimant],
+    budget: u64,
+    lift: impl Fn(usize, &Claimant, Bound, bool) -> bool,
+) -> (Allocation, Vec<Option<u64>>) {
+    let weighted = algorithm == Algorithm::Priority;
+    let effective = effective_claimants(claimants, weighted, true);
+    let levels = Levels::new(&effective);
+    let (shares, overloaded) = water_fill_in(&levels, budget);
+    let a = allocation(claimants, &effective, shares, overloaded, true);
+    let lift: Vec<bool> = claimants
+        .iter()
+        .zip(&a.bounds)
+        .enumerate()
+        .map(|(i, (c, b))| lift(i, c, *b, a.overloaded))
+        .collect();
+    let lifted = lifted_in(&levels, claimants, budget, &lift);
+    (a, lifted)
+}
+
+/// The allocation of `shares`, each with the bound that decided it.
+fn allocation(
+    claimants: &[Claimant],
+    effective: &[Claimant],
+    shares: Vec<u64>,
+    overloaded: bool,
+    demand_capped: bool,
+) -> Allocation {
     let bounds = shares
         .iter()
-        .zip(claimants.iter().zip(&effective))
+        .zip(claimants.iter().zip(effective))
         .map(|(&s, (orig, eff))| {
             let demand_below_floor = demand_capped && orig.demand <= eff.floor;
             if s == eff.floor && (s < eff.ceiling || demand_below_floor) {
@@ -390,10 +425,15 @@ fn free_share(c: &Claimant, seg: &Segment) -> u64 {
 /// kind of breakpoint with `G` evaluated in `O(log n)`, so the whole is one sort and a pass:
 /// `O(n log n)`.
 fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
+    water_fill_in(&Levels::new(cs), budget)
+}
+
+/// [`water_fill`] over breakpoints already sorted.
+fn water_fill_in(levels: &Levels, budget: u64) -> (Vec<u64>, bool) {
+    let cs = levels.cs;
     if cs.is_empty() {
         return (Vec::new(), false);
     }
-    let levels = Levels::new(cs);
     let budget = budget as u128;
     if levels.sum_floor >= budget {
         return (
@@ -431,7 +471,18 @@ pub fn fair_by_demand_lifted(
 ) -> Vec<Option<u64>> {
     let weighted = algorithm == Algorithm::Priority;
     let effective = effective_claimants(claimants, weighted, true);
-    let levels = Levels::new(&effective);
+    lifted_in(&Levels::new(&effective), claimants, budget, lift)
+}
+
+/// [`fair_by_demand_lifted`] over the breakpoints of the claimants as [`fair_by_demand`]
+/// sees them, already sorted.
+fn lifted_in(
+    levels: &Levels,
+    claimants: &[Claimant],
+    budget: u64,
+    lift: &[bool],
+) -> Vec<Option<u64>> {
+    let effective = levels.cs;
     let budget = budget as u128;
     (0..claimants.len())
         .map(|i| {

@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 use crate::config::{Budget, MAX_JELLYFIN_LIMIT_BPS, Settings, mbps_to_bps};
 use crate::core::HashMap;
@@ -230,6 +231,9 @@ struct Stream {
     for_bitrate: bool,
 }
 
+/// A user's running streams: inline while there is one (nearly always).
+type Streams = SmallVec<[Stream; 1]>;
+
 /// What the memory and the originals say about one running stream.
 struct Watched {
     /// Its rate for the plan: the current one, or what a push sent a moment ago will make it.
@@ -245,20 +249,20 @@ struct Active<'a> {
     user: &'a Account,
     /// Its place in `snapshot.users`.
     index: usize,
-    streams: Vec<Stream>,
-    watched: Vec<Watched>,
+    streams: Streams,
+    watched: SmallVec<[Watched; 1]>,
     bounds: Bounds,
     current: i64,
     claimant: Claimant,
     /// Per stream: what it would use (source or default, times the overhead).
-    demands: Vec<u64>,
+    demands: SmallVec<[u64; 1]>,
 }
 
 /// Step 2's result.
 struct Claimants<'a> {
     active: Vec<Active<'a>>,
     /// Users the owner pinned that stream from outside, with their streams.
-    pinned: Vec<(&'a Account, Vec<Stream>)>,
+    pinned: Vec<(&'a Account, Streams)>,
     /// What the remote streams of users jellydemon does not manage carry.
     unmanaged_bps: u64,
     /// What all remote streams carry now (unknown rates count 0).
@@ -470,9 +474,10 @@ fn classify(
     count_paused: bool,
     same: &HashMap<UserId, UserId>,
     warnings: &mut Vec<Warning>,
-) -> (Vec<SessionView>, Vec<(UserId, Vec<Stream>)>) {
+) -> (Vec<SessionView>, Vec<(UserId, Streams)>) {
     let mut views = Vec::with_capacity(snapshot.sessions.len());
-    let mut remote_by_user: HashMap<UserId, Vec<Stream>> = HashMap::default();
+    // Each remote stream with the user it claims for, in the order of the sessions.
+    let mut remote: Vec<(UserId, Option<Stream>)> = Vec::new();
     for s in snapshot.sessions {
         let location = network::classify(s.endpoint.as_deref(), snapshot.ranges);
         let user_id = s.user_id.clone();
@@ -487,10 +492,9 @@ fn classify(
                 Location::Remote(ip) => {
                     counted = true;
                     let claimant = same.get(uid).unwrap_or(uid);
-                    remote_by_user
-                        .entry(claimant.clone())
-                        .or_default()
-                        .push(Stream {
+                    remote.push((
+                        claimant.clone(),
+                        Some(Stream {
                             session_id: s.id.clone(),
                             item_id: now.item.clone(),
                             device: device.clone(),
@@ -502,7 +506,8 @@ fn classify(
                             uhd: now.uhd,
                             transcoding: s.transcodes_video(),
                             for_bitrate: now.transcode.is_none_or(|t| t.for_bitrate),
-                        });
+                        }),
+                    ));
                 }
                 Location::Unknown(e) => warnings.push(Warning::UnknownEndpoint {
                     session_id: s.id.clone(),
@@ -532,9 +537,20 @@ fn classify(
     ) {
         warnings.push(Warning::ProxySuspect(ip));
     }
-    // In the order of the users' ids, whatever the order of the sessions.
-    let mut remote_by_user: Vec<_> = remote_by_user.into_iter().collect();
-    remote_by_user.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Grouped by user, in the order of the users' ids whatever the order of the sessions (a
+    // user's streams in the sessions' order): the positions are sorted, stably, then each
+    // stream is moved once into its group.
+    let mut order: Vec<usize> = (0..remote.len()).collect();
+    order.sort_by(|&a, &b| remote[a].0.cmp(&remote[b].0));
+    let mut remote_by_user: Vec<(UserId, Streams)> = Vec::new();
+    for i in order {
+        let (uid, stream) = &mut remote[i];
+        let stream = stream.take().expect("each stream once");
+        match remote_by_user.last_mut() {
+            Some((last, streams)) if last == uid => streams.push(stream),
+            _ => remote_by_user.push((uid.clone(), smallvec::smallvec![stream])),
+        }
+    }
     (views, remote_by_user)
 }
 
@@ -542,7 +558,7 @@ fn classify(
 /// at their rate. Each stream is checked against the memory for a client ignoring limits.
 fn claimants<'a>(
     cx: &Context<'a>,
-    remote_by_user: Vec<(UserId, Vec<Stream>)>,
+    remote_by_user: Vec<(UserId, Streams)>,
     warnings: &mut Vec<Warning>,
 ) -> Claimants<'a> {
     let mut out = Claimants {
@@ -591,7 +607,7 @@ fn claimants<'a>(
             })
         });
         let server_limit = cx.server_limit_of(u);
-        let watched: Vec<Watched> = streams
+        let watched: SmallVec<[Watched; 1]> = streams
             .iter()
             .map(|s| watch(cx, s, recent, server_limit))
             .collect();
@@ -605,7 +621,7 @@ fn claimants<'a>(
                 });
             }
         }
-        let demands: Vec<u64> = streams.iter().map(|s| cx.demand(s.source)).collect();
+        let demands: SmallVec<[u64; 1]> = streams.iter().map(|s| cx.demand(s.source)).collect();
         let k = streams.len() as u64;
         let claimant = Claimant {
             weight_milli: cx.weight(u),

@@ -336,4 +336,21 @@ proptest! {
         let none = fair_by_demand_lifted(alg, &cs, budget, &vec![false; cs.len()]);
         prop_assert!(none.iter().all(Option::is_none));
     }
+
+    /// One sort for both gives what the two passes give apart.
+    #[test]
+    fn fair_and_lifted_together_match_them_apart(cs in tied_claimants(), budget in 0u64..2_000 * M, alg in algorithms(), every in 1usize..4) {
+        let (a, lifted) = fair_by_demand_and_lifted(alg, &cs, budget, |i, c, b, overloaded| {
+            i % every == 0 && (b != Bound::Fair || c.demand < c.ceiling || overloaded)
+        });
+        let alone = fair_by_demand(alg, &cs, budget);
+        let lift: Vec<bool> = cs
+            .iter()
+            .zip(&alone.bounds)
+            .enumerate()
+            .map(|(i, (c, b))| i % every == 0 && (*b != Bound::Fair || c.demand < c.ceiling || alone.overloaded))
+            .collect();
+        prop_assert_eq!(lifted, fair_by_demand_lifted(alg, &cs, budget, &lift));
+        prop_assert_eq!(a, alone);
+    }
 }

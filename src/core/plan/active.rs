@@ -8,7 +8,7 @@ use super::direct::forces_transcode;
 use super::reasons::{ActiveReason, ActiveTerm, Reason, TranscodeNote, active_term};
 use super::{
     Active, Context, Decision, Direction, Held, PUSH_SETTLE, Push, Role, STOP_GRACE, Stream,
-    StreamRef, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, effective, kept,
+    StreamRef, Streams, UNCONTROLLED_MARGIN_PERCENT, Uncontrolled, Watched, Why, effective, kept,
     quantize_keeping, rule,
 };
 
@@ -242,7 +242,7 @@ pub(super) fn active_decision(cx: &Context, a: &Active, i: usize, h: &Held, why:
 
 /// The users the owner pinned: their limit is the pin, active or idle; their streams are not
 /// pushed (a pin is the owner's word, not a share to balance).
-pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Vec<Stream>)]) -> Vec<Decision> {
+pub(super) fn pinned_decisions(cx: &Context, pinned: &[(&Account, Streams)]) -> Vec<Decision> {
     pinned
         .iter()
         .filter_map(|(u, streams)| {

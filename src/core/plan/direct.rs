@@ -81,7 +81,7 @@ pub(super) fn keep_direct(
     for s in running_transcodes(cx.snapshot.sessions).filter(|s| !ours.contains(&s.id)) {
         fixed.add(s.playing.as_ref().is_some_and(|p| p.uhd));
     }
-    let demands: Vec<Vec<u64>> = active.iter().map(|a| a.demands.clone()).collect();
+    let demands: Vec<Vec<u64>> = active.iter().map(|a| a.demands.to_vec()).collect();
     let floors: Vec<u64> = active.iter().map(|a| a.bounds.floor).collect();
     let input = transcode::Input {
         algorithm: cx.settings.bandwidth.algorithm,

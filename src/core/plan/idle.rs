@@ -61,8 +61,12 @@ pub(super) fn idle_decisions(
             let mut with = claimants.to_vec();
             with.push(newcomer);
             with.extend(std::iter::repeat_n(phantom, more));
-            share = share
-                .min(rule::fair_shares(algorithm, &with, available).next_item[claimants.len()]);
+            share = share.min(rule::next_item_share(
+                algorithm,
+                &with,
+                available,
+                claimants.len(),
+            ));
             reserved = phantom.floor * more as u64;
         }
         (share, unmanaged_bps + beside + reserved)
@@ -87,7 +91,7 @@ pub(super) fn idle_decisions(
     {
         let uid = &u.id;
         if cx.pin(u).is_some() {
-            idle.extend(pinned_decisions(cx, &[(u, Vec::new())]));
+            idle.extend(pinned_decisions(cx, &[(u, Default::default())]));
             continue;
         }
         let current = u.limit;

@@ -34,28 +34,26 @@ pub struct FairShares {
 
 /// Step 1: `f(u)` and the next-item share of every active claimant.
 pub fn fair_shares(algorithm: Algorithm, claimants: &[Claimant], available: u64) -> FairShares {
-    let Allocation {
-        shares,
-        bounds,
-        overloaded,
-    } = allocate::fair_by_demand(algorithm, claimants, available);
+    let (
+        Allocation {
+            shares,
+            bounds,
+            overloaded,
+        },
+        lifted,
+    ) = allocate::fair_by_demand_and_lifted(
+        algorithm,
+        claimants,
+        available,
+        |_, c, b, overloaded| algorithm != Algorithm::Demand && capped_by_demand(c, b, overloaded),
+    );
     let next_item = match algorithm {
         Algorithm::Demand => shares.clone(),
-        Algorithm::Equal | Algorithm::Priority => {
-            let capped_by_demand: Vec<bool> = claimants
-                .iter()
-                .zip(&bounds)
-                .map(|(c, b)| {
-                    *b == Bound::Demand
-                        || (*b == Bound::Floor && c.demand <= c.floor && !overloaded)
-                })
-                .collect();
-            allocate::fair_by_demand_lifted(algorithm, claimants, available, &capped_by_demand)
-                .into_iter()
-                .zip(&shares)
-                .map(|(lifted, share)| lifted.unwrap_or(*share))
-                .collect()
-        }
+        Algorithm::Equal | Algorithm::Priority => lifted
+            .into_iter()
+            .zip(&shares)
+            .map(|(lifted, share)| lifted.unwrap_or(*share))
+            .collect(),
     };
     FairShares {
         fair: shares,
@@ -63,6 +61,31 @@ pub fn fair_shares(algorithm: Algorithm, claimants: &[Claimant], available: u64)
         bounds,
         overloaded,
     }
+}
+
+/// The share for claimant `i`'s next item alone: `fair_shares(..).next_item[i]`, with only
+/// its own demand cap lifted.
+pub fn next_item_share(
+    algorithm: Algorithm,
+    claimants: &[Claimant],
+    available: u64,
+    i: usize,
+) -> u64 {
+    let (a, lifted) = allocate::fair_by_demand_and_lifted(
+        algorithm,
+        claimants,
+        available,
+        |j, c, b, overloaded| {
+            algorithm != Algorithm::Demand && j == i && capped_by_demand(c, b, overloaded)
+        },
+    );
+    lifted[i].unwrap_or(a.shares[i])
+}
+
+/// Whether the claimant's demand, not the level, holds its share (so its next item, whose
+/// demand nobody knows, may get more).
+fn capped_by_demand(c: &Claimant, b: Bound, overloaded: bool) -> bool {
+    b == Bound::Demand || (b == Bound::Floor && c.demand <= c.floor && !overloaded)
 }
 
 /// The fair shares with one more claimant whose demand is unknown (an idle user who would
@@ -302,6 +325,28 @@ mod tests {
     use super::*;
 
     const M: u64 = 1_000_000;
+
+    proptest::proptest! {
+        /// One claimant's next-item share alone is the one all of them get at once.
+        #[test]
+        fn one_next_item_share_is_the_one_of_all(
+            cs in proptest::collection::vec(
+                (1u64..3000, 0u64..5 * M, 0u64..60 * M, 0u64..80 * M),
+                1..20,
+            ),
+            available in 0u64..400 * M,
+            alg in proptest::sample::select(vec![Algorithm::Equal, Algorithm::Priority, Algorithm::Demand]),
+        ) {
+            let cs: Vec<Claimant> = cs
+                .into_iter()
+                .map(|(w, floor, extra, demand)| Claimant { weight_milli: w, floor, ceiling: floor + extra, demand })
+                .collect();
+            let all = fair_shares(alg, &cs, available).next_item;
+            for (i, share) in all.iter().enumerate() {
+                proptest::prop_assert_eq!(next_item_share(alg, &cs, available, i), *share, "claimant {}", i);
+            }
+        }
+    }
 
     fn c(demand: u64) -> Claimant {
         Claimant {
