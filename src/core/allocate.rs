@@ -120,7 +120,7 @@ pub fn fair_by_demand_and_lifted(
 ) -> (Allocation, Vec<Option<u64>>) {
     let weighted = algorithm == Algorithm::Priority;
     let effective = effective_claimants(claimants, weighted, true);
-    let levels = Levels::new(&effective);
+    let levels = Levels::new(&effective, true);
     let (shares, overloaded) = water_fill_in(&levels, budget);
     let a = allocation(claimants, &effective, shares, overloaded, true);
     let lift: Vec<bool> = claimants
@@ -218,34 +218,24 @@ struct Sorted {
 }
 
 impl Sorted {
-    fn new(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64) -> Sorted {
-        // Sorted with the keys beside the indices: no lookup into `cs` per comparison.
-        let mut keyed: Vec<(Frac, u32)> = cs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let f = Frac {
-                    num: value_of(c),
-                    den: c.weight_milli,
-                };
-                (f, i as u32)
-            })
-            .collect();
-        // One weight for all (every algorithm but `priority`): the breakpoints sort as their
-        // values do, without the products.
-        if keyed.windows(2).all(|w| w[0].0.den == w[1].0.den) {
-            keyed.sort_unstable_by_key(|(f, _)| f.num);
+    /// The breakpoints `value_of(c) / c.weight_milli` sorted, with each claimant's place when
+    /// `ranked` (else `rank` is empty).
+    fn new(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64, ranked: bool) -> Sorted {
+        let keyed = Sorted::keyed(cs, value_of);
+        let mut rank = if ranked {
+            vec![0; cs.len()]
         } else {
-            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        let mut rank = vec![0; cs.len()];
+            Vec::new()
+        };
         let mut value = Vec::with_capacity(cs.len() + 1);
         let mut weight = Vec::with_capacity(cs.len() + 1);
         let (mut v, mut w) = (0u128, 0u128);
         value.push(0);
         weight.push(0);
         for (k, &(f, i)) in keyed.iter().enumerate() {
-            rank[i as usize] = k;
+            if ranked {
+                rank[i as usize] = k;
+            }
             v += f.num as u128;
             w += f.den as u128;
             value.push(v);
@@ -257,6 +247,54 @@ impl Sorted {
             weight,
             rank,
         }
+    }
+
+    /// The breakpoints in order, each with its claimant's index beside it (no lookup into
+    /// `cs` per comparison; ties in any order).
+    fn keyed(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64) -> Vec<(Frac, u32)> {
+        const INDEX_BITS: u32 = 24;
+        let frac = |c: &Claimant| Frac {
+            num: value_of(c),
+            den: c.weight_milli,
+        };
+        let one_weight = cs
+            .windows(2)
+            .all(|w| w[0].weight_milli == w[1].weight_milli);
+        let max = cs.iter().map(&value_of).max().unwrap_or(0);
+        if one_weight && cs.len() < 1 << INDEX_BITS && max < 1 << (64 - INDEX_BITS) {
+            // One weight for all (every algorithm but `priority`): the breakpoints sort as
+            // their values do; while values and indices fit, as one integer each (the value
+            // above, the index below).
+            let den = cs.first().map_or(1, |c| c.weight_milli);
+            let mut packed: Vec<u64> = cs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (value_of(c) << INDEX_BITS) | i as u64)
+                .collect();
+            packed.sort_unstable();
+            let mask = (1u64 << INDEX_BITS) - 1;
+            return packed
+                .into_iter()
+                .map(|p| {
+                    let f = Frac {
+                        num: p >> INDEX_BITS,
+                        den,
+                    };
+                    (f, (p & mask) as u32)
+                })
+                .collect();
+        }
+        let mut keyed: Vec<(Frac, u32)> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (frac(c), i as u32))
+            .collect();
+        if one_weight {
+            keyed.sort_unstable_by_key(|(f, _)| f.num);
+        } else {
+            keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        keyed
     }
 
     /// How many breakpoints are at or below `level`.
@@ -304,11 +342,13 @@ struct Segment {
 }
 
 impl<'a> Levels<'a> {
-    fn new(cs: &'a [Claimant]) -> Levels<'a> {
+    /// The claimants' levels; `ranked` keeps where each ceiling's breakpoint went (for
+    /// [`lifted_in`]).
+    fn new(cs: &'a [Claimant], ranked: bool) -> Levels<'a> {
         Levels {
             cs,
-            ceilings: Sorted::new(cs, |c| c.ceiling),
-            floors: Sorted::new(cs, |c| c.floor),
+            ceilings: Sorted::new(cs, |c| c.ceiling, ranked),
+            floors: Sorted::new(cs, |c| c.floor, false),
             total_weight: cs.iter().map(|c| c.weight_milli as u128).sum(),
             sum_floor: cs.iter().map(|c| c.floor as u128).sum(),
             sum_ceiling: cs.iter().map(|c| c.ceiling as u128).sum(),
@@ -414,7 +454,11 @@ fn pinned_in(c: &Claimant, seg: &Segment) -> Option<u64> {
 
 /// A free claimant's share of what is left, in proportion to its weight.
 fn free_share(c: &Claimant, seg: &Segment) -> u64 {
-    let s = (c.weight_milli as u128 * seg.rest / seg.free_weight) as u64;
+    // In 64 bits while they fit (a 128-bit division is a call into the runtime).
+    let s = match (u64::try_from(seg.rest), u64::try_from(seg.free_weight)) {
+        (Ok(rest), Ok(free)) if let Some(p) = c.weight_milli.checked_mul(rest) => p / free,
+        _ => (c.weight_milli as u128 * seg.rest / seg.free_weight) as u64,
+    };
     s.clamp(c.floor, c.ceiling)
 }
 
@@ -425,7 +469,7 @@ fn free_share(c: &Claimant, seg: &Segment) -> u64 {
 /// kind of breakpoint with `G` evaluated in `O(log n)`, so the whole is one sort and a pass:
 /// `O(n log n)`.
 fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
-    water_fill_in(&Levels::new(cs), budget)
+    water_fill_in(&Levels::new(cs, false), budget)
 }
 
 /// [`water_fill`] over breakpoints already sorted.
@@ -471,7 +515,7 @@ pub fn fair_by_demand_lifted(
 ) -> Vec<Option<u64>> {
     let weighted = algorithm == Algorithm::Priority;
     let effective = effective_claimants(claimants, weighted, true);
-    lifted_in(&Levels::new(&effective), claimants, budget, lift)
+    lifted_in(&Levels::new(&effective, true), claimants, budget, lift)
 }
 
 /// [`fair_by_demand_lifted`] over the breakpoints of the claimants as [`fair_by_demand`]

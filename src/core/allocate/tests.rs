@@ -322,6 +322,22 @@ proptest! {
         prop_assert_eq!(water_fill(&effective, budget), water_fill_oracle(&effective, budget));
     }
 
+    /// Values past what an index packs beside them (2^40 bits/s and more: the open ceilings
+    /// of the other servers' claims) sort the same, with one weight or many.
+    #[test]
+    fn water_fill_of_huge_values_matches_the_oracle(
+        cs in prop::collection::vec((0u64..3, 0u64..(1 << 42), 0u64..(1 << 50)), 0..30),
+        budget in 0u64..(1 << 52),
+        weighted in any::<bool>(),
+    ) {
+        let cs: Vec<Claimant> = cs
+            .into_iter()
+            .map(|(w, floor, extra)| Claimant { weight_milli: 1000 + w, floor, ceiling: floor + extra, demand: 0 })
+            .collect();
+        let effective = effective_claimants(&cs, weighted, false);
+        prop_assert_eq!(water_fill(&effective, budget), water_fill_oracle(&effective, budget));
+    }
+
     /// Each lifted share is what a whole water-filling with that one demand lifted gives.
     #[test]
     fn lifted_shares_match_a_water_filling_each(cs in tied_claimants(), budget in 0u64..2_000 * M, alg in algorithms()) {
