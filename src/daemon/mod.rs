@@ -65,13 +65,80 @@ pub struct Shutdown {
     pub restore_timed_out: bool,
 }
 
-/// Run until `shutdown` is cancelled. With `daemon.dry_run` set it computes and reports and
-/// writes nothing.
+/// Run until `shutdown` is cancelled, then stop in order and restore. With `daemon.dry_run`
+/// set it computes and reports and writes nothing.
 pub async fn run(
     settings: Arc<Settings>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Shutdown, DaemonError> {
+    let running = start(settings, listener, shutdown.clone())?;
+    shutdown.cancelled().await;
+    running.stop().await
+}
+
+/// The daemon while it runs: what its shutdown stops, in order, and restores with.
+struct Running {
+    settings: Arc<Settings>,
+    client: Fleet,
+    ledger: LedgerHandle,
+    notifier: crate::adapters::notify::Notifier,
+    /// Stops every worker below, so that intake and writes stop before the restore.
+    workers: CancellationToken,
+    /// The workers' tasks: the engine first (no new plan), then what carries its decisions
+    /// out.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    history_writer: Option<crate::adapters::history::Writer>,
+    /// Closed after the restore, so that "stopped" and a failed restore are still sent.
+    notify_close: CancellationToken,
+    notify_task: Option<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The state file, opened for the daemon: locked for its writer, unless a dry run (which
+/// never writes it).
+fn open_ledger(settings: &Settings) -> Result<LedgerHandle, DaemonError> {
+    let ledger = if settings.daemon.dry_run {
+        Ledger::open(&settings.state.file)?
+    } else {
+        Ledger::open_exclusive(&settings.state.file)?
+    };
+    for (name, fields) in crate::throttle::orphans(settings, &ledger) {
+        warn!(
+            downloader = %name,
+            "the state file holds originals of a torrent client or media server no \
+             [[downloader]] or [[server]] names any more ({}): name it again so that they are \
+             put back, or set them by hand",
+            fields.join(", ")
+        );
+    }
+    Ok(LedgerHandle::new(ledger))
+}
+
+/// The owner's overrides: a pause or pin set before the restart holds; a file that cannot be
+/// parsed is moved aside (a dry run leaves it), said loudly, and the daemon runs without.
+fn load_overrides(settings: &Settings) -> crate::core::control::Overrides {
+    let overrides =
+        crate::adapters::overrides::load(&settings.overrides_file(), !settings.daemon.dry_run)
+            .unwrap_or_else(|e| {
+                error!("{e}");
+                crate::core::control::Overrides::default()
+            });
+    if overrides.paused() {
+        warn!(
+            "paused by the owner before the restart: every original stays until `jellydemon resume`"
+        );
+    }
+    overrides
+}
+
+/// Wire everything together and start serving on `listener` (which stops accepting when
+/// `shutdown` is cancelled).
+fn start(
+    settings: Arc<Settings>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Running, DaemonError> {
     let dry_run = settings.daemon.dry_run;
     if settings.bandwidth.sqm == crate::config::Sqm::Unread {
         return Err(DaemonError::Config(crate::config::invalid(
@@ -85,37 +152,9 @@ pub async fn run(
         FleetError::Jellyfin(e) => DaemonError::Jellyfin(e),
     })?;
     let token = settings.daemon.webhook_token()?.map(Arc::new);
-    // The writer's lock, unless a dry run (which never writes the ledger).
-    let ledger = if settings.daemon.dry_run {
-        Ledger::open(&settings.state.file)?
-    } else {
-        Ledger::open_exclusive(&settings.state.file)?
-    };
-    for (name, fields) in crate::throttle::orphans(&settings, &ledger) {
-        warn!(
-            downloader = %name,
-            "the state file holds originals of a torrent client or media server no \
-             [[downloader]] or [[server]] names any more ({}): name it again so that they are \
-             put back, or set them by hand",
-            fields.join(", ")
-        );
-    }
-    let ledger = LedgerHandle::new(ledger);
-    // A pause or pin set before the restart holds; a file that cannot be parsed is moved
-    // aside (a dry run leaves it), said loudly, and the daemon runs without overrides.
-    let overrides = crate::adapters::overrides::load(&settings.overrides_file(), !dry_run)
-        .unwrap_or_else(|e| {
-            error!("{e}");
-            crate::core::control::Overrides::default()
-        });
-    if overrides.paused() {
-        warn!(
-            "paused by the owner before the restart: every original stays until `jellydemon resume`"
-        );
-    }
+    let ledger = open_ledger(&settings)?;
+    let overrides = load_overrides(&settings);
     let metrics = Arc::new(Metrics::new());
-    // The workers stop on their own token so that shutdown can stop intake and writes first,
-    // then restore with the same client.
     let workers = CancellationToken::new();
     let (budget, meter_task) =
         crate::adapters::budget::feed::start(&settings, metrics.clone(), workers.clone())?;
@@ -124,7 +163,6 @@ pub async fn run(
         .iter()
         .any(|s| s.kind == crate::config::ServerKind::Plex)
         .then(|| budget.read_servers.clone());
-    // Closed after the restore, so that "stopped" and a failed restore are still sent.
     let notify_close = CancellationToken::new();
     let (notifier, notify_task) =
         crate::adapters::notify::start(&settings, metrics.clone(), notify_close.clone())?;
@@ -219,7 +257,7 @@ pub async fn run(
         max_connections,
         drain: settings.daemon.http_drain,
     };
-    let server = tokio::spawn(listener::serve(listener, app, limits, shutdown.clone()));
+    let server = tokio::spawn(listener::serve(listener, app, limits, shutdown));
     info!(
         listen = %addr,
         mode = settings.daemon.mode.as_str(),
@@ -228,53 +266,81 @@ pub async fn run(
         "jellydemon running"
     );
 
-    shutdown.cancelled().await;
-    info!("shutting down");
-    notifier.observe(Observation::Stopped);
-    // The listener stops accepting and drains its connections for at most `http_drain`, on its
-    // own: the restore below does not wait for any client.
-    workers.cancel();
-    let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
-    // The engine first (no new plan), then what carries its decisions out; a write to a
-    // torrent client in flight is answered (or times out) before the restore.
-    let tasks = [
-        Some(engine_task),
-        members_task,
-        Some(writer_task),
-        meter_task,
-        seeders_task,
-        servers_task,
-    ];
-    for t in tasks.into_iter().flatten() {
-        let _ = tokio::time::timeout_at(deadline, t).await;
-    }
+    Ok(Running {
+        settings,
+        client,
+        ledger,
+        notifier,
+        workers,
+        // The engine first (no new plan), then what carries its decisions out; a write to a
+        // torrent client in flight is answered (or times out) before the restore.
+        tasks: [
+            Some(engine_task),
+            members_task,
+            Some(writer_task),
+            meter_task,
+            seeders_task,
+            servers_task,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        history_writer,
+        notify_close,
+        notify_task,
+        server,
+    })
+}
 
-    // What the engine recorded is written (bounded; the restore does not wait for it).
-    let history_stop =
-        history_writer.map(|w| tokio::spawn(w.stop(std::time::Duration::from_secs(5))));
-
-    let out = if settings.daemon.restore_on_exit && !dry_run {
-        restore_at_exit(&settings, &client, &ledger, &notifier, deadline).await
-    } else {
-        Shutdown::default()
-    };
-    // What is queued for the targets goes out, within what is left of the deadline (at
-    // least two seconds, so that a failed restore can still be told).
-    notify_close.cancel();
-    if let Some(t) = notify_task {
-        let until = deadline.max(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
-        let _ = tokio::time::timeout_at(until, t).await;
+impl Running {
+    /// Stop intake and writes, restore every original within `daemon.shutdown_timeout`, send
+    /// what is queued for the notification targets, and wait for the listener's drain.
+    async fn stop(self) -> Result<Shutdown, DaemonError> {
+        let settings = &self.settings;
+        info!("shutting down");
+        self.notifier.observe(Observation::Stopped);
+        // The listener stops accepting and drains its connections for at most `http_drain`,
+        // on its own: the restore below does not wait for any client.
+        self.workers.cancel();
+        let deadline = tokio::time::Instant::now() + settings.daemon.shutdown_timeout;
+        for t in self.tasks {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
+        // What the engine recorded is written (bounded; the restore does not wait for it).
+        let history_stop = self
+            .history_writer
+            .map(|w| tokio::spawn(w.stop(std::time::Duration::from_secs(5))));
+        let out = if settings.daemon.restore_on_exit && !settings.daemon.dry_run {
+            restore_at_exit(
+                settings,
+                &self.client,
+                &self.ledger,
+                &self.notifier,
+                deadline,
+            )
+            .await
+        } else {
+            Shutdown::default()
+        };
+        // What is queued for the targets goes out, within what is left of the deadline (at
+        // least two seconds, so that a failed restore can still be told).
+        self.notify_close.cancel();
+        if let Some(t) = self.notify_task {
+            let until =
+                deadline.max(tokio::time::Instant::now() + std::time::Duration::from_secs(2));
+            let _ = tokio::time::timeout_at(until, t).await;
+        }
+        if let Some(t) = history_stop {
+            let _ = t.await;
+        }
+        // Bounded by the drain: the listener drops whatever is still open then.
+        match self.server.await {
+            Ok(Err(e)) => return Err(DaemonError::Serve(e)),
+            Ok(Ok(())) => {}
+            Err(e) => warn!("the listener ended abnormally: {e}"),
+        }
+        Ok(out)
     }
-    if let Some(t) = history_stop {
-        let _ = t.await;
-    }
-    // Bounded by the drain: the listener drops whatever is still open then.
-    match server.await {
-        Ok(Err(e)) => return Err(DaemonError::Serve(e)),
-        Ok(Ok(())) => {}
-        Err(e) => warn!("the listener ended abnormally: {e}"),
-    }
-    Ok(out)
 }
 
 /// The history, unless off or a dry run (which writes no file): where the engine records, and
