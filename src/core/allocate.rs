@@ -260,8 +260,10 @@ impl Sorted {
         let one_weight = cs
             .windows(2)
             .all(|w| w[0].weight_milli == w[1].weight_milli);
-        let max = cs.iter().map(&value_of).max().unwrap_or(0);
-        if one_weight && cs.len() < 1 << INDEX_BITS && max < 1 << (64 - INDEX_BITS) {
+        if one_weight
+            && cs.len() < 1 << INDEX_BITS
+            && cs.iter().all(|c| value_of(c) < 1 << (64 - INDEX_BITS))
+        {
             // One weight for all (every algorithm but `priority`): the breakpoints sort as
             // their values do; while values and indices fit, as one integer each (the value
             // above, the index below).
@@ -503,8 +505,8 @@ fn water_fill_in(levels: &Levels, budget: u64) -> (Vec<u64>, bool) {
 
 /// For each claimant `i` with `lift[i]`, the share [`fair_by_demand`] would give it if its
 /// demand were its ceiling (the others' unchanged); `None` for the others. The planner asks
-/// this for every user whose share its demand caps (what their next item could get, which
-/// may be a film after music). Each answer is the water-filling of the claimants with one
+/// this, with the fair shares ([`fair_by_demand_and_lifted`]), for every user whose share its
+/// demand caps (what their next item could get, which may be a film after music). Each answer is the water-filling of the claimants with one
 /// ceiling raised: `G` changes by that claimant's term alone, so it takes a binary search
 /// over the breakpoints already sorted, `O(log² n)`, not a water-filling of its own.
 pub fn fair_by_demand_lifted(

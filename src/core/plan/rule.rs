@@ -47,14 +47,12 @@ pub fn fair_shares(algorithm: Algorithm, claimants: &[Claimant], available: u64)
         available,
         |_, c, b, overloaded| algorithm != Algorithm::Demand && capped_by_demand(c, b, overloaded),
     );
-    let next_item = match algorithm {
-        Algorithm::Demand => shares.clone(),
-        Algorithm::Equal | Algorithm::Priority => lifted
-            .into_iter()
-            .zip(&shares)
-            .map(|(lifted, share)| lifted.unwrap_or(*share))
-            .collect(),
-    };
+    // With `demand` nothing is lifted: the next item's share is the fair one.
+    let next_item = lifted
+        .into_iter()
+        .zip(&shares)
+        .map(|(lifted, share)| lifted.unwrap_or(*share))
+        .collect();
     FairShares {
         fair: shares,
         next_item,
