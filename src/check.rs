@@ -222,7 +222,7 @@ async fn jellyfin_lines(r: &mut CheckReport, settings: &Settings) -> Option<()> 
         .api_key()
         .map_err(|e| r.push(Level::Fail, e.to_string()))
         .ok()?;
-    let client = Client::new(url, &key, settings.jellyfin.timeout)
+    let client = Client::new(url, key, settings.jellyfin.timeout)
         .map_err(|e| r.push(Level::Fail, e.detail))
         .ok()?;
     let info = client.public_info().await.map_err(|e| fail(r, &e)).ok()?;

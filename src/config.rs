@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use figment::value::magic::RelativePathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -52,7 +51,8 @@ pub use jellyfin::{InternalRanges, InternalRangesSetting, JellyfinSettings, Netw
 pub use logging::{LogFormat, LoggingSettings};
 pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
-use secrets::{MIN_TOKEN_LEN, secret_from, short_token, token_from};
+pub use secrets::Secret;
+use secrets::{MIN_TOKEN_LEN, resolve, resolve_token};
 pub use server::{ServerKind, ServerSettings, names as server_names};
 pub use transcoding::{Capacity, CapacitySetting, TranscodingSettings};
 
@@ -183,6 +183,7 @@ impl Settings {
             settings.bandwidth.sqm = Sqm::Unread;
         }
         settings.validate()?;
+        settings.resolve_secrets()?;
         settings.network.parse()?;
         Ok(settings)
     }
@@ -308,31 +309,34 @@ impl Settings {
             .join("memory.json")
     }
 
-    /// The API key, read from `api_key` or `api_key_file`.
-    pub fn api_key(&self) -> Result<SecretString, ConfigError> {
-        if let Some(key) = &self.jellyfin.api_key {
-            return Ok(key.clone());
-        }
-        let path = self
-            .jellyfin
-            .api_key_file
+    /// The API key (from `api_key`, or `api_key_file` read at load).
+    pub fn api_key(&self) -> Result<&SecretString, ConfigError> {
+        self.jellyfin
+            .api_key
             .as_ref()
-            .map(RelativePathBuf::relative)
-            .ok_or_else(|| invalid("jellyfin.api_key", "missing"))?;
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            invalid(
-                "jellyfin.api_key_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let key = text.trim();
-        if key.is_empty() {
-            return Err(invalid(
-                "jellyfin.api_key_file",
-                format!("{} is empty", path.display()),
-            ));
+            .ok_or_else(|| invalid("jellyfin.api_key", "missing"))?
+            .get()
+    }
+
+    /// Read every `<key>_file` once, into its `<key>` (after [`Settings::validate`] checked
+    /// that each secret is given one way only).
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        let j = &mut self.jellyfin;
+        resolve(&mut j.api_key, &j.api_key_file, "jellyfin.api_key_file")?;
+        self.daemon.resolve_secrets()?;
+        if let Some(m) = &mut self.bandwidth.meter {
+            m.resolve_secrets()?;
         }
-        Ok(SecretString::from(key.to_owned()))
+        for d in &mut self.downloader {
+            d.resolve_secrets()?;
+        }
+        for s in &mut self.server {
+            s.resolve_secrets()?;
+        }
+        for (i, t) in self.notify.iter_mut().enumerate() {
+            t.resolve_secrets(i + 1)?;
+        }
+        Ok(())
     }
 }
 

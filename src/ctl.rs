@@ -60,7 +60,11 @@ impl Target {
             .user_agent(concat!("jellydemon/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CtlError::Setup(e.to_string()))?;
-        Ok(Target { addr, token, http })
+        Ok(Target {
+            addr,
+            token: token.cloned(),
+            http,
+        })
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -220,6 +220,8 @@ fn a_secret_file_the_service_cannot_read_is_found_among_its_credentials() {
                  username = \"admin\"\npassword_file = \"/etc/jellydemon-nonexistent/qbittorrent_password\"\n"
             ),
         )?;
+        // The file is read at load; one this process cannot read leaves the rest loaded and
+        // the password's use says why.
         let settings = Settings::load(&jail.directory().join("config.toml")).unwrap();
         let e = settings.downloader[0].password().unwrap_err().to_string();
         assert!(
@@ -232,6 +234,7 @@ fn a_secret_file_the_service_cannot_read_is_found_among_its_credentials() {
             "CREDENTIALS_DIRECTORY",
             jail.directory().join("credentials").display(),
         );
+        let settings = Settings::load(&jail.directory().join("config.toml")).unwrap();
         let p = settings.downloader[0].password().unwrap().unwrap();
         assert_eq!(p.expose_secret(), "from-systemd");
         Ok(())

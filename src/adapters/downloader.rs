@@ -150,11 +150,11 @@ pub struct Login {
 }
 
 impl Downloader {
-    /// The client a `[[downloader]]` entry describes (reads its password file).
+    /// The client a `[[downloader]]` entry describes (its password read at load).
     pub fn new(d: &DownloaderSettings) -> Result<Downloader, ConfigError> {
         let login = Login {
             username: d.username.clone(),
-            password: d.password()?,
+            password: d.password()?.cloned(),
             timeout: d.timeout,
         };
         let http = reqwest::Client::builder()

@@ -46,7 +46,7 @@ impl std::fmt::Debug for Plex {
 }
 
 impl Plex {
-    /// The server a `[[server]]` entry describes (reads its token file).
+    /// The server a `[[server]]` entry describes (its token read at load).
     pub fn new(s: &ServerSettings) -> Result<Plex, ConfigError> {
         let http = reqwest::Client::builder()
             .timeout(s.timeout)
@@ -57,7 +57,7 @@ impl Plex {
         Ok(Plex {
             http,
             url: s.url.trim_end_matches('/').to_string(),
-            token: s.token()?,
+            token: s.token()?.clone(),
         })
     }
 

@@ -264,7 +264,7 @@ pub(super) async fn member_lines(r: &mut CheckReport, settings: &Settings) {
             _ => crate::adapters::jellyfin::Flavor::Jellyfin,
         };
         let client = match s.api_key().map_err(|e| e.to_string()).and_then(|key| {
-            Client::with_flavor(flavor, &s.url, &key, s.timeout).map_err(|e| e.to_string())
+            Client::with_flavor(flavor, &s.url, key, s.timeout).map_err(|e| e.to_string())
         }) {
             Ok(c) => c,
             Err(e) => {

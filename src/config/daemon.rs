@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, MIN_TOKEN_LEN, invalid, short_token, token_from};
+use super::{ConfigError, MIN_TOKEN_LEN, Secret, invalid, resolve_token};
 
 /// `[state]`: where the ledger lives.
 #[derive(Debug, Deserialize)]
@@ -68,7 +68,7 @@ pub struct DaemonSettings {
     /// The shared secret the Webhook plugin sends in `X-Jellydemon-Token` (or
     /// `Authorization: Bearer`). Required unless `listen` is a loopback address.
     #[serde(default)]
-    pub webhook_token: Option<SecretString>,
+    pub webhook_token: Option<Secret>,
     /// A file holding the webhook secret (alternative to `webhook_token`); relative to the
     /// configuration file's directory.
     #[serde(default)]
@@ -77,7 +77,7 @@ pub struct DaemonSettings {
     /// (as `Authorization: Bearer`, or through the page's sign-in form). Default: the webhook
     /// secret.
     #[serde(default)]
-    pub status_token: Option<SecretString>,
+    pub status_token: Option<Secret>,
     /// A file holding the status secret (alternative to `status_token`); relative to the
     /// configuration file's directory.
     #[serde(default)]
@@ -313,7 +313,8 @@ impl DaemonSettings {
         }
         if d.webhook_token
             .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
+            .and_then(Secret::inline)
+            .is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN)
         {
             return Err(invalid(
                 "daemon.webhook_token",
@@ -334,19 +335,6 @@ impl DaemonSettings {
                 ),
             ));
         }
-        // A token file that can be read now is checked now (one that cannot is reported
-        // where it is used, e.g. by `check` run as another user).
-        for (file, key) in [
-            (&d.webhook_token_file, "daemon.webhook_token_file"),
-            (&d.status_token_file, "daemon.status_token_file"),
-        ] {
-            if let Some(f) = file
-                && let Ok(text) = std::fs::read_to_string(f.relative())
-                && (1..MIN_TOKEN_LEN).contains(&text.trim().len())
-            {
-                return Err(short_token(key));
-            }
-        }
         if d.status_token.is_some() && d.status_token_file.is_some() {
             return Err(invalid(
                 "daemon.status_token",
@@ -355,7 +343,8 @@ impl DaemonSettings {
         }
         if d.status_token
             .as_ref()
-            .is_some_and(|t| t.expose_secret().trim().len() < MIN_TOKEN_LEN)
+            .and_then(Secret::inline)
+            .is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN)
         {
             return Err(invalid(
                 "daemon.status_token",
@@ -445,24 +434,30 @@ impl DaemonSettings {
         })
     }
 
-    /// The webhook secret from `webhook_token` or `webhook_token_file`, if any.
-    pub fn webhook_token(&self) -> Result<Option<SecretString>, ConfigError> {
-        token_from(
-            &self.webhook_token,
+    /// Read the token files, each at least [`MIN_TOKEN_LEN`] characters.
+    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve_token(
+            &mut self.webhook_token,
             &self.webhook_token_file,
             "daemon.webhook_token_file",
+        )?;
+        resolve_token(
+            &mut self.status_token,
+            &self.status_token_file,
+            "daemon.status_token_file",
         )
+    }
+
+    /// The webhook secret (from `webhook_token`, or its file read at load), if any.
+    pub fn webhook_token(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.webhook_token.as_ref().map(Secret::get).transpose()
     }
 
     /// The secret for the read-only endpoints: `status_token` (or its file), else the webhook
     /// secret.
-    pub fn status_token(&self) -> Result<Option<SecretString>, ConfigError> {
-        match token_from(
-            &self.status_token,
-            &self.status_token_file,
-            "daemon.status_token_file",
-        )? {
-            Some(t) => Ok(Some(t)),
+    pub fn status_token(&self) -> Result<Option<&SecretString>, ConfigError> {
+        match &self.status_token {
+            Some(t) => t.get().map(Some),
             None => self.webhook_token(),
         }
     }

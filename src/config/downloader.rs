@@ -8,7 +8,7 @@ use figment::value::magic::RelativePathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, invalid, mbps_to_bps, secret_from};
+use super::{ConfigError, Secret, invalid, mbps_to_bps, resolve};
 
 /// Which torrent client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -49,7 +49,7 @@ pub struct DownloaderSettings {
     pub username: Option<String>,
     /// Its password (a secret), or `password_file`.
     #[serde(default)]
-    pub password: Option<SecretString>,
+    pub password: Option<Secret>,
     /// A file holding the password.
     #[serde(default)]
     pub password_file: Option<RelativePathBuf>,
@@ -192,16 +192,20 @@ impl DownloaderSettings {
             name: None,
             url: url.to_string(),
             username,
-            password,
+            password: password.map(Secret::from),
             password_file: None,
             timeout: default_timeout(),
         }
     }
 
-    /// The password, read from its file when given as one.
-    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(
-            &self.password,
+    /// The password (from `password`, or its file read at load), if any.
+    pub fn password(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.password.as_ref().map(Secret::get).transpose()
+    }
+
+    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve(
+            &mut self.password,
             &self.password_file,
             "downloader.password_file",
         )

@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
 use ipnet::IpNet;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::network;
 
-use super::{ConfigError, invalid, redact_userinfo};
+use super::{ConfigError, Secret, invalid, redact_userinfo};
 
 /// `[jellyfin]`: where the server is and how to authenticate.
 #[derive(Debug, Deserialize)]
@@ -18,9 +17,10 @@ use super::{ConfigError, invalid, redact_userinfo};
 pub struct JellyfinSettings {
     /// Base URL, including a base path such as `/jellyfin` when Jellyfin is served under one.
     pub url: String,
-    /// The API key (Dashboard -> API Keys). Prefer `api_key_file` outside of tests.
+    /// The API key (Dashboard -> API Keys), given inline or read from `api_key_file` at load.
+    /// Prefer `api_key_file` outside of tests.
     #[serde(default)]
-    pub api_key: Option<SecretString>,
+    pub api_key: Option<Secret>,
     /// A file holding the API key (systemd credentials, Docker secrets). Surrounding whitespace
     /// is ignored. A relative path is relative to the configuration file's directory.
     #[serde(default)]
@@ -107,7 +107,7 @@ impl JellyfinSettings {
                     "missing: set api_key, api_key_file or JELLYDEMON_JELLYFIN__API_KEY",
                 ));
             }
-            (Some(key), None) if key.expose_secret().trim().is_empty() => {
+            (Some(key), None) if key.inline().is_some_and(|k| k.trim().is_empty()) => {
                 return Err(invalid("jellyfin.api_key", "is empty"));
             }
             _ => {}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use jiff::civil::{Time, Weekday};
 
-use super::{ConfigError, invalid, mbps_to_bps, secret_from};
+use super::{ConfigError, Secret, invalid, mbps_to_bps, resolve};
 
 /// Which meter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -56,7 +56,7 @@ pub struct MeterSettings {
     pub host: Option<String>,
     /// snmp: the v2c community (a secret), or `community_file`.
     #[serde(default)]
-    pub community: Option<SecretString>,
+    pub community: Option<Secret>,
     /// snmp: a file holding the community.
     #[serde(default)]
     pub community_file: Option<RelativePathBuf>,
@@ -68,7 +68,7 @@ pub struct MeterSettings {
     pub username: Option<String>,
     /// openwrt: its password (a secret), or `password_file`.
     #[serde(default)]
-    pub password: Option<SecretString>,
+    pub password: Option<Secret>,
     /// openwrt: a file holding the password.
     #[serde(default)]
     pub password_file: Option<RelativePathBuf>,
@@ -128,19 +128,24 @@ fn default_sqm_interval() -> Duration {
 }
 
 impl MeterSettings {
-    /// The SNMP community.
-    pub fn community(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(
-            &self.community,
-            &self.community_file,
-            "bandwidth.meter.community_file",
-        )
+    /// The SNMP community (from `community`, or its file read at load).
+    pub fn community(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.community.as_ref().map(Secret::get).transpose()
     }
 
-    /// The rpcd password.
-    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(
-            &self.password,
+    /// The rpcd password (from `password`, or its file read at load).
+    pub fn password(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.password.as_ref().map(Secret::get).transpose()
+    }
+
+    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve(
+            &mut self.community,
+            &self.community_file,
+            "bandwidth.meter.community_file",
+        )?;
+        resolve(
+            &mut self.password,
             &self.password_file,
             "bandwidth.meter.password_file",
         )

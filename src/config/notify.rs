@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, invalid, secret_from};
+use super::{ConfigError, Secret, invalid, resolve};
 
 /// Which service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -116,19 +116,19 @@ pub struct NotifyTarget {
     /// The server (ntfy, Gotify, Apprise) or the webhook's URL (Discord, webhook); a secret
     /// for the last two, so never shown.
     #[serde(default)]
-    pub url: Option<SecretString>,
+    pub url: Option<Secret>,
     /// A file holding `url`.
     #[serde(default)]
     pub url_file: Option<RelativePathBuf>,
     /// ntfy: the topic (a secret: whoever knows it reads the messages).
     #[serde(default)]
-    pub topic: Option<SecretString>,
+    pub topic: Option<Secret>,
     /// A file holding `topic`.
     #[serde(default)]
     pub topic_file: Option<RelativePathBuf>,
     /// ntfy: an access token (`Authorization: Bearer`); Gotify: the application token.
     #[serde(default)]
-    pub token: Option<SecretString>,
+    pub token: Option<Secret>,
     /// A file holding `token`.
     #[serde(default)]
     pub token_file: Option<RelativePathBuf>,
@@ -137,7 +137,7 @@ pub struct NotifyTarget {
     pub username: Option<String>,
     /// ntfy: basic-auth password.
     #[serde(default)]
-    pub password: Option<SecretString>,
+    pub password: Option<Secret>,
     /// A file holding `password`.
     #[serde(default)]
     pub password_file: Option<RelativePathBuf>,
@@ -189,21 +189,55 @@ impl NotifyTarget {
             .collect()
     }
 
-    /// The URL (from `url` or `url_file`).
-    pub fn url(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(&self.url, &self.url_file, "notify.url_file")
+    /// The URL (from `url`, or `url_file` read at load).
+    pub fn url(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.url.as_ref().map(Secret::get).transpose()
     }
     /// The ntfy topic.
-    pub fn topic(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(&self.topic, &self.topic_file, "notify.topic_file")
+    pub fn topic(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.topic.as_ref().map(Secret::get).transpose()
     }
     /// The token.
-    pub fn token(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(&self.token, &self.token_file, "notify.token_file")
+    pub fn token(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.token.as_ref().map(Secret::get).transpose()
     }
     /// The basic-auth password.
-    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
-        secret_from(&self.password, &self.password_file, "notify.password_file")
+    pub fn password(&self) -> Result<Option<&SecretString>, ConfigError> {
+        self.password.as_ref().map(Secret::get).transpose()
+    }
+
+    /// Read the secrets' files; a URL read from `url_file` must be one, as an inline one.
+    /// `n`: the target's place (from 1), for messages.
+    pub(super) fn resolve_secrets(&mut self, n: usize) -> Result<(), ConfigError> {
+        let from_file = self.url.is_none();
+        resolve(&mut self.url, &self.url_file, "notify.url_file")?;
+        resolve(&mut self.topic, &self.topic_file, "notify.topic_file")?;
+        resolve(&mut self.token, &self.token_file, "notify.token_file")?;
+        resolve(
+            &mut self.password,
+            &self.password_file,
+            "notify.password_file",
+        )?;
+        match &self.url {
+            Some(u) if from_file => self.check_url(n, u.inline()),
+            _ => Ok(()),
+        }
+    }
+
+    /// An http(s) URL, never quoted (a Discord webhook URL is a secret); `None` (a file that
+    /// could not be read) passes.
+    fn check_url(&self, n: usize, url: Option<&str>) -> Result<(), ConfigError> {
+        match url.map(url::Url::parse) {
+            None | Some(Ok(_)) if url.is_none() => Ok(()),
+            Some(Ok(p)) if p.scheme() == "http" || p.scheme() == "https" => Ok(()),
+            _ => Err(invalid(
+                "notify",
+                format!(
+                    "target {n} ({}): url is not an http(s) URL (not shown: it may be a secret)",
+                    self.kind.as_str()
+                ),
+            )),
+        }
     }
 
     /// What the kind needs is there, nothing of another kind is, and the URL is one.
@@ -268,17 +302,9 @@ impl NotifyTarget {
         if self.url.is_none() && self.url_file.is_none() {
             return Err(at("missing url".into()));
         }
-        // A url_file is read when the target is used; an inline url is checked now, without
-        // quoting it (a Discord webhook URL is a secret).
+        // A url_file's URL is checked once the file is read.
         if let Some(u) = &self.url {
-            match url::Url::parse(u.expose_secret()) {
-                Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
-                _ => {
-                    return Err(at(
-                        "url is not an http(s) URL (not shown: it may be a secret)".into(),
-                    ));
-                }
-            }
+            self.check_url(n, u.inline())?;
         }
         match self.kind {
             Ntfy if self.topic.is_none() && self.topic_file.is_none() => {

@@ -15,7 +15,7 @@ use figment::value::magic::RelativePathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, invalid, secret_from};
+use super::{ConfigError, Secret, invalid, resolve};
 
 /// Which media server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,13 +54,13 @@ pub struct ServerSettings {
     pub url: String,
     /// Plex: its `X-Plex-Token` (a secret), or `token_file`.
     #[serde(default)]
-    pub token: Option<SecretString>,
+    pub token: Option<Secret>,
     /// Plex: a file holding the token.
     #[serde(default)]
     pub token_file: Option<RelativePathBuf>,
     /// Jellyfin and Emby: an administrator's API key (a secret), or `api_key_file`.
     #[serde(default)]
-    pub api_key: Option<SecretString>,
+    pub api_key: Option<Secret>,
     /// Jellyfin and Emby: a file holding the API key.
     #[serde(default)]
     pub api_key_file: Option<RelativePathBuf>,
@@ -98,7 +98,7 @@ impl ServerSettings {
             kind: ServerKind::Plex,
             name: None,
             url: url.to_string(),
-            token: Some(token),
+            token: Some(Secret::from(token)),
             token_file: None,
             interval: default_interval(),
             timeout: default_timeout(),
@@ -124,16 +124,25 @@ impl ServerSettings {
         matches!(self.kind, ServerKind::Jellyfin | ServerKind::Emby)
     }
 
-    /// The API key of a Jellyfin or Emby server, read from its file when given as one.
-    pub fn api_key(&self) -> Result<SecretString, ConfigError> {
-        secret_from(&self.api_key, &self.api_key_file, "server.api_key_file")?
-            .ok_or_else(|| invalid("server.api_key", "set api_key or api_key_file"))
+    /// The API key of a Jellyfin or Emby server (from `api_key`, or its file read at load).
+    pub fn api_key(&self) -> Result<&SecretString, ConfigError> {
+        self.api_key
+            .as_ref()
+            .ok_or_else(|| invalid("server.api_key", "set api_key or api_key_file"))?
+            .get()
     }
 
-    /// The token, read from its file when given as one.
-    pub fn token(&self) -> Result<SecretString, ConfigError> {
-        secret_from(&self.token, &self.token_file, "server.token_file")?
-            .ok_or_else(|| invalid("server.token", "set token or token_file"))
+    /// Plex's token (from `token`, or its file read at load).
+    pub fn token(&self) -> Result<&SecretString, ConfigError> {
+        self.token
+            .as_ref()
+            .ok_or_else(|| invalid("server.token", "set token or token_file"))?
+            .get()
+    }
+
+    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        resolve(&mut self.api_key, &self.api_key_file, "server.api_key_file")?;
+        resolve(&mut self.token, &self.token_file, "server.token_file")
     }
 
     fn validate(&self, i: usize) -> Result<(), ConfigError> {

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use super::*;
 
 const MINIMAL: &str = r#"
@@ -85,4 +87,41 @@ fn priority_weight_by_name_then_role() {
     assert_eq!(p.weight("alice", false), 3.0);
     assert_eq!(p.weight("bob", true), 2.0);
     assert_eq!(p.weight("carol", false), 1.0);
+}
+
+/// Every `<key>_file` is read at load into its `<key>`: a notification URL read from a file is
+/// checked as an inline one (without quoting it), and a file that cannot be read leaves the
+/// rest loaded, its key named where the secret is needed.
+#[test]
+fn secret_files_are_read_once_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("discord_url");
+    let toml = format!(
+        "{MINIMAL}\n[[notify]]\nkind = \"discord\"\nurl_file = \"{}\"\n",
+        file.display()
+    );
+    std::fs::write(&file, "not a url with a secret-part\n").unwrap();
+    let err = Settings::from_toml_str(&toml).unwrap_err().to_string();
+    assert!(
+        err.contains("target 1 (discord): url is not an http(s) URL"),
+        "{err}"
+    );
+    assert!(!err.contains("secret-part"), "{err}");
+
+    std::fs::write(&file, " https://discord.test/api/webhooks/1/abc \n").unwrap();
+    let s = Settings::from_toml_str(&toml).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let url = s.notify[0].url().unwrap().unwrap();
+    assert_eq!(
+        url.expose_secret(),
+        "https://discord.test/api/webhooks/1/abc"
+    );
+    assert!(!format!("{s:?}").contains("discord.test"));
+
+    let s = Settings::from_toml_str(&toml).unwrap();
+    let err = s.notify[0].url().unwrap_err().to_string();
+    assert!(
+        err.contains("notify.url_file") && err.contains("cannot read"),
+        "{err}"
+    );
 }

@@ -90,7 +90,7 @@ impl Access {
             hosts.push(name);
         }
         Ok(Access {
-            status_token: d.status_token()?,
+            status_token: d.status_token()?.cloned(),
             protected: d.status_protected(),
             hosts,
             sessions: Mutex::new(VecDeque::new()),

@@ -151,7 +151,7 @@ fn start(
         FleetError::Config(e) => DaemonError::Config(e),
         FleetError::Jellyfin(e) => DaemonError::Jellyfin(e),
     })?;
-    let token = settings.daemon.webhook_token()?.map(Arc::new);
+    let token = settings.daemon.webhook_token()?.cloned().map(Arc::new);
     let ledger = open_ledger(&settings)?;
     let overrides = load_overrides(&settings);
     let metrics = Arc::new(Metrics::new());

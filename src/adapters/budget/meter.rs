@@ -41,6 +41,7 @@ impl Meter {
                 m.url.as_deref().unwrap_or_default(),
                 m.username.as_deref().unwrap_or_default(),
                 m.password()?
+                    .cloned()
                     .unwrap_or_else(|| SecretString::from(String::new())),
                 &m.interface,
                 m.timeout,
@@ -48,6 +49,7 @@ impl Meter {
             MeterKind::Snmp => Meter::Snmp(super::snmp::Snmp::new(
                 m.host.as_deref().unwrap_or_default(),
                 m.community()?
+                    .cloned()
                     .unwrap_or_else(|| SecretString::from(String::new())),
                 &m.interface,
                 m.timeout,

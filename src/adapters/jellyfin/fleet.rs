@@ -127,7 +127,7 @@ impl Fleet {
     /// Every server the configuration names, their keys read.
     pub fn from_settings(settings: &crate::config::Settings) -> Result<Fleet, FleetError> {
         let key = settings.api_key()?;
-        let primary = Client::new(&settings.jellyfin.url, &key, settings.jellyfin.timeout)?;
+        let primary = Client::new(&settings.jellyfin.url, key, settings.jellyfin.timeout)?;
         let mut members = Vec::new();
         for (s, name) in settings
             .server
@@ -139,7 +139,7 @@ impl Fleet {
                 crate::config::ServerKind::Emby => Flavor::Emby,
                 _ => Flavor::Jellyfin,
             };
-            let client = Client::with_flavor(flavor, &s.url, &s.api_key()?, s.timeout)?;
+            let client = Client::with_flavor(flavor, &s.url, s.api_key()?, s.timeout)?;
             members.push((name, client, s.match_users_by_name));
         }
         Ok(Fleet::with_members(primary, members))

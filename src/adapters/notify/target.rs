@@ -52,21 +52,22 @@ impl std::fmt::Debug for Resolved {
 }
 
 impl Resolved {
-    /// Read the target's secrets (files included).
+    /// The target with its secrets (their files were read at load).
     pub fn new(t: &NotifyTarget) -> Result<Resolved, ConfigError> {
         let url = t
             .url()?
-            .ok_or_else(|| crate::config::invalid("notify", "a target without url"))?;
+            .ok_or_else(|| crate::config::invalid("notify", "a target without url"))?
+            .clone();
         let basic = match (&t.username, t.password()?) {
-            (Some(u), Some(p)) => Some((u.clone(), p)),
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             _ => None,
         };
         Ok(Resolved {
             name: t.display_name(),
             kind: t.kind,
             url,
-            topic: t.topic()?,
-            token: t.token()?,
+            topic: t.topic()?.cloned(),
+            token: t.token()?.cloned(),
             basic,
             key: t.key.clone(),
             urls: t.urls.clone(),

@@ -90,7 +90,7 @@ file = "{}"
 
     pub fn client(&self) -> Client {
         let s = self.settings();
-        Client::new(&s.jellyfin.url, &s.api_key().unwrap(), s.jellyfin.timeout).unwrap()
+        Client::new(&s.jellyfin.url, s.api_key().unwrap(), s.jellyfin.timeout).unwrap()
     }
 
     /// The servers the settings name, as the daemon builds them.
