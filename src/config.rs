@@ -1,10 +1,12 @@
 //! Configuration: a TOML file, then `JELLYDEMON_SECTION__KEY` environment variables, layered
-//! with figment into typed settings that are validated once at load.
+//! with figment into typed settings that are parsed once at load.
 //!
 //! Every struct denies unknown fields, so a typo is an error that names the key instead of a
-//! setting that silently does nothing. [`Settings::validate`] checks values (CIDRs, URL, limits)
-//! and names the offending key in its error. Secrets are held as [`SecretString`], whose `Debug`
-//! prints a placeholder, so a `{:?}` of the settings never shows the API key.
+//! setting that silently does nothing. The load then checks values (CIDRs, URL, limits), parses
+//! the tables whose keys depend on their `kind` into enums (`[bandwidth.meter]` into
+//! [`MeterSource`]) and reads every `<key>_file` into a [`Secret`]; each error names the key.
+//! Nothing re-reads or re-checks the file after the load. A secret's `Debug` prints a
+//! placeholder, so a `{:?}` of the settings never shows one.
 //!
 //! One module per section: `config/jellyfin.rs` (`[jellyfin]`, `[network]`),
 //! `config/bandwidth.rs`, `config/meter.rs` (`[bandwidth.meter]`, schedules),
@@ -49,7 +51,10 @@ use errors::{describe_figment_error, one_of_each_pair};
 pub use history::HistorySettings;
 pub use jellyfin::{InternalRanges, InternalRangesSetting, JellyfinSettings, NetworkSettings};
 pub use logging::{LogFormat, LoggingSettings};
-pub use meter::{MeterKind, MeterSettings, ScheduleEntry, Window, parse_days, parse_time};
+use meter::MeterFile;
+pub use meter::{
+    MeterKind, MeterSettings, MeterSource, ScheduleEntry, Window, parse_days, parse_time,
+};
 pub use notify::{EventKind, NotifyKind, NotifyTarget};
 pub use secrets::Secret;
 use secrets::{MIN_TOKEN_LEN, resolve, resolve_token};
@@ -182,8 +187,7 @@ impl Settings {
         if sqm {
             settings.bandwidth.sqm = Sqm::Unread;
         }
-        settings.validate()?;
-        settings.resolve_secrets()?;
+        settings.parse()?;
         settings.network.parse()?;
         Ok(settings)
     }
@@ -206,14 +210,18 @@ impl Settings {
         Ok(())
     }
 
-    /// Check every value; the error names the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Check every value and parse the tables whose keys depend on their `kind`, then read
+    /// the secrets' files; the error names the key.
+    fn parse(&mut self) -> Result<(), ConfigError> {
         self.history.validate()?;
         self.jellyfin.validate()?;
         self.network.internal_ranges()?;
-        if let Some(m) = &self.bandwidth.meter {
-            m.validate()?;
-        }
+        self.bandwidth.meter = self
+            .bandwidth
+            .meter_file
+            .take()
+            .map(MeterFile::parse)
+            .transpose()?;
         self.schedule_windows()?;
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
@@ -226,7 +234,7 @@ impl Settings {
         if self.state.file.as_os_str().is_empty() {
             return Err(invalid("state.file", "must not be empty"));
         }
-        Ok(())
+        self.resolve_secrets()
     }
 
     /// The bandwidth figures in bits per second.
@@ -318,15 +326,12 @@ impl Settings {
             .get()
     }
 
-    /// Read every `<key>_file` once, into its `<key>` (after [`Settings::validate`] checked
-    /// that each secret is given one way only).
+    /// Read every `<key>_file` once, into its `<key>` (after [`Settings::parse`] checked
+    /// that each secret is given one way only; the meter's are read as it is parsed).
     fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
         let j = &mut self.jellyfin;
         resolve(&mut j.api_key, &j.api_key_file, "jellyfin.api_key_file")?;
         self.daemon.resolve_secrets()?;
-        if let Some(m) = &mut self.bandwidth.meter {
-            m.resolve_secrets()?;
-        }
         for d in &mut self.downloader {
             d.resolve_secrets()?;
         }

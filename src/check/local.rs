@@ -93,7 +93,7 @@ pub(super) async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
             ),
         ),
     }
-    if m.kind == crate::config::MeterKind::Openwrt {
+    if m.kind() == crate::config::MeterKind::Openwrt {
         r.push(
             Level::Warn,
             "OpenWrt: with (hardware) flow offloading on (Network -> Firewall -> Routing/NAT \

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use crate::ids::UserId;
 
 use super::{
-    BPS_PER_MBPS, ConfigError, DownloadersPolicy, MAX_JELLYFIN_LIMIT_BPS, MeterKind, MeterSettings,
-    ScheduleEntry, invalid, non_negative_finite, positive_finite,
+    BPS_PER_MBPS, ConfigError, DownloadersPolicy, MAX_JELLYFIN_LIMIT_BPS, MeterFile, MeterKind,
+    MeterSettings, ScheduleEntry, invalid, non_negative_finite, positive_finite,
 };
 
 /// Where `total_upload_mbps` comes from.
@@ -92,8 +92,11 @@ pub struct BandwidthSettings {
     /// `[bandwidth.demand]`: how demand is estimated.
     #[serde(default)]
     pub demand: DemandSettings,
+    /// `[bandwidth.meter]` as written, until the load parses it into `meter`.
+    #[serde(default, rename = "meter")]
+    pub(super) meter_file: Option<MeterFile>,
     /// `[bandwidth.meter]`: the budget follows the link's measured upload. Absent: static.
-    #[serde(default)]
+    #[serde(skip)]
     pub meter: Option<MeterSettings>,
     /// `[[bandwidth.schedule]]`: times of the week with another total or reserve.
     #[serde(default)]
@@ -114,7 +117,7 @@ impl BandwidthSettings {
         let b = self;
         if b.sqm != Sqm::Off
             && !matches!(
-                b.meter.as_ref().map(|m| m.kind),
+                b.meter.as_ref().map(MeterSettings::kind),
                 Some(MeterKind::Openwrt | MeterKind::Interface)
             )
         {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use jiff::civil::{Time, Weekday};
@@ -36,67 +35,113 @@ impl MeterKind {
     }
 }
 
-/// `[bandwidth.meter]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[bandwidth.meter]`, parsed: where the counter is read, with what that kind needs, and
+/// how the budget follows it.
+#[derive(Debug)]
 pub struct MeterSettings {
-    /// `snmp`, `openwrt` or `interface`.
-    pub kind: MeterKind,
+    /// The kind, with its address and login.
+    pub source: MeterSource,
     /// The WAN interface: its `ifName` (snmp), the logical interface such as `wan` (openwrt),
     /// or the network device such as `eth0` or `pppoe-wan` (interface).
     pub interface: String,
     /// How often the counter is read.
-    #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Upper bound for one read (snmp, openwrt).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// snmp: the agent, `host` or `host:port` (port 161 by default).
-    #[serde(default)]
-    pub host: Option<String>,
-    /// snmp: the v2c community (a secret), or `community_file`.
-    #[serde(default)]
-    pub community: Option<Secret>,
-    /// snmp: a file holding the community.
-    #[serde(default)]
-    pub community_file: Option<RelativePathBuf>,
-    /// openwrt: rpcd's endpoint, e.g. `http://192.168.1.1/ubus`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// openwrt: the rpcd login (see README.md, "A budget that follows the link").
-    #[serde(default)]
-    pub username: Option<String>,
-    /// openwrt: its password (a secret), or `password_file`.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// openwrt: a file holding the password.
-    #[serde(default)]
-    pub password_file: Option<RelativePathBuf>,
     /// The budget never goes below this, in Mbps (default: a quarter of the static budget).
-    #[serde(default)]
     pub min_budget_mbps: Option<f64>,
     /// The budget changes only by at least this much, in Mbps.
-    #[serde(default = "default_step")]
     pub step_mbps: f64,
     /// How fast a rise of the other traffic is followed.
-    #[serde(default = "default_rise", with = "humantime_serde")]
     pub rise: Duration,
     /// How slowly a fall is followed.
-    #[serde(default = "default_fall", with = "humantime_serde")]
     pub fall: Duration,
     /// The window over which the high quantile of the other traffic is taken.
-    #[serde(default = "default_window", with = "humantime_serde")]
     pub window: Duration,
     /// The quantile, in percent.
-    #[serde(default = "default_quantile")]
     pub quantile_percent: f64,
     /// Failed reads in a row before the static budget applies again.
-    #[serde(default = "default_fail_after")]
     pub fail_after: u32,
     /// openwrt, with `total_upload_mbps = "sqm"`: how often the SQM queue's upload rate is
     /// read again.
-    #[serde(default = "default_sqm_interval", with = "humantime_serde")]
     pub sqm_interval: Duration,
+}
+
+/// Where a meter reads the counter, with what each kind needs.
+#[derive(Debug)]
+pub enum MeterSource {
+    /// SNMP v2c.
+    Snmp {
+        /// The agent, `host` or `host:port` (port 161 by default).
+        host: String,
+        /// The v2c community.
+        community: Secret,
+    },
+    /// OpenWrt's rpcd.
+    Openwrt {
+        /// rpcd's endpoint, e.g. `http://192.168.1.1/ubus` (an http(s) URL).
+        url: String,
+        /// The rpcd login.
+        username: String,
+        /// Its password.
+        password: Secret,
+    },
+    /// This machine's network device.
+    Interface,
+}
+
+impl MeterSettings {
+    /// Which kind.
+    pub fn kind(&self) -> MeterKind {
+        match self.source {
+            MeterSource::Snmp { .. } => MeterKind::Snmp,
+            MeterSource::Openwrt { .. } => MeterKind::Openwrt,
+            MeterSource::Interface => MeterKind::Interface,
+        }
+    }
+}
+
+/// `[bandwidth.meter]` as the file gives it: one flat table whose keys depend on `kind`,
+/// parsed by [`MeterFile::parse`] at load.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MeterFile {
+    kind: MeterKind,
+    interface: String,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    community: Option<Secret>,
+    #[serde(default)]
+    community_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    min_budget_mbps: Option<f64>,
+    #[serde(default = "default_step")]
+    step_mbps: f64,
+    #[serde(default = "default_rise", with = "humantime_serde")]
+    rise: Duration,
+    #[serde(default = "default_fall", with = "humantime_serde")]
+    fall: Duration,
+    #[serde(default = "default_window", with = "humantime_serde")]
+    window: Duration,
+    #[serde(default = "default_quantile")]
+    quantile_percent: f64,
+    #[serde(default = "default_fail_after")]
+    fail_after: u32,
+    #[serde(default = "default_sqm_interval", with = "humantime_serde")]
+    sqm_interval: Duration,
 }
 
 fn default_interval() -> Duration {
@@ -127,32 +172,10 @@ fn default_sqm_interval() -> Duration {
     Duration::from_secs(600)
 }
 
-impl MeterSettings {
-    /// The SNMP community (from `community`, or its file read at load).
-    pub fn community(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.community.as_ref().map(Secret::get).transpose()
-    }
-
-    /// The rpcd password (from `password`, or its file read at load).
-    pub fn password(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.password.as_ref().map(Secret::get).transpose()
-    }
-
-    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
-        resolve(
-            &mut self.community,
-            &self.community_file,
-            "bandwidth.meter.community_file",
-        )?;
-        resolve(
-            &mut self.password,
-            &self.password_file,
-            "bandwidth.meter.password_file",
-        )
-    }
-
-    /// Each kind has what it needs and nothing of another kind's.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+impl MeterFile {
+    /// The meter: each kind has what it needs and nothing of another kind's, its secret read
+    /// (once, here), every figure in range.
+    pub(super) fn parse(mut self) -> Result<MeterSettings, ConfigError> {
         let kind = self.kind.as_str();
         if self.interface.trim().is_empty() {
             return Err(invalid("bandwidth.meter.interface", "is empty"));
@@ -221,45 +244,67 @@ impl MeterSettings {
             "bandwidth.meter.password",
             "password or password_file",
         )?;
-        match self.kind {
-            MeterKind::Snmp => {
-                if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
-                    return Err(invalid(
-                        "bandwidth.meter.host",
-                        "missing: the SNMP agent, e.g. \"192.168.1.1\"",
-                    ));
-                }
-                if self.community.is_none() && self.community_file.is_none() {
-                    return Err(invalid(
-                        "bandwidth.meter.community",
-                        "missing: set community or community_file",
-                    ));
-                }
-            }
-            MeterKind::Openwrt => {
-                let url = self.url.as_deref().unwrap_or("");
-                match url::Url::parse(url) {
-                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    _ => {
-                        return Err(invalid(
+        let source = match self.kind {
+            MeterKind::Snmp => MeterSource::Snmp {
+                host: self
+                    .host
+                    .take()
+                    .filter(|h| !h.trim().is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            "bandwidth.meter.host",
+                            "missing: the SNMP agent, e.g. \"192.168.1.1\"",
+                        )
+                    })?,
+                community: {
+                    resolve(
+                        &mut self.community,
+                        &self.community_file,
+                        "bandwidth.meter.community_file",
+                    )?;
+                    self.community.take().ok_or_else(|| {
+                        invalid(
+                            "bandwidth.meter.community",
+                            "missing: set community or community_file",
+                        )
+                    })?
+                },
+            },
+            MeterKind::Openwrt => MeterSource::Openwrt {
+                url: self
+                    .url
+                    .take()
+                    .filter(|u| {
+                        url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+                    })
+                    .ok_or_else(|| {
+                        invalid(
                             "bandwidth.meter.url",
                             "missing or not an http(s) URL: rpcd's endpoint, e.g. \
                              \"http://192.168.1.1/ubus\"",
-                        ));
-                    }
-                }
-                if self.username.as_deref().is_none_or(|u| u.is_empty()) {
-                    return Err(invalid("bandwidth.meter.username", "missing"));
-                }
-                if self.password.is_none() && self.password_file.is_none() {
-                    return Err(invalid(
-                        "bandwidth.meter.password",
-                        "missing: set password or password_file",
-                    ));
-                }
-            }
-            MeterKind::Interface => {}
-        }
+                        )
+                    })?,
+                username: self
+                    .username
+                    .take()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| invalid("bandwidth.meter.username", "missing"))?,
+                password: {
+                    resolve(
+                        &mut self.password,
+                        &self.password_file,
+                        "bandwidth.meter.password_file",
+                    )?;
+                    self.password.take().ok_or_else(|| {
+                        invalid(
+                            "bandwidth.meter.password",
+                            "missing: set password or password_file",
+                        )
+                    })?
+                },
+            },
+            MeterKind::Interface => MeterSource::Interface,
+        };
         for (key, d) in [
             ("bandwidth.meter.interval", self.interval),
             ("bandwidth.meter.timeout", self.timeout),
@@ -300,7 +345,20 @@ impl MeterSettings {
         if self.fail_after == 0 {
             return Err(invalid("bandwidth.meter.fail_after", "must be at least 1"));
         }
-        Ok(())
+        Ok(MeterSettings {
+            source,
+            interface: self.interface,
+            interval: self.interval,
+            timeout: self.timeout,
+            min_budget_mbps: self.min_budget_mbps,
+            step_mbps: self.step_mbps,
+            rise: self.rise,
+            fall: self.fall,
+            window: self.window,
+            quantile_percent: self.quantile_percent,
+            fail_after: self.fail_after,
+            sqm_interval: self.sqm_interval,
+        })
     }
 }
 

@@ -125,3 +125,31 @@ fn secret_files_are_read_once_at_load() {
         "{err}"
     );
 }
+
+/// `[bandwidth.meter]` parses into its kind with what that kind needs, the secret read.
+#[test]
+fn a_meter_parses_into_its_kind() {
+    let toml = format!(
+        "{MINIMAL}\n[bandwidth.meter]\nkind = \"snmp\"\ninterface = \"wan\"\nhost = \"192.0.2.1\"\n\
+         community = \"c-secret\"\n"
+    );
+    let s = Settings::from_toml_str(&toml).unwrap();
+    let m = s.bandwidth.meter.as_ref().unwrap();
+    assert_eq!(m.kind(), MeterKind::Snmp);
+    match &m.source {
+        MeterSource::Snmp { host, community } => {
+            assert_eq!(host, "192.0.2.1");
+            assert_eq!(community.get().unwrap().expose_secret(), "c-secret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{s:?}").contains("c-secret"));
+
+    let toml =
+        format!("{MINIMAL}\n[bandwidth.meter]\nkind = \"interface\"\ninterface = \"eth0\"\n");
+    let s = Settings::from_toml_str(&toml).unwrap();
+    assert!(matches!(
+        s.bandwidth.meter.as_ref().unwrap().source,
+        MeterSource::Interface
+    ));
+}

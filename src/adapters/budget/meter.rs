@@ -15,7 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigError, MeterKind, MeterSettings};
+use crate::config::{ConfigError, MeterSettings, MeterSource};
 
 pub use super::estimate::Counter;
 
@@ -33,24 +33,24 @@ pub enum Meter {
 impl Meter {
     /// The meter `[bandwidth.meter]` describes.
     pub fn new(m: &MeterSettings) -> Result<Meter, ConfigError> {
-        Ok(match m.kind {
-            MeterKind::Interface => {
+        Ok(match &m.source {
+            MeterSource::Interface => {
                 Meter::Interface(Interface::at(Path::new("/sys/class/net"), &m.interface))
             }
-            MeterKind::Openwrt => Meter::Openwrt(Openwrt::new(
-                m.url.as_deref().unwrap_or_default(),
-                m.username.as_deref().unwrap_or_default(),
-                m.password()?
-                    .cloned()
-                    .unwrap_or_else(|| SecretString::from(String::new())),
+            MeterSource::Openwrt {
+                url,
+                username,
+                password,
+            } => Meter::Openwrt(Openwrt::new(
+                url,
+                username,
+                password.get()?.clone(),
                 &m.interface,
                 m.timeout,
             )?),
-            MeterKind::Snmp => Meter::Snmp(super::snmp::Snmp::new(
-                m.host.as_deref().unwrap_or_default(),
-                m.community()?
-                    .cloned()
-                    .unwrap_or_else(|| SecretString::from(String::new())),
+            MeterSource::Snmp { host, community } => Meter::Snmp(super::snmp::Snmp::new(
+                host,
+                community.get()?.clone(),
                 &m.interface,
                 m.timeout,
             )),

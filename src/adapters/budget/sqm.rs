@@ -163,7 +163,7 @@ pub async fn resolve(settings: &mut Settings) -> Result<(), ConfigError> {
         .bandwidth
         .meter
         .as_ref()
-        .filter(|m| matches!(m.kind, MeterKind::Openwrt | MeterKind::Interface))
+        .filter(|m| matches!(m.kind(), MeterKind::Openwrt | MeterKind::Interface))
         .ok_or_else(|| {
             invalid(
                 key,
