@@ -205,6 +205,10 @@ impl Settings {
                 ),
             ));
         }
+        // Each schedule entry must still leave a budget with the total read.
+        for (i, e) in b.schedule.iter().enumerate() {
+            e.window(i + 1, mbps, b.reserved_mbps)?;
+        }
         b.total_upload_mbps = mbps;
         b.sqm = Sqm::Read { queue };
         Ok(())
@@ -222,7 +226,7 @@ impl Settings {
             .take()
             .map(MeterFile::parse)
             .transpose()?;
-        self.schedule_windows()?;
+        self.parse_schedule()?;
         notify::validate_all(&self.notify)?;
         downloader::validate_all(&self.downloader)?;
         server::validate_all(&self.server, &downloader_names(&self.downloader))?;
@@ -250,41 +254,41 @@ impl Settings {
         }
     }
 
-    /// The schedule's entries parsed and its time zone, or `None` without
-    /// The time zone of schedules and statistics: `bandwidth.timezone` (validated at load),
-    /// else the system's.
+    /// The time zone of schedules and statistics: `bandwidth.timezone` (found at load), else
+    /// the system's.
     pub fn timezone(&self) -> jiff::tz::TimeZone {
         self.bandwidth
-            .timezone
-            .as_deref()
-            .and_then(|n| jiff::tz::TimeZone::get(n).ok())
+            .zone
+            .clone()
             .unwrap_or_else(jiff::tz::TimeZone::system)
     }
 
-    /// `[[bandwidth.schedule]]` (`src/adapters/budget/schedule.rs` follows them).
-    pub fn schedule_windows(
-        &self,
-    ) -> Result<Option<(Vec<Window>, jiff::tz::TimeZone)>, ConfigError> {
-        let b = &self.bandwidth;
-        let tz = match &b.timezone {
-            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| {
+    /// `[[bandwidth.schedule]]` and its time zone (`src/adapters/budget/schedule.rs` follows
+    /// them), or `None` without one.
+    pub fn schedule_windows(&self) -> Option<(Vec<Window>, jiff::tz::TimeZone)> {
+        let w = &self.bandwidth.windows;
+        (!w.is_empty()).then(|| (w.clone(), self.timezone()))
+    }
+
+    /// `bandwidth.timezone` and every `[[bandwidth.schedule]]` entry, parsed; each entry must
+    /// leave a budget with the static figures it does not change.
+    fn parse_schedule(&mut self) -> Result<(), ConfigError> {
+        let b = &mut self.bandwidth;
+        if let Some(name) = &b.timezone {
+            b.zone = Some(jiff::tz::TimeZone::get(name).map_err(|e| {
                 invalid(
                     "bandwidth.timezone",
                     format!("\"{name}\" is not a time zone ({e}); e.g. \"Europe/Berlin\""),
                 )
-            })?,
-            None => jiff::tz::TimeZone::system(),
-        };
-        if b.schedule.is_empty() {
-            return Ok(None);
+            })?);
         }
-        let windows = b
+        b.windows = b
             .schedule
             .iter()
             .enumerate()
             .map(|(i, e)| e.window(i + 1, b.total_upload_mbps, b.reserved_mbps))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some((windows, tz)))
+        Ok(())
     }
 
     /// The alias map's path: `logging.alias_file`, or `aliases.json` beside the state file.

@@ -65,10 +65,8 @@ pub async fn reconcile_once(
     dry_run: bool,
 ) -> Result<PassReport, PassError> {
     let fetched = Snapshot::read(client, settings).await?;
-    // The schedule was validated when the settings loaded.
     let (budget_bps, entry) =
-        crate::adapters::budget::feed::static_budget_at(settings, jiff::Timestamp::now())
-            .unwrap_or((settings.budget().budget_bps, None));
+        crate::adapters::budget::feed::static_budget_at(settings, jiff::Timestamp::now());
     let mut notes: Vec<String> = entry
         .map(|e| format!("schedule \"{e}\""))
         .into_iter()

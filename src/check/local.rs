@@ -10,35 +10,31 @@ use super::{CheckReport, Level};
 
 /// The schedule in force and the next change; the meter read twice, with the rate it shows.
 pub(super) async fn budget_lines(r: &mut CheckReport, settings: &Settings) {
-    match crate::adapters::budget::schedule::from_settings(settings) {
-        Ok(Some(s)) => {
-            let now = jiff::Timestamp::now();
-            let b = &settings.bandwidth;
-            let (t, res, entry) = s.base(now, b.total_upload_mbps, b.reserved_mbps);
-            let zone = s.time_zone();
-            let tz = zone
-                .iana_name()
-                .unwrap_or("the system's time zone")
-                .to_string();
-            let next = s
-                .next_change(now)
-                .map(|t| format!("; next change {}", zone.to_datetime(t).strftime("%a %H:%M")))
-                .unwrap_or_default();
-            r.push(
-                Level::Ok,
-                format!(
-                    "schedule ({} entries, {tz}): {}{next}",
-                    b.schedule.len(),
-                    match entry {
-                        Some(name) =>
-                            format!("\"{name}\" in force, total {t} Mbps, {res} Mbps reserved"),
-                        None => "no entry in force now".into(),
-                    }
-                ),
-            );
-        }
-        Ok(None) => {}
-        Err(e) => r.push(Level::Fail, e.to_string()),
+    if let Some(s) = crate::adapters::budget::schedule::from_settings(settings) {
+        let now = jiff::Timestamp::now();
+        let b = &settings.bandwidth;
+        let (t, res, entry) = s.base(now, b.total_upload_mbps, b.reserved_mbps);
+        let zone = s.time_zone();
+        let tz = zone
+            .iana_name()
+            .unwrap_or("the system's time zone")
+            .to_string();
+        let next = s
+            .next_change(now)
+            .map(|t| format!("; next change {}", zone.to_datetime(t).strftime("%a %H:%M")))
+            .unwrap_or_default();
+        r.push(
+            Level::Ok,
+            format!(
+                "schedule ({} entries, {tz}): {}{next}",
+                b.schedule.len(),
+                match entry {
+                    Some(name) =>
+                        format!("\"{name}\" in force, total {t} Mbps, {res} Mbps reserved"),
+                    None => "no entry in force now".into(),
+                }
+            ),
+        );
     }
     let Some(m) = &settings.bandwidth.meter else {
         return;

@@ -9,7 +9,7 @@ use crate::ids::UserId;
 
 use super::{
     BPS_PER_MBPS, ConfigError, DownloadersPolicy, MAX_JELLYFIN_LIMIT_BPS, MeterFile, MeterKind,
-    MeterSettings, ScheduleEntry, invalid, non_negative_finite, positive_finite,
+    MeterSettings, ScheduleEntry, Window, invalid, non_negative_finite, positive_finite,
 };
 
 /// Where `total_upload_mbps` comes from.
@@ -98,15 +98,21 @@ pub struct BandwidthSettings {
     /// `[bandwidth.meter]`: the budget follows the link's measured upload. Absent: static.
     #[serde(skip)]
     pub meter: Option<MeterSettings>,
-    /// `[[bandwidth.schedule]]`: times of the week with another total or reserve.
+    /// `[[bandwidth.schedule]]` as written: times of the week with another total or reserve.
     #[serde(default)]
     pub schedule: Vec<ScheduleEntry>,
+    /// `[[bandwidth.schedule]]` parsed at load, in the file's order.
+    #[serde(skip)]
+    pub windows: Vec<Window>,
     /// `[bandwidth.downloaders]`: how the `[[downloader]]` clients share the link.
     #[serde(default)]
     pub downloaders: DownloadersPolicy,
     /// The time zone of the schedule (`"Europe/Berlin"`); absent: the system's.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// `timezone` found at load.
+    #[serde(skip)]
+    pub(super) zone: Option<jiff::tz::TimeZone>,
 }
 
 impl BandwidthSettings {

@@ -153,3 +153,39 @@ fn a_meter_parses_into_its_kind() {
         MeterSource::Interface
     ));
 }
+
+/// The schedule is parsed at load; the capacity SQM reports later must still leave each entry
+/// a budget, and the time zone is the one named.
+#[test]
+fn the_schedule_is_parsed_at_load_and_checked_against_the_sqm_capacity() {
+    let toml = r#"
+        [jellyfin]
+        url = "http://127.0.0.1:8096"
+        api_key = "k"
+        [bandwidth]
+        total_upload_mbps = "sqm"
+        reserved_mbps = 5
+        timezone = "Europe/Berlin"
+        [bandwidth.meter]
+        kind = "interface"
+        interface = "eth0"
+        [[bandwidth.schedule]]
+        from = "08:00"
+        to = "18:00"
+        reserved_mbps = 30
+    "#;
+    let mut s = Settings::from_toml_str(toml).unwrap();
+    assert_eq!(s.bandwidth.windows.len(), 1);
+    assert_eq!(s.bandwidth.windows[0].reserved_mbps, Some(30.0));
+    assert_eq!(s.timezone().iana_name(), Some("Europe/Berlin"));
+    let err = s
+        .set_sqm_capacity(20.0, "queue eth0".into())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("entry 1") && err.contains("leaves nothing"),
+        "{err}"
+    );
+    s.set_sqm_capacity(50.0, "queue eth0".into()).unwrap();
+    assert_eq!(s.bandwidth.total_upload_mbps, 50.0);
+}

@@ -76,12 +76,9 @@ impl Feed {
 
 /// The static budget at `at` (with the schedule's entry in force, if any), bits/s, and the
 /// entry's name: what one-shot commands plan with.
-pub fn static_budget_at(
-    settings: &Settings,
-    at: Timestamp,
-) -> Result<(u64, Option<String>), ConfigError> {
+pub fn static_budget_at(settings: &Settings, at: Timestamp) -> (u64, Option<String>) {
     let b = &settings.bandwidth;
-    let schedule = super::schedule::from_settings(settings)?;
+    let schedule = super::schedule::from_settings(settings);
     let (total, reserved, name) = match &schedule {
         Some(s) => {
             let (t, r, n) = s.base(at, b.total_upload_mbps, b.reserved_mbps);
@@ -89,10 +86,10 @@ pub fn static_budget_at(
         }
         None => (b.total_upload_mbps, b.reserved_mbps, None),
     };
-    Ok((
+    (
         mbps_to_bps(total).saturating_sub(mbps_to_bps(reserved)),
         name,
-    ))
+    )
 }
 
 /// "100 Mbps of upload less 10 Mbps kept free": where a configured budget comes from, in
@@ -118,7 +115,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<(Feed, Option<tokio::task::JoinHandle<()>>), ConfigError> {
     let b = &settings.bandwidth;
-    let schedule = super::schedule::from_settings(settings)?;
+    let schedule = super::schedule::from_settings(settings);
     let now = Timestamp::now();
     let (total, reserved, entry) = match &schedule {
         Some(s) => s.base(now, b.total_upload_mbps, b.reserved_mbps),

@@ -101,12 +101,10 @@ impl Schedule {
 }
 
 /// The schedule of `settings`, or `None` without `[[bandwidth.schedule]]`.
-pub fn from_settings(
-    settings: &crate::config::Settings,
-) -> Result<Option<Schedule>, crate::config::ConfigError> {
-    Ok(settings
-        .schedule_windows()?
-        .map(|(windows, tz)| Schedule::new(windows, tz)))
+pub fn from_settings(settings: &crate::config::Settings) -> Option<Schedule> {
+    settings
+        .schedule_windows()
+        .map(|(windows, tz)| Schedule::new(windows, tz))
 }
 
 fn add_days(d: Date, n: i64) -> Option<Date> {
