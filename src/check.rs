@@ -200,7 +200,7 @@ fn notify_lines(r: &mut CheckReport, settings: &Settings) {
                     format!(
                         "notify {} ({}): {} (nothing sent; `jellydemon notify --test` sends a test)",
                         t.display_name(),
-                        t.kind.as_str(),
+                        t.kind().as_str(),
                         events.join(", ")
                     ),
                 );

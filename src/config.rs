@@ -55,7 +55,7 @@ use meter::MeterFile;
 pub use meter::{
     MeterKind, MeterSettings, MeterSource, ScheduleEntry, Window, parse_days, parse_time,
 };
-pub use notify::{EventKind, NotifyKind, NotifyTarget};
+pub use notify::{AppriseTo, EventKind, NotifyKind, NotifyService, NotifyTarget, NtfyAuth};
 pub use secrets::Secret;
 use secrets::{MIN_TOKEN_LEN, resolve, resolve_token};
 pub use server::{ServerKind, ServerSettings, names as server_names};
@@ -121,8 +121,11 @@ pub struct Settings {
     /// Where logs go, and whether they are anonymized.
     #[serde(default)]
     pub logging: LoggingSettings,
+    /// `[[notify]]` as written, until the load parses it into `notify`.
+    #[serde(default, rename = "notify")]
+    notify_file: Vec<notify::NotifyFile>,
     /// `[[notify]]`: where notifications go.
-    #[serde(default)]
+    #[serde(skip)]
     pub notify: Vec<NotifyTarget>,
     /// `[[downloader]]`: the torrent clients seeding on the same link.
     #[serde(default)]
@@ -227,7 +230,7 @@ impl Settings {
             .map(MeterFile::parse)
             .transpose()?;
         self.parse_schedule()?;
-        notify::validate_all(&self.notify)?;
+        self.notify = notify::parse_all(std::mem::take(&mut self.notify_file))?;
         downloader::validate_all(&self.downloader)?;
         server::validate_all(&self.server, &downloader_names(&self.downloader))?;
         self.transcoding.validate()?;
@@ -331,7 +334,8 @@ impl Settings {
     }
 
     /// Read every `<key>_file` once, into its `<key>` (after [`Settings::parse`] checked
-    /// that each secret is given one way only; the meter's are read as it is parsed).
+    /// that each secret is given one way only; the meter's and the notification targets'
+    /// are read as they are parsed).
     fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
         let j = &mut self.jellyfin;
         resolve(&mut j.api_key, &j.api_key_file, "jellyfin.api_key_file")?;
@@ -341,9 +345,6 @@ impl Settings {
         }
         for s in &mut self.server {
             s.resolve_secrets()?;
-        }
-        for (i, t) in self.notify.iter_mut().enumerate() {
-            t.resolve_secrets(i + 1)?;
         }
         Ok(())
     }

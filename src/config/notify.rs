@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use figment::value::magic::RelativePathBuf;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{ConfigError, Secret, invalid, resolve};
@@ -104,71 +104,112 @@ impl EventKind {
     ];
 }
 
-/// One `[[notify]]` target.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[notify]]` target, parsed.
+#[derive(Debug)]
 pub struct NotifyTarget {
-    /// `ntfy`, `gotify`, `discord`, `apprise` or `webhook`.
-    pub kind: NotifyKind,
-    /// Its name in logs and for `notify --test --target` (default: the kind).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The server (ntfy, Gotify, Apprise) or the webhook's URL (Discord, webhook); a secret
-    /// for the last two, so never shown.
-    #[serde(default)]
-    pub url: Option<Secret>,
-    /// A file holding `url`.
-    #[serde(default)]
-    pub url_file: Option<RelativePathBuf>,
-    /// ntfy: the topic (a secret: whoever knows it reads the messages).
-    #[serde(default)]
-    pub topic: Option<Secret>,
-    /// A file holding `topic`.
-    #[serde(default)]
-    pub topic_file: Option<RelativePathBuf>,
-    /// ntfy: an access token (`Authorization: Bearer`); Gotify: the application token.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// A file holding `token`.
-    #[serde(default)]
-    pub token_file: Option<RelativePathBuf>,
-    /// ntfy: basic-auth user name (with `password`).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// ntfy: basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// A file holding `password`.
-    #[serde(default)]
-    pub password_file: Option<RelativePathBuf>,
-    /// Apprise: the key of a stored configuration (`POST {url}/notify/{key}`).
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Apprise: the service URLs to notify (stateless; secrets).
-    #[serde(default)]
-    pub urls: Vec<SecretString>,
-    /// webhook: extra headers (secrets: an `Authorization`, a Home Assistant token).
-    #[serde(default)]
-    pub headers: BTreeMap<String, SecretString>,
-    /// Which events it gets (default: every warning, not `started` and `stopped`).
-    #[serde(default)]
+    /// Its name in logs and for `notify --test --target`: `name`, else the kind.
+    pub name: String,
+    /// The service, with what it needs.
+    pub service: NotifyService,
+    /// Which events it gets (`None`: every warning, not `started` and `stopped`).
     pub events: Option<Vec<EventKind>>,
     /// Upper bound for one request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+/// Where a target sends, with what each service needs (the `url` of each is the server for
+/// ntfy, Gotify and Apprise, the webhook's own URL for Discord and webhook; a secret for the
+/// last two, so never shown).
+#[derive(Debug)]
+pub enum NotifyService {
+    /// ntfy.
+    Ntfy {
+        /// The server.
+        url: Secret,
+        /// The topic (a secret: whoever knows it reads the messages).
+        topic: Secret,
+        /// How it signs in.
+        auth: NtfyAuth,
+    },
+    /// Gotify.
+    Gotify {
+        /// The server.
+        url: Secret,
+        /// The application's token.
+        token: Secret,
+    },
+    /// A Discord webhook.
+    Discord {
+        /// The webhook's URL.
+        url: Secret,
+    },
+    /// An Apprise API server.
+    Apprise {
+        /// The server.
+        url: Secret,
+        /// Whom it notifies.
+        to: AppriseTo,
+    },
+    /// Any URL.
+    Webhook {
+        /// The URL.
+        url: Secret,
+        /// Extra headers (secrets: an `Authorization`, a Home Assistant token).
+        headers: BTreeMap<String, SecretString>,
+    },
+}
+
+/// How an ntfy target signs in.
+#[derive(Debug)]
+pub enum NtfyAuth {
+    /// Not at all (a public topic).
+    Anonymous,
+    /// An access token, as `Authorization: Bearer` (used when `username` is set too).
+    Token(Secret),
+    /// Basic auth.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: Secret,
+    },
+}
+
+/// Whom an Apprise target notifies.
+#[derive(Debug)]
+pub enum AppriseTo {
+    /// A stored configuration (`POST {url}/notify/{key}`).
+    Key(String),
+    /// These service URLs (stateless; secrets).
+    Urls(Vec<SecretString>),
 }
 
 impl NotifyTarget {
-    /// Its name: `name`, else the kind.
-    pub fn display_name(&self) -> String {
-        self.name
-            .clone()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| self.kind.as_str().to_string())
+    /// Which service.
+    pub fn kind(&self) -> NotifyKind {
+        match self.service {
+            NotifyService::Ntfy { .. } => NotifyKind::Ntfy,
+            NotifyService::Gotify { .. } => NotifyKind::Gotify,
+            NotifyService::Discord { .. } => NotifyKind::Discord,
+            NotifyService::Apprise { .. } => NotifyKind::Apprise,
+            NotifyService::Webhook { .. } => NotifyKind::Webhook,
+        }
+    }
+
+    /// Its name.
+    pub fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it sends (from `url`, or `url_file` read at load).
+    pub fn url(&self) -> Result<&SecretString, ConfigError> {
+        match &self.service {
+            NotifyService::Ntfy { url, .. }
+            | NotifyService::Gotify { url, .. }
+            | NotifyService::Discord { url }
+            | NotifyService::Apprise { url, .. }
+            | NotifyService::Webhook { url, .. } => url.get(),
+        }
     }
 
     /// Whether it wants `event` (`test` always).
@@ -188,60 +229,55 @@ impl NotifyTarget {
             .filter(|e| self.wants(*e))
             .collect()
     }
+}
 
-    /// The URL (from `url`, or `url_file` read at load).
-    pub fn url(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.url.as_ref().map(Secret::get).transpose()
-    }
-    /// The ntfy topic.
-    pub fn topic(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.topic.as_ref().map(Secret::get).transpose()
-    }
-    /// The token.
-    pub fn token(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.token.as_ref().map(Secret::get).transpose()
-    }
-    /// The basic-auth password.
-    pub fn password(&self) -> Result<Option<&SecretString>, ConfigError> {
-        self.password.as_ref().map(Secret::get).transpose()
-    }
+/// One `[[notify]]` table as the file gives it: the keys of every service, parsed by
+/// [`NotifyFile::parse`] at load.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NotifyFile {
+    kind: NotifyKind,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    url_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    topic: Option<Secret>,
+    #[serde(default)]
+    topic_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    token: Option<Secret>,
+    #[serde(default)]
+    token_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    urls: Vec<SecretString>,
+    #[serde(default)]
+    headers: BTreeMap<String, SecretString>,
+    #[serde(default)]
+    events: Option<Vec<EventKind>>,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
 
-    /// Read the secrets' files; a URL read from `url_file` must be one, as an inline one.
-    /// `n`: the target's place (from 1), for messages.
-    pub(super) fn resolve_secrets(&mut self, n: usize) -> Result<(), ConfigError> {
-        let from_file = self.url.is_none();
-        resolve(&mut self.url, &self.url_file, "notify.url_file")?;
-        resolve(&mut self.topic, &self.topic_file, "notify.topic_file")?;
-        resolve(&mut self.token, &self.token_file, "notify.token_file")?;
-        resolve(
-            &mut self.password,
-            &self.password_file,
-            "notify.password_file",
-        )?;
-        match &self.url {
-            Some(u) if from_file => self.check_url(n, u.inline()),
-            _ => Ok(()),
-        }
-    }
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 
-    /// An http(s) URL, never quoted (a Discord webhook URL is a secret); `None` (a file that
-    /// could not be read) passes.
-    fn check_url(&self, n: usize, url: Option<&str>) -> Result<(), ConfigError> {
-        match url.map(url::Url::parse) {
-            None | Some(Ok(_)) if url.is_none() => Ok(()),
-            Some(Ok(p)) if p.scheme() == "http" || p.scheme() == "https" => Ok(()),
-            _ => Err(invalid(
-                "notify",
-                format!(
-                    "target {n} ({}): url is not an http(s) URL (not shown: it may be a secret)",
-                    self.kind.as_str()
-                ),
-            )),
-        }
-    }
-
-    /// What the kind needs is there, nothing of another kind is, and the URL is one.
-    pub(super) fn validate(&self, n: usize) -> Result<(), ConfigError> {
+impl NotifyFile {
+    /// The target: what the kind needs is there, nothing of another kind is, each secret is
+    /// given one way and read (once, here), and the URL is one. `n`: its place (from 1), for
+    /// messages.
+    pub(super) fn parse(mut self, n: usize) -> Result<NotifyTarget, ConfigError> {
         let kind = self.kind.as_str();
         let at = |what: String| invalid("notify", format!("target {n} ({kind}): {what}"));
         let only = |present: bool, key: &str, kinds: &[NotifyKind]| {
@@ -302,9 +338,9 @@ impl NotifyTarget {
         if self.url.is_none() && self.url_file.is_none() {
             return Err(at("missing url".into()));
         }
-        // A url_file's URL is checked once the file is read.
+        // An inline url is checked now; one from url_file once the file is read.
         if let Some(u) = &self.url {
-            self.check_url(n, u.inline())?;
+            check_url(u, &at)?;
         }
         match self.kind {
             Ntfy if self.topic.is_none() && self.topic_file.is_none() => {
@@ -334,24 +370,91 @@ impl NotifyTarget {
                 "events is empty: remove the target, or list what it wants".into(),
             ));
         }
-        Ok(())
+        let name = self
+            .name
+            .take()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| kind.to_string());
+        let url = read(&mut self.url, &self.url_file, "notify.url_file")?;
+        check_url(&url, &at)?;
+        let topic = read(&mut self.topic, &self.topic_file, "notify.topic_file");
+        let token = read(&mut self.token, &self.token_file, "notify.token_file");
+        let password = read(
+            &mut self.password,
+            &self.password_file,
+            "notify.password_file",
+        );
+        let service = match self.kind {
+            Ntfy => NotifyService::Ntfy {
+                url,
+                topic: topic?,
+                auth: match (token, self.username, password) {
+                    (Ok(token), _, _) => NtfyAuth::Token(token),
+                    (_, Some(username), Ok(password)) => NtfyAuth::Basic { username, password },
+                    _ => NtfyAuth::Anonymous,
+                },
+            },
+            Gotify => NotifyService::Gotify { url, token: token? },
+            Discord => NotifyService::Discord { url },
+            Apprise => NotifyService::Apprise {
+                url,
+                to: match self.key {
+                    Some(key) => AppriseTo::Key(key),
+                    None => AppriseTo::Urls(self.urls),
+                },
+            },
+            Webhook => NotifyService::Webhook {
+                url,
+                headers: self.headers,
+            },
+        };
+        Ok(NotifyTarget {
+            name,
+            service,
+            events: self.events,
+            timeout: self.timeout,
+        })
     }
 }
 
-/// Validate every target; names must differ.
-pub(super) fn validate_all(targets: &[NotifyTarget]) -> Result<(), ConfigError> {
+/// A secret given inline or in `file` (read here); the checks above made sure it is given
+/// when the kind needs it, so `Err` means only "not given" to the caller.
+fn read(
+    inline: &mut Option<Secret>,
+    file: &Option<RelativePathBuf>,
+    file_key: &'static str,
+) -> Result<Secret, ConfigError> {
+    resolve(inline, file, file_key)?;
+    inline
+        .take()
+        .ok_or_else(|| invalid("notify", format!("{file_key}: not given")))
+}
+
+/// An http(s) URL, never quoted (a Discord webhook URL is a secret); a file that could not be
+/// read passes (whatever sends to it says why).
+fn check_url(url: &Secret, at: &impl Fn(String) -> ConfigError) -> Result<(), ConfigError> {
+    match url.get().map(|u| url::Url::parse(u.expose_secret())) {
+        Err(_) => Ok(()),
+        Ok(Ok(p)) if p.scheme() == "http" || p.scheme() == "https" => Ok(()),
+        Ok(_) => Err(at(
+            "url is not an http(s) URL (not shown: it may be a secret)".into(),
+        )),
+    }
+}
+
+/// Parse every target; names must differ.
+pub(super) fn parse_all(files: Vec<NotifyFile>) -> Result<Vec<NotifyTarget>, ConfigError> {
     let mut names = std::collections::HashSet::new();
-    for (i, t) in targets.iter().enumerate() {
-        t.validate(i + 1)?;
-        if !names.insert(t.display_name()) {
+    let mut targets = Vec::with_capacity(files.len());
+    for (i, f) in files.into_iter().enumerate() {
+        let t = f.parse(i + 1)?;
+        if !names.insert(t.name.clone()) {
             return Err(invalid(
                 "notify",
-                format!(
-                    "two targets are named \"{}\": give each a name",
-                    t.display_name()
-                ),
+                format!("two targets are named \"{}\": give each a name", t.name),
             ));
         }
+        targets.push(t);
     }
-    Ok(())
+    Ok(targets)
 }

@@ -111,7 +111,7 @@ fn secret_files_are_read_once_at_load() {
     std::fs::write(&file, " https://discord.test/api/webhooks/1/abc \n").unwrap();
     let s = Settings::from_toml_str(&toml).unwrap();
     std::fs::remove_file(&file).unwrap();
-    let url = s.notify[0].url().unwrap().unwrap();
+    let url = s.notify[0].url().unwrap();
     assert_eq!(
         url.expose_secret(),
         "https://discord.test/api/webhooks/1/abc"
@@ -188,4 +188,46 @@ fn the_schedule_is_parsed_at_load_and_checked_against_the_sqm_capacity() {
     );
     s.set_sqm_capacity(50.0, "queue eth0".into()).unwrap();
     assert_eq!(s.bandwidth.total_upload_mbps, 50.0);
+}
+
+/// `[[notify]]` parses into its service with what that service needs: ntfy's login, Apprise's
+/// stored configuration, a default name.
+#[test]
+fn a_notify_target_parses_into_its_service() {
+    let toml = format!(
+        "{MINIMAL}\n[[notify]]\nkind = \"ntfy\"\nurl = \"https://ntfy.test\"\ntopic = \"t-secret\"\n\
+         username = \"me\"\npassword = \"p-secret\"\n\
+         [[notify]]\nkind = \"apprise\"\nurl = \"http://apprise.test\"\nkey = \"home\"\n\
+         events = [\"started\"]\n"
+    );
+    let s = Settings::from_toml_str(&toml).unwrap();
+    let [ntfy, apprise] = &s.notify[..] else {
+        panic!("{:?}", s.notify)
+    };
+    assert_eq!(
+        (ntfy.display_name(), ntfy.kind()),
+        ("ntfy", NotifyKind::Ntfy)
+    );
+    match &ntfy.service {
+        NotifyService::Ntfy {
+            topic,
+            auth: NtfyAuth::Basic { username, password },
+            ..
+        } => {
+            assert_eq!(topic.get().unwrap().expose_secret(), "t-secret");
+            assert_eq!(username, "me");
+            assert_eq!(password.get().unwrap().expose_secret(), "p-secret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &apprise.service,
+        NotifyService::Apprise { to: AppriseTo::Key(k), .. } if k == "home"
+    ));
+    assert!(apprise.wants(EventKind::Started) && !apprise.wants(EventKind::Overload));
+    let dbg = format!("{s:?}");
+    assert!(
+        !dbg.contains("t-secret") && !dbg.contains("p-secret"),
+        "{dbg}"
+    );
 }

@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::conditions::{Notice, Severity};
-use crate::config::{ConfigError, NotifyKind, NotifyTarget};
+use crate::config::{AppriseTo, ConfigError, NotifyKind, NotifyService, NotifyTarget, NtfyAuth};
 
 /// A target with its secrets read.
 pub struct Resolved {
@@ -54,30 +54,43 @@ impl std::fmt::Debug for Resolved {
 impl Resolved {
     /// The target with its secrets (their files were read at load).
     pub fn new(t: &NotifyTarget) -> Result<Resolved, ConfigError> {
-        let url = t
-            .url()?
-            .ok_or_else(|| crate::config::invalid("notify", "a target without url"))?
-            .clone();
-        let basic = match (&t.username, t.password()?) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-            _ => None,
-        };
-        Ok(Resolved {
-            name: t.display_name(),
-            kind: t.kind,
-            url,
-            topic: t.topic()?.cloned(),
-            token: t.token()?.cloned(),
-            basic,
-            key: t.key.clone(),
-            urls: t.urls.clone(),
-            headers: t
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        let mut r = Resolved {
+            name: t.name.clone(),
+            kind: t.kind(),
+            url: t.url()?.clone(),
+            topic: None,
+            token: None,
+            basic: None,
+            key: None,
+            urls: Vec::new(),
+            headers: Vec::new(),
             timeout: t.timeout,
-        })
+        };
+        match &t.service {
+            NotifyService::Ntfy { topic, auth, .. } => {
+                r.topic = Some(topic.get()?.clone());
+                match auth {
+                    NtfyAuth::Anonymous => {}
+                    NtfyAuth::Token(token) => r.token = Some(token.get()?.clone()),
+                    NtfyAuth::Basic { username, password } => {
+                        r.basic = Some((username.clone(), password.get()?.clone()));
+                    }
+                }
+            }
+            NotifyService::Gotify { token, .. } => r.token = Some(token.get()?.clone()),
+            NotifyService::Discord { .. } => {}
+            NotifyService::Apprise { to, .. } => match to {
+                AppriseTo::Key(key) => r.key = Some(key.clone()),
+                AppriseTo::Urls(urls) => r.urls = urls.clone(),
+            },
+            NotifyService::Webhook { headers, .. } => {
+                r.headers = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+            }
+        }
+        Ok(r)
     }
 }
 
