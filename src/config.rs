@@ -57,8 +57,8 @@ pub use meter::{
 };
 pub use notify::{AppriseTo, EventKind, NotifyKind, NotifyService, NotifyTarget, NtfyAuth};
 pub use secrets::Secret;
-use secrets::{MIN_TOKEN_LEN, resolve, resolve_token};
-pub use server::{ServerKind, ServerSettings, names as server_names};
+use secrets::{MIN_TOKEN_LEN, resolve, resolve_token, take};
+pub use server::{ServerAccess, ServerKind, ServerSettings, names as server_names};
 pub use transcoding::{Capacity, CapacitySetting, TranscodingSettings};
 
 /// Bits per second in one Mbps, the unit of every bandwidth key in the file.
@@ -130,8 +130,11 @@ pub struct Settings {
     /// `[[downloader]]`: the torrent clients seeding on the same link.
     #[serde(default)]
     pub downloader: Vec<DownloaderSettings>,
+    /// `[[server]]` as written, until the load parses it into `server`.
+    #[serde(default, rename = "server")]
+    server_file: Vec<server::ServerFile>,
     /// `[[server]]`: the other media servers streaming on the same link.
-    #[serde(default)]
+    #[serde(skip)]
     pub server: Vec<ServerSettings>,
     /// `[history]`: what was played and how the link was shared, in SQLite.
     #[serde(default)]
@@ -232,7 +235,10 @@ impl Settings {
         self.parse_schedule()?;
         self.notify = notify::parse_all(std::mem::take(&mut self.notify_file))?;
         downloader::validate_all(&self.downloader)?;
-        server::validate_all(&self.server, &downloader_names(&self.downloader))?;
+        self.server = server::parse_all(
+            std::mem::take(&mut self.server_file),
+            &downloader_names(&self.downloader),
+        )?;
         self.transcoding.validate()?;
         self.bandwidth.downloaders.validate()?;
         self.bandwidth.validate()?;
@@ -342,9 +348,6 @@ impl Settings {
         self.daemon.resolve_secrets()?;
         for d in &mut self.downloader {
             d.resolve_secrets()?;
-        }
-        for s in &mut self.server {
-            s.resolve_secrets()?;
         }
         Ok(())
     }

@@ -194,7 +194,7 @@ pub(super) async fn server_lines(r: &mut CheckReport, settings: &Settings) {
                     Level::Ok,
                     format!(
                         "server {name}: {} at {}, {} stream{} outside the house, {} ({counted})",
-                        s.kind.as_str(),
+                        s.kind().as_str(),
                         plex.url(),
                         streams.len(),
                         if streams.len() == 1 { "" } else { "s" },
@@ -255,7 +255,7 @@ pub(super) async fn member_lines(r: &mut CheckReport, settings: &Settings) {
         .zip(names)
         .filter(|(s, _)| s.manages_users())
     {
-        let flavor = match s.kind {
+        let flavor = match s.kind() {
             crate::config::ServerKind::Emby => crate::adapters::jellyfin::Flavor::Emby,
             _ => crate::adapters::jellyfin::Flavor::Jellyfin,
         };
@@ -277,7 +277,7 @@ pub(super) async fn member_lines(r: &mut CheckReport, settings: &Settings) {
                     format!(
                         "server {name}: {} {} at {}, {} user{}, {playing} playing (its users \
                          share the budget, named user@{name})",
-                        info.product_name.as_deref().unwrap_or(s.kind.as_str()),
+                        info.product_name.as_deref().unwrap_or(s.kind().as_str()),
                         info.version.as_deref().unwrap_or("(version unknown)"),
                         client.shown_url(),
                         users.len(),

@@ -8,7 +8,7 @@ use figment::value::magic::RelativePathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{ConfigError, Secret, invalid, resolve};
+use super::{ConfigError, Secret, invalid, take};
 
 /// Which service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -375,26 +375,30 @@ impl NotifyFile {
             .take()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| kind.to_string());
-        let url = read(&mut self.url, &self.url_file, "notify.url_file")?;
+        let url = take(&mut self.url, &self.url_file, "notify.url_file")?
+            .ok_or_else(|| at("missing url".into()))?;
         check_url(&url, &at)?;
-        let topic = read(&mut self.topic, &self.topic_file, "notify.topic_file");
-        let token = read(&mut self.token, &self.token_file, "notify.token_file");
-        let password = read(
+        let topic = take(&mut self.topic, &self.topic_file, "notify.topic_file")?;
+        let token = take(&mut self.token, &self.token_file, "notify.token_file")?;
+        let password = take(
             &mut self.password,
             &self.password_file,
             "notify.password_file",
-        );
+        )?;
         let service = match self.kind {
             Ntfy => NotifyService::Ntfy {
                 url,
-                topic: topic?,
+                topic: topic.ok_or_else(|| at("missing topic".into()))?,
                 auth: match (token, self.username, password) {
-                    (Ok(token), _, _) => NtfyAuth::Token(token),
-                    (_, Some(username), Ok(password)) => NtfyAuth::Basic { username, password },
+                    (Some(token), _, _) => NtfyAuth::Token(token),
+                    (_, Some(username), Some(password)) => NtfyAuth::Basic { username, password },
                     _ => NtfyAuth::Anonymous,
                 },
             },
-            Gotify => NotifyService::Gotify { url, token: token? },
+            Gotify => NotifyService::Gotify {
+                url,
+                token: token.ok_or_else(|| at("missing token (the application's token)".into()))?,
+            },
             Discord => NotifyService::Discord { url },
             Apprise => NotifyService::Apprise {
                 url,
@@ -415,19 +419,6 @@ impl NotifyFile {
             timeout: self.timeout,
         })
     }
-}
-
-/// A secret given inline or in `file` (read here); the checks above made sure it is given
-/// when the kind needs it, so `Err` means only "not given" to the caller.
-fn read(
-    inline: &mut Option<Secret>,
-    file: &Option<RelativePathBuf>,
-    file_key: &'static str,
-) -> Result<Secret, ConfigError> {
-    resolve(inline, file, file_key)?;
-    inline
-        .take()
-        .ok_or_else(|| invalid("notify", format!("{file_key}: not given")))
 }
 
 /// An http(s) URL, never quoted (a Discord webhook URL is a secret); a file that could not be

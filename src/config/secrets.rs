@@ -104,6 +104,16 @@ pub(super) fn resolve(
     Ok(())
 }
 
+/// [`resolve`], then the secret out of `inline`: `None` when neither way gives it.
+pub(super) fn take(
+    inline: &mut Option<Secret>,
+    file: &Option<RelativePathBuf>,
+    file_key: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    resolve(inline, file, file_key)?;
+    Ok(inline.take())
+}
+
 /// A secret file the service cannot read itself, handed to it by systemd as a credential of
 /// the same name (`LoadCredential=qbittorrent_password:/etc/jellydemon/qbittorrent_password`
 /// puts it in `$CREDENTIALS_DIRECTORY`).

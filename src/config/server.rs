@@ -15,7 +15,7 @@ use figment::value::magic::RelativePathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ConfigError, Secret, invalid, resolve};
+use super::{ConfigError, Secret, invalid, take};
 
 /// Which media server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,48 +40,72 @@ impl ServerKind {
     }
 }
 
-/// One `[[server]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[server]]`, parsed.
+#[derive(Debug)]
 pub struct ServerSettings {
-    /// `plex`, `jellyfin` or `emby`.
-    pub kind: ServerKind,
     /// A name of its own, for logs, the page and `/api/state` (default: the kind, numbered
-    /// when there are several).
-    #[serde(default)]
+    /// when there are several: [`names`]).
     pub name: Option<String>,
     /// Where it answers (`http://127.0.0.1:32400`).
     pub url: String,
-    /// Plex: its `X-Plex-Token` (a secret), or `token_file`.
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// Plex: a file holding the token.
-    #[serde(default)]
-    pub token_file: Option<RelativePathBuf>,
-    /// Jellyfin and Emby: an administrator's API key (a secret), or `api_key_file`.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// Jellyfin and Emby: a file holding the API key.
-    #[serde(default)]
-    pub api_key_file: Option<RelativePathBuf>,
+    /// The kind, with how jellydemon signs in and what it manages there.
+    pub access: ServerAccess,
     /// How often its sessions are read (Jellyfin and Emby: how often a change in what plays
     /// there is looked for between the daemon's passes).
-    #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Upper bound for one request.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Set the server's total upload limit outside the house (Plex's
-    /// `WanTotalMaxUploadRate`) to its share of the budget, its original kept in the state
-    /// file and put back at the stop; `false`: leave it, and take what it streams off the
-    /// budget. Plex only (default `true`).
+}
+
+/// What kind of server, with what that kind needs.
+#[derive(Debug)]
+pub enum ServerAccess {
+    /// Plex Media Server: one claimant.
+    Plex {
+        /// Its `X-Plex-Token`.
+        token: Secret,
+        /// Its total upload limit outside the house (`WanTotalMaxUploadRate`) is set to its
+        /// share of the budget, its original kept in the state file and put back at the stop;
+        /// `false` (`manage_wan_total = false`): what it streams is only taken off the budget.
+        manage_wan_total: bool,
+    },
+    /// Another Jellyfin server, or an Emby server: its users managed like `[jellyfin]`'s.
+    Users {
+        /// `Jellyfin` or `Emby`.
+        kind: ServerKind,
+        /// An administrator's API key.
+        api_key: Secret,
+        /// A user whose name is a `[jellyfin]` server user's (in any case) is the same
+        /// person, one claimant whose limit is written on both servers.
+        match_users_by_name: bool,
+    },
+}
+
+/// One `[[server]]` as the file gives it: the keys of every kind, parsed by
+/// [`ServerFile::parse`] at load.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerFile {
+    kind: ServerKind,
     #[serde(default)]
-    pub manage_wan_total: Option<bool>,
-    /// Jellyfin and Emby: a user whose name is a `[jellyfin]` server user's (in any case) is
-    /// the same person, one claimant whose limit is written on both servers (default
-    /// `false`: every user of every server is a claimant of its own).
+    name: Option<String>,
+    url: String,
     #[serde(default)]
-    pub match_users_by_name: bool,
+    token: Option<Secret>,
+    #[serde(default)]
+    token_file: Option<RelativePathBuf>,
+    #[serde(default)]
+    api_key: Option<Secret>,
+    #[serde(default)]
+    api_key_file: Option<RelativePathBuf>,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default)]
+    manage_wan_total: Option<bool>,
+    #[serde(default)]
+    match_users_by_name: bool,
 }
 
 fn default_interval() -> Duration {
@@ -95,54 +119,108 @@ impl ServerSettings {
     /// A Plex entry for a server `jellydemon init` was told about, its token given as is.
     pub fn plex_for_init(url: &str, token: SecretString) -> ServerSettings {
         ServerSettings {
-            kind: ServerKind::Plex,
             name: None,
             url: url.to_string(),
-            token: Some(Secret::from(token)),
-            token_file: None,
+            access: ServerAccess::Plex {
+                token: Secret::from(token),
+                manage_wan_total: true,
+            },
             interval: default_interval(),
             timeout: default_timeout(),
-            api_key: None,
-            api_key_file: None,
-            manage_wan_total: None,
-            match_users_by_name: false,
+        }
+    }
+
+    /// Which kind.
+    pub fn kind(&self) -> ServerKind {
+        match self.access {
+            ServerAccess::Plex { .. } => ServerKind::Plex,
+            ServerAccess::Users { kind, .. } => kind,
         }
     }
 
     /// Plex, its WAN total set to its share (`manage_wan_total`, on unless turned off).
     pub fn manages_wan_total(&self) -> bool {
-        self.kind == ServerKind::Plex && self.manage_wan_total.unwrap_or(true)
+        matches!(
+            self.access,
+            ServerAccess::Plex {
+                manage_wan_total: true,
+                ..
+            }
+        )
     }
 
     /// A Plex server (read for its streams, one claimant).
     pub fn is_plex(&self) -> bool {
-        self.kind == ServerKind::Plex
+        matches!(self.access, ServerAccess::Plex { .. })
     }
 
     /// A Jellyfin or Emby server whose users are managed.
     pub fn manages_users(&self) -> bool {
-        matches!(self.kind, ServerKind::Jellyfin | ServerKind::Emby)
+        matches!(self.access, ServerAccess::Users { .. })
+    }
+
+    /// A Jellyfin or Emby server whose users match `[jellyfin]`'s by name.
+    pub fn match_users_by_name(&self) -> bool {
+        matches!(
+            self.access,
+            ServerAccess::Users {
+                match_users_by_name: true,
+                ..
+            }
+        )
     }
 
     /// The API key of a Jellyfin or Emby server (from `api_key`, or its file read at load).
     pub fn api_key(&self) -> Result<&SecretString, ConfigError> {
-        self.api_key
-            .as_ref()
-            .ok_or_else(|| invalid("server.api_key", "set api_key or api_key_file"))?
-            .get()
+        match &self.access {
+            ServerAccess::Users { api_key, .. } => api_key.get(),
+            ServerAccess::Plex { .. } => Err(invalid(
+                "server.api_key",
+                "Plex takes token_file (or token), not api_key",
+            )),
+        }
     }
 
     /// Plex's token (from `token`, or its file read at load).
     pub fn token(&self) -> Result<&SecretString, ConfigError> {
-        self.token
-            .as_ref()
-            .ok_or_else(|| invalid("server.token", "set token or token_file"))?
-            .get()
+        match &self.access {
+            ServerAccess::Plex { token, .. } => token.get(),
+            ServerAccess::Users { kind, .. } => Err(invalid(
+                "server.token",
+                format!(
+                    "{} takes api_key_file (or api_key), not token",
+                    kind.as_str()
+                ),
+            )),
+        }
     }
+}
 
-    pub(super) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
-        resolve(&mut self.api_key, &self.api_key_file, "server.api_key_file")?;
-        resolve(&mut self.token, &self.token_file, "server.token_file")
+impl ServerFile {
+    /// The entry: a URL without a login, what its kind needs and nothing of another kind's,
+    /// its secret read (once, here). `i`: its place (from 1), for messages.
+    fn parse(mut self, i: usize) -> Result<ServerSettings, ConfigError> {
+        self.validate(i)?;
+        let access = match self.kind {
+            ServerKind::Plex => ServerAccess::Plex {
+                token: take(&mut self.token, &self.token_file, "server.token_file")?
+                    .ok_or_else(|| invalid("server.token", "set token or token_file"))?,
+                manage_wan_total: self.manage_wan_total.unwrap_or(true),
+            },
+            kind @ (ServerKind::Jellyfin | ServerKind::Emby) => ServerAccess::Users {
+                kind,
+                api_key: take(&mut self.api_key, &self.api_key_file, "server.api_key_file")?
+                    .ok_or_else(|| invalid("server.api_key", "set api_key or api_key_file"))?,
+                match_users_by_name: self.match_users_by_name,
+            },
+        };
+        Ok(ServerSettings {
+            name: self.name,
+            url: self.url,
+            access,
+            interval: self.interval,
+            timeout: self.timeout,
+        })
     }
 
     fn validate(&self, i: usize) -> Result<(), ConfigError> {
@@ -164,7 +242,7 @@ impl ServerSettings {
                 format!("server {i}: put the token in token_file, not the URL"),
             ));
         }
-        if self.is_plex() {
+        if self.kind == ServerKind::Plex {
             self.validate_plex(i)?;
         } else {
             self.validate_users_server(i)?;
@@ -269,16 +347,18 @@ impl ServerSettings {
     }
 }
 
-/// Every entry is valid, and the names are unique, also beside the torrent clients' (the
-/// state file keeps both servers' and clients' originals by name).
-pub(super) fn validate_all(
-    servers: &[ServerSettings],
+/// Every entry parsed, and the names unique, also beside the torrent clients' (the state file
+/// keeps both servers' and clients' originals by name).
+pub(super) fn parse_all(
+    files: Vec<ServerFile>,
     downloaders: &[String],
-) -> Result<(), ConfigError> {
-    for (i, s) in servers.iter().enumerate() {
-        s.validate(i + 1)?;
-    }
-    let names = names(servers);
+) -> Result<Vec<ServerSettings>, ConfigError> {
+    let servers = files
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| f.parse(i + 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names = names(&servers);
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             return Err(invalid(
@@ -295,7 +375,7 @@ pub(super) fn validate_all(
             ));
         }
     }
-    Ok(())
+    Ok(servers)
 }
 
 /// Each entry's name: its own, or its kind (numbered from the second of a kind on).
@@ -306,7 +386,7 @@ pub fn names(servers: &[ServerSettings]) -> Vec<String> {
         .map(|s| match &s.name {
             Some(n) => n.clone(),
             None => {
-                let kind = s.kind.as_str();
+                let kind = s.kind().as_str();
                 let n = seen.entry(kind).or_insert(0);
                 *n += 1;
                 if *n == 1 {

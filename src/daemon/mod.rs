@@ -161,7 +161,7 @@ fn start(
     let plex_hook = settings
         .server
         .iter()
-        .any(|s| s.kind == crate::config::ServerKind::Plex)
+        .any(|s| s.is_plex())
         .then(|| budget.read_servers.clone());
     let notify_close = CancellationToken::new();
     let (notifier, notify_task) =

@@ -49,11 +49,14 @@ fn the_written_configuration_loads_and_says_what_was_answered() {
         assert!(!text.contains("emby-k"), "no secret in the file");
         if let [p, e] = s.server.as_slice() {
             assert_eq!(p.url, "http://127.0.0.1:32400");
-            assert!(p.token_file.is_some());
+            // From token_file (not written here, so unreadable), never inline.
+            let from = p.token().unwrap_err().to_string();
+            assert!(from.contains("server.token_file"), "{from}");
             assert!(p.manages_wan_total());
-            assert_eq!(e.kind, crate::config::ServerKind::Emby);
+            assert_eq!(e.kind(), crate::config::ServerKind::Emby);
             assert_eq!(e.url, "http://127.0.0.1:8096/emby");
-            assert!(e.api_key_file.is_some());
+            let from = e.api_key().unwrap_err().to_string();
+            assert!(from.contains("server.api_key_file"), "{from}");
         }
         if let Some(d) = s.downloader.first() {
             assert_eq!(d.username.as_deref(), Some("admin"));

@@ -364,7 +364,7 @@ async fn an_emby_server_is_found_asked_for_its_key_and_written() {
     let settings = Settings::load(&s.config).unwrap();
     assert_eq!(settings.server.len(), 1);
     assert_eq!(
-        settings.server[0].kind,
+        settings.server[0].kind(),
         jellydemon::config::ServerKind::Emby
     );
     assert_eq!(settings.server[0].url, emby_url);

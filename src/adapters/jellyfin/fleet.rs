@@ -135,12 +135,12 @@ impl Fleet {
             .zip(crate::config::server_names(&settings.server))
             .filter(|(s, _)| s.manages_users())
         {
-            let flavor = match s.kind {
+            let flavor = match s.kind() {
                 crate::config::ServerKind::Emby => Flavor::Emby,
                 _ => Flavor::Jellyfin,
             };
             let client = Client::with_flavor(flavor, &s.url, s.api_key()?, s.timeout)?;
-            members.push((name, client, s.match_users_by_name));
+            members.push((name, client, s.match_users_by_name()));
         }
         Ok(Fleet::with_members(primary, members))
     }
