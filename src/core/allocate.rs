@@ -15,6 +15,7 @@
 //! search over the sorted breakpoints `floorᵢ/wᵢ` and `ceilingᵢ/wᵢ` (compared as fractions in
 //! 128-bit integers), so a pass over 10,000 claimants is `O(n log n)`.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 
 use crate::config::Algorithm;
@@ -104,9 +105,12 @@ fn water_fill_by(
     weighted: bool,
     demand_capped: bool,
 ) -> Allocation {
-    let effective = effective_claimants(claimants, weighted, demand_capped);
-    let (shares, overloaded) = water_fill(&effective, budget);
-    allocation(claimants, &effective, shares, overloaded, demand_capped)
+    with_scratch(|s| {
+        fill_effective(&mut s.effective, claimants, weighted, demand_capped);
+        let levels = s.levels(false);
+        let (shares, overloaded) = water_fill_in(&levels, budget);
+        allocation(claimants, levels.cs, shares, overloaded, demand_capped)
+    })
 }
 
 /// [`fair_by_demand`], and for each claimant `lift` picks (from its index, itself, its bound
@@ -119,18 +123,20 @@ pub fn fair_by_demand_and_lifted(
     lift: impl Fn(usize, &Claimant, Bound, bool) -> bool,
 ) -> (Allocation, Vec<Option<u64>>) {
     let weighted = algorithm == Algorithm::Priority;
-    let effective = effective_claimants(claimants, weighted, true);
-    let levels = Levels::new(&effective, true);
-    let (shares, overloaded) = water_fill_in(&levels, budget);
-    let a = allocation(claimants, &effective, shares, overloaded, true);
-    let lift: Vec<bool> = claimants
-        .iter()
-        .zip(&a.bounds)
-        .enumerate()
-        .map(|(i, (c, b))| lift(i, c, *b, a.overloaded))
-        .collect();
-    let lifted = lifted_in(&levels, claimants, budget, &lift);
-    (a, lifted)
+    with_scratch(|s| {
+        fill_effective(&mut s.effective, claimants, weighted, true);
+        let levels = s.levels(true);
+        let (shares, overloaded) = water_fill_in(&levels, budget);
+        let a = allocation(claimants, levels.cs, shares, overloaded, true);
+        let lift: Vec<bool> = claimants
+            .iter()
+            .zip(&a.bounds)
+            .enumerate()
+            .map(|(i, (c, b))| lift(i, c, *b, a.overloaded))
+            .collect();
+        let lifted = lifted_in(&levels, claimants, budget, &lift);
+        (a, lifted)
+    })
 }
 
 /// The allocation of `shares`, each with the bound that decided it.
@@ -164,30 +170,68 @@ fn allocation(
     }
 }
 
-/// The claimants as the water-filling sees them: weight 1 unless `weighted`, each ceiling
-/// lowered to the demand (never below the floor) when `demand_capped`, each floor at most
-/// the ceiling.
-fn effective_claimants(
+/// The claimants as the water-filling sees them, into `out`: weight 1 unless `weighted`, each
+/// ceiling lowered to the demand (never below the floor) when `demand_capped`, each floor at
+/// most the ceiling.
+fn fill_effective(
+    out: &mut Vec<Claimant>,
     claimants: &[Claimant],
     weighted: bool,
     demand_capped: bool,
-) -> Vec<Claimant> {
-    claimants
-        .iter()
-        .map(|c| {
-            let ceiling = if demand_capped {
-                c.ceiling.min(c.demand.max(c.floor))
-            } else {
-                c.ceiling
-            };
-            Claimant {
-                weight_milli: if weighted { c.weight_milli.max(1) } else { 1 },
-                floor: c.floor.min(ceiling),
-                ceiling,
-                demand: c.demand,
-            }
-        })
-        .collect()
+) {
+    out.clear();
+    out.extend(claimants.iter().map(|c| {
+        let ceiling = if demand_capped {
+            c.ceiling.min(c.demand.max(c.floor))
+        } else {
+            c.ceiling
+        };
+        Claimant {
+            weight_milli: if weighted { c.weight_milli.max(1) } else { 1 },
+            floor: c.floor.min(ceiling),
+            ceiling,
+            demand: c.demand,
+        }
+    }));
+}
+
+/// The arrays one water-filling sorts and sums into. Each thread keeps its own between calls
+/// ([`with_scratch`]): for 10,000 claimants they take about 1.5 MB, which the system allocator
+/// would otherwise hand back to the kernel after each call and fault in again at the next
+/// (a fifth of the time in `BENCHMARKS.md`'s profile, and up to 40 % with glibc's thresholds
+/// still low). A household's few claimants keep a few kilobytes.
+#[derive(Default)]
+struct Scratch {
+    effective: Vec<Claimant>,
+    ceilings: Sorted,
+    floors: Sorted,
+    packed: Vec<u64>,
+    keyed: Vec<(Frac, u32)>,
+}
+
+impl Scratch {
+    /// The levels of the claimants in `effective`, their breakpoints sorted; `ranked` keeps
+    /// where each ceiling's breakpoint went (for [`lifted_in`]).
+    fn levels(&mut self, ranked: bool) -> Levels<'_> {
+        let cs = &self.effective;
+        self.ceilings
+            .fill(cs, |c| c.ceiling, ranked, &mut self.packed, &mut self.keyed);
+        self.floors
+            .fill(cs, |c| c.floor, false, &mut self.packed, &mut self.keyed);
+        Levels::new(cs, &self.ceilings, &self.floors)
+    }
+}
+
+/// `f` with this thread's [`Scratch`] (a fresh one if `f` is already running on this thread,
+/// so a caller's closure may allocate too).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = RefCell::default();
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// A breakpoint `value / weight` of the level function. Both halves are `u64`, so a
@@ -207,6 +251,7 @@ impl Frac {
 /// Breakpoints of one kind (every claimant's `ceiling/w`, or every claimant's `floor/w`),
 /// sorted, with running sums of the values and weights behind them, so that the sums over
 /// all breakpoints at or below a level take one binary search.
+#[derive(Default)]
 struct Sorted {
     fracs: Vec<Frac>,
     /// `value[k]`: the sum of the values of the first `k` breakpoints.
@@ -217,46 +262,84 @@ struct Sorted {
     rank: Vec<usize>,
 }
 
+/// Where [`Sorted::sort`] left the breakpoints in order.
+enum Order {
+    /// In `packed`, as `value << INDEX_BITS | index`, all of weight `den`.
+    Packed { den: u64 },
+    /// In `keyed`.
+    Keyed,
+}
+
+/// The bits of a claimant's index in a packed breakpoint.
+const INDEX_BITS: u32 = 24;
+
 impl Sorted {
     /// The breakpoints `value_of(c) / c.weight_milli` sorted, with each claimant's place when
-    /// `ranked` (else `rank` is empty).
-    fn new(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64, ranked: bool) -> Sorted {
-        let keyed = Sorted::keyed(cs, value_of);
-        let mut rank = if ranked {
-            vec![0; cs.len()]
-        } else {
-            Vec::new()
-        };
-        let mut value = Vec::with_capacity(cs.len() + 1);
-        let mut weight = Vec::with_capacity(cs.len() + 1);
-        let (mut v, mut w) = (0u128, 0u128);
-        value.push(0);
-        weight.push(0);
-        for (k, &(f, i)) in keyed.iter().enumerate() {
-            if ranked {
-                rank[i as usize] = k;
-            }
-            v += f.num as u128;
-            w += f.den as u128;
-            value.push(v);
-            weight.push(w);
+    /// `ranked` (else `rank` is empty); `packed` and `keyed` are room to sort in.
+    fn fill(
+        &mut self,
+        cs: &[Claimant],
+        value_of: impl Fn(&Claimant) -> u64,
+        ranked: bool,
+        packed: &mut Vec<u64>,
+        keyed: &mut Vec<(Frac, u32)>,
+    ) {
+        self.rank.clear();
+        if ranked {
+            self.rank.resize(cs.len(), 0);
         }
-        Sorted {
-            fracs: keyed.into_iter().map(|(f, _)| f).collect(),
-            value,
-            weight,
-            rank,
+        self.fracs.clear();
+        self.value.clear();
+        self.weight.clear();
+        self.value.push(0);
+        self.weight.push(0);
+        // Each array in a pass of its own: simple loops the compiler unrolls.
+        match Sorted::sort(cs, value_of, packed, keyed) {
+            Order::Packed { den } => {
+                let mask = (1u64 << INDEX_BITS) - 1;
+                if ranked {
+                    for (k, &p) in packed.iter().enumerate() {
+                        self.rank[(p & mask) as usize] = k;
+                    }
+                }
+                self.fracs.extend(packed.iter().map(|&p| Frac {
+                    num: p >> INDEX_BITS,
+                    den,
+                }));
+                self.value.extend(packed.iter().scan(0u128, |sum, &p| {
+                    *sum += (p >> INDEX_BITS) as u128;
+                    Some(*sum)
+                }));
+                self.weight
+                    .extend((1..=packed.len() as u128).map(|k| k * den as u128));
+            }
+            Order::Keyed => {
+                if ranked {
+                    for (k, &(_, i)) in keyed.iter().enumerate() {
+                        self.rank[i as usize] = k;
+                    }
+                }
+                self.fracs.extend(keyed.iter().map(|&(f, _)| f));
+                let running = |out: &mut Vec<u128>, part: fn(&Frac) -> u64| {
+                    out.extend(keyed.iter().scan(0u128, |sum, (f, _)| {
+                        *sum += part(f) as u128;
+                        Some(*sum)
+                    }));
+                };
+                running(&mut self.value, |f| f.num);
+                running(&mut self.weight, |f| f.den);
+            }
         }
     }
 
     /// The breakpoints in order, each with its claimant's index beside it (no lookup into
     /// `cs` per comparison; ties in any order).
-    fn keyed(cs: &[Claimant], value_of: impl Fn(&Claimant) -> u64) -> Vec<(Frac, u32)> {
-        const INDEX_BITS: u32 = 24;
-        let frac = |c: &Claimant| Frac {
-            num: value_of(c),
-            den: c.weight_milli,
-        };
+    fn sort(
+        cs: &[Claimant],
+        value_of: impl Fn(&Claimant) -> u64,
+        packed: &mut Vec<u64>,
+        keyed: &mut Vec<(Frac, u32)>,
+    ) -> Order {
         let one_weight = cs
             .windows(2)
             .all(|w| w[0].weight_milli == w[1].weight_milli);
@@ -267,36 +350,31 @@ impl Sorted {
             // One weight for all (every algorithm but `priority`): the breakpoints sort as
             // their values do; while values and indices fit, as one integer each (the value
             // above, the index below).
-            let den = cs.first().map_or(1, |c| c.weight_milli);
-            let mut packed: Vec<u64> = cs
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (value_of(c) << INDEX_BITS) | i as u64)
-                .collect();
+            packed.clear();
+            packed.extend(
+                cs.iter()
+                    .enumerate()
+                    .map(|(i, c)| (value_of(c) << INDEX_BITS) | i as u64),
+            );
             packed.sort_unstable();
-            let mask = (1u64 << INDEX_BITS) - 1;
-            return packed
-                .into_iter()
-                .map(|p| {
-                    let f = Frac {
-                        num: p >> INDEX_BITS,
-                        den,
-                    };
-                    (f, (p & mask) as u32)
-                })
-                .collect();
+            return Order::Packed {
+                den: cs.first().map_or(1, |c| c.weight_milli),
+            };
         }
-        let mut keyed: Vec<(Frac, u32)> = cs
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (frac(c), i as u32))
-            .collect();
+        keyed.clear();
+        keyed.extend(cs.iter().enumerate().map(|(i, c)| {
+            let f = Frac {
+                num: value_of(c),
+                den: c.weight_milli,
+            };
+            (f, i as u32)
+        }));
         if one_weight {
             keyed.sort_unstable_by_key(|(f, _)| f.num);
         } else {
             keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
-        keyed
+        Order::Keyed
     }
 
     /// How many breakpoints are at or below `level`.
@@ -325,8 +403,8 @@ fn term(weight: u64, floor: u64, ceiling: u64, level: &Frac) -> u128 {
 /// `floor/w > λ` their floor, the rest `w·λ`.
 struct Levels<'a> {
     cs: &'a [Claimant],
-    ceilings: Sorted,
-    floors: Sorted,
+    ceilings: &'a Sorted,
+    floors: &'a Sorted,
     total_weight: u128,
     sum_floor: u128,
     sum_ceiling: u128,
@@ -344,13 +422,12 @@ struct Segment {
 }
 
 impl<'a> Levels<'a> {
-    /// The claimants' levels; `ranked` keeps where each ceiling's breakpoint went (for
-    /// [`lifted_in`]).
-    fn new(cs: &'a [Claimant], ranked: bool) -> Levels<'a> {
+    /// The claimants' levels, from their ceilings' and floors' breakpoints sorted.
+    fn new(cs: &'a [Claimant], ceilings: &'a Sorted, floors: &'a Sorted) -> Levels<'a> {
         Levels {
             cs,
-            ceilings: Sorted::new(cs, |c| c.ceiling, ranked),
-            floors: Sorted::new(cs, |c| c.floor, false),
+            ceilings,
+            floors,
             total_weight: cs.iter().map(|c| c.weight_milli as u128).sum(),
             sum_floor: cs.iter().map(|c| c.floor as u128).sum(),
             sum_ceiling: cs.iter().map(|c| c.ceiling as u128).sum(),
@@ -456,25 +533,35 @@ fn pinned_in(c: &Claimant, seg: &Segment) -> Option<u64> {
 
 /// A free claimant's share of what is left, in proportion to its weight.
 fn free_share(c: &Claimant, seg: &Segment) -> u64 {
-    // In 64 bits while they fit (a 128-bit division is a call into the runtime).
-    let s = match (u64::try_from(seg.rest), u64::try_from(seg.free_weight)) {
-        (Ok(rest), Ok(free)) if let Some(p) = c.weight_milli.checked_mul(rest) => p / free,
-        _ => (c.weight_milli as u128 * seg.rest / seg.free_weight) as u64,
-    };
-    s.clamp(c.floor, c.ceiling)
+    share_of_weight(c.weight_milli, seg).clamp(c.floor, c.ceiling)
 }
 
-/// Weighted max-min water-filling with floors and ceilings (`floor <= ceiling` per claimant).
-/// Returns the shares and whether the floors alone exceed the budget.
+/// What is left, in proportion to `weight` (before the claimant's bounds).
+fn share_of_weight(weight: u64, seg: &Segment) -> u64 {
+    // In 64 bits while they fit (a 128-bit division is a call into the runtime).
+    match (u64::try_from(seg.rest), u64::try_from(seg.free_weight)) {
+        (Ok(rest), Ok(free)) if let Some(p) = weight.checked_mul(rest) => p / free,
+        _ => (weight as u128 * seg.rest / seg.free_weight) as u64,
+    }
+}
+
+/// [`water_fill_in`] of claimants taken as they are (what the tests compare with the oracle).
+#[cfg(test)]
+fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
+    with_scratch(|s| {
+        s.effective.clear();
+        s.effective.extend_from_slice(cs);
+        water_fill_in(&s.levels(false), budget)
+    })
+}
+
+/// Weighted max-min water-filling with floors and ceilings (`floor <= ceiling` per claimant),
+/// over their breakpoints already sorted. Returns the shares and whether the floors alone
+/// exceed the budget.
 ///
 /// `λ` lies between two neighbouring breakpoints, found by a binary search over each sorted
 /// kind of breakpoint with `G` evaluated in `O(log n)`, so the whole is one sort and a pass:
 /// `O(n log n)`.
-fn water_fill(cs: &[Claimant], budget: u64) -> (Vec<u64>, bool) {
-    water_fill_in(&Levels::new(cs, false), budget)
-}
-
-/// [`water_fill`] over breakpoints already sorted.
 fn water_fill_in(levels: &Levels, budget: u64) -> (Vec<u64>, bool) {
     let cs = levels.cs;
     if cs.is_empty() {
@@ -496,9 +583,24 @@ fn water_fill_in(levels: &Levels, budget: u64) -> (Vec<u64>, bool) {
         seg.free_weight > 0,
         "a segment with no free claimant cannot cross the budget"
     );
+    // The share of a weight is the same for every free claimant of that weight: with one
+    // weight for all (every algorithm but `priority`) one division serves them all.
+    let mut last: Option<(u64, u64)> = None;
     let shares = cs
         .iter()
-        .map(|c| pinned_in(c, &seg).unwrap_or_else(|| free_share(c, &seg)))
+        .map(|c| {
+            pinned_in(c, &seg).unwrap_or_else(|| {
+                let share = match last {
+                    Some((w, share)) if w == c.weight_milli => share,
+                    _ => {
+                        let share = share_of_weight(c.weight_milli, &seg);
+                        last = Some((c.weight_milli, share));
+                        share
+                    }
+                };
+                share.clamp(c.floor, c.ceiling)
+            })
+        })
         .collect();
     (shares, false)
 }
@@ -516,8 +618,10 @@ pub fn fair_by_demand_lifted(
     lift: &[bool],
 ) -> Vec<Option<u64>> {
     let weighted = algorithm == Algorithm::Priority;
-    let effective = effective_claimants(claimants, weighted, true);
-    lifted_in(&Levels::new(&effective, true), claimants, budget, lift)
+    with_scratch(|s| {
+        fill_effective(&mut s.effective, claimants, weighted, true);
+        lifted_in(&s.levels(true), claimants, budget, lift)
+    })
 }
 
 /// [`fair_by_demand_lifted`] over the breakpoints of the claimants as [`fair_by_demand`]

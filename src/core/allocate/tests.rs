@@ -318,7 +318,8 @@ proptest! {
     /// claimant at each step of the search gave.
     #[test]
     fn water_fill_matches_the_oracle(cs in tied_claimants(), budget in 0u64..2_000 * M, weighted in any::<bool>(), capped in any::<bool>()) {
-        let effective = effective_claimants(&cs, weighted, capped);
+        let mut effective = Vec::new();
+        fill_effective(&mut effective, &cs, weighted, capped);
         prop_assert_eq!(water_fill(&effective, budget), water_fill_oracle(&effective, budget));
     }
 
@@ -334,7 +335,8 @@ proptest! {
             .into_iter()
             .map(|(w, floor, extra)| Claimant { weight_milli: 1000 + w, floor, ceiling: floor + extra, demand: 0 })
             .collect();
-        let effective = effective_claimants(&cs, weighted, false);
+        let mut effective = Vec::new();
+        fill_effective(&mut effective, &cs, weighted, false);
         prop_assert_eq!(water_fill(&effective, budget), water_fill_oracle(&effective, budget));
     }
 
