@@ -4,7 +4,11 @@
 //! Every struct denies unknown fields, so a typo is an error that names the key instead of a
 //! setting that silently does nothing. The load then checks values (CIDRs, URL, limits), parses
 //! the tables whose keys depend on their `kind` into enums (`[bandwidth.meter]` into
-//! [`MeterSource`]) and reads every `<key>_file` into a [`Secret`]; each error names the key.
+//! [`MeterSource`], `[[notify]]` into [`NotifyService`], `[[server]]` into [`ServerAccess`]),
+//! parses the schedule and its time zone, and reads every `<key>_file` into a [`Secret`]; each
+//! error names the key. A table whose keys depend on its kind is read flat and parsed by hand,
+//! not as a `#[serde(tag = "kind")]` enum, so a key of another kind gets "is for kind = snmp"
+//! (`tests/invalid-configs/`) rather than serde's "unknown field".
 //! Nothing re-reads or re-checks the file after the load. A secret's `Debug` prints a
 //! placeholder, so a `{:?}` of the settings never shows one.
 //!

@@ -176,6 +176,27 @@ impl MeterFile {
     /// The meter: each kind has what it needs and nothing of another kind's, its secret read
     /// (once, here), every figure in range.
     pub(super) fn parse(mut self) -> Result<MeterSettings, ConfigError> {
+        self.check_keys()?;
+        let source = self.source()?;
+        self.check_figures()?;
+        Ok(MeterSettings {
+            source,
+            interface: self.interface,
+            interval: self.interval,
+            timeout: self.timeout,
+            min_budget_mbps: self.min_budget_mbps,
+            step_mbps: self.step_mbps,
+            rise: self.rise,
+            fall: self.fall,
+            window: self.window,
+            quantile_percent: self.quantile_percent,
+            fail_after: self.fail_after,
+            sqm_interval: self.sqm_interval,
+        })
+    }
+
+    /// The interface is a name, and no key of another kind is set, nor a secret twice.
+    fn check_keys(&self) -> Result<(), ConfigError> {
         let kind = self.kind.as_str();
         if self.interface.trim().is_empty() {
             return Err(invalid("bandwidth.meter.interface", "is empty"));
@@ -244,7 +265,12 @@ impl MeterFile {
             "bandwidth.meter.password",
             "password or password_file",
         )?;
-        let source = match self.kind {
+        Ok(())
+    }
+
+    /// Where the counter is read, with what the kind needs (its secret read here).
+    fn source(&mut self) -> Result<MeterSource, ConfigError> {
+        Ok(match self.kind {
             MeterKind::Snmp => MeterSource::Snmp {
                 host: self
                     .host
@@ -304,7 +330,11 @@ impl MeterFile {
                 },
             },
             MeterKind::Interface => MeterSource::Interface,
-        };
+        })
+    }
+
+    /// Every duration, step, bound and count in range.
+    fn check_figures(&self) -> Result<(), ConfigError> {
         for (key, d) in [
             ("bandwidth.meter.interval", self.interval),
             ("bandwidth.meter.timeout", self.timeout),
@@ -345,20 +375,7 @@ impl MeterFile {
         if self.fail_after == 0 {
             return Err(invalid("bandwidth.meter.fail_after", "must be at least 1"));
         }
-        Ok(MeterSettings {
-            source,
-            interface: self.interface,
-            interval: self.interval,
-            timeout: self.timeout,
-            min_budget_mbps: self.min_budget_mbps,
-            step_mbps: self.step_mbps,
-            rise: self.rise,
-            fall: self.fall,
-            window: self.window,
-            quantile_percent: self.quantile_percent,
-            fail_after: self.fail_after,
-            sqm_interval: self.sqm_interval,
-        })
+        Ok(())
     }
 }
 

@@ -278,6 +278,63 @@ impl NotifyFile {
     /// given one way and read (once, here), and the URL is one. `n`: its place (from 1), for
     /// messages.
     pub(super) fn parse(mut self, n: usize) -> Result<NotifyTarget, ConfigError> {
+        self.check(n)?;
+        let kind = self.kind.as_str();
+        let at = |what: String| invalid("notify", format!("target {n} ({kind}): {what}"));
+        use NotifyKind::*;
+        let name = self
+            .name
+            .take()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| kind.to_string());
+        let url = take(&mut self.url, &self.url_file, "notify.url_file")?
+            .ok_or_else(|| at("missing url".into()))?;
+        check_url(&url, &at)?;
+        let topic = take(&mut self.topic, &self.topic_file, "notify.topic_file")?;
+        let token = take(&mut self.token, &self.token_file, "notify.token_file")?;
+        let password = take(
+            &mut self.password,
+            &self.password_file,
+            "notify.password_file",
+        )?;
+        let service = match self.kind {
+            Ntfy => NotifyService::Ntfy {
+                url,
+                topic: topic.ok_or_else(|| at("missing topic".into()))?,
+                auth: match (token, self.username, password) {
+                    (Some(token), _, _) => NtfyAuth::Token(token),
+                    (_, Some(username), Some(password)) => NtfyAuth::Basic { username, password },
+                    _ => NtfyAuth::Anonymous,
+                },
+            },
+            Gotify => NotifyService::Gotify {
+                url,
+                token: token.ok_or_else(|| at("missing token (the application's token)".into()))?,
+            },
+            Discord => NotifyService::Discord { url },
+            Apprise => NotifyService::Apprise {
+                url,
+                to: match self.key {
+                    Some(key) => AppriseTo::Key(key),
+                    None => AppriseTo::Urls(self.urls),
+                },
+            },
+            Webhook => NotifyService::Webhook {
+                url,
+                headers: self.headers,
+            },
+        };
+        Ok(NotifyTarget {
+            name,
+            service,
+            events: self.events,
+            timeout: self.timeout,
+        })
+    }
+
+    /// What the kind needs is given, once, nothing of another kind is, and an inline URL is
+    /// one; `n` as in [`NotifyFile::parse`].
+    fn check(&self, n: usize) -> Result<(), ConfigError> {
         let kind = self.kind.as_str();
         let at = |what: String| invalid("notify", format!("target {n} ({kind}): {what}"));
         let only = |present: bool, key: &str, kinds: &[NotifyKind]| {
@@ -370,54 +427,7 @@ impl NotifyFile {
                 "events is empty: remove the target, or list what it wants".into(),
             ));
         }
-        let name = self
-            .name
-            .take()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| kind.to_string());
-        let url = take(&mut self.url, &self.url_file, "notify.url_file")?
-            .ok_or_else(|| at("missing url".into()))?;
-        check_url(&url, &at)?;
-        let topic = take(&mut self.topic, &self.topic_file, "notify.topic_file")?;
-        let token = take(&mut self.token, &self.token_file, "notify.token_file")?;
-        let password = take(
-            &mut self.password,
-            &self.password_file,
-            "notify.password_file",
-        )?;
-        let service = match self.kind {
-            Ntfy => NotifyService::Ntfy {
-                url,
-                topic: topic.ok_or_else(|| at("missing topic".into()))?,
-                auth: match (token, self.username, password) {
-                    (Some(token), _, _) => NtfyAuth::Token(token),
-                    (_, Some(username), Some(password)) => NtfyAuth::Basic { username, password },
-                    _ => NtfyAuth::Anonymous,
-                },
-            },
-            Gotify => NotifyService::Gotify {
-                url,
-                token: token.ok_or_else(|| at("missing token (the application's token)".into()))?,
-            },
-            Discord => NotifyService::Discord { url },
-            Apprise => NotifyService::Apprise {
-                url,
-                to: match self.key {
-                    Some(key) => AppriseTo::Key(key),
-                    None => AppriseTo::Urls(self.urls),
-                },
-            },
-            Webhook => NotifyService::Webhook {
-                url,
-                headers: self.headers,
-            },
-        };
-        Ok(NotifyTarget {
-            name,
-            service,
-            events: self.events,
-            timeout: self.timeout,
-        })
+        Ok(())
     }
 }
 
