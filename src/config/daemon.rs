@@ -301,25 +301,32 @@ impl Default for DaemonSettings {
 }
 
 impl DaemonSettings {
-    /// The secrets (one of each pair, long enough, required off loopback), the hosts, the
-    /// timings and the limits of the listener.
+    /// The secrets and the listener: see [`DaemonSettings::check_secrets`] and
+    /// [`DaemonSettings::check_listener`].
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.check_secrets()?;
+        self.check_listener()
+    }
+
+    /// An inline secret is long enough, and a secret is set where the listener is reachable
+    /// from elsewhere. (That a secret is given one way only is checked before, with where each
+    /// way came from: `one_of_each_pair` in `src/config/errors.rs`.)
+    fn check_secrets(&self) -> Result<(), ConfigError> {
         let d = self;
-        if d.webhook_token.is_some() && d.webhook_token_file.is_some() {
-            return Err(invalid(
-                "daemon.webhook_token",
-                "set either webhook_token or webhook_token_file, not both",
-            ));
-        }
-        if d.webhook_token
-            .as_ref()
-            .and_then(Secret::inline)
-            .is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN)
-        {
-            return Err(invalid(
-                "daemon.webhook_token",
-                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
-            ));
+        for (key, token) in [
+            ("daemon.webhook_token", &d.webhook_token),
+            ("daemon.status_token", &d.status_token),
+        ] {
+            if token
+                .as_ref()
+                .and_then(Secret::inline)
+                .is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN)
+            {
+                return Err(invalid(
+                    key,
+                    "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
+                ));
+            }
         }
         if d.mode == Mode::Webhook
             && !d.listen.ip().is_loopback()
@@ -333,22 +340,6 @@ impl DaemonSettings {
                      it could trigger recomputes",
                     d.listen
                 ),
-            ));
-        }
-        if d.status_token.is_some() && d.status_token_file.is_some() {
-            return Err(invalid(
-                "daemon.status_token",
-                "set either status_token or status_token_file, not both",
-            ));
-        }
-        if d.status_token
-            .as_ref()
-            .and_then(Secret::inline)
-            .is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN)
-        {
-            return Err(invalid(
-                "daemon.status_token",
-                "must be at least 16 characters (e.g. `openssl rand -hex 16`)",
             ));
         }
         if d.status_protected()
@@ -368,6 +359,12 @@ impl DaemonSettings {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The host names, the timings and the limits of the listener and of the writes.
+    fn check_listener(&self) -> Result<(), ConfigError> {
+        let d = self;
         for host in &d.allowed_hosts {
             if host.is_empty() || host.contains(['/', ' ', ':', '@']) {
                 return Err(invalid(

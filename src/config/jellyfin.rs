@@ -94,13 +94,9 @@ impl JellyfinSettings {
                 "must not contain a query or fragment (the API key goes in api_key)",
             ));
         }
+        // That the key is given one way only is checked before, with where each way came
+        // from: `one_of_each_pair` in `src/config/errors.rs`.
         match (&self.api_key, &self.api_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "jellyfin.api_key",
-                    "set either api_key or api_key_file, not both",
-                ));
-            }
             (None, None) => {
                 return Err(invalid(
                     "jellyfin.api_key",
