@@ -66,7 +66,8 @@ pub struct DaemonSettings {
     #[serde(default = "default_listen")]
     pub listen: std::net::SocketAddr,
     /// The shared secret the Webhook plugin sends in `X-Jellydemon-Token` (or
-    /// `Authorization: Bearer`). Required unless `listen` is a loopback address.
+    /// `Authorization: Bearer`). Required unless `listen` is a loopback address. Given inline,
+    /// or read from `webhook_token_file` at load.
     #[serde(default)]
     pub webhook_token: Option<Secret>,
     /// A file holding the webhook secret (alternative to `webhook_token`); relative to the
@@ -75,7 +76,7 @@ pub struct DaemonSettings {
     pub webhook_token_file: Option<RelativePathBuf>,
     /// The secret for the status page, `/api/*` and `/metrics` when `listen` is not loopback
     /// (as `Authorization: Bearer`, or through the page's sign-in form). Default: the webhook
-    /// secret.
+    /// secret. Given inline, or read from `status_token_file` at load.
     #[serde(default)]
     pub status_token: Option<Secret>,
     /// A file holding the status secret (alternative to `status_token`); relative to the

@@ -47,7 +47,7 @@ pub struct DownloaderSettings {
     /// clients on localhost", Transmission without `rpc-authentication-required`).
     #[serde(default)]
     pub username: Option<String>,
-    /// Its password (a secret), or `password_file`.
+    /// Its password (a secret): given inline, or read from `password_file` at load.
     #[serde(default)]
     pub password: Option<Secret>,
     /// A file holding the password.
