@@ -262,9 +262,7 @@ async fn the_status_page_shows_the_torrent_clients() {
     let Some(t) = Torrent::start(Kind::Qbittorrent).await else {
         return;
     };
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let (_closed, closed_port) = crate::common::refusing_port();
     let extra = format!(
         "{}\n[[downloader]]\nkind = \"transmission\"\nname = \"seedbox\"\n\
          url = \"http://127.0.0.1:{closed_port}\"\ntimeout = \"1s\"\n\
@@ -486,9 +484,7 @@ async fn the_status_page_shows_the_other_media_servers() {
     let plex = jellydemon::sim::plex::FakePlex::new("plex-token-page");
     plex.add_session("anneliese", "wan", 20_000);
     let (plex_url, _stop) = plex.spawn().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let (_closed, closed_port) = crate::common::refusing_port();
     // A third one, managed: its share becomes its total.
     let den = jellydemon::sim::plex::FakePlex::new("plex-token-den");
     let (den_url, _stop_den) = den.spawn().await;

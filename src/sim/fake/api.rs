@@ -1,7 +1,9 @@
 //! The fake's HTTP side: authentication, the routes jellydemon uses with Jellyfin's DTOs
 //! and errors, the policy POST that replaces the whole policy, and the faults a test sets.
-//! Over 600 lines on purpose: [`route`] is the one table of the endpoints the fake serves, read
-//! top to bottom against Jellyfin's OpenAPI spec, with the DTOs it answers beside it.
+//! Over 600 lines on purpose: `authenticated` (with `anonymous` before it) is the one table of
+//! the endpoints the fake serves, read top to bottom against Jellyfin's OpenAPI spec, with the
+//! DTOs it answers beside it; [`route`] runs a request through the key, the faults and the
+//! table.
 
 use std::time::Duration;
 
@@ -427,60 +429,14 @@ pub(super) fn route(
     let lower = path.trim_end_matches('/').to_ascii_lowercase();
     let segments: Vec<&str> = lower.split('/').filter(|s| !s.is_empty()).collect();
     let mut g = fake.lock();
-    let product = match g.flavor {
-        Flavor::Jellyfin => "Jellyfin Server",
-        Flavor::Emby => emby::PRODUCT_NAME,
-    };
-
-    // Anonymous endpoints.
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["system", "info", "public"]) => {
-            return (
-                json_response(json!({
-                    "LocalAddress": "http://127.0.0.1:8096",
-                    "ServerName": g.server_name,
-                    "Version": g.version,
-                    "ProductName": product,
-                    "Id": SERVER_ID,
-                    "StartupWizardCompleted": true
-                })),
-                None,
-            );
-        }
-        (&Method::GET, ["system", "ping"]) => {
-            return (text(StatusCode::OK, &format!("\"{product}\"")), None);
-        }
-        _ => {}
+    if let Some(r) = anonymous(&g, method, &segments) {
+        return (r, None);
     }
-
-    let presented = match g.flavor {
-        Flavor::Jellyfin => token(headers),
-        Flavor::Emby => emby::token(headers, query),
-    };
-    let auth = match presented {
-        Some(t) if t == g.api_key => Auth::Admin,
-        Some(t) if g.non_admin_keys.contains(&t) => Auth::NonAdmin,
-        _ => Auth::None,
-    };
+    let auth = authorize(&g, headers, query);
     if matches!(auth, Auth::None) {
         return (text(StatusCode::UNAUTHORIZED, ""), None);
     }
-
-    // Faults.
-    let mut fault = None;
-    for (f, seen) in g.faults.iter_mut() {
-        let matches = f.method.as_ref().is_none_or(|m| m == method)
-            && f.path_prefix
-                .as_deref()
-                .is_none_or(|p| lower.starts_with(p));
-        if matches {
-            *seen += 1;
-            if *seen > f.skip {
-                fault = Some(f.kind);
-                break;
-            }
-        }
-    }
+    let fault = injected_fault(&mut g, method, &lower);
     match fault {
         Some(FaultKind::Status(s)) => {
             let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -490,10 +446,78 @@ pub(super) fn route(
         _ => {}
     }
     let hang_after = (fault == Some(FaultKind::ApplyThenHang)).then_some(HANG);
-
     let admin = matches!(auth, Auth::Admin);
-    let forbidden = || (text(StatusCode::FORBIDDEN, ""), None);
-    let response = match (method, segments.as_slice()) {
+    let response = authenticated(&mut g, method, &segments, admin, raw, body);
+    (response, hang_after)
+}
+
+/// The server's name as its `/System/Info` says it.
+fn product(g: &Inner) -> &'static str {
+    match g.flavor {
+        Flavor::Jellyfin => "Jellyfin Server",
+        Flavor::Emby => emby::PRODUCT_NAME,
+    }
+}
+
+/// The endpoints anyone may read.
+fn anonymous(g: &Inner, method: &Method, segments: &[&str]) -> Option<Response> {
+    let product = product(g);
+    match (method, segments) {
+        (&Method::GET, ["system", "info", "public"]) => Some(json_response(json!({
+                "LocalAddress": "http://127.0.0.1:8096",
+                "ServerName": g.server_name,
+                "Version": g.version,
+                "ProductName": product,
+                "Id": SERVER_ID,
+                "StartupWizardCompleted": true
+        }))),
+        (&Method::GET, ["system", "ping"]) => Some(text(StatusCode::OK, &format!("\"{product}\""))),
+        _ => None,
+    }
+}
+
+/// Who the request's key says it is.
+fn authorize(g: &Inner, headers: &HeaderMap, query: Option<&str>) -> Auth {
+    let presented = match g.flavor {
+        Flavor::Jellyfin => token(headers),
+        Flavor::Emby => emby::token(headers, query),
+    };
+    match presented {
+        Some(t) if t == g.api_key => Auth::Admin,
+        Some(t) if g.non_admin_keys.contains(&t) => Auth::NonAdmin,
+        _ => Auth::None,
+    }
+}
+
+/// The fault a test set for this request, if its turn has come.
+fn injected_fault(g: &mut Inner, method: &Method, lower: &str) -> Option<FaultKind> {
+    for (f, seen) in g.faults.iter_mut() {
+        let matches = f.method.as_ref().is_none_or(|m| m == method)
+            && f.path_prefix
+                .as_deref()
+                .is_none_or(|p| lower.starts_with(p));
+        if matches {
+            *seen += 1;
+            if *seen > f.skip {
+                return Some(f.kind);
+            }
+        }
+    }
+    None
+}
+
+/// The endpoints behind the API key: the table of what the fake serves, read top to bottom
+/// against Jellyfin's OpenAPI spec (`admin`: an administrator's key).
+fn authenticated(
+    g: &mut Inner,
+    method: &Method,
+    segments: &[&str],
+    admin: bool,
+    raw: &[u8],
+    body: Option<Value>,
+) -> Response {
+    let product = product(g);
+    match (method, segments) {
         (&Method::GET, ["system", "info"]) => json_response(json!({
             "LocalAddress": "http://127.0.0.1:8096",
             "ServerName": g.server_name,
@@ -512,7 +536,7 @@ pub(super) fn route(
         })),
         (&Method::GET, ["auth", "providers"]) => {
             if !admin {
-                return forbidden();
+                return text(StatusCode::FORBIDDEN, "");
             }
             json_response(json!([{"Name": "Default", "Id": AUTH_PROVIDER}]))
         }
@@ -534,16 +558,16 @@ pub(super) fn route(
             json_response(g.network_config.clone())
         }
         (&Method::GET, ["system", "configuration", "encoding"]) => {
-            json_response(encoding_config(&g))
+            json_response(encoding_config(g))
         }
         (&Method::GET, ["sessions"]) => {
-            let list: Vec<Value> = g.sessions.iter().map(|s| session_dto(&g, s)).collect();
+            let list: Vec<Value> = g.sessions.iter().map(|s| session_dto(g, s)).collect();
             json_response(Value::Array(list))
         }
         (&Method::GET, ["users"]) if g.flavor == Flavor::Emby => text(StatusCode::NOT_FOUND, ""),
         (&Method::GET, ["users", "query"]) if g.flavor == Flavor::Emby => {
             if !admin {
-                return forbidden();
+                return text(StatusCode::FORBIDDEN, "");
             }
             let items: Vec<Value> = g
                 .users
@@ -554,7 +578,7 @@ pub(super) fn route(
         }
         (&Method::GET, ["users"]) => {
             if !admin {
-                return forbidden();
+                return text(StatusCode::FORBIDDEN, "");
             }
             json_response(Value::Array(g.users.iter().map(user_dto).collect()))
         }
@@ -570,40 +594,42 @@ pub(super) fn route(
         }
         (&Method::POST, ["users", id, "policy"]) => {
             if !admin {
-                return forbidden();
+                return text(StatusCode::FORBIDDEN, "");
             }
             let id = crate::ids::normalize_guid(id);
-            post_policy(&mut g, &id, raw, body)
+            post_policy(g, &id, raw, body)
         }
         (&Method::POST, ["sessions", id, "command"]) => {
-            // A client that lists SetMaxStreamingBitrate answers it by re-requesting playback
-            // info: its stream restarts under the user's current limit (and the pushed rate).
-            let id = id.to_string();
-            let pushed = body
-                .as_ref()
-                .filter(|b| b["Name"] == "SetMaxStreamingBitrate")
-                .and_then(|b| b["Arguments"]["Bitrate"].as_str()?.parse::<i64>().ok());
-            if let Some(bitrate) = pushed
-                && let Some(s) = g.sessions.iter().find(|s| s.id == id).cloned()
-                && s.supported_commands
-                    .iter()
-                    .any(|c| c == "SetMaxStreamingBitrate")
-                && !s.ignores_limits
-            {
-                let limit = effective_limit(&g, &s);
-                if let Some(s) = g.sessions.iter_mut().find(|s| s.id == id) {
-                    s.client_max = Some(bitrate);
-                    if let Some(p) = s.playing.as_mut() {
-                        p.limit_at_start = limit;
-                        negotiate(p, cap(limit, Some(bitrate)));
-                    }
-                }
-            }
-            text(StatusCode::NO_CONTENT, "")
+            set_max_streaming_bitrate(g, id, body.as_ref())
         }
         _ => text(StatusCode::NOT_FOUND, ""),
-    };
-    (response, hang_after)
+    }
+}
+
+/// `SetMaxStreamingBitrate` sent to session `id`. A client that lists the command answers it by
+/// re-requesting playback info: its stream restarts under the user's current limit (and the
+/// pushed rate).
+fn set_max_streaming_bitrate(g: &mut Inner, id: &str, body: Option<&Value>) -> Response {
+    let pushed = body
+        .filter(|b| b["Name"] == "SetMaxStreamingBitrate")
+        .and_then(|b| b["Arguments"]["Bitrate"].as_str()?.parse::<i64>().ok());
+    if let Some(bitrate) = pushed
+        && let Some(s) = g.sessions.iter().find(|s| s.id == id).cloned()
+        && s.supported_commands
+            .iter()
+            .any(|c| c == "SetMaxStreamingBitrate")
+        && !s.ignores_limits
+    {
+        let limit = effective_limit(g, &s);
+        if let Some(s) = g.sessions.iter_mut().find(|s| s.id == id) {
+            s.client_max = Some(bitrate);
+            if let Some(p) = s.playing.as_mut() {
+                p.limit_at_start = limit;
+                negotiate(p, cap(limit, Some(bitrate)));
+            }
+        }
+    }
+    text(StatusCode::NO_CONTENT, "")
 }
 
 pub(super) fn post_policy(g: &mut Inner, id: &str, raw: &[u8], body: Option<Value>) -> Response {

@@ -424,3 +424,19 @@ impl Rng {
 pub fn spawn_run(config: &std::path::Path) -> bin::Running {
     bin::Bin::with_config(config, &["run"]).spawn()
 }
+
+/// A loopback port that refuses connections for as long as the returned socket lives: bound but
+/// never listening, so no other test can take the port meanwhile (as it could one picked and
+/// released).
+pub fn refusing_port() -> (rustix::fd::OwnedFd, u16) {
+    use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).expect("a socket");
+    bind(
+        &fd,
+        &std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+    )
+    .expect("bind a loopback port");
+    let addr = std::net::SocketAddrV4::try_from(getsockname(&fd).expect("its address"))
+        .expect("an IPv4 address");
+    (fd, addr.port())
+}
