@@ -157,17 +157,7 @@ pub async fn run(
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let settings = demo_settings(&jellyfin_url, &router_url, &seeder_url, listen, dir.path())?;
     let addr = listen;
-    println!(
-        "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\";"
-    );
-    println!(
-        "a simulated router measures the upload, and the budget leaves room for the rest of the house;"
-    );
-    println!(
-        "a simulated qBittorrent seeds all it is allowed, and gets what the remote streams leave."
-    );
-    println!("Status page: http://{addr}/   (metrics: /metrics, state: /api/state)");
-    println!("Ctrl-C stops it and puts every original limit back.\n");
+    banner(addr);
 
     let daemon_stop = CancellationToken::new();
     let daemon = tokio::spawn(daemon::run(
@@ -199,48 +189,8 @@ pub async fn run(
                 _ = sleep_until_opt(deadline) => break 'outer,
                 _ = tokio::time::sleep(step) => {}
             }
-            let (kind, user, session) = match s {
-                Step::Start {
-                    user,
-                    from,
-                    client,
-                    what,
-                    video,
-                    audio,
-                } => {
-                    let uid = id_of(user);
-                    let sid = fake.add_session(Some(&uid), Some(from), client, None);
-                    let item = Playback::direct(what, (video > 0).then_some(video), Some(audio));
-                    let rate = fake.start_playback(&sid, item.clone());
-                    let limit = fake.limit(&uid);
-                    println!(
-                        "▶ {user} starts {what} from {from}: source {:.1} Mbps, streams at {:.1} Mbps (limit at start: {})",
-                        item.source_rate() as f64 / 1e6,
-                        rate as f64 / 1e6,
-                        if limit > 0 {
-                            format!("{:.1} Mbps", limit as f64 / 1e6)
-                        } else {
-                            "none".into()
-                        },
-                    );
-                    sessions.push((user, sid.clone()));
-                    ("PlaybackStart", user, sid)
-                }
-                Step::House { what, bps } => {
-                    house.store(bps, std::sync::atomic::Ordering::SeqCst);
-                    println!("⌂ {what}");
-                    continue;
-                }
-                Step::Stop { user } => {
-                    let Some(pos) = sessions.iter().position(|(u, _)| *u == user) else {
-                        continue;
-                    };
-                    let (_, sid) = sessions.remove(pos);
-                    fake.stop_playback(&sid);
-                    fake.remove_session(&sid);
-                    println!("■ {user} stops");
-                    ("PlaybackStop", user, sid)
-                }
+            let Some((kind, user, session)) = act(&fake, &house, &mut sessions, &id_of, s) else {
+                continue;
             };
             let body = serde_json::json!({
                 "NotificationType": kind, "UserId": id_of(user), "Id": session,
@@ -268,6 +218,74 @@ pub async fn run(
         out.restore_failures
     );
     Ok(())
+}
+
+/// What the demo is, where its page is and how it stops.
+fn banner(addr: std::net::SocketAddr) {
+    println!(
+        "jellydemon demo: a simulated Jellyfin with 6 users, 100 Mbps upload (10 reserved), algorithm \"equal\";"
+    );
+    println!(
+        "a simulated router measures the upload, and the budget leaves room for the rest of the house;"
+    );
+    println!(
+        "a simulated qBittorrent seeds all it is allowed, and gets what the remote streams leave."
+    );
+    println!("Status page: http://{addr}/   (metrics: /metrics, state: /api/state)");
+    println!("Ctrl-C stops it and puts every original limit back.\n");
+}
+
+/// One step of the script played on the simulated server and house, told on the terminal;
+/// the webhook it makes the plugin send (event, user, session), if any.
+fn act(
+    fake: &FakeJellyfin,
+    house: &std::sync::atomic::AtomicU64,
+    sessions: &mut Vec<(&'static str, String)>,
+    id_of: &impl Fn(&str) -> String,
+    s: Step,
+) -> Option<(&'static str, &'static str, String)> {
+    Some(match s {
+        Step::Start {
+            user,
+            from,
+            client,
+            what,
+            video,
+            audio,
+        } => {
+            let uid = id_of(user);
+            let sid = fake.add_session(Some(&uid), Some(from), client, None);
+            let item = Playback::direct(what, (video > 0).then_some(video), Some(audio));
+            let rate = fake.start_playback(&sid, item.clone());
+            let limit = fake.limit(&uid);
+            println!(
+                "▶ {user} starts {what} from {from}: source {:.1} Mbps, streams at {:.1} Mbps (limit at start: {})",
+                item.source_rate() as f64 / 1e6,
+                rate as f64 / 1e6,
+                if limit > 0 {
+                    format!("{:.1} Mbps", limit as f64 / 1e6)
+                } else {
+                    "none".into()
+                },
+            );
+            sessions.push((user, sid.clone()));
+            ("PlaybackStart", user, sid)
+        }
+        Step::House { what, bps } => {
+            house.store(bps, std::sync::atomic::Ordering::SeqCst);
+            println!("⌂ {what}");
+            return None;
+        }
+        Step::Stop { user } => {
+            // A stop of someone who is not playing: nothing happens.
+            let pos = sessions.iter().position(|(u, _)| *u == user)?;
+            let (_, sid) = sessions.remove(pos);
+            fake.stop_playback(&sid);
+            fake.remove_session(&sid);
+            println!("■ {user} stops");
+            ("PlaybackStop", user, sid)
+        }
+    })
 }
 
 /// The daemon's configuration for the demo: the simulated Jellyfin, router and qBittorrent,
