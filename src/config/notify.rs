@@ -287,9 +287,13 @@ impl NotifyFile {
             .take()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| kind.to_string());
+        // An inline URL was checked with the rest; one from url_file is checked once read.
+        let from_file = self.url.is_none();
         let url = take(&mut self.url, &self.url_file, "notify.url_file")?
             .ok_or_else(|| at("missing url".into()))?;
-        check_url(&url, &at)?;
+        if from_file {
+            check_url(&url, &at)?;
+        }
         let topic = take(&mut self.topic, &self.topic_file, "notify.topic_file")?;
         let token = take(&mut self.token, &self.token_file, "notify.token_file")?;
         let password = take(
